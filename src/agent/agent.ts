@@ -1,0 +1,367 @@
+import { EventEmitter } from 'node:events';
+import type { Logger } from 'pino';
+import type { SyncMode } from '../api/index.js';
+import type { OfflineCache } from '../cache/index.js';
+import {
+  type AgentChannel,
+  Backoff,
+  type BackoffPolicy,
+  type ClientTransport,
+  type Clock,
+  ErrorCode,
+  HawserError,
+  isPermanent,
+  systemClock,
+  type TimerHandle,
+  toHawserError,
+  wire,
+} from '../tunnel/index.js';
+import { type AgentIdentity, loadOrCreateIdentity, saveIdentity } from './identity.js';
+import type { ClusterReader } from './kube.js';
+import { type AgentState, canTransition } from './state.js';
+
+export interface AgentCoreOptions {
+  clusterRegName: string;
+  clusterRegNamespace?: string;
+  clusterType: string;
+  clusterLabels: Record<string, string>;
+  clusterSyncMode: SyncMode;
+  clusterStatusUpdateFrequencyMs: number;
+  clusterLeaseDurationMs: number;
+  backoff: BackoffPolicy;
+  bootstrapToken?: string;
+  /** No welcome (or pending notice) within this long: give up the dial. */
+  registerTimeoutMs: number;
+  /** Heartbeats unanswered for this many intervals: the link is dead. */
+  missedHeartbeatLimit: number;
+  agentVersion: string;
+}
+
+const syncModeToWire: Record<SyncMode, wire.SyncMode> = {
+  Push: wire.SyncMode.SYNC_MODE_PUSH,
+  Pull: wire.SyncMode.SYNC_MODE_PULL,
+  Dual: wire.SyncMode.SYNC_MODE_DUAL,
+};
+
+export interface AgentDeps {
+  transport: ClientTransport;
+  reader: ClusterReader;
+  cache: OfflineCache;
+  logger: Logger;
+  clock?: Clock;
+  random?: () => number;
+}
+
+/**
+ * The agent's tunnel client: dials, registers, heartbeats and reconnects.
+ * Emits 'state' (AgentState) and 'error' is never emitted: failures become
+ * the backing-off state's reason.
+ */
+export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number] }> {
+  private current: AgentState = { kind: 'idle' };
+  private readonly clock: Clock;
+  private readonly backoff: Backoff;
+  private loop: Promise<void> | undefined;
+  private identity: AgentIdentity | undefined;
+  private channel: AgentChannel | undefined;
+  private wake: (() => void) | undefined;
+  private stopRequested = false;
+  private attempt = 0;
+  lastError: HawserError | undefined;
+  lastRttMs: number | undefined;
+
+  constructor(
+    readonly options: AgentCoreOptions,
+    private readonly deps: AgentDeps,
+  ) {
+    super();
+    this.clock = deps.clock ?? systemClock;
+    this.backoff = new Backoff(options.backoff, deps.random ?? Math.random);
+  }
+
+  get state(): AgentState {
+    return this.current;
+  }
+
+  get clusterId(): string | undefined {
+    return this.identity?.clusterId;
+  }
+
+  private setState(next: AgentState): void {
+    if (!canTransition(this.current.kind, next.kind)) {
+      throw new Error(`agent state ${this.current.kind} -> ${next.kind} is not allowed`);
+    }
+    const from = this.current.kind;
+    this.current = next;
+    const { kind, ...detail } = next;
+    const log = { from, to: kind, ...detail, ...(next.kind === 'backing-off' ? { reason: next.reason.toJSON() } : {}) };
+    if (next.kind === 'backing-off') this.deps.logger.warn(log, `agent ${kind}`);
+    else this.deps.logger.info(log, `agent ${kind}`);
+    this.emit('state', next);
+  }
+
+  /** Starts the reconnect loop; calling again returns the same loop. */
+  start(): Promise<void> {
+    this.loop ??= this.run();
+    return this.loop;
+  }
+
+  async stop(): Promise<void> {
+    this.stopRequested = true;
+    this.channel?.close();
+    this.wake?.();
+    if (!this.loop && this.current.kind !== 'stopped') this.setState({ kind: 'stopped' });
+    await this.loop;
+    this.deps.transport.close();
+  }
+
+  private async run(): Promise<void> {
+    this.identity = await loadOrCreateIdentity(this.deps.cache);
+    while (!this.stopRequested) {
+      this.setState({ kind: 'connecting', attempt: this.attempt++ });
+      const error = await this.session();
+      this.backoff.markDisconnected(this.clock.now());
+      if (this.stopRequested) break;
+      this.lastError = error;
+      const delayMs = this.backoff.next(error.retryAfterMs);
+      this.setState({ kind: 'backing-off', delayMs, reason: error });
+      if (isPermanent(error.code)) {
+        this.deps.logger.error({ code: error.code, attempts: this.backoff.attempts }, `hub refused this agent: ${error.message}`);
+      }
+      await new Promise<void>((resolve) => {
+        const timer = this.clock.setTimeout(resolve, delayMs);
+        this.wake = () => {
+          timer.cancel();
+          resolve();
+        };
+      });
+      this.wake = undefined;
+    }
+    this.setState({ kind: 'stopped' });
+  }
+
+  private helloFrame(identity: AgentIdentity): wire.ConnectRequest {
+    const o = this.options;
+    const hello: wire.Hello = {
+      clusterId: identity.clusterId,
+      auth: identity.credential
+        ? { $case: 'clusterCredential', value: identity.credential }
+        : { $case: 'bootstrapToken', value: o.bootstrapToken ?? '' },
+      registration: {
+        name: o.clusterRegName,
+        namespace: o.clusterRegNamespace ?? '',
+        clusterType: o.clusterType,
+        labels: o.clusterLabels,
+        syncMode: syncModeToWire[o.clusterSyncMode],
+      },
+      lastAckedRevision: 0,
+      leaseDurationMs: o.clusterLeaseDurationMs,
+      agentVersion: o.agentVersion,
+    };
+    return { frame: { $case: 'hello', value: hello } };
+  }
+
+  /** One stream from dial to close; returns why it ended. */
+  private async session(): Promise<HawserError> {
+    const identity = this.identity!;
+    const channel = this.deps.transport.open();
+    this.channel = channel;
+    const timers: TimerHandle[] = [];
+    let goodbye: HawserError | undefined;
+    let local: HawserError | undefined;
+    const fail = (error: HawserError) => {
+      local ??= error;
+      channel.close(error);
+    };
+    try {
+      if (identity.credential === undefined && !this.options.bootstrapToken) {
+        return new HawserError(ErrorCode.BadBootstrapToken, 'no cluster credential cached and no bootstrap token given (--bootstrap-token or PARENT_CLUSTER_TOKEN)');
+      }
+      this.setState({ kind: 'registering' });
+      const registerTimer = this.clock.setTimeout(
+        () => fail(new HawserError(ErrorCode.RegistrationTimeout, `hub did not answer hello within ${this.options.registerTimeoutMs}ms`)),
+        this.options.registerTimeoutMs,
+      );
+      timers.push(registerTimer);
+      await channel.send(this.helloFrame(identity)).catch((err: unknown) => fail(toHawserError(err, ErrorCode.Unavailable)));
+      let heartbeat: Heartbeater | undefined;
+      for await (const inbound of channel.frames()) {
+        if (!inbound.ok) {
+          fail(inbound.error);
+          break;
+        }
+        const frame = inbound.frame.frame!;
+        switch (frame.$case) {
+          case 'registrationPending':
+            registerTimer.cancel();
+            this.deps.logger.warn({ request: frame.value.requestName }, frame.value.message);
+            this.setState({ kind: 'registering', pendingRequest: frame.value.requestName });
+            break;
+          case 'welcome': {
+            registerTimer.cancel();
+            const w = frame.value;
+            if (w.credential) {
+              // Durable before anything else: losing it would strand the cluster.
+              identity.credential = w.credential;
+              identity.clusterName = w.clusterName;
+              identity.dedicatedNamespace = w.dedicatedNamespace;
+              await saveIdentity(this.deps.cache, identity);
+            }
+            this.backoff.markConnected(this.clock.now());
+            this.setState({ kind: 'ready', clusterName: w.clusterName, since: this.clock.now() });
+            heartbeat = new Heartbeater(this, channel, timers, w.heartbeatIntervalMs, fail);
+            heartbeat.start();
+            break;
+          }
+          case 'heartbeatAck':
+            heartbeat?.acked(frame.value);
+            break;
+          case 'goodbye':
+            goodbye = new HawserError(
+              (Object.values(ErrorCode) as string[]).includes(frame.value.code) ? (frame.value.code as ErrorCode) : ErrorCode.Unavailable,
+              frame.value.message,
+              { retryAfterMs: frame.value.retryAfterMs },
+            );
+            break;
+        }
+      }
+      const closedWith = await channel.closed;
+      const error = goodbye ?? local ?? closedWith ?? new HawserError(ErrorCode.Unavailable, 'hub ended the stream');
+      if (error.code === ErrorCode.BadCredential && this.options.bootstrapToken) {
+        // The hub does not know our credential (its data was reset): register afresh.
+        this.deps.logger.warn({ clusterId: identity.clusterId }, 'hub rejected the cached credential; registering again with the bootstrap token');
+        delete identity.credential;
+        await saveIdentity(this.deps.cache, identity);
+      }
+      return error;
+    } catch (err) {
+      channel.close();
+      return toHawserError(err, ErrorCode.Unavailable);
+    } finally {
+      for (const t of timers) t.cancel();
+      this.channel = undefined;
+    }
+  }
+
+  /** Reads cluster facts; a failing API server becomes failing health fields, not a failed heartbeat. */
+  async readStatus(previous: wire.ClusterStatus | undefined): Promise<wire.ClusterStatus> {
+    try {
+      return await this.deps.reader.read();
+    } catch (err) {
+      const failed = `failed: ${(err as Error).message}`;
+      this.deps.logger.warn({ err: (err as Error).message }, 'cannot read cluster status');
+      return {
+        k8sVersion: previous?.k8sVersion ?? '',
+        platform: previous?.platform ?? '',
+        apiServerUrl: previous?.apiServerUrl ?? '',
+        healthz: failed,
+        livez: failed,
+        readyz: failed,
+        nodeStatistics: previous?.nodeStatistics,
+        allocatable: previous?.allocatable ?? {},
+        capacity: previous?.capacity ?? {},
+        clusterCidr: previous?.clusterCidr ?? '',
+        serviceCidr: previous?.serviceCidr ?? '',
+        observedAtUnixMs: this.clock.now(),
+      };
+    }
+  }
+
+  get clockRef(): Clock {
+    return this.clock;
+  }
+
+  recordRtt(ms: number): void {
+    this.lastRttMs = ms;
+    this.emit('rtt', ms);
+  }
+}
+
+/**
+ * Heartbeats for one session: lease renewals every interval, the cluster
+ * status every status period, and a watchdog that ends the session when
+ * acks stop coming (a link that is up but passes nothing).
+ */
+class Heartbeater {
+  private sequence = 0;
+  private lastAckAt: number;
+  private lastStatusAt = -Infinity;
+  private lastStatus: wire.ClusterStatus | undefined;
+  private freshStatus: wire.ClusterStatus | undefined;
+  private refreshing = false;
+  private sending = false;
+  private stopped = false;
+  private readonly sentAt = new Map<number, number>();
+  private readonly intervalMs: number;
+
+  constructor(
+    private readonly agent: AgentCore,
+    private readonly channel: AgentChannel,
+    private readonly timers: TimerHandle[],
+    hubIntervalMs: number,
+    private readonly fail: (e: HawserError) => void,
+  ) {
+    const o = agent.options;
+    this.intervalMs = Math.max(50, Math.min(hubIntervalMs || o.clusterLeaseDurationMs / 3, o.clusterStatusUpdateFrequencyMs));
+    this.lastAckAt = agent.clockRef.now();
+  }
+
+  start(): void {
+    this.tick();
+  }
+
+  acked(ack: wire.HeartbeatAck): void {
+    const now = this.agent.clockRef.now();
+    this.lastAckAt = now;
+    const sent = this.sentAt.get(ack.sequence);
+    if (sent !== undefined) {
+      this.agent.recordRtt(now - sent);
+      this.sentAt.delete(ack.sequence);
+    }
+  }
+
+  private tick(): void {
+    const clock = this.agent.clockRef;
+    const now = clock.now();
+    const silentMs = now - this.lastAckAt;
+    if (silentMs > this.intervalMs * this.agent.options.missedHeartbeatLimit) {
+      this.fail(new HawserError(ErrorCode.HeartbeatTimeout, `no heartbeat ack from the hub for ${silentMs}ms`));
+      return;
+    }
+    if (!this.refreshing && now - this.lastStatusAt >= this.agent.options.clusterStatusUpdateFrequencyMs) {
+      // A slow API server must not delay lease renewals: read in the background, send when ready.
+      this.refreshing = true;
+      this.lastStatusAt = now;
+      void this.agent.readStatus(this.lastStatus).then((status) => {
+        this.refreshing = false;
+        this.lastStatus = status;
+        this.freshStatus = status;
+        void this.beat();
+      });
+    }
+    void this.beat();
+    this.timers.push(clock.setTimeout(() => this.tick(), this.intervalMs));
+    if (this.timers.length > 16) this.timers.splice(0, this.timers.length - 16);
+  }
+
+  private async beat(): Promise<void> {
+    // A send still waiting for drain means the link is slow: do not pile up more.
+    if (this.sending || this.stopped) return;
+    this.sending = true;
+    const status = this.freshStatus;
+    try {
+      const sequence = ++this.sequence;
+      this.sentAt.set(sequence, this.agent.clockRef.now());
+      if (this.sentAt.size > 64) this.sentAt.delete(this.sentAt.keys().next().value!);
+      await this.channel.send({
+        frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs: Date.now(), status } },
+      });
+      if (this.freshStatus === status) this.freshStatus = undefined;
+    } catch (err) {
+      this.stopped = true;
+      this.fail(toHawserError(err, ErrorCode.Unavailable));
+    } finally {
+      this.sending = false;
+    }
+  }
+}

@@ -1,0 +1,126 @@
+import { request } from 'node:https';
+import { request as httpRequest } from 'node:http';
+import { CoreV1Api, KubeConfig, VersionApi, type V1Node } from '@kubernetes/client-node';
+import type { wire } from '../tunnel/index.js';
+import { sumQuantities } from './quantity.js';
+
+// What the agent reads from its own cluster. Behind an interface so the
+// benchmark can run thousands of agents without thousands of API servers.
+
+export interface ClusterReader {
+  read(): Promise<wire.ClusterStatus>;
+}
+
+export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
+  const kc = new KubeConfig();
+  try {
+    if (kubeconfig) kc.loadFromFile(kubeconfig);
+    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
+    else kc.loadFromDefault();
+  } catch (cause) {
+    throw new Error(`cannot load kubeconfig ${kubeconfig ?? '(default)'}: ${(cause as Error).message}`, { cause });
+  }
+  if (!kc.getCurrentCluster()) throw new Error(`kubeconfig ${kubeconfig ?? '(default)'} has no current cluster`);
+  return kc;
+}
+
+function nodeReadiness(node: V1Node): 'ready' | 'notReady' | 'unknown' {
+  const ready = node.status?.conditions?.find((c) => c.type === 'Ready');
+  if (!ready || ready.status === 'Unknown') return 'unknown';
+  return ready.status === 'True' ? 'ready' : 'notReady';
+}
+
+export class KubeClusterReader implements ClusterReader {
+  private readonly core: CoreV1Api;
+  private readonly version: VersionApi;
+  readonly server: string;
+
+  constructor(
+    private readonly kc: KubeConfig,
+    private readonly timeoutMs = 10_000,
+  ) {
+    this.core = kc.makeApiClient(CoreV1Api);
+    this.version = kc.makeApiClient(VersionApi);
+    this.server = kc.getCurrentCluster()!.server;
+  }
+
+  /** GET on the API server with the kubeconfig's credentials; returns status and body. */
+  private async get(path: string): Promise<{ status: number; body: string }> {
+    const url = new URL(path, this.server);
+    const options: import('node:https').RequestOptions = { method: 'GET', timeout: this.timeoutMs };
+    await this.kc.applyToHTTPSOptions(options);
+    const send = url.protocol === 'http:' ? httpRequest : request;
+    return new Promise((resolve, reject) => {
+      const req = send(url, options, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      });
+      req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out after ${this.timeoutMs}ms`)));
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  private async health(path: string): Promise<string> {
+    try {
+      const r = await this.get(path);
+      return r.status === 200 ? r.body.trim() || 'ok' : `failed: HTTP ${r.status}`;
+    } catch (err) {
+      return `failed: ${(err as Error).message}`;
+    }
+  }
+
+  private async serviceCidr(): Promise<string> {
+    // networking.k8s.io/v1 ServiceCIDR (GA in 1.33) names the service range when the server has it.
+    try {
+      const r = await this.get('/apis/networking.k8s.io/v1/servicecidrs/kubernetes');
+      if (r.status !== 200) return '';
+      return ((JSON.parse(r.body) as { spec?: { cidrs?: string[] } }).spec?.cidrs ?? []).join(',');
+    } catch {
+      return '';
+    }
+  }
+
+  async read(): Promise<wire.ClusterStatus> {
+    const [version, nodes, healthz, livez, readyz, serviceCidr] = await Promise.all([
+      this.version.getCode(),
+      this.core.listNode(),
+      this.health('/healthz'),
+      this.health('/livez'),
+      this.health('/readyz'),
+      this.serviceCidr(),
+    ]);
+    const stats = { readyNodes: 0, notReadyNodes: 0, unknownNodes: 0 };
+    for (const node of nodes.items) {
+      const r = nodeReadiness(node);
+      if (r === 'ready') stats.readyNodes++;
+      else if (r === 'notReady') stats.notReadyNodes++;
+      else stats.unknownNodes++;
+    }
+    return {
+      k8sVersion: version.gitVersion,
+      platform: version.platform,
+      apiServerUrl: this.server,
+      healthz,
+      livez,
+      readyz,
+      nodeStatistics: stats,
+      allocatable: sumQuantities(nodes.items.map((n) => n.status?.allocatable)),
+      capacity: sumQuantities(nodes.items.map((n) => n.status?.capacity)),
+      // The pod range is a controller-manager flag no API exposes; left empty rather than guessed.
+      clusterCidr: '',
+      serviceCidr,
+      observedAtUnixMs: Date.now(),
+    };
+  }
+}
+
+/** Fixed facts, for benchmarks that run many agents with no cluster behind them. */
+export class StaticClusterReader implements ClusterReader {
+  constructor(private readonly status: wire.ClusterStatus) {}
+  async read(): Promise<wire.ClusterStatus> {
+    return { ...this.status, observedAtUnixMs: Date.now() };
+  }
+}

@@ -1,0 +1,134 @@
+import { readFile } from 'node:fs/promises';
+import type { Logger } from 'pino';
+import { type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
+import { OfflineCache } from '../cache/index.js';
+import { type Clock, ErrorCode, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
+import { AgentCore, type AgentCoreOptions } from './agent.js';
+import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
+
+export interface AgentOptions {
+  /** Hub tunnel address: host:port (TLS). */
+  parentUrl: string;
+  /** CA that signed the hub's certificate (the hub writes it to <data-dir>/pki/ca.crt). */
+  parentCaFile?: string;
+  clusterRegName: string;
+  clusterRegNamespace?: string;
+  clusterType: string;
+  clusterLabels: Record<string, string>;
+  clusterSyncMode: SyncMode;
+  clusterStatusUpdateFrequencyMs: number;
+  clusterLeaseDurationMs: number;
+  reconnectPeriodMs: number;
+  maxReconnectPeriodMs: number;
+  /** A connection up this long resets the backoff. */
+  stableConnectionMs: number;
+  cacheDir: string;
+  bootstrapToken?: string;
+  kubeconfig?: string;
+  registerTimeoutMs: number;
+  keepaliveTimeMs: number;
+  keepaliveTimeoutMs: number;
+}
+
+export function defaultAgentOptions(): AgentOptions {
+  return {
+    parentUrl: '127.0.0.1:7100',
+    clusterRegName: '',
+    clusterType: 'EdgeCluster',
+    clusterLabels: {},
+    clusterSyncMode: 'Dual',
+    clusterStatusUpdateFrequencyMs: 30_000,
+    clusterLeaseDurationMs: 60_000,
+    reconnectPeriodMs: defaultBackoffPolicy.baseMs,
+    maxReconnectPeriodMs: defaultBackoffPolicy.capMs,
+    stableConnectionMs: defaultBackoffPolicy.stableAfterMs,
+    cacheDir: '.hawser/agent',
+    registerTimeoutMs: 30_000,
+    // 20 s pings keep common NAT mappings (often 30-60 s idle) open.
+    keepaliveTimeMs: 20_000,
+    keepaliveTimeoutMs: 10_000,
+  };
+}
+
+export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOptions {
+  const defaults = defaultAgentOptions();
+  const optional = ['parentCaFile', 'clusterRegNamespace', 'bootstrapToken', 'kubeconfig'];
+  for (const key of Object.keys(partial)) {
+    if (!(key in defaults) && !optional.includes(key)) {
+      throw new HawserError(ErrorCode.InvalidOption, `unknown agent option "${key}"`);
+    }
+  }
+  const o = { ...defaults, ...partial };
+  const problems: string[] = [];
+  const nameProblem = dns1123LabelProblem(o.clusterRegName, 60);
+  if (nameProblem) problems.push(`cluster-reg-name "${o.clusterRegName}" ${nameProblem}`);
+  problems.push(...labelProblems(o.clusterLabels, 'cluster-labels'));
+  if (!syncModes.includes(o.clusterSyncMode)) problems.push(`cluster-sync-mode "${o.clusterSyncMode}" must be one of ${syncModes.join(', ')}`);
+  if (!/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(o.parentUrl.replace(/^grpcs?:\/\//, ''))) problems.push(`parent-url "${o.parentUrl}" must be host:port`);
+  if (o.reconnectPeriodMs <= 0) problems.push('reconnect-period must be positive');
+  if (o.maxReconnectPeriodMs < o.reconnectPeriodMs) problems.push('max-reconnect-period must be at least reconnect-period');
+  if (o.clusterLeaseDurationMs < 1_000) problems.push('cluster-lease-duration must be at least 1s');
+  if (o.clusterStatusUpdateFrequencyMs < 100) problems.push('cluster-status-update-frequency must be at least 100ms');
+  if (problems.length > 0) throw new HawserError(ErrorCode.InvalidOption, problems.join('; '));
+  return o;
+}
+
+export interface RunningAgent {
+  core: AgentCore;
+  cache: OfflineCache;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(
+  partial: Partial<AgentOptions>,
+  deps: { logger: Logger; clock?: Clock; random?: () => number; reader?: ClusterReader; agentVersion?: string },
+): Promise<RunningAgent> {
+  const o = resolveAgentOptions(partial);
+  const reader = deps.reader ?? new KubeClusterReader(loadKubeConfig(o.kubeconfig));
+  let caPem: string | undefined;
+  if (o.parentCaFile) {
+    try {
+      caPem = await readFile(o.parentCaFile, 'utf8');
+    } catch (err) {
+      throw new HawserError(ErrorCode.InvalidOption, `cannot read parent CA file ${o.parentCaFile}: ${(err as Error).message}`);
+    }
+  }
+  const transport = new GrpcClientTransport({
+    target: o.parentUrl.replace(/^grpcs?:\/\//, ''),
+    tls: caPem ? { caPem } : {},
+    keepaliveTimeMs: o.keepaliveTimeMs,
+    keepaliveTimeoutMs: o.keepaliveTimeoutMs,
+  });
+  const cache = await OfflineCache.open({ dir: o.cacheDir });
+  const coreOptions: AgentCoreOptions = {
+    clusterRegName: o.clusterRegName,
+    clusterType: o.clusterType,
+    clusterLabels: o.clusterLabels,
+    clusterSyncMode: o.clusterSyncMode,
+    clusterStatusUpdateFrequencyMs: o.clusterStatusUpdateFrequencyMs,
+    clusterLeaseDurationMs: o.clusterLeaseDurationMs,
+    backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs },
+    registerTimeoutMs: o.registerTimeoutMs,
+    missedHeartbeatLimit: 3,
+    agentVersion: deps.agentVersion ?? '0.1.0',
+    ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
+    ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
+  };
+  const core = new AgentCore(coreOptions, {
+    transport,
+    reader,
+    cache,
+    logger: deps.logger,
+    ...(deps.clock ? { clock: deps.clock } : {}),
+    ...(deps.random ? { random: deps.random } : {}),
+  });
+  void core.start();
+  return {
+    core,
+    cache,
+    stop: async () => {
+      await core.stop();
+      await cache.close();
+    },
+  };
+}

@@ -1,0 +1,2 @@
+export * from './meta.js';
+export * from './clusters.js';

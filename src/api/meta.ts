@@ -1,0 +1,95 @@
+// Kubernetes-style object metadata and the checks Kubernetes applies to names
+// and labels, so what the hub accepts a kube-apiserver would accept too.
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  creationTimestamp?: string;
+  resourceVersion?: string;
+}
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+}
+
+const dns1123Label = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const dns1123Subdomain = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const labelName = /^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$/;
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Returns a reason the value is not a DNS-1123 label, or undefined. */
+export function dns1123LabelProblem(value: string, maxLength = 63): string | undefined {
+  if (value.length === 0) return 'must not be empty';
+  if (value.length > maxLength) return `must be at most ${maxLength} characters (is ${value.length})`;
+  if (!dns1123Label.test(value)) {
+    return 'must consist of lower case alphanumeric characters or "-", and start and end with an alphanumeric character';
+  }
+  return undefined;
+}
+
+export function labelKeyProblem(key: string): string | undefined {
+  const slash = key.indexOf('/');
+  const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+  const name = slash >= 0 ? key.slice(slash + 1) : key;
+  if (prefix !== undefined) {
+    if (prefix.length === 0 || prefix.length > 253 || !dns1123Subdomain.test(prefix)) {
+      return `prefix "${prefix}" must be a DNS-1123 subdomain of at most 253 characters`;
+    }
+  }
+  if (name.length === 0 || name.length > 63 || !labelName.test(name)) {
+    return `name part "${name}" must be 1-63 characters of alphanumerics, "-", "_" or ".", starting and ending with an alphanumeric`;
+  }
+  return undefined;
+}
+
+export function labelValueProblem(value: string): string | undefined {
+  if (value.length === 0) return undefined;
+  if (value.length > 63 || !labelName.test(value)) {
+    return 'must be at most 63 characters of alphanumerics, "-", "_" or ".", starting and ending with an alphanumeric';
+  }
+  return undefined;
+}
+
+/** Problems with a label map, one line each, naming the offending key. */
+export function labelProblems(labels: Record<string, string>, field: string): string[] {
+  const problems: string[] = [];
+  for (const [k, v] of Object.entries(labels)) {
+    const kp = labelKeyProblem(k);
+    if (kp) problems.push(`${field}: key "${k}": ${kp}`);
+    const vp = labelValueProblem(v);
+    if (vp) problems.push(`${field}: value "${v}" of "${k}": ${vp}`);
+  }
+  return problems;
+}
+
+export function isUuid(value: string): boolean {
+  return uuidPattern.test(value);
+}
+
+/** Parses "a=b,c=d" as the --cluster-labels flag takes it. */
+export function parseLabelSelectorString(text: string, field: string): Record<string, string> {
+  const labels: Record<string, string> = {};
+  if (text.trim() === '') return labels;
+  for (const part of text.split(',')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) throw new RangeError(`${field}: "${part}" is not key=value`);
+    labels[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
+  }
+  const problems = labelProblems(labels, field);
+  if (problems.length > 0) throw new RangeError(problems.join('; '));
+  return labels;
+}
+
+export function setCondition(conditions: Condition[], next: Omit<Condition, 'lastTransitionTime'>, now: Date): Condition[] {
+  const existing = conditions.find((c) => c.type === next.type);
+  const lastTransitionTime =
+    existing && existing.status === next.status ? existing.lastTransitionTime : now.toISOString();
+  return [...conditions.filter((c) => c.type !== next.type), { ...next, lastTransitionTime }];
+}

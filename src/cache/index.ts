@@ -1,0 +1,1 @@
+export { CacheCorruptError, OfflineCache, type OfflineCacheOptions } from './cache.js';

@@ -1,0 +1,139 @@
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateBootstrapToken } from '../hub/index.js';
+import { type KubeCluster, type ManagedProcess, startKubeCluster, startProcess, Tracker, waitUntil } from '../testkit/index.js';
+import type { ManagedCluster } from '../api/index.js';
+import { hubRequest } from './client.js';
+import { type CommandSpec, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
+import { clustersTable } from './table.js';
+
+// The main job: real kube-apiservers (with etcd) standing in for edge
+// clusters, one hub, one agent beside each, all as separate processes.
+
+export const demoSpec: CommandSpec = {
+  usage: 'hawser demo [flags]',
+  summary: 'Start a hub and agents next to local kube-apiservers (the main job). Ctrl-C stops everything.',
+  flags: {
+    clusters: { type: 'string', help: 'how many edge clusters (1-5)', default: '3' },
+    'data-dir': { type: 'string', help: 'working directory', default: '.hawser/demo' },
+    listen: { type: 'string', help: 'hub tunnel address', default: '127.0.0.1:7100' },
+    'api-address': { type: 'string', help: 'hub API address', default: '127.0.0.1:7101' },
+  },
+};
+
+const mainScript = fileURLToPath(new URL('./main.js', import.meta.url));
+
+function say(text: string): void {
+  process.stdout.write(`${text}\n`);
+}
+
+export async function runDemo(argv: string[]): Promise<number> {
+  const p = parseFlags(demoSpec, argv);
+  if (p.help) return void say(helpText(demoSpec)), 0;
+  const count = intFlag(p, 'clusters', 3, 1, 5);
+  const dataDir = resolve(stringFlag(p, 'data-dir', '.hawser/demo')!);
+  const listen = stringFlag(p, 'listen', '127.0.0.1:7100')!;
+  const apiAddress = stringFlag(p, 'api-address', '127.0.0.1:7101')!;
+  const apiUrl = `http://${apiAddress}`;
+  const logDir = join(dataDir, 'logs');
+  // A fresh start each run: the demo's clusters are new, so old identities would not match.
+  await rm(dataDir, { recursive: true, force: true });
+  await mkdir(logDir, { recursive: true });
+
+  const tracker = new Tracker();
+  const clusters: KubeCluster[] = [];
+  const processes: ManagedProcess[] = [];
+  let stopping: Promise<void> | undefined;
+  const stopAll = () =>
+    (stopping ??= (async () => {
+      say('\nstopping agents, hub and clusters ...');
+      await Promise.allSettled(processes.slice().reverse().map((proc) => proc.stop()));
+      await Promise.allSettled(clusters.map((c) => c.stop()));
+      say('stopped.');
+    })());
+  const onSignal = () => void stopAll().then(() => process.exit(0));
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+
+  try {
+    const names = Array.from({ length: count }, (_, i) => `edge-${i + 1}`);
+    say(`starting ${count} edge clusters (etcd + kube-apiserver each) ...`);
+    const started = await Promise.all(
+      names.map(async (name) => {
+        const c = await startKubeCluster({ name, baseDir: join(dataDir, 'clusters'), tracker });
+        clusters.push(c);
+        say(`  ${name}: kube-apiserver ${c.version} at ${c.url} (ready in ${(c.startupMs / 1000).toFixed(1)}s)`);
+        return c;
+      }),
+    );
+
+    const token = generateBootstrapToken();
+    const hubDir = join(dataDir, 'hub');
+    const hub = await startProcess({
+      name: 'hub',
+      command: process.execPath,
+      args: [mainScript, 'hub', `--data-dir=${hubDir}`, `--listen=${listen}`, `--api-address=${apiAddress}`, `--bootstrap-token=${token}`, '--auto-approve'],
+      logDir,
+      tracker,
+    });
+    processes.push(hub);
+    await hub.waitFor(/"hub ready"/, { timeoutMs: 60_000, what: 'hub ready' });
+    say(`hub: tunnel ${listen}, API ${apiUrl}`);
+
+    for (const [i, c] of started.entries()) {
+      const agent = await startProcess({
+        name: `agent-${names[i]}`,
+        command: process.execPath,
+        args: [
+          mainScript,
+          'agent',
+          `--parent-url=${listen}`,
+          `--parent-ca-file=${join(hubDir, 'pki', 'ca.crt')}`,
+          `--cluster-reg-name=${names[i]}`,
+          `--cluster-labels=site=${names[i]},tier=edge`,
+          `--cache-dir=${join(dataDir, 'agents', names[i]!)}`,
+          `--kubeconfig=${c.kubeconfigPath}`,
+          '--cluster-status-update-frequency=10s',
+          '--cluster-lease-duration=30s',
+          '--reconnect-period=1s',
+          '--max-reconnect-period=30s',
+        ],
+        env: { PARENT_CLUSTER_TOKEN: token },
+        logDir,
+        tracker,
+      });
+      processes.push(agent);
+    }
+    await waitUntil(
+      async () => {
+        const list = await hubRequest<{ items: ManagedCluster[] }>(apiUrl, 'GET', '/api/v1/clusters');
+        return list.items.length === count && list.items.every((c) => c.status.readyz === true) ? list.items : undefined;
+      },
+      { timeoutMs: 90_000, what: `${count} clusters registered and ready`, intervalMs: 500 },
+    ).then((items) => {
+      say('');
+      say(clustersTable(items, Date.now()));
+    });
+
+    const kubeconfigs = started.map((c) => `  ${c.name}: ${c.kubeconfigPath}`).join('\n');
+    say(`
+hawser is running. In another terminal:
+
+  npx hawser get clusters            # the table above, live
+  npx hawser get clusters -o yaml    # full ManagedCluster objects
+  curl -s ${apiUrl}/metrics | grep hawser_cluster
+
+Edge cluster kubeconfigs (kubectl --kubeconfig ...):
+${kubeconfigs}
+Logs: ${logDir}
+Hub CA: ${join(hubDir, 'pki', 'ca.crt')}   bootstrap token: ${token}
+
+Press Ctrl-C to stop everything.`);
+    await new Promise<never>(() => {});
+    return 0;
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
+}

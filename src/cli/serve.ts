@@ -1,0 +1,147 @@
+import { parseLabelSelectorString, type SyncMode } from '../api/index.js';
+import { startAgent } from '../agent/index.js';
+import { defaultHubApiAddress, defaultHubListenAddress, startHub } from '../hub/index.js';
+import { type CommandSpec, durationFlag, helpText, intFlag, listFlag, parseFlags, stringFlag, UsageError } from './flags.js';
+import { stderrLogger } from './log.js';
+
+// The long-running commands: hub and agent. Both stop cleanly on SIGINT/SIGTERM.
+
+export const hubSpec: CommandSpec = {
+  usage: 'hawser hub [flags]',
+  summary: 'Run the hub: agents dial its tunnel; operators use its HTTP API.',
+  flags: {
+    'data-dir': { type: 'string', help: 'directory for the store, PKI and bootstrap token', default: '.hawser/hub' },
+    listen: { type: 'string', help: 'tunnel address agents dial (host:port)', default: defaultHubListenAddress },
+    'api-address': { type: 'string', help: 'HTTP API and /metrics address (host:port)', default: defaultHubApiAddress },
+    'bootstrap-token': { type: 'string', multiple: true, help: 'accepted bootstrap token (repeatable); default: generated into the data dir' },
+    'auto-approve': { type: 'boolean', help: 'approve cluster registration requests at once' },
+    'cluster-lease-duration': { type: 'string', help: 'lease for agents that do not ask for one', default: '60s' },
+    'tls-cert-file': { type: 'string', help: 'serving certificate (PEM); default: generated from the data dir CA' },
+    'tls-key-file': { type: 'string', help: 'key of --tls-cert-file' },
+    'tls-san': { type: 'string', multiple: true, help: 'extra DNS name or IP for the generated certificate (repeatable)' },
+    'max-frame-bytes': { type: 'string', help: 'largest control frame accepted', default: '4194304' },
+    'keepalive-time': { type: 'string', help: 'HTTP/2 ping period towards agents', default: '30s' },
+  },
+};
+
+export const agentSpec: CommandSpec = {
+  usage: 'hawser agent --cluster-reg-name NAME [flags]',
+  summary: 'Run an agent: dial the hub, register, heartbeat, and keep reconnecting.',
+  flags: {
+    'parent-url': { type: 'string', help: 'hub tunnel address (host:port)', default: '127.0.0.1:7100' },
+    'parent-ca-file': { type: 'string', help: "CA of the hub's certificate (the hub writes <data-dir>/pki/ca.crt)" },
+    'bootstrap-token': { type: 'string', help: 'bootstrap token (or env PARENT_CLUSTER_TOKEN)' },
+    'cluster-reg-name': { type: 'string', help: 'cluster name to register as' },
+    'cluster-reg-namespace': { type: 'string', help: 'namespace for the registration request' },
+    'cluster-type': { type: 'string', help: 'cluster type', default: 'EdgeCluster' },
+    'cluster-labels': { type: 'string', help: 'labels, key=value,key=value' },
+    'cluster-sync-mode': { type: 'string', help: 'Push, Pull or Dual', default: 'Dual' },
+    'cluster-status-update-frequency': { type: 'string', help: 'how often cluster status is reported', default: '30s' },
+    'cluster-lease-duration': { type: 'string', help: 'lease the hub grants between heartbeats', default: '60s' },
+    'reconnect-period': { type: 'string', help: 'base reconnect backoff', default: '10s' },
+    'max-reconnect-period': { type: 'string', help: 'reconnect backoff cap', default: '5m' },
+    'stable-connection': { type: 'string', help: 'connection lifetime that resets the backoff', default: '60s' },
+    'register-timeout': { type: 'string', help: 'give up a dial the hub does not answer within', default: '30s' },
+    'keepalive-time': { type: 'string', help: 'HTTP/2 ping period (keeps NAT mappings open)', default: '20s' },
+    'keepalive-timeout': { type: 'string', help: 'unanswered ping after which the hub is gone', default: '10s' },
+    'cache-dir': { type: 'string', help: 'offline cache directory (identity, credential)', default: '.hawser/agent' },
+    kubeconfig: { type: 'string', help: 'kubeconfig of the local cluster; default in-cluster or ~/.kube/config' },
+  },
+};
+
+function onSignals(stop: () => Promise<void>): void {
+  let stopping = false;
+  const handler = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        console.error(`stop after ${signal} failed: ${(err as Error).message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+}
+
+export async function runHub(argv: string[]): Promise<number> {
+  const p = parseFlags(hubSpec, argv);
+  if (p.help) return void console.log(helpText(hubSpec)), 0;
+  const logger = stderrLogger('hawser-hub');
+  const certFile = stringFlag(p, 'tls-cert-file');
+  const keyFile = stringFlag(p, 'tls-key-file');
+  const hub = await startHub(
+    {
+      dataDir: stringFlag(p, 'data-dir', '.hawser/hub')!,
+      listenAddress: stringFlag(p, 'listen', defaultHubListenAddress)!,
+      apiAddress: stringFlag(p, 'api-address', defaultHubApiAddress)!,
+      bootstrapTokens: listFlag(p, 'bootstrap-token'),
+      autoApprove: p.values['auto-approve'] === true,
+      clusterLeaseDurationMs: durationFlag(p, 'cluster-lease-duration', 60_000),
+      tlsSans: listFlag(p, 'tls-san'),
+      maxFrameBytes: intFlag(p, 'max-frame-bytes', 4 * 1024 * 1024, 1024),
+      keepaliveTimeMs: durationFlag(p, 'keepalive-time', 30_000),
+      ...(certFile ? { tlsCertFile: certFile } : {}),
+      ...(keyFile ? { tlsKeyFile: keyFile } : {}),
+    },
+    { logger },
+  );
+  logger.info(
+    { tunnel: hub.tunnelAddress, api: hub.apiUrl, caFile: hub.caFile, autoApprove: p.values['auto-approve'] === true },
+    'hub ready',
+  );
+  onSignals(async () => {
+    logger.info('hub stopping');
+    await hub.stop();
+  });
+  return new Promise<number>(() => {});
+}
+
+export async function runAgent(argv: string[]): Promise<number> {
+  const p = parseFlags(agentSpec, argv);
+  if (p.help) return void console.log(helpText(agentSpec)), 0;
+  const name = stringFlag(p, 'cluster-reg-name');
+  if (!name) throw new UsageError(`--cluster-reg-name is required\n\n${helpText(agentSpec)}`);
+  const logger = stderrLogger('hawser-agent').child({ cluster: name });
+  let labels: Record<string, string> = {};
+  try {
+    labels = parseLabelSelectorString(stringFlag(p, 'cluster-labels', '')!, '--cluster-labels');
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const token = stringFlag(p, 'bootstrap-token') ?? process.env.PARENT_CLUSTER_TOKEN;
+  const ns = stringFlag(p, 'cluster-reg-namespace');
+  const caFile = stringFlag(p, 'parent-ca-file');
+  const kubeconfig = stringFlag(p, 'kubeconfig');
+  const agent = await startAgent(
+    {
+      parentUrl: stringFlag(p, 'parent-url', '127.0.0.1:7100')!,
+      clusterRegName: name,
+      clusterType: stringFlag(p, 'cluster-type', 'EdgeCluster')!,
+      clusterLabels: labels,
+      clusterSyncMode: stringFlag(p, 'cluster-sync-mode', 'Dual') as SyncMode,
+      clusterStatusUpdateFrequencyMs: durationFlag(p, 'cluster-status-update-frequency', 30_000),
+      clusterLeaseDurationMs: durationFlag(p, 'cluster-lease-duration', 60_000),
+      reconnectPeriodMs: durationFlag(p, 'reconnect-period', 10_000),
+      maxReconnectPeriodMs: durationFlag(p, 'max-reconnect-period', 300_000),
+      stableConnectionMs: durationFlag(p, 'stable-connection', 60_000),
+      registerTimeoutMs: durationFlag(p, 'register-timeout', 30_000),
+      keepaliveTimeMs: durationFlag(p, 'keepalive-time', 20_000),
+      keepaliveTimeoutMs: durationFlag(p, 'keepalive-timeout', 10_000),
+      cacheDir: stringFlag(p, 'cache-dir', '.hawser/agent')!,
+      ...(token ? { bootstrapToken: token } : {}),
+      ...(ns ? { clusterRegNamespace: ns } : {}),
+      ...(caFile ? { parentCaFile: caFile } : {}),
+      ...(kubeconfig ? { kubeconfig } : {}),
+    },
+    { logger },
+  );
+  logger.info({ clusterId: agent.core.clusterId }, 'agent started');
+  onSignals(async () => {
+    logger.info('agent stopping');
+    await agent.stop();
+  });
+  return new Promise<number>(() => {});
+}

@@ -1,0 +1,15 @@
+export {
+  defaultHubApiAddress,
+  defaultHubListenAddress,
+  defaultHubOptions,
+  type HubOptions,
+  resolveHubOptions,
+  type RunningHub,
+  startHub,
+} from './server.js';
+export { defaultHubCoreOptions, HubCore, type HubCoreOptions } from './hub.js';
+export { HubMetrics } from './metrics.js';
+export { LeaseTracker } from './leases.js';
+export { EmbeddedStore, type HubStore, type ClusterCredentialRecord, type StoredKinds } from './store.js';
+export { applyStatusReport, markReachable, markUnreachable } from './clusters.js';
+export { generateBootstrapToken, bootstrapTokenPattern } from './tokens.js';

@@ -1,0 +1,65 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+// One registry per hub instance (no global singleton), so several hubs in one
+// test process keep separate counts.
+
+export class HubMetrics {
+  readonly registry = new Registry();
+  readonly rejected = new Counter({
+    name: 'hawser_hub_rejected_total',
+    help: 'Frames, registrations and credentials the hub refused, by error code.',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+  readonly connectedAgents = new Gauge({
+    name: 'hawser_hub_connected_agents',
+    help: 'Agents with an open control stream.',
+    registers: [this.registry],
+  });
+  readonly sessions = new Counter({
+    name: 'hawser_hub_sessions_total',
+    help: 'Control streams accepted after authentication, by cluster (a rise is a reconnect).',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly lastHeartbeat = new Gauge({
+    name: 'hawser_cluster_last_heartbeat_timestamp_seconds',
+    help: 'Unix time of the last heartbeat from each cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly ready = new Gauge({
+    name: 'hawser_cluster_ready',
+    help: 'Ready condition per cluster: 1 True, 0 False, -1 Unknown (lease expired).',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly leaseExpiries = new Counter({
+    name: 'hawser_cluster_lease_expiries_total',
+    help: 'Times a cluster lease ran out.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly rtt = new Histogram({
+    name: 'hawser_tunnel_rtt_seconds',
+    help: 'Heartbeat round-trip time as agents report it.',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers: [this.registry],
+  });
+  readonly bytes = new Counter({
+    name: 'hawser_tunnel_bytes_total',
+    help: 'Control-stream payload bytes, by direction (in: agent to hub).',
+    labelNames: ['direction'] as const,
+    registers: [this.registry],
+  });
+  readonly registrations = new Counter({
+    name: 'hawser_hub_registrations_total',
+    help: 'Registration outcomes.',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
+  constructor(options: { processMetrics?: boolean } = {}) {
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'hawser_hub_' });
+  }
+}

@@ -1,0 +1,66 @@
+// Behaviour that depends on time (backoff, heartbeats, leases) takes a Clock,
+// so tests drive time by hand instead of sleeping.
+export interface TimerHandle {
+  cancel(): void;
+}
+
+export interface Clock {
+  now(): number;
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+}
+
+export const systemClock: Clock = {
+  now: () => Date.now(),
+  setTimeout(fn, ms) {
+    const t = setTimeout(fn, ms);
+    // Timers never keep a process alive on their own: shutdown is explicit.
+    t.unref();
+    return { cancel: () => clearTimeout(t) };
+  },
+};
+
+/** A clock that moves only when told to; timers fire in due order. */
+export class ManualClock implements Clock {
+  private current: number;
+  private seq = 0;
+  private timers = new Map<number, { at: number; fn: () => void }>();
+
+  constructor(startMs = 0) {
+    this.current = startMs;
+  }
+
+  now(): number {
+    return this.current;
+  }
+
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    const id = ++this.seq;
+    this.timers.set(id, { at: this.current + Math.max(0, ms), fn });
+    return { cancel: () => void this.timers.delete(id) };
+  }
+
+  get pendingTimers(): number {
+    return this.timers.size;
+  }
+
+  /** Moves time forward by ms, firing each due timer at its own instant. */
+  advance(ms: number): void {
+    const target = this.current + ms;
+    for (;;) {
+      let nextId = -1;
+      let nextAt = Infinity;
+      for (const [id, t] of this.timers) {
+        if (t.at <= target && (t.at < nextAt || (t.at === nextAt && id < nextId))) {
+          nextAt = t.at;
+          nextId = id;
+        }
+      }
+      if (nextId < 0) break;
+      const timer = this.timers.get(nextId)!;
+      this.timers.delete(nextId);
+      this.current = Math.max(this.current, timer.at);
+      timer.fn();
+    }
+    this.current = target;
+  }
+}

@@ -1,0 +1,326 @@
+import * as grpc from '@grpc/grpc-js';
+import { TunnelServiceService, type ConnectRequest, type ConnectResponse } from '../gen/hawser/v1/tunnel.js';
+import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
+import { ErrorCode, HawserError, isErrorCode } from './errors.js';
+import { FrameQueue } from './queue.js';
+import type {
+  AgentChannel,
+  ClientTransport,
+  FrameChannel,
+  HubChannel,
+  ServerTransport,
+  TunnelListener,
+} from './transport.js';
+
+// The one place that knows gRPC: statuses translate to HawserError codes here.
+
+const connectPath = TunnelServiceService.connect.path;
+const errorCodeKey = 'hawser-error-code';
+const retryAfterKey = 'hawser-retry-after-ms';
+
+const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
+  [ErrorCode.BadBootstrapToken]: grpc.status.UNAUTHENTICATED,
+  [ErrorCode.BadCredential]: grpc.status.UNAUTHENTICATED,
+  [ErrorCode.CredentialClusterMismatch]: grpc.status.PERMISSION_DENIED,
+  [ErrorCode.MalformedFrame]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCode.OversizedFrame]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCode.UnexpectedFrame]: grpc.status.FAILED_PRECONDITION,
+  [ErrorCode.InvalidRegistration]: grpc.status.INVALID_ARGUMENT,
+  [ErrorCode.RegistrationDenied]: grpc.status.PERMISSION_DENIED,
+  [ErrorCode.ClusterNameTaken]: grpc.status.ALREADY_EXISTS,
+  [ErrorCode.AlreadyRegistered]: grpc.status.ALREADY_EXISTS,
+  [ErrorCode.RegistrationTimeout]: grpc.status.DEADLINE_EXCEEDED,
+  [ErrorCode.Superseded]: grpc.status.ABORTED,
+  [ErrorCode.HubShuttingDown]: grpc.status.UNAVAILABLE,
+  [ErrorCode.Unavailable]: grpc.status.UNAVAILABLE,
+  [ErrorCode.HeartbeatTimeout]: grpc.status.DEADLINE_EXCEEDED,
+  [ErrorCode.Cancelled]: grpc.status.CANCELLED,
+};
+
+export function hawserErrorFromStatus(status: { code: number; details?: string; metadata?: grpc.Metadata }): HawserError {
+  const declared = status.metadata?.get(errorCodeKey)[0];
+  const retryAfter = Number(status.metadata?.get(retryAfterKey)[0] ?? 0) || 0;
+  const details = status.details || grpc.status[status.code] || 'stream failed';
+  if (typeof declared === 'string' && isErrorCode(declared)) {
+    return new HawserError(declared, details, { retryAfterMs: retryAfter });
+  }
+  if (status.code === grpc.status.CANCELLED) return new HawserError(ErrorCode.Cancelled, details);
+  if (status.code === grpc.status.RESOURCE_EXHAUSTED) return new HawserError(ErrorCode.OversizedFrame, details);
+  return new HawserError(ErrorCode.Unavailable, `${grpc.status[status.code] ?? status.code}: ${details}`);
+}
+
+function statusFromHawserError(error: HawserError): grpc.StatusObject {
+  const metadata = new grpc.Metadata();
+  metadata.set(errorCodeKey, error.code);
+  if (error.retryAfterMs > 0) metadata.set(retryAfterKey, String(error.retryAfterMs));
+  return { code: statusFor[error.code] ?? grpc.status.INTERNAL, details: error.message, metadata };
+}
+
+type Call<In, Out> = grpc.ServerDuplexStream<Inbound<In>, Out> | grpc.ClientDuplexStream<Out, Inbound<In>>;
+
+/** Wraps either end of a gRPC duplex call as a FrameChannel. */
+class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
+  private queue: FrameQueue<Inbound<In>>;
+  private done = false;
+  private resolveClosed!: (e: HawserError | undefined) => void;
+  readonly closed: Promise<HawserError | undefined>;
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    private readonly call: Call<In, Out>,
+    readonly peer: string,
+    private readonly isServer: boolean,
+  ) {
+    this.closed = new Promise((r) => (this.resolveClosed = r));
+    // Bounded inbound queue: a slow consumer pauses the HTTP/2 stream.
+    this.queue = new FrameQueue<Inbound<In>>(64, () => call.resume());
+    call.on('data', (item: Inbound<In>) => {
+      this.bytesIn += item.bytes;
+      if (!this.queue.push(item)) call.pause();
+    });
+    call.on('end', () => {
+      this.queue.end();
+      if (!this.isServer) return; // the client learns the outcome from 'status'
+      this.finish(undefined);
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      this.queue.end();
+      this.finish(hawserErrorFromStatus(err));
+    });
+    call.on('status', (status: grpc.StatusObject) => {
+      this.queue.end();
+      this.finish(status.code === grpc.status.OK ? undefined : hawserErrorFromStatus(status));
+    });
+    call.on('close', () => {
+      this.queue.end();
+      this.finish(undefined);
+    });
+    if (isServer) {
+      (call as grpc.ServerDuplexStream<Inbound<In>, Out>).on('cancelled', () => {
+        this.queue.end();
+        this.finish(new HawserError(ErrorCode.Cancelled, `agent at ${peer} went away`));
+      });
+    }
+  }
+
+  async send(frame: Out): Promise<void> {
+    if (this.done) throw new HawserError(ErrorCode.Unavailable, `stream to ${this.peer} is closed`);
+    await new Promise<void>((resolve, reject) => {
+      const flushed = this.call.write(frame, (err?: Error | null) => {
+        if (err) reject(new HawserError(ErrorCode.Unavailable, `write to ${this.peer} failed: ${err.message}`));
+      });
+      if (flushed) return resolve();
+      const onDrain = () => {
+        this.call.off('close', onClose);
+        resolve();
+      };
+      const onClose = () => {
+        this.call.off('drain', onDrain);
+        reject(new HawserError(ErrorCode.Unavailable, `stream to ${this.peer} closed while sending`));
+      };
+      this.call.once('drain', onDrain);
+      this.call.once('close', onClose);
+    });
+  }
+
+  countOut(n: number): void {
+    this.bytesOut += n;
+  }
+
+  frames(): AsyncIterable<Inbound<In>> {
+    return this.queue;
+  }
+
+  close(error?: HawserError): void {
+    if (this.done) return;
+    if (this.isServer) {
+      const call = this.call as grpc.ServerDuplexStream<Inbound<In>, Out>;
+      // grpc-js turns an 'error' event on a server stream into the call's status.
+      if (error) call.emit('error', statusFromHawserError(error));
+      else call.end();
+    } else {
+      const call = this.call as grpc.ClientDuplexStream<Out, Inbound<In>>;
+      // Ending our half lets the hub see a clean close; cancel() drops the stream at once.
+      if (error) call.cancel();
+      else call.end();
+    }
+    this.queue.end();
+    this.finish(error);
+  }
+
+  private finish(error: HawserError | undefined): void {
+    if (this.done) return;
+    this.done = true;
+    this.resolveClosed(error);
+  }
+}
+
+export interface GrpcServerOptions {
+  /** host:port; port 0 picks a free one. */
+  address: string;
+  tls: { keyPem: string; certPem: string } | 'insecure';
+  maxFrameBytes?: number;
+  /** Server-side pings find dead agents even when no heartbeat is due. */
+  keepaliveTimeMs?: number;
+  keepaliveTimeoutMs?: number;
+}
+
+export class GrpcServerTransport implements ServerTransport {
+  constructor(private readonly options: GrpcServerOptions) {}
+
+  async listen(onChannel: (channel: HubChannel) => void): Promise<TunnelListener> {
+    const maxFrameBytes = this.options.maxFrameBytes ?? defaultMaxFrameBytes;
+    const server = new grpc.Server({
+      // Frames up to twice our limit reach the codec, which names the problem
+      // and lets the hub count it; larger ones grpc-js refuses by itself.
+      'grpc.max_receive_message_length': maxFrameBytes * 2,
+      'grpc.keepalive_time_ms': this.options.keepaliveTimeMs ?? 30_000,
+      'grpc.keepalive_timeout_ms': this.options.keepaliveTimeoutMs ?? 10_000,
+      'grpc.http2.min_ping_interval_without_data_ms': 5_000,
+      'grpc.keepalive_permit_without_calls': 1,
+    });
+    const inCodec = agentFrameCodec(maxFrameBytes);
+    const outCodec = hubFrameCodec();
+    const open = new Set<GrpcChannel<ConnectRequest, ConnectResponse>>();
+    const definition: grpc.ServiceDefinition = {
+      connect: {
+        path: connectPath,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: () => {
+          throw new Error('the hub never serializes agent frames');
+        },
+        requestDeserialize: (b: Buffer) => inCodec.decode(b),
+        responseSerialize: (v: ConnectResponse) => outCodec.encode(v),
+        responseDeserialize: (b: Buffer) => outCodec.decode(b),
+        originalName: 'connect',
+      } as unknown as grpc.MethodDefinition<unknown, unknown>,
+    };
+    server.addService(definition, {
+      connect: (call: grpc.ServerDuplexStream<Inbound<ConnectRequest>, ConnectResponse>) => {
+        const channel = new GrpcChannel<ConnectRequest, ConnectResponse>(call, call.getPeer(), true);
+        countWrites(call, channel, outCodec);
+        open.add(channel);
+        void channel.closed.then(() => open.delete(channel));
+        onChannel(channel);
+      },
+    });
+    const credentials =
+      this.options.tls === 'insecure'
+        ? grpc.ServerCredentials.createInsecure()
+        : grpc.ServerCredentials.createSsl(
+            null,
+            [{ private_key: Buffer.from(this.options.tls.keyPem), cert_chain: Buffer.from(this.options.tls.certPem) }],
+            false,
+          );
+    const port = await new Promise<number>((resolve, reject) =>
+      server.bindAsync(this.options.address, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+    );
+    const host = this.options.address.slice(0, this.options.address.lastIndexOf(':'));
+    return {
+      address: `${host}:${port}`,
+      close: async (graceMs = 1_000) => {
+        for (const c of open) c.close(new HawserError(ErrorCode.HubShuttingDown, 'hub is shutting down', { retryAfterMs: 0 }));
+        await new Promise<void>((resolve) => {
+          const force = setTimeout(() => {
+            server.forceShutdown();
+            resolve();
+          }, graceMs);
+          force.unref();
+          server.tryShutdown(() => {
+            clearTimeout(force);
+            resolve();
+          });
+        });
+      },
+    };
+  }
+}
+
+function countWrites<In, Out>(call: Call<In, Out>, channel: GrpcChannel<In, Out>, codec: FrameCodec<Out>): void {
+  // Count what goes out by its encoded size; grpc-js serializes again, which is cheap for control frames.
+  const write = call.write.bind(call) as (frame: Out, cb?: (e?: Error | null) => void) => boolean;
+  (call as { write: typeof write }).write = (frame: Out, cb?: (e?: Error | null) => void) => {
+    channel.countOut(codec.encode(frame).length);
+    return write(frame, cb);
+  };
+}
+
+export interface GrpcClientOptions {
+  /** host:port of the hub. */
+  target: string;
+  /** caPem: the CA to trust; without it the system roots. */
+  tls: { caPem?: string; serverNameOverride?: string } | 'insecure';
+  maxFrameBytes?: number;
+  /** HTTP/2 ping period: short enough to keep NAT mappings open. */
+  keepaliveTimeMs?: number;
+  /** A ping unanswered this long means the hub is gone. */
+  keepaliveTimeoutMs?: number;
+}
+
+export class GrpcClientTransport implements ClientTransport {
+  private client: grpc.Client | undefined;
+  private readonly credentials: grpc.ChannelCredentials;
+  private readonly channelOptions: grpc.ChannelOptions;
+  private readonly inCodec: FrameCodec<ConnectResponse>;
+  private readonly outCodec = agentFrameCodec();
+
+  constructor(readonly options: GrpcClientOptions) {
+    const maxFrameBytes = options.maxFrameBytes ?? defaultMaxFrameBytes;
+    this.inCodec = hubFrameCodec(maxFrameBytes);
+    this.credentials =
+      options.tls === 'insecure'
+        ? grpc.credentials.createInsecure()
+        : grpc.credentials.createSsl(options.tls.caPem ? Buffer.from(options.tls.caPem) : null);
+    const channelOptions: grpc.ChannelOptions = {
+      'grpc.max_receive_message_length': maxFrameBytes * 2,
+      'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 20_000,
+      'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs ?? 10_000,
+      'grpc.keepalive_permit_without_calls': 1,
+      // Our own reconnect loop owns backoff; the channel should not add its own on top.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1_000,
+      'grpc.enable_retries': 0,
+    };
+    if (options.tls !== 'insecure' && options.tls.serverNameOverride) {
+      channelOptions['grpc.ssl_target_name_override'] = options.tls.serverNameOverride;
+      channelOptions['grpc.default_authority'] = options.tls.serverNameOverride;
+    }
+    this.channelOptions = channelOptions;
+  }
+
+  /**
+   * Each dial gets a fresh HTTP/2 connection: after a failure the old one may
+   * be half dead (a stalled NAT or proxy) and must not carry the new stream.
+   */
+  private freshClient(): grpc.Client {
+    this.client?.close();
+    this.client = new grpc.Client(this.options.target, this.credentials, this.channelOptions);
+    return this.client;
+  }
+
+  open(): AgentChannel {
+    const call = this.freshClient().makeBidiStreamRequest<ConnectRequest, Inbound<ConnectResponse>>(
+      connectPath,
+      (v) => this.outCodec.encode(v),
+      (b) => this.inCodec.decode(b),
+      new grpc.Metadata(),
+      // Fail fast when the hub cannot be reached instead of queueing the call.
+      { waitForReady: false } as grpc.CallOptions,
+    );
+    const channel = new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.options.target, false);
+    countWrites(call, channel, this.outCodec);
+    return channel;
+  }
+
+  /** Raw access for tests that must send bytes no well-behaved agent would. */
+  openRaw(): grpc.ClientDuplexStream<Buffer, Buffer> {
+    return this.freshClient().makeBidiStreamRequest<Buffer, Buffer>(connectPath, (b) => b, (b) => b, new grpc.Metadata());
+  }
+
+  close(): void {
+    this.client?.close();
+    this.client = undefined;
+  }
+}

@@ -1,0 +1,35 @@
+export { ErrorCode, HawserError, isErrorCode, isPermanent, toHawserError } from './errors.js';
+export { type Clock, type TimerHandle, ManualClock, systemClock } from './clock.js';
+export {
+  Backoff,
+  type BackoffPolicy,
+  backoffCeilingMs,
+  backoffDelayMs,
+  defaultBackoffPolicy,
+} from './backoff.js';
+export { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
+export type {
+  AgentChannel,
+  ClientTransport,
+  FrameChannel,
+  HubChannel,
+  ServerTransport,
+  TunnelListener,
+} from './transport.js';
+export { MemoryTransport, memoryChannelPair } from './memory.js';
+export {
+  GrpcClientTransport,
+  type GrpcClientOptions,
+  GrpcServerTransport,
+  type GrpcServerOptions,
+  hawserErrorFromStatus,
+} from './grpc.js';
+export {
+  assertCertificatePem,
+  type CertificateAuthority,
+  createCertificateAuthority,
+  createServingCertificate,
+  type ServingCertificate,
+} from './tls.js';
+export { parseDuration, formatDuration } from './duration.js';
+export * as wire from '../gen/hawser/v1/tunnel.js';
