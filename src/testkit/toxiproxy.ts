@@ -6,7 +6,6 @@ import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
 import { requireTestbedBinary } from './testbed.js';
 import { defaultTracker, type Tracker } from './tracker.js';
-import { waitUntil } from './wait.js';
 
 export type ToxicStream = 'upstream' | 'downstream';
 

@@ -1,0 +1,165 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import type { ClusterRegistrationRequest, ManagedCluster } from '../../src/api/index.js';
+import { freePort, type ManagedProcess, startProcess, type Tracker, waitUntil } from '../../src/testkit/index.js';
+
+// Real hub and agent processes from the compiled CLI (npm test builds it first).
+
+export const repoRoot = resolve(import.meta.dirname, '../..');
+export const hawserBin = join(repoRoot, 'bin', 'hawser.js');
+export const bootstrapToken = 'abcdef.0123456789abcdef';
+const run = promisify(execFile);
+
+export async function tempDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `hawser-${prefix}-`));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+export interface HubProcess {
+  proc: ManagedProcess;
+  tunnel: string;
+  tunnelPort: number;
+  apiUrl: string;
+  caFile: string;
+  dataDir: string;
+  clusters(): Promise<ManagedCluster[]>;
+  cluster(name: string): Promise<ManagedCluster | undefined>;
+  requests(): Promise<ClusterRegistrationRequest[]>;
+  metrics(): Promise<string>;
+  /** Value of one sample, e.g. metric('hawser_hub_rejected_total', { code: 'X' }); 0 when absent. */
+  metric(name: string, labels?: Record<string, string>): Promise<number>;
+}
+
+export async function startHubProcess(options: {
+  dataDir: string;
+  logDir: string;
+  tracker?: Tracker;
+  args?: string[];
+  tunnelPort?: number;
+  apiPort?: number;
+}): Promise<HubProcess> {
+  const tunnelPort = options.tunnelPort ?? (await freePort({ owner: 'hub tunnel', ...(options.tracker ? { tracker: options.tracker } : {}) }));
+  const apiPort = options.apiPort ?? (await freePort({ owner: 'hub api', ...(options.tracker ? { tracker: options.tracker } : {}) }));
+  const proc = await startProcess({
+    name: 'hub',
+    command: process.execPath,
+    args: [
+      hawserBin,
+      'hub',
+      `--data-dir=${options.dataDir}`,
+      `--listen=127.0.0.1:${tunnelPort}`,
+      `--api-address=127.0.0.1:${apiPort}`,
+      `--bootstrap-token=${bootstrapToken}`,
+      ...(options.args ?? []),
+    ],
+    logDir: options.logDir,
+    ports: [tunnelPort, apiPort],
+    ...(options.tracker ? { tracker: options.tracker } : {}),
+  });
+  await proc.waitFor(/"hub ready"/, { timeoutMs: 60_000, what: 'hub ready' });
+  const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const get = async <T>(path: string): Promise<T> => {
+    const res = await fetch(`${apiUrl}${path}`);
+    if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
+    return (await res.json()) as T;
+  };
+  const metrics = async () => (await fetch(`${apiUrl}/metrics`)).text();
+  return {
+    proc,
+    tunnel: `127.0.0.1:${tunnelPort}`,
+    tunnelPort,
+    apiUrl,
+    caFile: join(options.dataDir, 'pki', 'ca.crt'),
+    dataDir: options.dataDir,
+    clusters: async () => (await get<{ items: ManagedCluster[] }>('/api/v1/clusters')).items,
+    cluster: async (name) => (await get<{ items: ManagedCluster[] }>('/api/v1/clusters')).items.find((c) => c.metadata.name === name),
+    requests: async () => (await get<{ items: ClusterRegistrationRequest[] }>('/api/v1/clusterregistrationrequests')).items,
+    metrics,
+    metric: async (name, labels = {}) => sampleValue(await metrics(), name, labels),
+  };
+}
+
+/** Reads one Prometheus sample from exposition text. */
+export function sampleValue(text: string, name: string, labels: Record<string, string> = {}): number {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name)) continue;
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})?\s+(\S+)/.exec(line);
+    if (!m || m[1] !== name) continue;
+    const have: Record<string, string> = {};
+    for (const pair of (m[3] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) have[pair[1]!] = pair[2]!;
+    if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[4]);
+  }
+  return 0;
+}
+
+export interface AgentProcessOptions {
+  name: string;
+  parentUrl: string;
+  caFile: string;
+  cacheDir: string;
+  kubeconfig: string;
+  logDir: string;
+  tracker?: Tracker;
+  token?: string;
+  args?: string[];
+}
+
+export async function startAgentProcess(o: AgentProcessOptions): Promise<ManagedProcess> {
+  return startProcess({
+    name: `agent-${o.name}`,
+    command: process.execPath,
+    args: [
+      hawserBin,
+      'agent',
+      `--parent-url=${o.parentUrl}`,
+      `--parent-ca-file=${o.caFile}`,
+      `--cluster-reg-name=${o.name}`,
+      `--cache-dir=${o.cacheDir}`,
+      `--kubeconfig=${o.kubeconfig}`,
+      ...(o.args ?? []),
+    ],
+    env: { PARENT_CLUSTER_TOKEN: o.token ?? bootstrapToken },
+    logDir: o.logDir,
+    ...(o.tracker ? { tracker: o.tracker } : {}),
+  });
+}
+
+/** Runs the real CLI; never throws on a non-zero exit. */
+export async function hawser(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [hawserBin, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string };
+    return { code: typeof e.code === 'number' ? e.code : 1, stdout: e.stdout ?? '', stderr: e.stderr ?? '' };
+  }
+}
+
+export function readyStatus(c: ManagedCluster | undefined): string | undefined {
+  return c?.status.conditions.find((x) => x.type === 'Ready')?.status;
+}
+
+export function hasUnreachableTaint(c: ManagedCluster | undefined): boolean {
+  return Boolean(c?.spec.taints.some((t) => t.key === 'node.clusternet.io/unreachable' && t.effect === 'NoSchedule'));
+}
+
+export function until<T>(what: string, check: () => Promise<T | undefined | false | null>, timeoutMs = 60_000): Promise<T> {
+  return waitUntil(async () => (await check().catch(() => undefined)) ?? undefined, { timeoutMs, what, intervalMs: 100 }) as Promise<T>;
+}
+
+/** Agent log lines as parsed JSON (pino), skipping anything else. */
+export function jsonLines(proc: ManagedProcess): Array<Record<string, unknown>> {
+  return proc
+    .lines()
+    .filter((l) => l.startsWith('{'))
+    .map((l) => {
+      try {
+        return JSON.parse(l) as Record<string, unknown>;
+      } catch {
+        return {};
+      }
+    });
+}
