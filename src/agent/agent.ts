@@ -164,6 +164,10 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
   /** One stream from dial to close; returns why it ended. */
   private async session(): Promise<HawserError> {
     const identity = this.identity!;
+    // Checked before dialling: a stream opened and then abandoned would sit on the hub until its hello timeout.
+    if (identity.credential === undefined && !this.options.bootstrapToken) {
+      return new HawserError(ErrorCode.BadBootstrapToken, 'no cluster credential cached and no bootstrap token given (--bootstrap-token or PARENT_CLUSTER_TOKEN)');
+    }
     const channel = this.deps.transport.open();
     this.channel = channel;
     const timers: TimerHandle[] = [];
@@ -174,9 +178,6 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       channel.close(error);
     };
     try {
-      if (identity.credential === undefined && !this.options.bootstrapToken) {
-        return new HawserError(ErrorCode.BadBootstrapToken, 'no cluster credential cached and no bootstrap token given (--bootstrap-token or PARENT_CLUSTER_TOKEN)');
-      }
       this.setState({ kind: 'registering' });
       const registerTimer = this.clock.setTimeout(
         () => fail(new HawserError(ErrorCode.RegistrationTimeout, `hub did not answer hello within ${this.options.registerTimeoutMs}ms`)),

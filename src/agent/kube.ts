@@ -1,7 +1,7 @@
 import { request } from 'node:https';
 import { request as httpRequest } from 'node:http';
 import { CoreV1Api, KubeConfig, VersionApi, type V1Node } from '@kubernetes/client-node';
-import type { wire } from '../tunnel/index.js';
+import { ErrorCode, HawserError, type wire } from '../tunnel/index.js';
 import { sumQuantities } from './quantity.js';
 
 // What the agent reads from its own cluster. Behind an interface so the
@@ -18,9 +18,9 @@ export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
     else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
     else kc.loadFromDefault();
   } catch (cause) {
-    throw new Error(`cannot load kubeconfig ${kubeconfig ?? '(default)'}: ${(cause as Error).message}`, { cause });
+    throw new HawserError(ErrorCode.InvalidOption, `cannot load kubeconfig ${kubeconfig ?? '(default)'}: ${(cause as Error).message}`, { cause });
   }
-  if (!kc.getCurrentCluster()) throw new Error(`kubeconfig ${kubeconfig ?? '(default)'} has no current cluster`);
+  if (!kc.getCurrentCluster()) throw new HawserError(ErrorCode.InvalidOption, `kubeconfig ${kubeconfig ?? '(default)'} has no current cluster`);
   return kc;
 }
 

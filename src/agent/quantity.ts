@@ -16,7 +16,9 @@ export function formatQuantity(resource: string, value: number): string {
     return value % 1024 === 0 && value > 0 ? `${value / 1024}Ki` : `${Math.round(value)}`;
   }
   if (Number.isInteger(value)) return String(value);
-  return `${Math.round(value * 1000)}m`;
+  // Sums of milli values carry float error (10 x 100m = 0.9999999999999999): round first.
+  const milli = Math.round(value * 1000);
+  return milli % 1000 === 0 ? String(milli / 1000) : `${milli}m`;
 }
 
 export function sumQuantities(lists: Array<Record<string, string> | undefined>): Record<string, string> {

@@ -12,9 +12,9 @@ export interface Clock {
 export const systemClock: Clock = {
   now: () => Date.now(),
   setTimeout(fn, ms) {
+    // Ref'd on purpose: an agent backing off has nothing else keeping it alive.
+    // Owners cancel their timers on stop.
     const t = setTimeout(fn, ms);
-    // Timers never keep a process alive on their own: shutdown is explicit.
-    t.unref();
     return { cancel: () => clearTimeout(t) };
   },
 };

@@ -106,22 +106,27 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
 
   async send(frame: Out): Promise<void> {
     if (this.done) throw new HawserError(ErrorCode.Unavailable, `stream to ${this.peer} is closed`);
-    await new Promise<void>((resolve, reject) => {
-      const flushed = this.call.write(frame, (err?: Error | null) => {
-        if (err) reject(new HawserError(ErrorCode.Unavailable, `write to ${this.peer} failed: ${err.message}`));
-      });
-      if (flushed) return resolve();
-      const onDrain = () => {
-        this.call.off('close', onClose);
-        resolve();
-      };
-      const onClose = () => {
-        this.call.off('drain', onDrain);
-        reject(new HawserError(ErrorCode.Unavailable, `stream to ${this.peer} closed while sending`));
-      };
+    let flushed: boolean;
+    try {
+      flushed = this.call.write(frame);
+    } catch (err) {
+      throw new HawserError(ErrorCode.Unavailable, `write to ${this.peer} failed: ${(err as Error).message}`);
+    }
+    if (flushed) return;
+    // Wait for room, but never past the end of the stream (a cancelled call may never drain).
+    let onDrain!: () => void;
+    const drained = new Promise<void>((resolve) => {
+      onDrain = resolve;
       this.call.once('drain', onDrain);
-      this.call.once('close', onClose);
     });
+    const ended = this.closed.then((e) => {
+      throw e ?? new HawserError(ErrorCode.Unavailable, `stream to ${this.peer} closed while sending`);
+    });
+    try {
+      await Promise.race([drained, ended]);
+    } finally {
+      this.call.off('drain', onDrain);
+    }
   }
 
   countOut(n: number): void {

@@ -1,0 +1,598 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  clusterIdLabel,
+  clusterNameLabel,
+  dedicatedNamespaceFor,
+  type ManagedCluster,
+  readyCondition,
+  registrationRequestName,
+  unreachableTaintKey,
+} from '../../src/api/index.js';
+import { defaultHubCoreOptions, HubCore } from '../../src/hub/hub.js';
+import { HubMetrics } from '../../src/hub/metrics.js';
+import { hashSecret } from '../../src/hub/tokens.js';
+import { ErrorCode } from '../../src/tunnel/errors.js';
+import { MemoryTransport } from '../../src/tunnel/memory.js';
+import {
+  clusterStatus,
+  FakeAgent,
+  helloFrame,
+  type HelloSpec,
+  metricValue,
+  type RawAgentChannel,
+  rejectedCount,
+  settle,
+  silentLogger,
+  startTestHub,
+  type TestHub,
+  waitFor,
+} from './support.js';
+
+/** Small enough that a hello with a big label set exceeds it; far above every normal frame. */
+const maxFrameBytes = 4_096;
+
+let hub: TestHub;
+
+afterEach(async () => {
+  await hub?.close();
+});
+
+/** Registers a new cluster with the bootstrap token; returns its open agent and credential. */
+async function register(spec: Omit<HelloSpec, 'clusterId' | 'token'> & { clusterId?: string } = {}) {
+  const clusterId = spec.clusterId ?? randomUUID();
+  const agent = FakeAgent.open(hub);
+  await agent.send(helloFrame({ ...spec, clusterId, token: hub.token }));
+  const welcome = await agent.expectFrame('welcome');
+  return { agent, clusterId, welcome, credential: welcome.credential };
+}
+
+async function connectWithCredential(clusterId: string, credential: string, extra: Partial<HelloSpec> = {}) {
+  const agent = FakeAgent.open(hub);
+  await agent.send(helloFrame({ ...extra, clusterId, credential }));
+  return agent;
+}
+
+async function storedCluster(name: string): Promise<ManagedCluster> {
+  const cluster = await hub.store.get('ManagedCluster', name);
+  if (!cluster) throw new Error(`no ManagedCluster ${name}`);
+  return cluster;
+}
+
+/** Everything the hub stores, as text: for "nothing else changes". */
+async function snapshot(): Promise<string> {
+  return JSON.stringify({
+    clusters: await hub.store.list('ManagedCluster'),
+    requests: await hub.store.list('ClusterRegistrationRequest'),
+    credentials: await hub.store.list('ClusterCredential'),
+  });
+}
+
+describe('HubCore registration', () => {
+  beforeEach(async () => {
+    hub = await startTestHub({}, { maxFrameBytes });
+  });
+
+  it('welcomes a new cluster with a credential and stores it with its labels and namespace', async () => {
+    const clusterId = randomUUID();
+    const { agent, welcome, credential } = await register({
+      clusterId,
+      name: 'edge-berlin',
+      labels: { env: 'prod', 'topology.kubernetes.io/region': 'eu-central' },
+    });
+
+    expect(welcome.clusterName).toBe('edge-berlin');
+    expect(welcome.dedicatedNamespace).toBe(dedicatedNamespaceFor(clusterId));
+    expect(credential).toMatch(/^hwc_[A-Za-z0-9_-]{43}$/);
+    expect(welcome.leaseDurationMs).toBe(60_000);
+    expect(welcome.heartbeatIntervalMs).toBe(20_000);
+
+    const cluster = await storedCluster('edge-berlin');
+    expect(cluster.kind).toBe('ManagedCluster');
+    expect(cluster.metadata.namespace).toBe(dedicatedNamespaceFor(clusterId));
+    expect(cluster.metadata.labels).toEqual({
+      env: 'prod',
+      'topology.kubernetes.io/region': 'eu-central',
+      [clusterIdLabel]: clusterId,
+      [clusterNameLabel]: 'edge-berlin',
+    });
+    expect(cluster.spec).toMatchObject({ clusterId, clusterType: 'EdgeCluster', syncMode: 'Dual', taints: [] });
+
+    const request = await hub.store.get('ClusterRegistrationRequest', registrationRequestName(clusterId));
+    expect(request?.status).toMatchObject({ result: 'Approved', managedClusterName: 'edge-berlin' });
+
+    // Only the hash of the credential is kept, bound to this cluster.
+    const record = await hub.store.get('ClusterCredential', hashSecret(credential));
+    expect(record).toMatchObject({ clusterId, clusterName: 'edge-berlin' });
+    expect(record?.confirmedAt).toBeUndefined();
+    expect(JSON.stringify(await hub.store.list('ClusterCredential'))).not.toContain(credential);
+
+    await agent.heartbeat();
+    expect(hub.core.connectedClusters).toEqual(['edge-berlin']);
+    expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'registered' })).toBe(1);
+  });
+
+  it('welcomes a reconnect with the credential without issuing a new one', async () => {
+    const { agent, clusterId, credential } = await register();
+    agent.channel.close();
+    await waitFor('the first session to end', () => hub.core.connectedClusters.length === 0);
+
+    const again = await connectWithCredential(clusterId, credential);
+    const welcome = await again.expectFrame('welcome');
+    expect(welcome.clusterName).toBe('edge-1');
+    expect(welcome.credential).toBe('');
+    expect(welcome.dedicatedNamespace).toBe(dedicatedNamespaceFor(clusterId));
+    await again.heartbeat();
+
+    expect(await hub.store.list('ManagedCluster')).toHaveLength(1);
+    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(1);
+    const records = await hub.store.list('ClusterCredential');
+    expect(records).toHaveLength(1);
+    expect(records[0]!.hash).toBe(hashSecret(credential));
+    expect(records[0]!.confirmedAt).toBeDefined();
+    expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'reconnected' })).toBe(1);
+    expect(await metricValue(hub.metrics, 'hawser_hub_sessions_total', { cluster: 'edge-1' })).toBe(2);
+  });
+
+  it('replaces an unused credential when the bootstrap token registers the same cluster again', async () => {
+    const first = await register();
+    first.agent.channel.close();
+    const second = await register({ clusterId: first.clusterId });
+    expect(second.credential).not.toBe('');
+    expect(second.credential).not.toBe(first.credential);
+
+    const records = await hub.store.list('ClusterCredential');
+    expect(records.map((r) => r.hash)).toEqual([hashSecret(second.credential)]);
+
+    const stale = await connectWithCredential(first.clusterId, first.credential);
+    await stale.expectGoodbye(ErrorCode.BadCredential);
+    const fresh = await connectWithCredential(first.clusterId, second.credential);
+    expect((await fresh.expectFrame('welcome')).credential).toBe('');
+  });
+
+  it('hands out the hub default lease, or the asked one clamped to the hub bounds', async () => {
+    expect((await register({ name: 'asks-nothing' })).welcome.leaseDurationMs).toBe(60_000);
+    const tiny = (await register({ name: 'asks-tiny', leaseDurationMs: 10 })).welcome;
+    expect(tiny.leaseDurationMs).toBe(1_000);
+    expect(tiny.heartbeatIntervalMs).toBe(333);
+    expect((await register({ name: 'asks-huge', leaseDurationMs: 10 * 3_600_000 })).welcome.leaseDurationMs).toBe(3_600_000);
+    expect((await register({ name: 'asks-fine', leaseDurationMs: 45_000 })).welcome.leaseDurationMs).toBe(45_000);
+  });
+
+  it('answers every heartbeat with its sequence and the new lease expiry', async () => {
+    const { agent } = await register({ leaseDurationMs: 30_000 });
+    const first = await agent.heartbeat();
+    expect(first.leaseExpiresAtUnixMs).toBe(hub.clock.now() + 30_000);
+    hub.clock.advance(10_000);
+    const second = await agent.heartbeat();
+    expect(second.leaseExpiresAtUnixMs).toBe(hub.clock.now() + 30_000);
+    expect(second.leaseExpiresAtUnixMs - first.leaseExpiresAtUnixMs).toBe(10_000);
+  });
+
+  it('applies the status a heartbeat carries to the ManagedCluster', async () => {
+    const { agent } = await register();
+    await agent.heartbeat(clusterStatus('ok'));
+    const cluster = await storedCluster('edge-1');
+    expect(cluster.status).toMatchObject({
+      k8sVersion: 'v1.33.1',
+      platform: 'linux/amd64',
+      apiserverURL: 'https://10.0.0.1:6443',
+      healthz: true,
+      livez: true,
+      readyz: true,
+      allocatable: { cpu: '3500m', memory: '6Gi' },
+      capacity: { cpu: '4', memory: '8Gi' },
+      nodeStatistics: { readyNodes: 2, notReadyNodes: 1, unknownNodes: 0 },
+      clusterCIDR: '10.244.0.0/16',
+      serviceCIDR: '10.96.0.0/12',
+      leaseDurationSeconds: 60,
+    });
+    expect(readyCondition(cluster)?.status).toBe('True');
+    expect(await metricValue(hub.metrics, 'hawser_cluster_ready', { cluster: 'edge-1' })).toBe(1);
+
+    await agent.heartbeat(clusterStatus('failed: HTTP 500'));
+    const notReady = await storedCluster('edge-1');
+    expect(readyCondition(notReady)?.status).toBe('False');
+    expect(notReady.status.readyz).toBe(false);
+    expect(await metricValue(hub.metrics, 'hawser_cluster_ready', { cluster: 'edge-1' })).toBe(0);
+  });
+});
+
+describe('HubCore refusals change nothing else', () => {
+  let registered: { agent: FakeAgent; clusterId: string; credential: string };
+
+  beforeEach(async () => {
+    hub = await startTestHub({}, { maxFrameBytes });
+    // A registered cluster that has used its credential, connected and healthy.
+    const first = await register({ name: 'edge-1', labels: { env: 'prod' } });
+    first.agent.channel.close();
+    await waitFor('the registration session to end', () => hub.core.connectedClusters.length === 0);
+    const agent = await connectWithCredential(first.clusterId, first.credential);
+    await agent.expectFrame('welcome');
+    await agent.heartbeat();
+    registered = { agent, clusterId: first.clusterId, credential: first.credential };
+  });
+
+  /**
+   * Runs one bad attempt on a fresh channel and checks: goodbye with `code`,
+   * the channel closed, the refusal counted once, nothing stored changed, and
+   * the registered cluster still heartbeats on its own stream.
+   */
+  async function expectRefusal(code: string, attempt: (agent: FakeAgent) => Promise<void> | void) {
+    const before = await snapshot();
+    const countBefore = await rejectedCount(hub.metrics, code);
+    const connectedBefore = await metricValue(hub.metrics, 'hawser_hub_connected_agents');
+
+    const bad = FakeAgent.open(hub);
+    await attempt(bad);
+    const goodbye = await bad.expectGoodbye(code);
+    expect(bad.isClosed).toBe(true);
+
+    expect(await rejectedCount(hub.metrics, code)).toBe(countBefore + 1);
+    await waitFor('the refused channel to be released', async () => (await metricValue(hub.metrics, 'hawser_hub_connected_agents')) === connectedBefore);
+    expect(await snapshot()).toBe(before);
+
+    await registered.agent.heartbeat();
+    expect(registered.agent.isClosed).toBe(false);
+    expect(hub.core.connectedClusters).toEqual(['edge-1']);
+    expect(await snapshot()).toBe(before);
+    return goodbye;
+  }
+
+  it('refuses a wrong bootstrap token', async () => {
+    await expectRefusal(ErrorCode.BadBootstrapToken, (a) =>
+      a.send(helloFrame({ clusterId: randomUUID(), token: 'wrong0.0000000000000000', name: 'intruder' })),
+    );
+    expect(await hub.store.get('ManagedCluster', 'intruder')).toBeUndefined();
+  });
+
+  it('refuses a wrong bootstrap token presented for a registered cluster id', async () => {
+    await expectRefusal(ErrorCode.BadBootstrapToken, (a) =>
+      a.send(helloFrame({ clusterId: registered.clusterId, token: 'wrong0.0000000000000000' })),
+    );
+  });
+
+  it('refuses a hello with neither token nor credential', async () => {
+    await expectRefusal(ErrorCode.BadBootstrapToken, (a) => a.send(helloFrame({ clusterId: randomUUID(), name: 'anon' })));
+  });
+
+  it('refuses the bootstrap token alone once the cluster has used its credential', async () => {
+    const goodbye = await expectRefusal(ErrorCode.AlreadyRegistered, (a) =>
+      a.send(helloFrame({ clusterId: registered.clusterId, token: hub.token, name: 'edge-1' })),
+    );
+    expect(goodbye.message).toContain(registered.clusterId);
+  });
+
+  it('refuses the bootstrap token re-registering a used cluster id under another name', async () => {
+    await expectRefusal(ErrorCode.AlreadyRegistered, (a) =>
+      a.send(helloFrame({ clusterId: registered.clusterId, token: hub.token, name: 'edge-renamed' })),
+    );
+    expect(await hub.store.get('ManagedCluster', 'edge-renamed')).toBeUndefined();
+  });
+
+  it('refuses a credential presented with another cluster id', async () => {
+    const otherId = randomUUID();
+    const goodbye = await expectRefusal(ErrorCode.CredentialClusterMismatch, (a) =>
+      a.send(helloFrame({ clusterId: otherId, credential: registered.credential })),
+    );
+    expect(goodbye.message).toContain(otherId);
+  });
+
+  it('refuses an unknown credential', async () => {
+    await expectRefusal(ErrorCode.BadCredential, (a) =>
+      a.send(helloFrame({ clusterId: registered.clusterId, credential: 'hwc_not-a-real-credential' })),
+    );
+  });
+
+  it('refuses a name another cluster already has', async () => {
+    const goodbye = await expectRefusal(ErrorCode.ClusterNameTaken, (a) =>
+      a.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-1' })),
+    );
+    expect(goodbye.message).toContain('"edge-1"');
+  });
+
+  it('refuses an invalid cluster name, naming the field and the value', async () => {
+    const goodbye = await expectRefusal(ErrorCode.InvalidRegistration, (a) =>
+      a.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'Bad_Name' })),
+    );
+    expect(goodbye.message).toContain('clusterName');
+    expect(goodbye.message).toContain('"Bad_Name"');
+  });
+
+  it('refuses an invalid label key, naming the key', async () => {
+    const goodbye = await expectRefusal(ErrorCode.InvalidRegistration, (a) =>
+      a.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-2', labels: { 'bad key!': 'v' } })),
+    );
+    expect(goodbye.message).toContain('clusterLabels');
+    expect(goodbye.message).toContain('"bad key!"');
+  });
+
+  it('refuses an invalid label value, naming the value', async () => {
+    const goodbye = await expectRefusal(ErrorCode.InvalidRegistration, (a) =>
+      a.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-2', labels: { tier: 'not ok' } })),
+    );
+    expect(goodbye.message).toContain('"not ok"');
+  });
+
+  it('refuses a cluster id that is not a UUID, naming it', async () => {
+    const goodbye = await expectRefusal(ErrorCode.InvalidRegistration, (a) =>
+      a.send(helloFrame({ clusterId: 'not-a-uuid', token: hub.token, name: 'edge-2' })),
+    );
+    expect(goodbye.message).toContain('clusterId');
+    expect(goodbye.message).toContain('"not-a-uuid"');
+  });
+
+  it('refuses raw garbage bytes as a malformed frame', async () => {
+    await expectRefusal(ErrorCode.MalformedFrame, (a) => a.channel.sendRaw(Uint8Array.from([0x0a, 0x05, 0x01])));
+  });
+
+  it('refuses a valid protobuf that carries no frame as malformed', async () => {
+    await expectRefusal(ErrorCode.MalformedFrame, (a) => a.channel.sendRaw(new Uint8Array(0)));
+  });
+
+  it('refuses a frame over the size limit, naming the sizes', async () => {
+    const labels = Object.fromEntries(Array.from({ length: 200 }, (_, i) => [`label-${i}`, 'x'.repeat(40)]));
+    const goodbye = await expectRefusal(ErrorCode.OversizedFrame, (a) =>
+      a.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-big', labels })),
+    );
+    expect(goodbye.message).toContain(`${maxFrameBytes} bytes`);
+    const size = Number(/of (\d+) bytes/.exec(goodbye.message)?.[1]);
+    expect(size).toBeGreaterThan(maxFrameBytes);
+  });
+
+  it('refuses a first frame that is not a hello', async () => {
+    await expectRefusal(ErrorCode.UnexpectedFrame, (a) =>
+      a.send({ frame: { $case: 'heartbeat', value: { sequence: 1, sentAtUnixMs: 0, status: undefined } } }),
+    );
+  });
+
+  it('refuses a channel that says nothing within the hello timeout', async () => {
+    await expectRefusal(ErrorCode.RegistrationTimeout, async (a) => {
+      await waitFor('the hub to start waiting for hello', async () => (await metricValue(hub.metrics, 'hawser_hub_connected_agents')) === 2);
+      hub.clock.advance(15_000 - 1);
+      await settle();
+      expect(a.received).toEqual([]);
+      expect(a.isClosed).toBe(false);
+      hub.clock.advance(1);
+    });
+  });
+
+  it('counts each refusal under its own code', async () => {
+    const attempts: Array<[string, (a: FakeAgent) => Promise<void> | void]> = [
+      [ErrorCode.BadBootstrapToken, (a) => a.send(helloFrame({ clusterId: randomUUID(), token: 'nope' }))],
+      [ErrorCode.BadCredential, (a) => a.send(helloFrame({ clusterId: randomUUID(), credential: 'hwc_nope' }))],
+      [ErrorCode.MalformedFrame, (a) => a.channel.sendRaw(Uint8Array.from([0xff]))],
+      [ErrorCode.BadBootstrapToken, (a) => a.send(helloFrame({ clusterId: randomUUID(), token: 'still-nope' }))],
+    ];
+    for (const [code, attempt] of attempts) await expectRefusal(code, attempt);
+    expect(await rejectedCount(hub.metrics, ErrorCode.BadBootstrapToken)).toBe(2);
+    expect(await rejectedCount(hub.metrics, ErrorCode.BadCredential)).toBe(1);
+    expect(await rejectedCount(hub.metrics, ErrorCode.MalformedFrame)).toBe(1);
+    expect(await rejectedCount(hub.metrics, ErrorCode.CredentialClusterMismatch)).toBe(0);
+  });
+
+  it('closes a registered session that sends garbage, and only that session', async () => {
+    const other = await register({ name: 'edge-2' });
+    await other.agent.heartbeat();
+    const before = await rejectedCount(hub.metrics, ErrorCode.MalformedFrame);
+    other.agent.channel.sendRaw(Uint8Array.from([0x0a, 0x05, 0x01]));
+    await other.agent.expectGoodbye(ErrorCode.MalformedFrame);
+    expect(await rejectedCount(hub.metrics, ErrorCode.MalformedFrame)).toBe(before + 1);
+    await waitFor('edge-2 to leave the session list', () => !hub.core.connectedClusters.includes('edge-2'));
+    await registered.agent.heartbeat();
+    expect(hub.core.connectedClusters).toEqual(['edge-1']);
+  });
+
+  it('lets a second connection supersede the first for the same cluster', async () => {
+    const second = await connectWithCredential(registered.clusterId, registered.credential);
+    expect((await second.expectFrame('welcome')).clusterName).toBe('edge-1');
+
+    const goodbye = await registered.agent.expectGoodbye(ErrorCode.Superseded);
+    expect(goodbye.message).toContain('"edge-1"');
+    expect(await rejectedCount(hub.metrics, ErrorCode.Superseded)).toBe(1);
+
+    // The old stream's teardown must not remove the new session.
+    await waitFor('the superseded channel to be released', async () => (await metricValue(hub.metrics, 'hawser_hub_connected_agents')) === 1);
+    expect(hub.core.connectedClusters).toEqual(['edge-1']);
+    const ack = await second.heartbeat(clusterStatus('ok'));
+    expect(ack.leaseExpiresAtUnixMs).toBe(hub.clock.now() + 60_000);
+    expect(readyCondition(await storedCluster('edge-1'))?.status).toBe('True');
+    expect(await metricValue(hub.metrics, 'hawser_hub_sessions_total', { cluster: 'edge-1' })).toBe(3);
+  });
+
+  it('tells connected agents the hub is shutting down on stop', async () => {
+    await hub.core.stop();
+    const reason = await registered.agent.channel.closed;
+    expect(reason?.code).toBe(ErrorCode.HubShuttingDown);
+    expect(hub.core.connectedClusters).toEqual([]);
+  });
+});
+
+describe('HubCore approval', () => {
+  beforeEach(async () => {
+    hub = await startTestHub({ autoApprove: false });
+  });
+
+  it('keeps a new cluster pending until approved, then welcomes it on the same stream', async () => {
+    const clusterId = randomUUID();
+    const agent = FakeAgent.open(hub);
+    await agent.send(helloFrame({ clusterId, token: hub.token, name: 'edge-wait', labels: { env: 'lab' } }));
+
+    const pending = await agent.expectFrame('registrationPending');
+    expect(pending.requestName).toBe(registrationRequestName(clusterId));
+    expect(pending.message).toContain('edge-wait');
+    const request = await hub.store.get('ClusterRegistrationRequest', pending.requestName);
+    expect(request?.status.result).toBe('Pending');
+    expect(await hub.store.list('ManagedCluster')).toEqual([]);
+    expect(await hub.store.list('ClusterCredential')).toEqual([]);
+    expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'pending' })).toBe(1);
+    await settle();
+    expect(agent.unread).toEqual([]);
+
+    const approved = await hub.core.registrar.approve('edge-wait');
+    expect(approved.status.result).toBe('Approved');
+
+    const welcome = await agent.expectFrame('welcome');
+    expect(welcome.clusterName).toBe('edge-wait');
+    expect(welcome.credential).toMatch(/^hwc_/);
+    expect(welcome.dedicatedNamespace).toBe(dedicatedNamespaceFor(clusterId));
+    const cluster = await storedCluster('edge-wait');
+    expect(cluster.metadata.labels).toMatchObject({ env: 'lab', [clusterIdLabel]: clusterId });
+    expect(await hub.store.get('ClusterCredential', hashSecret(welcome.credential))).toMatchObject({ clusterId });
+    await agent.heartbeat();
+    expect(hub.core.connectedClusters).toEqual(['edge-wait']);
+  });
+
+  it('approves by request name too, and refuses to approve an unknown name', async () => {
+    const clusterId = randomUUID();
+    const agent = FakeAgent.open(hub);
+    await agent.send(helloFrame({ clusterId, token: hub.token, name: 'edge-req' }));
+    const pending = await agent.expectFrame('registrationPending');
+    await hub.core.registrar.approve(pending.requestName);
+    expect((await agent.expectFrame('welcome')).clusterName).toBe('edge-req');
+
+    await expect(hub.core.registrar.approve('no-such-cluster')).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    await expect(hub.core.registrar.approve('no-such-cluster')).rejects.toThrow('"no-such-cluster"');
+  });
+
+  it('lets a pending agent hang up without leaking its session', async () => {
+    const agent = FakeAgent.open(hub);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-gone' }));
+    await agent.expectFrame('registrationPending');
+    expect(await metricValue(hub.metrics, 'hawser_hub_connected_agents')).toBe(1);
+    agent.channel.close();
+    await waitFor('the pending channel to be released', async () => (await metricValue(hub.metrics, 'hawser_hub_connected_agents')) === 0);
+    expect(hub.core.connectedClusters).toEqual([]);
+
+    // Approval afterwards creates the cluster; the agent collects its credential when it returns.
+    await hub.core.registrar.approve('edge-gone');
+    expect(await hub.store.get('ManagedCluster', 'edge-gone')).toBeDefined();
+  });
+});
+
+describe('HubCore leases and taints', () => {
+  beforeEach(async () => {
+    hub = await startTestHub();
+  });
+
+  it('marks a silent cluster Unknown and taints it, and a heartbeat clears both', async () => {
+    const { agent } = await register({ name: 'edge-lease', leaseDurationMs: 5_000 });
+    const welcomeAt = hub.clock.now();
+    await agent.heartbeat(clusterStatus('ok'));
+    expect(readyCondition(await storedCluster('edge-lease'))?.status).toBe('True');
+
+    hub.clock.advance(4_999);
+    await settle();
+    expect(await metricValue(hub.metrics, 'hawser_cluster_lease_expiries_total', { cluster: 'edge-lease' })).toBe(0);
+    expect(readyCondition(await storedCluster('edge-lease'))?.status).toBe('True');
+
+    hub.clock.advance(1);
+    expect(hub.clock.now()).toBe(welcomeAt + 5_000);
+    expect(await metricValue(hub.metrics, 'hawser_cluster_lease_expiries_total', { cluster: 'edge-lease' })).toBe(1);
+    const expired = await waitFor('Ready Unknown after the lease ran out', async () => {
+      const c = await storedCluster('edge-lease');
+      return readyCondition(c)?.status === 'Unknown' ? c : undefined;
+    });
+    expect(expired.spec.taints).toContainEqual(
+      expect.objectContaining({ key: unreachableTaintKey, effect: 'NoSchedule', timeAdded: new Date(welcomeAt + 5_000).toISOString() }),
+    );
+    expect(unreachableTaintKey).toBe('node.clusternet.io/unreachable');
+    expect(readyCondition(expired)?.reason).toBe('ClusterStatusUnknown');
+    expect(await metricValue(hub.metrics, 'hawser_cluster_ready', { cluster: 'edge-lease' })).toBe(-1);
+
+    // More silence neither duplicates the taint nor counts the expiry again.
+    hub.clock.advance(60_000);
+    await settle();
+    const still = await storedCluster('edge-lease');
+    expect(still.spec.taints.filter((t) => t.key === unreachableTaintKey)).toHaveLength(1);
+    expect(await metricValue(hub.metrics, 'hawser_cluster_lease_expiries_total', { cluster: 'edge-lease' })).toBe(1);
+
+    await agent.heartbeat(clusterStatus('ok'));
+    const back = await storedCluster('edge-lease');
+    expect(readyCondition(back)?.status).toBe('True');
+    expect(back.spec.taints.some((t) => t.key === unreachableTaintKey)).toBe(false);
+    expect(await metricValue(hub.metrics, 'hawser_cluster_ready', { cluster: 'edge-lease' })).toBe(1);
+  });
+
+  it('clears the taint on a heartbeat without status, with Ready following the last known readyz', async () => {
+    const { agent } = await register({ name: 'edge-quiet', leaseDurationMs: 2_000 });
+    await agent.heartbeat(clusterStatus('ok'));
+    hub.clock.advance(2_000);
+    await waitFor('the unreachable taint', async () =>
+      (await storedCluster('edge-quiet')).spec.taints.some((t) => t.key === unreachableTaintKey),
+    );
+    await agent.heartbeat();
+    const back = await storedCluster('edge-quiet');
+    expect(back.spec.taints).toEqual([]);
+    expect(readyCondition(back)?.status).toBe('True');
+  });
+
+  it('keeps Ready False (not True) after expiry when the returning cluster reports readyz failing', async () => {
+    const { agent } = await register({ name: 'edge-sick', leaseDurationMs: 2_000 });
+    hub.clock.advance(2_000);
+    await waitFor('Ready Unknown', async () => readyCondition(await storedCluster('edge-sick'))?.status === 'Unknown');
+    await agent.heartbeat(clusterStatus('failed: etcd'));
+    const back = await storedCluster('edge-sick');
+    expect(readyCondition(back)?.status).toBe('False');
+    expect(back.spec.taints).toEqual([]);
+  });
+
+  it('heartbeats within the lease keep the cluster untainted', async () => {
+    const { agent } = await register({ name: 'edge-steady', leaseDurationMs: 3_000 });
+    await agent.heartbeat(clusterStatus('ok'));
+    for (let i = 0; i < 10; i++) {
+      hub.clock.advance(2_999);
+      await agent.heartbeat();
+    }
+    await settle();
+    expect(await metricValue(hub.metrics, 'hawser_cluster_lease_expiries_total', { cluster: 'edge-steady' })).toBe(0);
+    const cluster = await storedCluster('edge-steady');
+    expect(cluster.spec.taints).toEqual([]);
+    expect(readyCondition(cluster)?.status).toBe('True');
+  });
+
+  it('expires only the cluster that went silent', async () => {
+    const a = await register({ name: 'edge-a', leaseDurationMs: 4_000 });
+    const b = await register({ name: 'edge-b', leaseDurationMs: 4_000 });
+    await a.agent.heartbeat(clusterStatus('ok'));
+    await b.agent.heartbeat(clusterStatus('ok'));
+    hub.clock.advance(3_000);
+    await a.agent.heartbeat();
+    hub.clock.advance(1_000);
+    await waitFor('edge-b Unknown', async () => readyCondition(await storedCluster('edge-b'))?.status === 'Unknown');
+    const aNow = await storedCluster('edge-a');
+    expect(readyCondition(aNow)?.status).toBe('True');
+    expect(aNow.spec.taints).toEqual([]);
+  });
+
+  it('gives clusters known from before a restart one full lease to come back', async () => {
+    const { agent, clusterId, credential } = await register({ name: 'edge-restart', leaseDurationMs: 10_000 });
+    await agent.heartbeat(clusterStatus('ok'));
+    const store = hub.store;
+    const clock = hub.clock;
+    await hub.core.stop();
+
+    // A second hub core on the same store and clock.
+    const metrics = new HubMetrics({ processMetrics: false });
+    const core = new HubCore({ ...defaultHubCoreOptions, bootstrapTokens: [hub.token], autoApprove: true }, store, metrics, silentLogger, clock);
+    const transport = new MemoryTransport();
+    await core.start(transport);
+    try {
+      clock.advance(9_999);
+      await settle();
+      expect(readyCondition(await storedCluster('edge-restart'))?.status).toBe('True');
+      clock.advance(1);
+      await waitFor('Ready Unknown after the restart lease', async () => readyCondition(await storedCluster('edge-restart'))?.status === 'Unknown');
+
+      const again = new FakeAgent(transport.client().open() as RawAgentChannel);
+      await again.send(helloFrame({ clusterId, credential, leaseDurationMs: 10_000 }));
+      expect((await again.expectFrame('welcome')).credential).toBe('');
+      await again.heartbeat();
+      const back = await storedCluster('edge-restart');
+      expect(back.spec.taints).toEqual([]);
+      expect(readyCondition(back)?.status).toBe('True');
+    } finally {
+      await core.stop();
+    }
+  });
+});

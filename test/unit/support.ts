@@ -1,0 +1,246 @@
+// Helpers shared by the unit tests that drive HubCore and AgentCore over the
+// in-memory transport. Not a test file itself (vitest picks up *.test.ts).
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { pino } from 'pino';
+import {
+  type ClusterStatus,
+  type ConnectRequest,
+  type ConnectResponse,
+  type HeartbeatAck,
+  SyncMode,
+} from '../../src/gen/hawser/v1/tunnel.js';
+import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
+import { HubMetrics } from '../../src/hub/metrics.js';
+import { EmbeddedStore } from '../../src/hub/store.js';
+import { generateBootstrapToken } from '../../src/hub/tokens.js';
+import { ManualClock } from '../../src/tunnel/clock.js';
+import type { HawserError } from '../../src/tunnel/errors.js';
+import { MemoryTransport } from '../../src/tunnel/memory.js';
+import type { AgentChannel } from '../../src/tunnel/transport.js';
+
+export const silentLogger = pino({ level: 'silent' });
+
+/**
+ * Waits until `probe` returns something truthy, polling once per event-loop
+ * turn; fails with `what` once the (real-time) deadline passes. Never sleeps
+ * a fixed time: it returns on the first turn the condition holds.
+ */
+export async function waitFor<T>(
+  what: string,
+  probe: () => T | Promise<T>,
+  deadlineMs = 10_000,
+): Promise<NonNullable<T>> {
+  const giveUpAt = performance.now() + deadlineMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value as NonNullable<T>;
+    if (performance.now() > giveUpAt) throw new Error(`timed out after ${deadlineMs}ms waiting for ${what}`);
+    await new Promise<void>((r) => setImmediate(r));
+  }
+}
+
+/** Lets already-queued I/O and microtasks run for a number of event-loop turns. */
+export async function settle(turns = 20): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));
+}
+
+export async function tempDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
+  const path = await mkdtemp(join(tmpdir(), `hawser-${prefix}-`));
+  return { path, remove: () => rm(path, { recursive: true, force: true }) };
+}
+
+export const epoch = Date.UTC(2025, 0, 1);
+
+export interface TestHub {
+  core: HubCore;
+  store: EmbeddedStore;
+  metrics: HubMetrics;
+  clock: ManualClock;
+  transport: MemoryTransport;
+  token: string;
+  close(): Promise<void>;
+}
+
+export async function startTestHub(
+  options: Partial<HubCoreOptions> = {},
+  extra: { maxFrameBytes?: number; clock?: ManualClock } = {},
+): Promise<TestHub> {
+  const dir = await tempDir('hub');
+  const store = await EmbeddedStore.open(dir.path);
+  const metrics = new HubMetrics({ processMetrics: false });
+  const clock = extra.clock ?? new ManualClock(epoch);
+  const token = generateBootstrapToken();
+  const core = new HubCore(
+    { ...defaultHubCoreOptions, bootstrapTokens: [token], autoApprove: true, ...options },
+    store,
+    metrics,
+    silentLogger,
+    clock,
+  );
+  const transport = new MemoryTransport(extra.maxFrameBytes);
+  await core.start(transport);
+  let closed = false;
+  return {
+    core,
+    store,
+    metrics,
+    clock,
+    transport,
+    token,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await core.stop();
+      await store.close();
+      await dir.remove();
+    },
+  };
+}
+
+/** Value of one labelled series of a hub metric (0 when the series does not exist yet). */
+export async function metricValue(metrics: HubMetrics, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  if (!metric) throw new Error(`no metric named ${name}`);
+  const series = metric.values.find((v) =>
+    Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want),
+  );
+  return series?.value ?? 0;
+}
+
+export function rejectedCount(metrics: HubMetrics, code: string): Promise<number> {
+  return metricValue(metrics, 'hawser_hub_rejected_total', { code });
+}
+
+export interface HelloSpec {
+  clusterId: string;
+  token?: string;
+  credential?: string;
+  name?: string;
+  namespace?: string;
+  labels?: Record<string, string>;
+  leaseDurationMs?: number;
+}
+
+export function helloFrame(spec: HelloSpec): ConnectRequest {
+  return {
+    frame: {
+      $case: 'hello',
+      value: {
+        clusterId: spec.clusterId,
+        auth:
+          spec.credential !== undefined
+            ? { $case: 'clusterCredential', value: spec.credential }
+            : spec.token !== undefined
+              ? { $case: 'bootstrapToken', value: spec.token }
+              : undefined,
+        registration: {
+          name: spec.name ?? 'edge-1',
+          namespace: spec.namespace ?? '',
+          clusterType: 'EdgeCluster',
+          labels: spec.labels ?? {},
+          syncMode: SyncMode.SYNC_MODE_DUAL,
+        },
+        lastAckedRevision: 0,
+        leaseDurationMs: spec.leaseDurationMs ?? 0,
+        agentVersion: 'unit-test',
+      },
+    },
+  };
+}
+
+export function clusterStatus(readyz: string): ClusterStatus {
+  return {
+    k8sVersion: 'v1.33.1',
+    platform: 'linux/amd64',
+    apiServerUrl: 'https://10.0.0.1:6443',
+    healthz: 'ok',
+    livez: 'ok',
+    readyz,
+    nodeStatistics: { readyNodes: 2, notReadyNodes: 1, unknownNodes: 0 },
+    allocatable: { cpu: '3500m', memory: '6Gi' },
+    capacity: { cpu: '4', memory: '8Gi' },
+    clusterCidr: '10.244.0.0/16',
+    serviceCidr: '10.96.0.0/12',
+    observedAtUnixMs: epoch,
+  };
+}
+
+type HubFrame = NonNullable<ConnectResponse['frame']>;
+export type HubFrameKind = HubFrame['$case'];
+export type HubFrameValue<K extends HubFrameKind> = Extract<HubFrame, { $case: K }>['value'];
+export type RawAgentChannel = AgentChannel & { sendRaw(bytes: Uint8Array): void };
+
+/** A hand-driven agent: one memory channel, every inbound frame recorded in order. */
+export class FakeAgent {
+  readonly received: ConnectResponse[] = [];
+  readonly inboundErrors: HawserError[] = [];
+  ended = false;
+  closedWith: HawserError | undefined;
+  isClosed = false;
+  private cursor = 0;
+  private sequence = 0;
+
+  constructor(readonly channel: RawAgentChannel) {
+    void this.pump();
+    void channel.closed.then((e) => {
+      this.closedWith = e;
+      this.isClosed = true;
+    });
+  }
+
+  static open(hub: TestHub): FakeAgent {
+    const channel = hub.transport.client().open() as RawAgentChannel;
+    if (typeof channel.sendRaw !== 'function') throw new Error('memory channel lost its sendRaw test hook');
+    return new FakeAgent(channel);
+  }
+
+  private async pump(): Promise<void> {
+    for await (const inbound of this.channel.frames()) {
+      if (inbound.ok) this.received.push(inbound.frame);
+      else this.inboundErrors.push(inbound.error);
+    }
+    this.ended = true;
+  }
+
+  send(frame: ConnectRequest): Promise<void> {
+    return this.channel.send(frame);
+  }
+
+  async next(): Promise<ConnectResponse> {
+    await waitFor('a frame from the hub', () => this.cursor < this.received.length || this.ended);
+    if (this.cursor >= this.received.length) throw new Error('the hub ended the stream without another frame');
+    return this.received[this.cursor++]!;
+  }
+
+  async expectFrame<K extends HubFrameKind>(kind: K): Promise<HubFrameValue<K>> {
+    const frame = (await this.next()).frame;
+    if (frame?.$case !== kind) throw new Error(`expected a ${kind} frame, got ${JSON.stringify(frame)}`);
+    return frame.value as HubFrameValue<K>;
+  }
+
+  /** Expects a goodbye with `code` and then the stream closing with the same code. */
+  async expectGoodbye(code: string): Promise<HubFrameValue<'goodbye'>> {
+    const goodbye = await this.expectFrame('goodbye');
+    if (goodbye.code !== code) throw new Error(`expected goodbye ${code}, got ${goodbye.code}: ${goodbye.message}`);
+    const reason = await this.channel.closed;
+    if (reason?.code !== code) throw new Error(`expected the stream to close with ${code}, got ${reason?.code}`);
+    await waitFor('the inbound stream to end', () => this.ended);
+    return goodbye;
+  }
+
+  async heartbeat(status?: ClusterStatus, sentAtUnixMs = 0): Promise<HeartbeatAck> {
+    const sequence = ++this.sequence;
+    await this.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs, status } } });
+    const ack = await this.expectFrame('heartbeatAck');
+    if (ack.sequence !== sequence) throw new Error(`ack for heartbeat ${ack.sequence}, expected ${sequence}`);
+    return ack;
+  }
+
+  /** Frames received but not yet consumed by next(). */
+  get unread(): ConnectResponse[] {
+    return this.received.slice(this.cursor);
+  }
+}
