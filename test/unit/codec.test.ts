@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConnectRequest, ConnectResponse, SyncMode } from '../../src/gen/hawser/v1/tunnel.js';
-import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec } from '../../src/tunnel/codec.js';
+import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type Inbound } from '../../src/tunnel/codec.js';
 import { ErrorCode, HawserError } from '../../src/tunnel/errors.js';
 
 const hello = ConnectRequest.fromPartial({
@@ -66,7 +66,7 @@ const endlessVarint = Uint8Array.from([0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 /** Wire type 7 does not exist. */
 const badWireType = Uint8Array.from([0x0f, 0x00]);
 
-function expectError(result: ReturnType<ReturnType<typeof agentFrameCodec>['decode']>, code: string): HawserError {
+function expectError<T>(result: Inbound<T>, code: string): HawserError {
   expect(result.ok).toBe(false);
   if (result.ok) throw new Error('unreachable');
   expect(result.error).toBeInstanceOf(HawserError);

@@ -9,6 +9,7 @@ import {
   registrationRequestName,
   unreachableTaintKey,
 } from '../../src/api/index.js';
+import { SyncMode } from '../../src/gen/hawser/v1/tunnel.js';
 import { defaultHubCoreOptions, HubCore } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
 import { hashSecret } from '../../src/hub/tokens.js';
@@ -320,6 +321,14 @@ describe('HubCore refusals change nothing else', () => {
     );
     expect(goodbye.message).toContain('clusterId');
     expect(goodbye.message).toContain('"not-a-uuid"');
+  });
+
+  it('refuses a sync mode it does not know, naming the field', async () => {
+    const frame = helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-2' });
+    if (frame.frame?.$case !== 'hello') throw new Error('unreachable');
+    frame.frame.value.registration!.syncMode = 99 as SyncMode;
+    const goodbye = await expectRefusal(ErrorCode.InvalidRegistration, (a) => a.send(frame));
+    expect(goodbye.message).toContain('syncMode');
   });
 
   it('refuses raw garbage bytes as a malformed frame', async () => {
