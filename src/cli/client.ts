@@ -23,7 +23,8 @@ export async function hubRequest<T>(base: string, method: 'GET' | 'POST', path: 
   try {
     res = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(15_000) });
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message;
+    const inner = (err as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
+    const cause = inner?.code ?? inner?.errors?.[0]?.code ?? inner?.message ?? (err as Error).message;
     throw new HubRequestError('HAWSER_HUB_UNREACHABLE', `cannot reach the hub at ${base} (${cause}); is it running? set --hub or HAWSER_HUB`);
   }
   const text = await res.text();

@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 import { HawserError } from '../tunnel/index.js';
-import { runApprove, runGet } from './client-commands.js';
 import { HubRequestError } from './client.js';
-import { runDemo } from './demo.js';
 import { UsageError } from './flags.js';
-import { runAgent, runHub } from './serve.js';
 
-const commands: Record<string, { run: (argv: string[]) => Promise<number>; summary: string }> = {
-  hub: { run: runHub, summary: 'run the hub' },
-  agent: { run: runAgent, summary: 'run an agent in an edge cluster' },
-  approve: { run: runApprove, summary: 'approve a cluster registration request' },
-  get: { run: runGet, summary: 'list clusters or registration requests' },
-  demo: { run: runDemo, summary: 'start a hub and agents beside local kube-apiservers (the main job)' },
+// Commands load on demand: `hawser get` should not pay for the agent's Kubernetes client.
+type Run = (argv: string[]) => Promise<number>;
+const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
+  hub: { run: async () => (await import('./serve.js')).runHub, summary: 'run the hub' },
+  agent: { run: async () => (await import('./serve.js')).runAgent, summary: 'run an agent in an edge cluster' },
+  approve: { run: async () => (await import('./client-commands.js')).runApprove, summary: 'approve a cluster registration request' },
+  get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list clusters or registration requests' },
+  demo: {
+    run: async () => (await import('./demo.js')).runDemo,
+    summary: 'start a hub and agents beside local kube-apiservers (the main job)',
+  },
 };
 
 function usage(): string {
@@ -32,7 +34,7 @@ async function main(argv: string[]): Promise<number> {
     console.error(`hawser: unknown command "${name}"\n\n${usage()}`);
     return 2;
   }
-  return command.run(rest);
+  return (await command.run())(rest);
 }
 
 main(process.argv.slice(2)).then(
