@@ -40,6 +40,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   // A fresh start each run: the demo's clusters are new, so old identities would not match.
   await rm(dataDir, { recursive: true, force: true });
   await mkdir(logDir, { recursive: true });
+  await mkdir(join(dataDir, 'clusters'), { recursive: true });
 
   const tracker = new Tracker();
   const clusters: KubeCluster[] = [];

@@ -122,6 +122,11 @@ export class HubCore {
     this.metrics.connectedAgents.inc();
     const iterator = channel.frames()[Symbol.asyncIterator]();
     let session: Session | undefined;
+    let countedOut = 0;
+    const countOut = () => {
+      this.metrics.bytes.inc({ direction: 'out' }, channel.bytesOut - countedOut);
+      countedOut = channel.bytesOut;
+    };
     try {
       const first = await this.firstFrame(channel, iterator);
       if (!first) return;
@@ -139,7 +144,10 @@ export class HubCore {
         this.metrics.bytes.inc({ direction: 'in' }, inbound.bytes);
         if (!inbound.ok) return await this.refuse(channel, inbound.error, { cluster: session.clusterName });
         const frame = inbound.frame.frame;
-        if (frame?.$case === 'heartbeat') await this.onHeartbeat(session, frame.value);
+        if (frame?.$case === 'heartbeat') {
+          await this.onHeartbeat(session, frame.value);
+          countOut();
+        }
         else {
           return await this.refuse(
             channel,
@@ -153,6 +161,7 @@ export class HubCore {
       if (error.code === ErrorCode.Internal) this.logger.error({ err, peer: channel.peer }, 'session failed');
       channel.close(error);
     } finally {
+      countOut();
       this.channels.delete(channel);
       this.metrics.connectedAgents.dec();
       if (session && this.sessions.get(session.clusterName) === session) this.sessions.delete(session.clusterName);
