@@ -74,10 +74,13 @@ export class OfflineCache {
     return envelope.value as T;
   }
 
-  /** Durable when the promise resolves (synchronous LevelDB write). */
-  async put(key: string, value: unknown): Promise<void> {
+  /**
+   * Durable when the promise resolves (synchronous LevelDB write), unless
+   * `durable: false`: for data the next report replaces anyway.
+   */
+  async put(key: string, value: unknown, options: { durable?: boolean } = {}): Promise<void> {
     const json = JSON.stringify(value);
-    await this.db.put(key, JSON.stringify({ sha256: digest(json), value: JSON.parse(json) }), { sync: true });
+    await this.db.put(key, JSON.stringify({ sha256: digest(json), value: JSON.parse(json) }), { sync: options.durable ?? true });
     this.lru.set(key, { value: JSON.parse(json) });
   }
 

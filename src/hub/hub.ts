@@ -291,13 +291,14 @@ export class HubCore {
     });
   }
 
+  /** Status and lease changes: the agent repeats them, so they skip the fsync. */
   private updateCluster(name: string, change: (c: ManagedCluster, now: Date) => ManagedCluster): Promise<void> {
     return this.mutex.run(`cluster-status/${name}`, async () => {
       const cluster = await this.store.get('ManagedCluster', name);
       if (!cluster) return;
       const next = change(cluster, new Date(this.clock.now()));
       if (next === cluster) return;
-      await this.store.put('ManagedCluster', name, next);
+      await this.store.put('ManagedCluster', name, next, { durable: false });
       this.metrics.ready.set({ cluster: name }, readyValue(next));
     }).catch((err: unknown) => {
       this.logger.error({ err, cluster: name }, 'cannot update cluster');

@@ -38,8 +38,17 @@ export interface RegistrarOptions {
   autoApprove: boolean;
 }
 
+/** In-memory indexes over the store, so a registration costs O(1) reads, not a scan. */
+interface RegistrationIndex {
+  /** clusterName -> clusterId of every request not denied. */
+  requestedNames: Map<string, string>;
+  /** clusterId -> hashes of its credentials. */
+  credentials: Map<string, Set<string>>;
+}
+
 export class Registrar {
   private readonly approvals = new EventEmitter();
+  private index: Promise<RegistrationIndex> | undefined;
 
   constructor(
     private readonly store: HubStore,
@@ -48,6 +57,23 @@ export class Registrar {
     private readonly options: RegistrarOptions,
   ) {
     this.approvals.setMaxListeners(0);
+  }
+
+  private loadIndex(): Promise<RegistrationIndex> {
+    this.index ??= (async () => {
+      const requestedNames = new Map<string, string>();
+      for (const r of await this.store.list('ClusterRegistrationRequest')) {
+        if (r.status.result !== 'Denied') requestedNames.set(r.spec.clusterName, r.spec.clusterId);
+      }
+      const credentials = new Map<string, Set<string>>();
+      for (const c of await this.store.list('ClusterCredential')) {
+        const set = credentials.get(c.clusterId) ?? new Set<string>();
+        set.add(c.hash);
+        credentials.set(c.clusterId, set);
+      }
+      return { requestedNames, credentials };
+    })();
+    return this.index;
   }
 
   /** Decides what a Hello is worth. Throws HawserError when it is refused. */
@@ -113,10 +139,10 @@ export class Registrar {
     if (taken && taken.spec.clusterId !== input.clusterId) {
       throw new HawserError(ErrorCode.ClusterNameTaken, `cluster name "${input.clusterName}" is already used by another cluster`);
     }
-    for (const other of await this.store.list('ClusterRegistrationRequest')) {
-      if (other.spec.clusterName === input.clusterName && other.spec.clusterId !== input.clusterId && other.status.result !== 'Denied') {
-        throw new HawserError(ErrorCode.ClusterNameTaken, `cluster name "${input.clusterName}" is already requested by another cluster`);
-      }
+    const index = await this.loadIndex();
+    const requester = index.requestedNames.get(input.clusterName);
+    if (requester !== undefined && requester !== input.clusterId) {
+      throw new HawserError(ErrorCode.ClusterNameTaken, `cluster name "${input.clusterName}" is already requested by another cluster`);
     }
 
     let request = await this.store.get('ClusterRegistrationRequest', requestName);
@@ -153,13 +179,19 @@ export class Registrar {
       };
       if (this.options.autoApprove) request.status = this.approvedStatus(request);
       await this.store.put('ClusterRegistrationRequest', requestName, request);
+      index.requestedNames.set(input.clusterName, input.clusterId);
     }
     if (request.status.result !== 'Approved') return { kind: 'pending', request };
 
     let cluster = await this.store.get('ManagedCluster', request.spec.clusterName);
     if (!cluster) cluster = await this.createCluster(request);
     // The bootstrap token may fetch a credential only until one has been used.
-    const credentials = (await this.store.list('ClusterCredential')).filter((c) => c.clusterId === input.clusterId);
+    const hashes = index.credentials.get(input.clusterId) ?? new Set<string>();
+    const credentials = [];
+    for (const hash of hashes) {
+      const record = await this.store.get('ClusterCredential', hash);
+      if (record) credentials.push(record);
+    }
     if (credentials.some((c) => c.confirmedAt)) {
       throw new HawserError(
         ErrorCode.AlreadyRegistered,
@@ -168,12 +200,14 @@ export class Registrar {
     }
     for (const old of credentials) await this.store.delete('ClusterCredential', old.hash);
     const credential = generateCredential();
-    await this.store.put('ClusterCredential', hashSecret(credential), {
-      hash: hashSecret(credential),
+    const hash = hashSecret(credential);
+    await this.store.put('ClusterCredential', hash, {
+      hash,
       clusterId: input.clusterId,
       clusterName: cluster.metadata.name,
       issuedAt: this.isoNow(),
     });
+    index.credentials.set(input.clusterId, new Set([hash]));
     return { kind: 'admitted', cluster, credential };
   }
 

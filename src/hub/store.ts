@@ -24,7 +24,8 @@ export type StoredKind = keyof StoredKinds;
 export interface HubStore {
   get<K extends StoredKind>(kind: K, name: string): Promise<StoredKinds[K] | undefined>;
   list<K extends StoredKind>(kind: K): Promise<Array<StoredKinds[K]>>;
-  put<K extends StoredKind>(kind: K, name: string, value: StoredKinds[K]): Promise<void>;
+  /** `durable: false` may lose the write on a crash (status the next heartbeat repeats). */
+  put<K extends StoredKind>(kind: K, name: string, value: StoredKinds[K], options?: { durable?: boolean }): Promise<void>;
   delete(kind: StoredKind, name: string): Promise<void>;
   close(): Promise<void>;
 }
@@ -48,8 +49,8 @@ export class EmbeddedStore implements HubStore {
     return (await this.db.entries<StoredKinds[K]>(`${kind}/`)).map(([, v]) => v);
   }
 
-  put<K extends StoredKind>(kind: K, name: string, value: StoredKinds[K]): Promise<void> {
-    return this.db.put(this.key(kind, name), value);
+  put<K extends StoredKind>(kind: K, name: string, value: StoredKinds[K], options?: { durable?: boolean }): Promise<void> {
+    return this.db.put(this.key(kind, name), value, options);
   }
 
   delete(kind: StoredKind, name: string): Promise<void> {
