@@ -56,7 +56,7 @@ describe('registration and status against real kube-apiservers', () => {
         kubeconfig: kube.kubeconfigPath,
         logDir: `${dir.path}/logs`,
         tracker,
-        args: ['--cluster-labels=site=' + kube.name + ',tier=edge', '--cluster-status-update-frequency=1s', '--cluster-lease-duration=10s'],
+        args: ['--cluster-labels=site=' + kube.name + ',tier=edge', '--cluster-status-update-frequency=1s', '--cluster-lease-duration=10s', '--reconnect-period=500ms', '--max-reconnect-period=2s'],
       });
     }
   });
@@ -136,5 +136,21 @@ describe('registration and status against real kube-apiservers', () => {
     expect((await hub.requests()).map((r) => r.metadata.name).sort()).toEqual(requestsBefore.map((r) => r.metadata.name).sort());
     expect(await hub.metric('hawser_hub_registrations_total', { result: 'registered' })).toBe(registeredBefore);
     expect(await hub.metric('hawser_hub_registrations_total', { result: 'reconnected' })).toBeGreaterThan(0);
+  });
+
+  it('a restarted hub keeps its clusters, and agents come back with their credentials', async () => {
+    const before = await hub.clusters();
+    await hub.proc.stop();
+    await hub.proc.restart();
+    await hub.proc.waitFor(/"hub ready"/, { timeoutMs: 60_000, what: 'hub ready again' });
+    await until('both agents reconnected to the new hub process', async () =>
+      (await hub.metric('hawser_hub_registrations_total', { result: 'reconnected' })) >= 2,
+    );
+    const after = await hub.clusters();
+    expect(after.map((c) => [c.metadata.name, c.spec.clusterId]).sort()).toEqual(before.map((c) => [c.metadata.name, c.spec.clusterId]).sort());
+    expect(await hub.metric('hawser_hub_registrations_total', { result: 'registered' })).toBe(0);
+    for (const name of ['edge-a', 'edge-b']) {
+      await until(`${name} ready after the hub restart`, async () => readyStatus(await hub.cluster(name)) === 'True');
+    }
   });
 });
