@@ -100,6 +100,12 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     this.emit('state', next);
   }
 
+  /** Loads (or creates) the cluster identity; a damaged cache fails here, before any dial. */
+  async init(): Promise<AgentIdentity> {
+    this.identity ??= await loadOrCreateIdentity(this.deps.cache);
+    return this.identity;
+  }
+
   /** Starts the reconnect loop; calling again returns the same loop. */
   start(): Promise<void> {
     this.loop ??= this.run();
@@ -116,7 +122,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
   }
 
   private async run(): Promise<void> {
-    this.identity = await loadOrCreateIdentity(this.deps.cache);
+    await this.init();
     while (!this.stopRequested) {
       this.setState({ kind: 'connecting', attempt: this.attempt++ });
       const error = await this.session();
@@ -355,7 +361,10 @@ class Heartbeater {
       this.sentAt.set(sequence, this.agent.clockRef.now());
       if (this.sentAt.size > 64) this.sentAt.delete(this.sentAt.keys().next().value!);
       await this.channel.send({
-        frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs: Date.now(), status } },
+        frame: {
+          $case: 'heartbeat',
+          value: { sequence, sentAtUnixMs: Date.now(), status, lastRttMs: Math.round(this.agent.lastRttMs ?? 0) },
+        },
       });
       if (this.freshStatus === status) this.freshStatus = undefined;
     } catch (err) {

@@ -122,6 +122,16 @@ export async function startAgent(
     ...(deps.clock ? { clock: deps.clock } : {}),
     ...(deps.random ? { random: deps.random } : {}),
   });
+  try {
+    await core.init();
+  } catch (err) {
+    await cache.close();
+    throw new HawserError(
+      ErrorCode.InvalidOption,
+      `cannot read the agent identity from ${o.cacheDir}: ${(err as Error).message}; move the directory aside to register as a new cluster`,
+      { cause: err },
+    );
+  }
   void core.start();
   return {
     core,

@@ -138,7 +138,7 @@ export async function runAgent(argv: string[]): Promise<number> {
     },
     { logger },
   );
-  logger.info('agent started');
+  logger.info({ clusterId: agent.core.clusterId }, 'agent started');
   onSignals(async () => {
     logger.info('agent stopping');
     await agent.stop();

@@ -254,11 +254,8 @@ export class HubCore {
 
   private async onHeartbeat(session: Session, heartbeat: wire.Heartbeat): Promise<void> {
     const { expiresAt } = await this.renewLease(session, heartbeat.status);
-    const now = this.clock.now();
-    if (heartbeat.sentAtUnixMs > 0 && heartbeat.sentAtUnixMs <= now) {
-      // Agent clocks may differ; the agent measures true RTT from the ack. This is a bound.
-      this.metrics.rtt.observe((now - heartbeat.sentAtUnixMs) / 1000);
-    }
+    // Measured by the agent on its own clock: clock skew between the two cannot distort it.
+    if (heartbeat.lastRttMs > 0) this.metrics.rtt.observe(heartbeat.lastRttMs / 1000);
     await session.channel.send({
       frame: { $case: 'heartbeatAck', value: { sequence: heartbeat.sequence, leaseExpiresAtUnixMs: expiresAt } },
     });

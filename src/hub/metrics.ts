@@ -42,7 +42,7 @@ export class HubMetrics {
   });
   readonly rtt = new Histogram({
     name: 'hawser_tunnel_rtt_seconds',
-    help: 'Heartbeat round-trip time as agents report it.',
+    help: 'Heartbeat round-trip time (heartbeat to ack) as agents measure it.',
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
   });

@@ -137,7 +137,14 @@ export interface RegistrationPending {
 export interface Heartbeat {
   sequence: number;
   sentAtUnixMs: number;
-  status?: ClusterStatus | undefined;
+  status?:
+    | ClusterStatus
+    | undefined;
+  /**
+   * Round-trip time the agent last measured (heartbeat to ack, on its own
+   * clock); 0 before the first ack. The hub exports it as a metric.
+   */
+  lastRttMs: number;
 }
 
 /** HeartbeatAck answers a heartbeat so the agent can measure round-trip time. */
@@ -1146,7 +1153,7 @@ export const RegistrationPending: MessageFns<RegistrationPending> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { sequence: 0, sentAtUnixMs: 0, status: undefined };
+  return { sequence: 0, sentAtUnixMs: 0, status: undefined, lastRttMs: 0 };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -1159,6 +1166,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.status !== undefined) {
       ClusterStatus.encode(message.status, writer.uint32(26).fork()).join();
+    }
+    if (message.lastRttMs !== 0) {
+      writer.uint32(32).uint32(message.lastRttMs);
     }
     return writer;
   },
@@ -1200,6 +1210,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.status = ClusterStatus.decode(reader, reader.uint32());
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.lastRttMs = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1221,6 +1239,11 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         ? globalThis.Number(object.sent_at_unix_ms)
         : 0,
       status: isSet(object.status) ? ClusterStatus.fromJSON(object.status) : undefined,
+      lastRttMs: isSet(object.lastRttMs)
+        ? globalThis.Number(object.lastRttMs)
+        : isSet(object.last_rtt_ms)
+        ? globalThis.Number(object.last_rtt_ms)
+        : 0,
     };
   },
 
@@ -1235,6 +1258,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.status !== undefined) {
       obj.status = ClusterStatus.toJSON(message.status);
     }
+    if (message.lastRttMs !== 0) {
+      obj.lastRttMs = Math.round(message.lastRttMs);
+    }
     return obj;
   },
 
@@ -1248,6 +1274,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     message.status = (object.status !== undefined && object.status !== null)
       ? ClusterStatus.fromPartial(object.status)
       : undefined;
+    message.lastRttMs = object.lastRttMs ?? 0;
     return message;
   },
 };
