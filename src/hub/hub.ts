@@ -119,7 +119,7 @@ export class HubCore {
       return;
     }
     this.channels.add(channel);
-    this.metrics.connectedAgents.inc();
+    this.metrics.openStreams.inc();
     const iterator = channel.frames()[Symbol.asyncIterator]();
     let session: Session | undefined;
     let countedOut = 0;
@@ -163,7 +163,8 @@ export class HubCore {
     } finally {
       countOut();
       this.channels.delete(channel);
-      this.metrics.connectedAgents.dec();
+      this.metrics.openStreams.dec();
+      if (session) this.metrics.connectedAgents.dec();
       if (session && this.sessions.get(session.clusterName) === session) this.sessions.delete(session.clusterName);
       if (session) this.logger.info({ cluster: session.clusterName, peer: channel.peer }, 'agent disconnected');
     }
@@ -227,6 +228,7 @@ export class HubCore {
       void this.refuse(previous.channel, new HawserError(ErrorCode.Superseded, `cluster "${name}" connected again from ${channel.peer}`));
     }
     this.leaseDurations.set(name, leaseDurationMs);
+    this.metrics.connectedAgents.inc();
     this.metrics.registrations.inc({ result: admission.credential ? 'registered' : 'reconnected' });
     this.metrics.sessions.inc({ cluster: name });
     this.logger.info({ cluster: name, peer: channel.peer, newCredential: Boolean(admission.credential) }, 'agent connected');

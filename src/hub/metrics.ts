@@ -13,7 +13,12 @@ export class HubMetrics {
   });
   readonly connectedAgents = new Gauge({
     name: 'hawser_hub_connected_agents',
-    help: 'Agents with an open control stream.',
+    help: 'Authenticated agent sessions (control streams past registration).',
+    registers: [this.registry],
+  });
+  readonly openStreams = new Gauge({
+    name: 'hawser_hub_open_streams',
+    help: 'Open control streams, including ones still registering or waiting for approval.',
     registers: [this.registry],
   });
   readonly sessions = new Counter({

@@ -46,7 +46,9 @@ export class ManualClock implements Clock {
   /** Moves time forward by ms, firing each due timer at its own instant. */
   advance(ms: number): void {
     const target = this.current + ms;
-    for (;;) {
+    // A timer that keeps re-arming itself at the same instant would spin forever: fail loudly.
+    for (let fired = 0; ; fired++) {
+      if (fired > 1_000_000) throw new Error('ManualClock.advance: over a million timers fired; a timer re-arms itself with no delay');
       let nextId = -1;
       let nextAt = Infinity;
       for (const [id, t] of this.timers) {

@@ -222,7 +222,7 @@ describe('HubCore refusals change nothing else', () => {
   async function expectRefusal(code: string, attempt: (agent: FakeAgent) => Promise<void> | void) {
     const before = await snapshot();
     const countBefore = await rejectedCount(hub.metrics, code);
-    const connectedBefore = await metricValue(hub.metrics, 'hawser_hub_connected_agents');
+    const connectedBefore = await metricValue(hub.metrics, 'hawser_hub_open_streams');
 
     const bad = FakeAgent.open(hub);
     await attempt(bad);
@@ -230,7 +230,7 @@ describe('HubCore refusals change nothing else', () => {
     expect(bad.isClosed).toBe(true);
 
     expect(await rejectedCount(hub.metrics, code)).toBe(countBefore + 1);
-    await waitFor('the refused channel to be released', async () => (await metricValue(hub.metrics, 'hawser_hub_connected_agents')) === connectedBefore);
+    await waitFor('the refused channel to be released', async () => (await metricValue(hub.metrics, 'hawser_hub_open_streams')) === connectedBefore);
     expect(await snapshot()).toBe(before);
 
     await registered.agent.heartbeat();
@@ -351,13 +351,13 @@ describe('HubCore refusals change nothing else', () => {
 
   it('refuses a first frame that is not a hello', async () => {
     await expectRefusal(ErrorCode.UnexpectedFrame, (a) =>
-      a.send({ frame: { $case: 'heartbeat', value: { sequence: 1, sentAtUnixMs: 0, status: undefined } } }),
+      a.send({ frame: { $case: 'heartbeat', value: { sequence: 1, sentAtUnixMs: 0, status: undefined, lastRttMs: 0 } } }),
     );
   });
 
   it('refuses a channel that says nothing within the hello timeout', async () => {
     await expectRefusal(ErrorCode.RegistrationTimeout, async (a) => {
-      await waitFor('the hub to start waiting for hello', async () => (await metricValue(hub.metrics, 'hawser_hub_connected_agents')) === 2);
+      await waitFor('the hub to start waiting for hello', async () => (await metricValue(hub.metrics, 'hawser_hub_open_streams')) === 2);
       hub.clock.advance(15_000 - 1);
       await settle();
       expect(a.received).toEqual([]);
@@ -468,9 +468,9 @@ describe('HubCore approval', () => {
     const agent = FakeAgent.open(hub);
     await agent.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-gone' }));
     await agent.expectFrame('registrationPending');
-    expect(await metricValue(hub.metrics, 'hawser_hub_connected_agents')).toBe(1);
+    expect(await metricValue(hub.metrics, 'hawser_hub_open_streams')).toBe(1);
     agent.channel.close();
-    await waitFor('the pending channel to be released', async () => (await metricValue(hub.metrics, 'hawser_hub_connected_agents')) === 0);
+    await waitFor('the pending channel to be released', async () => (await metricValue(hub.metrics, 'hawser_hub_open_streams')) === 0);
     expect(hub.core.connectedClusters).toEqual([]);
 
     // Approval afterwards creates the cluster; the agent collects its credential when it returns.

@@ -233,7 +233,7 @@ export class FakeAgent {
 
   async heartbeat(status?: ClusterStatus, sentAtUnixMs = 0): Promise<HeartbeatAck> {
     const sequence = ++this.sequence;
-    await this.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs, status } } });
+    await this.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs, status, lastRttMs: 0 } } });
     const ack = await this.expectFrame('heartbeatAck');
     if (ack.sequence !== sequence) throw new Error(`ack for heartbeat ${ack.sequence}, expected ${sequence}`);
     return ack;
