@@ -122,6 +122,8 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
     const ended = this.closed.then((e) => {
       throw e ?? new HawserError(ErrorCode.Unavailable, `stream to ${this.peer} closed while sending`);
     });
+    // If the drain wins, the stream's later end must not surface as an unhandled rejection.
+    ended.catch(() => undefined);
     try {
       await Promise.race([drained, ended]);
     } finally {
