@@ -336,17 +336,22 @@ class Heartbeater {
       return;
     }
     if (!this.refreshing && now - this.lastStatusAt >= this.agent.options.clusterStatusUpdateFrequencyMs) {
-      // A slow API server must not delay lease renewals: read in the background, send when ready.
+      // The status rides on this tick's heartbeat when the read is quick. A slow API server
+      // must not delay the lease renewal: after a short grace the heartbeat goes without it.
       this.refreshing = true;
       this.lastStatusAt = now;
+      const grace = clock.setTimeout(() => void this.beat(), Math.min(2_000, this.intervalMs / 4));
+      this.timers.push(grace);
       void this.agent.readStatus(this.lastStatus).then((status) => {
+        grace.cancel();
         this.refreshing = false;
         this.lastStatus = status;
         this.freshStatus = status;
         void this.beat();
       });
+    } else {
+      void this.beat();
     }
-    void this.beat();
     this.timers.push(clock.setTimeout(() => this.tick(), this.intervalMs));
     if (this.timers.length > 16) this.timers.splice(0, this.timers.length - 16);
   }

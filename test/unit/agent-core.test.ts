@@ -455,6 +455,27 @@ describe('AgentCore against a scripted hub', () => {
     expect(backingOff(agent.states)).toEqual([]);
   });
 
+  it('sends one heartbeat per interval, the status riding on it when due', async () => {
+    const frames: Array<{ status: boolean }> = [];
+    const hub = await scriptedHub(async (end, frame) => {
+      if (frame.frame?.$case === 'heartbeat') frames.push({ status: frame.frame.value.status !== undefined });
+      await ackAll(end, frame);
+    });
+    const cache = await openCache(await cacheDir());
+    // Interval 1 s (from the welcome); status every 2 s.
+    const agent = await startAgent(hub, cache, () => 0.5, { clusterStatusUpdateFrequencyMs: 2_000 });
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    await waitFor('the first heartbeat', () => frames.length === 1);
+    for (let i = 0; i < 6; i++) {
+      hub.clock.advance(1_000);
+      await waitFor(`heartbeat ${i + 2}`, () => frames.length >= i + 2);
+      await settle();
+    }
+    // Seven ticks, seven heartbeats: a status read does not add a beat of its own.
+    expect(frames.length).toBe(7);
+    expect(frames.map((f) => f.status)).toEqual([true, false, true, false, true, false, true]);
+  });
+
   it('waits at least the retry-after the hub asks for', async () => {
     const hub = await scriptedHub(async (end) => {
       await end.send({ frame: { $case: 'goodbye', value: { code: ErrorCode.HubShuttingDown, message: 'restarting', retryAfterMs: 30_000 } } });
