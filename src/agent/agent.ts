@@ -284,6 +284,14 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
   }
 }
 
+/** A full status goes out at least every this many status periods, changed or not. */
+const fullStatusEvery = 10;
+
+/** Identity of a status report, ignoring when it was observed. */
+function statusKey(status: wire.ClusterStatus): string {
+  return JSON.stringify({ ...status, observedAtUnixMs: 0 });
+}
+
 /**
  * Heartbeats for one session: lease renewals every interval, the cluster
  * status every status period, and a watchdog that ends the session when
@@ -295,6 +303,8 @@ class Heartbeater {
   private lastStatusAt = -Infinity;
   private lastStatus: wire.ClusterStatus | undefined;
   private freshStatus: wire.ClusterStatus | undefined;
+  /** The last status that went out in full, and when. */
+  private sentStatus: { key: string; at: number } | undefined;
   private refreshing = false;
   private sending = false;
   private stopped = false;
@@ -360,18 +370,32 @@ class Heartbeater {
     // A send still waiting for drain means the link is slow: do not pile up more.
     if (this.sending || this.stopped) return;
     this.sending = true;
-    const status = this.freshStatus;
+    const fresh = this.freshStatus;
+    const now = this.agent.clockRef.now();
+    let status = fresh;
+    let statusUnchanged = false;
+    let key: string | undefined;
+    if (fresh) {
+      key = statusKey(fresh);
+      // An unchanged report is sent as a flag; a full one still goes out now and then.
+      const fullEveryMs = this.agent.options.clusterStatusUpdateFrequencyMs * fullStatusEvery;
+      if (this.sentStatus?.key === key && now - this.sentStatus.at < fullEveryMs) {
+        status = undefined;
+        statusUnchanged = true;
+      }
+    }
     try {
       const sequence = ++this.sequence;
-      this.sentAt.set(sequence, this.agent.clockRef.now());
+      this.sentAt.set(sequence, now);
       if (this.sentAt.size > 64) this.sentAt.delete(this.sentAt.keys().next().value!);
       await this.channel.send({
         frame: {
           $case: 'heartbeat',
-          value: { sequence, sentAtUnixMs: Date.now(), status, lastRttMs: Math.round(this.agent.lastRttMs ?? 0) },
+          value: { sequence, sentAtUnixMs: Date.now(), status, lastRttMs: Math.round(this.agent.lastRttMs ?? 0), statusUnchanged },
         },
       });
-      if (this.freshStatus === status) this.freshStatus = undefined;
+      if (this.freshStatus === fresh) this.freshStatus = undefined;
+      if (status && key) this.sentStatus = { key, at: now };
     } catch (err) {
       this.stopped = true;
       this.fail(toHawserError(err, ErrorCode.Unavailable));
@@ -379,4 +403,5 @@ class Heartbeater {
       this.sending = false;
     }
   }
+
 }

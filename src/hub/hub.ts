@@ -255,7 +255,7 @@ export class HubCore {
   }
 
   private async onHeartbeat(session: Session, heartbeat: wire.Heartbeat): Promise<void> {
-    const { expiresAt } = await this.renewLease(session, heartbeat.status);
+    const { expiresAt } = await this.renewLease(session, heartbeat.status, false, heartbeat.statusUnchanged);
     // Measured by the agent on its own clock: clock skew between the two cannot distort it.
     if (heartbeat.lastRttMs > 0) this.metrics.rtt.observe(heartbeat.lastRttMs / 1000);
     await session.channel.send({
@@ -264,13 +264,19 @@ export class HubCore {
   }
 
   /** `refresh` rewrites Ready and taints even without a report (a fresh session). */
-  private async renewLease(session: Session, report?: wire.ClusterStatus, refresh = false): Promise<{ expiresAt: number }> {
+  private async renewLease(
+    session: Session,
+    report?: wire.ClusterStatus,
+    refresh = false,
+    reportUnchanged = false,
+  ): Promise<{ expiresAt: number }> {
     const name = session.clusterName;
     const { expiresAt, wasExpired } = this.leases.renew(name, session.leaseDurationMs);
     this.metrics.lastHeartbeat.set({ cluster: name }, this.clock.now() / 1000);
-    if (report || wasExpired || refresh) {
+    if (report || wasExpired || refresh || reportUnchanged) {
       await this.updateCluster(name, (cluster, now) => {
-        const next = markReachable(report ? applyStatusReport(cluster, report, now) : cluster, now);
+        const observed = reportUnchanged ? { ...cluster, status: { ...cluster.status, lastObservedTime: now.toISOString() } } : cluster;
+        const next = markReachable(report ? applyStatusReport(cluster, report, now) : observed, now);
         next.status.leaseDurationSeconds = Math.round(session.leaseDurationMs / 1000);
         return next;
       });

@@ -455,25 +455,31 @@ describe('AgentCore against a scripted hub', () => {
     expect(backingOff(agent.states)).toEqual([]);
   });
 
-  it('sends one heartbeat per interval, the status riding on it when due', async () => {
-    const frames: Array<{ status: boolean }> = [];
+  it('sends one heartbeat per interval; an unchanged status goes as a flag, a full one every tenth period', async () => {
+    const kinds: string[] = [];
     const hub = await scriptedHub(async (end, frame) => {
-      if (frame.frame?.$case === 'heartbeat') frames.push({ status: frame.frame.value.status !== undefined });
+      if (frame.frame?.$case === 'heartbeat') {
+        const hb = frame.frame.value;
+        kinds.push(hb.status ? 'full' : hb.statusUnchanged ? 'unchanged' : 'lease');
+      }
       await ackAll(end, frame);
     });
     const cache = await openCache(await cacheDir());
-    // Interval 1 s (from the welcome); status every 2 s.
+    // Interval 1 s (from the welcome); status every 2 s; the static reader never changes.
     const agent = await startAgent(hub, cache, () => 0.5, { clusterStatusUpdateFrequencyMs: 2_000 });
     await waitFor('ready', () => agent.core.state.kind === 'ready');
-    await waitFor('the first heartbeat', () => frames.length === 1);
-    for (let i = 0; i < 6; i++) {
+    await waitFor('the first heartbeat', () => kinds.length === 1);
+    for (let i = 0; i < 22; i++) {
       hub.clock.advance(1_000);
-      await waitFor(`heartbeat ${i + 2}`, () => frames.length >= i + 2);
+      await waitFor(`heartbeat ${i + 2}`, () => kinds.length >= i + 2);
       await settle();
     }
-    // Seven ticks, seven heartbeats: a status read does not add a beat of its own.
-    expect(frames.length).toBe(7);
-    expect(frames.map((f) => f.status)).toEqual([true, false, true, false, true, false, true]);
+    // One heartbeat per tick: a status read does not add a beat of its own.
+    expect(kinds.length).toBe(23);
+    const statusTicks = kinds.filter((_, i) => i % 2 === 0);
+    expect(kinds.filter((_, i) => i % 2 === 1).every((k) => k === 'lease')).toBe(true);
+    // Full at the start and again after ten status periods (20 s); unchanged in between.
+    expect(statusTicks).toEqual(['full', ...Array(9).fill('unchanged'), 'full', 'unchanged']);
   });
 
   it('waits at least the retry-after the hub asks for', async () => {

@@ -351,7 +351,7 @@ describe('HubCore refusals change nothing else', () => {
 
   it('refuses a first frame that is not a hello', async () => {
     await expectRefusal(ErrorCode.UnexpectedFrame, (a) =>
-      a.send({ frame: { $case: 'heartbeat', value: { sequence: 1, sentAtUnixMs: 0, status: undefined, lastRttMs: 0 } } }),
+      a.send({ frame: { $case: 'heartbeat', value: { sequence: 1, sentAtUnixMs: 0, status: undefined, lastRttMs: 0, statusUnchanged: false } } }),
     );
   });
 
@@ -521,6 +521,25 @@ describe('HubCore leases and taints', () => {
     expect(readyCondition(back)?.status).toBe('True');
     expect(back.spec.taints.some((t) => t.key === unreachableTaintKey)).toBe(false);
     expect(await metricValue(hub.metrics, 'hawser_cluster_ready', { cluster: 'edge-lease' })).toBe(1);
+  });
+
+  it('an unchanged-status heartbeat moves lastObservedTime and nothing else', async () => {
+    const { agent } = await register({ name: 'edge-same', leaseDurationMs: 60_000 });
+    await agent.heartbeat(clusterStatus('ok'));
+    const first = await storedCluster('edge-same');
+    hub.clock.advance(30_000);
+    await agent.heartbeat(undefined, 0, true);
+    const second = await waitFor('lastObservedTime to move', async () => {
+      const c = await storedCluster('edge-same');
+      return c.status.lastObservedTime !== first.status.lastObservedTime ? c : undefined;
+    });
+    expect(second.status.lastObservedTime).toBe(new Date(hub.clock.now()).toISOString());
+    expect({ ...second.status, lastObservedTime: '' }).toEqual({ ...first.status, lastObservedTime: '' });
+    // A plain lease renewal does not claim a fresh observation.
+    hub.clock.advance(10_000);
+    await agent.heartbeat();
+    await settle();
+    expect((await storedCluster('edge-same')).status.lastObservedTime).toBe(second.status.lastObservedTime);
   });
 
   it('clears the taint on a heartbeat without status, with Ready following the last known readyz', async () => {

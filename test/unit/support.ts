@@ -231,9 +231,9 @@ export class FakeAgent {
     return goodbye;
   }
 
-  async heartbeat(status?: ClusterStatus, sentAtUnixMs = 0): Promise<HeartbeatAck> {
+  async heartbeat(status?: ClusterStatus, sentAtUnixMs = 0, statusUnchanged = false): Promise<HeartbeatAck> {
     const sequence = ++this.sequence;
-    await this.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs, status, lastRttMs: 0 } } });
+    await this.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs, status, lastRttMs: 0, statusUnchanged } } });
     const ack = await this.expectFrame('heartbeatAck');
     if (ack.sequence !== sequence) throw new Error(`ack for heartbeat ${ack.sequence}, expected ${sequence}`);
     return ack;

@@ -145,6 +145,12 @@ export interface Heartbeat {
    * clock); 0 before the first ack. The hub exports it as a metric.
    */
   lastRttMs: number;
+  /**
+   * The agent read its cluster's status for this heartbeat and found it equal
+   * to the last one it sent, so it sends no status: on a weak link the
+   * unchanged report is most of a heartbeat's bytes.
+   */
+  statusUnchanged: boolean;
 }
 
 /** HeartbeatAck answers a heartbeat so the agent can measure round-trip time. */
@@ -1153,7 +1159,7 @@ export const RegistrationPending: MessageFns<RegistrationPending> = {
 };
 
 function createBaseHeartbeat(): Heartbeat {
-  return { sequence: 0, sentAtUnixMs: 0, status: undefined, lastRttMs: 0 };
+  return { sequence: 0, sentAtUnixMs: 0, status: undefined, lastRttMs: 0, statusUnchanged: false };
 }
 
 export const Heartbeat: MessageFns<Heartbeat> = {
@@ -1169,6 +1175,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     }
     if (message.lastRttMs !== 0) {
       writer.uint32(32).uint32(message.lastRttMs);
+    }
+    if (message.statusUnchanged !== false) {
+      writer.uint32(40).bool(message.statusUnchanged);
     }
     return writer;
   },
@@ -1218,6 +1227,14 @@ export const Heartbeat: MessageFns<Heartbeat> = {
             message.lastRttMs = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.statusUnchanged = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1244,6 +1261,11 @@ export const Heartbeat: MessageFns<Heartbeat> = {
         : isSet(object.last_rtt_ms)
         ? globalThis.Number(object.last_rtt_ms)
         : 0,
+      statusUnchanged: isSet(object.statusUnchanged)
+        ? globalThis.Boolean(object.statusUnchanged)
+        : isSet(object.status_unchanged)
+        ? globalThis.Boolean(object.status_unchanged)
+        : false,
     };
   },
 
@@ -1261,6 +1283,9 @@ export const Heartbeat: MessageFns<Heartbeat> = {
     if (message.lastRttMs !== 0) {
       obj.lastRttMs = Math.round(message.lastRttMs);
     }
+    if (message.statusUnchanged !== false) {
+      obj.statusUnchanged = message.statusUnchanged;
+    }
     return obj;
   },
 
@@ -1275,6 +1300,7 @@ export const Heartbeat: MessageFns<Heartbeat> = {
       ? ClusterStatus.fromPartial(object.status)
       : undefined;
     message.lastRttMs = object.lastRttMs ?? 0;
+    message.statusUnchanged = object.statusUnchanged ?? false;
     return message;
   },
 };
