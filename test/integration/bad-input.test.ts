@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorCode, GrpcClientTransport, HawserError, type Inbound, wire } from '../../src/tunnel/index.js';
-import { type KubeCluster, type ManagedProcess, startKubeCluster, Tracker } from '../../src/testkit/index.js';
-import { bootstrapToken, hawser, type HubProcess, readyStatus, startAgentProcess, startHubProcess, tempDir, until } from './harness.js';
+import type { KubeCluster, ManagedProcess } from '../../src/testkit/index.js';
+import { bootstrapToken, hawser, type HubProcess, readyStatus, TestBed, until } from './harness.js';
 
 // Bad input over the real gRPC tunnel: each refused with a stable code and a
 // message naming the problem, counted on /metrics, and nothing else changes.
@@ -12,42 +12,22 @@ import { bootstrapToken, hawser, type HubProcess, readyStatus, startAgentProcess
 const maxFrameBytes = 64 * 1024;
 
 describe('bad input is refused, counted, and changes nothing else', () => {
-  const tracker = new Tracker();
-  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let bed: TestBed;
   let kube: KubeCluster;
   let hub: HubProcess;
   let agent: ManagedProcess;
   let caPem: string;
 
   beforeAll(async () => {
-    dir = await tempDir('bad');
-    kube = await startKubeCluster({ name: 'edge-good', baseDir: dir.path, tracker });
-    hub = await startHubProcess({
-      dataDir: `${dir.path}/hub`,
-      logDir: `${dir.path}/logs`,
-      tracker,
-      args: ['--auto-approve', `--max-frame-bytes=${maxFrameBytes}`],
-    });
+    bed = await TestBed.create('bad');
+    kube = await bed.kube('edge-good');
+    hub = await bed.hub(['--auto-approve', `--max-frame-bytes=${maxFrameBytes}`]);
     caPem = await readFile(hub.caFile, 'utf8');
-    agent = await startAgentProcess({
-      name: 'edge-good',
-      parentUrl: hub.tunnel,
-      caFile: hub.caFile,
-      cacheDir: `${dir.path}/agents/edge-good`,
-      kubeconfig: kube.kubeconfigPath,
-      logDir: `${dir.path}/logs`,
-      tracker,
-      args: ['--cluster-status-update-frequency=1s', '--cluster-lease-duration=5s'],
-    });
+    agent = await bed.agent('edge-good', hub, kube, ['--cluster-status-update-frequency=1s', '--cluster-lease-duration=5s']);
     await until('edge-good ready', async () => readyStatus(await hub.cluster('edge-good')) === 'True');
   });
 
-  afterAll(async () => {
-    await tracker.closeAll();
-    await kube?.stop();
-    await tracker.assertNoLeaks();
-    await dir?.remove();
-  });
+  afterAll(() => bed?.close());
 
   function client(): GrpcClientTransport {
     return new GrpcClientTransport({ target: hub.tunnel, tls: { caPem } });
@@ -163,7 +143,7 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     expect(goodbye?.message).toContain('"bad key!"');
 
     // The agent command refuses the same before dialling, naming the flag.
-    const cli = await hawser(['agent', '--cluster-reg-name=Bad_Name', `--kubeconfig=${kube.kubeconfigPath}`, `--cache-dir=${dir.path}/never`]);
+    const cli = await hawser(['agent', '--cluster-reg-name=Bad_Name', `--kubeconfig=${kube.kubeconfigPath}`, `--cache-dir=${bed.dir}/never`]);
     expect(cli.code).not.toBe(0);
     expect(cli.stderr).toMatch(/HAWSER_INVALID_OPTION: .*cluster-reg-name "Bad_Name"/);
   });

@@ -1,40 +1,25 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type KubeCluster, startKubeCluster, Tracker } from '../../src/testkit/index.js';
-import { hawser, type HubProcess, readyStatus, startAgentProcess, startHubProcess, tempDir, until } from './harness.js';
+import type { KubeCluster } from '../../src/testkit/index.js';
+import { hawser, type HubProcess, readyStatus, TestBed, until } from './harness.js';
 
 // The hawser command as an operator types it, against a running hub.
 
 describe('hawser CLI', () => {
-  const tracker = new Tracker();
-  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let bed: TestBed;
   let kube: KubeCluster;
   let hub: HubProcess;
 
   beforeAll(async () => {
-    dir = await tempDir('cli');
-    kube = await startKubeCluster({ name: 'edge-approve', baseDir: dir.path, tracker });
+    bed = await TestBed.create('cli');
+    kube = await bed.kube('edge-approve');
     // No --auto-approve: registration waits for an operator.
-    hub = await startHubProcess({ dataDir: `${dir.path}/hub`, logDir: `${dir.path}/logs`, tracker });
+    hub = await bed.hub();
   });
 
-  afterAll(async () => {
-    await tracker.closeAll();
-    await kube?.stop();
-    await tracker.assertNoLeaks();
-    await dir?.remove();
-  });
+  afterAll(() => bed?.close());
 
   it('a registration waits for `hawser approve`, then the agent becomes Ready on the same stream', async () => {
-    const agent = await startAgentProcess({
-      name: 'edge-approve',
-      parentUrl: hub.tunnel,
-      caFile: hub.caFile,
-      cacheDir: `${dir.path}/agents/edge-approve`,
-      kubeconfig: kube.kubeconfigPath,
-      logDir: `${dir.path}/logs`,
-      tracker,
-      args: ['--cluster-status-update-frequency=1s'],
-    });
+    const agent = await bed.agent('edge-approve', hub, kube, ['--cluster-status-update-frequency=1s']);
     await agent.waitFor(/hawser approve edge-approve/, { timeoutMs: 30_000, what: 'agent told to wait for approval' });
     expect(await hub.clusters()).toEqual([]);
     const pending = await hawser(['get', 'clusterregistrationrequests', `--hub=${hub.apiUrl}`]);

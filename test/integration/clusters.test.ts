@@ -1,31 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { httpsRequest, type KubeCluster, type ManagedProcess, startKubeCluster, Tracker } from '../../src/testkit/index.js';
-import {
-  hawser,
-  type HubProcess,
-  readyStatus,
-  startAgentProcess,
-  startHubProcess,
-  tempDir,
-  until,
-} from './harness.js';
+import { httpsRequest, type KubeCluster, type ManagedProcess } from '../../src/testkit/index.js';
+import { hawser, type HubProcess, readyStatus, TestBed, until } from './harness.js';
 
 // Two agents beside two real kube-apiservers register through a real hub.
 
 describe('registration and status against real kube-apiservers', () => {
-  const tracker = new Tracker();
-  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let bed: TestBed;
   let kubeA: KubeCluster;
   let kubeB: KubeCluster;
   let hub: HubProcess;
   const agents: Record<string, ManagedProcess> = {};
 
   beforeAll(async () => {
-    dir = await tempDir('clusters');
-    [kubeA, kubeB] = await Promise.all([
-      startKubeCluster({ name: 'edge-a', baseDir: dir.path, tracker }),
-      startKubeCluster({ name: 'edge-b', baseDir: dir.path, tracker }),
-    ]);
+    bed = await TestBed.create('clusters');
+    [kubeA, kubeB] = await Promise.all([bed.kube('edge-a'), bed.kube('edge-b')]);
     // A real Node object with a Ready condition and capacity, as a kubelet would report it.
     const node = {
       apiVersion: 'v1',
@@ -46,27 +34,19 @@ describe('registration and status against real kube-apiservers', () => {
     });
     expect(created.status).toBe(201);
 
-    hub = await startHubProcess({ dataDir: `${dir.path}/hub`, logDir: `${dir.path}/logs`, tracker, args: ['--auto-approve'] });
+    hub = await bed.hub(['--auto-approve']);
     for (const kube of [kubeA, kubeB]) {
-      agents[kube.name] = await startAgentProcess({
-        name: kube.name,
-        parentUrl: hub.tunnel,
-        caFile: hub.caFile,
-        cacheDir: `${dir.path}/agents/${kube.name}`,
-        kubeconfig: kube.kubeconfigPath,
-        logDir: `${dir.path}/logs`,
-        tracker,
-        args: ['--cluster-labels=site=' + kube.name + ',tier=edge', '--cluster-status-update-frequency=1s', '--cluster-lease-duration=10s', '--reconnect-period=500ms', '--max-reconnect-period=2s'],
-      });
+      agents[kube.name] = await bed.agent(kube.name, hub, kube, [
+        `--cluster-labels=site=${kube.name},tier=edge`,
+        '--cluster-status-update-frequency=1s',
+        '--cluster-lease-duration=10s',
+        '--reconnect-period=500ms',
+        '--max-reconnect-period=2s',
+      ]);
     }
   });
 
-  afterAll(async () => {
-    await tracker.closeAll();
-    await Promise.allSettled([kubeA?.stop(), kubeB?.stop()]);
-    await tracker.assertNoLeaks();
-    await dir?.remove();
-  });
+  afterAll(() => bed?.close());
 
   it('shows both clusters Ready with the real version and health', async () => {
     const clusters = await until('both clusters ready with status', async () => {

@@ -4,7 +4,15 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClusterRegistrationRequest, ManagedCluster } from '../../src/api/index.js';
-import { freePort, type ManagedProcess, startProcess, type Tracker, waitUntil } from '../../src/testkit/index.js';
+import {
+  freePort,
+  type KubeCluster,
+  type ManagedProcess,
+  startKubeCluster,
+  startProcess,
+  Tracker,
+  waitUntil,
+} from '../../src/testkit/index.js';
 
 // Real hub and agent processes from the compiled CLI (npm test builds it first).
 
@@ -162,4 +170,58 @@ export function jsonLines(proc: ManagedProcess): Array<Record<string, unknown>> 
         return {};
       }
     });
+}
+
+/**
+ * One test file's world: a temp dir, a tracker, and the real clusters, hub
+ * and agents it starts. close() stops them all and fails on any leak.
+ */
+export class TestBed {
+  readonly tracker = new Tracker();
+  private readonly clusters: KubeCluster[] = [];
+
+  private constructor(private readonly temp: { path: string; remove(): Promise<void> }) {}
+
+  static async create(prefix: string): Promise<TestBed> {
+    return new TestBed(await tempDir(prefix));
+  }
+
+  get dir(): string {
+    return this.temp.path;
+  }
+
+  get logDir(): string {
+    return join(this.temp.path, 'logs');
+  }
+
+  async kube(name: string): Promise<KubeCluster> {
+    const cluster = await startKubeCluster({ name, baseDir: this.dir, tracker: this.tracker });
+    this.clusters.push(cluster);
+    return cluster;
+  }
+
+  hub(args: string[] = []): Promise<HubProcess> {
+    return startHubProcess({ dataDir: join(this.dir, 'hub'), logDir: this.logDir, tracker: this.tracker, args });
+  }
+
+  /** An agent beside `kube`, dialling the hub (or `parentUrl`, e.g. a toxiproxy in between). */
+  agent(name: string, hub: HubProcess, kube: KubeCluster, args: string[] = [], parentUrl = hub.tunnel): Promise<ManagedProcess> {
+    return startAgentProcess({
+      name,
+      parentUrl,
+      caFile: hub.caFile,
+      cacheDir: join(this.dir, 'agents', name),
+      kubeconfig: kube.kubeconfigPath,
+      logDir: this.logDir,
+      tracker: this.tracker,
+      args,
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.tracker.closeAll();
+    await Promise.allSettled(this.clusters.map((c) => c.stop()));
+    await this.tracker.assertNoLeaks();
+    await this.temp.remove();
+  }
 }

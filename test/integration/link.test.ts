@@ -1,69 +1,39 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { backoffCeilingMs } from '../../src/tunnel/index.js';
-import {
-  type KubeCluster,
-  type ManagedProcess,
-  startKubeCluster,
-  startToxiproxy,
-  type Toxiproxy,
-  type ToxiproxyProxy,
-  Tracker,
-} from '../../src/testkit/index.js';
-import {
-  hasUnreachableTaint,
-  type HubProcess,
-  readyStatus,
-  startAgentProcess,
-  startHubProcess,
-  tempDir,
-  until,
-} from './harness.js';
+import { type KubeCluster, type ManagedProcess, startToxiproxy, type Toxiproxy, type ToxiproxyProxy } from '../../src/testkit/index.js';
+import { hasUnreachableTaint, type HubProcess, readyStatus, TestBed, until } from './harness.js';
 
 // A bad link, made by a real toxiproxy between agent and hub.
 
 describe('link cut past the lease, and reconnect backoff', () => {
-  const tracker = new Tracker();
-  let dir: Awaited<ReturnType<typeof tempDir>>;
+  let bed: TestBed;
   let kube: KubeCluster;
   let hub: HubProcess;
   let toxi: Toxiproxy;
 
   beforeAll(async () => {
-    dir = await tempDir('link');
-    [kube, toxi] = await Promise.all([
-      startKubeCluster({ name: 'edge-link', baseDir: dir.path, tracker }),
-      startToxiproxy({ baseDir: dir.path, tracker }),
-    ]);
-    hub = await startHubProcess({ dataDir: `${dir.path}/hub`, logDir: `${dir.path}/logs`, tracker, args: ['--auto-approve'] });
+    bed = await TestBed.create('link');
+    [kube, toxi] = await Promise.all([bed.kube('edge-link'), startToxiproxy({ baseDir: bed.dir, tracker: bed.tracker })]);
+    hub = await bed.hub(['--auto-approve']);
   });
 
   afterAll(async () => {
-    await tracker.closeAll();
-    await Promise.allSettled([kube?.stop(), toxi?.stop()]);
-    await tracker.assertNoLeaks();
-    await dir?.remove();
+    await toxi?.stop();
+    await bed?.close();
   });
 
   async function agentThrough(proxy: ToxiproxyProxy, name: string, extra: string[] = []): Promise<ManagedProcess> {
-    return startAgentProcess({
-      name,
-      parentUrl: proxy.listen,
-      caFile: hub.caFile,
-      cacheDir: `${dir.path}/agents/${name}`,
-      kubeconfig: kube.kubeconfigPath,
-      logDir: `${dir.path}/logs`,
-      tracker,
-      args: [
-        '--cluster-lease-duration=3s',
-        '--cluster-status-update-frequency=1s',
-        '--reconnect-period=200ms',
-        '--max-reconnect-period=1s',
-        '--register-timeout=2s',
-        '--keepalive-time=1s',
-        '--keepalive-timeout=1s',
-        ...extra,
-      ],
-    });
+    const args = [
+      '--cluster-lease-duration=3s',
+      '--cluster-status-update-frequency=1s',
+      '--reconnect-period=200ms',
+      '--max-reconnect-period=1s',
+      '--register-timeout=2s',
+      '--keepalive-time=1s',
+      '--keepalive-timeout=1s',
+      ...extra,
+    ];
+    return bed.agent(name, hub, kube, args, proxy.listen);
   }
 
   it('proxy disabled: Ready turns Unknown with the unreachable taint; restored: both clear', async () => {
