@@ -12,6 +12,11 @@ ROOT="${HAWSER_TESTBED_DIR:-$HOME/.cache/hawser/testbed}"
 BIN="$ROOT/bin"
 mkdir -p "$BIN"
 
+if ! command -v go >/dev/null 2>&1; then
+  echo "[testbed] Go is required to build kube-apiserver, etcd and toxiproxy (go 1.24 or newer on PATH)" >&2
+  exit 1
+fi
+
 step() { printf '[testbed] %s\n' "$*" >&2; }
 have() { [ -x "$BIN/$1" ] && [ -f "$BIN/$1.version" ] && [ "$(cat "$BIN/$1.version")" = "$2" ]; }
 # Go prints nothing while it compiles for minutes; a heartbeat line shows it is alive.
