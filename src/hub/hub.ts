@@ -147,8 +147,7 @@ export class HubCore {
         if (frame?.$case === 'heartbeat') {
           await this.onHeartbeat(session, frame.value);
           countOut();
-        }
-        else {
+        } else {
           return await this.refuse(
             channel,
             new HawserError(ErrorCode.UnexpectedFrame, `unexpected ${frame?.$case} frame after registration`),
