@@ -10,6 +10,7 @@ import {
   type Clock,
   ErrorCode,
   HawserError,
+  isErrorCode,
   isPermanent,
   systemClock,
   type TimerHandle,
@@ -176,7 +177,8 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     }
     const channel = this.deps.transport.open();
     this.channel = channel;
-    const timers: TimerHandle[] = [];
+    let registerTimer: TimerHandle | undefined;
+    let heartbeat: Heartbeater | undefined;
     let goodbye: HawserError | undefined;
     let local: HawserError | undefined;
     const fail = (error: HawserError) => {
@@ -185,13 +187,11 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     };
     try {
       this.setState({ kind: 'registering' });
-      const registerTimer = this.clock.setTimeout(
+      registerTimer = this.clock.setTimeout(
         () => fail(new HawserError(ErrorCode.RegistrationTimeout, `hub did not answer hello within ${this.options.registerTimeoutMs}ms`)),
         this.options.registerTimeoutMs,
       );
-      timers.push(registerTimer);
       await channel.send(this.helloFrame(identity)).catch((err: unknown) => fail(toHawserError(err, ErrorCode.Unavailable)));
-      let heartbeat: Heartbeater | undefined;
       for await (const inbound of channel.frames()) {
         if (!inbound.ok) {
           fail(inbound.error);
@@ -216,7 +216,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
             }
             this.backoff.markConnected(this.clock.now());
             this.setState({ kind: 'ready', clusterName: w.clusterName, since: this.clock.now() });
-            heartbeat = new Heartbeater(this, channel, timers, w.heartbeatIntervalMs, fail);
+            heartbeat = new Heartbeater(this, channel, w.heartbeatIntervalMs, fail);
             heartbeat.start();
             break;
           }
@@ -225,7 +225,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
             break;
           case 'goodbye':
             goodbye = new HawserError(
-              (Object.values(ErrorCode) as string[]).includes(frame.value.code) ? (frame.value.code as ErrorCode) : ErrorCode.Unavailable,
+              isErrorCode(frame.value.code) ? frame.value.code : ErrorCode.Unavailable,
               frame.value.message,
               { retryAfterMs: frame.value.retryAfterMs },
             );
@@ -245,7 +245,8 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       channel.close();
       return toHawserError(err, ErrorCode.Unavailable);
     } finally {
-      for (const t of timers) t.cancel();
+      registerTimer?.cancel();
+      heartbeat?.stop();
       this.channel = undefined;
     }
   }
@@ -308,13 +309,14 @@ class Heartbeater {
   private refreshing = false;
   private sending = false;
   private stopped = false;
+  private tickTimer: TimerHandle | undefined;
+  private graceTimer: TimerHandle | undefined;
   private readonly sentAt = new Map<number, number>();
   private readonly intervalMs: number;
 
   constructor(
     private readonly agent: AgentCore,
     private readonly channel: AgentChannel,
-    private readonly timers: TimerHandle[],
     hubIntervalMs: number,
     private readonly fail: (e: HawserError) => void,
   ) {
@@ -325,6 +327,13 @@ class Heartbeater {
 
   start(): void {
     this.tick();
+  }
+
+  /** Ends this session's heartbeats; a status read still in flight is then dropped. */
+  stop(): void {
+    this.stopped = true;
+    this.tickTimer?.cancel();
+    this.graceTimer?.cancel();
   }
 
   acked(ack: wire.HeartbeatAck): void {
@@ -338,6 +347,7 @@ class Heartbeater {
   }
 
   private tick(): void {
+    if (this.stopped) return;
     const clock = this.agent.clockRef;
     const now = clock.now();
     const silentMs = now - this.lastAckAt;
@@ -350,10 +360,9 @@ class Heartbeater {
       // must not delay the lease renewal: after a short grace the heartbeat goes without it.
       this.refreshing = true;
       this.lastStatusAt = now;
-      const grace = clock.setTimeout(() => void this.beat(), Math.min(2_000, this.intervalMs / 4));
-      this.timers.push(grace);
+      this.graceTimer = clock.setTimeout(() => void this.beat(), Math.min(2_000, this.intervalMs / 4));
       void this.agent.readStatus(this.lastStatus).then((status) => {
-        grace.cancel();
+        this.graceTimer?.cancel();
         this.refreshing = false;
         this.lastStatus = status;
         this.freshStatus = status;
@@ -362,8 +371,7 @@ class Heartbeater {
     } else {
       void this.beat();
     }
-    this.timers.push(clock.setTimeout(() => this.tick(), this.intervalMs));
-    if (this.timers.length > 16) this.timers.splice(0, this.timers.length - 16);
+    this.tickTimer = clock.setTimeout(() => this.tick(), this.intervalMs);
   }
 
   private async beat(): Promise<void> {
@@ -391,13 +399,13 @@ class Heartbeater {
       await this.channel.send({
         frame: {
           $case: 'heartbeat',
-          value: { sequence, sentAtUnixMs: Date.now(), status, lastRttMs: Math.round(this.agent.lastRttMs ?? 0), statusUnchanged },
+          value: { sequence, sentAtUnixMs: now, status, lastRttMs: Math.round(this.agent.lastRttMs ?? 0), statusUnchanged },
         },
       });
       if (this.freshStatus === fresh) this.freshStatus = undefined;
       if (status && key) this.sentStatus = { key, at: now };
     } catch (err) {
-      this.stopped = true;
+      this.stop();
       this.fail(toHawserError(err, ErrorCode.Unavailable));
     } finally {
       this.sending = false;

@@ -243,7 +243,7 @@ export class HubCore {
         },
       },
     });
-    await this.renewLease(session, undefined, true);
+    await this.renewLease(session, { refresh: true });
     return session;
   }
 
@@ -254,7 +254,7 @@ export class HubCore {
   }
 
   private async onHeartbeat(session: Session, heartbeat: wire.Heartbeat): Promise<void> {
-    const { expiresAt } = await this.renewLease(session, heartbeat.status, false, heartbeat.statusUnchanged);
+    const { expiresAt } = await this.renewLease(session, { report: heartbeat.status, reportUnchanged: heartbeat.statusUnchanged });
     // Measured by the agent on its own clock: clock skew between the two cannot distort it.
     if (heartbeat.lastRttMs > 0) this.metrics.rtt.observe(heartbeat.lastRttMs / 1000);
     await session.channel.send({
@@ -262,13 +262,16 @@ export class HubCore {
     });
   }
 
-  /** `refresh` rewrites Ready and taints even without a report (a fresh session). */
+  /**
+   * Renews the session's lease and brings the stored cluster up to date: with a
+   * new `report`, with `reportUnchanged` (only lastObservedTime moves), after an
+   * expiry, or on `refresh` (a fresh session rewrites Ready and taints).
+   */
   private async renewLease(
     session: Session,
-    report?: wire.ClusterStatus,
-    refresh = false,
-    reportUnchanged = false,
+    change: { report?: wire.ClusterStatus | undefined; reportUnchanged?: boolean; refresh?: boolean } = {},
   ): Promise<{ expiresAt: number }> {
+    const { report, reportUnchanged = false, refresh = false } = change;
     const name = session.clusterName;
     const { expiresAt, wasExpired } = this.leases.renew(name, session.leaseDurationMs);
     this.metrics.lastHeartbeat.set({ cluster: name }, this.clock.now() / 1000);

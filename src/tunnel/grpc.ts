@@ -56,7 +56,9 @@ function statusFromHawserError(error: HawserError): grpc.StatusObject {
   return { code: statusFor[error.code] ?? grpc.status.INTERNAL, details: error.message, metadata };
 }
 
-type Call<In, Out> = grpc.ServerDuplexStream<Inbound<In>, Out> | grpc.ClientDuplexStream<Out, Inbound<In>>;
+// Frames are encoded by the channel itself (so it knows their size); grpc-js passes the bytes through.
+type Call<In> = grpc.ServerDuplexStream<Inbound<In>, Buffer> | grpc.ClientDuplexStream<Buffer, Inbound<In>>;
+const passThrough = (b: Buffer): Buffer => b;
 
 /** Wraps either end of a gRPC duplex call as a FrameChannel. */
 class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
@@ -68,7 +70,8 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
   bytesOut = 0;
 
   constructor(
-    private readonly call: Call<In, Out>,
+    private readonly call: Call<In>,
+    private readonly codec: FrameCodec<Out>,
     readonly peer: string,
     private readonly isServer: boolean,
   ) {
@@ -97,7 +100,7 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
       this.finish(undefined);
     });
     if (isServer) {
-      (call as grpc.ServerDuplexStream<Inbound<In>, Out>).on('cancelled', () => {
+      (call as grpc.ServerDuplexStream<Inbound<In>, Buffer>).on('cancelled', () => {
         this.queue.end();
         this.finish(new HawserError(ErrorCode.Cancelled, `agent at ${peer} went away`));
       });
@@ -106,9 +109,11 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
 
   async send(frame: Out): Promise<void> {
     if (this.done) throw new HawserError(ErrorCode.Unavailable, `stream to ${this.peer} is closed`);
+    const bytes = this.codec.encode(frame);
+    this.bytesOut += bytes.length;
     let flushed: boolean;
     try {
-      flushed = this.call.write(frame);
+      flushed = this.call.write(bytes);
     } catch (err) {
       throw new HawserError(ErrorCode.Unavailable, `write to ${this.peer} failed: ${(err as Error).message}`);
     }
@@ -131,10 +136,6 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
     }
   }
 
-  countOut(n: number): void {
-    this.bytesOut += n;
-  }
-
   frames(): AsyncIterable<Inbound<In>> {
     return this.queue;
   }
@@ -142,12 +143,12 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
   close(error?: HawserError): void {
     if (this.done) return;
     if (this.isServer) {
-      const call = this.call as grpc.ServerDuplexStream<Inbound<In>, Out>;
+      const call = this.call as grpc.ServerDuplexStream<Inbound<In>, Buffer>;
       // grpc-js turns an 'error' event on a server stream into the call's status.
       if (error) call.emit('error', statusFromHawserError(error));
       else call.end();
     } else {
-      const call = this.call as grpc.ClientDuplexStream<Out, Inbound<In>>;
+      const call = this.call as grpc.ClientDuplexStream<Buffer, Inbound<In>>;
       // Ending our half lets the hub see a clean close; cancel() drops the stream at once.
       if (error) call.cancel();
       else call.end();
@@ -199,15 +200,14 @@ export class GrpcServerTransport implements ServerTransport {
           throw new Error('the hub never serializes agent frames');
         },
         requestDeserialize: (b: Buffer) => inCodec.decode(b),
-        responseSerialize: (v: ConnectResponse) => outCodec.encode(v),
+        responseSerialize: passThrough,
         responseDeserialize: (b: Buffer) => outCodec.decode(b),
         originalName: 'connect',
       } as unknown as grpc.MethodDefinition<unknown, unknown>,
     };
     server.addService(definition, {
-      connect: (call: grpc.ServerDuplexStream<Inbound<ConnectRequest>, ConnectResponse>) => {
-        const channel = new GrpcChannel<ConnectRequest, ConnectResponse>(call, call.getPeer(), true);
-        countWrites(call, channel, outCodec);
+      connect: (call: grpc.ServerDuplexStream<Inbound<ConnectRequest>, Buffer>) => {
+        const channel = new GrpcChannel<ConnectRequest, ConnectResponse>(call, outCodec, call.getPeer(), true);
         open.add(channel);
         void channel.closed.then(() => open.delete(channel));
         onChannel(channel);
@@ -243,15 +243,6 @@ export class GrpcServerTransport implements ServerTransport {
       },
     };
   }
-}
-
-function countWrites<In, Out>(call: Call<In, Out>, channel: GrpcChannel<In, Out>, codec: FrameCodec<Out>): void {
-  // Count what goes out by its encoded size; grpc-js serializes again, which is cheap for control frames.
-  const write = call.write.bind(call) as (frame: Out, cb?: (e?: Error | null) => void) => boolean;
-  (call as { write: typeof write }).write = (frame: Out, cb?: (e?: Error | null) => void) => {
-    channel.countOut(codec.encode(frame).length);
-    return write(frame, cb);
-  };
 }
 
 export interface GrpcClientOptions {
@@ -308,22 +299,20 @@ export class GrpcClientTransport implements ClientTransport {
   }
 
   open(): AgentChannel {
-    const call = this.freshClient().makeBidiStreamRequest<ConnectRequest, Inbound<ConnectResponse>>(
+    const call = this.freshClient().makeBidiStreamRequest<Buffer, Inbound<ConnectResponse>>(
       connectPath,
-      (v) => this.outCodec.encode(v),
+      passThrough,
       (b) => this.inCodec.decode(b),
       new grpc.Metadata(),
       // Fail fast when the hub cannot be reached instead of queueing the call.
       { waitForReady: false } as grpc.CallOptions,
     );
-    const channel = new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.options.target, false);
-    countWrites(call, channel, this.outCodec);
-    return channel;
+    return new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.outCodec, this.options.target, false);
   }
 
   /** Raw access for tests that must send bytes no well-behaved agent would. */
   openRaw(): grpc.ClientDuplexStream<Buffer, Buffer> {
-    return this.freshClient().makeBidiStreamRequest<Buffer, Buffer>(connectPath, (b) => b, (b) => b, new grpc.Metadata());
+    return this.freshClient().makeBidiStreamRequest<Buffer, Buffer>(connectPath, passThrough, passThrough, new grpc.Metadata());
   }
 
   close(): void {

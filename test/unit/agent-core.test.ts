@@ -46,14 +46,15 @@ async function cacheDir(): Promise<string> {
 
 type TestCache = OfflineCache & { closeOnce(): Promise<void> };
 
+/** Wraps an async action so only its first call runs (tests and cleanup may both stop a thing). */
+function once(action: () => Promise<void>): () => Promise<void> {
+  let done: Promise<void> | undefined;
+  return () => (done ??= action());
+}
+
 async function openCache(dir: string): Promise<TestCache> {
   const cache = await OfflineCache.open({ dir });
-  let closed = false;
-  const close = async () => {
-    if (closed) return;
-    closed = true;
-    await cache.close();
-  };
+  const close = once(() => cache.close());
   cleanups.push(close);
   return Object.assign(cache, { closeOnce: close });
 }
@@ -108,12 +109,7 @@ async function startAgent(
   core.on('state', (s) => states.push(s));
   expect(core.state.kind).toBe('idle');
   const loop = core.start();
-  let stopped = false;
-  const stop = async () => {
-    if (stopped) return;
-    stopped = true;
-    await core.stop();
-  };
+  const stop = once(() => core.stop());
   cleanups.push(stop);
   return { core, states, cache, loop, stop };
 }
