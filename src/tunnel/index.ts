@@ -32,4 +32,5 @@ export {
   type ServingCertificate,
 } from './tls.js';
 export { parseDuration, formatDuration } from './duration.js';
+export { defaultQuoteChars, quoteBounded } from './quote.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';
