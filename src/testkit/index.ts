@@ -24,6 +24,7 @@ export {
   type ProcessCondition,
   type ProcessWaitOptions,
 } from './process.js';
+export { mountSmallDisk, type SmallDisk } from './disk.js';
 export { httpsRequest, type HttpsRequestOptions, type HttpsResponse } from './http.js';
 export { startKubeCluster, kubeconfigYaml, type KubeCluster, type StartKubeClusterOptions } from './kube.js';
 export {
