@@ -12,12 +12,13 @@ import {
   HawserError,
   isErrorCode,
   isPermanent,
+  signProof,
   systemClock,
   type TimerHandle,
   toHawserError,
   wire,
 } from '../tunnel/index.js';
-import { type AgentIdentity, loadOrCreateIdentity, saveIdentity } from './identity.js';
+import type { AgentIdentity, IdentityStore } from './identity.js';
 import type { ClusterReader } from './kube.js';
 import { type AgentState, canTransition } from './state.js';
 
@@ -47,7 +48,12 @@ const syncModeToWire: Record<SyncMode, wire.SyncMode> = {
 export interface AgentDeps {
   transport: ClientTransport;
   reader: ClusterReader;
-  cache: OfflineCache;
+  /** Where the identity record lives (beside the cache). */
+  identityStore: IdentityStore;
+  /** The LevelDB cache; read once to migrate a legacy identity. */
+  cache?: OfflineCache;
+  /** Corrupt caches quarantined at start: told to the hub in the next hello, which counts them. */
+  cacheQuarantines?: number;
   logger: Logger;
   clock?: Clock;
   random?: () => number;
@@ -68,6 +74,9 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
   private wake: (() => void) | undefined;
   private stopRequested = false;
   private attempt = 0;
+  /** The hub refused our credential: register again with the bootstrap token and our key (keeping the credential). */
+  private preferBootstrap = false;
+  private unreportedQuarantines: number;
   lastError: HawserError | undefined;
   lastRttMs: number | undefined;
 
@@ -78,6 +87,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     super();
     this.clock = deps.clock ?? systemClock;
     this.backoff = new Backoff(options.backoff, deps.random ?? Math.random);
+    this.unreportedQuarantines = deps.cacheQuarantines ?? 0;
   }
 
   get state(): AgentState {
@@ -103,7 +113,12 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
 
   /** Loads (or creates) the cluster identity; a damaged cache fails here, before any dial. */
   async init(): Promise<AgentIdentity> {
-    this.identity ??= await loadOrCreateIdentity(this.deps.cache);
+    if (!this.identity) {
+      const loaded = await this.deps.identityStore.loadOrCreate(this.deps.cache);
+      if (loaded.damaged) this.deps.logger.error({ path: this.deps.identityStore.path, reason: loaded.damaged }, 'agent identity file was damaged; recovered it from its backup');
+      else if (loaded.source !== 'file') this.deps.logger.info({ clusterId: loaded.identity.clusterId, source: loaded.source }, 'agent identity ready');
+      this.identity = loaded.identity;
+    }
     return this.identity;
   }
 
@@ -147,13 +162,28 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     this.setState({ kind: 'stopped' });
   }
 
+  /** The credential when we have one the hub has not refused; else the bootstrap token. Both signed with our key. */
   private helloFrame(identity: AgentIdentity): wire.ConnectRequest {
     const o = this.options;
+    const useCredential = identity.credential !== undefined && !(this.preferBootstrap && o.bootstrapToken);
+    const auth: wire.Hello['auth'] = useCredential
+      ? { $case: 'clusterCredential', value: identity.credential! }
+      : { $case: 'bootstrapToken', value: o.bootstrapToken ?? '' };
+    const publicKey = Buffer.from(identity.publicKey, 'base64');
+    const proof = signProof(
+      {
+        purpose: useCredential ? 'connect' : 'register',
+        clusterId: identity.clusterId,
+        clusterName: o.clusterRegName,
+        publicKeyDer: publicKey,
+        secret: auth.value,
+      },
+      Buffer.from(identity.privateKey, 'base64'),
+      this.clock.now(),
+    );
     const hello: wire.Hello = {
       clusterId: identity.clusterId,
-      auth: identity.credential
-        ? { $case: 'clusterCredential', value: identity.credential }
-        : { $case: 'bootstrapToken', value: o.bootstrapToken ?? '' },
+      auth,
       registration: {
         name: o.clusterRegName,
         namespace: o.clusterRegNamespace ?? '',
@@ -164,13 +194,41 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       lastAckedRevision: 0,
       leaseDurationMs: o.clusterLeaseDurationMs,
       agentVersion: o.agentVersion,
+      publicKey,
+      proof,
+      cacheQuarantines: this.unreportedQuarantines,
     };
     return { frame: { $case: 'hello', value: hello } };
+  }
+
+  /**
+   * Stores a newly issued credential; adopts it only once durable. False when
+   * the write failed: the caller decides whether the session can go on.
+   */
+  private async storeCredential(w: wire.Welcome): Promise<boolean> {
+    const next: AgentIdentity = {
+      ...this.identity!,
+      credential: w.credential,
+      clusterName: w.clusterName,
+      dedicatedNamespace: w.dedicatedNamespace,
+      ...(w.credentialExpiresAtUnixMs ? { credentialExpiresAtMs: w.credentialExpiresAtUnixMs } : {}),
+    };
+    try {
+      await this.deps.identityStore.save(next);
+    } catch (err) {
+      const error = toHawserError(err, ErrorCode.CacheWriteFailed);
+      this.deps.logger.error({ code: error.code, path: this.deps.identityStore.path }, `cannot store the new cluster credential; keeping the previous one: ${error.message}`);
+      return false;
+    }
+    this.identity = next;
+    this.preferBootstrap = false;
+    return true;
   }
 
   /** One stream from dial to close; returns why it ended. */
   private async session(): Promise<HawserError> {
     const identity = this.identity!;
+    let renewTimer: TimerHandle | undefined;
     // Checked before dialling: a stream opened and then abandoned would sit on the hub until its hello timeout.
     if (identity.credential === undefined && !this.options.bootstrapToken) {
       return new HawserError(ErrorCode.BadBootstrapToken, 'no cluster credential cached and no bootstrap token given (--bootstrap-token or PARENT_CLUSTER_TOKEN)');
@@ -207,13 +265,15 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
           case 'welcome': {
             registerTimer.cancel();
             const w = frame.value;
-            if (w.credential) {
-              // Durable before anything else: losing it would strand the cluster.
-              identity.credential = w.credential;
-              identity.clusterName = w.clusterName;
-              identity.dedicatedNamespace = w.dedicatedNamespace;
-              await saveIdentity(this.deps.cache, identity);
+            const usedCredential = identity.credential !== undefined && !(this.preferBootstrap && this.options.bootstrapToken);
+            if (w.credential && !(await this.storeCredential(w)) && !usedCredential) {
+              // Registered with the bootstrap token and the credential is not durable: not used, so
+              // never a lockout. End the session and retry; the next hello re-issues (signed with our key).
+              fail(new HawserError(ErrorCode.CacheWriteFailed, `cannot store the cluster credential in ${this.deps.identityStore.path}; will retry`));
+              break;
             }
+            this.unreportedQuarantines = 0;
+            renewTimer = this.scheduleRenewal(() => fail(new HawserError(ErrorCode.Unavailable, 'reconnecting to renew the cluster credential')));
             this.backoff.markConnected(this.clock.now());
             this.setState({ kind: 'ready', clusterName: w.clusterName, since: this.clock.now() });
             heartbeat = new Heartbeater(this, channel, w.heartbeatIntervalMs, fail);
@@ -234,11 +294,14 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       }
       const closedWith = await channel.closed;
       const error = goodbye ?? local ?? closedWith ?? new HawserError(ErrorCode.Unavailable, 'hub ended the stream');
-      if (error.code === ErrorCode.BadCredential && this.options.bootstrapToken) {
-        // The hub does not know our credential (its data was reset): register afresh.
-        this.deps.logger.warn({ clusterId: identity.clusterId }, 'hub rejected the cached credential; registering again with the bootstrap token');
-        delete identity.credential;
-        await saveIdentity(this.deps.cache, identity);
+      if (error.code === ErrorCode.BadCredential && this.options.bootstrapToken && !this.preferBootstrap) {
+        // The hub does not know (or no longer accepts) our credential, e.g. its data was reset.
+        // The stored credential stays: it is replaced only once a new one is durable.
+        this.preferBootstrap = true;
+        this.deps.logger.warn({ clusterId: identity.clusterId }, 'hub refused the cached credential; registering again with the bootstrap token and this cluster\'s key');
+      }
+      if (error.code === ErrorCode.KeyMismatch || error.code === ErrorCode.ClusterDeleted) {
+        this.deps.logger.error({ code: error.code, clusterId: identity.clusterId }, error.message);
       }
       return error;
     } catch (err) {
@@ -246,9 +309,30 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       return toHawserError(err, ErrorCode.Unavailable);
     } finally {
       registerTimer?.cancel();
+      renewTimer?.cancel();
       heartbeat?.stop();
       this.channel = undefined;
     }
+  }
+
+  /**
+   * Ends a session that outlives two thirds of the credential's remaining
+   * life, so the next hello (signed with our key) gets a renewed one.
+   */
+  private scheduleRenewal(renew: () => void): TimerHandle | undefined {
+    const expiresAt = this.identity?.credentialExpiresAtMs;
+    if (!expiresAt) return undefined;
+    const now = this.clock.now();
+    const renewAt = now + Math.max(0, ((expiresAt - now) * 2) / 3);
+    let handle: TimerHandle | undefined;
+    const arm = () => {
+      const left = renewAt - this.clock.now();
+      if (left <= 0) return renew();
+      // Node fires a timer over 2^31-1 ms at once: wait in steps.
+      handle = this.clock.setTimeout(arm, Math.min(left, 2 ** 31 - 1));
+    };
+    arm();
+    return { cancel: () => handle?.cancel() };
   }
 
   /** Reads cluster facts; a failing API server becomes failing health fields, not a failed heartbeat. */

@@ -1,27 +1,140 @@
-import { randomUUID } from 'node:crypto';
-import type { OfflineCache } from '../cache/index.js';
+import { createHash, randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { type OfflineCache, writeFileAtomic } from '../cache/index.js';
+import { ErrorCode, generateAgentKeyPair, HawserError } from '../tunnel/index.js';
 
-// Who this agent is, kept in its cache so a restart re-joins as the same
-// cluster without registering again.
+// Who this agent is: cluster id, key, credential, cluster name and namespace,
+// as ONE record with a checksum over the whole, in its own file beside the
+// LevelDB cache (so LevelDB's recovery can never drop it silently). Written
+// atomically (temp file, fsync, rename), 0600, then copied to a backup the
+// same way; nothing is adopted before it is durable.
 
 export interface AgentIdentity {
   clusterId: string;
+  /** Ed25519 private key, PKCS#8 DER, base64. The cluster's identity: never leaves this file. */
+  privateKey: string;
+  /** Ed25519 public key, SPKI DER, base64: sent in every hello. */
+  publicKey: string;
   /** Present once the hub has approved the cluster. */
   credential?: string;
+  credentialExpiresAtMs?: number;
   clusterName?: string;
   dedicatedNamespace?: string;
 }
 
-const identityKey = 'identity';
-
-export async function loadOrCreateIdentity(cache: OfflineCache): Promise<AgentIdentity> {
-  const existing = await cache.get<AgentIdentity>(identityKey);
-  if (existing?.clusterId) return existing;
-  const identity: AgentIdentity = { clusterId: randomUUID() };
-  await cache.put(identityKey, identity);
-  return identity;
+interface IdentityFile {
+  version: 1;
+  identity: AgentIdentity;
+  /** sha256 of the canonical JSON of `identity`. */
+  sha256: string;
 }
 
-export async function saveIdentity(cache: OfflineCache, identity: AgentIdentity): Promise<void> {
-  await cache.put(identityKey, identity);
+export const identityFileName = 'identity.json';
+const backupSuffix = '.bak';
+/** Where identity lived before it had its own file: a key in the LevelDB cache. */
+const legacyCacheKey = 'identity';
+
+function canonical(identity: AgentIdentity): string {
+  return JSON.stringify(identity, Object.keys(identity).sort());
+}
+
+function digest(identity: AgentIdentity): string {
+  return createHash('sha256').update(canonical(identity)).digest('hex');
+}
+
+export function newIdentity(clusterId: string = randomUUID()): AgentIdentity {
+  const keys = generateAgentKeyPair();
+  return {
+    clusterId,
+    privateKey: Buffer.from(keys.privateKeyDer).toString('base64'),
+    publicKey: Buffer.from(keys.publicKeyDer).toString('base64'),
+  };
+}
+
+type ReadResult = { kind: 'ok'; identity: AgentIdentity } | { kind: 'missing' } | { kind: 'damaged'; reason: string };
+
+async function readIdentityFile(path: string): Promise<ReadResult> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
+    return { kind: 'damaged', reason: `cannot read: ${(err as Error).message}` };
+  }
+  let file: IdentityFile;
+  try {
+    file = JSON.parse(text) as IdentityFile;
+  } catch {
+    return { kind: 'damaged', reason: 'not JSON' };
+  }
+  const id = file?.identity;
+  if (file?.version !== 1 || typeof id?.clusterId !== 'string' || typeof id.privateKey !== 'string' || typeof id.publicKey !== 'string') {
+    return { kind: 'damaged', reason: 'missing fields' };
+  }
+  if (digest(id) !== file.sha256) return { kind: 'damaged', reason: 'checksum mismatch' };
+  return { kind: 'ok', identity: id };
+}
+
+export type IdentitySource = 'file' | 'backup' | 'migrated' | 'created';
+
+/** The identity file of one cache directory. */
+export class IdentityStore {
+  readonly path: string;
+
+  constructor(readonly cacheDir: string) {
+    this.path = join(cacheDir, identityFileName);
+  }
+
+  /** Durable when it resolves; a failed write throws HAWSER_CACHE_WRITE_FAILED and changes nothing adopted. */
+  async save(identity: AgentIdentity): Promise<void> {
+    const file: IdentityFile = { version: 1, identity, sha256: digest(identity) };
+    const text = `${JSON.stringify(file, null, 2)}\n`;
+    try {
+      await writeFileAtomic(this.path, text, { mode: 0o600 });
+    } catch (err) {
+      throw new HawserError(ErrorCode.CacheWriteFailed, `cannot write the agent identity to ${this.path}: ${(err as Error).message}`, { cause: err });
+    }
+    // The backup only ever lags: it holds the same cluster id and key, and a credential at most one renewal old.
+    await writeFileAtomic(this.path + backupSuffix, text, { mode: 0o600 }).catch(() => undefined);
+  }
+
+  /**
+   * The stored identity; a damaged file is recovered from its backup, a
+   * missing one migrated once from the legacy cache key, and failing all of
+   * that, a new identity (new cluster id, new key) is created and stored.
+   */
+  async loadOrCreate(legacy: OfflineCache | undefined): Promise<{ identity: AgentIdentity; source: IdentitySource; damaged?: string }> {
+    const main = await readIdentityFile(this.path);
+    if (main.kind === 'ok') return { identity: main.identity, source: 'file' };
+    const backup = await readIdentityFile(this.path + backupSuffix);
+    if (backup.kind === 'ok') {
+      await this.save(backup.identity);
+      return { identity: backup.identity, source: 'backup', ...(main.kind === 'damaged' ? { damaged: main.reason } : {}) };
+    }
+    if (main.kind === 'damaged') {
+      throw new HawserError(
+        ErrorCode.IdentityCorrupt,
+        `agent identity ${this.path} is damaged (${main.reason}) and no backup holds it. ` +
+          `The cluster's key is lost: on the hub run "hawser delete cluster NAME", then move ${this.path} aside and start the agent again to register afresh`,
+      );
+    }
+    const old = legacy ? await legacy.get<{ clusterId?: string; credential?: string; clusterName?: string; dedicatedNamespace?: string }>(legacyCacheKey).catch(() => undefined) : undefined;
+    if (old?.clusterId) {
+      // Agents from before the key existed: same cluster id, a new key that the
+      // hub binds at the first hello its credential vouches for.
+      const identity: AgentIdentity = {
+        ...newIdentity(old.clusterId),
+        ...(old.credential ? { credential: old.credential } : {}),
+        ...(old.clusterName ? { clusterName: old.clusterName } : {}),
+        ...(old.dedicatedNamespace ? { dedicatedNamespace: old.dedicatedNamespace } : {}),
+      };
+      await this.save(identity);
+      await legacy!.delete(legacyCacheKey);
+      return { identity, source: 'migrated' };
+    }
+    const identity = newIdentity();
+    await this.save(identity);
+    return { identity, source: 'created' };
+  }
 }

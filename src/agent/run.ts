@@ -1,9 +1,11 @@
-import { readFile } from 'node:fs/promises';
+import { chmod, readdir, readFile, rename, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
-import { OfflineCache } from '../cache/index.js';
+import { ensurePrivateDir, OfflineCache } from '../cache/index.js';
 import { type Clock, ErrorCode, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
 import { AgentCore, type AgentCoreOptions } from './agent.js';
+import { identityFileName, IdentityStore } from './identity.js';
 import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
 
 export interface AgentOptions {
@@ -99,7 +101,7 @@ export async function startAgent(
     keepaliveTimeMs: o.keepaliveTimeMs,
     keepaliveTimeoutMs: o.keepaliveTimeoutMs,
   });
-  const cache = await OfflineCache.open({ dir: o.cacheDir });
+  const { cache, quarantines } = await openAgentCache(o.cacheDir, deps.logger);
   const coreOptions: AgentCoreOptions = {
     clusterRegName: o.clusterRegName,
     clusterType: o.clusterType,
@@ -118,6 +120,8 @@ export async function startAgent(
     transport,
     reader,
     cache,
+    identityStore: new IdentityStore(o.cacheDir),
+    cacheQuarantines: quarantines,
     logger: deps.logger,
     ...(deps.clock ? { clock: deps.clock } : {}),
     ...(deps.random ? { random: deps.random } : {}),
@@ -126,6 +130,7 @@ export async function startAgent(
     await core.init();
   } catch (err) {
     await cache.close();
+    if (err instanceof HawserError) throw err;
     throw new HawserError(
       ErrorCode.InvalidOption,
       `cannot read the agent identity from ${o.cacheDir}: ${(err as Error).message}; move the directory aside to register as a new cluster`,
@@ -141,4 +146,46 @@ export async function startAgent(
       await cache.close();
     },
   };
+}
+
+/** The LevelDB database lives here, beside identity.json. */
+export const cacheDbDirName = 'db';
+
+/**
+ * Opens the agent's cache directory: 0700, every file 0600 (a umask for
+ * what LevelDB creates), the LevelDB database in <cache-dir>/db. A database
+ * from before that layout (LevelDB files directly in the cache dir) moves
+ * into db/ once. A damaged database is quarantined (renamed, kept) and a
+ * fresh one opened: the identity is in its own file, and the rest of the
+ * cache is rebuilt from the hub.
+ */
+export async function openAgentCache(cacheDir: string, logger: Logger): Promise<{ cache: OfflineCache; quarantines: number }> {
+  process.umask(0o077);
+  await ensurePrivateDir(cacheDir);
+  const dbDir = join(cacheDir, cacheDbDirName);
+  const entries = await readdir(cacheDir);
+  if (entries.includes('CURRENT') && !entries.includes(cacheDbDirName)) {
+    await ensurePrivateDir(dbDir);
+    for (const name of entries) {
+      if (name.startsWith(identityFileName) || name.startsWith('.') || name.startsWith(`${cacheDbDirName}.`)) continue;
+      if ((await stat(join(cacheDir, name))).isFile()) await rename(join(cacheDir, name), join(dbDir, name));
+    }
+    logger.info({ cacheDir }, 'moved the LevelDB cache into its own directory beside identity.json');
+  }
+  // Caches written before these modes were enforced: tighten what is there.
+  for (const dir of [cacheDir, dbDir]) {
+    for (const name of await readdir(dir).catch(() => [] as string[])) {
+      const path = join(dir, name);
+      const s = await stat(path);
+      if (s.isFile() && (s.mode & 0o077) !== 0) await chmod(path, 0o600);
+    }
+  }
+  const opened = await OfflineCache.openOrQuarantine({ dir: dbDir });
+  if (opened.quarantined) {
+    logger.error(
+      { code: ErrorCode.CacheCorrupt, quarantinedTo: opened.quarantined.path, reason: opened.quarantined.reason },
+      'offline cache was damaged: moved aside and started afresh (the identity is kept; the rest is rebuilt from the hub)',
+    );
+  }
+  return { cache: opened.cache, quarantines: opened.quarantined ? 1 : 0 };
 }

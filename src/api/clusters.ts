@@ -35,6 +35,12 @@ export interface ClusterRegistrationRequest {
     clusterNamespace?: string;
     clusterLabels: Record<string, string>;
     syncMode: SyncMode;
+    /** The agent's Ed25519 public key (SPKI DER, base64): bound to clusterId at the first request. */
+    publicKey?: string;
+    /** `SHA256:...` of publicKey, for operators. */
+    publicKeyFingerprint?: string;
+    /** Id (the public part) of the bootstrap token that made the request: pending caps count per token. */
+    bootstrapTokenId?: string;
   };
   status: {
     result?: 'Pending' | 'Approved' | 'Denied';
@@ -77,6 +83,8 @@ export interface ManagedCluster {
     clusterType: string;
     syncMode: SyncMode;
     taints: Taint[];
+    /** `SHA256:...` of the agent key bound to this cluster: only that key may renew its credential. */
+    publicKeyFingerprint?: string;
   };
   status: ManagedClusterStatus;
 }

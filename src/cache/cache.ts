@@ -1,7 +1,9 @@
-import { createHash } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { link, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { LRUCache } from 'lru-cache';
+import { ensurePrivateDir } from './files.js';
 
 // The agent's durable memory: identity, credential, and (later) desired
 // manifests. LevelDB underneath, an LRU in front for hot reads. Each value
@@ -9,13 +11,36 @@ import { LRUCache } from 'lru-cache';
 
 export class CacheCorruptError extends Error {
   override readonly name = 'CacheCorruptError';
+  /** Equal to ErrorCode.CacheCorrupt in src/tunnel (cache does not import tunnel). */
   readonly code = 'HAWSER_CACHE_CORRUPT';
   constructor(
-    readonly key: string,
+    /** The entry key, or undefined when the database as a whole is damaged. */
+    readonly key: string | undefined,
     reason: string,
+    options?: { cause?: unknown },
   ) {
-    super(`offline cache entry "${key}" is corrupt: ${reason}`);
+    super(key === undefined ? reason : `offline cache entry "${key}" is corrupt: ${reason}`, options);
   }
+}
+
+/**
+ * LevelDB recovers from a damaged write-ahead log by dropping records and
+ * only says so in its info LOG (classic-level does not expose
+ * paranoid_checks). This open's LOG is read after opening: any dropped bytes
+ * or corruption means the database lost data silently.
+ */
+async function recoveryProblem(dir: string): Promise<string | undefined> {
+  const log = await readFile(join(dir, 'LOG'), 'utf8').catch(() => '');
+  const line = log.split('\n').find((l) => /dropping \d+ bytes|Corruption:/.test(l));
+  return line ? `LevelDB dropped data while recovering: ${line.replace(/^\S+ \S+ /, '').slice(0, 300)}` : undefined;
+}
+
+/** Hard links of every file in dir (LevelDB never rewrites a file in place): the pre-open state, at no copy cost. */
+async function snapshotByLinks(dir: string, files: readonly string[]): Promise<string> {
+  const snapshot = `${dir}.preopen-${randomBytes(4).toString('hex')}`;
+  await mkdir(snapshot, { mode: 0o700 });
+  for (const f of files) if (f !== 'LOCK') await link(join(dir, f), join(snapshot, f));
+  return snapshot;
 }
 
 interface Envelope {
@@ -43,16 +68,64 @@ export class OfflineCache {
     this.lru = new LRUCache({ max: lruEntries });
   }
 
+  /**
+   * Opens the database. Never creates a fresh database over a directory that
+   * holds data, and detects records LevelDB dropped while recovering: both
+   * throw CacheCorruptError with the directory left exactly as it was.
+   */
   static async open(options: OfflineCacheOptions): Promise<OfflineCache> {
-    await mkdir(options.dir, { recursive: true });
-    const cache = new OfflineCache(options.dir, options.lruEntries ?? 1024);
-    try {
-      await cache.db.open();
-    } catch (cause) {
-      const reason = (cause as { cause?: Error }).cause?.message ?? (cause as Error).message;
-      throw new Error(`cannot open offline cache in ${options.dir}: ${reason}`, { cause });
+    await ensurePrivateDir(options.dir);
+    const files = (await readdir(options.dir)).filter((f) => f !== 'LOCK' && f !== 'LOG' && f !== 'LOG.old');
+    const hasData = files.length > 0;
+    if (hasData && !files.includes('CURRENT')) {
+      throw new CacheCorruptError(
+        undefined,
+        `offline cache in ${options.dir} holds data (${files.slice(0, 5).join(', ')}) but no CURRENT file: refusing to create a fresh database over it`,
+      );
     }
+    const snapshot = hasData ? await snapshotByLinks(options.dir, await readdir(options.dir)) : undefined;
+    const cache = new OfflineCache(options.dir, options.lruEntries ?? 1024);
+    let problem: string | undefined;
+    try {
+      await cache.db.open({ createIfMissing: !hasData });
+      problem = await recoveryProblem(options.dir);
+      if (problem) await cache.db.close();
+    } catch (cause) {
+      const code = (cause as { code?: string }).code;
+      const reason = (cause as { cause?: Error }).cause?.message ?? (cause as Error).message;
+      if (snapshot) await rm(snapshot, { recursive: true, force: true });
+      if (code === 'LEVEL_LOCKED' || /lock/i.test(reason) || !hasData) {
+        throw new Error(`cannot open offline cache in ${options.dir}: ${reason}`, { cause });
+      }
+      throw new CacheCorruptError(undefined, `cannot open offline cache in ${options.dir}: ${reason}`, { cause });
+    }
+    if (problem && snapshot) {
+      // Put the original bytes back, so nothing is lost until someone decides.
+      await rm(options.dir, { recursive: true, force: true });
+      await rename(snapshot, options.dir);
+      throw new CacheCorruptError(undefined, `offline cache in ${options.dir} is damaged: ${problem}`);
+    }
+    if (snapshot) await rm(snapshot, { recursive: true, force: true });
     return cache;
+  }
+
+  /**
+   * Opens the database; a damaged one is moved aside (kept, never deleted)
+   * and a fresh one opened in its place. For caches whose contents can be
+   * rebuilt (the agent's, from the hub); the hub's store must not do this.
+   */
+  static async openOrQuarantine(
+    options: OfflineCacheOptions & { now?: () => number },
+  ): Promise<{ cache: OfflineCache; quarantined?: { path: string; reason: string } }> {
+    try {
+      return { cache: await OfflineCache.open(options) };
+    } catch (err) {
+      if (!(err instanceof CacheCorruptError)) throw err;
+      const stamp = new Date((options.now ?? Date.now)()).toISOString().replace(/[:.]/g, '-');
+      const path = `${options.dir}.quarantine-${stamp}`;
+      await rename(options.dir, path);
+      return { cache: await OfflineCache.open(options), quarantined: { path, reason: err.message } };
+    }
   }
 
   async get<T>(key: string): Promise<T | undefined> {

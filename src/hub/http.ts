@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Logger } from 'pino';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import type { HubMetrics } from './metrics.js';
-import type { Registrar } from './registration.js';
+import type { OperatorAction, Registrar } from './registration.js';
 import type { HubStore } from './store.js';
 
 // The operators' HTTP API: read clusters and registration requests, approve
@@ -11,6 +11,8 @@ import type { HubStore } from './store.js';
 const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.NotFound]: 404,
   [ErrorCode.InvalidOption]: 400,
+  [ErrorCode.RegistrationDenied]: 409,
+  [ErrorCode.AlreadyRegistered]: 409,
 };
 
 export interface HubApiDeps {
@@ -27,6 +29,9 @@ function send(res: ServerResponse, status: number, body: unknown, contentType = 
 }
 
 export function createHubApi(deps: HubApiDeps): Server {
+  // Operators do not log in yet (issue 5, section 3 adds it); until then every action is anonymous.
+  const actor = 'anonymous';
+  const auditLine = (audit: OperatorAction) => deps.logger.info({ audit: true, ...audit, at: new Date().toISOString() }, `audit: ${audit.action}`);
   const routes: Array<[string, RegExp, (m: RegExpMatchArray, req: IncomingMessage) => Promise<[number, unknown, string?]>]> = [
     ['GET', /^\/healthz$/, async () => [200, 'ok', 'text/plain']],
     ['GET', /^\/metrics$/, async () => [200, await deps.metrics.registry.metrics(), deps.metrics.registry.contentType]],
@@ -52,7 +57,29 @@ export function createHubApi(deps: HubApiDeps): Server {
     [
       'POST',
       /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/approve$/,
-      async (m) => [200, await deps.registrar.approve(decodeURIComponent(m[1]!))],
+      async (m) => {
+        const { request, audit } = await deps.registrar.approve(decodeURIComponent(m[1]!), actor);
+        auditLine(audit);
+        return [200, request];
+      },
+    ],
+    [
+      'POST',
+      /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/deny$/,
+      async (m) => {
+        const { request, audit } = await deps.registrar.deny(decodeURIComponent(m[1]!), actor);
+        auditLine(audit);
+        return [200, request];
+      },
+    ],
+    [
+      'DELETE',
+      /^\/api\/v1\/clusters\/([^/]+)$/,
+      async (m) => {
+        const { audit } = await deps.registrar.deleteCluster(decodeURIComponent(m[1]!), actor);
+        auditLine(audit);
+        return [200, { kind: 'Status', status: 'Success', details: audit }];
+      },
     ],
   ];
 

@@ -16,10 +16,10 @@ import { applyStatusReport, markReachable, markUnreachable, readyValue } from '.
 import { LeaseTracker } from './leases.js';
 import type { HubMetrics } from './metrics.js';
 import { KeyedMutex } from './mutex.js';
-import { Registrar } from './registration.js';
+import { defaultRegistrarLimits, Registrar, type RegistrarLimits } from './registration.js';
 import type { HubStore } from './store.js';
 
-export interface HubCoreOptions {
+export interface HubCoreOptions extends RegistrarLimits {
   bootstrapTokens: readonly string[];
   autoApprove: boolean;
   /** Lease given to agents that do not ask for one. */
@@ -32,6 +32,7 @@ export interface HubCoreOptions {
 }
 
 export const defaultHubCoreOptions: HubCoreOptions = {
+  ...defaultRegistrarLimits,
   bootstrapTokens: [],
   autoApprove: false,
   clusterLeaseDurationMs: 60_000,
@@ -68,8 +69,10 @@ export class HubCore {
     private readonly clock: Clock = systemClock,
   ) {
     this.registrar = new Registrar(store, this.mutex, clock, {
+      ...options,
       bootstrapTokens: () => this.options.bootstrapTokens,
       autoApprove: options.autoApprove,
+      onClusterDeleted: (name) => this.closeDeletedCluster(name),
     });
     this.leases = new LeaseTracker(clock, { expired: (name) => void this.onLeaseExpired(name) });
   }
@@ -100,6 +103,13 @@ export class HubCore {
     }
     await this.listener?.close();
     await Promise.allSettled([...this.channels].map((c) => c.closed));
+  }
+
+  /** An operator deleted the cluster: its live session ends now, not at its next reconnect. */
+  private closeDeletedCluster(name: string): void {
+    const session = this.sessions.get(name);
+    if (!session) return;
+    void this.refuse(session.channel, new HawserError(ErrorCode.ClusterDeleted, `cluster "${name}" was deleted by an operator`));
   }
 
   private async refuse(channel: HubChannel, error: HawserError, context: Record<string, unknown> = {}): Promise<void> {
@@ -231,6 +241,11 @@ export class HubCore {
     this.metrics.registrations.inc({ result: admission.credential ? 'registered' : 'reconnected' });
     this.metrics.sessions.inc({ cluster: name });
     this.logger.info({ cluster: name, peer: channel.peer, newCredential: Boolean(admission.credential) }, 'agent connected');
+    if (hello.cacheQuarantines > 0) {
+      // Reported by the agent (it has no metrics endpoint); bounded so one hello cannot skew the count.
+      this.metrics.agentCacheQuarantines.inc({ cluster: name }, Math.min(hello.cacheQuarantines, 100));
+      this.logger.error({ cluster: name, quarantines: hello.cacheQuarantines }, 'agent quarantined a corrupt offline cache');
+    }
     await channel.send({
       frame: {
         $case: 'welcome',
@@ -238,6 +253,8 @@ export class HubCore {
           clusterName: name,
           dedicatedNamespace: cluster.metadata.namespace ?? '',
           credential: admission.credential ?? '',
+          credentialExpiresAtUnixMs: admission.credentialExpiresAtMs ?? 0,
+          publicKeyFingerprint: cluster.spec.publicKeyFingerprint ?? '',
           leaseDurationMs,
           heartbeatIntervalMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
         },

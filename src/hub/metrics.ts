@@ -64,6 +64,13 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
+  readonly agentCacheQuarantines = new Counter({
+    name: 'hawser_agent_cache_quarantines_total',
+    help: 'Corrupt offline caches that agents quarantined and rebuilt, as they report in their hello.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'hawser_hub_' });
   }

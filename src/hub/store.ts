@@ -10,6 +10,8 @@ export interface ClusterCredentialRecord {
   clusterId: string;
   clusterName: string;
   issuedAt: string;
+  /** After this the credential is refused; the agent re-issues with the bootstrap token and its key. */
+  expiresAt?: string;
   /** Set once the agent has connected with it: from then on only it admits the cluster. */
   confirmedAt?: string;
 }

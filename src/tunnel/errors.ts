@@ -20,6 +20,24 @@ export const ErrorCode = {
   InvalidOption: 'HAWSER_INVALID_OPTION',
   NotFound: 'HAWSER_NOT_FOUND',
   Internal: 'HAWSER_INTERNAL',
+  /** A hello without a valid proof of possession of its key (bad signature, stale time). */
+  BadSignature: 'HAWSER_BAD_SIGNATURE',
+  /** A hello's signed nonce was seen before: a replay. */
+  SignatureReplayed: 'HAWSER_SIGNATURE_REPLAYED',
+  /** The cluster id is bound to another key: only its original agent may act as it. */
+  KeyMismatch: 'HAWSER_KEY_MISMATCH',
+  /** Pending registrations are at their cap (per bootstrap token or in total). */
+  TooManyPendingRegistrations: 'HAWSER_TOO_MANY_PENDING_REGISTRATIONS',
+  /** A pending registration request outlived its TTL without a decision. */
+  RegistrationExpired: 'HAWSER_REGISTRATION_EXPIRED',
+  /** An operator deleted the cluster (`hawser delete cluster`). */
+  ClusterDeleted: 'HAWSER_CLUSTER_DELETED',
+  /** The offline cache (LevelDB) is damaged; the agent quarantines it. */
+  CacheCorrupt: 'HAWSER_CACHE_CORRUPT',
+  /** The agent's identity file is damaged and no copy holds the identity. */
+  IdentityCorrupt: 'HAWSER_IDENTITY_CORRUPT',
+  /** A durable write to the agent's cache failed (e.g. a full disk). */
+  CacheWriteFailed: 'HAWSER_CACHE_WRITE_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -55,7 +73,9 @@ export function isPermanent(code: ErrorCode): boolean {
     code === ErrorCode.InvalidRegistration ||
     code === ErrorCode.RegistrationDenied ||
     code === ErrorCode.ClusterNameTaken ||
-    code === ErrorCode.AlreadyRegistered
+    code === ErrorCode.AlreadyRegistered ||
+    code === ErrorCode.KeyMismatch ||
+    code === ErrorCode.ClusterDeleted
   );
 }
 

@@ -33,4 +33,14 @@ export {
 } from './tls.js';
 export { parseDuration, formatDuration } from './duration.js';
 export { defaultQuoteChars, quoteBounded } from './quote.js';
+export {
+  type AgentKeyPair,
+  generateAgentKeyPair,
+  helloProofSubject,
+  type ProofPurpose,
+  type ProofSubject,
+  proofSignatureValid,
+  publicKeyFingerprint,
+  signProof,
+} from './proof.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';

@@ -62,6 +62,8 @@ describe('bad input is refused, counted, and changes nothing else', () => {
           lastAckedRevision: 0,
           leaseDurationMs: 0,
           agentVersion: 'test',
+          publicKey: Buffer.alloc(0),
+          cacheQuarantines: 0,
           ...fields,
         },
       },

@@ -1,7 +1,9 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { readyCondition } from '../../src/api/index.js';
 import { AgentCore, type AgentCoreOptions } from '../../src/agent/agent.js';
-import type { AgentIdentity } from '../../src/agent/identity.js';
+import { type AgentIdentity, identityFileName, IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
 import { type AgentState, type AgentStateKind, canTransition } from '../../src/agent/state.js';
 import { OfflineCache } from '../../src/cache/index.js';
@@ -44,7 +46,13 @@ async function cacheDir(): Promise<string> {
   return dir.path;
 }
 
-type TestCache = OfflineCache & { closeOnce(): Promise<void> };
+type TestCache = OfflineCache & { closeOnce(): Promise<void>; home: string };
+
+/** The identity record as stored on disk (identity.json beside the LevelDB cache). */
+async function readIdentity(cache: { home: string }): Promise<AgentIdentity | undefined> {
+  const text = await readFile(join(cache.home, identityFileName), 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : (JSON.parse(text) as { identity: AgentIdentity }).identity;
+}
 
 /** Wraps an async action so only its first call runs (tests and cleanup may both stop a thing). */
 function once(action: () => Promise<void>): () => Promise<void> {
@@ -53,10 +61,10 @@ function once(action: () => Promise<void>): () => Promise<void> {
 }
 
 async function openCache(dir: string): Promise<TestCache> {
-  const cache = await OfflineCache.open({ dir });
+  const cache = await OfflineCache.open({ dir: join(dir, 'db') });
   const close = once(() => cache.close());
   cleanups.push(close);
-  return Object.assign(cache, { closeOnce: close });
+  return Object.assign(cache, { closeOnce: close, home: dir });
 }
 
 interface AgentHandle {
@@ -93,7 +101,7 @@ interface Dialable {
 
 async function startAgent(
   hub: Dialable,
-  cache: OfflineCache,
+  cache: TestCache,
   random: () => number = () => 0.5,
   extra: Partial<AgentCoreOptions> = {},
 ): Promise<AgentHandle> {
@@ -101,6 +109,7 @@ async function startAgent(
     transport: hub.transport.client(),
     reader: new StaticClusterReader(clusterStatus('ok')),
     cache,
+    identityStore: new IdentityStore(cache.home),
     logger: silentLogger,
     clock: hub.clock,
     random,
@@ -166,7 +175,7 @@ describe('AgentCore', () => {
     // Reopen the cache from disk: the identity and credential are there.
     await cache.closeOnce();
     const reopened = await openCache(dir);
-    const identity = await reopened.get<AgentIdentity>('identity');
+    const identity = await readIdentity(reopened);
     expect(identity?.clusterId).toBe(clusterId);
     expect(identity?.clusterName).toBe('edge-agent');
     expect(identity?.credential).toMatch(/^hwc_/);
@@ -260,7 +269,7 @@ describe('AgentCore', () => {
     expect(kinds(agent.states)).toEqual(['connecting', 'registering', 'backing-off']);
     expect(await hub.store.list('ManagedCluster')).toEqual([]);
     // The identity is kept, with no credential.
-    const identity = await cache.get<AgentIdentity>('identity');
+    const identity = await readIdentity(cache);
     expect(identity?.clusterId).toBe(agent.core.clusterId);
     expect(identity?.credential).toBeUndefined();
   });
@@ -292,11 +301,11 @@ describe('AgentCore', () => {
     await settle();
     expect(agent.core.state.kind).toBe('registering');
 
-    await hub.core.registrar.approve('edge-agent');
+    await hub.core.registrar.approve('edge-agent', 'tester');
     await waitFor('the agent to be ready', () => agent.core.state.kind === 'ready');
     expect(kinds(agent.states)).toEqual(['connecting', 'registering', 'registering', 'ready']);
     expect(agent.states[2]).toEqual({ kind: 'registering', pendingRequest: `hawser-${agent.core.clusterId}` });
-    expect((await cache.get<AgentIdentity>('identity'))?.credential).toMatch(/^hwc_/);
+    expect((await readIdentity(cache))?.credential).toMatch(/^hwc_/);
   });
 
   it('rejoins as the same cluster after a restart with the same cache, without a second registration', async () => {
@@ -306,7 +315,7 @@ describe('AgentCore', () => {
     const first = await startAgent(hub, cache1);
     await waitFor('the first agent to be ready', () => first.core.state.kind === 'ready');
     const clusterId = first.core.clusterId;
-    const credential = (await cache1.get<AgentIdentity>('identity'))?.credential;
+    const credential = (await readIdentity(cache1))?.credential;
     expect(credential).toBeDefined();
     await first.stop();
     await cache1.closeOnce();
@@ -323,7 +332,7 @@ describe('AgentCore', () => {
     expect(await hub.store.list('ClusterCredential')).toHaveLength(1);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'registered' })).toBe(1);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'reconnected' })).toBe(1);
-    expect((await cache2.get<AgentIdentity>('identity'))?.credential).toBe(credential);
+    expect((await readIdentity(cache2))?.credential).toBe(credential);
   });
 
   it('registers afresh with the bootstrap token when a new hub does not know its credential', async () => {
@@ -332,7 +341,7 @@ describe('AgentCore', () => {
     const cache1 = await openCache(dir);
     const first = await startAgent(oldHub, cache1);
     await waitFor('ready on the old hub', () => first.core.state.kind === 'ready');
-    const oldCredential = (await cache1.get<AgentIdentity>('identity'))!.credential;
+    const oldCredential = (await readIdentity(cache1))!.credential;
     await first.stop();
     await cache1.closeOnce();
 
@@ -342,12 +351,13 @@ describe('AgentCore', () => {
     const second = await startAgent(newHub, cache2, () => 0.5, { bootstrapToken: oldHub.token });
     await waitFor('the credential refusal', () => backingOff(second.states).length === 1);
     expect(backingOff(second.states)[0]!.reason.code).toBe(ErrorCode.BadCredential);
-    expect((await cache2.get<AgentIdentity>('identity'))?.credential).toBeUndefined();
+    // The refused credential is kept: it is replaced only once a new one is durable.
+    expect((await readIdentity(cache2))?.credential).toBe(oldCredential);
 
     newHub.clock.advance(backingOff(second.states)[0]!.delayMs);
     await waitFor('ready on the new hub', () => second.core.state.kind === 'ready');
     expect(second.core.clusterId).toBe(first.core.clusterId);
-    const identity = await cache2.get<AgentIdentity>('identity');
+    const identity = await readIdentity(cache2);
     expect(identity?.credential).toMatch(/^hwc_/);
     expect(identity?.credential).not.toBe(oldCredential);
     expect(await newHub.store.get('ManagedCluster', 'edge-agent')).toMatchObject({ spec: { clusterId: first.core.clusterId } });
@@ -361,6 +371,7 @@ describe('AgentCore', () => {
       transport: hub.transport.client(),
       reader: new StaticClusterReader(clusterStatus('ok')),
       cache,
+      identityStore: new IdentityStore(cache.home),
       logger: silentLogger,
       clock: hub.clock,
     });
@@ -397,7 +408,15 @@ async function scriptedHub(script: (end: HubEnd, frame: ConnectRequest, hub: { h
 const welcome = (heartbeatIntervalMs = 1_000): ConnectResponse => ({
   frame: {
     $case: 'welcome',
-    value: { clusterName: 'scripted', dedicatedNamespace: 'hawser-scripted', credential: 'hwc_scripted', leaseDurationMs: 3 * heartbeatIntervalMs, heartbeatIntervalMs },
+    value: {
+      clusterName: 'scripted',
+      dedicatedNamespace: 'hawser-scripted',
+      credential: 'hwc_scripted',
+      leaseDurationMs: 3 * heartbeatIntervalMs,
+      heartbeatIntervalMs,
+      credentialExpiresAtUnixMs: 0,
+      publicKeyFingerprint: '',
+    },
   },
 });
 

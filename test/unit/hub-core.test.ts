@@ -13,9 +13,11 @@ import { SyncMode } from '../../src/gen/hawser/v1/tunnel.js';
 import { defaultHubCoreOptions, HubCore } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
 import { hashSecret } from '../../src/hub/tokens.js';
+import { generateAgentKeyPair, publicKeyFingerprint } from '../../src/tunnel/proof.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
 import {
+  agentKey,
   clusterStatus,
   FakeAgent,
   helloFrame,
@@ -135,20 +137,37 @@ describe('HubCore registration', () => {
     expect(await metricValue(hub.metrics, 'hawser_hub_sessions_total', { cluster: 'edge-1' })).toBe(2);
   });
 
-  it('replaces an unused credential when the bootstrap token registers the same cluster again', async () => {
+  it('re-issues a credential to the bootstrap token signed with the cluster key, keeping the previous one valid', async () => {
     const first = await register();
     first.agent.channel.close();
     const second = await register({ clusterId: first.clusterId });
     expect(second.credential).not.toBe('');
     expect(second.credential).not.toBe(first.credential);
+    expect(second.welcome.credentialExpiresAtUnixMs).toBe(hub.clock.now() + defaultHubCoreOptions.credentialTtlMs);
 
+    // The old one stays until the agent has stored the new one and it ages out.
     const records = await hub.store.list('ClusterCredential');
-    expect(records.map((r) => r.hash)).toEqual([hashSecret(second.credential)]);
-
-    const stale = await connectWithCredential(first.clusterId, first.credential);
-    await stale.expectGoodbye(ErrorCode.BadCredential);
+    expect(records.map((r) => r.hash).sort()).toEqual([hashSecret(first.credential), hashSecret(second.credential)].sort());
+    second.agent.channel.close();
     const fresh = await connectWithCredential(first.clusterId, second.credential);
     expect((await fresh.expectFrame('welcome')).credential).toBe('');
+  });
+
+  it('keeps only the newest few credentials of a cluster', async () => {
+    const first = await register();
+    first.agent.channel.close();
+    for (let i = 0; i < 4; i++) (await register({ clusterId: first.clusterId })).agent.channel.close();
+    expect(await hub.store.list('ClusterCredential')).toHaveLength(3);
+    const stale = await connectWithCredential(first.clusterId, first.credential);
+    await stale.expectGoodbye(ErrorCode.BadCredential);
+  });
+
+  it('shows the fingerprint of the bound key on the ManagedCluster and in the welcome', async () => {
+    const { clusterId, welcome } = await register({ name: 'edge-fp' });
+    const fingerprint = publicKeyFingerprint(agentKey(clusterId).publicKeyDer);
+    expect(fingerprint).toMatch(/^SHA256:[A-Za-z0-9+/]{43}$/);
+    expect((await storedCluster('edge-fp')).spec.publicKeyFingerprint).toBe(fingerprint);
+    expect(welcome.publicKeyFingerprint).toBe(fingerprint);
   });
 
   it('hands out the hub default lease, or the asked one clamped to the hub bounds', async () => {
@@ -257,11 +276,52 @@ describe('HubCore refusals change nothing else', () => {
     await expectRefusal(ErrorCode.BadBootstrapToken, (a) => a.send(helloFrame({ clusterId: randomUUID(), name: 'anon' })));
   });
 
-  it('refuses the bootstrap token alone once the cluster has used its credential', async () => {
-    const goodbye = await expectRefusal(ErrorCode.AlreadyRegistered, (a) =>
-      a.send(helloFrame({ clusterId: registered.clusterId, token: hub.token, name: 'edge-1' })),
+  it('refuses a takeover: the bootstrap token and a public cluster id with another key', async () => {
+    const goodbye = await expectRefusal(ErrorCode.KeyMismatch, (a) =>
+      a.send(helloFrame({ clusterId: registered.clusterId, token: hub.token, name: 'edge-1', key: generateAgentKeyPair() })),
     );
     expect(goodbye.message).toContain(registered.clusterId);
+    expect(goodbye.message).toContain('hawser delete cluster edge-1');
+    // The real agent's credential still admits it.
+    const again = await connectWithCredential(registered.clusterId, registered.credential);
+    expect((await again.expectFrame('welcome')).clusterName).toBe('edge-1');
+  });
+
+  it('refuses the cluster credential signed with another key', async () => {
+    await expectRefusal(ErrorCode.KeyMismatch, (a) =>
+      a.send(helloFrame({ clusterId: registered.clusterId, credential: registered.credential, key: generateAgentKeyPair() })),
+    );
+  });
+
+  it('refuses a replayed hello: the same signed frame twice', async () => {
+    const frame = helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-replayed' });
+    const first = FakeAgent.open(hub);
+    await first.send(frame);
+    await first.expectFrame('welcome');
+    first.channel.close();
+    // A recorded hello replayed while still inside the time window.
+    await expectRefusal(ErrorCode.SignatureReplayed, (a) => a.send(frame));
+  });
+
+  it('refuses a hello with no key and proof, a forged signature, or a stale time', async () => {
+    await expectRefusal(ErrorCode.BadSignature, (a) =>
+      a.send(helloFrame({ clusterId: registered.clusterId, credential: registered.credential, unsigned: true })),
+    );
+    const forged = helloFrame({ clusterId: registered.clusterId, credential: registered.credential });
+    if (forged.frame?.$case !== 'hello') throw new Error('not a hello');
+    // Signed for another purpose: the signature does not cover this hello.
+    forged.frame.value.auth = { $case: 'bootstrapToken', value: hub.token };
+    await expectRefusal(ErrorCode.BadSignature, (a) => a.send(forged));
+    const stale = await expectRefusal(ErrorCode.BadSignature, (a) =>
+      a.send(
+        helloFrame({
+          clusterId: registered.clusterId,
+          credential: registered.credential,
+          signedAtMs: hub.clock.now() - defaultHubCoreOptions.helloClockSkewMs - 1,
+        }),
+      ),
+    );
+    expect(stale.message).toContain("check the agent's clock");
   });
 
   it('refuses the bootstrap token re-registering a used cluster id under another name', async () => {
@@ -438,8 +498,8 @@ describe('HubCore approval', () => {
     await settle();
     expect(agent.unread).toEqual([]);
 
-    const approved = await hub.core.registrar.approve('edge-wait');
-    expect(approved.status.result).toBe('Approved');
+    const approved = await hub.core.registrar.approve('edge-wait', 'tester');
+    expect(approved.request.status.result).toBe('Approved');
 
     const welcome = await agent.expectFrame('welcome');
     expect(welcome.clusterName).toBe('edge-wait');
@@ -457,11 +517,11 @@ describe('HubCore approval', () => {
     const agent = FakeAgent.open(hub);
     await agent.send(helloFrame({ clusterId, token: hub.token, name: 'edge-req' }));
     const pending = await agent.expectFrame('registrationPending');
-    await hub.core.registrar.approve(pending.requestName);
+    await hub.core.registrar.approve(pending.requestName, 'tester');
     expect((await agent.expectFrame('welcome')).clusterName).toBe('edge-req');
 
-    await expect(hub.core.registrar.approve('no-such-cluster')).rejects.toMatchObject({ code: ErrorCode.NotFound });
-    await expect(hub.core.registrar.approve('no-such-cluster')).rejects.toThrow('"no-such-cluster"');
+    await expect(hub.core.registrar.approve('no-such-cluster', 'tester')).rejects.toMatchObject({ code: ErrorCode.NotFound });
+    await expect(hub.core.registrar.approve('no-such-cluster', 'tester')).rejects.toThrow('"no-such-cluster"');
   });
 
   it('lets a pending agent hang up without leaking its session', async () => {
@@ -474,7 +534,7 @@ describe('HubCore approval', () => {
     expect(hub.core.connectedClusters).toEqual([]);
 
     // Approval afterwards creates the cluster; the agent collects its credential when it returns.
-    await hub.core.registrar.approve('edge-gone');
+    await hub.core.registrar.approve('edge-gone', 'tester');
     expect(await hub.store.get('ManagedCluster', 'edge-gone')).toBeDefined();
   });
 });

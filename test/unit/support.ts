@@ -16,6 +16,7 @@ import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/h
 import { HubMetrics } from '../../src/hub/metrics.js';
 import { EmbeddedStore } from '../../src/hub/store.js';
 import { generateBootstrapToken } from '../../src/hub/tokens.js';
+import { type AgentKeyPair, generateAgentKeyPair, signProof } from '../../src/tunnel/proof.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import type { HawserError } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
@@ -72,6 +73,7 @@ export async function startTestHub(
   const store = await EmbeddedStore.open(dir.path);
   const metrics = new HubMetrics({ processMetrics: false });
   const clock = extra.clock ?? new ManualClock(epoch);
+  signingClock = () => clock.now();
   const token = generateBootstrapToken();
   const core = new HubCore(
     { ...defaultHubCoreOptions, bootstrapTokens: [token], autoApprove: true, ...options },
@@ -114,8 +116,24 @@ export function rejectedCount(metrics: HubMetrics, code: string): Promise<number
   return metricValue(metrics, 'hawser_hub_rejected_total', { code });
 }
 
+/** Hellos are signed at this time: the clock of the hub the test started last. */
+let signingClock: () => number = () => epoch;
+/** One key per cluster id, so a test's hellos for one cluster come from one agent unless it says otherwise. */
+const keysByCluster = new Map<string, AgentKeyPair>();
+export function agentKey(clusterId: string): AgentKeyPair {
+  let key = keysByCluster.get(clusterId);
+  if (!key) keysByCluster.set(clusterId, (key = generateAgentKeyPair()));
+  return key;
+}
+
 export interface HelloSpec {
   clusterId: string;
+  /** Signing key; default the cluster id's own (agentKey). */
+  key?: AgentKeyPair;
+  /** Default the test hub's clock. */
+  signedAtMs?: number;
+  /** No public key and no proof at all. */
+  unsigned?: boolean;
   token?: string;
   credential?: string;
   name?: string;
@@ -125,19 +143,34 @@ export interface HelloSpec {
 }
 
 export function helloFrame(spec: HelloSpec): ConnectRequest {
+  const auth =
+    spec.credential !== undefined
+      ? { $case: 'clusterCredential' as const, value: spec.credential }
+      : spec.token !== undefined
+        ? { $case: 'bootstrapToken' as const, value: spec.token }
+        : undefined;
+  const name = spec.name ?? 'edge-1';
+  const key = spec.key ?? agentKey(spec.clusterId);
+  const publicKey = Buffer.from(key.publicKeyDer);
+  const proof = signProof(
+    {
+      purpose: auth?.$case === 'clusterCredential' ? 'connect' : 'register',
+      clusterId: spec.clusterId,
+      clusterName: name,
+      publicKeyDer: key.publicKeyDer,
+      secret: auth?.value ?? '',
+    },
+    key.privateKeyDer,
+    spec.signedAtMs ?? signingClock(),
+  );
   return {
     frame: {
       $case: 'hello',
       value: {
         clusterId: spec.clusterId,
-        auth:
-          spec.credential !== undefined
-            ? { $case: 'clusterCredential', value: spec.credential }
-            : spec.token !== undefined
-              ? { $case: 'bootstrapToken', value: spec.token }
-              : undefined,
+        auth,
         registration: {
-          name: spec.name ?? 'edge-1',
+          name,
           namespace: spec.namespace ?? '',
           clusterType: 'EdgeCluster',
           labels: spec.labels ?? {},
@@ -146,6 +179,9 @@ export function helloFrame(spec: HelloSpec): ConnectRequest {
         lastAckedRevision: 0,
         leaseDurationMs: spec.leaseDurationMs ?? 0,
         agentVersion: 'unit-test',
+        publicKey: spec.unsigned ? Buffer.alloc(0) : publicKey,
+        ...(spec.unsigned ? {} : { proof }),
+        cacheQuarantines: 0,
       },
     },
   };

@@ -99,6 +99,33 @@ export interface Hello {
   /** Lease the agent asks for; 0 lets the hub choose its default. */
   leaseDurationMs: number;
   agentVersion: string;
+  /**
+   * The agent's Ed25519 public key (SPKI DER), generated on its first start.
+   * The hub binds it to cluster_id at the first registration: the key is the
+   * cluster's identity, the credential only a renewable secret.
+   */
+  publicKey: Buffer;
+  /** Proof that the sender holds the private half of public_key. */
+  proof?:
+    | HelloProof
+    | undefined;
+  /**
+   * Times the agent quarantined a corrupt offline cache since its last
+   * welcome; the hub counts them (the agent has no metrics endpoint).
+   */
+  cacheQuarantines: number;
+}
+
+/**
+ * HelloProof is an Ed25519 signature over a domain-separated message that
+ * binds purpose, cluster id, public key, the presented secret, the time and a
+ * nonce (see src/tunnel/proof.ts). The hub accepts a signed_at within its
+ * window and each nonce once, so a captured hello cannot be replayed.
+ */
+export interface HelloProof {
+  signedAtUnixMs: number;
+  nonce: Buffer;
+  signature: Buffer;
 }
 
 /** ClusterRegistration carries what Clusternet's ClusterRegistrationRequest holds. */
@@ -125,6 +152,10 @@ export interface Welcome {
   leaseDurationMs: number;
   /** How often the hub expects a heartbeat (renews the lease). */
   heartbeatIntervalMs: number;
+  /** When `credential` (if set) stops being accepted; the agent renews before. */
+  credentialExpiresAtUnixMs: number;
+  /** Fingerprint of the public key the hub has bound to this cluster. */
+  publicKeyFingerprint: string;
 }
 
 /** RegistrationPending says the request waits for `hawser approve NAME`. */
@@ -460,6 +491,9 @@ function createBaseHello(): Hello {
     lastAckedRevision: 0,
     leaseDurationMs: 0,
     agentVersion: "",
+    publicKey: Buffer.alloc(0),
+    proof: undefined,
+    cacheQuarantines: 0,
   };
 }
 
@@ -487,6 +521,15 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.agentVersion !== "") {
       writer.uint32(58).string(message.agentVersion);
+    }
+    if (message.publicKey.length !== 0) {
+      writer.uint32(66).bytes(message.publicKey);
+    }
+    if (message.proof !== undefined) {
+      HelloProof.encode(message.proof, writer.uint32(74).fork()).join();
+    }
+    if (message.cacheQuarantines !== 0) {
+      writer.uint32(80).uint32(message.cacheQuarantines);
     }
     return writer;
   },
@@ -560,6 +603,30 @@ export const Hello: MessageFns<Hello> = {
             message.agentVersion = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.publicKey = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.proof = HelloProof.decode(reader, reader.uint32());
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.cacheQuarantines = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -604,6 +671,17 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.agent_version)
         ? globalThis.String(object.agent_version)
         : "",
+      publicKey: isSet(object.publicKey)
+        ? Buffer.from(bytesFromBase64(object.publicKey))
+        : isSet(object.public_key)
+        ? Buffer.from(bytesFromBase64(object.public_key))
+        : Buffer.alloc(0),
+      proof: isSet(object.proof) ? HelloProof.fromJSON(object.proof) : undefined,
+      cacheQuarantines: isSet(object.cacheQuarantines)
+        ? globalThis.Number(object.cacheQuarantines)
+        : isSet(object.cache_quarantines)
+        ? globalThis.Number(object.cache_quarantines)
+        : 0,
     };
   },
 
@@ -628,6 +706,15 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.agentVersion !== "") {
       obj.agentVersion = message.agentVersion;
+    }
+    if (message.publicKey.length !== 0) {
+      obj.publicKey = base64FromBytes(message.publicKey);
+    }
+    if (message.proof !== undefined) {
+      obj.proof = HelloProof.toJSON(message.proof);
+    }
+    if (message.cacheQuarantines !== 0) {
+      obj.cacheQuarantines = Math.round(message.cacheQuarantines);
     }
     return obj;
   },
@@ -658,6 +745,116 @@ export const Hello: MessageFns<Hello> = {
     message.lastAckedRevision = object.lastAckedRevision ?? 0;
     message.leaseDurationMs = object.leaseDurationMs ?? 0;
     message.agentVersion = object.agentVersion ?? "";
+    message.publicKey = object.publicKey ?? Buffer.alloc(0);
+    message.proof = (object.proof !== undefined && object.proof !== null)
+      ? HelloProof.fromPartial(object.proof)
+      : undefined;
+    message.cacheQuarantines = object.cacheQuarantines ?? 0;
+    return message;
+  },
+};
+
+function createBaseHelloProof(): HelloProof {
+  return { signedAtUnixMs: 0, nonce: Buffer.alloc(0), signature: Buffer.alloc(0) };
+}
+
+export const HelloProof: MessageFns<HelloProof> = {
+  encode(message: HelloProof, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.signedAtUnixMs !== 0) {
+      writer.uint32(8).int64(message.signedAtUnixMs);
+    }
+    if (message.nonce.length !== 0) {
+      writer.uint32(18).bytes(message.nonce);
+    }
+    if (message.signature.length !== 0) {
+      writer.uint32(26).bytes(message.signature);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HelloProof {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHelloProof();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.signedAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nonce = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.signature = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HelloProof {
+    return {
+      signedAtUnixMs: isSet(object.signedAtUnixMs)
+        ? globalThis.Number(object.signedAtUnixMs)
+        : isSet(object.signed_at_unix_ms)
+        ? globalThis.Number(object.signed_at_unix_ms)
+        : 0,
+      nonce: isSet(object.nonce) ? Buffer.from(bytesFromBase64(object.nonce)) : Buffer.alloc(0),
+      signature: isSet(object.signature) ? Buffer.from(bytesFromBase64(object.signature)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: HelloProof): unknown {
+    const obj: any = {};
+    if (message.signedAtUnixMs !== 0) {
+      obj.signedAtUnixMs = Math.round(message.signedAtUnixMs);
+    }
+    if (message.nonce.length !== 0) {
+      obj.nonce = base64FromBytes(message.nonce);
+    }
+    if (message.signature.length !== 0) {
+      obj.signature = base64FromBytes(message.signature);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HelloProof>, I>>(base?: I): HelloProof {
+    return HelloProof.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HelloProof>, I>>(object: I): HelloProof {
+    const message = createBaseHelloProof();
+    message.signedAtUnixMs = object.signedAtUnixMs ?? 0;
+    message.nonce = object.nonce ?? Buffer.alloc(0);
+    message.signature = object.signature ?? Buffer.alloc(0);
     return message;
   },
 };
@@ -921,7 +1118,15 @@ export const ClusterRegistration_LabelsEntry: MessageFns<ClusterRegistration_Lab
 };
 
 function createBaseWelcome(): Welcome {
-  return { clusterName: "", dedicatedNamespace: "", credential: "", leaseDurationMs: 0, heartbeatIntervalMs: 0 };
+  return {
+    clusterName: "",
+    dedicatedNamespace: "",
+    credential: "",
+    leaseDurationMs: 0,
+    heartbeatIntervalMs: 0,
+    credentialExpiresAtUnixMs: 0,
+    publicKeyFingerprint: "",
+  };
 }
 
 export const Welcome: MessageFns<Welcome> = {
@@ -940,6 +1145,12 @@ export const Welcome: MessageFns<Welcome> = {
     }
     if (message.heartbeatIntervalMs !== 0) {
       writer.uint32(40).uint64(message.heartbeatIntervalMs);
+    }
+    if (message.credentialExpiresAtUnixMs !== 0) {
+      writer.uint32(48).int64(message.credentialExpiresAtUnixMs);
+    }
+    if (message.publicKeyFingerprint !== "") {
+      writer.uint32(58).string(message.publicKeyFingerprint);
     }
     return writer;
   },
@@ -997,6 +1208,22 @@ export const Welcome: MessageFns<Welcome> = {
             message.heartbeatIntervalMs = longToNumber(reader.uint64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.credentialExpiresAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.publicKeyFingerprint = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1032,6 +1259,16 @@ export const Welcome: MessageFns<Welcome> = {
         : isSet(object.heartbeat_interval_ms)
         ? globalThis.Number(object.heartbeat_interval_ms)
         : 0,
+      credentialExpiresAtUnixMs: isSet(object.credentialExpiresAtUnixMs)
+        ? globalThis.Number(object.credentialExpiresAtUnixMs)
+        : isSet(object.credential_expires_at_unix_ms)
+        ? globalThis.Number(object.credential_expires_at_unix_ms)
+        : 0,
+      publicKeyFingerprint: isSet(object.publicKeyFingerprint)
+        ? globalThis.String(object.publicKeyFingerprint)
+        : isSet(object.public_key_fingerprint)
+        ? globalThis.String(object.public_key_fingerprint)
+        : "",
     };
   },
 
@@ -1052,6 +1289,12 @@ export const Welcome: MessageFns<Welcome> = {
     if (message.heartbeatIntervalMs !== 0) {
       obj.heartbeatIntervalMs = Math.round(message.heartbeatIntervalMs);
     }
+    if (message.credentialExpiresAtUnixMs !== 0) {
+      obj.credentialExpiresAtUnixMs = Math.round(message.credentialExpiresAtUnixMs);
+    }
+    if (message.publicKeyFingerprint !== "") {
+      obj.publicKeyFingerprint = message.publicKeyFingerprint;
+    }
     return obj;
   },
 
@@ -1065,6 +1308,8 @@ export const Welcome: MessageFns<Welcome> = {
     message.credential = object.credential ?? "";
     message.leaseDurationMs = object.leaseDurationMs ?? 0;
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
+    message.credentialExpiresAtUnixMs = object.credentialExpiresAtUnixMs ?? 0;
+    message.publicKeyFingerprint = object.publicKeyFingerprint ?? "";
     return message;
   },
 };
@@ -2175,6 +2420,14 @@ export const TunnelServiceClient = makeGenericClientConstructor(
   service: typeof TunnelServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
 
