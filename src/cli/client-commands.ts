@@ -11,6 +11,20 @@ export const approveSpec: CommandSpec = {
   flags: { hub: hubFlag },
 };
 
+export const denySpec: CommandSpec = {
+  usage: 'hawser deny NAME [--hub URL]',
+  summary: 'Deny a pending cluster registration request, by cluster name or request name. A waiting agent is told; the name comes free.',
+  flags: { hub: hubFlag },
+};
+
+export const deleteSpec: CommandSpec = {
+  usage: 'hawser delete cluster NAME [--hub URL]',
+  summary:
+    'Delete a cluster: revoke its credentials, remove its ManagedCluster, registration request and key binding, and close its session. ' +
+    'The name comes free; the agent (or a new one whose cache was lost) registers again and waits for approval.',
+  flags: { hub: hubFlag },
+};
+
 export const getSpec: CommandSpec = {
   usage: 'hawser get clusters|clusterregistrationrequests [NAME] [-o json|yaml] [--hub URL]',
   summary: 'List clusters (ManagedCluster) or registration requests.',
@@ -39,6 +53,37 @@ export async function runApprove(argv: string[]): Promise<number> {
     `/api/v1/clusterregistrationrequests/${encodeURIComponent(name)}/approve`,
   );
   console.log(`clusterregistrationrequest/${request.metadata.name} approved (cluster ${request.spec.clusterName}, namespace ${request.status.dedicatedNamespace})`);
+  return 0;
+}
+
+export async function runDeny(argv: string[]): Promise<number> {
+  const p = parseFlags(denySpec, argv);
+  if (p.help) return void console.log(helpText(denySpec)), 0;
+  const name = p.positionals[0];
+  if (!name || p.positionals.length > 1) throw new UsageError(`deny takes exactly one NAME\n\n${helpText(denySpec)}`);
+  const request = await hubRequest<ClusterRegistrationRequest>(
+    hubUrl(stringFlag(p, 'hub')),
+    'POST',
+    `/api/v1/clusterregistrationrequests/${encodeURIComponent(name)}/deny`,
+  );
+  console.log(`clusterregistrationrequest/${request.metadata.name} denied (cluster ${request.spec.clusterName})`);
+  return 0;
+}
+
+export async function runDelete(argv: string[]): Promise<number> {
+  const p = parseFlags(deleteSpec, argv);
+  if (p.help) return void console.log(helpText(deleteSpec)), 0;
+  const [kindArg, name, ...rest] = p.positionals;
+  if (!kindArg || resourceAliases[kindArg.toLowerCase()] !== 'clusters' || !name || rest.length > 0) {
+    throw new UsageError(`delete takes: cluster NAME\n\n${helpText(deleteSpec)}`);
+  }
+  const result = await hubRequest<{ details: { cluster: string; clusterId: string; credentialsRevoked: number } }>(
+    hubUrl(stringFlag(p, 'hub')),
+    'DELETE',
+    `/api/v1/clusters/${encodeURIComponent(name)}`,
+  );
+  const d = result.details;
+  console.log(`cluster/${d.cluster} deleted (cluster id ${d.clusterId}, ${d.credentialsRevoked} credential(s) revoked)`);
   return 0;
 }
 

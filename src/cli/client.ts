@@ -18,7 +18,7 @@ export class HubRequestError extends Error {
   }
 }
 
-export async function hubRequest<T>(base: string, method: 'GET' | 'POST', path: string): Promise<T> {
+export async function hubRequest<T>(base: string, method: 'GET' | 'POST' | 'DELETE', path: string): Promise<T> {
   let res: Response;
   try {
     res = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(15_000) });

@@ -1,6 +1,6 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CacheCorruptError, OfflineCache } from '../../src/cache/index.js';
@@ -61,6 +61,70 @@ describe('OfflineCache', () => {
     const a = await OfflineCache.open({ dir: path });
     // LevelDB holds a lock: a second opener (another agent on the same dir) is refused.
     await expect(OfflineCache.open({ dir: path })).rejects.toThrow(path);
+    await a.close();
+  });
+
+  /** A database holding `keys`, closed, with the path of its write-ahead log. */
+  async function filled(path: string, keys: string[]): Promise<string> {
+    const a = await OfflineCache.open({ dir: path });
+    for (const k of keys) await a.put(k, { k, pad: 'x'.repeat(100) });
+    await a.close();
+    const log = (await readdir(path)).find((f) => f.endsWith('.log'));
+    if (!log) throw new Error('no write-ahead log');
+    return join(path, log);
+  }
+
+  it('detects a record LevelDB would drop silently for one flipped byte in its log, and leaves the bytes as they were', async () => {
+    const path = await dir();
+    const log = await filled(path, ['a', 'identity', 'z']);
+    const bytes = await readFile(log);
+    bytes[bytes.indexOf('identity') + 20]! ^= 0xff;
+    await writeFile(log, bytes);
+
+    const err = await OfflineCache.open({ dir: path }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CacheCorruptError);
+    expect((err as CacheCorruptError).code).toBe('HAWSER_CACHE_CORRUPT');
+    expect((err as Error).message).toContain('checksum mismatch');
+    // The damaged log is still there, unchanged: nothing was "recovered" away.
+    expect(await readFile(log)).toEqual(bytes);
+  });
+
+  it('quarantines a damaged database (kept, renamed) and opens a fresh one', async () => {
+    const path = await dir();
+    const log = await filled(path, ['a', 'identity', 'z']);
+    const bytes = await readFile(log);
+    bytes[bytes.indexOf('identity') + 20]! ^= 0xff;
+    await writeFile(log, bytes);
+
+    const { cache, quarantined } = await OfflineCache.openOrQuarantine({ dir: path, now: () => Date.UTC(2025, 0, 1) });
+    expect(quarantined?.path).toBe(`${path}.quarantine-2025-01-01T00-00-00-000Z`);
+    expect(await readFile(join(quarantined!.path, basename(log)))).toEqual(bytes);
+    expect(await cache.get('a')).toBeUndefined();
+    await cache.put('a', 1);
+    await cache.close();
+    // The next open is clean: nothing left to quarantine.
+    const again = await OfflineCache.openOrQuarantine({ dir: path });
+    expect(again.quarantined).toBeUndefined();
+    expect(await again.cache.get('a')).toBe(1);
+    await again.cache.close();
+  });
+
+  it('never creates a fresh database over data whose CURRENT and MANIFEST are gone', async () => {
+    const path = await dir();
+    const log = await filled(path, ['identity']);
+    for (const f of await readdir(path)) if (f === 'CURRENT' || f.startsWith('MANIFEST')) await rm(join(path, f));
+    const err = await OfflineCache.open({ dir: path }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CacheCorruptError);
+    expect((err as Error).message).toContain('no CURRENT file');
+    const { cache, quarantined } = await OfflineCache.openOrQuarantine({ dir: path });
+    expect(await readdir(quarantined!.path)).toContain(basename(log));
+    await cache.close();
+  });
+
+  it('creates its directory 0700', async () => {
+    const path = await dir();
+    const a = await OfflineCache.open({ dir: path });
+    expect((await stat(path)).mode & 0o777).toBe(0o700);
     await a.close();
   });
 });

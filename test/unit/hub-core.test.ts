@@ -12,7 +12,7 @@ import {
 import { SyncMode } from '../../src/gen/hawser/v1/tunnel.js';
 import { defaultHubCoreOptions, HubCore } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
-import { hashSecret } from '../../src/hub/tokens.js';
+import { generateBootstrapToken, hashSecret } from '../../src/hub/tokens.js';
 import { generateAgentKeyPair, publicKeyFingerprint } from '../../src/tunnel/proof.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
@@ -536,6 +536,165 @@ describe('HubCore approval', () => {
     // Approval afterwards creates the cluster; the agent collects its credential when it returns.
     await hub.core.registrar.approve('edge-gone', 'tester');
     expect(await hub.store.get('ManagedCluster', 'edge-gone')).toBeDefined();
+  });
+});
+
+describe('HubCore pending caps, TTL, deny and delete', () => {
+  async function pendingAgent(name: string, extra: Partial<HelloSpec> = {}) {
+    const clusterId = extra.clusterId ?? randomUUID();
+    const agent = FakeAgent.open(hub);
+    await agent.send(helloFrame({ clusterId, token: hub.token, name, ...extra }));
+    return { agent, clusterId };
+  }
+
+  it('caps pending requests per bootstrap token and in total, with a clear code', async () => {
+    const second = generateBootstrapToken();
+    hub = await startTestHub({ autoApprove: false, maxPendingPerToken: 2, maxPendingTotal: 3 });
+    (hub.core as unknown as { options: { bootstrapTokens: string[] } }).options.bootstrapTokens = [hub.token, second];
+    for (const name of ['p-1', 'p-2']) await (await pendingAgent(name)).agent.expectFrame('registrationPending');
+    const third = await pendingAgent('p-3');
+    const perToken = await third.agent.expectGoodbye(ErrorCode.TooManyPendingRegistrations);
+    expect(perToken.message).toContain('limit 2');
+    expect(perToken.retryAfterMs).toBeGreaterThan(0);
+    // Another token still has room, until the total is reached.
+    await (await pendingAgent('q-1', { token: second })).agent.expectFrame('registrationPending');
+    const total = await pendingAgent('q-2', { token: second });
+    expect((await total.agent.expectGoodbye(ErrorCode.TooManyPendingRegistrations)).message).toContain('limit 3');
+    // A known request is not a new one: its agent may reconnect while the cap is full.
+    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(3);
+    // Deciding one frees a slot.
+    await hub.core.registrar.deny('p-1', 'tester');
+    await (await pendingAgent('q-3', { token: second })).agent.expectFrame('registrationPending');
+  });
+
+  it('expires a pending request after its TTL: the waiting agent is told and the squatted name comes free', async () => {
+    hub = await startTestHub({ autoApprove: false, pendingRegistrationTtlMs: 60_000 });
+    const squatter = await pendingAgent('edge-squatted');
+    await squatter.agent.expectFrame('registrationPending');
+    const other = await pendingAgent('edge-squatted');
+    await other.agent.expectGoodbye(ErrorCode.ClusterNameTaken);
+
+    hub.clock.advance(60_000);
+    await squatter.agent.expectGoodbye(ErrorCode.RegistrationExpired);
+    expect(await hub.store.list('ClusterRegistrationRequest')).toEqual([]);
+    const owner = await pendingAgent('edge-squatted');
+    await owner.agent.expectFrame('registrationPending');
+    await hub.core.registrar.approve('edge-squatted', 'tester');
+    expect((await owner.agent.expectFrame('welcome')).clusterName).toBe('edge-squatted');
+  });
+
+  it('expires a squatted request a disconnected agent left behind when the next registration comes', async () => {
+    hub = await startTestHub({ autoApprove: false, pendingRegistrationTtlMs: 60_000 });
+    const squatter = await pendingAgent('edge-left');
+    await squatter.agent.expectFrame('registrationPending');
+    squatter.agent.channel.close();
+    await waitFor('the squatter gone', async () => (await metricValue(hub.metrics, 'hawser_hub_open_streams')) === 0);
+    hub.clock.advance(60_001);
+    const owner = await pendingAgent('edge-left');
+    await owner.agent.expectFrame('registrationPending');
+  });
+
+  it('deny: the waiting agent gets REGISTRATION_DENIED, the name comes free, and the id stays refused', async () => {
+    hub = await startTestHub({ autoApprove: false });
+    const { agent, clusterId } = await pendingAgent('edge-denied');
+    const pending = await agent.expectFrame('registrationPending');
+    const { request, audit } = await hub.core.registrar.deny(pending.requestName, 'alice');
+    expect(request.status).toMatchObject({ result: 'Denied' });
+    expect(audit).toMatchObject({ actor: 'alice', action: 'deny', cluster: 'edge-denied', clusterId });
+    await agent.expectGoodbye(ErrorCode.RegistrationDenied);
+
+    const again = await pendingAgent('edge-denied', { clusterId });
+    await again.agent.expectGoodbye(ErrorCode.RegistrationDenied);
+    const other = await pendingAgent('edge-denied');
+    await other.agent.expectFrame('registrationPending');
+    await expect(hub.core.registrar.approve(pending.requestName, 'alice')).rejects.toMatchObject({ code: ErrorCode.RegistrationDenied });
+  });
+
+  it('deny refuses an approved request, pointing at delete cluster', async () => {
+    hub = await startTestHub({ autoApprove: true });
+    const { agent } = await pendingAgent('edge-ok');
+    await agent.expectFrame('welcome');
+    await expect(hub.core.registrar.deny('edge-ok', 'alice')).rejects.toThrow('hawser delete cluster edge-ok');
+  });
+
+  it('delete cluster: closes the live session, revokes credentials, frees name and key; a fresh registration waits for approval', async () => {
+    hub = await startTestHub({ autoApprove: false });
+    const { agent, clusterId } = await pendingAgent('edge-del');
+    await agent.expectFrame('registrationPending');
+    await hub.core.registrar.approve('edge-del', 'alice');
+    const welcome = await agent.expectFrame('welcome');
+    await agent.heartbeat();
+
+    const { audit } = await hub.core.registrar.deleteCluster('edge-del', 'alice');
+    expect(audit).toMatchObject({ actor: 'alice', action: 'delete-cluster', cluster: 'edge-del', clusterId, credentialsRevoked: 1 });
+    await agent.expectGoodbye(ErrorCode.ClusterDeleted);
+    expect(await hub.store.list('ManagedCluster')).toEqual([]);
+    expect(await hub.store.list('ClusterRegistrationRequest')).toEqual([]);
+    expect(await hub.store.list('ClusterCredential')).toEqual([]);
+    const revoked = FakeAgent.open(hub);
+    await revoked.send(helloFrame({ clusterId, credential: welcome.credential }));
+    await revoked.expectGoodbye(ErrorCode.BadCredential);
+
+    // The agent lost its key (new cache): same name, new id and key, after an operator's decision.
+    const fresh = await pendingAgent('edge-del', { key: generateAgentKeyPair() });
+    await fresh.agent.expectFrame('registrationPending');
+    await hub.core.registrar.approve('edge-del', 'alice');
+    expect((await fresh.agent.expectFrame('welcome')).clusterName).toBe('edge-del');
+    await expect(hub.core.registrar.deleteCluster('no-such', 'alice')).rejects.toMatchObject({ code: ErrorCode.NotFound });
+  });
+
+  it('removes the wait of an agent that hangs up (no listener leak)', async () => {
+    hub = await startTestHub({ autoApprove: false });
+    for (let i = 0; i < 20; i++) {
+      const { agent } = await pendingAgent(`edge-hang-${i}`);
+      await agent.expectFrame('registrationPending');
+      agent.channel.close();
+    }
+    await waitFor('every pending stream released', async () => (await metricValue(hub.metrics, 'hawser_hub_open_streams')) === 0);
+    expect((hub.core.registrar as unknown as { waiters: Map<string, unknown> }).waiters.size).toBe(0);
+  });
+
+  it('loads its index again after a failed load instead of failing forever', async () => {
+    hub = await startTestHub({ autoApprove: true });
+    const list = hub.store.list.bind(hub.store);
+    let fail = true;
+    hub.store.list = (async (kind: never) => {
+      if (fail) throw new Error('store unavailable');
+      return list(kind);
+    }) as typeof hub.store.list;
+    const first = await pendingAgent('edge-idx');
+    await first.agent.expectGoodbye(ErrorCode.Internal).catch(() => undefined);
+    fail = false;
+    const second = await pendingAgent('edge-idx');
+    expect((await second.agent.expectFrame('welcome')).clusterName).toBe('edge-idx');
+  });
+});
+
+describe('HubCore credential lifetime', () => {
+  beforeEach(async () => {
+    hub = await startTestHub({ credentialTtlMs: 90_000 });
+  });
+
+  it('renews the credential of a signed hello in its last third, and refuses an expired one', async () => {
+    const { agent, clusterId, credential } = await register();
+    agent.channel.close();
+    hub.clock.advance(30_000);
+    const early = await connectWithCredential(clusterId, credential);
+    expect((await early.expectFrame('welcome')).credential).toBe('');
+    early.channel.close();
+
+    hub.clock.advance(31_000);
+    const due = await connectWithCredential(clusterId, credential);
+    const renewed = await due.expectFrame('welcome');
+    expect(renewed.credential).toMatch(/^hwc_/);
+    expect(renewed.credentialExpiresAtUnixMs).toBe(hub.clock.now() + 90_000);
+    due.channel.close();
+
+    hub.clock.advance(30_000);
+    const expired = await connectWithCredential(clusterId, credential);
+    expect((await expired.expectGoodbye(ErrorCode.BadCredential)).message).toContain('expired');
+    const fresh = await connectWithCredential(clusterId, renewed.credential);
+    expect((await fresh.expectFrame('welcome')).clusterName).toBe('edge-1');
   });
 });
 
