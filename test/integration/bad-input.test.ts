@@ -2,7 +2,16 @@ import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorCode, GrpcClientTransport, HawserError, type Inbound, wire } from '../../src/tunnel/index.js';
+import {
+  type AgentKeyPair,
+  ErrorCode,
+  generateAgentKeyPair,
+  GrpcClientTransport,
+  HawserError,
+  type Inbound,
+  signProof,
+  wire,
+} from '../../src/tunnel/index.js';
 import type { KubeCluster, ManagedProcess } from '../../src/testkit/index.js';
 import { bootstrapToken, hawser, type HubProcess, readyStatus, TestBed, until } from './harness.js';
 
@@ -51,23 +60,37 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     }
   }
 
-  function hello(fields: Partial<wire.Hello>, name = 'edge-new'): wire.ConnectRequest {
-    return {
-      frame: {
-        $case: 'hello',
-        value: {
-          clusterId: randomUUID(),
-          auth: { $case: 'bootstrapToken', value: bootstrapToken },
-          registration: { name, namespace: '', clusterType: 'EdgeCluster', labels: {}, syncMode: wire.SyncMode.SYNC_MODE_DUAL },
-          lastAckedRevision: 0,
-          leaseDurationMs: 0,
-          agentVersion: 'test',
-          publicKey: Buffer.alloc(0),
-          cacheQuarantines: 0,
-          ...fields,
-        },
-      },
+  /** One key per cluster id: a test's hellos for one cluster come from one agent unless it passes another key. */
+  const keys = new Map<string, AgentKeyPair>();
+
+  /** A hello signed as an agent signs it (proof of possession of its key). */
+  function hello(fields: Partial<wire.Hello>, name = 'edge-new', key?: AgentKeyPair): wire.ConnectRequest {
+    const value: wire.Hello = {
+      clusterId: randomUUID(),
+      auth: { $case: 'bootstrapToken', value: bootstrapToken },
+      registration: { name, namespace: '', clusterType: 'EdgeCluster', labels: {}, syncMode: wire.SyncMode.SYNC_MODE_DUAL },
+      lastAckedRevision: 0,
+      leaseDurationMs: 0,
+      agentVersion: 'test',
+      publicKey: Buffer.alloc(0),
+      cacheQuarantines: 0,
+      ...fields,
     };
+    let signer = key ?? keys.get(value.clusterId);
+    if (!signer) keys.set(value.clusterId, (signer = generateAgentKeyPair()));
+    value.publicKey = Buffer.from(signer.publicKeyDer);
+    value.proof = signProof(
+      {
+        purpose: value.auth?.$case === 'clusterCredential' ? 'connect' : 'register',
+        clusterId: value.clusterId,
+        clusterName: value.registration?.name ?? '',
+        publicKeyDer: signer.publicKeyDer,
+        secret: value.auth?.value ?? '',
+      },
+      signer.privateKeyDer,
+      Date.now(),
+    );
+    return { frame: { $case: 'hello', value } };
   }
 
   function goodbyeOf(received: Array<Inbound<wire.ConnectResponse>>): wire.Goodbye | undefined {
@@ -126,10 +149,10 @@ describe('bad input is refused, counted, and changes nothing else', () => {
       return { goodbye: goodbyeOf(r.received)!, closed: r.closed! };
     });
     expect(goodbye?.message).toMatch(/different cluster/);
-    // Nor can the bootstrap token take over the registered cluster once its credential is in use.
+    // Nor can the bootstrap token take over the registered cluster: its id is bound to its key.
     await exchange([hello({ clusterId: ownId, auth: { $case: 'clusterCredential', value: credential } }, 'edge-other')]);
-    const takeover = await exchange([hello({ clusterId: ownId }, 'edge-other')]);
-    expect(goodbyeOf(takeover.received)?.code).toBe(ErrorCode.AlreadyRegistered);
+    const takeover = await exchange([hello({ clusterId: ownId }, 'edge-other', generateAgentKeyPair())]);
+    expect(goodbyeOf(takeover.received)?.code).toBe(ErrorCode.KeyMismatch);
   });
 
   it('a registration with an invalid name and label', async () => {

@@ -58,7 +58,7 @@ describe('hawser CLI', () => {
   });
 
   it('every command has --help', async () => {
-    for (const cmd of ['hub', 'agent', 'approve', 'get', 'demo']) {
+    for (const cmd of ['hub', 'agent', 'approve', 'deny', 'delete', 'get', 'demo']) {
       const r = await hawser([cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`Usage: hawser ${cmd}`));
