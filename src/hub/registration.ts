@@ -619,7 +619,10 @@ export class Registrar {
       const waiters = this.waiters.get(requestName) ?? new Set<() => void>();
       this.waiters.set(requestName, waiters);
       let ttlTimer: { cancel(): void } | undefined;
+      let done = false;
       const finish = (decided: boolean) => {
+        if (done) return;
+        done = true;
         ttlTimer?.cancel();
         signal.removeEventListener('abort', onAbort);
         waiters.delete(onDecided);
@@ -632,6 +635,7 @@ export class Registrar {
       signal.addEventListener('abort', onAbort, { once: true });
       // The request expires at its TTL even if no other registration sweeps it.
       void this.loadIndex().then((index) => {
+        if (done) return;
         const entry = index.pending.get(requestName);
         if (!entry) return onDecided();
         const remainingMs = entry.createdAtMs + this.options.pendingRegistrationTtlMs - this.clock.now();

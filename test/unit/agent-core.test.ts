@@ -364,6 +364,27 @@ describe('AgentCore', () => {
     expectLegalPath(second.states);
   });
 
+  it('renews its credential before it expires: reconnects with a signed hello and stores the new one', async () => {
+    const hub = await hubFixture({ credentialTtlMs: 90_000 });
+    const cache = await openCache(await cacheDir());
+    const agent = await startAgent(hub, cache);
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    const first = (await readIdentity(cache))!;
+    expect(first.credentialExpiresAtMs).toBe(hub.clock.now() + 90_000);
+
+    // Two thirds of its life on, the agent reconnects and the hub renews it.
+    for (let i = 0; i < 30 && (await readIdentity(cache))?.credential === first.credential; i++) {
+      hub.clock.advance(5_000);
+      await settle();
+    }
+    const renewed = (await readIdentity(cache))!;
+    expect(renewed.credential).toMatch(/^hwc_/);
+    expect(renewed.credential).not.toBe(first.credential);
+    expect(renewed.credentialExpiresAtMs).toBeGreaterThan(first.credentialExpiresAtMs!);
+    await waitFor('ready again', () => agent.core.state.kind === 'ready');
+    expect(renewed.clusterId).toBe(first.clusterId);
+  });
+
   it('can be stopped before it was started', async () => {
     const hub = await hubFixture();
     const cache = await openCache(await cacheDir());

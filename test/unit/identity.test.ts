@@ -1,8 +1,10 @@
-import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { pino } from 'pino';
 import { IdentityStore } from '../../src/agent/identity.js';
+import { openAgentCache } from '../../src/agent/run.js';
 import { OfflineCache } from '../../src/cache/index.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 
@@ -67,5 +69,30 @@ describe('IdentityStore', () => {
     expect(loaded.identity.publicKey).not.toBe('');
     expect(await legacy.get('identity')).toBeUndefined();
     await legacy.close();
+  });
+
+  it('moves a cache from before the identity file into db/, migrates its identity once, and makes every file 0600', async () => {
+    const d = await dir();
+    // The old layout: LevelDB files directly in the cache dir, identity a key in it, files 0644.
+    const old = await OfflineCache.open({ dir: d });
+    await old.put('identity', { clusterId: '11111111-2222-4333-8444-555555555555', credential: 'hwc_old' });
+    await old.put('manifest/a', 1);
+    await old.close();
+    await chmod(d, 0o755);
+    for (const f of await readdir(d)) await chmod(join(d, f), 0o644);
+
+    const { cache, quarantines } = await openAgentCache(d, pino({ level: 'silent' }));
+    expect(quarantines).toBe(0);
+    const loaded = await new IdentityStore(d).loadOrCreate(cache);
+    expect(loaded).toMatchObject({ source: 'migrated', identity: { clusterId: '11111111-2222-4333-8444-555555555555', credential: 'hwc_old' } });
+    expect(await cache.get('manifest/a')).toBe(1);
+    await cache.close();
+    expect((await readdir(d)).sort()).toEqual(['db', 'identity.json', 'identity.json.bak']);
+    expect((await stat(d)).mode & 0o777).toBe(0o700);
+    for (const f of await readdir(join(d, 'db'))) expect(((await stat(join(d, 'db', f))).mode & 0o777).toString(8)).toBe('600');
+    // Once: a second start reads the file.
+    const again = await openAgentCache(d, pino({ level: 'silent' }));
+    expect((await new IdentityStore(d).loadOrCreate(again.cache)).source).toBe('file');
+    await again.cache.close();
   });
 });
