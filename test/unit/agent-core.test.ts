@@ -372,12 +372,20 @@ describe('AgentCore', () => {
     const first = (await readIdentity(cache))!;
     expect(first.credentialExpiresAtMs).toBe(hub.clock.now() + 90_000);
 
-    // Two thirds of its life on, the agent reconnects and the hub renews it.
-    for (let i = 0; i < 30 && (await readIdentity(cache))?.credential === first.credential; i++) {
-      hub.clock.advance(5_000);
+    // Two thirds of its life on, the agent ends the session to renew ...
+    const renewAt = hub.clock.now() + 60_000;
+    while (hub.clock.now() < renewAt) {
+      hub.clock.advance(1_000);
       await settle();
     }
-    const renewed = (await readIdentity(cache))!;
+    await waitFor('the session ended for renewal', () => backingOff(agent.states).length === 1);
+    expect(backingOff(agent.states)[0]!.reason.message).toContain('renew');
+    // ... and the hub renews it on the signed hello of the next session.
+    const renewed = await waitFor('the renewed credential stored', async () => {
+      if (agent.core.state.kind === 'backing-off') hub.clock.advance(agent.core.state.delayMs);
+      const stored = await readIdentity(cache);
+      return stored?.credential !== first.credential ? stored : undefined;
+    });
     expect(renewed.credential).toMatch(/^hwc_/);
     expect(renewed.credential).not.toBe(first.credential);
     expect(renewed.credentialExpiresAtMs).toBeGreaterThan(first.credentialExpiresAtMs!);
