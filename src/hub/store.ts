@@ -1,4 +1,5 @@
-import { OfflineCache } from '../cache/index.js';
+import { CacheCorruptError, OfflineCache } from '../cache/index.js';
+import { ErrorCode, HawserError } from '../tunnel/index.js';
 import type { ClusterRegistrationRequest, ManagedCluster } from '../api/index.js';
 
 // Where the hub keeps its objects. One interface; the embedded LevelDB store
@@ -35,8 +36,18 @@ export interface HubStore {
 export class EmbeddedStore implements HubStore {
   private constructor(private readonly db: OfflineCache) {}
 
+  /** A damaged store is refused (never quarantined: it is the fleet's registry), its files left as they were. */
   static async open(dir: string): Promise<EmbeddedStore> {
-    return new EmbeddedStore(await OfflineCache.open({ dir, lruEntries: 4096 }));
+    try {
+      return new EmbeddedStore(await OfflineCache.open({ dir, lruEntries: 4096 }));
+    } catch (err) {
+      if (!(err instanceof CacheCorruptError)) throw err;
+      throw new HawserError(
+        ErrorCode.CacheCorrupt,
+        `hub store is damaged and was left unchanged: ${err.message}; restore ${dir} from a backup, or move it aside to start empty (agents then register again with their keys)`,
+        { cause: err },
+      );
+    }
   }
 
   private key(kind: StoredKind, name: string): string {
