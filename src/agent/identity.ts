@@ -1,7 +1,7 @@
 import { createHash, randomUUID } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { type OfflineCache, writeFileAtomic } from '../cache/index.js';
+import { OfflineCache, writeFileAtomic } from '../cache/index.js';
 import { ErrorCode, generateAgentKeyPair, HawserError } from '../tunnel/index.js';
 
 // Who this agent is: cluster id, key, credential, cluster name and namespace,
@@ -76,7 +76,7 @@ async function readIdentityFile(path: string): Promise<ReadResult> {
   return { kind: 'ok', identity: id };
 }
 
-export type IdentitySource = 'file' | 'backup' | 'migrated' | 'created';
+export type IdentitySource = 'file' | 'backup' | 'migrated' | 'quarantine' | 'created';
 
 /** The identity file of one cache directory. */
 export class IdentityStore {
@@ -100,6 +100,19 @@ export class IdentityStore {
   }
 
   /**
+   * An identity a quarantined LevelDB still holds (caches from before the
+   * identity file kept it there under the legacy key), newest quarantine first.
+   */
+  private async fromQuarantine(): Promise<Partial<AgentIdentity> & { clusterId: string } | undefined> {
+    const names = (await readdir(this.cacheDir).catch(() => [] as string[])).filter((n) => /\.quarantine-/.test(n)).sort().reverse();
+    for (const name of names) {
+      const old = await OfflineCache.salvage<Partial<AgentIdentity>>(join(this.cacheDir, name), legacyCacheKey);
+      if (old?.clusterId) return { ...old, clusterId: old.clusterId };
+    }
+    return undefined;
+  }
+
+  /**
    * The stored identity; a damaged file is recovered from its backup, a
    * missing one migrated once from the legacy cache key, and failing all of
    * that, a new identity (new cluster id, new key) is created and stored.
@@ -111,6 +124,12 @@ export class IdentityStore {
     if (backup.kind === 'ok') {
       await this.save(backup.identity);
       return { identity: backup.identity, source: 'backup', ...(main.kind === 'damaged' ? { damaged: main.reason } : {}) };
+    }
+    const salvaged = await this.fromQuarantine();
+    if (salvaged) {
+      const identity = { ...newIdentity(salvaged.clusterId), ...salvaged };
+      await this.save(identity);
+      return { identity, source: 'quarantine', ...(main.kind === 'damaged' ? { damaged: main.reason } : {}) };
     }
     if (main.kind === 'damaged') {
       throw new HawserError(

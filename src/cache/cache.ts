@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { link, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { cp, link, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { LRUCache } from 'lru-cache';
@@ -125,6 +125,30 @@ export class OfflineCache {
       const path = `${options.dir}.quarantine-${stamp}`;
       await rename(options.dir, path);
       return { cache: await OfflineCache.open(options), quarantined: { path, reason: err.message } };
+    }
+  }
+
+  /**
+   * Reads one entry out of a quarantined (damaged) database without
+   * touching it: LevelDB recovers what it can on a copy, and the entry
+   * counts only if its checksum holds. Undefined when it cannot be read.
+   */
+  static async salvage<T>(dir: string, key: string): Promise<T | undefined> {
+    const copy = `${dir}.salvage-${randomBytes(4).toString('hex')}`;
+    try {
+      await cp(dir, copy, { recursive: true });
+      await rm(join(copy, 'LOCK'), { force: true });
+      const cache = new OfflineCache(copy, 1);
+      await cache.db.open({ createIfMissing: false });
+      try {
+        return await cache.get<T>(key);
+      } finally {
+        await cache.db.close();
+      }
+    } catch {
+      return undefined;
+    } finally {
+      await rm(copy, { recursive: true, force: true });
     }
   }
 

@@ -95,4 +95,25 @@ describe('IdentityStore', () => {
     expect((await new IdentityStore(d).loadOrCreate(again.cache)).source).toBe('file');
     await again.cache.close();
   });
+
+  it('recovers the identity a quarantined legacy cache still holds', async () => {
+    const d = await dir();
+    const old = await OfflineCache.open({ dir: d });
+    await old.put('identity', { clusterId: '11111111-2222-4333-8444-555555555555', credential: 'hwc_old' });
+    for (let i = 0; i < 3; i++) await old.put(`manifest/${i}`, { pad: 'x'.repeat(200) });
+    await old.close();
+    const log = (await readdir(d)).find((f) => f.endsWith('.log'))!;
+    const bytes = await readFile(join(d, log));
+    bytes[bytes.indexOf('manifest/1') + 30]! ^= 0xff;
+    await writeFile(join(d, log), bytes);
+
+    const { cache, quarantines } = await openAgentCache(d, pino({ level: 'silent' }));
+    expect(quarantines).toBe(1);
+    const loaded = await new IdentityStore(d).loadOrCreate(cache);
+    expect(loaded).toMatchObject({ source: 'quarantine', identity: { clusterId: '11111111-2222-4333-8444-555555555555', credential: 'hwc_old' } });
+    await cache.close();
+    // The quarantined copy is untouched.
+    const quarantine = (await readdir(d)).find((f) => f.startsWith('db.quarantine-'))!;
+    expect(await readFile(join(d, quarantine, log))).toEqual(bytes);
+  });
 });
