@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { ManagedCluster } from '../api/index.js';
+import { type ManagedCluster, registrationRequestName } from '../api/index.js';
 import {
   type Clock,
   ErrorCode,
@@ -57,6 +57,7 @@ export class HubCore {
   private readonly sessions = new Map<string, Session>();
   private readonly leaseDurations = new Map<string, number>();
   private readonly channels = new Set<HubChannel>();
+  private readonly serving = new Set<Promise<void>>();
   private listener: TunnelListener | undefined;
   private stopping = false;
 
@@ -84,7 +85,11 @@ export class HubCore {
       this.leases.renew(cluster.metadata.name, duration);
       this.metrics.ready.set({ cluster: cluster.metadata.name }, readyValue(cluster));
     }
-    this.listener = await transport.listen((channel) => void this.serve(channel));
+    this.listener = await transport.listen((channel) => {
+      // Owned until it ends: stop() waits for it, so the store never closes under a stream.
+      const serving = this.serve(channel).finally(() => this.serving.delete(serving));
+      this.serving.add(serving);
+    });
     return this.listener.address;
   }
 
@@ -100,6 +105,7 @@ export class HubCore {
     }
     await this.listener?.close();
     await Promise.allSettled([...this.channels].map((c) => c.closed));
+    await Promise.allSettled([...this.serving]);
   }
 
   private async refuse(channel: HubChannel, error: HawserError, context: Record<string, unknown> = {}): Promise<void> {
@@ -137,6 +143,7 @@ export class HubCore {
       const hello = first.frame.frame.value;
       session = await this.establish(channel, hello);
       if (!session) return;
+      await this.renewLease(session, { refresh: true });
       for (;;) {
         const next = await iterator.next();
         if (next.done) break;
@@ -190,10 +197,15 @@ export class HubCore {
   /** Authenticates and registers; returns the live session, or undefined if refused or abandoned. */
   private async establish(channel: HubChannel, hello: wire.Hello): Promise<Session | undefined> {
     let admission;
+    // Listen for approval before anything can make the request pending: an
+    // approve that lands while RegistrationPending is on the wire must not be lost.
+    const requestName = registrationRequestName(hello.clusterId);
+    const done = new AbortController();
+    void channel.closed.then(() => done.abort());
+    const approved = this.registrar.waitForApproval(requestName, done.signal);
     try {
       admission = await this.registrar.admit(hello);
       if (admission.kind === 'pending') {
-        const requestName = admission.request.metadata.name;
         this.metrics.registrations.inc({ result: 'pending' });
         this.logger.info({ request: requestName, peer: channel.peer }, 'registration waits for approval');
         await channel.send({
@@ -202,9 +214,7 @@ export class HubCore {
             value: { requestName, message: `waiting for an operator to run: hawser approve ${admission.request.spec.clusterName}` },
           },
         });
-        const closed = new AbortController();
-        void channel.closed.then(() => closed.abort());
-        if (!(await this.registrar.waitForApproval(requestName, closed.signal))) return undefined;
+        if (!(await approved)) return undefined;
         admission = await this.registrar.admit(hello);
         if (admission.kind === 'pending') throw new HawserError(ErrorCode.Internal, `request ${requestName} approved but still pending`);
       }
@@ -214,23 +224,16 @@ export class HubCore {
       this.metrics.registrations.inc({ result: 'refused' });
       await this.refuse(channel, error, { clusterId: hello.clusterId });
       return undefined;
+    } finally {
+      done.abort();
     }
 
     const cluster = admission.cluster;
     const name = cluster.metadata.name;
     const leaseDurationMs = this.leaseDurationFor(hello);
-    const session: Session = { clusterName: name, channel, leaseDurationMs };
-    const previous = this.sessions.get(name);
-    this.sessions.set(name, session);
-    if (previous) {
-      // The newest stream wins: the old one is a half-dead connection the agent gave up on.
-      void this.refuse(previous.channel, new HawserError(ErrorCode.Superseded, `cluster "${name}" connected again from ${channel.peer}`));
-    }
-    this.leaseDurations.set(name, leaseDurationMs);
-    this.metrics.connectedAgents.inc();
-    this.metrics.registrations.inc({ result: admission.credential ? 'registered' : 'reconnected' });
-    this.metrics.sessions.inc({ cluster: name });
-    this.logger.info({ cluster: name, peer: channel.peer, newCredential: Boolean(admission.credential) }, 'agent connected');
+    // Welcome first, record after: a stream that ends before its welcome went out
+    // must leave no session and no connected-agents count behind. Nothing awaits
+    // between recording and returning, so serve() always cleans up what was recorded.
     await channel.send({
       frame: {
         $case: 'welcome',
@@ -243,7 +246,18 @@ export class HubCore {
         },
       },
     });
-    await this.renewLease(session, { refresh: true });
+    const session: Session = { clusterName: name, channel, leaseDurationMs };
+    const previous = this.sessions.get(name);
+    this.sessions.set(name, session);
+    if (previous) {
+      // The newest stream wins: the old one is a half-dead connection the agent gave up on.
+      void this.refuse(previous.channel, new HawserError(ErrorCode.Superseded, `cluster "${name}" connected again from ${channel.peer}`));
+    }
+    this.leaseDurations.set(name, leaseDurationMs);
+    this.metrics.connectedAgents.inc();
+    this.metrics.registrations.inc({ result: admission.credential ? 'registered' : 'reconnected' });
+    this.metrics.sessions.inc({ cluster: name });
+    this.logger.info({ cluster: name, peer: channel.peer, newCredential: Boolean(admission.credential) }, 'agent connected');
     return session;
   }
 
