@@ -20,6 +20,20 @@ export const ErrorCode = {
   InvalidOption: 'HAWSER_INVALID_OPTION',
   NotFound: 'HAWSER_NOT_FOUND',
   Internal: 'HAWSER_INTERNAL',
+  /** Too many failed authentication attempts from one peer address; retry after the given delay. */
+  RateLimited: 'HAWSER_RATE_LIMITED',
+  /** Heartbeats faster than any agent sends them. */
+  HeartbeatFlood: 'HAWSER_HEARTBEAT_FLOOD',
+  /** A status report over the hub's size bound. */
+  StatusTooLarge: 'HAWSER_STATUS_TOO_LARGE',
+  /** Too many streams that have not yet been welcomed; retry after the given delay. */
+  HubBusy: 'HAWSER_HUB_BUSY',
+  /** The hub's disk is full: nothing could be stored; retry after the given delay. */
+  StorageFull: 'HAWSER_STORAGE_FULL',
+  /** The hub's certificate is not signed by the CA the agent was given. */
+  UntrustedHub: 'HAWSER_UNTRUSTED_HUB',
+  /** An HTTP request path that is not valid percent-encoding. */
+  MalformedPath: 'HAWSER_MALFORMED_PATH',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -57,6 +71,23 @@ export function isPermanent(code: ErrorCode): boolean {
     code === ErrorCode.ClusterNameTaken ||
     code === ErrorCode.AlreadyRegistered
   );
+}
+
+/**
+ * Codes that mean a peer presented a secret that did not check out. These are
+ * what the hub rate-limits per peer address. The identity work adds its own
+ * (a key mismatch, a bad signature): list them here too.
+ */
+export function isAuthFailure(code: ErrorCode): boolean {
+  return code === ErrorCode.BadBootstrapToken || code === ErrorCode.BadCredential || code === ErrorCode.CredentialClusterMismatch;
+}
+
+/**
+ * Codes only an operator can fix (a wrong CA file). Retrying cannot help until
+ * then, so the agent keeps trying, but only at its backoff cap.
+ */
+export function needsOperator(code: ErrorCode): boolean {
+  return code === ErrorCode.UntrustedHub;
 }
 
 export function toHawserError(err: unknown, fallback: ErrorCode = ErrorCode.Internal): HawserError {

@@ -1,4 +1,4 @@
-export { ErrorCode, HawserError, isErrorCode, isPermanent, toHawserError } from './errors.js';
+export { ErrorCode, HawserError, isAuthFailure, isErrorCode, isPermanent, needsOperator, toHawserError } from './errors.js';
 export { type Clock, type TimerHandle, ManualClock, systemClock } from './clock.js';
 export {
   Backoff,
