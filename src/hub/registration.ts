@@ -12,7 +12,7 @@ import {
   registrationRequestName,
   type SyncMode,
 } from '../api/index.js';
-import { ErrorCode, HawserError, type Clock, wire } from '../tunnel/index.js';
+import { ErrorCode, HawserError, type Clock, quoteBounded, wire } from '../tunnel/index.js';
 import type { KeyedMutex } from './mutex.js';
 import type { HubStore } from './store.js';
 import { generateCredential, hashSecret, tokenMatches } from './tokens.js';
@@ -79,7 +79,7 @@ export class Registrar {
   /** Decides what a Hello is worth. Throws HawserError when it is refused. */
   async admit(hello: wire.Hello): Promise<Admission> {
     if (!isUuid(hello.clusterId)) {
-      throw new HawserError(ErrorCode.InvalidRegistration, `clusterId: "${hello.clusterId}" is not a lower-case UUID`);
+      throw new HawserError(ErrorCode.InvalidRegistration, `clusterId: ${quoteBounded(hello.clusterId)} is not a lower-case UUID`);
     }
     if (hello.auth?.$case === 'clusterCredential') return this.admitWithCredential(hello.clusterId, hello.auth.value);
     if (hello.auth?.$case === 'bootstrapToken') return this.admitWithBootstrapToken(hello, hello.auth.value);
@@ -250,7 +250,7 @@ export class Registrar {
   async approve(name: string): Promise<ClusterRegistrationRequest> {
     const requests = await this.store.list('ClusterRegistrationRequest');
     const found = requests.find((r) => r.metadata.name === name) ?? requests.find((r) => r.spec.clusterName === name);
-    if (!found) throw new HawserError(ErrorCode.NotFound, `no cluster registration request named "${name}"`);
+    if (!found) throw new HawserError(ErrorCode.NotFound, `no cluster registration request named ${quoteBounded(name)}`);
     const approved = await this.mutex.run(`cluster-id/${found.spec.clusterId}`, async () => {
       const current = (await this.store.get('ClusterRegistrationRequest', found.metadata.name)) ?? found;
       if (current.status.result === 'Approved') return current;

@@ -23,6 +23,8 @@ export {
   type GrpcClientOptions,
   GrpcServerTransport,
   type GrpcServerOptions,
+  defaultMaxConcurrentStreams,
+  defaultTlsHandshakeTimeoutMs,
   hawserErrorFromStatus,
 } from './grpc.js';
 export {
