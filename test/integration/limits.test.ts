@@ -152,4 +152,27 @@ describe('limits and operator mistakes, with real processes', () => {
     await agent.stop();
     await hub.proc.stop();
   });
+
+  it('streams that have not said hello are capped per hub; one more is told to come back later', { timeout: 120_000 }, async () => {
+    const hub = await hubAt('hub-busy', ['--max-unwelcomed-streams=2']);
+    const caPem = await readFile(hub.caFile, 'utf8');
+    const transports = [0, 1, 2].map(() => new GrpcClientTransport({ target: hub.tunnel, tls: { caPem } }));
+    try {
+      const silent = transports.slice(0, 2).map((t) => t.open());
+      await until('two silent streams open on the hub', async () => (await hub.metric('hawser_hub_open_streams')) === 2);
+      const third = transports[2]!.open();
+      let goodbye: wire.Goodbye | undefined;
+      for await (const inbound of third.frames()) {
+        if (inbound.ok && inbound.frame.frame?.$case === 'goodbye') goodbye = inbound.frame.frame.value;
+      }
+      expect(goodbye?.code).toBe(ErrorCode.HubBusy);
+      expect(goodbye?.retryAfterMs).toBeGreaterThan(0);
+      expect((await third.closed)?.code).toBe(ErrorCode.HubBusy);
+      expect(await hub.metric('hawser_hub_rejected_total', { code: ErrorCode.HubBusy })).toBe(1);
+      for (const s of silent) s.close();
+    } finally {
+      for (const t of transports) t.close();
+    }
+    await hub.proc.stop();
+  });
 });
