@@ -12,6 +12,7 @@ import {
   HawserError,
   isErrorCode,
   isPermanent,
+  needsOperator,
   signProof,
   systemClock,
   type TimerHandle,
@@ -145,9 +146,10 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       this.backoff.markDisconnected(this.clock.now());
       if (this.stopRequested) break;
       this.lastError = error;
-      const delayMs = this.backoff.next(error.retryAfterMs);
+      // A mistake only an operator can fix (a wrong CA) is retried, but only at the backoff cap.
+      const delayMs = this.backoff.next(needsOperator(error.code) ? Number.POSITIVE_INFINITY : error.retryAfterMs);
       this.setState({ kind: 'backing-off', delayMs, reason: error });
-      if (isPermanent(error.code)) {
+      if (isPermanent(error.code) || needsOperator(error.code)) {
         this.deps.logger.error({ code: error.code, attempts: this.backoff.attempts }, `hub refused this agent: ${error.message}`);
       }
       await new Promise<void>((resolve) => {

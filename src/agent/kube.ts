@@ -1,6 +1,6 @@
 import { request } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { CoreV1Api, KubeConfig, VersionApi, type V1Node } from '@kubernetes/client-node';
+import { KubeConfig, type V1Node, type VersionInfo } from '@kubernetes/client-node';
 import { ErrorCode, HawserError, type wire } from '../tunnel/index.js';
 import { sumQuantities } from './quantity.js';
 
@@ -30,37 +30,47 @@ function nodeReadiness(node: V1Node): 'ready' | 'notReady' | 'unknown' {
   return ready.status === 'True' ? 'ready' : 'notReady';
 }
 
+/**
+ * Reads the cluster's facts with plain GETs. Every call has a deadline over the
+ * whole exchange (not just an idle socket): one API server that accepts and
+ * never answers, or trickles, must not hold a status read, and with it every
+ * later status report, for ever while the lease keeps renewing.
+ */
 export class KubeClusterReader implements ClusterReader {
-  private readonly core: CoreV1Api;
-  private readonly version: VersionApi;
   readonly server: string;
 
   constructor(
     private readonly kc: KubeConfig,
     private readonly timeoutMs = 10_000,
   ) {
-    this.core = kc.makeApiClient(CoreV1Api);
-    this.version = kc.makeApiClient(VersionApi);
     this.server = kc.getCurrentCluster()!.server;
   }
 
   /** GET on the API server with the kubeconfig's credentials; returns status and body. */
   private async get(path: string): Promise<{ status: number; body: string }> {
     const url = new URL(path, this.server);
-    const options: import('node:https').RequestOptions = { method: 'GET', timeout: this.timeoutMs };
+    const deadline = AbortSignal.timeout(this.timeoutMs);
+    const options: import('node:https').RequestOptions = { method: 'GET', signal: deadline };
     await this.kc.applyToHTTPSOptions(options);
     const send = url.protocol === 'http:' ? httpRequest : request;
     return new Promise((resolve, reject) => {
+      const timedOut = () => new HawserError(ErrorCode.Unavailable, `GET ${path} on ${this.server} got no answer within ${this.timeoutMs}ms`);
       const req = send(url, options, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', reject);
+        res.on('error', (err) => reject(deadline.aborted ? timedOut() : err));
       });
-      req.on('timeout', () => req.destroy(new Error(`GET ${path} timed out after ${this.timeoutMs}ms`)));
-      req.on('error', reject);
+      req.on('error', (err) => reject(deadline.aborted ? timedOut() : err));
       req.end();
     });
+  }
+
+  /** GET that must answer 200 with JSON. */
+  private async getJson<T>(path: string): Promise<T> {
+    const r = await this.get(path);
+    if (r.status !== 200) throw new HawserError(ErrorCode.Unavailable, `GET ${path} on ${this.server}: HTTP ${r.status}`);
+    return JSON.parse(r.body) as T;
   }
 
   private async health(path: string): Promise<string> {
@@ -85,8 +95,8 @@ export class KubeClusterReader implements ClusterReader {
 
   async read(): Promise<wire.ClusterStatus> {
     const [version, nodes, healthz, livez, readyz, serviceCidr] = await Promise.all([
-      this.version.getCode(),
-      this.core.listNode(),
+      this.getJson<VersionInfo>('/version'),
+      this.getJson<{ items: V1Node[] }>('/api/v1/nodes'),
       this.health('/healthz'),
       this.health('/livez'),
       this.health('/readyz'),

@@ -1,3 +1,4 @@
+import { quoteBounded } from '../tunnel/quote.js';
 import { type Condition, dns1123LabelProblem, isUuid, labelProblems, type ObjectMeta } from './meta.js';
 
 // Cluster resources, shaped and named as Clusternet's clusters.clusternet.io
@@ -101,18 +102,18 @@ export interface ClusterRegistrationInput {
 /** Every problem with a registration, each naming its field; empty when valid. */
 export function registrationProblems(input: ClusterRegistrationInput): string[] {
   const problems: string[] = [];
-  if (!isUuid(input.clusterId)) problems.push(`clusterId: "${input.clusterId}" is not a lower-case UUID`);
+  if (!isUuid(input.clusterId)) problems.push(`clusterId: ${quoteBounded(input.clusterId)} is not a lower-case UUID`);
   const nameProblem = dns1123LabelProblem(input.clusterName, 60);
-  if (nameProblem) problems.push(`clusterName: "${input.clusterName}" ${nameProblem}`);
+  if (nameProblem) problems.push(`clusterName: ${quoteBounded(input.clusterName)} ${nameProblem}`);
   if (input.clusterNamespace) {
     const nsProblem = dns1123LabelProblem(input.clusterNamespace);
-    if (nsProblem) problems.push(`clusterNamespace: "${input.clusterNamespace}" ${nsProblem}`);
+    if (nsProblem) problems.push(`clusterNamespace: ${quoteBounded(input.clusterNamespace)} ${nsProblem}`);
   }
   if (!/^[A-Za-z][A-Za-z0-9]{0,62}$/.test(input.clusterType)) {
-    problems.push(`clusterType: "${input.clusterType}" must be 1-63 letters and digits starting with a letter`);
+    problems.push(`clusterType: ${quoteBounded(input.clusterType)} must be 1-63 letters and digits starting with a letter`);
   }
   if (!syncModes.includes(input.syncMode)) {
-    problems.push(`syncMode: "${input.syncMode}" must be one of ${syncModes.join(', ')}`);
+    problems.push(`syncMode: ${quoteBounded(input.syncMode)} must be one of ${syncModes.join(', ')}`);
   }
   problems.push(...labelProblems(input.clusterLabels, 'clusterLabels'));
   return problems;

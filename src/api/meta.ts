@@ -1,6 +1,21 @@
 // Kubernetes-style object metadata and the checks Kubernetes applies to names
 // and labels, so what the hub accepts a kube-apiserver would accept too.
 
+// quote.js is a leaf (no imports, no I/O); the tunnel index would pull in gRPC.
+import { quoteBounded } from '../tunnel/quote.js';
+
+/**
+ * Labels an object may carry. Kubernetes bounds each label but not their number;
+ * it bounds annotations to 256 KiB in total (keys plus values), and we bound
+ * labels the same way, plus 1,000 labels at most: far more than selectors
+ * need, and high enough that the byte bound still matters (1,000 labels of the
+ * largest valid size would be about 370 KiB).
+ */
+export const maxLabels = 1_000;
+export const maxLabelsBytes = 256 * 1024;
+/** Problems listed one by one at most; the rest are counted. */
+const maxProblemsListed = 10;
+
 export interface ObjectMeta {
   name: string;
   namespace?: string;
@@ -40,11 +55,11 @@ export function labelKeyProblem(key: string): string | undefined {
   const name = slash >= 0 ? key.slice(slash + 1) : key;
   if (prefix !== undefined) {
     if (prefix.length === 0 || prefix.length > 253 || !dns1123Subdomain.test(prefix)) {
-      return `prefix "${prefix}" must be a DNS-1123 subdomain of at most 253 characters`;
+      return `prefix ${quoteBounded(prefix)} must be a DNS-1123 subdomain of at most 253 characters`;
     }
   }
   if (name.length === 0 || name.length > 63 || !labelName.test(name)) {
-    return `name part "${name}" must be 1-63 characters of alphanumerics, "-", "_" or ".", starting and ending with an alphanumeric`;
+    return `name part ${quoteBounded(name)} must be 1-63 characters of alphanumerics, "-", "_" or ".", starting and ending with an alphanumeric`;
   }
   return undefined;
 }
@@ -57,16 +72,22 @@ export function labelValueProblem(value: string): string | undefined {
   return undefined;
 }
 
-/** Problems with a label map, one line each, naming the offending key. */
+/** Problems with a label map, one line each, naming the offending key (quoted bounded). */
 export function labelProblems(labels: Record<string, string>, field: string): string[] {
+  const entries = Object.entries(labels);
+  if (entries.length > maxLabels) return [`${field}: ${entries.length} labels exceed the limit of ${maxLabels}`];
+  let bytes = 0;
+  for (const [k, v] of entries) bytes += Buffer.byteLength(k) + Buffer.byteLength(v);
+  if (bytes > maxLabelsBytes) return [`${field}: labels of ${bytes} bytes in total exceed the limit of ${maxLabelsBytes} bytes`];
   const problems: string[] = [];
-  for (const [k, v] of Object.entries(labels)) {
+  for (const [k, v] of entries) {
     const kp = labelKeyProblem(k);
-    if (kp) problems.push(`${field}: key "${k}": ${kp}`);
+    if (kp) problems.push(`${field}: key ${quoteBounded(k)}: ${kp}`);
     const vp = labelValueProblem(v);
-    if (vp) problems.push(`${field}: value "${v}" of "${k}": ${vp}`);
+    if (vp) problems.push(`${field}: value ${quoteBounded(v)} of ${quoteBounded(k)}: ${vp}`);
   }
-  return problems;
+  if (problems.length <= maxProblemsListed) return problems;
+  return [...problems.slice(0, maxProblemsListed), `${field}: and ${problems.length - maxProblemsListed} more problems`];
 }
 
 export function isUuid(value: string): boolean {
@@ -79,7 +100,7 @@ export function parseLabelSelectorString(text: string, field: string): Record<st
   if (text.trim() === '') return labels;
   for (const part of text.split(',')) {
     const eq = part.indexOf('=');
-    if (eq <= 0) throw new RangeError(`${field}: "${part}" is not key=value`);
+    if (eq <= 0) throw new RangeError(`${field}: ${quoteBounded(part)} is not key=value`);
     labels[part.slice(0, eq).trim()] = part.slice(eq + 1).trim();
   }
   const problems = labelProblems(labels, field);

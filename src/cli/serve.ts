@@ -21,6 +21,9 @@ export const hubSpec: CommandSpec = {
     'tls-san': { type: 'string', multiple: true, help: 'extra DNS name or IP for the generated certificate (repeatable)' },
     'max-frame-bytes': { type: 'string', help: 'largest control frame accepted', default: '4194304' },
     'keepalive-time': { type: 'string', help: 'HTTP/2 ping period towards agents', default: '30s' },
+    'tls-handshake-timeout': { type: 'string', help: 'drop a connection whose TLS handshake takes longer', default: '10s' },
+    'max-concurrent-streams': { type: 'string', help: 'HTTP/2 streams one agent connection may open at once', default: '100' },
+    'max-unwelcomed-streams': { type: 'string', help: 'streams still registering (not yet welcomed) at most, per hub', default: '1024' },
   },
 };
 
@@ -83,6 +86,9 @@ export async function runHub(argv: string[]): Promise<number> {
       tlsSans: listFlag(p, 'tls-san'),
       maxFrameBytes: intFlag(p, 'max-frame-bytes', 4 * 1024 * 1024, 1024),
       keepaliveTimeMs: durationFlag(p, 'keepalive-time', 30_000),
+      tlsHandshakeTimeoutMs: durationFlag(p, 'tls-handshake-timeout', 10_000),
+      maxConcurrentStreams: intFlag(p, 'max-concurrent-streams', 100, 1),
+      maxUnwelcomedStreams: intFlag(p, 'max-unwelcomed-streams', 1024, 1),
       ...(certFile ? { tlsCertFile: certFile } : {}),
       ...(keyFile ? { tlsKeyFile: keyFile } : {}),
     },

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
-import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
+import { ErrorCode, HawserError, quoteBounded, toHawserError } from '../tunnel/index.js';
 import type { HubMetrics } from './metrics.js';
 import type { OperatorAction, Registrar } from './registration.js';
 import type { HubStore } from './store.js';
@@ -13,7 +13,17 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.InvalidOption]: 400,
   [ErrorCode.RegistrationDenied]: 409,
   [ErrorCode.AlreadyRegistered]: 409,
+  [ErrorCode.MalformedPath]: 400,
 };
+
+/** Decodes one path segment; bad percent-encoding is the client's mistake (400), not ours. */
+function pathSegment(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new HawserError(ErrorCode.MalformedPath, `path segment ${quoteBounded(raw)} is not valid percent-encoding`);
+  }
+}
 
 export interface HubApiDeps {
   store: HubStore;
@@ -44,8 +54,9 @@ export function createHubApi(deps: HubApiDeps): Server {
       'GET',
       /^\/api\/v1\/clusters\/([^/]+)$/,
       async (m) => {
-        const c = await deps.store.get('ManagedCluster', decodeURIComponent(m[1]!));
-        if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named "${decodeURIComponent(m[1]!)}"`);
+        const name = pathSegment(m[1]!);
+        const c = await deps.store.get('ManagedCluster', name);
+        if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name)}`);
         return [200, c];
       },
     ],
@@ -58,7 +69,7 @@ export function createHubApi(deps: HubApiDeps): Server {
       'POST',
       /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/approve$/,
       async (m) => {
-        const { request, audit } = await deps.registrar.approve(decodeURIComponent(m[1]!), actor);
+        const { request, audit } = await deps.registrar.approve(pathSegment(m[1]!), actor);
         auditLine(audit);
         return [200, request];
       },
@@ -67,7 +78,7 @@ export function createHubApi(deps: HubApiDeps): Server {
       'POST',
       /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/deny$/,
       async (m) => {
-        const { request, audit } = await deps.registrar.deny(decodeURIComponent(m[1]!), actor);
+        const { request, audit } = await deps.registrar.deny(pathSegment(m[1]!), actor);
         auditLine(audit);
         return [200, request];
       },
@@ -76,7 +87,7 @@ export function createHubApi(deps: HubApiDeps): Server {
       'DELETE',
       /^\/api\/v1\/clusters\/([^/]+)$/,
       async (m) => {
-        const { audit } = await deps.registrar.deleteCluster(decodeURIComponent(m[1]!), actor);
+        const { audit } = await deps.registrar.deleteCluster(pathSegment(m[1]!), actor);
         auditLine(audit);
         return [200, { kind: 'Status', status: 'Success', details: audit }];
       },
@@ -88,15 +99,15 @@ export function createHubApi(deps: HubApiDeps): Server {
     const matching = routes.filter(([, re]) => re.test(path));
     const route = matching.find(([method]) => method === req.method);
     if (!route) {
-      if (matching.length > 0) return send(res, 405, { code: 'HAWSER_METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${path}` });
-      return send(res, 404, { code: ErrorCode.NotFound, message: `no such endpoint: ${path}` });
+      if (matching.length > 0) return send(res, 405, { code: 'HAWSER_METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${quoteBounded(path)}` });
+      return send(res, 404, { code: ErrorCode.NotFound, message: `no such endpoint: ${quoteBounded(path)}` });
     }
     route[2](path.match(route[1])!, req).then(
       ([status, body, type]) => send(res, status, body, type),
       (err: unknown) => {
         const error = toHawserError(err);
         const status = statusForCode[error.code] ?? 500;
-        if (status === 500) deps.logger.error({ err, path }, 'api request failed');
+        if (status === 500) deps.logger.error({ err, path: quoteBounded(path) }, 'api request failed');
         send(res, status, error.toJSON());
       },
     );

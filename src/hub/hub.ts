@@ -1,14 +1,17 @@
 import type { Logger } from 'pino';
-import type { ManagedCluster } from '../api/index.js';
+import { type ManagedCluster, registrationRequestName } from '../api/index.js';
 import {
   type Clock,
   ErrorCode,
   HawserError,
   type HubChannel,
+  isAuthFailure,
+  quoteBounded,
   type Inbound,
   type ServerTransport,
   systemClock,
   toHawserError,
+  type TimerHandle,
   type TunnelListener,
   wire,
 } from '../tunnel/index.js';
@@ -16,6 +19,7 @@ import { applyStatusReport, markReachable, markUnreachable, readyValue } from '.
 import { LeaseTracker } from './leases.js';
 import type { HubMetrics } from './metrics.js';
 import { KeyedMutex } from './mutex.js';
+import { type BucketPolicy, defaultFailureLimiterOptions, FailureLimiter, type FailureLimiterOptions, peerAddress, TokenBucket } from './ratelimit.js';
 import { defaultRegistrarLimits, Registrar, type RegistrarLimits } from './registration.js';
 import type { HubStore } from './store.js';
 
@@ -29,6 +33,20 @@ export interface HubCoreOptions extends RegistrarLimits {
   maxLeaseDurationMs: number;
   /** An agent must say hello within this long. */
   helloTimeoutMs: number;
+  /** Failed bootstrap-token and credential attempts allowed per peer address. */
+  authFailures: FailureLimiterOptions;
+  /** Heartbeats allowed per session: far above what an agent sends (at most 10/s), far below a flood. */
+  heartbeats: BucketPolicy;
+  /** Largest encoded status report a heartbeat may carry. */
+  maxStatusBytes: number;
+  /** Streams not yet welcomed (saying hello, registering, waiting for approval) at most, per hub. */
+  maxUnwelcomedStreams: number;
+  /** What a busy hub asks a refused stream to wait. */
+  busyRetryAfterMs: number;
+  /** What a hub with a full disk asks a registration to wait. */
+  storageFullRetryAfterMs: number;
+  /** A refusal waits this long for its Goodbye to go out, then ends the stream regardless. */
+  goodbyeTimeoutMs: number;
 }
 
 export const defaultHubCoreOptions: HubCoreOptions = {
@@ -39,12 +57,29 @@ export const defaultHubCoreOptions: HubCoreOptions = {
   minLeaseDurationMs: 1_000,
   maxLeaseDurationMs: 3_600_000,
   helloTimeoutMs: 15_000,
+  authFailures: defaultFailureLimiterOptions,
+  heartbeats: { capacity: 40, refillPerSecond: 20 },
+  maxStatusBytes: 64 * 1024,
+  maxUnwelcomedStreams: 1_024,
+  busyRetryAfterMs: 5_000,
+  storageFullRetryAfterMs: 60_000,
+  goodbyeTimeoutMs: 5_000,
 };
 
 interface Session {
   clusterName: string;
   channel: HubChannel;
   leaseDurationMs: number;
+  heartbeats: TokenBucket;
+}
+
+/** A disk-full error from LevelDB or the file system, anywhere in the cause chain. */
+function isDiskFull(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOSPC') return true;
+    if (e instanceof Error && /ENOSPC|No space left on device/i.test(e.message)) return true;
+  }
+  return false;
 }
 
 /**
@@ -58,6 +93,9 @@ export class HubCore {
   private readonly sessions = new Map<string, Session>();
   private readonly leaseDurations = new Map<string, number>();
   private readonly channels = new Set<HubChannel>();
+  private readonly serving = new Set<Promise<void>>();
+  private readonly authFailures: FailureLimiter;
+  private unwelcomed = 0;
   private listener: TunnelListener | undefined;
   private stopping = false;
 
@@ -75,6 +113,7 @@ export class HubCore {
       onClusterDeleted: (name) => this.closeDeletedCluster(name),
     });
     this.leases = new LeaseTracker(clock, { expired: (name) => void this.onLeaseExpired(name) });
+    this.authFailures = new FailureLimiter(options.authFailures, clock);
   }
 
   async start(transport: ServerTransport): Promise<string> {
@@ -87,7 +126,11 @@ export class HubCore {
       this.leases.renew(cluster.metadata.name, duration);
       this.metrics.ready.set({ cluster: cluster.metadata.name }, readyValue(cluster));
     }
-    this.listener = await transport.listen((channel) => void this.serve(channel));
+    this.listener = await transport.listen((channel) => {
+      // Owned until it ends: stop() waits for it, so the store never closes under a stream.
+      const serving = this.serve(channel).finally(() => this.serving.delete(serving));
+      this.serving.add(serving);
+    });
     return this.listener.address;
   }
 
@@ -103,6 +146,7 @@ export class HubCore {
     }
     await this.listener?.close();
     await Promise.allSettled([...this.channels].map((c) => c.closed));
+    await Promise.allSettled([...this.serving]);
   }
 
   /** An operator deleted the cluster: its live session ends now, not at its next reconnect. */
@@ -112,13 +156,25 @@ export class HubCore {
     void this.refuse(session.channel, new HawserError(ErrorCode.ClusterDeleted, `cluster "${name}" was deleted by an operator`));
   }
 
+  /**
+   * Refuses a stream: counted, logged, told why in a Goodbye, and always ended
+   * with a status, even when the peer does not read (the Goodbye gets
+   * goodbyeTimeoutMs to go out). Messages quote untrusted input bounded.
+   */
   private async refuse(channel: HubChannel, error: HawserError, context: Record<string, unknown> = {}): Promise<void> {
     this.metrics.rejected.inc({ code: error.code });
     this.logger.warn({ code: error.code, peer: channel.peer, ...context }, error.message);
+    let timer: TimerHandle | undefined;
+    const gaveUp = new Promise<void>((resolve) => (timer = this.clock.setTimeout(resolve, this.options.goodbyeTimeoutMs)));
     try {
-      await channel.send({ frame: { $case: 'goodbye', value: { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs } } });
+      await Promise.race([
+        channel.send({ frame: { $case: 'goodbye', value: { code: error.code, message: error.message, retryAfterMs: error.retryAfterMs } } }),
+        gaveUp,
+      ]);
     } catch {
       // The peer may already be gone; the close below still records the reason.
+    } finally {
+      timer?.cancel();
     }
     channel.close(error);
   }
@@ -137,7 +193,22 @@ export class HubCore {
       this.metrics.bytes.inc({ direction: 'out' }, channel.bytesOut - countedOut);
       countedOut = channel.bytesOut;
     };
+    // Streams that have not been welcomed cost the hub without proving anything: bounded.
+    let unwelcomed = true;
+    this.unwelcomed++;
+    const welcomed = () => {
+      if (unwelcomed) this.unwelcomed--;
+      unwelcomed = false;
+    };
     try {
+      if (this.unwelcomed > this.options.maxUnwelcomedStreams) {
+        return await this.refuse(
+          channel,
+          new HawserError(ErrorCode.HubBusy, `hub has ${this.options.maxUnwelcomedStreams} streams still registering; try again later`, {
+            retryAfterMs: this.options.busyRetryAfterMs,
+          }),
+        );
+      }
       const first = await this.firstFrame(channel, iterator);
       if (!first) return;
       if (!first.ok) return await this.refuse(channel, first.error);
@@ -146,7 +217,9 @@ export class HubCore {
       }
       const hello = first.frame.frame.value;
       session = await this.establish(channel, hello);
+      welcomed();
       if (!session) return;
+      await this.renewLease(session, { refresh: true });
       for (;;) {
         const next = await iterator.next();
         if (next.done) break;
@@ -155,6 +228,8 @@ export class HubCore {
         if (!inbound.ok) return await this.refuse(channel, inbound.error, { cluster: session.clusterName });
         const frame = inbound.frame.frame;
         if (frame?.$case === 'heartbeat') {
+          const refusal = this.checkHeartbeat(session, frame.value);
+          if (refusal) return await this.refuse(channel, refusal, { cluster: session.clusterName });
           await this.onHeartbeat(session, frame.value);
           countOut();
         } else {
@@ -166,10 +241,21 @@ export class HubCore {
         }
       }
     } catch (err) {
-      const error = toHawserError(err);
+      const error = isDiskFull(err)
+        ? new HawserError(ErrorCode.StorageFull, 'the hub cannot store anything: its disk is full', {
+            cause: err,
+            retryAfterMs: this.options.storageFullRetryAfterMs,
+          })
+        : toHawserError(err);
       if (error.code === ErrorCode.Internal) this.logger.error({ err, peer: channel.peer }, 'session failed');
-      channel.close(error);
+      if (error.code === ErrorCode.Unavailable || error.code === ErrorCode.Cancelled) {
+        channel.close(error); // the stream itself broke: nobody is left to tell
+      } else {
+        // A failure of the hub's own is still a refusal the agent hears about and the hub counts.
+        await this.refuse(channel, error, session ? { cluster: session.clusterName } : {});
+      }
     } finally {
+      welcomed();
       countOut();
       this.channels.delete(channel);
       this.metrics.openStreams.dec();
@@ -177,6 +263,24 @@ export class HubCore {
       if (session && this.sessions.get(session.clusterName) === session) this.sessions.delete(session.clusterName);
       if (session) this.logger.info({ cluster: session.clusterName, peer: channel.peer }, 'agent disconnected');
     }
+  }
+
+  /** A heartbeat over the session's rate or carrying an oversized status is refused before it costs a write. */
+  private checkHeartbeat(session: Session, heartbeat: wire.Heartbeat): HawserError | undefined {
+    if (!session.heartbeats.take()) {
+      const { capacity, refillPerSecond } = this.options.heartbeats;
+      return new HawserError(
+        ErrorCode.HeartbeatFlood,
+        `heartbeats arrive faster than ${refillPerSecond}/s (bursts of ${capacity}); an agent sends at most a few per second`,
+      );
+    }
+    if (heartbeat.status) {
+      const size = wire.ClusterStatus.encode(heartbeat.status).finish().byteLength;
+      if (size > this.options.maxStatusBytes) {
+        return new HawserError(ErrorCode.StatusTooLarge, `status report of ${size} bytes exceeds the limit of ${this.options.maxStatusBytes} bytes`);
+      }
+    }
+    return undefined;
   }
 
   private async firstFrame(
@@ -200,10 +304,23 @@ export class HubCore {
   /** Authenticates and registers; returns the live session, or undefined if refused or abandoned. */
   private async establish(channel: HubChannel, hello: wire.Hello): Promise<Session | undefined> {
     let admission;
+    // Listen for approval before anything can make the request pending: an
+    // approve that lands while RegistrationPending is on the wire must not be lost.
+    const requestName = registrationRequestName(hello.clusterId);
+    const done = new AbortController();
+    void channel.closed.then(() => done.abort());
+    const approved = this.registrar.waitForApproval(requestName, done.signal);
+    const peer = peerAddress(channel.peer);
     try {
+      // A peer over its failure budget may not try the bootstrap token at all. A cluster
+      // credential (a 256-bit secret, not guessable) is still checked, so sites sharing one
+      // address behind carrier NAT keep connecting while a neighbour guesses.
+      const waitMs = this.authFailures.retryAfterMs(peer);
+      if (waitMs > 0 && hello.auth?.$case !== 'clusterCredential') {
+        throw new HawserError(ErrorCode.RateLimited, `too many failed attempts from ${peer}; retry in ${waitMs}ms`, { retryAfterMs: waitMs });
+      }
       admission = await this.registrar.admit(hello);
       if (admission.kind === 'pending') {
-        const requestName = admission.request.metadata.name;
         this.metrics.registrations.inc({ result: 'pending' });
         this.logger.info({ request: requestName, peer: channel.peer }, 'registration waits for approval');
         await channel.send({
@@ -212,24 +329,45 @@ export class HubCore {
             value: { requestName, message: `waiting for an operator to run: hawser approve ${admission.request.spec.clusterName}` },
           },
         });
-        const closed = new AbortController();
-        void channel.closed.then(() => closed.abort());
-        if (!(await this.registrar.waitForApproval(requestName, closed.signal))) return undefined;
+        if (!(await approved)) return undefined;
         admission = await this.registrar.admit(hello);
         if (admission.kind === 'pending') throw new HawserError(ErrorCode.Internal, `request ${requestName} approved but still pending`);
       }
     } catch (err) {
-      const error = toHawserError(err);
+      let error = toHawserError(err);
       if (error.code === ErrorCode.Internal) throw err;
+      if (isAuthFailure(error.code)) {
+        const waitMs = this.authFailures.recordFailure(peer);
+        if (waitMs > 0) error = new HawserError(error.code, error.message, { cause: error, retryAfterMs: waitMs });
+      }
       this.metrics.registrations.inc({ result: 'refused' });
-      await this.refuse(channel, error, { clusterId: hello.clusterId });
+      await this.refuse(channel, error, { clusterId: quoteBounded(hello.clusterId, 64) });
       return undefined;
+    } finally {
+      done.abort();
     }
 
     const cluster = admission.cluster;
     const name = cluster.metadata.name;
     const leaseDurationMs = this.leaseDurationFor(hello);
-    const session: Session = { clusterName: name, channel, leaseDurationMs };
+    // Welcome first, record after: a stream that ends before its welcome went out
+    // must leave no session and no connected-agents count behind. Nothing awaits
+    // between recording and returning, so serve() always cleans up what was recorded.
+    await channel.send({
+      frame: {
+        $case: 'welcome',
+        value: {
+          clusterName: name,
+          dedicatedNamespace: cluster.metadata.namespace ?? '',
+          credential: admission.credential ?? '',
+          credentialExpiresAtUnixMs: admission.credentialExpiresAtMs ?? 0,
+          publicKeyFingerprint: cluster.spec.publicKeyFingerprint ?? '',
+          leaseDurationMs,
+          heartbeatIntervalMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
+        },
+      },
+    });
+    const session: Session = { clusterName: name, channel, leaseDurationMs, heartbeats: new TokenBucket(this.options.heartbeats, this.clock) };
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);
     if (previous) {
@@ -246,21 +384,6 @@ export class HubCore {
       this.metrics.agentCacheQuarantines.inc({ cluster: name }, Math.min(hello.cacheQuarantines, 100));
       this.logger.error({ cluster: name, quarantines: hello.cacheQuarantines }, 'agent quarantined a corrupt offline cache');
     }
-    await channel.send({
-      frame: {
-        $case: 'welcome',
-        value: {
-          clusterName: name,
-          dedicatedNamespace: cluster.metadata.namespace ?? '',
-          credential: admission.credential ?? '',
-          credentialExpiresAtUnixMs: admission.credentialExpiresAtMs ?? 0,
-          publicKeyFingerprint: cluster.spec.publicKeyFingerprint ?? '',
-          leaseDurationMs,
-          heartbeatIntervalMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
-        },
-      },
-    });
-    await this.renewLease(session, { refresh: true });
     return session;
   }
 

@@ -8,7 +8,9 @@ import {
   type Clock,
   createCertificateAuthority,
   createServingCertificate,
+  defaultMaxConcurrentStreams,
   defaultMaxFrameBytes,
+  defaultTlsHandshakeTimeoutMs,
   ErrorCode,
   GrpcServerTransport,
   HawserError,
@@ -37,6 +39,12 @@ export interface HubOptions {
   tlsSans: string[];
   maxFrameBytes: number;
   keepaliveTimeMs: number;
+  /** A TLS handshake on the tunnel not finished in this long is dropped. */
+  tlsHandshakeTimeoutMs: number;
+  /** HTTP/2 streams one agent connection may have open at once. */
+  maxConcurrentStreams: number;
+  /** Streams still registering (not yet welcomed), at most, per hub. */
+  maxUnwelcomedStreams: number;
 }
 
 export const defaultHubListenAddress = '0.0.0.0:7100';
@@ -53,6 +61,9 @@ export function defaultHubOptions(): HubOptions {
     tlsSans: [],
     maxFrameBytes: defaultMaxFrameBytes,
     keepaliveTimeMs: 30_000,
+    tlsHandshakeTimeoutMs: defaultTlsHandshakeTimeoutMs,
+    maxConcurrentStreams: defaultMaxConcurrentStreams,
+    maxUnwelcomedStreams: defaultHubCoreOptions.maxUnwelcomedStreams,
   };
 }
 
@@ -161,7 +172,13 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
   const store = await EmbeddedStore.open(join(o.dataDir, 'store'));
   const metrics = new HubMetrics();
   const core = new HubCore(
-    { ...defaultHubCoreOptions, bootstrapTokens, autoApprove: o.autoApprove, clusterLeaseDurationMs: o.clusterLeaseDurationMs },
+    {
+      ...defaultHubCoreOptions,
+      bootstrapTokens,
+      autoApprove: o.autoApprove,
+      clusterLeaseDurationMs: o.clusterLeaseDurationMs,
+      maxUnwelcomedStreams: o.maxUnwelcomedStreams,
+    },
     store,
     metrics,
     deps.logger,
@@ -175,6 +192,8 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
         tls: { certPem: tls.certPem, keyPem: tls.keyPem },
         maxFrameBytes: o.maxFrameBytes,
         keepaliveTimeMs: o.keepaliveTimeMs,
+        tlsHandshakeTimeoutMs: o.tlsHandshakeTimeoutMs,
+        maxConcurrentStreams: o.maxConcurrentStreams,
       }),
     );
     const server = createHubApi({ store, registrar: core.registrar, metrics, logger: deps.logger });

@@ -28,6 +28,16 @@ export function backoffDelayMs(policy: BackoffPolicy, attempt: number, random: (
   return Math.floor(r * backoffCeilingMs(policy, attempt));
 }
 
+/**
+ * The hub's retry-after, as a floor the agent will honour: at most the backoff
+ * cap. Node fires a timer over 2^31-1 ms after 1 ms, so an uncapped huge value
+ * from a hub would turn into an instant redial loop; junk (NaN, negative) is 0.
+ */
+export function retryAfterFloorMs(policy: BackoffPolicy, retryAfterMs: number): number {
+  if (!(retryAfterMs > 0)) return 0;
+  return Math.min(policy.capMs, Math.floor(retryAfterMs));
+}
+
 /** Tracks attempts for one reconnect loop. */
 export class Backoff {
   private attempt = 0;
@@ -46,11 +56,11 @@ export class Backoff {
     return this.attempt;
   }
 
-  /** Delay before the next dial; `retryAfterMs` from the hub is a floor. */
+  /** Delay before the next dial; `retryAfterMs` from the hub is a floor, capped (see retryAfterFloorMs). */
   next(retryAfterMs = 0): number {
     const delay = backoffDelayMs(this.policy, this.attempt, this.random);
     this.attempt++;
-    return Math.max(delay, retryAfterMs);
+    return Math.max(delay, retryAfterFloorMs(this.policy, retryAfterMs));
   }
 
   markConnected(nowMs: number): void {

@@ -38,6 +38,20 @@ export const ErrorCode = {
   IdentityCorrupt: 'HAWSER_IDENTITY_CORRUPT',
   /** A durable write to the agent's cache failed (e.g. a full disk). */
   CacheWriteFailed: 'HAWSER_CACHE_WRITE_FAILED',
+  /** Too many failed authentication attempts from one peer address; retry after the given delay. */
+  RateLimited: 'HAWSER_RATE_LIMITED',
+  /** Heartbeats faster than any agent sends them. */
+  HeartbeatFlood: 'HAWSER_HEARTBEAT_FLOOD',
+  /** A status report over the hub's size bound. */
+  StatusTooLarge: 'HAWSER_STATUS_TOO_LARGE',
+  /** Too many streams that have not yet been welcomed; retry after the given delay. */
+  HubBusy: 'HAWSER_HUB_BUSY',
+  /** The hub's disk is full: nothing could be stored; retry after the given delay. */
+  StorageFull: 'HAWSER_STORAGE_FULL',
+  /** The hub's certificate is not signed by the CA the agent was given. */
+  UntrustedHub: 'HAWSER_UNTRUSTED_HUB',
+  /** An HTTP request path that is not valid percent-encoding. */
+  MalformedPath: 'HAWSER_MALFORMED_PATH',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -77,6 +91,29 @@ export function isPermanent(code: ErrorCode): boolean {
     code === ErrorCode.KeyMismatch ||
     code === ErrorCode.ClusterDeleted
   );
+}
+
+/**
+ * Codes that mean a peer presented a secret that did not check out. These are
+ * what the hub rate-limits per peer address.
+ */
+export function isAuthFailure(code: ErrorCode): boolean {
+  return (
+    code === ErrorCode.BadBootstrapToken ||
+    code === ErrorCode.BadCredential ||
+    code === ErrorCode.CredentialClusterMismatch ||
+    code === ErrorCode.BadSignature ||
+    code === ErrorCode.SignatureReplayed ||
+    code === ErrorCode.KeyMismatch
+  );
+}
+
+/**
+ * Codes only an operator can fix (a wrong CA file). Retrying cannot help until
+ * then, so the agent keeps trying, but only at its backoff cap.
+ */
+export function needsOperator(code: ErrorCode): boolean {
+  return code === ErrorCode.UntrustedHub;
 }
 
 export function toHawserError(err: unknown, fallback: ErrorCode = ErrorCode.Internal): HawserError {

@@ -35,7 +35,16 @@ const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
   [ErrorCode.Unavailable]: grpc.status.UNAVAILABLE,
   [ErrorCode.HeartbeatTimeout]: grpc.status.DEADLINE_EXCEEDED,
   [ErrorCode.Cancelled]: grpc.status.CANCELLED,
+  [ErrorCode.RateLimited]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCode.HeartbeatFlood]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCode.StatusTooLarge]: grpc.status.RESOURCE_EXHAUSTED,
+  [ErrorCode.HubBusy]: grpc.status.UNAVAILABLE,
+  [ErrorCode.StorageFull]: grpc.status.UNAVAILABLE,
 };
+
+// What Node's TLS stack says when the hub's certificate chain does not lead to the CA we trust.
+const untrustedCertificate =
+  /self[- ]signed certificate|unable to (get local issuer|verify the first) certificate|certificate signature failure|CERT_SIGNATURE_FAILURE|UNABLE_TO_GET_ISSUER_CERT|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE/i;
 
 export function hawserErrorFromStatus(status: { code: number; details?: string; metadata?: grpc.Metadata }): HawserError {
   const declared = status.metadata?.get(errorCodeKey)[0];
@@ -46,6 +55,13 @@ export function hawserErrorFromStatus(status: { code: number; details?: string; 
   }
   if (status.code === grpc.status.CANCELLED) return new HawserError(ErrorCode.Cancelled, details);
   if (status.code === grpc.status.RESOURCE_EXHAUSTED) return new HawserError(ErrorCode.OversizedFrame, details);
+  const untrusted = status.code === grpc.status.UNAVAILABLE ? untrustedCertificate.exec(details) : null;
+  if (untrusted) {
+    return new HawserError(
+      ErrorCode.UntrustedHub,
+      `the hub's certificate is not trusted by --parent-ca-file (${untrusted[0]}): give the agent the CA that signed it, the hub's <data-dir>/pki/ca.crt`,
+    );
+  }
   return new HawserError(ErrorCode.Unavailable, `${grpc.status[status.code] ?? status.code}: ${details}`);
 }
 
@@ -140,6 +156,11 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
     return this.queue;
   }
 
+  /** Hands the consumer a refusal the transport found itself (a frame over grpc-js's own limit). */
+  injectInbound(item: Inbound<In>): void {
+    if (!this.done) this.queue.push(item);
+  }
+
   close(error?: HawserError): void {
     if (this.done) return;
     if (this.isServer) {
@@ -172,6 +193,33 @@ export interface GrpcServerOptions {
   /** Server-side pings find dead agents even when no heartbeat is due. */
   keepaliveTimeMs?: number;
   keepaliveTimeoutMs?: number;
+  /** A TLS handshake not finished in this long is dropped (Node's default holds it 120 s). */
+  tlsHandshakeTimeoutMs?: number;
+  /** HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  maxConcurrentStreams?: number;
+}
+
+export const defaultTlsHandshakeTimeoutMs = 10_000;
+export const defaultMaxConcurrentStreams = 100;
+
+/**
+ * TLS server credentials with a bound on the handshake. grpc-js's createSsl
+ * has no way to set Node's handshakeTimeout; its ServerCredentials passes
+ * the constructor options given here to http2.createSecureServer.
+ */
+class BoundedHandshakeCredentials extends grpc.ServerCredentials {
+  constructor(tls: { keyPem: string; certPem: string }, handshakeTimeoutMs: number) {
+    super({ handshakeTimeout: handshakeTimeoutMs, requestCert: false }, { cert: [Buffer.from(tls.certPem)], key: [Buffer.from(tls.keyPem)] });
+  }
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/** Per call: where a frame refused by grpc-js's own size limit should go. */
+interface OversizeHook {
+  deliver?: (error: HawserError) => void;
+  fired: boolean;
 }
 
 export class GrpcServerTransport implements ServerTransport {
@@ -179,14 +227,42 @@ export class GrpcServerTransport implements ServerTransport {
 
   async listen(onChannel: (channel: HubChannel) => void): Promise<TunnelListener> {
     const maxFrameBytes = this.options.maxFrameBytes ?? defaultMaxFrameBytes;
+    const hooks = new WeakMap<object, OversizeHook>();
+    const oversized = (details: string) =>
+      new HawserError(ErrorCode.OversizedFrame, `agent frame exceeds the limit of ${maxFrameBytes} bytes (${details})`);
+    // grpc-js refuses a frame over its own receive limit with a bare RESOURCE_EXHAUSTED and
+    // tells the handler nothing. Catch that status on the way out and hand the hub the refusal
+    // instead, so every oversized frame gets our code, a Goodbye, a log line and a count.
+    const oversizeInterceptor: grpc.ServerInterceptor = (_method, call) => {
+      const hook: OversizeHook = { fired: false };
+      const wrapper = new grpc.ServerInterceptingCall(call);
+      hooks.set(wrapper, hook);
+      // The base call sends the size refusal on itself: patch this call's own method.
+      const sendStatus = call.sendStatus.bind(call);
+      call.sendStatus = (status) => {
+        const ours = status.metadata?.get(errorCodeKey).length;
+        if (status.code === grpc.status.RESOURCE_EXHAUSTED && !ours) {
+          if (hook.fired) return; // later data frames of the same message: already being refused
+          hook.fired = true;
+          const error = oversized(status.details);
+          if (hook.deliver) return hook.deliver(error);
+          return sendStatus(statusFromHawserError(error));
+        }
+        return sendStatus(status);
+      };
+      return wrapper;
+    };
     const server = new grpc.Server({
-      // Frames up to twice our limit reach the codec, which names the problem
-      // and lets the hub count it; larger ones grpc-js refuses by itself.
+      // Frames up to twice our limit reach the codec, which names the problem;
+      // larger ones grpc-js refuses from their length prefix, without buffering
+      // them, and the interceptor above turns that into the same refusal.
       'grpc.max_receive_message_length': maxFrameBytes * 2,
       'grpc.keepalive_time_ms': this.options.keepaliveTimeMs ?? 30_000,
       'grpc.keepalive_timeout_ms': this.options.keepaliveTimeoutMs ?? 10_000,
       'grpc.http2.min_ping_interval_without_data_ms': 5_000,
       'grpc.keepalive_permit_without_calls': 1,
+      'grpc.max_concurrent_streams': this.options.maxConcurrentStreams ?? defaultMaxConcurrentStreams,
+      interceptors: [oversizeInterceptor],
     });
     const inCodec = agentFrameCodec(maxFrameBytes);
     const outCodec = hubFrameCodec();
@@ -208,6 +284,9 @@ export class GrpcServerTransport implements ServerTransport {
     server.addService(definition, {
       connect: (call: grpc.ServerDuplexStream<Inbound<ConnectRequest>, Buffer>) => {
         const channel = new GrpcChannel<ConnectRequest, ConnectResponse>(call, outCodec, call.getPeer(), true);
+        // ServerDuplexStream keeps the intercepted call it wraps as `call`.
+        const hook = hooks.get((call as unknown as { call: object }).call);
+        if (hook) hook.deliver = (error) => channel.injectInbound({ ok: false, error, bytes: 0 });
         open.add(channel);
         void channel.closed.then(() => open.delete(channel));
         onChannel(channel);
@@ -216,11 +295,7 @@ export class GrpcServerTransport implements ServerTransport {
     const credentials =
       this.options.tls === 'insecure'
         ? grpc.ServerCredentials.createInsecure()
-        : grpc.ServerCredentials.createSsl(
-            null,
-            [{ private_key: Buffer.from(this.options.tls.keyPem), cert_chain: Buffer.from(this.options.tls.certPem) }],
-            false,
-          );
+        : new BoundedHandshakeCredentials(this.options.tls, this.options.tlsHandshakeTimeoutMs ?? defaultTlsHandshakeTimeoutMs);
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(this.options.address, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );

@@ -1,4 +1,4 @@
-export { ErrorCode, HawserError, isErrorCode, isPermanent, toHawserError } from './errors.js';
+export { ErrorCode, HawserError, isAuthFailure, isErrorCode, isPermanent, needsOperator, toHawserError } from './errors.js';
 export { type Clock, type TimerHandle, ManualClock, systemClock } from './clock.js';
 export {
   Backoff,
@@ -6,6 +6,7 @@ export {
   backoffCeilingMs,
   backoffDelayMs,
   defaultBackoffPolicy,
+  retryAfterFloorMs,
 } from './backoff.js';
 export { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
 export type {
@@ -22,6 +23,8 @@ export {
   type GrpcClientOptions,
   GrpcServerTransport,
   type GrpcServerOptions,
+  defaultMaxConcurrentStreams,
+  defaultTlsHandshakeTimeoutMs,
   hawserErrorFromStatus,
 } from './grpc.js';
 export {

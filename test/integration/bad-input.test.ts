@@ -1,5 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
+import { connect as http2Connect } from 'node:http2';
+import { connect as netConnect } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -8,6 +10,7 @@ import {
   generateAgentKeyPair,
   GrpcClientTransport,
   HawserError,
+  hawserErrorFromStatus,
   type Inbound,
   signProof,
   wire,
@@ -18,7 +21,8 @@ import { bootstrapToken, hawser, type HubProcess, readyStatus, TestBed, until } 
 // Bad input over the real gRPC tunnel: each refused with a stable code and a
 // message naming the problem, counted on /metrics, and nothing else changes.
 
-const maxFrameBytes = 64 * 1024;
+// Room for a hello carrying a 1 MB cluster name, which must be refused by validation, not by size.
+const maxFrameBytes = 1536 * 1024;
 
 describe('bad input is refused, counted, and changes nothing else', () => {
   let bed: TestBed;
@@ -107,13 +111,18 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     };
   }
 
-  /** Runs a refusal and checks it was counted and left everything else as it was. */
-  async function expectRefused(code: ErrorCode, act: () => Promise<{ goodbye?: wire.Goodbye; closed?: HawserError }>) {
+  /**
+   * Runs a refusal and checks, unconditionally, that it came as a Goodbye and a
+   * status with `code`, was counted, and left everything else as it was, with
+   * the good agent connected throughout.
+   */
+  async function expectRefused(code: ErrorCode, act: () => Promise<{ goodbye: wire.Goodbye | undefined; closed: HawserError | undefined }>) {
     const before = await snapshot();
     const countBefore = await hub.metric('hawser_hub_rejected_total', { code });
     const { goodbye, closed } = await act();
-    if (goodbye) expect(goodbye.code).toBe(code);
-    if (closed) expect(closed.code).toBe(code);
+    expect(goodbye?.code).toBe(code);
+    expect(closed).toBeInstanceOf(HawserError);
+    expect(closed?.code).toBe(code);
     expect(await hub.metric('hawser_hub_rejected_total', { code })).toBe(countBefore + 1);
     const after = await snapshot();
     expect(after.clusters).toEqual(before.clusters);
@@ -121,19 +130,21 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     expect(after.sessions).toBe(before.sessions);
     expect(after.cluster?.spec).toEqual(before.cluster?.spec);
     expect(readyStatus(after.cluster)).toBe('True');
-    // The good cluster keeps heartbeating through it all.
+    // The good cluster keeps heartbeating through it all, on the stream it had.
     const seen = after.cluster?.status.lastObservedTime;
     await until('edge-good still reporting', async () => (await hub.cluster('edge-good'))?.status.lastObservedTime !== seen);
-    return { goodbye, closed };
+    expect(agent.running).toBe(true);
+    expect(agent.lines().filter((l) => l.includes('"to":"backing-off"'))).toEqual([]);
+    return { goodbye: goodbye!, closed: closed! };
   }
 
   it('wrong bootstrap token', async () => {
     const { goodbye, closed } = await expectRefused(ErrorCode.BadBootstrapToken, async () => {
       const r = await exchange([hello({ auth: { $case: 'bootstrapToken', value: 'zzzzzz.zzzzzzzzzzzzzzzz' } })]);
-      return { goodbye: goodbyeOf(r.received)!, closed: r.closed! };
+      return { goodbye: goodbyeOf(r.received), closed: r.closed };
     });
-    expect(goodbye?.message).toMatch(/bootstrap token/);
-    expect(closed).toBeInstanceOf(HawserError);
+    expect(goodbye.message).toMatch(/bootstrap token/);
+    expect(closed.message).toMatch(/bootstrap token/);
   });
 
   it('a credential used for a different cluster id', async () => {
@@ -146,9 +157,9 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     // ... and cannot act as any other cluster with it.
     const { goodbye } = await expectRefused(ErrorCode.CredentialClusterMismatch, async () => {
       const r = await exchange([hello({ clusterId: randomUUID(), auth: { $case: 'clusterCredential', value: credential } })]);
-      return { goodbye: goodbyeOf(r.received)!, closed: r.closed! };
+      return { goodbye: goodbyeOf(r.received), closed: r.closed };
     });
-    expect(goodbye?.message).toMatch(/different cluster/);
+    expect(goodbye.message).toMatch(/different cluster/);
     // Nor can the bootstrap token take over the registered cluster: its id is bound to its key.
     await exchange([hello({ clusterId: ownId, auth: { $case: 'clusterCredential', value: credential } }, 'edge-other')]);
     const takeover = await exchange([hello({ clusterId: ownId }, 'edge-other', generateAgentKeyPair())]);
@@ -162,10 +173,10 @@ describe('bad input is refused, counted, and changes nothing else', () => {
           registration: { name: 'Bad_Name', namespace: '', clusterType: 'EdgeCluster', labels: { 'bad key!': 'v' }, syncMode: wire.SyncMode.SYNC_MODE_DUAL },
         }),
       ]);
-      return { goodbye: goodbyeOf(r.received)!, closed: r.closed! };
+      return { goodbye: goodbyeOf(r.received), closed: r.closed };
     });
-    expect(goodbye?.message).toContain('"Bad_Name"');
-    expect(goodbye?.message).toContain('"bad key!"');
+    expect(goodbye.message).toContain('"Bad_Name"');
+    expect(goodbye.message).toContain('"bad key!"');
 
     // The agent command refuses the same before dialling, naming the flag.
     const cli = await hawser(['agent', '--cluster-reg-name=Bad_Name', `--kubeconfig=${kube.kubeconfigPath}`, `--cache-dir=${bed.dir}/never`]);
@@ -173,16 +184,21 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     expect(cli.stderr).toMatch(/HAWSER_INVALID_OPTION: .*cluster-reg-name "Bad_Name"/);
   });
 
-  async function rawExchange(payload: Buffer): Promise<{ code: number; hawserCode: string | undefined; details: string }> {
+  /** Writes raw bytes on a fresh stream; returns the Goodbye (if any) and the final status. */
+  async function rawExchange(payload: Buffer): Promise<{ goodbye: wire.Goodbye | undefined; status: grpc.StatusObject; closed: HawserError }> {
     const transport = client();
     try {
       const call = transport.openRaw();
       const status = new Promise<grpc.StatusObject>((resolve) => call.on('status', resolve));
-      call.on('data', () => {});
+      let goodbye: wire.Goodbye | undefined;
+      call.on('data', (bytes: Buffer) => {
+        const frame = wire.ConnectResponse.decode(bytes).frame;
+        if (frame?.$case === 'goodbye') goodbye = frame.value;
+      });
       call.on('error', () => {});
       call.write(payload);
       const s = await status;
-      return { code: s.code, hawserCode: s.metadata.get('hawser-error-code')[0] as string | undefined, details: s.details };
+      return { goodbye, status: s, closed: hawserErrorFromStatus(s) };
     } finally {
       transport.close();
     }
@@ -192,26 +208,119 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     let result: Awaited<ReturnType<typeof rawExchange>> | undefined;
     await expectRefused(ErrorCode.MalformedFrame, async () => {
       result = await rawExchange(Buffer.from('this is not protobuf \xff\xff\xff\xff', 'latin1'));
-      return {};
+      return result;
     });
-    expect(result?.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(result?.hawserCode).toBe(ErrorCode.MalformedFrame);
-    expect(result?.details).toMatch(/agent frame of \d+ bytes/);
+    expect(result?.status.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(result?.status.details).toMatch(/agent frame of \d+ bytes/);
   });
 
   it('an oversized frame', async () => {
     let result: Awaited<ReturnType<typeof rawExchange>> | undefined;
     await expectRefused(ErrorCode.OversizedFrame, async () => {
       result = await rawExchange(Buffer.alloc(maxFrameBytes + 1000, 7));
-      return {};
+      return result;
     });
-    expect(result?.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(result?.hawserCode).toBe(ErrorCode.OversizedFrame);
-    expect(result?.details).toContain(`exceeds the limit of ${maxFrameBytes} bytes`);
+    expect(result?.status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(result?.status.details).toContain(`exceeds the limit of ${maxFrameBytes} bytes`);
   });
 
-  it('the good agent stayed connected throughout', async () => {
-    expect(agent.running).toBe(true);
-    expect(agent.lines().filter((l) => l.includes('"to":"backing-off"'))).toEqual([]);
+  it('a frame over grpc-js\'s own limit gets the same code, a Goodbye, and is counted', async () => {
+    let result: Awaited<ReturnType<typeof rawExchange>> | undefined;
+    await expectRefused(ErrorCode.OversizedFrame, async () => {
+      result = await rawExchange(Buffer.alloc(maxFrameBytes * 2 + 1000, 7));
+      return result;
+    });
+    expect(result?.status.code).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(result?.status.details).toContain(`exceeds the limit of ${maxFrameBytes} bytes`);
+  });
+
+  it('a 1 MB cluster name is quoted bounded in the Goodbye, the status and the log, and the stream ends', async () => {
+    const huge = 'x'.repeat(1_000_000);
+    const { goodbye, closed } = await expectRefused(ErrorCode.InvalidRegistration, async () => {
+      const r = await exchange([hello({}, huge)]);
+      return { goodbye: goodbyeOf(r.received), closed: r.closed };
+    });
+    for (const message of [goodbye.message, closed.message]) {
+      expect(message).toContain('(1000000 characters)');
+      expect(message.length).toBeLessThan(2_000);
+    }
+    await until('the refusal logged', async () => hub.proc.lines().some((l) => l.includes(ErrorCode.InvalidRegistration) && l.includes('(1000000 characters)')));
+    expect(hub.proc.lines().filter((l) => l.length > 4_000)).toEqual([]);
+  });
+
+  it('a registration with more labels than the bound', async () => {
+    const labels = Object.fromEntries(Array.from({ length: 10_000 }, (_, i) => [`label-${i}`, 'v']));
+    const { goodbye } = await expectRefused(ErrorCode.InvalidRegistration, async () => {
+      const r = await exchange([
+        hello({ registration: { name: 'edge-labels', namespace: '', clusterType: 'EdgeCluster', labels, syncMode: wire.SyncMode.SYNC_MODE_DUAL } }),
+      ]);
+      return { goodbye: goodbyeOf(r.received), closed: r.closed };
+    });
+    expect(goodbye.message).toContain('10000 labels exceed the limit of 1000');
+  });
+
+  it('heartbeats at flood rate end the session with a code', async () => {
+    const transport = client();
+    try {
+      const channel = transport.open();
+      await channel.send(hello({}, 'edge-flood'));
+      const frames = channel.frames()[Symbol.asyncIterator]();
+      const first = await frames.next();
+      expect(first.value?.ok && first.value.frame.frame?.$case).toBe('welcome');
+      const countBefore = await hub.metric('hawser_hub_rejected_total', { code: ErrorCode.HeartbeatFlood });
+      let goodbye: wire.Goodbye | undefined;
+      const reading = (async () => {
+        for (;;) {
+          const next = await frames.next();
+          if (next.done) return;
+          if (next.value.ok && next.value.frame.frame?.$case === 'goodbye') goodbye = next.value.frame.frame.value;
+        }
+      })();
+      for (let sequence = 1; sequence <= 1_000 && !goodbye; sequence++) {
+        await channel
+          .send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs: 0, lastRttMs: 0, statusUnchanged: false } } })
+          .catch(() => undefined);
+      }
+      await reading;
+      expect(goodbye?.code).toBe(ErrorCode.HeartbeatFlood);
+      expect((await channel.closed)?.code).toBe(ErrorCode.HeartbeatFlood);
+      expect(await hub.metric('hawser_hub_rejected_total', { code: ErrorCode.HeartbeatFlood })).toBe(countBefore + 1);
+    } finally {
+      transport.close();
+    }
+  });
+
+  it('a connection that never finishes its TLS handshake is dropped by the hub', async () => {
+    const socket = netConnect({ host: '127.0.0.1', port: hub.tunnelPort });
+    let dropped = false;
+    socket.on('close', () => (dropped = true));
+    socket.on('error', () => {});
+    try {
+      // The hub bounds the handshake at 10 s; Node's default would hold it 120 s.
+      await until('the hub to drop the silent connection', async () => dropped, 30_000);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  it('the hub bounds the HTTP/2 streams one connection may open', async () => {
+    const session = http2Connect(`https://${hub.tunnel}`, { ca: caPem, servername: 'localhost' });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        session.once('remoteSettings', () => resolve());
+        session.once('error', reject);
+      });
+      expect(session.remoteSettings.maxConcurrentStreams).toBe(100);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it('malformed percent-encoding in an API path is a 400 with a code', async () => {
+    const errorsBefore = hub.proc.lines().filter((l) => l.includes('api request failed')).length;
+    const res = await fetch(`${hub.apiUrl}/api/v1/clusters/%E0%A4%A`);
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { code: string }).code).toBe(ErrorCode.MalformedPath);
+    expect(hub.proc.lines().filter((l) => l.includes('api request failed')).length).toBe(errorsBefore);
   });
 });

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClusterRegistrationRequest, ManagedCluster } from '../../src/api/index.js';
+import { type AgentKeyPair, generateAgentKeyPair, signProof, type wire } from '../../src/tunnel/index.js';
 import {
   freePort,
   type KubeCluster,
@@ -224,4 +225,27 @@ export class TestBed {
     await this.tracker.assertNoLeaks();
     await this.temp.remove();
   }
+}
+
+/**
+ * A hello frame signed as a real agent signs it (proof of possession of its
+ * key), for tests that speak the wire protocol directly.
+ */
+export function signedHello(
+  fields: Omit<wire.Hello, 'publicKey' | 'proof' | 'cacheQuarantines'> & Partial<Pick<wire.Hello, 'cacheQuarantines'>>,
+  key: AgentKeyPair = generateAgentKeyPair(),
+): wire.ConnectRequest {
+  const value: wire.Hello = { ...fields, publicKey: Buffer.from(key.publicKeyDer), cacheQuarantines: fields.cacheQuarantines ?? 0 };
+  value.proof = signProof(
+    {
+      purpose: value.auth?.$case === 'clusterCredential' ? 'connect' : 'register',
+      clusterId: value.clusterId,
+      clusterName: value.registration?.name ?? '',
+      publicKeyDer: key.publicKeyDer,
+      secret: value.auth?.value ?? '',
+    },
+    key.privateKeyDer,
+    Date.now(),
+  );
+  return { frame: { $case: 'hello', value } };
 }

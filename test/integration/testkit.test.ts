@@ -38,13 +38,23 @@ describe('testkit: kube cluster and toxiproxy', () => {
   let cluster: KubeCluster | undefined;
   let toxi: Toxiproxy | undefined;
 
+  // Each test starts what it needs if no earlier test did, so any one runs alone (-t).
+  async function kubeCluster(): Promise<KubeCluster> {
+    cluster ??= await startKubeCluster({ name: 'tk-a' });
+    return cluster;
+  }
+  async function toxiproxy(): Promise<Toxiproxy> {
+    toxi ??= await startToxiproxy();
+    return toxi;
+  }
+
   afterAll(async () => {
     await Promise.allSettled([cluster?.stop(), toxi?.stop()]);
     await closeAll();
   }, 60_000);
 
   it('starts etcd + kube-apiserver that answer /version and real kubectl', { timeout: 180_000 }, async () => {
-    cluster = await startKubeCluster({ name: 'tk-a' });
+    const cluster = await kubeCluster();
     console.log(`[testkit] kube cluster ${cluster.name} ready in ${cluster.startupMs} ms at ${cluster.url}`);
     expect(cluster.url).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
     expect(cluster.caPem).toContain('BEGIN CERTIFICATE');
@@ -70,10 +80,9 @@ describe('testkit: kube cluster and toxiproxy', () => {
     expect(list.items.map((ns) => ns.metadata.name)).toContain('default');
   });
 
-  it('proxies the API server through toxiproxy; disabling the proxy cuts it', { timeout: 60_000 }, async () => {
-    expect(cluster, 'needs the cluster from the previous test').toBeDefined();
-    const kube = cluster as KubeCluster;
-    toxi = await startToxiproxy();
+  it('proxies the API server through toxiproxy; disabling the proxy cuts it', { timeout: 180_000 }, async () => {
+    const kube = await kubeCluster();
+    const toxi = await toxiproxy();
     const apiPort = new URL(kube.url).port;
     const proxy = await toxi.createProxy('kube-tk-a', `127.0.0.1:${apiPort}`);
     expect(proxy.listen).toBe(`127.0.0.1:${proxy.port}`);
@@ -111,16 +120,19 @@ describe('testkit: kube cluster and toxiproxy', () => {
     expect(missing).toMatchObject({ status: 404 });
   });
 
-  it('stops everything and leaves no process or port behind', { timeout: 60_000 }, async () => {
-    const pids = [cluster?.etcd.pid, cluster?.apiserver.pid, toxi?.process.pid];
-    const workDir = cluster?.workDir;
-    await cluster?.stop();
-    await toxi?.stop();
+  it('stops everything and leaves no process or port behind', { timeout: 180_000 }, async () => {
+    const kube = await kubeCluster();
+    const proxy = await toxiproxy();
+    const pids = [kube.etcd.pid, kube.apiserver.pid, proxy.process.pid];
+    await kube.stop();
+    await proxy.stop();
+    cluster = undefined;
+    toxi = undefined;
     for (const pid of pids) {
       expect(pid).toBeTypeOf('number');
       expect(isPidAlive(pid as number)).toBe(false);
     }
-    await expect(run('ls', [workDir as string])).rejects.toThrow();
+    await expect(run('ls', [kube.workDir])).rejects.toThrow();
     await assertNoLeaks();
   });
 });

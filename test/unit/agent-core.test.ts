@@ -528,18 +528,34 @@ describe('AgentCore against a scripted hub', () => {
 
   it('waits at least the retry-after the hub asks for', async () => {
     const hub = await scriptedHub(async (end) => {
-      await end.send({ frame: { $case: 'goodbye', value: { code: ErrorCode.HubShuttingDown, message: 'restarting', retryAfterMs: 30_000 } } });
+      await end.send({ frame: { $case: 'goodbye', value: { code: ErrorCode.HubShuttingDown, message: 'restarting', retryAfterMs: 4_000 } } });
       end.close();
     });
     const cache = await openCache(await cacheDir());
     const agent = await startAgent(hub, cache, () => 0.5);
     await waitFor('the goodbye', () => backingOff(agent.states).length === 1);
     const off = backingOff(agent.states)[0]!;
-    expect(off.delayMs).toBe(30_000);
+    expect(off.delayMs).toBe(4_000);
     expect(off.reason.code).toBe(ErrorCode.HubShuttingDown);
-    expect(off.reason.retryAfterMs).toBe(30_000);
+    expect(off.reason.retryAfterMs).toBe(4_000);
 
-    hub.clock.advance(29_999);
+    hub.clock.advance(3_999);
+    await settle();
+    expect(hub.channels).toHaveLength(1);
+    hub.clock.advance(1);
+    await waitFor('the redial', () => hub.channels.length === 2);
+  });
+
+  it('waits no longer than the backoff cap, and not 1 ms, for a retry-after over the timer limit', async () => {
+    const hub = await scriptedHub(async (end) => {
+      await end.send({ frame: { $case: 'goodbye', value: { code: ErrorCode.HubShuttingDown, message: 'restarting', retryAfterMs: 2 ** 31 } } });
+      end.close();
+    });
+    const cache = await openCache(await cacheDir());
+    const agent = await startAgent(hub, cache, () => 0.5);
+    await waitFor('the goodbye', () => backingOff(agent.states).length === 1);
+    expect(backingOff(agent.states)[0]!.delayMs).toBe(policy.capMs);
+    hub.clock.advance(policy.capMs - 1);
     await settle();
     expect(hub.channels).toHaveLength(1);
     hub.clock.advance(1);

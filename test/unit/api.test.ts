@@ -6,6 +6,8 @@ import {
   labelKeyProblem,
   labelProblems,
   labelValueProblem,
+  maxLabels,
+  maxLabelsBytes,
   parseLabelSelectorString,
   registrationProblems,
   type SyncMode,
@@ -185,5 +187,40 @@ describe('parseLabelSelectorString', () => {
     expect(() => parseLabelSelectorString('env=bad value!', 'cluster-labels')).toThrow('"bad value!"');
     expect(() => parseLabelSelectorString('-env=prod', 'cluster-labels')).toThrow(/cluster-labels: .*"-env"/);
     expect(() => parseLabelSelectorString('a=b=c', 'cluster-labels')).toThrow('"b=c"');
+  });
+});
+
+describe('bounds on untrusted input', () => {
+  it('accepts as many valid labels as the bound allows, and refuses one more with a single problem', () => {
+    const labels = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']));
+    expect(labelProblems(labels(maxLabels), 'labels')).toEqual([]);
+    expect(labelProblems(labels(10_000), 'labels')).toEqual([`labels: 10000 labels exceed the limit of ${maxLabels}`]);
+  });
+
+  it('refuses labels whose keys and values exceed 256 KiB in total, as Kubernetes bounds annotations', () => {
+    // Valid one by one: keys of a 253-character prefix and a 63-character name, values of 63.
+    const labels = (n: number) =>
+      Object.fromEntries(Array.from({ length: n }, (_, i) => [`${'p'.repeat(249)}${String(i).padStart(4, '0')}/${'n'.repeat(63)}`, 'v'.repeat(63)]));
+    expect(labelProblems(labels(600), 'labels')).toEqual([]);
+    const problems = labelProblems(labels(700), 'labels');
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(new RegExp(`labels: labels of \\d+ bytes in total exceed the limit of ${maxLabelsBytes} bytes`));
+  });
+
+  it('quotes a 1 MB name bounded: its first characters and its length', () => {
+    const huge = 'x'.repeat(1_000_000);
+    const problems = problemsWith({ clusterName: huge, clusterId: huge });
+    expect(problems).toHaveLength(2);
+    for (const p of problems) {
+      expect(p.length).toBeLessThan(600);
+      expect(p).toContain('(1000000 characters)');
+    }
+  });
+
+  it('lists at most ten label problems and counts the rest', () => {
+    const labels = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`bad key ${i}`, 'v']));
+    const problems = labelProblems(labels, 'labels');
+    expect(problems).toHaveLength(11);
+    expect(problems[10]).toBe('labels: and 40 more problems');
   });
 });

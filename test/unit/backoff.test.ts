@@ -203,7 +203,7 @@ describe('backoff properties', () => {
     );
   });
 
-  it('Backoff.next is max(jittered delay of the current attempt, retryAfter)', () => {
+  it('Backoff.next is max(jittered delay of the current attempt, retryAfter capped at the cap)', () => {
     fc.assert(
       fc.property(
         policyArb,
@@ -212,11 +212,31 @@ describe('backoff properties', () => {
           const draws = steps.map(([r]) => r);
           const backoff = new Backoff(p, sequence(draws));
           steps.forEach(([r, retryAfter], attempt) => {
-            expect(backoff.next(retryAfter)).toBe(Math.max(Math.floor(r * backoffCeilingMs(p, attempt)), retryAfter));
+            expect(backoff.next(retryAfter)).toBe(Math.max(Math.floor(r * backoffCeilingMs(p, attempt)), Math.min(retryAfter, p.capMs)));
           });
           expect(backoff.attempts).toBe(steps.length);
         },
       ),
     );
+  });
+
+  it('never returns more than the cap, whatever retryAfter the hub sends', () => {
+    fc.assert(
+      fc.property(
+        policyArb,
+        randomArb,
+        fc.oneof(fc.double(), fc.integer(), fc.constantFrom(2 ** 31, 2 ** 53, Infinity, Number.NaN, -1)),
+        (p, r, retryAfter) => {
+          const delay = new Backoff(p, () => r).next(retryAfter);
+          expect(delay).toBeGreaterThanOrEqual(0);
+          expect(delay).toBeLessThanOrEqual(p.capMs);
+          expect(Number.isInteger(delay)).toBe(true);
+        },
+      ),
+    );
+  });
+
+  it('caps a retry-after over the timer limit at the backoff cap (default 5 min)', () => {
+    expect(new Backoff(defaultBackoffPolicy, () => 0).next(2 ** 31)).toBe(defaultBackoffPolicy.capMs);
   });
 });

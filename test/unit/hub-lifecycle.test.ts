@@ -1,0 +1,170 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { registrationRequestName } from '../../src/api/index.js';
+import type { ConnectResponse } from '../../src/gen/hawser/v1/tunnel.js';
+import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
+import { HubMetrics } from '../../src/hub/metrics.js';
+import { EmbeddedStore, type HubStore, type StoredKind, type StoredKinds } from '../../src/hub/store.js';
+import { generateBootstrapToken } from '../../src/hub/tokens.js';
+import { ManualClock } from '../../src/tunnel/clock.js';
+import { MemoryTransport } from '../../src/tunnel/memory.js';
+import type { HubChannel, ServerTransport, TunnelListener } from '../../src/tunnel/transport.js';
+import { epoch, FakeAgent, helloFrame, metricValue, settle, silentLogger, type TestHub, tempDir, waitFor } from './support.js';
+
+// Races between an agent, an operator and the hub's own lifecycle, made
+// deterministic with gates: a store write or a frame held until the test lets
+// it go, as a slow disk or a slow link would hold it.
+
+class Gate {
+  private release!: () => void;
+  readonly opened = new Promise<void>((r) => (this.release = r));
+  reached = false;
+  open(): void {
+    this.release();
+  }
+}
+
+/** A real store whose writes of one kind wait at a gate. */
+class GatedStore implements HubStore {
+  gate: Gate | undefined;
+  constructor(
+    private readonly inner: HubStore,
+    private readonly gatedKind: StoredKind,
+  ) {}
+  get<K extends StoredKind>(kind: K, name: string) {
+    return this.inner.get(kind, name);
+  }
+  list<K extends StoredKind>(kind: K) {
+    return this.inner.list(kind);
+  }
+  async put<K extends StoredKind>(kind: K, name: string, value: StoredKinds[K], options?: { durable?: boolean }) {
+    const gate = this.gate;
+    if (kind === this.gatedKind && gate) {
+      gate.reached = true;
+      await gate.opened;
+    }
+    return this.inner.put(kind, name, value, options);
+  }
+  delete(kind: StoredKind, name: string) {
+    return this.inner.delete(kind, name);
+  }
+  close() {
+    return this.inner.close();
+  }
+}
+
+/** The memory transport, with the hub's sends of one frame kind held at a gate (a slow link). */
+class GatedTransport implements ServerTransport {
+  gate: Gate | undefined;
+  constructor(
+    readonly memory: MemoryTransport,
+    private readonly gatedFrame: NonNullable<ConnectResponse['frame']>['$case'],
+  ) {}
+  listen(onChannel: (channel: HubChannel) => void): Promise<TunnelListener> {
+    return this.memory.listen((channel) => {
+      const send = channel.send.bind(channel);
+      channel.send = async (frame) => {
+        const gate = this.gate;
+        if (frame.frame?.$case === this.gatedFrame && gate) {
+          gate.reached = true;
+          // Like the gRPC channel waiting for drain: never past the end of the stream.
+          await Promise.race([gate.opened, channel.closed]);
+        }
+        return send(frame);
+      };
+      onChannel(channel);
+    });
+  }
+}
+
+let hub: (TestHub & { gatedStore: GatedStore; gatedTransport: GatedTransport }) | undefined;
+
+afterEach(async () => {
+  await hub?.close();
+  hub = undefined;
+});
+
+async function startGatedHub(
+  options: Partial<HubCoreOptions>,
+  gated: { storeKind: StoredKind; frame: NonNullable<ConnectResponse['frame']>['$case'] },
+) {
+  const dir = await tempDir('hub');
+  const real = await EmbeddedStore.open(dir.path);
+  const store = new GatedStore(real, gated.storeKind);
+  const metrics = new HubMetrics({ processMetrics: false });
+  const clock = new ManualClock(epoch);
+  const token = generateBootstrapToken();
+  const core = new HubCore({ ...defaultHubCoreOptions, bootstrapTokens: [token], autoApprove: true, ...options }, store, metrics, silentLogger, clock);
+  const memory = new MemoryTransport();
+  const transport = new GatedTransport(memory, gated.frame);
+  await core.start(transport);
+  let closed = false;
+  hub = {
+    core,
+    store: real,
+    metrics,
+    clock,
+    transport: memory,
+    token,
+    gatedStore: store,
+    gatedTransport: transport,
+    async close() {
+      if (closed) return;
+      closed = true;
+      store.gate?.open();
+      transport.gate?.open();
+      await core.stop();
+      await real.close();
+      await dir.remove();
+    },
+  };
+  return hub;
+}
+
+describe('HubCore lifecycle races', () => {
+  it('an agent that hangs up before its welcome leaves no session and no connected-agents count behind', async () => {
+    const h = await startGatedHub({ autoApprove: false }, { storeKind: 'ClusterCredential', frame: 'welcome' });
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: h.token, name: 'edge-phantom' }));
+    await agent.expectFrame('registrationPending');
+    // Hold the welcome on the wire; the agent gives up while it waits.
+    h.gatedTransport.gate = new Gate();
+    await h.core.registrar.approve('edge-phantom', 'test');
+    await waitFor('the hub to be sending the welcome', () => h.gatedTransport.gate!.reached);
+    agent.channel.close();
+    await waitFor('the stream to be released', async () => (await metricValue(h.metrics, 'hawser_hub_open_streams')) === 0);
+    expect(await metricValue(h.metrics, 'hawser_hub_connected_agents')).toBe(0);
+    expect(h.core.connectedClusters).toEqual([]);
+  });
+
+  it('an approval that lands while RegistrationPending is still on the wire still reaches the agent', async () => {
+    const h = await startGatedHub({ autoApprove: false }, { storeKind: 'ClusterCredential', frame: 'registrationPending' });
+    h.gatedTransport.gate = new Gate();
+    const clusterId = randomUUID();
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId, token: h.token, name: 'edge-gap' }));
+    await waitFor('the hub to be sending RegistrationPending', () => h.gatedTransport.gate!.reached);
+    const request = await h.store.get('ClusterRegistrationRequest', registrationRequestName(clusterId));
+    expect(request?.status.result).toBe('Pending');
+    await h.core.registrar.approve('edge-gap', 'test');
+    h.gatedTransport.gate.open();
+    await agent.expectFrame('registrationPending');
+    expect((await agent.expectFrame('welcome')).clusterName).toBe('edge-gap');
+  });
+
+  it('stop() waits for a stream still being served, so the store is never closed under it', async () => {
+    const h = await startGatedHub({ autoApprove: true }, { storeKind: 'ClusterCredential', frame: 'welcome' });
+    h.gatedStore.gate = new Gate();
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: h.token, name: 'edge-stop' }));
+    await waitFor('registration to be writing the credential', () => h.gatedStore.gate!.reached);
+    let stopped = false;
+    const stopping = h.core.stop().then(() => (stopped = true));
+    await settle();
+    expect(stopped).toBe(false);
+    h.gatedStore.gate.open();
+    await stopping;
+    expect(await metricValue(h.metrics, 'hawser_hub_open_streams')).toBe(0);
+    expect(await metricValue(h.metrics, 'hawser_hub_connected_agents')).toBe(0);
+  });
+});

@@ -1,0 +1,110 @@
+import { randomUUID } from 'node:crypto';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ErrorCode } from '../../src/tunnel/errors.js';
+import { clusterStatus, FakeAgent, helloFrame, metricValue, rejectedCount, startTestHub, type TestHub, waitFor } from './support.js';
+
+// Every bound the hub keeps is a refusal with a code, counted; time is a ManualClock.
+
+let hub: TestHub;
+
+afterEach(async () => {
+  await hub?.close();
+});
+
+async function register(name: string) {
+  const clusterId = randomUUID();
+  const agent = FakeAgent.open(hub);
+  await agent.send(helloFrame({ clusterId, token: hub.token, name }));
+  const welcome = await agent.expectFrame('welcome');
+  return { agent, clusterId, credential: welcome.credential };
+}
+
+describe('HubCore heartbeat bounds', () => {
+  it('refuses heartbeats faster than the session budget, and only then', async () => {
+    hub = await startTestHub({ heartbeats: { capacity: 3, refillPerSecond: 1 } });
+    const { agent } = await register('edge-rate');
+    for (let i = 0; i < 3; i++) await agent.heartbeat();
+    hub.clock.advance(1_000);
+    await agent.heartbeat();
+    await agent.send({ frame: { $case: 'heartbeat', value: { sequence: 99, sentAtUnixMs: 0, lastRttMs: 0, statusUnchanged: false } } });
+    await agent.expectGoodbye(ErrorCode.HeartbeatFlood);
+    expect(await rejectedCount(hub.metrics, ErrorCode.HeartbeatFlood)).toBe(1);
+  });
+
+  it('refuses a status report over the size bound, naming both sizes', async () => {
+    hub = await startTestHub({ maxStatusBytes: 1_024 });
+    const { agent } = await register('edge-big');
+    await agent.heartbeat(clusterStatus('ok'));
+    const big = clusterStatus('ok');
+    for (let i = 0; i < 100; i++) big.allocatable[`example.com/resource-${i}`] = '1';
+    await agent.send({ frame: { $case: 'heartbeat', value: { sequence: 2, sentAtUnixMs: 0, status: big, lastRttMs: 0, statusUnchanged: false } } });
+    const goodbye = await agent.expectGoodbye(ErrorCode.StatusTooLarge);
+    expect(goodbye.message).toMatch(/status report of \d+ bytes exceeds the limit of 1024 bytes/);
+    expect(await rejectedCount(hub.metrics, ErrorCode.StatusTooLarge)).toBe(1);
+    expect((await hub.store.get('ManagedCluster', 'edge-big'))?.status.allocatable).toEqual(clusterStatus('ok').allocatable);
+  });
+});
+
+describe('HubCore unwelcomed streams', () => {
+  it('refuses streams beyond the cap with a retry-after, and admits again once one is welcomed', async () => {
+    hub = await startTestHub({ maxUnwelcomedStreams: 2, busyRetryAfterMs: 7_000 });
+    const silent = [FakeAgent.open(hub), FakeAgent.open(hub)];
+    const third = FakeAgent.open(hub);
+    const goodbye = await third.expectGoodbye(ErrorCode.HubBusy);
+    expect(goodbye.retryAfterMs).toBe(7_000);
+    expect(await rejectedCount(hub.metrics, ErrorCode.HubBusy)).toBe(1);
+
+    await silent[0]!.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-first' }));
+    await silent[0]!.expectFrame('welcome');
+    const { agent } = await register('edge-next');
+    await agent.heartbeat();
+    expect(await metricValue(hub.metrics, 'hawser_hub_connected_agents')).toBe(2);
+  });
+});
+
+describe('HubCore failed-authentication rate limit', () => {
+  const wrongToken = 'zzzzzz.zzzzzzzzzzzzzzzz';
+
+  async function attempt(spec: Parameters<typeof helloFrame>[0]) {
+    const agent = FakeAgent.open(hub);
+    await agent.send(helloFrame(spec));
+    return agent;
+  }
+
+  it('refuses bootstrap tokens from a peer over its failure budget unchecked, but admits a valid credential', async () => {
+    hub = await startTestHub({ authFailures: { capacity: 2, refillPerSecond: 0.1, maxPeers: 100 } });
+    const { clusterId, credential, agent: first } = await register('edge-known');
+    first.channel.close();
+
+    await (await attempt({ clusterId: randomUUID(), token: wrongToken })).expectGoodbye(ErrorCode.BadBootstrapToken);
+    const second = await (await attempt({ clusterId: randomUUID(), token: wrongToken })).expectGoodbye(ErrorCode.BadBootstrapToken);
+    expect(second.retryAfterMs).toBe(10_000);
+
+    // Over budget: even the right token is not checked.
+    const limited = await (await attempt({ clusterId: randomUUID(), token: hub.token, name: 'edge-new' })).expectGoodbye(ErrorCode.RateLimited);
+    expect(limited.retryAfterMs).toBe(10_000);
+    expect(await hub.store.get('ManagedCluster', 'edge-new')).toBeUndefined();
+    expect(await rejectedCount(hub.metrics, ErrorCode.RateLimited)).toBe(1);
+
+    // A valid credential from the same address is verified and admitted.
+    const known = await attempt({ clusterId, credential });
+    expect((await known.expectFrame('welcome')).clusterName).toBe('edge-known');
+    // A wrong one is refused with its own code, and told to wait.
+    const wrong = await (await attempt({ clusterId, credential: 'hwc_wrong' })).expectGoodbye(ErrorCode.BadCredential);
+    expect(wrong.retryAfterMs).toBeGreaterThan(0);
+
+    hub.clock.advance(20_000);
+    const later = await attempt({ clusterId: randomUUID(), token: hub.token, name: 'edge-new' });
+    expect((await later.expectFrame('welcome')).clusterName).toBe('edge-new');
+  });
+
+  it('does not spend the budget on refusals that are not authentication failures', async () => {
+    hub = await startTestHub({ authFailures: { capacity: 1, refillPerSecond: 0.1, maxPeers: 100 } });
+    for (let i = 0; i < 3; i++) {
+      await (await attempt({ clusterId: randomUUID(), token: hub.token, name: 'Bad_Name' })).expectGoodbye(ErrorCode.InvalidRegistration);
+    }
+    const ok = await attempt({ clusterId: randomUUID(), token: hub.token, name: 'edge-ok' });
+    expect((await ok.expectFrame('welcome')).clusterName).toBe('edge-ok');
+    await waitFor('no rate limiting', async () => (await rejectedCount(hub.metrics, ErrorCode.RateLimited)) === 0);
+  });
+});
