@@ -246,8 +246,11 @@ export class Registrar {
     return cluster;
   }
 
-  /** Approves by request name or by cluster name; wakes an agent that is waiting. */
-  async approve(name: string): Promise<ClusterRegistrationRequest> {
+  /**
+   * Approves by request name or by cluster name; wakes an agent that is
+   * waiting. `actor` is the operator who decided (the API audits the call).
+   */
+  async approve(name: string, _actor = 'system'): Promise<ClusterRegistrationRequest> {
     const requests = await this.store.list('ClusterRegistrationRequest');
     const found = requests.find((r) => r.metadata.name === name) ?? requests.find((r) => r.spec.clusterName === name);
     if (!found) throw new HawserError(ErrorCode.NotFound, `no cluster registration request named "${name}"`);

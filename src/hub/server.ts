@@ -1,8 +1,8 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import { writeFileAtomic } from '../cache/index.js';
 import {
   assertCertificatePem,
   type Clock,
@@ -14,11 +14,13 @@ import {
   HawserError,
   systemClock,
 } from '../tunnel/index.js';
-import { createHubApi } from './http.js';
+import { generateOperatorToken, OperatorAuthenticator, type OperatorTokenEntry, parseOperatorTokens, renderOperatorTokens } from './auth.js';
+import { dataDirError, type DataDirLock, lockDataDir, prepareDataDir, privateSubdir } from './datadir.js';
+import { createHubApi, type HubApiServer } from './http.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { EmbeddedStore } from './store.js';
-import { bootstrapTokenPattern, generateBootstrapToken } from './tokens.js';
+import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -26,8 +28,17 @@ export interface HubOptions {
   listenAddress: string;
   /** Operators' HTTP API and /metrics. */
   apiAddress: string;
-  /** Accepted bootstrap tokens; empty: one is generated and kept in the data dir. */
+  /**
+   * Accepted bootstrap tokens (with bootstrapTokenFile's). None from either:
+   * one is generated into <data-dir>/bootstrap-token and kept there.
+   */
   bootstrapTokens: string[];
+  /** File of bootstrap tokens, one a line. */
+  bootstrapTokenFile?: string;
+  /** Operators' tokens (see auth.ts); default <data-dir>/operator-tokens, generated with one admin. */
+  operatorTokensFile?: string;
+  /** Serve /metrics without a token (default: a viewer token is needed). */
+  metricsAnonymous: boolean;
   autoApprove: boolean;
   clusterLeaseDurationMs: number;
   /** Own certificate; otherwise one is generated from the data dir's CA. */
@@ -49,6 +60,7 @@ export function defaultHubOptions(): HubOptions {
     apiAddress: defaultHubApiAddress,
     bootstrapTokens: [],
     autoApprove: false,
+    metricsAnonymous: false,
     clusterLeaseDurationMs: defaultHubCoreOptions.clusterLeaseDurationMs,
     tlsSans: [],
     maxFrameBytes: defaultMaxFrameBytes,
@@ -59,15 +71,16 @@ export function defaultHubOptions(): HubOptions {
 /** Merges and validates; unknown keys and bad values are named. */
 export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
   const defaults = defaultHubOptions();
+  const optional = ['tlsCertFile', 'tlsKeyFile', 'bootstrapTokenFile', 'operatorTokensFile'];
   for (const key of Object.keys(partial)) {
-    if (!(key in defaults) && key !== 'tlsCertFile' && key !== 'tlsKeyFile') {
+    if (!(key in defaults) && !optional.includes(key)) {
       throw new HawserError(ErrorCode.InvalidOption, `unknown hub option "${key}"; known: ${Object.keys(defaults).join(', ')}`);
     }
   }
   const o = { ...defaults, ...partial };
-  for (const t of o.bootstrapTokens) {
+  for (const [i, t] of o.bootstrapTokens.entries()) {
     if (!bootstrapTokenPattern.test(t)) {
-      throw new HawserError(ErrorCode.InvalidOption, `bootstrap token "${t.slice(0, 6)}…" must look like abcdef.0123456789abcdef ([a-z0-9]{6}.[a-z0-9]{16})`);
+      throw new HawserError(ErrorCode.InvalidBootstrapToken, `hub option bootstrapTokens[${i}] must look like abcdef.0123456789abcdef ([a-z0-9]{6}.[a-z0-9]{16})`);
     }
   }
   if (o.clusterLeaseDurationMs < 1_000) {
@@ -82,8 +95,10 @@ export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
 export interface RunningHub {
   /** host:port agents dial. */
   tunnelAddress: string;
-  /** http://host:port of the API. */
+  /** http://host:port of the API on loopback, https:// anywhere else. */
   apiUrl: string;
+  /** Where the operators' tokens are read from (or were generated into). */
+  operatorTokensFile: string;
   /** PEM of the CA agents should trust. */
   caPem: string;
   caFile: string;
@@ -93,20 +108,45 @@ export interface RunningHub {
   stop(): Promise<void>;
 }
 
-async function readOrCreate(path: string, create: () => Promise<string>): Promise<string> {
+/** Reads the file, or creates it (atomically, 0600 unless said) when it does not exist. */
+async function readOrCreate(path: string, create: () => Promise<string>, mode = 0o600): Promise<{ text: string; created: boolean }> {
   try {
-    return await readFile(path, 'utf8');
+    return { text: await readFile(path, 'utf8'), created: false };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    const value = await create();
-    await writeFile(path, value, { mode: 0o600 });
-    return value;
+    const text = await create();
+    await writeFileAtomic(path, text, { mode });
+    return { text, created: true };
   }
 }
 
+async function loadBootstrapTokens(o: HubOptions): Promise<string[]> {
+  const tokens = [...o.bootstrapTokens];
+  if (o.bootstrapTokenFile) tokens.push(...parseBootstrapTokens(await readFile(o.bootstrapTokenFile, 'utf8'), o.bootstrapTokenFile));
+  if (tokens.length > 0) return tokens;
+  const file = join(o.dataDir, 'bootstrap-token');
+  return parseBootstrapTokens((await readOrCreate(file, async () => `${generateBootstrapToken()}\n`)).text, file);
+}
+
+async function loadOperatorTokens(o: HubOptions, logger: Logger): Promise<{ entries: OperatorTokenEntry[]; file: string }> {
+  if (o.operatorTokensFile) {
+    return { entries: parseOperatorTokens(await readFile(o.operatorTokensFile, 'utf8'), o.operatorTokensFile), file: o.operatorTokensFile };
+  }
+  const file = join(o.dataDir, 'operator-tokens');
+  const { text, created } = await readOrCreate(file, async () =>
+    renderOperatorTokens([{ name: 'admin', role: 'admin', token: generateOperatorToken() }]),
+  );
+  // Where the token is, never the token itself.
+  if (created) logger.info({ file }, 'generated an admin operator token; hawser CLI users need it (see README: operators)');
+  return { entries: parseOperatorTokens(text, file), file };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 async function loadTls(o: HubOptions): Promise<{ certPem: string; keyPem: string; caPem: string; caFile: string }> {
-  const pki = join(o.dataDir, 'pki');
-  await mkdir(pki, { recursive: true });
+  const pki = await privateSubdir(o.dataDir, 'pki');
   if (o.tlsCertFile && o.tlsKeyFile) {
     const certPem = await readFile(o.tlsCertFile, 'utf8');
     assertCertificatePem(certPem, o.tlsCertFile);
@@ -114,11 +154,17 @@ async function loadTls(o: HubOptions): Promise<{ certPem: string; keyPem: string
   }
   let ca: { certPem: string; keyPem: string } | undefined;
   const caFile = join(pki, 'ca.crt');
-  const caPem = await readOrCreate(caFile, async () => {
-    ca = await createCertificateAuthority('hawser-hub-ca');
-    await writeFile(join(pki, 'ca.key'), ca.keyPem, { mode: 0o600 });
-    return ca.certPem;
-  });
+  const caPem = (
+    await readOrCreate(
+      caFile,
+      async () => {
+        ca = await createCertificateAuthority('hawser-hub-ca');
+        await writeFileAtomic(join(pki, 'ca.key'), ca.keyPem, { mode: 0o600 });
+        return ca.certPem;
+      },
+      0o644,
+    )
+  ).text;
   ca ??= { certPem: caPem, keyPem: await readFile(join(pki, 'ca.key'), 'utf8') };
   const hosts = ['localhost', '127.0.0.1', '::1', ...o.tlsSans];
   const sansFile = join(pki, 'hub.sans');
@@ -126,9 +172,9 @@ async function loadTls(o: HubOptions): Promise<{ certPem: string; keyPem: string
   // Regenerate the serving certificate when the names it must cover change.
   if (previousSans !== hosts.join(',')) {
     const serving = await createServingCertificate(ca, hosts);
-    await writeFile(join(pki, 'hub.crt'), serving.certPem, { mode: 0o644 });
-    await writeFile(join(pki, 'hub.key'), serving.keyPem, { mode: 0o600 });
-    await writeFile(sansFile, hosts.join(','));
+    await writeFileAtomic(join(pki, 'hub.key'), serving.keyPem, { mode: 0o600 });
+    await writeFileAtomic(join(pki, 'hub.crt'), serving.certPem, { mode: 0o644 });
+    await writeFileAtomic(sansFile, hosts.join(','), { mode: 0o644 });
   }
   return {
     certPem: await readFile(join(pki, 'hub.crt'), 'utf8'),
@@ -151,14 +197,38 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
   const o = resolveHubOptions(partial);
   const api = splitHostPort(o.apiAddress, 'API address');
   splitHostPort(o.listenAddress, 'listen address');
-  await mkdir(o.dataDir, { recursive: true });
-  const tls = await loadTls(o);
-  const bootstrapTokens =
-    o.bootstrapTokens.length > 0
-      ? o.bootstrapTokens
-      : [(await readOrCreate(join(o.dataDir, 'bootstrap-token'), async () => generateBootstrapToken())).trim()];
+  await prepareDataDir(o.dataDir);
+  // The lock comes before anything in the data dir is read or written.
+  const lock = await lockDataDir(o.dataDir);
+  let store: EmbeddedStore;
+  let tls: Awaited<ReturnType<typeof loadTls>>;
+  let bootstrapTokens: string[];
+  let operators: Awaited<ReturnType<typeof loadOperatorTokens>>;
+  try {
+    tls = await loadTls(o).catch((err: unknown) => Promise.reject(dataDirError(o.dataDir, err)));
+    bootstrapTokens = await loadBootstrapTokens(o);
+    operators = await loadOperatorTokens(o, deps.logger);
+    store = await EmbeddedStore.open(join(o.dataDir, 'store'));
+  } catch (err) {
+    await lock.release();
+    throw err;
+  }
+  return serve(o, api, { tls, bootstrapTokens, operators, store, lock }, deps);
+}
 
-  const store = await EmbeddedStore.open(join(o.dataDir, 'store'));
+async function serve(
+  o: HubOptions,
+  api: { host: string; port: number },
+  loaded: {
+    tls: Awaited<ReturnType<typeof loadTls>>;
+    bootstrapTokens: string[];
+    operators: { entries: OperatorTokenEntry[]; file: string };
+    store: EmbeddedStore;
+    lock: DataDirLock;
+  },
+  deps: { logger: Logger; clock?: Clock },
+): Promise<RunningHub> {
+  const { tls, bootstrapTokens, store, lock } = loaded;
   const metrics = new HubMetrics();
   const core = new HubCore(
     { ...defaultHubCoreOptions, bootstrapTokens, autoApprove: o.autoApprove, clusterLeaseDurationMs: o.clusterLeaseDurationMs },
@@ -167,7 +237,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
     deps.logger,
     deps.clock ?? systemClock,
   );
-  let httpServer: Server | undefined;
+  let httpServer: HubApiServer | undefined;
   try {
     const tunnelAddress = await core.start(
       new GrpcServerTransport({
@@ -177,7 +247,17 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
         keepaliveTimeMs: o.keepaliveTimeMs,
       }),
     );
-    const server = createHubApi({ store, registrar: core.registrar, metrics, logger: deps.logger });
+    const apiTls = !isLoopback(api.host);
+    const server = createHubApi({
+      store,
+      registrar: core.registrar,
+      metrics,
+      logger: deps.logger,
+      authenticator: new OperatorAuthenticator(loaded.operators.entries),
+      metricsAnonymous: o.metricsAnonymous,
+      // Off loopback, tokens cross a network: only over TLS, with the tunnel's certificate.
+      ...(apiTls ? { tls: { certPem: tls.certPem, keyPem: tls.keyPem } } : {}),
+    });
     httpServer = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -187,7 +267,8 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
     const apiHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
     const running: RunningHub = {
       tunnelAddress,
-      apiUrl: `http://${apiHost}:${bound.port}`,
+      apiUrl: `${apiTls ? 'https' : 'http'}://${apiHost}:${bound.port}`,
+      operatorTokensFile: loaded.operators.file,
       caPem: tls.caPem,
       caFile: tls.caFile,
       bootstrapTokens,
@@ -200,6 +281,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
           server.closeAllConnections();
         });
         await store.close();
+        await lock.release();
       },
     };
     return running;
@@ -207,6 +289,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
     await core.stop().catch(() => undefined);
     httpServer?.close();
     await store.close().catch(() => undefined);
+    await lock.release();
     throw err;
   }
 }
