@@ -27,6 +27,18 @@ export const approveSpec: CommandSpec = {
   flags: { ...targetFlags },
 };
 
+export const denySpec: CommandSpec = {
+  usage: 'hawser deny REQUEST [--hub URL] [--context NAME]',
+  summary: 'Deny a cluster registration request, by request name or cluster name.',
+  flags: { ...targetFlags },
+};
+
+export const deleteSpec: CommandSpec = {
+  usage: 'hawser delete cluster NAME [--hub URL] [--context NAME]',
+  summary: "Delete a cluster: revoke its credential and free its name, so it may register again after an operator's decision.",
+  flags: { ...targetFlags },
+};
+
 export const getSpec: CommandSpec = {
   usage: 'hawser get clusters|clusterregistrationrequests [NAME] [-o json|yaml] [--hub URL] [--context NAME]',
   summary: 'List clusters (ManagedCluster) or registration requests.',
@@ -55,6 +67,32 @@ export async function runApprove(argv: string[]): Promise<number> {
     `/api/v1/clusterregistrationrequests/${encodeURIComponent(name)}/approve`,
   );
   console.log(`clusterregistrationrequest/${request.metadata.name} approved (cluster ${request.spec.clusterName}, namespace ${request.status.dedicatedNamespace})`);
+  return 0;
+}
+
+export async function runDeny(argv: string[]): Promise<number> {
+  const p = parseFlags(denySpec, argv);
+  if (p.help) return void console.log(helpText(denySpec)), 0;
+  const name = p.positionals[0];
+  if (!name || p.positionals.length > 1) throw new UsageError(`deny takes exactly one REQUEST\n\n${helpText(denySpec)}`);
+  const request = await hubRequest<ClusterRegistrationRequest>(
+    await target(p),
+    'POST',
+    `/api/v1/clusterregistrationrequests/${encodeURIComponent(name)}/deny`,
+  );
+  console.log(`clusterregistrationrequest/${request.metadata.name} denied (cluster ${request.spec.clusterName})`);
+  return 0;
+}
+
+export async function runDelete(argv: string[]): Promise<number> {
+  const p = parseFlags(deleteSpec, argv);
+  if (p.help) return void console.log(helpText(deleteSpec)), 0;
+  const [kindArg, name, ...rest] = p.positionals;
+  if (resourceAliases[kindArg?.toLowerCase() ?? ''] !== 'clusters' || !name || rest.length > 0) {
+    throw new UsageError(`delete takes: cluster NAME${kindArg ? ` (got "${p.positionals.join(' ')}")` : ''}\n\n${helpText(deleteSpec)}`);
+  }
+  await hubRequest<unknown>(await target(p), 'DELETE', `/api/v1/clusters/${encodeURIComponent(name)}`);
+  console.log(`cluster/${name} deleted`);
   return 0;
 }
 

@@ -9,6 +9,8 @@ const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
   hub: { run: async () => (await import('./serve.js')).runHub, summary: 'run the hub' },
   agent: { run: async () => (await import('./serve.js')).runAgent, summary: 'run an agent in an edge cluster' },
   approve: { run: async () => (await import('./client-commands.js')).runApprove, summary: 'approve a cluster registration request' },
+  deny: { run: async () => (await import('./client-commands.js')).runDeny, summary: 'deny a cluster registration request' },
+  delete: { run: async () => (await import('./client-commands.js')).runDelete, summary: 'delete a cluster (revokes its credential, frees its name)' },
   get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list clusters or registration requests' },
   demo: {
     run: async () => (await import('./demo.js')).runDemo,

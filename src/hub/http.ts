@@ -42,6 +42,8 @@ export interface RouteContext {
   req: IncomingMessage;
   /** The caller; undefined only on public routes. */
   user: Operator | undefined;
+  /** What an audited handler adds to its audit line (user, action, target and outcome are set for it). */
+  auditDetails: Record<string, unknown>;
 }
 
 type Reply = [status: number, body: unknown, contentType?: string];
@@ -151,11 +153,20 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
       }
     }
     const params = path.match(route.path)!.slice(1).map((p) => decodeURIComponent(p));
-    const ctx: RouteContext = { params, req, user };
+    const ctx: RouteContext = { params, req, user, auditDetails: {} };
     const audit = (outcome: 'ok' | 'failed', code?: string) => {
       if (!route.audit) return;
       deps.logger.info(
-        { audit: true, user: user?.name, role: user?.role, action: route.audit, target: boundedTarget(params[0] ?? ''), outcome, ...(code ? { code } : {}) },
+        {
+          ...ctx.auditDetails,
+          audit: true,
+          user: user?.name,
+          role: user?.role,
+          action: route.audit,
+          target: boundedTarget(params[0] ?? ''),
+          outcome,
+          ...(code ? { code } : {}),
+        },
         `audit: ${route.audit}`,
       );
     };
