@@ -91,7 +91,8 @@ export async function runDemo(argv: string[]): Promise<number> {
       .lines()
       .map((l) => (l.includes('"hub ready"') ? (JSON.parse(l) as { api: string; caFile: string; operatorTokensFile: string }) : undefined))
       .find(Boolean)!;
-    const apiUrl = ready.api;
+    // A wildcard bind is reached on loopback, which the serving certificate names.
+    const apiUrl = ready.api.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://[::1]:');
     // The hub generated an admin token; the CLI finds it through the config's context, like kubectl.
     const admin = parseOperatorTokens(await readFile(ready.operatorTokensFile, 'utf8'), ready.operatorTokensFile).find((o) => o.role === 'admin')!;
     const target: HubTarget = {

@@ -13,8 +13,10 @@ import {
   type HubProcess,
   jsonLines,
   noCliConfig,
+  readyStatus,
   startHubProcess,
   TestBed,
+  until,
   viewerToken,
 } from './harness.js';
 
@@ -193,14 +195,32 @@ describe('operators: secrets at start-up', () => {
     expect(log).not.toContain(generatedBootstrap);
   });
 
-  it('takes the bootstrap token from --bootstrap-token-file', async () => {
+  it("an agent's empty --bootstrap-token-file is refused with a code", async () => {
+    const empty = join(bed.dir, 'agent-empty-token');
+    await writeFile(empty, '', { mode: 0o600 });
+    const r = await hawser(['agent', '--cluster-reg-name=x', `--bootstrap-token-file=${empty}`, `--cache-dir=${join(bed.dir, 'agent-cache')}`]);
+    expectOperatorError(r, 'HAWSER_INVALID_BOOTSTRAP_TOKEN');
+  });
+
+  it('hub and agent take the bootstrap token from --bootstrap-token-file', async () => {
+    const fileToken = 'filetk.0123456789abcdef';
     const tokenFile = join(bed.dir, 'token');
-    await writeFile(tokenFile, `${bootstrapToken}\n`, { mode: 0o600 });
+    await writeFile(tokenFile, `${fileToken}\n`, { mode: 0o600 });
     const dataDir = join(bed.dir, 'from-file');
-    const hub = await startHubProcess({ dataDir, logDir: bed.logDir, tracker: bed.tracker, args: [`--bootstrap-token-file=${tokenFile}`], env: { HAWSER_BOOTSTRAP_TOKEN: undefined } });
+    const hub = await startHubProcess({
+      dataDir,
+      logDir: bed.logDir,
+      tracker: bed.tracker,
+      args: [`--bootstrap-token-file=${tokenFile}`, '--auto-approve'],
+      env: { HAWSER_BOOTSTRAP_TOKEN: undefined },
+    });
     // A token was given, so none is generated.
     expect(await readdir(dataDir)).not.toContain('bootstrap-token');
-    await hub.proc.stop();
+    const kube = await bed.kube('edge-token-file');
+    // The agent's environment holds a token this hub does not accept: the file wins.
+    const agent = await bed.agent('edge-token-file', hub, kube, [`--bootstrap-token-file=${tokenFile}`]);
+    await until('edge-token-file ready', async () => readyStatus(await hub.cluster('edge-token-file')) === 'True');
+    for (const proc of [hub.proc, agent]) expect(await readFile(proc.logPath, 'utf8')).not.toContain(fileToken);
   });
 });
 
