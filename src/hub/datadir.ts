@@ -1,5 +1,5 @@
 import { link, mkdir, readFile, rm, stat, unlink } from 'node:fs/promises';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../cache/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 
@@ -37,6 +37,10 @@ export function dataDirError(dir: string, err: unknown): HawserError {
   return new HawserError(ErrorCode.Internal, `data dir ${dir}: ${(err as Error).message}`, { cause: err });
 }
 
+// Data dirs locked by this process: its own pid in a lock file means stale
+// only when it is not one of these.
+const heldHere = new Set<string>();
+
 export interface DataDirLock {
   readonly path: string;
   release(): Promise<void>;
@@ -61,7 +65,8 @@ function alive(pid: number): boolean {
  * own lock on the store.
  */
 export async function lockDataDir(dir: string, pid = process.pid): Promise<DataDirLock> {
-  const path = join(dir, 'hub.lock');
+  const path = resolve(dir, 'hub.lock');
+  if (heldHere.has(path)) throw new HawserError(ErrorCode.DataDirInUse, `data dir ${dir} in use by pid ${pid} (this process)`);
   const temp = join(dir, `.hub.lock.${pid}.tmp`);
   try {
     await writeFileAtomic(temp, `${pid}\n`, { mode: 0o644 });
@@ -86,9 +91,11 @@ export async function lockDataDir(dir: string, pid = process.pid): Promise<DataD
   } finally {
     await unlink(temp).catch(() => undefined);
   }
+  heldHere.add(path);
   return {
     path,
     release: async () => {
+      if (!heldHere.delete(path)) return;
       const holder = Number((await readFile(path, 'utf8').catch(() => '')).trim());
       if (holder === pid) await unlink(path).catch(() => undefined);
     },

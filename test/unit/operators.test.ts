@@ -5,6 +5,7 @@ import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { OperatorAuthenticator, generateOperatorToken, parseOperatorTokens, renderOperatorTokens, roleAllows } from '../../src/hub/auth.js';
 import { lockDataDir } from '../../src/hub/datadir.js';
+import { type HubApiDeps, hubApiRoutes } from '../../src/hub/http.js';
 import { parseBootstrapTokens, tokenMatches } from '../../src/hub/tokens.js';
 import { resolveHubTarget, saveContext } from '../../src/cli/config.js';
 import { createLogger } from '../../src/cli/log.js';
@@ -133,6 +134,13 @@ describe('data dir lock', () => {
     await expect(lockDataDir(dir)).rejects.toMatchObject({ code: ErrorCode.DataDirInUse, message: expect.stringContaining('in use by pid 1') });
   });
 
+  it('refuses a data dir this very process holds', async () => {
+    const lock = await lockDataDir(dir);
+    await expect(lockDataDir(dir)).rejects.toMatchObject({ code: ErrorCode.DataDirInUse });
+    await lock.release();
+    await (await lockDataDir(dir)).release();
+  });
+
   it('takes over a lock whose pid is dead, and releases only its own', async () => {
     await writeFile(join(dir, 'hub.lock'), '2147483646\n');
     const lock = await lockDataDir(dir);
@@ -169,5 +177,18 @@ describe('CLI config', () => {
     });
     await expect(resolveHubTarget({ context: 'nope' }, env)).rejects.toMatchObject({ code: ErrorCode.CliConfigInvalid });
     expect(await resolveHubTarget({}, { HAWSER_CONFIG: join(dir, 'missing') })).toEqual({ server: 'http://127.0.0.1:7101' });
+  });
+});
+
+describe('hub API routes', () => {
+  it('every route says who may call it: writes and audited actions need admin, only /healthz and opted-in /metrics are public', () => {
+    const deps = { metricsAnonymous: false } as unknown as HubApiDeps;
+    const routes = hubApiRoutes(deps);
+    for (const r of routes) {
+      if (r.method !== 'GET' || r.audit) expect({ route: `${r.method} ${r.path.source}`, access: r.access }).toEqual({ route: `${r.method} ${r.path.source}`, access: 'admin' });
+    }
+    expect(routes.filter((r) => r.access === 'public').map((r) => r.path.source)).toEqual(['^\\/healthz$']);
+    const anonymous = hubApiRoutes({ metricsAnonymous: true } as unknown as HubApiDeps);
+    expect(anonymous.filter((r) => r.access === 'public').map((r) => r.path.source)).toEqual(['^\\/healthz$', '^\\/metrics$']);
   });
 });
