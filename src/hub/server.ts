@@ -120,9 +120,21 @@ async function readOrCreate(path: string, create: () => Promise<string>, mode = 
   }
 }
 
+/** A file the operator named: a missing or unreadable one is their mistake, said in one sentence. */
+async function readNamedFile(path: string, what: string, code: ErrorCode): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new HawserError(code, `cannot read ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
+}
+
 async function loadBootstrapTokens(o: HubOptions): Promise<string[]> {
   const tokens = [...o.bootstrapTokens];
-  if (o.bootstrapTokenFile) tokens.push(...parseBootstrapTokens(await readFile(o.bootstrapTokenFile, 'utf8'), o.bootstrapTokenFile));
+  if (o.bootstrapTokenFile) {
+    const text = await readNamedFile(o.bootstrapTokenFile, 'bootstrap token file', ErrorCode.InvalidBootstrapToken);
+    tokens.push(...parseBootstrapTokens(text, o.bootstrapTokenFile));
+  }
   if (tokens.length > 0) return tokens;
   const file = join(o.dataDir, 'bootstrap-token');
   return parseBootstrapTokens((await readOrCreate(file, async () => `${generateBootstrapToken()}\n`)).text, file);
@@ -130,7 +142,8 @@ async function loadBootstrapTokens(o: HubOptions): Promise<string[]> {
 
 async function loadOperatorTokens(o: HubOptions, logger: Logger): Promise<{ entries: OperatorTokenEntry[]; file: string }> {
   if (o.operatorTokensFile) {
-    return { entries: parseOperatorTokens(await readFile(o.operatorTokensFile, 'utf8'), o.operatorTokensFile), file: o.operatorTokensFile };
+    const text = await readNamedFile(o.operatorTokensFile, 'operator tokens file', ErrorCode.InvalidOperatorTokens);
+    return { entries: parseOperatorTokens(text, o.operatorTokensFile), file: o.operatorTokensFile };
   }
   const file = join(o.dataDir, 'operator-tokens');
   const { text, created } = await readOrCreate(file, async () =>
@@ -148,9 +161,10 @@ function isLoopback(host: string): boolean {
 async function loadTls(o: HubOptions): Promise<{ certPem: string; keyPem: string; caPem: string; caFile: string }> {
   const pki = await privateSubdir(o.dataDir, 'pki');
   if (o.tlsCertFile && o.tlsKeyFile) {
-    const certPem = await readFile(o.tlsCertFile, 'utf8');
+    const certPem = await readNamedFile(o.tlsCertFile, 'TLS certificate file', ErrorCode.InvalidOption);
     assertCertificatePem(certPem, o.tlsCertFile);
-    return { certPem, keyPem: await readFile(o.tlsKeyFile, 'utf8'), caPem: certPem, caFile: o.tlsCertFile };
+    const keyPem = await readNamedFile(o.tlsKeyFile, 'TLS key file', ErrorCode.InvalidOption);
+    return { certPem, keyPem, caPem: certPem, caFile: o.tlsCertFile };
   }
   let ca: { certPem: string; keyPem: string } | undefined;
   const caFile = join(pki, 'ca.crt');
@@ -205,13 +219,14 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
   let bootstrapTokens: string[];
   let operators: Awaited<ReturnType<typeof loadOperatorTokens>>;
   try {
-    tls = await loadTls(o).catch((err: unknown) => Promise.reject(dataDirError(o.dataDir, err)));
+    tls = await loadTls(o);
     bootstrapTokens = await loadBootstrapTokens(o);
     operators = await loadOperatorTokens(o, deps.logger);
     store = await EmbeddedStore.open(join(o.dataDir, 'store'));
   } catch (err) {
     await lock.release();
-    throw err;
+    // File-system errors in the data dir become the operator's one sentence; coded errors pass as they are.
+    throw dataDirError(o.dataDir, err);
   }
   return serve(o, api, { tls, bootstrapTokens, operators, store, lock }, deps);
 }

@@ -165,6 +165,20 @@ describe('operators: secrets at start-up', () => {
     expectOperatorError(await hubRefuses([`--data-dir=${dataDir}`]), 'HAWSER_INVALID_BOOTSTRAP_TOKEN');
   });
 
+  it('refuses to start on an empty or malformed operator tokens file', async () => {
+    const env = { HAWSER_BOOTSTRAP_TOKEN: bootstrapToken };
+    const empty = join(bed.dir, 'empty-operator-tokens');
+    await writeFile(empty, '', { mode: 0o600 });
+    expectOperatorError(await hubRefuses([`--data-dir=${join(bed.dir, 'o1')}`, `--operator-tokens-file=${empty}`], env), 'HAWSER_INVALID_OPERATOR_TOKENS');
+    const missing = join(bed.dir, 'no-such-file');
+    expectOperatorError(await hubRefuses([`--data-dir=${join(bed.dir, 'o1')}`, `--operator-tokens-file=${missing}`], env), 'HAWSER_INVALID_OPERATOR_TOKENS');
+    expectOperatorError(await hubRefuses([`--data-dir=${join(bed.dir, 'o1')}`, `--bootstrap-token-file=${missing}`]), 'HAWSER_INVALID_BOOTSTRAP_TOKEN');
+    const dataDir = join(bed.dir, 'o2');
+    await mkdir(dataDir, { recursive: true });
+    await writeFile(join(dataDir, 'operator-tokens'), 'operators:\n  - { name: admin, role: admin, token: "" }\n');
+    expectOperatorError(await hubRefuses([`--data-dir=${dataDir}`], env), 'HAWSER_INVALID_OPERATOR_TOKENS');
+  });
+
   it('generates its bootstrap token, keys and an admin operator token 0600, and logs where, not what', async () => {
     const dataDir = join(bed.dir, 'generated');
     const hub = await startProcess({
