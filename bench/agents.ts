@@ -93,6 +93,7 @@ const repoRoot = findRepoRoot(here);
 const gcFlags = ['--expose-gc', '--import', pathToFileURL(join(here, 'gc-on-signal.js')).href];
 
 const bootstrapToken = 'abcdef.0123456789abcdef';
+const operatorToken = 'hwo_bench-admin-0123456789abcdef';
 const hubKeepaliveMs = 30_000;
 const hubKeepaliveTimeoutMs = 10_000; // GrpcServerTransport's default; the CLI has no flag for it
 const agentKeepaliveMs = 20_000; // agent defaults (src/agent/run.ts)
@@ -266,6 +267,8 @@ async function startHub(dir: string, pki: Pki): Promise<ServerProcess> {
   const [tunnelPort, apiPort] = [await freePort(), await freePort()];
   const logFile = join(dir, 'hub.log');
   const logFd = openSync(logFile, 'a');
+  const operatorTokensFile = join(dir, 'operator-tokens');
+  writeFileSync(operatorTokensFile, `operators: [{ name: bench, role: admin, token: ${operatorToken} }]\n`, { mode: 0o600 });
   const cp = track(
     spawn(
       process.execPath,
@@ -278,13 +281,14 @@ async function startHub(dir: string, pki: Pki): Promise<ServerProcess> {
         '--listen', `127.0.0.1:${tunnelPort}`,
         '--api-address', `127.0.0.1:${apiPort}`,
         '--auto-approve',
-        '--bootstrap-token', bootstrapToken,
+        '--operator-tokens-file', operatorTokensFile,
+        '--metrics-anonymous',
         '--cluster-lease-duration', `${leaseDurationMs / 1000}s`,
         '--keepalive-time', `${hubKeepaliveMs / 1000}s`,
         '--tls-cert-file', pki.certFile,
         '--tls-key-file', pki.keyFile,
       ],
-      { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn' }, stdio: ['ignore', logFd, logFd] },
+      { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
     ),
   );
   closeSync(logFd);
@@ -503,7 +507,7 @@ async function hubDiagnostics(apiUrl: string, logFile: string | undefined): Prom
     registrations[result] = sumMetric(metrics, 'hawser_hub_registrations_total', `result="${result}"`);
   }
   t = performance.now();
-  const clustersText = await (await fetch(`${apiUrl}/api/v1/clusters`)).text();
+  const clustersText = await (await fetch(`${apiUrl}/api/v1/clusters`, { headers: { authorization: `Bearer ${operatorToken}` } })).text();
   const clustersListMs = performance.now() - t;
   const clusters = (JSON.parse(clustersText) as { items: Array<{ status?: { conditions?: Array<{ type: string; status: string }> } }> })
     .items;

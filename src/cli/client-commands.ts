@@ -1,34 +1,50 @@
 import type { ClusterRegistrationRequest, ManagedCluster } from '../api/index.js';
-import { hubRequest, hubUrl } from './client.js';
-import { type CommandSpec, helpText, parseFlags, stringFlag, UsageError } from './flags.js';
+import { hubRequest } from './client.js';
+import { type HubTarget, resolveHubTarget } from './config.js';
+import { type CommandSpec, type FlagSpec, helpText, type Parsed, parseFlags, stringFlag, UsageError } from './flags.js';
 import { clustersTable, renderObject, renderObjects, renderTable } from './table.js';
 
-const hubFlag = { type: 'string' as const, help: 'hub API URL (or env HAWSER_HUB)', default: 'http://127.0.0.1:7101' };
+/** Where the hub is and who is asking; see config.ts for the order they are looked up in. */
+const targetFlags: Record<string, FlagSpec> = {
+  hub: { type: 'string', help: 'hub API URL (or env HAWSER_HUB; default from the current context, else http://127.0.0.1:7101)' },
+  'token-file': { type: 'string', help: 'file holding your operator token (or env HAWSER_TOKEN; default from the context)' },
+  context: { type: 'string', help: 'context in the hawser config (HAWSER_CONFIG, default ~/.hawser/config)' },
+  'ca-file': { type: 'string', help: "CA of an https hub (its <data-dir>/pki/ca.crt; default from the context)" },
+};
+
+function target(p: Parsed): Promise<HubTarget> {
+  return resolveHubTarget({
+    hub: stringFlag(p, 'hub'),
+    tokenFile: stringFlag(p, 'token-file'),
+    context: stringFlag(p, 'context'),
+    caFile: stringFlag(p, 'ca-file'),
+  });
+}
 
 export const approveSpec: CommandSpec = {
-  usage: 'hawser approve NAME [--hub URL]',
+  usage: 'hawser approve NAME [--hub URL] [--context NAME]',
   summary: 'Approve a cluster registration request, by cluster name or request name.',
-  flags: { hub: hubFlag },
+  flags: { ...targetFlags },
 };
 
 export const denySpec: CommandSpec = {
-  usage: 'hawser deny NAME [--hub URL]',
-  summary: 'Deny a pending cluster registration request, by cluster name or request name. A waiting agent is told; the name comes free.',
-  flags: { hub: hubFlag },
+  usage: 'hawser deny REQUEST [--hub URL] [--context NAME]',
+  summary: 'Deny a pending cluster registration request, by request name or cluster name. A waiting agent is told; the name comes free.',
+  flags: { ...targetFlags },
 };
 
 export const deleteSpec: CommandSpec = {
-  usage: 'hawser delete cluster NAME [--hub URL]',
+  usage: 'hawser delete cluster NAME [--hub URL] [--context NAME]',
   summary:
     'Delete a cluster: revoke its credentials, remove its ManagedCluster, registration request and key binding, and close its session. ' +
     'The name comes free; the agent (or a new one whose cache was lost) registers again and waits for approval.',
-  flags: { hub: hubFlag },
+  flags: { ...targetFlags },
 };
 
 export const getSpec: CommandSpec = {
-  usage: 'hawser get clusters|clusterregistrationrequests [NAME] [-o json|yaml] [--hub URL]',
+  usage: 'hawser get clusters|clusterregistrationrequests [NAME] [-o json|yaml] [--hub URL] [--context NAME]',
   summary: 'List clusters (ManagedCluster) or registration requests.',
-  flags: { hub: hubFlag, output: { type: 'string', short: 'o', help: 'json or yaml; default a table' } },
+  flags: { ...targetFlags, output: { type: 'string', short: 'o', help: 'json or yaml; default a table' } },
 };
 
 const resourceAliases: Record<string, 'clusters' | 'clusterregistrationrequests'> = {
@@ -48,7 +64,7 @@ export async function runApprove(argv: string[]): Promise<number> {
   const name = p.positionals[0];
   if (!name || p.positionals.length > 1) throw new UsageError(`approve takes exactly one NAME\n\n${helpText(approveSpec)}`);
   const request = await hubRequest<ClusterRegistrationRequest>(
-    hubUrl(stringFlag(p, 'hub')),
+    await target(p),
     'POST',
     `/api/v1/clusterregistrationrequests/${encodeURIComponent(name)}/approve`,
   );
@@ -60,9 +76,9 @@ export async function runDeny(argv: string[]): Promise<number> {
   const p = parseFlags(denySpec, argv);
   if (p.help) return void console.log(helpText(denySpec)), 0;
   const name = p.positionals[0];
-  if (!name || p.positionals.length > 1) throw new UsageError(`deny takes exactly one NAME\n\n${helpText(denySpec)}`);
+  if (!name || p.positionals.length > 1) throw new UsageError(`deny takes exactly one REQUEST\n\n${helpText(denySpec)}`);
   const request = await hubRequest<ClusterRegistrationRequest>(
-    hubUrl(stringFlag(p, 'hub')),
+    await target(p),
     'POST',
     `/api/v1/clusterregistrationrequests/${encodeURIComponent(name)}/deny`,
   );
@@ -74,11 +90,11 @@ export async function runDelete(argv: string[]): Promise<number> {
   const p = parseFlags(deleteSpec, argv);
   if (p.help) return void console.log(helpText(deleteSpec)), 0;
   const [kindArg, name, ...rest] = p.positionals;
-  if (!kindArg || resourceAliases[kindArg.toLowerCase()] !== 'clusters' || !name || rest.length > 0) {
-    throw new UsageError(`delete takes: cluster NAME\n\n${helpText(deleteSpec)}`);
+  if (resourceAliases[kindArg?.toLowerCase() ?? ''] !== 'clusters' || !name || rest.length > 0) {
+    throw new UsageError(`delete takes: cluster NAME${kindArg ? ` (got "${p.positionals.join(' ')}")` : ''}\n\n${helpText(deleteSpec)}`);
   }
   const result = await hubRequest<{ details: { cluster: string; clusterId: string; credentialsRevoked: number } }>(
-    hubUrl(stringFlag(p, 'hub')),
+    await target(p),
     'DELETE',
     `/api/v1/clusters/${encodeURIComponent(name)}`,
   );
@@ -97,7 +113,7 @@ export async function runGet(argv: string[]): Promise<number> {
   }
   const output = stringFlag(p, 'output');
   if (output !== undefined && output !== 'json' && output !== 'yaml') throw new UsageError(`-o must be json or yaml, got "${output}"`);
-  const base = hubUrl(stringFlag(p, 'hub'));
+  const base = await target(p);
   let items: unknown[];
   if (name) {
     if (kind !== 'clusters') throw new UsageError('get by NAME is supported for clusters');

@@ -1,12 +1,10 @@
-import { defaultHubApiAddress } from '../hub/index.js';
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { ErrorCode } from '../tunnel/index.js';
+import type { HubTarget } from './config.js';
 
-// How client commands find the hub: --hub, then HAWSER_HUB, then the address
-// the main job uses by default.
-
-export function hubUrl(flag: string | undefined): string {
-  const raw = flag ?? process.env.HAWSER_HUB ?? `http://${defaultHubApiAddress}`;
-  return /^https?:\/\//.test(raw) ? raw.replace(/\/+$/, '') : `http://${raw}`;
-}
+// Client commands talk to the hub's HTTP API with the operator's bearer
+// token, over https with the context's CA when the hub is off loopback.
 
 export class HubRequestError extends Error {
   override readonly name = 'HubRequestError';
@@ -18,25 +16,59 @@ export class HubRequestError extends Error {
   }
 }
 
-export async function hubRequest<T>(base: string, method: 'GET' | 'POST' | 'DELETE', path: string): Promise<T> {
-  let res: Response;
+const timeoutMs = 15_000;
+
+function roundTrip(target: HubTarget, method: string, path: string): Promise<{ status: number; text: string }> {
+  const url = new URL(`${target.server}${path}`);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (target.token) headers.authorization = `Bearer ${target.token}`;
+  return new Promise((resolve, reject) => {
+    const options = { method, headers, signal: AbortSignal.timeout(timeoutMs) };
+    const req =
+      url.protocol === 'https:'
+        ? httpsRequest(url, { ...options, ...(target.caPem ? { ca: target.caPem } : {}) })
+        : httpRequest(url, options);
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+export async function hubRequest<T>(target: HubTarget, method: 'GET' | 'POST' | 'DELETE', path: string): Promise<T> {
+  let reply: { status: number; text: string };
   try {
-    res = await fetch(`${base}${path}`, { method, signal: AbortSignal.timeout(15_000) });
+    reply = await roundTrip(target, method, path);
   } catch (err) {
-    const inner = (err as { cause?: { code?: string; message?: string; errors?: Array<{ code?: string }> } }).cause;
-    const cause = inner?.code ?? inner?.errors?.[0]?.code ?? inner?.message ?? (err as Error).message;
-    throw new HubRequestError('HAWSER_HUB_UNREACHABLE', `cannot reach the hub at ${base} (${cause}); is it running? set --hub or HAWSER_HUB`);
+    const e = err as NodeJS.ErrnoException & { errors?: Array<{ code?: string }> };
+    const cause = e.code ?? e.errors?.[0]?.code ?? e.message;
+    if (/CERT|SELF_SIGNED|UNABLE_TO/.test(cause)) {
+      throw new HubRequestError(
+        ErrorCode.UntrustedHub,
+        `the hub at ${target.server} has a certificate this CLI does not trust (${cause}); pass --ca-file (the hub's <data-dir>/pki/ca.crt) or use a context with its CA`,
+      );
+    }
+    throw new HubRequestError(ErrorCode.HubUnreachable, `cannot reach the hub at ${target.server} (${cause}); is it running? set --hub, HAWSER_HUB or a context`);
   }
-  const text = await res.text();
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = JSON.parse(reply.text);
   } catch {
-    body = text;
+    body = reply.text;
   }
-  if (!res.ok) {
+  if (reply.status < 200 || reply.status > 299) {
     const e = body as { code?: string; message?: string };
-    throw new HubRequestError(e.code ?? `HTTP_${res.status}`, e.message ?? text);
+    const hint =
+      reply.status === 401
+        ? target.token
+          ? ' (the token came from --token-file, HAWSER_TOKEN or the context; check it is in the hub\'s operator tokens file)'
+          : ' (no token: pass --token-file, set HAWSER_TOKEN, or use a context in ~/.hawser/config)'
+        : '';
+    throw new HubRequestError(e.code ?? `HTTP_${reply.status}`, `${e.message ?? reply.text}${hint}`);
   }
   return body as T;
 }

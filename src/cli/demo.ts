@@ -1,10 +1,12 @@
-import { mkdir, rm } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateBootstrapToken } from '../hub/index.js';
+import { ensurePrivateDir } from '../cache/index.js';
+import { generateBootstrapToken, parseOperatorTokens } from '../hub/index.js';
 import { type KubeCluster, type ManagedProcess, startKubeCluster, startProcess, Tracker, waitUntil } from '../testkit/index.js';
 import type { ManagedCluster } from '../api/index.js';
 import { hubRequest } from './client.js';
+import { configPath, type HubTarget, saveContext } from './config.js';
 import { type CommandSpec, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { clustersTable } from './table.js';
 
@@ -19,6 +21,7 @@ export const demoSpec: CommandSpec = {
     'data-dir': { type: 'string', help: 'working directory', default: '.hawser/demo' },
     listen: { type: 'string', help: 'hub tunnel address', default: '127.0.0.1:7100' },
     'api-address': { type: 'string', help: 'hub API address', default: '127.0.0.1:7101' },
+    context: { type: 'string', help: 'name of the context written into the hawser config (HAWSER_CONFIG, default ~/.hawser/config)', default: 'demo' },
   },
 };
 
@@ -35,12 +38,13 @@ export async function runDemo(argv: string[]): Promise<number> {
   const dataDir = resolve(stringFlag(p, 'data-dir', '.hawser/demo')!);
   const listen = stringFlag(p, 'listen', '127.0.0.1:7100')!;
   const apiAddress = stringFlag(p, 'api-address', '127.0.0.1:7101')!;
-  const apiUrl = `http://${apiAddress}`;
+  const contextName = stringFlag(p, 'context', 'demo')!;
   const logDir = join(dataDir, 'logs');
   // A fresh start each run: the demo's clusters are new, so old identities would not match.
   await rm(dataDir, { recursive: true, force: true });
-  await mkdir(logDir, { recursive: true });
-  await mkdir(join(dataDir, 'clusters'), { recursive: true });
+  await ensurePrivateDir(dataDir);
+  await ensurePrivateDir(logDir);
+  await ensurePrivateDir(join(dataDir, 'clusters'));
 
   const tracker = new Tracker();
   const clusters: KubeCluster[] = [];
@@ -69,18 +73,45 @@ export async function runDemo(argv: string[]): Promise<number> {
       }),
     );
 
+    // Secrets go by environment, never argv: every local user can read a command line.
     const token = generateBootstrapToken();
     const hubDir = join(dataDir, 'hub');
     const hub = await startProcess({
       name: 'hub',
       command: process.execPath,
-      args: [mainScript, 'hub', `--data-dir=${hubDir}`, `--listen=${listen}`, `--api-address=${apiAddress}`, `--bootstrap-token=${token}`, '--auto-approve'],
+      // The demo is loopback only; /metrics open so curl works without a token.
+      args: [mainScript, 'hub', `--data-dir=${hubDir}`, `--listen=${listen}`, `--api-address=${apiAddress}`, '--auto-approve', '--metrics-anonymous'],
+      env: { HAWSER_BOOTSTRAP_TOKEN: token },
       logDir,
       tracker,
     });
     processes.push(hub);
     await hub.waitFor(/"hub ready"/, { timeoutMs: 60_000, what: 'hub ready' });
-    say(`hub: tunnel ${listen}, API ${apiUrl}`);
+    const ready = hub
+      .lines()
+      .map((l) => (l.includes('"hub ready"') ? (JSON.parse(l) as { api: string; caFile: string; operatorTokensFile: string }) : undefined))
+      .find(Boolean)!;
+    // A wildcard bind is reached on loopback, which the serving certificate names.
+    const apiUrl = ready.api.replace('://0.0.0.0:', '://127.0.0.1:').replace('://[::]:', '://[::1]:');
+    // The hub generated an admin token; the CLI finds it through the config's context, like kubectl.
+    const admin = parseOperatorTokens(await readFile(ready.operatorTokensFile, 'utf8'), ready.operatorTokensFile).find((o) => o.role === 'admin')!;
+    const target: HubTarget = {
+      server: apiUrl,
+      token: admin.token,
+      ...(apiUrl.startsWith('https:') ? { caPem: await readFile(ready.caFile, 'utf8') } : {}),
+    };
+    const config = configPath();
+    await saveContext(
+      config,
+      {
+        name: contextName,
+        server: apiUrl,
+        token: admin.token,
+        ...(target.caPem ? { 'certificate-authority-data': Buffer.from(target.caPem).toString('base64') } : {}),
+      },
+      true,
+    );
+    say(`hub: tunnel ${listen}, API ${apiUrl}; context "${contextName}" (current) in ${config}`);
 
     for (const [i, c] of started.entries()) {
       const agent = await startProcess({
@@ -108,7 +139,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     }
     await waitUntil(
       async () => {
-        const list = await hubRequest<{ items: ManagedCluster[] }>(apiUrl, 'GET', '/api/v1/clusters');
+        const list = await hubRequest<{ items: ManagedCluster[] }>(target, 'GET', '/api/v1/clusters');
         return list.items.length === count && list.items.every((c) => c.status.readyz === true) ? list.items : undefined;
       },
       { timeoutMs: 90_000, what: `${count} clusters registered and ready`, intervalMs: 500 },
@@ -121,14 +152,14 @@ export async function runDemo(argv: string[]): Promise<number> {
     say(`
 hawser is running. In another terminal:
 
-  npx hawser get clusters            # the table above, live
+  npx hawser get clusters            # the table above, live (context "${contextName}")
   npx hawser get clusters -o yaml    # full ManagedCluster objects
   curl -s ${apiUrl}/metrics | grep hawser_cluster
 
 Edge cluster kubeconfigs (kubectl --kubeconfig ...):
 ${kubeconfigs}
 Logs: ${logDir}
-Hub CA: ${join(hubDir, 'pki', 'ca.crt')}   bootstrap token: ${token}
+Hub CA: ${ready.caFile}   operator tokens: ${ready.operatorTokensFile}
 
 Press Ctrl-C to stop everything.`);
     await new Promise<never>(() => {});

@@ -50,6 +50,11 @@ main(process.argv.slice(2)).then(
     } else if (err instanceof HawserError || err instanceof HubRequestError) {
       console.error(`hawser: ${err.code}: ${err.message}`);
       process.exitCode = 1;
+    } else if (typeof (err as NodeJS.ErrnoException).syscall === 'string') {
+      // A file-system or network error nobody translated: still one sentence, no stack.
+      const e = err as NodeJS.ErrnoException;
+      console.error(`hawser: ${e.code ?? 'ERROR'}: ${e.message}`);
+      process.exitCode = 1;
     } else {
       console.error(`hawser: ${(err as Error).stack ?? String(err)}`);
       process.exitCode = 1;

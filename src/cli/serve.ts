@@ -1,6 +1,8 @@
+import { readFile } from 'node:fs/promises';
 import { parseLabelSelectorString, type SyncMode } from '../api/index.js';
 import { startAgent } from '../agent/index.js';
-import { defaultHubApiAddress, defaultHubListenAddress, startHub } from '../hub/index.js';
+import { defaultHubApiAddress, defaultHubListenAddress, parseBootstrapTokens, startHub } from '../hub/index.js';
+import { ErrorCode, HawserError } from '../tunnel/index.js';
 import { type CommandSpec, durationFlag, helpText, intFlag, listFlag, parseFlags, stringFlag, UsageError } from './flags.js';
 import { stderrLogger } from './log.js';
 
@@ -13,7 +15,15 @@ export const hubSpec: CommandSpec = {
     'data-dir': { type: 'string', help: 'directory for the store, PKI and bootstrap token', default: '.hawser/hub' },
     listen: { type: 'string', help: 'tunnel address agents dial (host:port)', default: defaultHubListenAddress },
     'api-address': { type: 'string', help: 'HTTP API and /metrics address (host:port)', default: defaultHubApiAddress },
-    'bootstrap-token': { type: 'string', multiple: true, help: 'accepted bootstrap token (repeatable); default: generated into the data dir' },
+    'bootstrap-token-file': {
+      type: 'string',
+      help: 'file of accepted bootstrap tokens, one a line (or env HAWSER_BOOTSTRAP_TOKEN); default: generated into <data-dir>/bootstrap-token',
+    },
+    'operator-tokens-file': {
+      type: 'string',
+      help: "operators' API tokens (YAML: operators: [{name, role: admin|viewer, token}]); default: <data-dir>/operator-tokens, generated with one admin",
+    },
+    'metrics-anonymous': { type: 'boolean', help: 'serve /metrics without a token (default: needs a viewer token)' },
     'auto-approve': { type: 'boolean', help: 'approve cluster registration requests at once' },
     'cluster-lease-duration': { type: 'string', help: 'lease for agents that do not ask for one', default: '60s' },
     'tls-cert-file': { type: 'string', help: 'serving certificate (PEM); default: generated from the data dir CA' },
@@ -33,7 +43,7 @@ export const agentSpec: CommandSpec = {
   flags: {
     'parent-url': { type: 'string', help: 'hub tunnel address (host:port)', default: '127.0.0.1:7100' },
     'parent-ca-file': { type: 'string', help: "CA of the hub's certificate (the hub writes <data-dir>/pki/ca.crt)" },
-    'bootstrap-token': { type: 'string', help: 'bootstrap token (or env PARENT_CLUSTER_TOKEN)' },
+    'bootstrap-token-file': { type: 'string', help: 'file holding the bootstrap token (or env PARENT_CLUSTER_TOKEN)' },
     'cluster-reg-name': { type: 'string', help: 'cluster name to register as' },
     'cluster-reg-namespace': { type: 'string', help: 'namespace for the registration request' },
     'cluster-type': { type: 'string', help: 'cluster type', default: 'EdgeCluster' },
@@ -69,19 +79,35 @@ function onSignals(stop: () => Promise<void>): void {
   process.on('SIGTERM', handler);
 }
 
+/** Secrets never go on a command line (every local user sees it in ps). */
+function refuseSecretFlags(argv: string[], instead: string): void {
+  for (const arg of argv) {
+    if (arg === '--') return;
+    if (arg === '--bootstrap-token' || arg.startsWith('--bootstrap-token=')) {
+      throw new UsageError(`--bootstrap-token is not accepted: a token on the command line is visible to every local user in ps; use ${instead}`);
+    }
+  }
+}
+
 export async function runHub(argv: string[]): Promise<number> {
+  refuseSecretFlags(argv, '--bootstrap-token-file or the environment variable HAWSER_BOOTSTRAP_TOKEN');
   const p = parseFlags(hubSpec, argv);
   if (p.help) return void console.log(helpText(hubSpec)), 0;
   const logger = stderrLogger('hawser-hub');
   const certFile = stringFlag(p, 'tls-cert-file');
   const keyFile = stringFlag(p, 'tls-key-file');
+  const tokenFile = stringFlag(p, 'bootstrap-token-file');
+  const operatorTokensFile = stringFlag(p, 'operator-tokens-file');
+  const envToken = process.env.HAWSER_BOOTSTRAP_TOKEN;
   const hub = await startHub(
     {
       dataDir: stringFlag(p, 'data-dir', '.hawser/hub')!,
       listenAddress: stringFlag(p, 'listen', defaultHubListenAddress)!,
       apiAddress: stringFlag(p, 'api-address', defaultHubApiAddress)!,
-      bootstrapTokens: listFlag(p, 'bootstrap-token'),
+      // Set but empty is refused like an empty file, never taken as "no token".
+      bootstrapTokens: envToken === undefined ? [] : parseBootstrapTokens(envToken, 'the environment variable HAWSER_BOOTSTRAP_TOKEN'),
       autoApprove: p.values['auto-approve'] === true,
+      metricsAnonymous: p.values['metrics-anonymous'] === true,
       clusterLeaseDurationMs: durationFlag(p, 'cluster-lease-duration', 60_000),
       tlsSans: listFlag(p, 'tls-san'),
       maxFrameBytes: intFlag(p, 'max-frame-bytes', 4 * 1024 * 1024, 1024),
@@ -91,11 +117,19 @@ export async function runHub(argv: string[]): Promise<number> {
       maxUnwelcomedStreams: intFlag(p, 'max-unwelcomed-streams', 1024, 1),
       ...(certFile ? { tlsCertFile: certFile } : {}),
       ...(keyFile ? { tlsKeyFile: keyFile } : {}),
+      ...(tokenFile ? { bootstrapTokenFile: tokenFile } : {}),
+      ...(operatorTokensFile ? { operatorTokensFile } : {}),
     },
     { logger },
   );
   logger.info(
-    { tunnel: hub.tunnelAddress, api: hub.apiUrl, caFile: hub.caFile, autoApprove: p.values['auto-approve'] === true },
+    {
+      tunnel: hub.tunnelAddress,
+      api: hub.apiUrl,
+      caFile: hub.caFile,
+      operatorTokensFile: hub.operatorTokensFile,
+      autoApprove: p.values['auto-approve'] === true,
+    },
     'hub ready',
   );
   onSignals(async () => {
@@ -105,7 +139,21 @@ export async function runHub(argv: string[]): Promise<number> {
   return new Promise<number>(() => {});
 }
 
+async function agentBootstrapToken(file: string | undefined): Promise<string | undefined> {
+  if (!file) return process.env.PARENT_CLUSTER_TOKEN || undefined;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new HawserError(ErrorCode.InvalidOption, `cannot read --bootstrap-token-file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+  }
+  const tokens = parseBootstrapTokens(text, file);
+  if (tokens.length > 1) throw new HawserError(ErrorCode.InvalidBootstrapToken, `${file} holds ${tokens.length} bootstrap tokens; an agent uses one`);
+  return tokens[0];
+}
+
 export async function runAgent(argv: string[]): Promise<number> {
+  refuseSecretFlags(argv, '--bootstrap-token-file or the environment variable PARENT_CLUSTER_TOKEN');
   const p = parseFlags(agentSpec, argv);
   if (p.help) return void console.log(helpText(agentSpec)), 0;
   const name = stringFlag(p, 'cluster-reg-name');
@@ -117,7 +165,7 @@ export async function runAgent(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const token = stringFlag(p, 'bootstrap-token') ?? process.env.PARENT_CLUSTER_TOKEN;
+  const token = await agentBootstrapToken(stringFlag(p, 'bootstrap-token-file'));
   const ns = stringFlag(p, 'cluster-reg-namespace');
   const caFile = stringFlag(p, 'parent-ca-file');
   const kubeconfig = stringFlag(p, 'kubeconfig');

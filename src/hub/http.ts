@@ -1,12 +1,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { ErrorCode, HawserError, quoteBounded, toHawserError } from '../tunnel/index.js';
+import { defaultQuoteChars, ErrorCode, HawserError, quoteBounded, toHawserError } from '../tunnel/index.js';
+import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { OperatorAction, Registrar } from './registration.js';
 import type { HubStore } from './store.js';
 
 // The operators' HTTP API: read clusters and registration requests, approve
-// requests, scrape metrics. Bound to loopback by default (see README).
+// requests, scrape metrics. Every route says who may call it and whether the
+// call is audited; a bearer token (auth.ts) names the operator. Plain HTTP on
+// loopback, TLS anywhere else (server.ts decides).
 
 const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.NotFound]: 404,
@@ -14,6 +18,8 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.RegistrationDenied]: 409,
   [ErrorCode.AlreadyRegistered]: 409,
   [ErrorCode.MalformedPath]: 400,
+  [ErrorCode.Unauthenticated]: 401,
+  [ErrorCode.Forbidden]: 403,
 };
 
 /** Decodes one path segment; bad percent-encoding is the client's mistake (400), not ours. */
@@ -30,86 +36,198 @@ export interface HubApiDeps {
   registrar: Registrar;
   metrics: HubMetrics;
   logger: Logger;
+  authenticator: OperatorAuthenticator;
+  /** /metrics without a token. */
+  metricsAnonymous: boolean;
+  /** Serve HTTPS with this certificate. */
+  tls?: { certPem: string; keyPem: string };
 }
 
-function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json'): void {
+export type HubApiServer = Server | TlsServer;
+
+/** 'public': no token; otherwise the least role that may call the route. */
+export type RouteAccess = 'public' | OperatorRole;
+
+export interface RouteContext {
+  /** The path's captured groups, percent-decoded. */
+  params: string[];
+  req: IncomingMessage;
+  /** The caller; undefined only on public routes. */
+  user: Operator | undefined;
+  /** What an audited handler adds to its audit line (user, action, target and outcome are set for it). */
+  auditDetails: Record<string, unknown>;
+}
+
+type Reply = [status: number, body: unknown, contentType?: string];
+
+export interface Route {
+  method: 'GET' | 'POST' | 'DELETE';
+  path: RegExp;
+  access: RouteAccess;
+  /** Audit action: one log line per call naming user, action, target (params[0]) and outcome. */
+  audit?: string;
+  handle(ctx: RouteContext): Promise<Reply>;
+}
+
+function send(res: ServerResponse, status: number, body: unknown, contentType = 'application/json', headers: Record<string, string> = {}): void {
   const text = typeof body === 'string' ? body : JSON.stringify(body, null, 2);
-  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) });
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(text), ...headers });
   res.end(text);
 }
 
-export function createHubApi(deps: HubApiDeps): Server {
-  // Operators do not log in yet (issue 5, section 3 adds it); until then every action is anonymous.
-  const actor = 'anonymous';
-  const auditLine = (audit: OperatorAction) => deps.logger.info({ audit: true, ...audit, at: new Date().toISOString() }, `audit: ${audit.action}`);
-  const routes: Array<[string, RegExp, (m: RegExpMatchArray, req: IncomingMessage) => Promise<[number, unknown, string?]>]> = [
-    ['GET', /^\/healthz$/, async () => [200, 'ok', 'text/plain']],
-    ['GET', /^\/metrics$/, async () => [200, await deps.metrics.registry.metrics(), deps.metrics.registry.contentType]],
-    [
-      'GET',
-      /^\/api\/v1\/clusters$/,
-      async () => [200, { apiVersion: 'v1', kind: 'List', items: await deps.store.list('ManagedCluster') }],
-    ],
-    [
-      'GET',
-      /^\/api\/v1\/clusters\/([^/]+)$/,
-      async (m) => {
-        const name = pathSegment(m[1]!);
-        const c = await deps.store.get('ManagedCluster', name);
-        if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name)}`);
+/** A target name as is when short; quoted and cut when long (it comes from the URL). */
+function boundedTarget(name: string): string {
+  return name.length <= defaultQuoteChars ? name : quoteBounded(name);
+}
+
+/** The user a request acts as: who it names, or the refusal. */
+function actor(ctx: RouteContext): string {
+  return ctx.user?.name ?? 'anonymous';
+}
+
+export function hubApiRoutes(deps: HubApiDeps): Route[] {
+  return [
+    { method: 'GET', path: /^\/healthz$/, access: 'public', handle: async () => [200, 'ok', 'text/plain'] },
+    {
+      method: 'GET',
+      path: /^\/metrics$/,
+      access: deps.metricsAnonymous ? 'public' : 'viewer',
+      handle: async () => [200, await deps.metrics.registry.metrics(), deps.metrics.registry.contentType],
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/clusters$/,
+      access: 'viewer',
+      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: await deps.store.list('ManagedCluster') }],
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/clusters\/([^/]+)$/,
+      access: 'viewer',
+      handle: async ({ params: [name] }) => {
+        const c = await deps.store.get('ManagedCluster', name!);
+        if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name!)}`);
         return [200, c];
       },
-    ],
-    [
-      'GET',
-      /^\/api\/v1\/clusterregistrationrequests$/,
-      async () => [200, { apiVersion: 'v1', kind: 'List', items: await deps.store.list('ClusterRegistrationRequest') }],
-    ],
-    [
-      'POST',
-      /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/approve$/,
-      async (m) => {
-        const { request, audit } = await deps.registrar.approve(pathSegment(m[1]!), actor);
-        auditLine(audit);
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/clusterregistrationrequests$/,
+      access: 'viewer',
+      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: await deps.store.list('ClusterRegistrationRequest') }],
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/approve$/,
+      access: 'admin',
+      audit: 'approve',
+      handle: async (ctx) => {
+        const { request, audit } = await deps.registrar.approve(ctx.params[0]!, actor(ctx));
+        Object.assign(ctx.auditDetails, audit);
         return [200, request];
       },
-    ],
-    [
-      'POST',
-      /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/deny$/,
-      async (m) => {
-        const { request, audit } = await deps.registrar.deny(pathSegment(m[1]!), actor);
-        auditLine(audit);
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/v1\/clusterregistrationrequests\/([^/]+)\/deny$/,
+      access: 'admin',
+      audit: 'deny',
+      handle: async (ctx) => {
+        const { request, audit } = await deps.registrar.deny(ctx.params[0]!, actor(ctx));
+        Object.assign(ctx.auditDetails, audit);
         return [200, request];
       },
-    ],
-    [
-      'DELETE',
-      /^\/api\/v1\/clusters\/([^/]+)$/,
-      async (m) => {
-        const { audit } = await deps.registrar.deleteCluster(pathSegment(m[1]!), actor);
-        auditLine(audit);
+    },
+    {
+      method: 'DELETE',
+      path: /^\/api\/v1\/clusters\/([^/]+)$/,
+      access: 'admin',
+      audit: 'delete-cluster',
+      handle: async (ctx) => {
+        const { audit } = await deps.registrar.deleteCluster(ctx.params[0]!, actor(ctx));
+        Object.assign(ctx.auditDetails, audit);
         return [200, { kind: 'Status', status: 'Success', details: audit }];
       },
-    ],
+    },
   ];
+}
 
-  return createServer((req, res) => {
+export function createHubApi(deps: HubApiDeps): HubApiServer {
+  const routes = hubApiRoutes(deps);
+
+  const refuse = (res: ServerResponse, req: IncomingMessage, path: string, error: HawserError, user?: Operator) => {
+    deps.metrics.rejected.inc({ code: error.code });
+    deps.logger.warn(
+      { code: error.code, user: user?.name, method: req.method, path: quoteBounded(path), peer: req.socket.remoteAddress },
+      'api request refused',
+    );
+    const headers: Record<string, string> = error.code === ErrorCode.Unauthenticated ? { 'www-authenticate': 'Bearer realm="hawser"' } : {};
+    send(res, statusForCode[error.code]!, error.toJSON(), 'application/json', headers);
+  };
+
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0]!;
-    const matching = routes.filter(([, re]) => re.test(path));
-    const route = matching.find(([method]) => method === req.method);
+    const matching = routes.filter((r) => r.path.test(path));
+    const route = matching.find((r) => r.method === req.method);
     if (!route) {
       if (matching.length > 0) return send(res, 405, { code: 'HAWSER_METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${quoteBounded(path)}` });
       return send(res, 404, { code: ErrorCode.NotFound, message: `no such endpoint: ${quoteBounded(path)}` });
     }
-    route[2](path.match(route[1])!, req).then(
-      ([status, body, type]) => send(res, status, body, type),
+    let user: Operator | undefined;
+    if (route.access !== 'public') {
+      user = deps.authenticator.authenticate(req.headers.authorization);
+      if (!user) {
+        const why = req.headers.authorization ? 'the bearer token is not valid' : 'no bearer token (Authorization: Bearer TOKEN)';
+        return refuse(res, req, path, new HawserError(ErrorCode.Unauthenticated, `${why}; operators' tokens are in the hub's operator tokens file`));
+      }
+      if (!roleAllows(user.role, route.access)) {
+        return refuse(
+          res,
+          req,
+          path,
+          new HawserError(ErrorCode.Forbidden, `user "${user.name}" (role ${user.role}) may not ${req.method} ${quoteBounded(path)}: it needs role ${route.access}`),
+          user,
+        );
+      }
+    }
+    let params: string[];
+    try {
+      params = path.match(route.path)!.slice(1).map(pathSegment);
+    } catch (err) {
+      const error = toHawserError(err);
+      return send(res, statusForCode[error.code] ?? 400, error.toJSON());
+    }
+    const ctx: RouteContext = { params, req, user, auditDetails: {} };
+    const audit = (outcome: 'ok' | 'failed', code?: string) => {
+      if (!route.audit) return;
+      deps.logger.info(
+        {
+          ...ctx.auditDetails,
+          audit: true,
+          user: user?.name,
+          role: user?.role,
+          action: route.audit,
+          target: boundedTarget(params[0] ?? ''),
+          outcome,
+          ...(code ? { code } : {}),
+        },
+        `audit: ${route.audit}`,
+      );
+    };
+    route.handle(ctx).then(
+      ([status, body, type]) => {
+        audit('ok');
+        send(res, status, body, type);
+      },
       (err: unknown) => {
         const error = toHawserError(err);
+        audit('failed', error.code);
         const status = statusForCode[error.code] ?? 500;
         if (status === 500) deps.logger.error({ err, path: quoteBounded(path) }, 'api request failed');
         send(res, status, error.toJSON());
       },
     );
-  });
+  };
+
+  return deps.tls ? createTlsServer({ cert: deps.tls.certPem, key: deps.tls.keyPem }, handler) : createServer(handler);
 }

@@ -12,4 +12,12 @@ export { HubMetrics } from './metrics.js';
 export { LeaseTracker } from './leases.js';
 export { EmbeddedStore, type HubStore, type ClusterCredentialRecord, type StoredKinds } from './store.js';
 export { applyStatusReport, markReachable, markUnreachable } from './clusters.js';
-export { generateBootstrapToken, bootstrapTokenPattern } from './tokens.js';
+export { generateBootstrapToken, bootstrapTokenPattern, parseBootstrapTokens } from './tokens.js';
+export {
+  generateOperatorToken,
+  type Operator,
+  type OperatorRole,
+  type OperatorTokenEntry,
+  parseOperatorTokens,
+  renderOperatorTokens,
+} from './auth.js';

@@ -1,8 +1,8 @@
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import { writeFileAtomic } from '../cache/index.js';
 import {
   assertCertificatePem,
   type Clock,
@@ -16,11 +16,13 @@ import {
   HawserError,
   systemClock,
 } from '../tunnel/index.js';
-import { createHubApi } from './http.js';
+import { generateOperatorToken, OperatorAuthenticator, type OperatorTokenEntry, parseOperatorTokens, renderOperatorTokens } from './auth.js';
+import { dataDirError, type DataDirLock, lockDataDir, prepareDataDir, privateSubdir } from './datadir.js';
+import { createHubApi, type HubApiServer } from './http.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { EmbeddedStore } from './store.js';
-import { bootstrapTokenPattern, generateBootstrapToken } from './tokens.js';
+import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
 export interface HubOptions {
   dataDir: string;
@@ -28,8 +30,17 @@ export interface HubOptions {
   listenAddress: string;
   /** Operators' HTTP API and /metrics. */
   apiAddress: string;
-  /** Accepted bootstrap tokens; empty: one is generated and kept in the data dir. */
+  /**
+   * Accepted bootstrap tokens (with bootstrapTokenFile's). None from either:
+   * one is generated into <data-dir>/bootstrap-token and kept there.
+   */
   bootstrapTokens: string[];
+  /** File of bootstrap tokens, one a line. */
+  bootstrapTokenFile?: string;
+  /** Operators' tokens (see auth.ts); default <data-dir>/operator-tokens, generated with one admin. */
+  operatorTokensFile?: string;
+  /** Serve /metrics without a token (default: a viewer token is needed). */
+  metricsAnonymous: boolean;
   autoApprove: boolean;
   clusterLeaseDurationMs: number;
   /** Own certificate; otherwise one is generated from the data dir's CA. */
@@ -57,6 +68,7 @@ export function defaultHubOptions(): HubOptions {
     apiAddress: defaultHubApiAddress,
     bootstrapTokens: [],
     autoApprove: false,
+    metricsAnonymous: false,
     clusterLeaseDurationMs: defaultHubCoreOptions.clusterLeaseDurationMs,
     tlsSans: [],
     maxFrameBytes: defaultMaxFrameBytes,
@@ -70,15 +82,16 @@ export function defaultHubOptions(): HubOptions {
 /** Merges and validates; unknown keys and bad values are named. */
 export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
   const defaults = defaultHubOptions();
+  const optional = ['tlsCertFile', 'tlsKeyFile', 'bootstrapTokenFile', 'operatorTokensFile'];
   for (const key of Object.keys(partial)) {
-    if (!(key in defaults) && key !== 'tlsCertFile' && key !== 'tlsKeyFile') {
+    if (!(key in defaults) && !optional.includes(key)) {
       throw new HawserError(ErrorCode.InvalidOption, `unknown hub option "${key}"; known: ${Object.keys(defaults).join(', ')}`);
     }
   }
   const o = { ...defaults, ...partial };
-  for (const t of o.bootstrapTokens) {
+  for (const [i, t] of o.bootstrapTokens.entries()) {
     if (!bootstrapTokenPattern.test(t)) {
-      throw new HawserError(ErrorCode.InvalidOption, `bootstrap token "${t.slice(0, 6)}…" must look like abcdef.0123456789abcdef ([a-z0-9]{6}.[a-z0-9]{16})`);
+      throw new HawserError(ErrorCode.InvalidBootstrapToken, `hub option bootstrapTokens[${i}] must look like abcdef.0123456789abcdef ([a-z0-9]{6}.[a-z0-9]{16})`);
     }
   }
   if (o.clusterLeaseDurationMs < 1_000) {
@@ -93,8 +106,10 @@ export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
 export interface RunningHub {
   /** host:port agents dial. */
   tunnelAddress: string;
-  /** http://host:port of the API. */
+  /** http://host:port of the API on loopback, https:// anywhere else. */
   apiUrl: string;
+  /** Where the operators' tokens are read from (or were generated into). */
+  operatorTokensFile: string;
   /** PEM of the CA agents should trust. */
   caPem: string;
   caFile: string;
@@ -104,32 +119,77 @@ export interface RunningHub {
   stop(): Promise<void>;
 }
 
-async function readOrCreate(path: string, create: () => Promise<string>): Promise<string> {
+/** Reads the file, or creates it (atomically, 0600 unless said) when it does not exist. */
+async function readOrCreate(path: string, create: () => Promise<string>, mode = 0o600): Promise<{ text: string; created: boolean }> {
   try {
-    return await readFile(path, 'utf8');
+    return { text: await readFile(path, 'utf8'), created: false };
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-    const value = await create();
-    await writeFile(path, value, { mode: 0o600 });
-    return value;
+    const text = await create();
+    await writeFileAtomic(path, text, { mode });
+    return { text, created: true };
   }
 }
 
+/** A file the operator named: a missing or unreadable one is their mistake, said in one sentence. */
+async function readNamedFile(path: string, what: string, code: ErrorCode): Promise<string> {
+  try {
+    return await readFile(path, 'utf8');
+  } catch (err) {
+    throw new HawserError(code, `cannot read ${what} ${path} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { cause: err });
+  }
+}
+
+async function loadBootstrapTokens(o: HubOptions): Promise<string[]> {
+  const tokens = [...o.bootstrapTokens];
+  if (o.bootstrapTokenFile) {
+    const text = await readNamedFile(o.bootstrapTokenFile, 'bootstrap token file', ErrorCode.InvalidBootstrapToken);
+    tokens.push(...parseBootstrapTokens(text, o.bootstrapTokenFile));
+  }
+  if (tokens.length > 0) return tokens;
+  const file = join(o.dataDir, 'bootstrap-token');
+  return parseBootstrapTokens((await readOrCreate(file, async () => `${generateBootstrapToken()}\n`)).text, file);
+}
+
+async function loadOperatorTokens(o: HubOptions, logger: Logger): Promise<{ entries: OperatorTokenEntry[]; file: string }> {
+  if (o.operatorTokensFile) {
+    const text = await readNamedFile(o.operatorTokensFile, 'operator tokens file', ErrorCode.InvalidOperatorTokens);
+    return { entries: parseOperatorTokens(text, o.operatorTokensFile), file: o.operatorTokensFile };
+  }
+  const file = join(o.dataDir, 'operator-tokens');
+  const { text, created } = await readOrCreate(file, async () =>
+    renderOperatorTokens([{ name: 'admin', role: 'admin', token: generateOperatorToken() }]),
+  );
+  // Where the token is, never the token itself.
+  if (created) logger.info({ file }, 'generated an admin operator token; hawser CLI users need it (see README: operators)');
+  return { entries: parseOperatorTokens(text, file), file };
+}
+
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
 async function loadTls(o: HubOptions): Promise<{ certPem: string; keyPem: string; caPem: string; caFile: string }> {
-  const pki = join(o.dataDir, 'pki');
-  await mkdir(pki, { recursive: true });
+  const pki = await privateSubdir(o.dataDir, 'pki');
   if (o.tlsCertFile && o.tlsKeyFile) {
-    const certPem = await readFile(o.tlsCertFile, 'utf8');
+    const certPem = await readNamedFile(o.tlsCertFile, 'TLS certificate file', ErrorCode.InvalidOption);
     assertCertificatePem(certPem, o.tlsCertFile);
-    return { certPem, keyPem: await readFile(o.tlsKeyFile, 'utf8'), caPem: certPem, caFile: o.tlsCertFile };
+    const keyPem = await readNamedFile(o.tlsKeyFile, 'TLS key file', ErrorCode.InvalidOption);
+    return { certPem, keyPem, caPem: certPem, caFile: o.tlsCertFile };
   }
   let ca: { certPem: string; keyPem: string } | undefined;
   const caFile = join(pki, 'ca.crt');
-  const caPem = await readOrCreate(caFile, async () => {
-    ca = await createCertificateAuthority('hawser-hub-ca');
-    await writeFile(join(pki, 'ca.key'), ca.keyPem, { mode: 0o600 });
-    return ca.certPem;
-  });
+  const caPem = (
+    await readOrCreate(
+      caFile,
+      async () => {
+        ca = await createCertificateAuthority('hawser-hub-ca');
+        await writeFileAtomic(join(pki, 'ca.key'), ca.keyPem, { mode: 0o600 });
+        return ca.certPem;
+      },
+      0o644,
+    )
+  ).text;
   ca ??= { certPem: caPem, keyPem: await readFile(join(pki, 'ca.key'), 'utf8') };
   const hosts = ['localhost', '127.0.0.1', '::1', ...o.tlsSans];
   const sansFile = join(pki, 'hub.sans');
@@ -137,9 +197,9 @@ async function loadTls(o: HubOptions): Promise<{ certPem: string; keyPem: string
   // Regenerate the serving certificate when the names it must cover change.
   if (previousSans !== hosts.join(',')) {
     const serving = await createServingCertificate(ca, hosts);
-    await writeFile(join(pki, 'hub.crt'), serving.certPem, { mode: 0o644 });
-    await writeFile(join(pki, 'hub.key'), serving.keyPem, { mode: 0o600 });
-    await writeFile(sansFile, hosts.join(','));
+    await writeFileAtomic(join(pki, 'hub.key'), serving.keyPem, { mode: 0o600 });
+    await writeFileAtomic(join(pki, 'hub.crt'), serving.certPem, { mode: 0o644 });
+    await writeFileAtomic(sansFile, hosts.join(','), { mode: 0o644 });
   }
   return {
     certPem: await readFile(join(pki, 'hub.crt'), 'utf8'),
@@ -162,14 +222,39 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
   const o = resolveHubOptions(partial);
   const api = splitHostPort(o.apiAddress, 'API address');
   splitHostPort(o.listenAddress, 'listen address');
-  await mkdir(o.dataDir, { recursive: true });
-  const tls = await loadTls(o);
-  const bootstrapTokens =
-    o.bootstrapTokens.length > 0
-      ? o.bootstrapTokens
-      : [(await readOrCreate(join(o.dataDir, 'bootstrap-token'), async () => generateBootstrapToken())).trim()];
+  await prepareDataDir(o.dataDir);
+  // The lock comes before anything in the data dir is read or written.
+  const lock = await lockDataDir(o.dataDir);
+  let store: EmbeddedStore;
+  let tls: Awaited<ReturnType<typeof loadTls>>;
+  let bootstrapTokens: string[];
+  let operators: Awaited<ReturnType<typeof loadOperatorTokens>>;
+  try {
+    tls = await loadTls(o);
+    bootstrapTokens = await loadBootstrapTokens(o);
+    operators = await loadOperatorTokens(o, deps.logger);
+    store = await EmbeddedStore.open(join(o.dataDir, 'store'));
+  } catch (err) {
+    await lock.release();
+    // File-system errors in the data dir become the operator's one sentence; coded errors pass as they are.
+    throw dataDirError(o.dataDir, err);
+  }
+  return serve(o, api, { tls, bootstrapTokens, operators, store, lock }, deps);
+}
 
-  const store = await EmbeddedStore.open(join(o.dataDir, 'store'));
+async function serve(
+  o: HubOptions,
+  api: { host: string; port: number },
+  loaded: {
+    tls: Awaited<ReturnType<typeof loadTls>>;
+    bootstrapTokens: string[];
+    operators: { entries: OperatorTokenEntry[]; file: string };
+    store: EmbeddedStore;
+    lock: DataDirLock;
+  },
+  deps: { logger: Logger; clock?: Clock },
+): Promise<RunningHub> {
+  const { tls, bootstrapTokens, store, lock } = loaded;
   const metrics = new HubMetrics();
   const core = new HubCore(
     {
@@ -184,7 +269,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
     deps.logger,
     deps.clock ?? systemClock,
   );
-  let httpServer: Server | undefined;
+  let httpServer: HubApiServer | undefined;
   try {
     const tunnelAddress = await core.start(
       new GrpcServerTransport({
@@ -196,7 +281,17 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
         maxConcurrentStreams: o.maxConcurrentStreams,
       }),
     );
-    const server = createHubApi({ store, registrar: core.registrar, metrics, logger: deps.logger });
+    const apiTls = !isLoopback(api.host);
+    const server = createHubApi({
+      store,
+      registrar: core.registrar,
+      metrics,
+      logger: deps.logger,
+      authenticator: new OperatorAuthenticator(loaded.operators.entries),
+      metricsAnonymous: o.metricsAnonymous,
+      // Off loopback, tokens cross a network: only over TLS, with the tunnel's certificate.
+      ...(apiTls ? { tls: { certPem: tls.certPem, keyPem: tls.keyPem } } : {}),
+    });
     httpServer = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -206,7 +301,8 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
     const apiHost = bound.family === 'IPv6' ? `[${bound.address}]` : bound.address;
     const running: RunningHub = {
       tunnelAddress,
-      apiUrl: `http://${apiHost}:${bound.port}`,
+      apiUrl: `${apiTls ? 'https' : 'http'}://${apiHost}:${bound.port}`,
+      operatorTokensFile: loaded.operators.file,
       caPem: tls.caPem,
       caFile: tls.caFile,
       bootstrapTokens,
@@ -219,6 +315,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
           server.closeAllConnections();
         });
         await store.close();
+        await lock.release();
       },
     };
     return running;
@@ -226,6 +323,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
     await core.stop().catch(() => undefined);
     httpServer?.close();
     await store.close().catch(() => undefined);
+    await lock.release();
     throw err;
   }
 }

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { accessSync, constants, createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { accessSync, chmodSync, closeSync, constants, createWriteStream, mkdirSync, openSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { TestkitError, TestkitErrorCode } from './errors.js';
 import { defaultTracker, type TrackedProcess, type Tracker } from './tracker.js';
@@ -15,7 +15,11 @@ export interface ManagedProcessOptions {
   /** Default true. */
   inheritEnv?: boolean;
   cwd?: string;
-  /** stdout and stderr go to `<logDir>/<name>.log` (appended across restarts). */
+  /**
+   * stdout and stderr go to `<logDir>/<name>.log` (appended across restarts),
+   * mode 0600; logDir is created 0700. Logs may hold what a process says
+   * about its peers, so only their owner reads them.
+   */
   logDir: string;
   /** Lines kept in memory for error messages. Default 200. */
   tailLines?: number;
@@ -155,8 +159,11 @@ export class ManagedProcess implements TrackedProcess {
     this.name = options.name;
     this.tracker = options.tracker ?? defaultTracker;
     this.maxTail = options.tailLines ?? DEFAULT_TAIL;
-    mkdirSync(options.logDir, { recursive: true });
+    mkdirSync(options.logDir, { recursive: true, mode: 0o700 });
     this.logPath = join(options.logDir, `${options.name}.log`);
+    // Created 0600, and narrowed to 0600 if it existed with a wider mode.
+    closeSync(openSync(this.logPath, 'a', 0o600));
+    chmodSync(this.logPath, 0o600);
   }
 
   /** Spawns the process; rejects with TESTKIT_SPAWN_FAILED if it cannot start. */
@@ -309,7 +316,7 @@ export class ManagedProcess implements TrackedProcess {
     const setpriv = opts.dieWithParent === false ? null : findSetpriv();
     const [file, argv] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', '--', command, ...args]] : [command, args];
 
-    this.log = createWriteStream(this.logPath, { flags: 'a' });
+    this.log = createWriteStream(this.logPath, { flags: 'a', mode: 0o600 });
     const log = this.log;
     log.on('error', () => {}); // a broken log file must not crash the test runner
     this.starts++;

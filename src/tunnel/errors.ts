@@ -52,6 +52,17 @@ export const ErrorCode = {
   UntrustedHub: 'HAWSER_UNTRUSTED_HUB',
   /** An HTTP request path that is not valid percent-encoding. */
   MalformedPath: 'HAWSER_MALFORMED_PATH',
+  // Operators' HTTP API and the hub's start-up.
+  Unauthenticated: 'HAWSER_UNAUTHENTICATED',
+  Forbidden: 'HAWSER_FORBIDDEN',
+  InvalidBootstrapToken: 'HAWSER_INVALID_BOOTSTRAP_TOKEN',
+  InvalidOperatorTokens: 'HAWSER_INVALID_OPERATOR_TOKENS',
+  DataDirInUse: 'HAWSER_DATA_DIR_IN_USE',
+  DataDirNotDirectory: 'HAWSER_DATA_DIR_NOT_DIRECTORY',
+  DataDirUnwritable: 'HAWSER_DATA_DIR_UNWRITABLE',
+  // The hawser CLI's own config (~/.hawser/config).
+  CliConfigInvalid: 'HAWSER_CLI_CONFIG_INVALID',
+  HubUnreachable: 'HAWSER_HUB_UNREACHABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

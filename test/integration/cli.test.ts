@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { KubeCluster } from '../../src/testkit/index.js';
-import { hawser, type HubProcess, readyStatus, TestBed, until } from './harness.js';
+import { hawser, type HubProcess, jsonLines, readyStatus, TestBed, until } from './harness.js';
 
 // The hawser command as an operator types it, against a running hub.
 
@@ -29,6 +29,10 @@ describe('hawser CLI', () => {
     expect(approved.code).toBe(0);
     expect(approved.stdout).toMatch(/approved \(cluster edge-approve, namespace hawser-[0-9a-f]{8}\)/);
     await until('edge-approve ready', async () => readyStatus(await hub.cluster('edge-approve')) === 'True');
+    // Who approved what, and when, in one audit line.
+    const audit = jsonLines(hub.proc).find((l) => l.audit === true && l.action === 'approve' && l.target === 'edge-approve');
+    expect(audit).toMatchObject({ user: 'harness-admin', role: 'admin', outcome: 'ok' });
+    expect(typeof audit?.time).toBe('number');
     // Approved on the same stream: the agent never had to redial.
     expect(agent.lines().filter((l) => l.includes('"to":"backing-off"'))).toEqual([]);
     const requests = await hawser(['get', 'clsrr', `--hub=${hub.apiUrl}`]);
@@ -52,6 +56,11 @@ describe('hawser CLI', () => {
     const badFlag = await hawser(['hub', '--no-such-flag']);
     expect(badFlag.code).toBe(2);
     expect(badFlag.stderr).toContain('--no-such-flag');
+    const badDelete = await hawser(['delete', 'pods', 'x']);
+    expect(badDelete.code).toBe(2);
+    expect(badDelete.stderr).toContain('cluster NAME');
+    const badDeny = await hawser(['deny']);
+    expect(badDeny.code).toBe(2);
     const badDuration = await hawser(['agent', '--cluster-reg-name=x', '--reconnect-period=10']);
     expect(badDuration.code).toBe(2);
     expect(badDuration.stderr).toContain('--reconnect-period');

@@ -1,4 +1,6 @@
 import { execFile } from 'node:child_process';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort, startProcess, Tracker } from '../../src/testkit/index.js';
@@ -9,11 +11,18 @@ import { hawser, hawserBin, tempDir } from './harness.js';
 
 const run = promisify(execFile);
 
-async function processesMentioning(text: string): Promise<string[]> {
+async function processesMentioning(text: string): Promise<Array<{ pid: number; line: string }>> {
   const { stdout } = await run('ps', ['-eo', 'pid=,stat=,args=']);
   return stdout
     .split('\n')
-    .filter((l) => l.includes(text) && !/^\s*\d+\s+Z/.test(l));
+    .filter((l) => l.includes(text) && !/^\s*\d+\s+Z/.test(l))
+    .map((line) => ({ pid: Number(line.trim().split(/\s+/)[0]), line }));
+}
+
+/** Every file below `dir`, recursively. */
+async function filesUnder(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { withFileTypes: true, recursive: true });
+  return entries.filter((e) => e.isFile()).map((e) => join(e.parentPath, e.name));
 }
 
 describe('hawser demo (the main job)', () => {
@@ -26,30 +35,66 @@ describe('hawser demo (the main job)', () => {
     await dir?.remove();
   });
 
-  it('starts a hub and agents beside real kube-apiservers and stops them all on SIGINT', async () => {
+  it('starts a hub and agents beside real kube-apiservers, keeps its secrets off command lines and out of logs, and stops them all on SIGINT', async () => {
     dir = await tempDir('demo');
     const dataDir = `${dir.path}/demo`;
+    // Never the real ~/.hawser/config.
+    const config = join(dir.path, 'home', '.hawser', 'config');
     const listen = await freePort({ tracker });
     const api = await freePort({ tracker });
     const demo = await startProcess({
       name: 'demo',
       command: process.execPath,
       args: [hawserBin, 'demo', '--clusters=2', `--data-dir=${dataDir}`, `--listen=127.0.0.1:${listen}`, `--api-address=127.0.0.1:${api}`],
+      env: { HAWSER_CONFIG: config },
       logDir: dir.path,
       tracker,
     });
     await demo.waitFor(/Press Ctrl-C to stop everything/, { timeoutMs: 150_000, what: 'demo running' });
     expect(demo.lines().join('\n')).toMatch(/edge-1\s+[0-9a-f-]{36}\s+Dual\s+v1\.\d+\.\d+\s+ok\s+True/);
 
-    const table = await hawser(['get', 'clusters'], { HAWSER_HUB: `127.0.0.1:${api}` });
+    // The demo made its context current: no hub, no token given.
+    const cli = { HAWSER_CONFIG: config, HAWSER_TOKEN: undefined, HAWSER_HUB: undefined };
+    const table = await hawser(['get', 'clusters'], cli);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/^edge-2\s+/m);
-    expect((await processesMentioning(dataDir)).length).toBeGreaterThanOrEqual(5);
+    const approve = await hawser(['approve', 'edge-1'], cli);
+    expect(approve.code).toBe(0);
+    expect((await stat(config)).mode & 0o777).toBe(0o600);
+    const operatorToken = /token: (\S+)/.exec(await readFile(config, 'utf8'))![1]!;
+
+    const processes = await processesMentioning(dataDir);
+    expect(processes.length).toBeGreaterThanOrEqual(5);
+    // The bootstrap token reaches hub and agents by environment only.
+    const hub = processes.find((p) => / hub --data-dir/.test(p.line))!;
+    const hubEnv = (await readFile(`/proc/${hub.pid}/environ`, 'utf8')).split('\0');
+    const bootstrapToken = hubEnv.find((e) => e.startsWith('HAWSER_BOOTSTRAP_TOKEN='))!.split('=')[1]!;
+    expect(bootstrapToken).toMatch(/^[a-z0-9]{6}\.[a-z0-9]{16}$/);
+    const credentialPattern = /hwc_[A-Za-z0-9_-]{20,}/;
+    for (const p of [...processes, { pid: demo.pid!, line: 'demo' }]) {
+      const cmdline = await readFile(`/proc/${p.pid}/cmdline`, 'utf8').catch(() => '');
+      expect(cmdline).not.toContain(bootstrapToken);
+      expect(cmdline).not.toContain(operatorToken);
+      expect(cmdline).not.toMatch(credentialPattern);
+    }
 
     demo.kill('SIGINT');
     const exit = await demo.exited;
     expect(exit.code).toBe(0);
     expect(demo.lines().join('\n')).toContain('stopped.');
     expect(await processesMentioning(dataDir)).toEqual([]);
+
+    // Every log of the run, the demo's own output included: no secret, and only their owner reads them.
+    const logDir = join(dataDir, 'logs');
+    expect((await stat(logDir)).mode & 0o777).toBe(0o700);
+    const logs = [...(await filesUnder(dataDir)).filter((f) => f.endsWith('.log') && !/\/\d+\.log$/.test(f)) /* LevelDB's write-ahead logs hold data, not log lines */, demo.logPath];
+    expect(logs.length).toBeGreaterThanOrEqual(4);
+    for (const log of logs) {
+      const text = await readFile(log, 'utf8');
+      expect({ log, bootstrap: text.includes(bootstrapToken) }).toEqual({ log, bootstrap: false });
+      expect({ log, operator: text.includes(operatorToken) }).toEqual({ log, operator: false });
+      expect({ log, credential: credentialPattern.exec(text)?.[0] }).toEqual({ log, credential: undefined });
+      if (log.startsWith(logDir) || log === demo.logPath) expect({ log, mode: (await stat(log)).mode & 0o777 }).toEqual({ log, mode: 0o600 });
+    }
   });
 });

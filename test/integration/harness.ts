@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -20,6 +20,15 @@ import {
 export const repoRoot = resolve(import.meta.dirname, '../..');
 export const hawserBin = join(repoRoot, 'bin', 'hawser.js');
 export const bootstrapToken = 'abcdef.0123456789abcdef';
+/** Operators the harness's hubs know (--operator-tokens-file); hawser() logs in as the admin. */
+export const adminToken = 'hwo_harness-admin-0123456789abcdef';
+export const viewerToken = 'hwo_harness-viewer-0123456789abcdef';
+export const operatorTokensYaml = `operators:
+  - { name: harness-admin, role: admin, token: ${adminToken} }
+  - { name: harness-viewer, role: viewer, token: ${viewerToken} }
+`;
+/** A config path that never exists: tests must not read or write the real ~/.hawser/config. */
+export const noCliConfig = join(tmpdir(), 'hawser-harness-no-config', 'config');
 const run = promisify(execFile);
 
 export async function tempDir(prefix: string): Promise<{ path: string; remove(): Promise<void> }> {
@@ -34,6 +43,10 @@ export interface HubProcess {
   apiUrl: string;
   caFile: string;
   dataDir: string;
+  /** The file the hub reads operators from (admin: adminToken, viewer: viewerToken). */
+  operatorTokensFile: string;
+  /** A raw API call; the admin's token unless `token` says otherwise (null: none). */
+  api(method: string, path: string, token?: string | null): Promise<Response>;
   clusters(): Promise<ManagedCluster[]>;
   cluster(name: string): Promise<ManagedCluster | undefined>;
   requests(): Promise<ClusterRegistrationRequest[]>;
@@ -49,9 +62,14 @@ export async function startHubProcess(options: {
   args?: string[];
   tunnelPort?: number;
   apiPort?: number;
+  /** Added to the hub's environment; by default HAWSER_BOOTSTRAP_TOKEN=bootstrapToken. */
+  env?: Record<string, string | undefined>;
 }): Promise<HubProcess> {
   const tunnelPort = options.tunnelPort ?? (await freePort({ owner: 'hub tunnel', ...(options.tracker ? { tracker: options.tracker } : {}) }));
   const apiPort = options.apiPort ?? (await freePort({ owner: 'hub api', ...(options.tracker ? { tracker: options.tracker } : {}) }));
+  // Beside the data dir, not in it: tests delete data dirs to simulate a lost hub.
+  const operatorTokensFile = `${options.dataDir}.operator-tokens`;
+  await writeFile(operatorTokensFile, operatorTokensYaml, { mode: 0o600 });
   const proc = await startProcess({
     name: 'hub',
     command: process.execPath,
@@ -61,21 +79,24 @@ export async function startHubProcess(options: {
       `--data-dir=${options.dataDir}`,
       `--listen=127.0.0.1:${tunnelPort}`,
       `--api-address=127.0.0.1:${apiPort}`,
-      `--bootstrap-token=${bootstrapToken}`,
+      `--operator-tokens-file=${operatorTokensFile}`,
       ...(options.args ?? []),
     ],
+    env: { HAWSER_BOOTSTRAP_TOKEN: bootstrapToken, ...options.env },
     logDir: options.logDir,
     ports: [tunnelPort, apiPort],
     ...(options.tracker ? { tracker: options.tracker } : {}),
   });
   await proc.waitFor(/"hub ready"/, { timeoutMs: 60_000, what: 'hub ready' });
   const apiUrl = `http://127.0.0.1:${apiPort}`;
+  const api = (method: string, path: string, token: string | null = adminToken) =>
+    fetch(`${apiUrl}${path}`, { method, headers: token === null ? {} : { authorization: `Bearer ${token}` } });
   const get = async <T>(path: string): Promise<T> => {
-    const res = await fetch(`${apiUrl}${path}`);
+    const res = await api('GET', path);
     if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
     return (await res.json()) as T;
   };
-  const metrics = async () => (await fetch(`${apiUrl}/metrics`)).text();
+  const metrics = async () => (await api('GET', '/metrics', viewerToken)).text();
   return {
     proc,
     tunnel: `127.0.0.1:${tunnelPort}`,
@@ -83,6 +104,8 @@ export async function startHubProcess(options: {
     apiUrl,
     caFile: join(options.dataDir, 'pki', 'ca.crt'),
     dataDir: options.dataDir,
+    operatorTokensFile,
+    api,
     clusters: async () => (await get<{ items: ManagedCluster[] }>('/api/v1/clusters')).items,
     cluster: async (name) => (await get<{ items: ManagedCluster[] }>('/api/v1/clusters')).items.find((c) => c.metadata.name === name),
     requests: async () => (await get<{ items: ClusterRegistrationRequest[] }>('/api/v1/clusterregistrationrequests')).items,
@@ -136,10 +159,19 @@ export async function startAgentProcess(o: AgentProcessOptions): Promise<Managed
   });
 }
 
-/** Runs the real CLI; never throws on a non-zero exit. */
-export async function hawser(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+/**
+ * Runs the real CLI; never throws on a non-zero exit. It logs in as the
+ * harness admin (HAWSER_TOKEN) with no config file, unless `env` says
+ * otherwise; a value of undefined removes that variable.
+ */
+export async function hawser(
+  args: string[],
+  env: Record<string, string | undefined> = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const merged: Record<string, string | undefined> = { ...process.env, HAWSER_CONFIG: noCliConfig, HAWSER_TOKEN: adminToken, ...env };
+  for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
   try {
-    const { stdout, stderr } = await run(process.execPath, [hawserBin, ...args], { env: { ...process.env, ...env }, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [hawserBin, ...args], { env: merged, timeout: 60_000 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -201,8 +233,8 @@ export class TestBed {
     return cluster;
   }
 
-  hub(args: string[] = []): Promise<HubProcess> {
-    return startHubProcess({ dataDir: join(this.dir, 'hub'), logDir: this.logDir, tracker: this.tracker, args });
+  hub(args: string[] = [], env?: Record<string, string | undefined>): Promise<HubProcess> {
+    return startHubProcess({ dataDir: join(this.dir, 'hub'), logDir: this.logDir, tracker: this.tracker, args, ...(env ? { env } : {}) });
   }
 
   /** An agent beside `kube`, dialling the hub (or `parentUrl`, e.g. a toxiproxy in between). */
