@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,35 +69,39 @@ describe('agent identity against real processes', () => {
     });
   }
 
-  /** A hello as an attacker sends it: the shared bootstrap token, a public cluster id, its own key. */
-  async function attackerHello(h: HubProcess, clusterId: string, name: string): Promise<wire.ConnectResponse[]> {
-    const transport = new GrpcClientTransport({ target: h.tunnel, tls: { caPem: await readFile(h.caFile, 'utf8') } });
+  /** A signed hello as an attacker builds it: the shared bootstrap token, a public cluster id, its own key. */
+  function signedHello(clusterId: string, name: string): wire.ConnectRequest {
     const key = generateAgentKeyPair();
-    const publicKey = Buffer.from(key.publicKeyDer);
     const proof = signProof(
       { purpose: 'register', clusterId, clusterName: name, publicKeyDer: key.publicKeyDer, secret: bootstrapToken },
       key.privateKeyDer,
       Date.now(),
     );
+    return {
+      frame: {
+        $case: 'hello',
+        value: {
+          clusterId,
+          auth: { $case: 'bootstrapToken', value: bootstrapToken },
+          registration: { name, namespace: '', clusterType: 'EdgeCluster', labels: {}, syncMode: wire.SyncMode.SYNC_MODE_DUAL },
+          lastAckedRevision: 0,
+          leaseDurationMs: 0,
+          agentVersion: 'attacker',
+          publicKey: Buffer.from(key.publicKeyDer),
+          proof,
+          cacheQuarantines: 0,
+        },
+      },
+    };
+  }
+
+  /** Sends one hello over the real gRPC tunnel; returns the frames up to the welcome or goodbye. */
+  async function exchange(h: HubProcess, hello: wire.ConnectRequest): Promise<wire.ConnectResponse[]> {
+    const transport = new GrpcClientTransport({ target: h.tunnel, tls: { caPem: await readFile(h.caFile, 'utf8') } });
     const channel = transport.open();
     const received: wire.ConnectResponse[] = [];
     try {
-      await channel.send({
-        frame: {
-          $case: 'hello',
-          value: {
-            clusterId,
-            auth: { $case: 'bootstrapToken', value: bootstrapToken },
-            registration: { name, namespace: '', clusterType: 'EdgeCluster', labels: {}, syncMode: wire.SyncMode.SYNC_MODE_DUAL },
-            lastAckedRevision: 0,
-            leaseDurationMs: 0,
-            agentVersion: 'attacker',
-            publicKey,
-            proof,
-            cacheQuarantines: 0,
-          },
-        },
-      });
+      await channel.send(hello);
       for await (const inbound of channel.frames()) {
         if (!inbound.ok) break;
         received.push(inbound.frame);
@@ -110,6 +115,13 @@ describe('agent identity against real processes', () => {
     return received;
   }
 
+  const attackerHello = (h: HubProcess, clusterId: string, name: string) => exchange(h, signedHello(clusterId, name));
+
+  function goodbyeCode(frames: wire.ConnectResponse[]): string | undefined {
+    const f = frames.find((x) => x.frame?.$case === 'goodbye')?.frame;
+    return f?.$case === 'goodbye' ? f.value.code : undefined;
+  }
+
   it('refuses a takeover with the bootstrap token and a public cluster id; the real agent stays Ready with its credential', async () => {
     const h = await hub(['--auto-approve']);
     const cacheDir = join(bed.dir, 'agents', 'edge-victim');
@@ -120,9 +132,8 @@ describe('agent identity against real processes', () => {
     expect(before?.credential).toMatch(/^hwc_/);
 
     const answer = await attackerHello(h, clusterId, 'edge-victim');
-    const goodbye = answer.find((f) => f.frame?.$case === 'goodbye')?.frame;
     expect(answer.some((f) => f.frame?.$case === 'welcome')).toBe(false);
-    expect(goodbye?.$case === 'goodbye' && goodbye.value.code).toBe(ErrorCode.KeyMismatch);
+    expect(goodbyeCode(answer)).toBe(ErrorCode.KeyMismatch);
     expect(await h.metric('hawser_hub_rejected_total', { code: ErrorCode.KeyMismatch })).toBe(1);
 
     // The real agent reconnects with its own credential, unchanged.
@@ -132,6 +143,11 @@ describe('agent identity against real processes', () => {
     expect((await storedIdentity(cacheDir))?.credential).toBe(before?.credential);
     await until('victim Ready after restart', async () => readyStatus(await h.cluster('edge-victim')) === 'True');
     expect((await h.clusters()).map((c) => c.spec.clusterId)).toEqual([clusterId]);
+
+    // A hello recorded off the wire and replayed is refused, though its signature is valid.
+    const recorded = signedHello(randomUUID(), 'edge-recorded');
+    expect((await exchange(h, recorded)).some((f) => f.frame?.$case === 'welcome')).toBe(true);
+    expect(goodbyeCode(await exchange(h, recorded))).toBe(ErrorCode.SignatureReplayed);
     await victim.stop();
     await h.proc.stop();
   });
