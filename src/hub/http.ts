@@ -4,7 +4,7 @@ import type { Logger } from 'pino';
 import { defaultQuoteChars, ErrorCode, HawserError, quoteBounded, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
-import type { OperatorAction, Registrar } from './registration.js';
+import type { Registrar } from './registration.js';
 import type { HubStore } from './store.js';
 
 // The operators' HTTP API: read clusters and registration requests, approve
