@@ -72,6 +72,12 @@ describe('cluster reads with a hung API server', () => {
       args: ['--cluster-status-update-frequency=1s', '--cluster-lease-duration=6s'],
     });
     await until('edge-hang healthy', async () => (await hub.cluster('edge-hang'))?.status.healthz === true);
+    // The reader's plain GETs bring the same facts the client library did.
+    const healthy = await hub.cluster('edge-hang');
+    expect(healthy?.status.k8sVersion).toBe(kube.version);
+    expect(healthy?.status.platform).toMatch(/^linux\//);
+    expect(healthy?.status.nodeStatistics).toBeDefined();
+    expect(healthy?.status.readyz).toBe(true);
 
     // Every byte from the API server is now held, on open connections and new ones.
     relay.hang(true);

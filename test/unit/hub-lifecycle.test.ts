@@ -7,6 +7,7 @@ import { HubMetrics } from '../../src/hub/metrics.js';
 import { EmbeddedStore, type HubStore, type StoredKind, type StoredKinds } from '../../src/hub/store.js';
 import { generateBootstrapToken } from '../../src/hub/tokens.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
+import { ErrorCode } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
 import type { HubChannel, ServerTransport, TunnelListener } from '../../src/tunnel/transport.js';
 import { epoch, FakeAgent, helloFrame, metricValue, settle, silentLogger, type TestHub, tempDir, waitFor } from './support.js';
@@ -166,5 +167,19 @@ describe('HubCore lifecycle races', () => {
     await stopping;
     expect(await metricValue(h.metrics, 'hawser_hub_open_streams')).toBe(0);
     expect(await metricValue(h.metrics, 'hawser_hub_connected_agents')).toBe(0);
+  });
+
+  it('a refused stream ends with its status even when the peer never takes the Goodbye', async () => {
+    const h = await startGatedHub({ goodbyeTimeoutMs: 5_000 }, { storeKind: 'ClusterCredential', frame: 'goodbye' });
+    h.gatedTransport.gate = new Gate();
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: 'zzzzzz.zzzzzzzzzzzzzzzz', name: 'edge-deaf' }));
+    await waitFor('the hub to be sending the Goodbye', () => h.gatedTransport.gate!.reached);
+    h.clock.advance(4_999);
+    await settle();
+    expect(agent.isClosed).toBe(false);
+    h.clock.advance(1);
+    const reason = await agent.channel.closed;
+    expect(reason?.code).toBe(ErrorCode.BadBootstrapToken);
   });
 });
