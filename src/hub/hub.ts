@@ -141,6 +141,7 @@ export class HubCore {
   async stop(): Promise<void> {
     this.stopping = true;
     this.leases.stop();
+    this.registrar.close();
     for (const ch of this.channels) {
       ch.close(new HawserError(ErrorCode.HubShuttingDown, 'hub is shutting down'));
     }

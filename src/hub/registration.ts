@@ -19,6 +19,7 @@ import {
   proofSignatureValid,
   publicKeyFingerprint,
   quoteBounded,
+  type TimerHandle,
   wire,
 } from '../tunnel/index.js';
 import type { KeyedMutex } from './mutex.js';
@@ -113,6 +114,7 @@ function tokenId(token: string): string {
 export class Registrar {
   /** requestName -> wake-ups of agents waiting on that request; each removed on abort. */
   private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly expiryTimers = new Map<string, TimerHandle>();
   private index: Promise<RegistrationIndex> | undefined;
   /** nonce (hex) -> when it may be forgotten. Insertion order is expiry order. */
   private readonly seenNonces = new Map<string, number>();
@@ -373,6 +375,7 @@ export class Registrar {
     }
     if (request.status.result !== 'Approved') {
       this.pendingHellos.add(hello);
+      this.armExpiry(requestName, index);
       return { kind: 'pending', request };
     }
 
@@ -601,7 +604,34 @@ export class Registrar {
     return { audit: { actor, action: 'delete-cluster', cluster: name, clusterId, credentialsRevoked: revoked } };
   }
 
+  /**
+   * A pending request expires at its TTL even if no other registration sweeps
+   * it: one timer per pending request, armed when an agent waits on it.
+   */
+  private armExpiry(requestName: string, index: RegistrationIndex): void {
+    const entry = index.pending.get(requestName);
+    if (!entry || this.expiryTimers.has(requestName)) return;
+    const remainingMs = entry.createdAtMs + this.options.pendingRegistrationTtlMs - this.clock.now();
+    // Clamped: Node fires a timer over 2^31-1 ms at once.
+    const timer = this.clock.setTimeout(
+      () => {
+        this.expiryTimers.delete(requestName);
+        void this.expireOne(requestName).catch(() => undefined);
+      },
+      Math.min(2 ** 31 - 1, Math.max(0, remainingMs)),
+    );
+    this.expiryTimers.set(requestName, timer);
+  }
+
+  /** Cancels the expiry timers (the hub is stopping). */
+  close(): void {
+    for (const timer of this.expiryTimers.values()) timer.cancel();
+    this.expiryTimers.clear();
+  }
+
   private wake(requestName: string): void {
+    this.expiryTimers.get(requestName)?.cancel();
+    this.expiryTimers.delete(requestName);
     const set = this.waiters.get(requestName);
     if (!set) return;
     this.waiters.delete(requestName);
@@ -614,16 +644,13 @@ export class Registrar {
    * false when the signal aborts. Nothing stays registered after either.
    */
   waitForApproval(requestName: string, signal: AbortSignal): Promise<boolean> {
+    // Subscribes at once, before the request may even exist: the hub calls this
+    // before admitting, so a decision that lands in between is never missed.
     return new Promise((resolve) => {
       if (signal.aborted) return resolve(false);
       const waiters = this.waiters.get(requestName) ?? new Set<() => void>();
       this.waiters.set(requestName, waiters);
-      let ttlTimer: { cancel(): void } | undefined;
-      let done = false;
       const finish = (decided: boolean) => {
-        if (done) return;
-        done = true;
-        ttlTimer?.cancel();
         signal.removeEventListener('abort', onAbort);
         waiters.delete(onDecided);
         if (waiters.size === 0 && this.waiters.get(requestName) === waiters) this.waiters.delete(requestName);
@@ -633,15 +660,6 @@ export class Registrar {
       const onAbort = () => finish(false);
       waiters.add(onDecided);
       signal.addEventListener('abort', onAbort, { once: true });
-      // The request expires at its TTL even if no other registration sweeps it.
-      void this.loadIndex().then((index) => {
-        if (done) return;
-        const entry = index.pending.get(requestName);
-        if (!entry) return onDecided();
-        const remainingMs = entry.createdAtMs + this.options.pendingRegistrationTtlMs - this.clock.now();
-        // Clamped: Node fires a timer over 2^31-1 ms at once.
-        ttlTimer = this.clock.setTimeout(() => void this.expireOne(requestName).finally(onDecided), Math.min(2 ** 31 - 1, Math.max(0, remainingMs)));
-      }, onDecided);
     });
   }
 
