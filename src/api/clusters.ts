@@ -1,4 +1,4 @@
-import { quoteBounded } from '../tunnel/quote.js';
+import { quoteBounded } from './quote.js';
 import { type Condition, dns1123LabelProblem, isUuid, labelProblems, type ObjectMeta } from './meta.js';
 
 // Cluster resources, shaped and named as Clusternet's clusters.clusternet.io

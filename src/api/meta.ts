@@ -1,8 +1,7 @@
 // Kubernetes-style object metadata and the checks Kubernetes applies to names
 // and labels, so what the hub accepts a kube-apiserver would accept too.
 
-// quote.js is a leaf (no imports, no I/O); the tunnel index would pull in gRPC.
-import { quoteBounded } from '../tunnel/quote.js';
+import { quoteBounded } from './quote.js';
 
 /**
  * Labels an object may carry. Kubernetes bounds each label but not their number;

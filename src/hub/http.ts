@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { defaultQuoteChars, ErrorCode, HawserError, quoteBounded, toHawserError } from '../tunnel/index.js';
+import { defaultQuoteChars, quoteBounded } from '../api/index.js';
+import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { Registrar } from './registration.js';

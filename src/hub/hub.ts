@@ -1,12 +1,11 @@
 import type { Logger } from 'pino';
-import { type ManagedCluster, registrationRequestName } from '../api/index.js';
+import { type ManagedCluster, registrationRequestName, quoteBounded } from '../api/index.js';
 import {
   type Clock,
   ErrorCode,
   HawserError,
   type HubChannel,
   isAuthFailure,
-  quoteBounded,
   type Inbound,
   type ServerTransport,
   systemClock,

@@ -10,6 +10,7 @@ import {
   registrationProblems,
   registrationRequestName,
   type SyncMode,
+  quoteBounded,
 } from '../api/index.js';
 import {
   type Clock,
@@ -18,7 +19,6 @@ import {
   helloProofSubject,
   proofSignatureValid,
   publicKeyFingerprint,
-  quoteBounded,
   type TimerHandle,
   wire,
 } from '../tunnel/index.js';

@@ -35,7 +35,6 @@ export {
   type ServingCertificate,
 } from './tls.js';
 export { parseDuration, formatDuration } from './duration.js';
-export { defaultQuoteChars, quoteBounded } from './quote.js';
 export {
   type AgentKeyPair,
   generateAgentKeyPair,

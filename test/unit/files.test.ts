@@ -2,8 +2,9 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { quoteBounded } from '../../src/api/index.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../src/cache/index.js';
-import { quoteBounded } from '../../src/tunnel/index.js';
+
 
 describe('writeFileAtomic', () => {
   let dir: string;
