@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { SyncMode } from '../api/index.js';
+import { boundedText, quoteBounded, type SyncMode } from '../api/index.js';
 import type { OfflineCache } from '../cache/index.js';
 import {
   type AgentChannel,
@@ -261,7 +261,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
         switch (frame.$case) {
           case 'registrationPending':
             registerTimer.cancel();
-            this.deps.logger.warn({ request: frame.value.requestName }, frame.value.message);
+            this.deps.logger.warn({ request: quoteBounded(frame.value.requestName, 128) }, `registration pending: ${quoteBounded(frame.value.message)}`);
             this.setState({ kind: 'registering', pendingRequest: frame.value.requestName });
             break;
           case 'welcome': {
@@ -288,7 +288,8 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
           case 'goodbye':
             goodbye = new HawserError(
               isErrorCode(frame.value.code) ? frame.value.code : ErrorCode.Unavailable,
-              frame.value.message,
+              // The hub's words, bounded: they reach this agent's logs.
+              boundedText(frame.value.message, 1024),
               { retryAfterMs: frame.value.retryAfterMs },
             );
             break;

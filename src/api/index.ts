@@ -1,3 +1,3 @@
 export * from './meta.js';
 export * from './clusters.js';
-export { defaultQuoteChars, quoteBounded } from './quote.js';
+export { boundedText, defaultQuoteChars, quoteBounded } from './quote.js';

@@ -3,6 +3,13 @@
 
 export const defaultQuoteChars = 256;
 
+/** At most `max` characters of `value`; a longer value says how long it was. */
+export function boundedText(value: unknown, max = defaultQuoteChars): string {
+  const text = typeof value === 'string' ? value : String(value);
+  if (text.length <= max) return text;
+  return `${text.slice(0, max)}… (${text.length} characters)`;
+}
+
 /** JSON-quotes at most `max` characters of `value`; a longer value says how long it was. */
 export function quoteBounded(value: unknown, max = defaultQuoteChars): string {
   const text = typeof value === 'string' ? value : String(value);

@@ -171,7 +171,7 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
     const matching = routes.filter((r) => r.path.test(path));
     const route = matching.find((r) => r.method === req.method);
     if (!route) {
-      if (matching.length > 0) return send(res, 405, { code: 'HAWSER_METHOD_NOT_ALLOWED', message: `${req.method} is not allowed on ${quoteBounded(path)}` });
+      if (matching.length > 0) return send(res, 405, { code: ErrorCode.MethodNotAllowed, message: `${quoteBounded(req.method ?? '')} is not allowed on ${quoteBounded(path)}` });
       return send(res, 404, { code: ErrorCode.NotFound, message: `no such endpoint: ${quoteBounded(path)}` });
     }
     let user: Operator | undefined;

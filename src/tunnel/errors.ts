@@ -52,6 +52,8 @@ export const ErrorCode = {
   UntrustedHub: 'HAWSER_UNTRUSTED_HUB',
   /** An HTTP request path that is not valid percent-encoding. */
   MalformedPath: 'HAWSER_MALFORMED_PATH',
+  /** An HTTP method the endpoint does not serve. */
+  MethodNotAllowed: 'HAWSER_METHOD_NOT_ALLOWED',
   // Operators' HTTP API and the hub's start-up.
   Unauthenticated: 'HAWSER_UNAUTHENTICATED',
   Forbidden: 'HAWSER_FORBIDDEN',

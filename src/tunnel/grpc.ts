@@ -46,6 +46,9 @@ const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
 const untrustedCertificate =
   /self[- ]signed certificate|unable to (get local issuer|verify the first) certificate|certificate signature failure|CERT_SIGNATURE_FAILURE|UNABLE_TO_GET_ISSUER_CERT|DEPTH_ZERO_SELF_SIGNED|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_VERIFY_LEAF_SIGNATURE/i;
 
+const certificateNameMismatch = /Hostname\/IP does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/i;
+const certificateOutOfDate = /certificate has expired|certificate is not yet valid|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID/i;
+
 export function hawserErrorFromStatus(status: { code: number; details?: string; metadata?: grpc.Metadata }): HawserError {
   const declared = status.metadata?.get(errorCodeKey)[0];
   const retryAfter = Number(status.metadata?.get(retryAfterKey)[0] ?? 0) || 0;
@@ -55,12 +58,28 @@ export function hawserErrorFromStatus(status: { code: number; details?: string; 
   }
   if (status.code === grpc.status.CANCELLED) return new HawserError(ErrorCode.Cancelled, details);
   if (status.code === grpc.status.RESOURCE_EXHAUSTED) return new HawserError(ErrorCode.OversizedFrame, details);
-  const untrusted = status.code === grpc.status.UNAVAILABLE ? untrustedCertificate.exec(details) : null;
-  if (untrusted) {
-    return new HawserError(
-      ErrorCode.UntrustedHub,
-      `the hub's certificate is not trusted by --parent-ca-file (${untrusted[0]}): give the agent the CA that signed it, the hub's <data-dir>/pki/ca.crt`,
-    );
+  if (status.code === grpc.status.UNAVAILABLE) {
+    const untrusted = untrustedCertificate.exec(details);
+    if (untrusted) {
+      return new HawserError(
+        ErrorCode.UntrustedHub,
+        `the hub's certificate is not trusted by --parent-ca-file (${untrusted[0]}): give the agent the CA that signed it, the hub's <data-dir>/pki/ca.crt`,
+      );
+    }
+    const wrongName = certificateNameMismatch.exec(details);
+    if (wrongName) {
+      return new HawserError(
+        ErrorCode.UntrustedHub,
+        `the hub's certificate does not name the address the agent dials (${wrongName[0]}): use a --parent-url the certificate covers, or add it to the hub with --tls-san`,
+      );
+    }
+    const outOfDate = certificateOutOfDate.exec(details);
+    if (outOfDate) {
+      return new HawserError(
+        ErrorCode.UntrustedHub,
+        `the hub's certificate is outside its validity period (${outOfDate[0]}): renew the hub's certificate, or check this machine's clock`,
+      );
+    }
   }
   return new HawserError(ErrorCode.Unavailable, `${grpc.status[status.code] ?? status.code}: ${details}`);
 }

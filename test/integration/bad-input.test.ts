@@ -16,7 +16,7 @@ import {
   wire,
 } from '../../src/tunnel/index.js';
 import type { KubeCluster, ManagedProcess } from '../../src/testkit/index.js';
-import { bootstrapToken, hawser, type HubProcess, readyStatus, TestBed, until } from './harness.js';
+import { adminToken, bootstrapToken, hawser, type HubProcess, readyStatus, TestBed, until } from './harness.js';
 
 // Bad input over the real gRPC tunnel: each refused with a stable code and a
 // message naming the problem, counted on /metrics, and nothing else changes.
@@ -318,7 +318,9 @@ describe('bad input is refused, counted, and changes nothing else', () => {
 
   it('malformed percent-encoding in an API path is a 400 with a code', async () => {
     const errorsBefore = hub.proc.lines().filter((l) => l.includes('api request failed')).length;
-    const res = await fetch(`${hub.apiUrl}/api/v1/clusters/%E0%A4%A`);
+    // Authenticated first: an anonymous caller learns nothing about the path (401).
+    expect((await fetch(`${hub.apiUrl}/api/v1/clusters/%E0%A4%A`)).status).toBe(401);
+    const res = await fetch(`${hub.apiUrl}/api/v1/clusters/%E0%A4%A`, { headers: { authorization: `Bearer ${adminToken}` } });
     expect(res.status).toBe(400);
     expect(((await res.json()) as { code: string }).code).toBe(ErrorCode.MalformedPath);
     expect(hub.proc.lines().filter((l) => l.includes('api request failed')).length).toBe(errorsBefore);

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promise
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { quoteBounded } from '../../src/api/index.js';
+import { boundedText, quoteBounded } from '../../src/api/index.js';
 import { ensurePrivateDir, writeFileAtomic } from '../../src/cache/index.js';
 
 
@@ -63,5 +63,12 @@ describe('quoteBounded', () => {
     expect(q.length).toBeLessThan(300);
     expect(q).toContain('(1000000 characters)');
     expect(quoteBounded('a"b')).toBe('"a\\"b"');
+  });
+});
+
+describe('boundedText', () => {
+  it('keeps short text and cuts long text with its length', () => {
+    expect(boundedText('hub says no')).toBe('hub says no');
+    expect(boundedText('y'.repeat(5000), 100)).toBe(`${'y'.repeat(100)}… (5000 characters)`);
   });
 });
