@@ -123,6 +123,7 @@ export function formatReport(r: CampaignReport): string {
   const lines: string[] = [];
   const secs = r.run.elapsedMs / 1000;
   lines.push(`seed ${r.seed}: ${r.run.frames} frames in ${r.run.cases} cases, ${secs.toFixed(1)} s (${Math.round(r.run.frames / Math.max(secs, 0.001))} frames/s), concurrency ${r.concurrency}, --max-frame-bytes ${r.maxFrameBytes}`);
+  if (r.run.redials > 0) lines.push(`fresh connections after a hang or a dropped connection: ${r.run.redials}`);
   lines.push(`classes: ${Object.entries(r.run.classes).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   lines.push(`answers: ${Object.entries(r.run.answers).sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const m = r.monitor;
@@ -133,7 +134,7 @@ export function formatReport(r: CampaignReport): string {
     lines.push('result: no findings');
   } else {
     lines.push(`result: ${Object.values(sigs).reduce((a, b) => a + b, 0)} findings`);
-    for (const [s, n] of Object.entries(sigs).sort((a, b) => b[1] - a[1])) lines.push(`  ${n} x ${s}`);
+    for (const [s, n] of Object.entries(r.run.findingsByClass).sort((a, b) => b[1] - a[1])) lines.push(`  ${n} x ${s}`);
     for (const f of r.runFindings) lines.push(`FINDING ${f.signature}: ${f.detail}`);
   }
   return lines.join('\n');

@@ -104,7 +104,7 @@ export function judgeReply(kind: FrameKind, state: StreamState, reply: Reply): V
         finding:
           reply.grpcCode === 0
             ? { signature: `ended-without-answer-to-${kind.kind}-in-${state}`, detail: 'the stream ended with OK and no answer' }
-            : { signature: `status-without-hawser-code:${name}`, detail: `${name}: ${reply.details.slice(0, 200)}` },
+            : { signature: `status-without-hawser-code:${name}-for-${kind.kind}-in-${state}`, detail: `${name}: ${reply.details.slice(0, 200)}` },
       };
     }
     return judgeRefusal(reply.hawserCode, kind, state, 'status');
@@ -138,10 +138,10 @@ export function judgeReply(kind: FrameKind, state: StreamState, reply: Reply): V
 
 /** After a Goodbye the stream must end with a status carrying the same code. */
 export function judgeStatusAfterGoodbye(goodbyeCode: string, reply: Reply): Finding | undefined {
-  if (reply.kind === 'timeout') return { signature: 'hang-after-goodbye', detail: `no status within ${reply.waitedMs}ms after Goodbye ${goodbyeCode}` };
+  if (reply.kind === 'timeout') return { signature: `hang-after-goodbye:${goodbyeCode}`, detail: `no status within ${reply.waitedMs}ms after Goodbye ${goodbyeCode}` };
   if (reply.kind === 'frame') return { signature: 'frame-after-goodbye', detail: `a frame of ${reply.bytes.length} bytes followed Goodbye ${goodbyeCode}` };
   if (reply.hawserCode === undefined) {
-    return { signature: `status-without-hawser-code:${grpcStatusName(reply.grpcCode)}`, detail: `after Goodbye ${goodbyeCode}: ${reply.details.slice(0, 200)}` };
+    return { signature: `status-without-hawser-code:${grpcStatusName(reply.grpcCode)}-after-goodbye`, detail: `after Goodbye ${goodbyeCode}: ${reply.details.slice(0, 200)}` };
   }
   if (reply.hawserCode !== goodbyeCode) {
     return { signature: 'status-code-differs-from-goodbye', detail: `Goodbye ${goodbyeCode}, status ${reply.hawserCode}` };
@@ -154,7 +154,7 @@ export function judgeEndOfStream(state: StreamState, reply: Reply): Finding | un
   if (reply.kind === 'timeout') return { signature: `hang-after-half-close-in-${state}`, detail: `the stream did not end within ${reply.waitedMs}ms of our half-close` };
   if (reply.kind === 'frame') return { signature: `frame-after-half-close-in-${state}`, detail: `a frame of ${reply.bytes.length} bytes came after our half-close` };
   if (reply.grpcCode !== 0 && reply.hawserCode === undefined) {
-    return { signature: `status-without-hawser-code:${grpcStatusName(reply.grpcCode)}`, detail: `after half-close: ${reply.details.slice(0, 200)}` };
+    return { signature: `status-without-hawser-code:${grpcStatusName(reply.grpcCode)}-after-half-close`, detail: `after half-close: ${reply.details.slice(0, 200)}` };
   }
   if (reply.hawserCode !== undefined && !isErrorCode(reply.hawserCode)) {
     return { signature: 'status-with-unknown-code', detail: `after half-close: ${reply.hawserCode}` };

@@ -48,6 +48,10 @@ export interface RunResult {
   answers: Record<string, number>;
   /** Findings per signature. */
   findingCounts: Record<string, number>;
+  /** Fresh connections dialled after a case hung or its connection dropped. */
+  redials: number;
+  /** Findings per signature and case class, keyed "signature @ class". */
+  findingsByClass: Record<string, number>;
   /** The first few findings of each signature. */
   findings: RecordedFinding[];
 }
@@ -174,7 +178,7 @@ function sessionHello(identity: WorkerIdentity): Buffer {
 export async function runFuzz(options: RunOptions, identities: readonly WorkerIdentity[]): Promise<RunResult> {
   if (identities.length < options.concurrency) throw new Error(`need ${options.concurrency} identities, got ${identities.length}`);
   const started = Date.now();
-  const result: RunResult = { frames: 0, cases: 0, elapsedMs: 0, classes: {}, answers: {}, findingCounts: {}, findings: [] };
+  const result: RunResult = { frames: 0, cases: 0, elapsedMs: 0, classes: {}, answers: {}, findingCounts: {}, findingsByClass: {}, findings: [], redials: 0 };
   let nextIndex = 0;
   const takeIndex = (): number | undefined => {
     if (options.signal?.aborted) return undefined;
@@ -185,6 +189,8 @@ export async function runFuzz(options: RunOptions, identities: readonly WorkerId
   const record = (c: FuzzCase, step: number, note: string, bytes: Buffer, finding: Finding) => {
     const count = (result.findingCounts[finding.signature] ?? 0) + 1;
     result.findingCounts[finding.signature] = count;
+    const byClass = `${finding.signature} @ ${c.cls}`;
+    result.findingsByClass[byClass] = (result.findingsByClass[byClass] ?? 0) + 1;
     if (count > examplesPerSignature) return;
     const f: RecordedFinding = {
       ...finding,
@@ -200,12 +206,19 @@ export async function runFuzz(options: RunOptions, identities: readonly WorkerId
     if (count === 1) options.onFinding?.(f);
   };
 
-  const runCase = async (transport: GrpcClientTransport, identity: WorkerIdentity, c: FuzzCase): Promise<void> => {
+  /** Returns true when the stream hung or its connection dropped: the worker then dials a fresh connection. */
+  const runCase = async (transport: GrpcClientTransport, identity: WorkerIdentity, c: FuzzCase): Promise<boolean> => {
     result.cases++;
     result.classes[c.cls] = (result.classes[c.cls] ?? 0) + 1;
     const steps = c.session ? [{ bytes: sessionHello(identity), note: 'session hello' }, ...c.steps] : c.steps;
     const stream = new RawStream(transport.openRaw({ sameConnection: true }));
     let state: StreamState = 'fresh';
+    let broken = false;
+    const next = async (): Promise<Reply> => {
+      const reply = await stream.next(options.replyDeadlineMs);
+      if (reply.kind === 'timeout' || (reply.kind === 'status' && reply.hawserCode === undefined && reply.grpcCode !== 0)) broken = true;
+      return reply;
+    };
     try {
       for (let i = 0; i < steps.length; i++) {
         const { bytes, note } = steps[i]!;
@@ -213,25 +226,30 @@ export async function runFuzz(options: RunOptions, identities: readonly WorkerId
         await stream.write(bytes, options.replyDeadlineMs);
         result.frames++;
         const kind = frameKind(bytes, options.generator.maxFrameBytes);
-        const verdict = judgeReply(kind, state, await stream.next(options.replyDeadlineMs));
+        const verdict = judgeReply(kind, state, await next());
         result.answers[verdict.answer] = (result.answers[verdict.answer] ?? 0) + 1;
-        if (!verdict.ok) return record(c, stepIndex, note, bytes, verdict.finding);
+        if (!verdict.ok) {
+          record(c, stepIndex, note, bytes, verdict.finding);
+          return broken;
+        }
         if (c.session && i === 0 && verdict.answer !== 'welcome') {
-          return record(c, stepIndex, note, bytes, { signature: `session-hello-refused:${verdict.answer}`, detail: 'the worker could not open its own session' });
+          record(c, stepIndex, note, bytes, { signature: `session-hello-refused:${verdict.answer}`, detail: 'the worker could not open its own session' });
+          return broken;
         }
         if (verdict.next === 'goodbye') {
-          const finding = judgeStatusAfterGoodbye(verdict.goodbyeCode!, await stream.next(options.replyDeadlineMs));
+          const finding = judgeStatusAfterGoodbye(verdict.goodbyeCode!, await next());
           if (finding) record(c, stepIndex, note, bytes, finding);
-          return;
+          return broken;
         }
-        if (verdict.next === 'ended' || verdict.next === 'pending') return;
+        if (verdict.next === 'ended' || verdict.next === 'pending') return broken;
         state = verdict.next;
       }
       if (c.halfClose) {
         stream.end();
-        const finding = judgeEndOfStream(state, await stream.next(options.replyDeadlineMs));
+        const finding = judgeEndOfStream(state, await next());
         if (finding) record(c, c.steps.length, 'half-close', Buffer.alloc(0), finding);
       }
+      return broken;
     } finally {
       stream.cancel();
     }
@@ -239,10 +257,17 @@ export async function runFuzz(options: RunOptions, identities: readonly WorkerId
 
   let lastProgress = started;
   const worker = async (w: number): Promise<void> => {
-    const transport = new GrpcClientTransport({ target: options.target, tls: { caPem: options.caPem } });
+    const dial = () => new GrpcClientTransport({ target: options.target, tls: { caPem: options.caPem } });
+    let transport = dial();
     try {
       for (let index = takeIndex(); index !== undefined; index = takeIndex()) {
-        await runCase(transport, identities[w]!, generateCase(options.generator, index));
+        // After a hang the connection itself may be wedged: later cases get a fresh one, so
+        // what they find is theirs.
+        if (await runCase(transport, identities[w]!, generateCase(options.generator, index))) {
+          transport.close();
+          transport = dial();
+          result.redials++;
+        }
         if (options.onProgress && Date.now() - lastProgress > 5_000) {
           lastProgress = Date.now();
           options.onProgress({ frames: result.frames, cases: result.cases, findings: result.findings.length, elapsedMs: lastProgress - started });

@@ -154,7 +154,7 @@ describe('oracle', () => {
     expect(judgeReply(kind, 'fresh', goodbye(ErrorCode.Internal))).toMatchObject({ ok: false, finding: { signature: 'internal-error' } });
     expect(judgeReply(kind, 'fresh', { kind: 'status', grpcCode: 8, hawserCode: undefined, details: 'too big' })).toMatchObject({
       ok: false,
-      finding: { signature: 'status-without-hawser-code:RESOURCE_EXHAUSTED' },
+      finding: { signature: 'status-without-hawser-code:RESOURCE_EXHAUSTED-for-malformed-in-fresh' },
     });
     expect(judgeReply(kind, 'fresh', { kind: 'status', grpcCode: 3, hawserCode: ErrorCode.MalformedFrame, details: '' })).toMatchObject({ ok: true, next: 'ended' });
     expect(judgeReply(kind, 'fresh', { kind: 'timeout', waitedMs: 5 })).toMatchObject({ ok: false, finding: { signature: 'hang-after-malformed-in-fresh' } });
@@ -162,7 +162,7 @@ describe('oracle', () => {
     expect(judgeStatusAfterGoodbye(ErrorCode.MalformedFrame, { kind: 'status', grpcCode: 3, hawserCode: ErrorCode.BadCredential, details: '' })?.signature).toBe(
       'status-code-differs-from-goodbye',
     );
-    expect(judgeStatusAfterGoodbye(ErrorCode.MalformedFrame, { kind: 'timeout', waitedMs: 5 })?.signature).toBe('hang-after-goodbye');
+    expect(judgeStatusAfterGoodbye(ErrorCode.MalformedFrame, { kind: 'timeout', waitedMs: 5 })?.signature).toBe('hang-after-goodbye:HAWSER_MALFORMED_FRAME');
     expect(judgeEndOfStream('session', { kind: 'status', grpcCode: 0, hawserCode: undefined, details: '' })).toBeUndefined();
     expect(judgeEndOfStream('session', { kind: 'timeout', waitedMs: 5 })?.signature).toBe('hang-after-half-close-in-session');
   });
