@@ -57,6 +57,7 @@ export interface RunResult {
 }
 
 const examplesPerSignature = 3;
+const unavailable = 14; // gRPC UNAVAILABLE: the connection dropped
 export const frameHexBytes = 256;
 
 /** One raw stream: replies in arrival order, each awaited with a deadline. */
@@ -216,7 +217,7 @@ export async function runFuzz(options: RunOptions, identities: readonly WorkerId
     let broken = false;
     const next = async (): Promise<Reply> => {
       const reply = await stream.next(options.replyDeadlineMs);
-      if (reply.kind === 'timeout' || (reply.kind === 'status' && reply.hawserCode === undefined && reply.grpcCode !== 0)) broken = true;
+      if (reply.kind === 'timeout' || (reply.kind === 'status' && reply.hawserCode === undefined && reply.grpcCode === unavailable)) broken = true;
       return reply;
     };
     try {
