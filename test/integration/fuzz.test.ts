@@ -42,7 +42,7 @@ describe('fuzz: mutated and random frames against a real hub', () => {
 
   beforeAll(async () => {
     world = await startWorld({ agents: 1, maxFrameBytes: 64 * 1024 });
-    report = await runCampaign(world, { seed, maxFrames: frames, maxSeconds: 120, concurrency: 4, replyDeadlineMs: 10_000 });
+    report = await runCampaign(world, { seed, maxFrames: frames, maxSeconds: 120, concurrency: 8, replyDeadlineMs: 5_000 });
     console.log(formatReport(report));
     for (const f of report.run.findings) console.log(formatFinding(f));
   }, 420_000);

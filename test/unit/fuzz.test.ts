@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { caseClasses, encodeHeartbeat, generateCase, type GeneratorOptions, randomHeartbeat, strangerPool } from '../../fuzz/frames.js';
 import { frameKind, judgeEndOfStream, judgeReply, judgeStatusAfterGoodbye, type Reply } from '../../fuzz/oracle.js';
+import { parseVmRssBytes } from '../../fuzz/monitor.js';
 import { Prng } from '../../fuzz/prng.js';
 import { encodeFields, lenField, overflowingVarint, parseFields, varint, varintField, WireType } from '../../fuzz/protowire.js';
 import { ErrorCode, wire } from '../../src/tunnel/index.js';
@@ -173,5 +174,12 @@ describe('oracle', () => {
     expect(judgeReply({ kind: 'hello' }, 'session', welcome)).toMatchObject({ ok: false });
     expect(judgeReply({ kind: 'malformed' }, 'fresh', welcome)).toMatchObject({ ok: false, finding: { signature: 'wrong-answer:welcome-to-malformed-in-fresh' } });
     expect(judgeReply({ kind: 'hello' }, 'session', goodbye(ErrorCode.UnexpectedFrame))).toMatchObject({ ok: true });
+  });
+});
+
+describe('monitor', () => {
+  it('reads VmRSS from /proc/PID/status, and nothing from a zombie', () => {
+    expect(parseVmRssBytes('Name:\tnode\nVmPeak:\t  999 kB\nVmRSS:\t  131072 kB\nThreads:\t7\n')).toBe(128 * 1024 * 1024);
+    expect(parseVmRssBytes('Name:\tnode\nState:\tZ (zombie)\n')).toBeUndefined();
   });
 });
