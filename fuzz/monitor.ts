@@ -51,6 +51,8 @@ export class Monitor {
     const m = new Monitor(hub, agentNames, start);
     for (const name of agentNames) {
       const sessions = await hub.metric('hawser_hub_sessions_total', { cluster: name });
+      // A Ready agent has had a session; reading 0 means /metrics did not answer, and the check would be vacuous.
+      if (sessions < 1) throw new Error(`cannot read hawser_hub_sessions_total for ${name} from the hub's /metrics`);
       m.agentStats.set(name, { sessionsStart: sessions, sessionsEnd: sessions, readyChecks: 0, notReady: 0 });
     }
     m.rssTimer = setInterval(() => m.sampleRss(pid), options.rssIntervalMs ?? 250);
