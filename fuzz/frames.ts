@@ -122,7 +122,8 @@ export function randomHello(prng: Prng, o: GeneratorOptions): wire.Hello {
         : authKind === 'credential'
           ? { $case: 'clusterCredential', value: `hwc_${prng.text(43)}` }
           : undefined;
-  return {
+  // fromPartial: fields a later wire version adds get their defaults.
+  return wire.Hello.fromPartial({
     clusterId: prng.chance(0.8) ? stranger.id : prng.chance(0.5) ? prng.uuid() : prng.text(prng.between(0, 40)),
     auth,
     registration: prng.chance(0.9)
@@ -137,7 +138,7 @@ export function randomHello(prng: Prng, o: GeneratorOptions): wire.Hello {
     lastAckedRevision: prng.chance(0.8) ? 0 : prng.below(2 ** 32),
     leaseDurationMs: prng.chance(0.7) ? 0 : prng.below(2 ** 32),
     agentVersion: prng.text(prng.between(0, 12)),
-  };
+  });
 }
 
 function clusterStatus(prng: Prng, mapEntries: number): wire.ClusterStatus {
@@ -166,13 +167,13 @@ function clusterStatus(prng: Prng, mapEntries: number): wire.ClusterStatus {
 
 export function randomHeartbeat(prng: Prng, sequence: number, mapEntries = -1): wire.Heartbeat {
   const withStatus = mapEntries >= 0 || prng.chance(0.4);
-  return {
+  return wire.Heartbeat.fromPartial({
     sequence,
     sentAtUnixMs: 1_700_000_000_000 + prng.below(2 ** 31),
     status: withStatus ? clusterStatus(prng, mapEntries >= 0 ? mapEntries : prng.between(0, 4)) : undefined,
     lastRttMs: prng.chance(0.5) ? 0 : prng.below(2 ** 32),
     statusUnchanged: !withStatus && prng.chance(0.5),
-  };
+  });
 }
 
 export const encodeHello = (hello: wire.Hello): Buffer =>

@@ -138,19 +138,8 @@ export async function registerIdentity(target: string, caPem: string, generator:
   const transport = new GrpcClientTransport({ target, tls: { caPem } });
   const channel = transport.open();
   try {
-    await channel.send({
-      frame: {
-        $case: 'hello',
-        value: {
-          clusterId,
-          auth: { $case: 'bootstrapToken', value: generator.bootstrapToken },
-          registration: { name: clusterName, namespace: '', clusterType: 'EdgeCluster', labels: {}, syncMode: wire.SyncMode.SYNC_MODE_DUAL },
-          lastAckedRevision: 0,
-          leaseDurationMs: 0,
-          agentVersion: 'fuzz',
-        },
-      },
-    });
+    const registration = { name: clusterName, namespace: '', clusterType: 'EdgeCluster', labels: {}, syncMode: wire.SyncMode.SYNC_MODE_DUAL };
+    await channel.send({ frame: { $case: 'hello', value: workerHello(clusterId, { $case: 'bootstrapToken', value: generator.bootstrapToken }, registration) } });
     for await (const inbound of channel.frames()) {
       if (!inbound.ok) throw inbound.error;
       const frame = inbound.frame.frame;
@@ -165,15 +154,16 @@ export async function registerIdentity(target: string, caPem: string, generator:
   }
 }
 
+/**
+ * The hellos a worker says as itself (registering, then opening each session):
+ * the one place to change when hellos must carry more (e.g. a key and a proof).
+ */
+function workerHello(clusterId: string, auth: wire.Hello['auth'], registration?: wire.ClusterRegistration): wire.Hello {
+  return wire.Hello.fromPartial({ clusterId, auth, registration, agentVersion: 'fuzz' });
+}
+
 function sessionHello(identity: WorkerIdentity): Buffer {
-  return encodeHello({
-    clusterId: identity.clusterId,
-    auth: { $case: 'clusterCredential', value: identity.credential },
-    registration: undefined,
-    lastAckedRevision: 0,
-    leaseDurationMs: 0,
-    agentVersion: 'fuzz',
-  });
+  return encodeHello(workerHello(identity.clusterId, { $case: 'clusterCredential', value: identity.credential }));
 }
 
 export async function runFuzz(options: RunOptions, identities: readonly WorkerIdentity[]): Promise<RunResult> {
