@@ -404,9 +404,14 @@ export class GrpcClientTransport implements ClientTransport {
     return new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.outCodec, this.options.target, false);
   }
 
-  /** Raw access for tests that must send bytes no well-behaved agent would. */
-  openRaw(): grpc.ClientDuplexStream<Buffer, Buffer> {
-    return this.freshClient().makeBidiStreamRequest<Buffer, Buffer>(connectPath, passThrough, passThrough, new grpc.Metadata());
+  /**
+   * Raw access for tests that must send bytes no well-behaved agent would.
+   * `sameConnection` opens the stream on the current HTTP/2 connection (a
+   * fuzzer opens many streams; a TLS handshake each would measure TLS).
+   */
+  openRaw(options: { sameConnection?: boolean } = {}): grpc.ClientDuplexStream<Buffer, Buffer> {
+    const client = options.sameConnection && this.client ? this.client : this.freshClient();
+    return client.makeBidiStreamRequest<Buffer, Buffer>(connectPath, passThrough, passThrough, new grpc.Metadata());
   }
 
   close(): void {

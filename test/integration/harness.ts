@@ -1,7 +1,8 @@
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClusterRegistrationRequest, ManagedCluster } from '../../src/api/index.js';
 import { type AgentKeyPair, generateAgentKeyPair, signProof, type wire } from '../../src/tunnel/index.js';
@@ -17,7 +18,16 @@ import {
 
 // Real hub and agent processes from the compiled CLI (npm test builds it first).
 
-export const repoRoot = resolve(import.meta.dirname, '../..');
+/** Found by walking up, so that this file compiled elsewhere (the fuzzer's dist/fuzz) finds the same root. */
+export const repoRoot = findRepoRoot(import.meta.dirname);
+
+function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'hawser') return dir;
+    if (dirname(dir) === dir) throw new Error(`no hawser package.json above ${from}`);
+  }
+}
 export const hawserBin = join(repoRoot, 'bin', 'hawser.js');
 export const bootstrapToken = 'abcdef.0123456789abcdef';
 /** Operators the harness's hubs know (--operator-tokens-file); hawser() logs in as the admin. */
