@@ -2,7 +2,7 @@
 // gRPC+TLS, judges every reply with the oracle, and keeps the findings. It
 // starts no processes; fuzz/world.ts does that.
 
-import { ErrorCode, GrpcClientTransport, HawserError, wire } from '../src/tunnel/index.js';
+import { type AgentKeyPair, ErrorCode, generateAgentKeyPair, GrpcClientTransport, HawserError, signHello, wire } from '../src/tunnel/index.js';
 import { type CaseClass, encodeHello, type FuzzCase, generateCase, type GeneratorOptions } from './frames.js';
 import { type Finding, frameKind, judgeEndOfStream, judgeReply, judgeStatusAfterGoodbye, type Reply, type StreamState } from './oracle.js';
 
@@ -131,19 +131,22 @@ export interface WorkerIdentity {
   clusterId: string;
   clusterName: string;
   credential: string;
+  /** The worker's agent key: every hello it says as itself is signed afresh with it. */
+  key: AgentKeyPair;
 }
 
 /** Registers one cluster for a worker's authenticated sessions (the hub must auto-approve). */
 export async function registerIdentity(target: string, caPem: string, generator: GeneratorOptions, clusterId: string, clusterName: string): Promise<WorkerIdentity> {
   const transport = new GrpcClientTransport({ target, tls: { caPem } });
   const channel = transport.open();
+  const key = generateAgentKeyPair();
   try {
     const registration = { name: clusterName, namespace: '', clusterType: 'EdgeCluster', labels: {}, syncMode: wire.SyncMode.SYNC_MODE_DUAL };
-    await channel.send({ frame: { $case: 'hello', value: workerHello(clusterId, { $case: 'bootstrapToken', value: generator.bootstrapToken }, registration) } });
+    await channel.send({ frame: { $case: 'hello', value: workerHello(clusterId, key, { $case: 'bootstrapToken', value: generator.bootstrapToken }, registration) } });
     for await (const inbound of channel.frames()) {
       if (!inbound.ok) throw inbound.error;
       const frame = inbound.frame.frame;
-      if (frame?.$case === 'welcome') return { clusterId, clusterName, credential: frame.value.credential };
+      if (frame?.$case === 'welcome') return { clusterId, clusterName, credential: frame.value.credential, key };
       if (frame?.$case === 'goodbye') throw new HawserError(ErrorCode.Unavailable, `registering ${clusterName}: ${frame.value.code} ${frame.value.message}`);
       if (frame?.$case === 'registrationPending') throw new HawserError(ErrorCode.InvalidOption, 'the fuzzer needs a hub started with --auto-approve');
     }
@@ -158,12 +161,35 @@ export async function registerIdentity(target: string, caPem: string, generator:
  * The hellos a worker says as itself (registering, then opening each session):
  * the one place to change when hellos must carry more (e.g. a key and a proof).
  */
-function workerHello(clusterId: string, auth: wire.Hello['auth'], registration?: wire.ClusterRegistration): wire.Hello {
-  return wire.Hello.fromPartial({ clusterId, auth, registration, agentVersion: 'fuzz' });
+function workerHello(clusterId: string, key: AgentKeyPair, auth: wire.Hello['auth'], registration?: wire.ClusterRegistration): wire.Hello {
+  return signHello(wire.Hello.fromPartial({ clusterId, auth, registration, agentVersion: 'fuzz' }), key, Date.now());
+}
+
+/**
+ * The hub checks a hello's proof of possession before anything else in it, so
+ * an unsigned fuzzed hello would only ever test the signature check. A frame
+ * that decodes as a hello without a proof, and is encoded canonically, is signed at send time with a fresh
+ * key (generation stays the same per seed; the bytes sent then differ by the
+ * key, time and nonce). Anything that does not decode is sent as generated.
+ */
+function signedIfHello(bytes: Buffer): Buffer {
+  let request: wire.ConnectRequest;
+  try {
+    request = wire.ConnectRequest.decode(bytes);
+  } catch {
+    return bytes;
+  }
+  const frame = request.frame;
+  if (frame?.$case !== 'hello' || frame.value.proof || !frame.value.auth) return bytes;
+  // Only a canonical encoding is re-signed: a mutated one (unknown fields, odd
+  // wire types) is sent exactly as the mutator made it.
+  if (!Buffer.from(wire.ConnectRequest.encode(request).finish()).equals(bytes)) return bytes;
+  const signed = signHello(frame.value, generateAgentKeyPair(), Date.now());
+  return Buffer.from(wire.ConnectRequest.encode({ frame: { $case: 'hello', value: signed } }).finish());
 }
 
 function sessionHello(identity: WorkerIdentity): Buffer {
-  return encodeHello(workerHello(identity.clusterId, { $case: 'clusterCredential', value: identity.credential }));
+  return encodeHello(workerHello(identity.clusterId, identity.key, { $case: 'clusterCredential', value: identity.credential }));
 }
 
 export async function runFuzz(options: RunOptions, identities: readonly WorkerIdentity[]): Promise<RunResult> {
@@ -212,7 +238,8 @@ export async function runFuzz(options: RunOptions, identities: readonly WorkerId
     };
     try {
       for (let i = 0; i < steps.length; i++) {
-        const { bytes, note } = steps[i]!;
+        const { note } = steps[i]!;
+        const bytes = signedIfHello(steps[i]!.bytes);
         const stepIndex = c.session ? i - 1 : i; // -1: the session hello
         await stream.write(bytes, options.replyDeadlineMs);
         result.frames++;

@@ -13,7 +13,7 @@ import {
   isErrorCode,
   isPermanent,
   needsOperator,
-  signProof,
+  signHello,
   systemClock,
   type TimerHandle,
   toHawserError,
@@ -171,18 +171,6 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     const auth: wire.Hello['auth'] = useCredential
       ? { $case: 'clusterCredential', value: identity.credential! }
       : { $case: 'bootstrapToken', value: o.bootstrapToken ?? '' };
-    const publicKey = Buffer.from(identity.publicKey, 'base64');
-    const proof = signProof(
-      {
-        purpose: useCredential ? 'connect' : 'register',
-        clusterId: identity.clusterId,
-        clusterName: o.clusterRegName,
-        publicKeyDer: publicKey,
-        secret: auth.value,
-      },
-      Buffer.from(identity.privateKey, 'base64'),
-      this.clock.now(),
-    );
     const hello: wire.Hello = {
       clusterId: identity.clusterId,
       auth,
@@ -196,11 +184,11 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       lastAckedRevision: 0,
       leaseDurationMs: o.clusterLeaseDurationMs,
       agentVersion: o.agentVersion,
-      publicKey,
-      proof,
+      publicKey: Buffer.alloc(0),
       cacheQuarantines: this.unreportedQuarantines,
     };
-    return { frame: { $case: 'hello', value: hello } };
+    const key = { publicKeyDer: Buffer.from(identity.publicKey, 'base64'), privateKeyDer: Buffer.from(identity.privateKey, 'base64') };
+    return { frame: { $case: 'hello', value: signHello(hello, key, this.clock.now()) } };
   }
 
   /**

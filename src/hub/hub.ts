@@ -255,6 +255,9 @@ export class HubCore {
         await this.refuse(channel, error, session ? { cluster: session.clusterName } : {});
       }
     } finally {
+      // Every stream ends with a status, also when the agent only half-closed it
+      // (a no-op when a refusal or the transport already ended it).
+      channel.close();
       welcomed();
       countOut();
       this.channels.delete(channel);

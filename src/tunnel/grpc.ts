@@ -99,6 +99,9 @@ const passThrough = (b: Buffer): Buffer => b;
 class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
   private queue: FrameQueue<Inbound<In>>;
   private done = false;
+  /** The peer ended its half (a client's end() reaching the server); ours may still be open. */
+  private peerHalfClosed = false;
+  private locallyEnded = false;
   private resolveClosed!: (e: HawserError | undefined) => void;
   readonly closed: Promise<HawserError | undefined>;
   bytesIn = 0;
@@ -120,6 +123,7 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
     call.on('end', () => {
       this.queue.end();
       if (!this.isServer) return; // the client learns the outcome from 'status'
+      this.peerHalfClosed = true;
       this.finish(undefined);
     });
     call.on('error', (err: grpc.ServiceError) => {
@@ -181,7 +185,11 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
   }
 
   close(error?: HawserError): void {
-    if (this.done) return;
+    if (this.locallyEnded) return;
+    // After the peer's half-close our half is still open and must be ended, or
+    // the stream never gets its status; after a cancel or reset nothing is left.
+    if (this.done && !this.peerHalfClosed) return;
+    this.locallyEnded = true;
     if (this.isServer) {
       const call = this.call as grpc.ServerDuplexStream<Inbound<In>, Buffer>;
       // grpc-js turns an 'error' event on a server stream into the call's status.

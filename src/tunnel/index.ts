@@ -43,6 +43,7 @@ export {
   type ProofSubject,
   proofSignatureValid,
   publicKeyFingerprint,
+  signHello,
   signProof,
 } from './proof.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';

@@ -92,3 +92,15 @@ export function helloProofSubject(hello: Hello): ProofSubject | undefined {
     secret: hello.auth.value,
   };
 }
+
+/**
+ * Signs a hello as its agent: sets its public key and a fresh proof over the
+ * subject the hub will derive from the same hello (helloProofSubject), so
+ * signer and verifier can never disagree on what was signed.
+ */
+export function signHello(hello: Hello, key: AgentKeyPair, nowMs: number): Hello {
+  const signed: Hello = { ...hello, publicKey: Buffer.from(key.publicKeyDer) };
+  const subject = helloProofSubject(signed);
+  if (subject) signed.proof = signProof(subject, key.privateKeyDer, nowMs);
+  return signed;
+}

@@ -12,7 +12,7 @@ import {
   HawserError,
   hawserErrorFromStatus,
   type Inbound,
-  signProof,
+  signHello,
   wire,
 } from '../../src/tunnel/index.js';
 import type { KubeCluster, ManagedProcess } from '../../src/testkit/index.js';
@@ -82,19 +82,7 @@ describe('bad input is refused, counted, and changes nothing else', () => {
     };
     let signer = key ?? keys.get(value.clusterId);
     if (!signer) keys.set(value.clusterId, (signer = generateAgentKeyPair()));
-    value.publicKey = Buffer.from(signer.publicKeyDer);
-    value.proof = signProof(
-      {
-        purpose: value.auth?.$case === 'clusterCredential' ? 'connect' : 'register',
-        clusterId: value.clusterId,
-        clusterName: value.registration?.name ?? '',
-        publicKeyDer: signer.publicKeyDer,
-        secret: value.auth?.value ?? '',
-      },
-      signer.privateKeyDer,
-      Date.now(),
-    );
-    return { frame: { $case: 'hello', value } };
+    return { frame: { $case: 'hello', value: signHello(value, signer, Date.now()) } };
   }
 
   function goodbyeOf(received: Array<Inbound<wire.ConnectResponse>>): wire.Goodbye | undefined {

@@ -5,7 +5,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import type { ClusterRegistrationRequest, ManagedCluster } from '../../src/api/index.js';
-import { type AgentKeyPair, generateAgentKeyPair, signProof, type wire } from '../../src/tunnel/index.js';
+import { type AgentKeyPair, generateAgentKeyPair, signHello, type wire } from '../../src/tunnel/index.js';
 import {
   freePort,
   type KubeCluster,
@@ -106,7 +106,12 @@ export async function startHubProcess(options: {
     if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
     return (await res.json()) as T;
   };
-  const metrics = async () => (await api('GET', '/metrics', viewerToken)).text();
+  // A refused scrape must fail the test, not read as every sample being 0.
+  const metrics = async () => {
+    const res = await api('GET', '/metrics', viewerToken);
+    if (!res.ok) throw new Error(`GET /metrics: HTTP ${res.status} ${await res.text()}`);
+    return res.text();
+  };
   return {
     proc,
     tunnel: `127.0.0.1:${tunnelPort}`,
@@ -277,17 +282,6 @@ export function signedHello(
   fields: Omit<wire.Hello, 'publicKey' | 'proof' | 'cacheQuarantines'> & Partial<Pick<wire.Hello, 'cacheQuarantines'>>,
   key: AgentKeyPair = generateAgentKeyPair(),
 ): wire.ConnectRequest {
-  const value: wire.Hello = { ...fields, publicKey: Buffer.from(key.publicKeyDer), cacheQuarantines: fields.cacheQuarantines ?? 0 };
-  value.proof = signProof(
-    {
-      purpose: value.auth?.$case === 'clusterCredential' ? 'connect' : 'register',
-      clusterId: value.clusterId,
-      clusterName: value.registration?.name ?? '',
-      publicKeyDer: key.publicKeyDer,
-      secret: value.auth?.value ?? '',
-    },
-    key.privateKeyDer,
-    Date.now(),
-  );
-  return { frame: { $case: 'hello', value } };
+  const hello: wire.Hello = { ...fields, publicKey: Buffer.alloc(0), cacheQuarantines: fields.cacheQuarantines ?? 0 };
+  return { frame: { $case: 'hello', value: signHello(hello, key, Date.now()) } };
 }

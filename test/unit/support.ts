@@ -8,6 +8,7 @@ import { pino } from 'pino';
 import {
   type ClusterStatus,
   type ConnectRequest,
+  type Hello,
   type ConnectResponse,
   type HeartbeatAck,
   SyncMode,
@@ -16,7 +17,7 @@ import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/h
 import { HubMetrics } from '../../src/hub/metrics.js';
 import { EmbeddedStore } from '../../src/hub/store.js';
 import { generateBootstrapToken } from '../../src/hub/tokens.js';
-import { type AgentKeyPair, generateAgentKeyPair, signProof } from '../../src/tunnel/proof.js';
+import { type AgentKeyPair, generateAgentKeyPair, signHello } from '../../src/tunnel/proof.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import type { HawserError } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
@@ -151,40 +152,23 @@ export function helloFrame(spec: HelloSpec): ConnectRequest {
         : undefined;
   const name = spec.name ?? 'edge-1';
   const key = spec.key ?? agentKey(spec.clusterId);
-  const publicKey = Buffer.from(key.publicKeyDer);
-  const proof = signProof(
-    {
-      purpose: auth?.$case === 'clusterCredential' ? 'connect' : 'register',
-      clusterId: spec.clusterId,
-      clusterName: name,
-      publicKeyDer: key.publicKeyDer,
-      secret: auth?.value ?? '',
+  const hello: Hello = {
+    clusterId: spec.clusterId,
+    auth,
+    registration: {
+      name,
+      namespace: spec.namespace ?? '',
+      clusterType: 'EdgeCluster',
+      labels: spec.labels ?? {},
+      syncMode: SyncMode.SYNC_MODE_DUAL,
     },
-    key.privateKeyDer,
-    spec.signedAtMs ?? signingClock(),
-  );
-  return {
-    frame: {
-      $case: 'hello',
-      value: {
-        clusterId: spec.clusterId,
-        auth,
-        registration: {
-          name,
-          namespace: spec.namespace ?? '',
-          clusterType: 'EdgeCluster',
-          labels: spec.labels ?? {},
-          syncMode: SyncMode.SYNC_MODE_DUAL,
-        },
-        lastAckedRevision: 0,
-        leaseDurationMs: spec.leaseDurationMs ?? 0,
-        agentVersion: 'unit-test',
-        publicKey: spec.unsigned ? Buffer.alloc(0) : publicKey,
-        ...(spec.unsigned ? {} : { proof }),
-        cacheQuarantines: 0,
-      },
-    },
+    lastAckedRevision: 0,
+    leaseDurationMs: spec.leaseDurationMs ?? 0,
+    agentVersion: 'unit-test',
+    publicKey: Buffer.alloc(0),
+    cacheQuarantines: 0,
   };
+  return { frame: { $case: 'hello', value: spec.unsigned ? hello : signHello(hello, key, spec.signedAtMs ?? signingClock()) } };
 }
 
 export function clusterStatus(readyz: string): ClusterStatus {
