@@ -5,19 +5,11 @@ import { Prng } from './prng.js';
 import { strangerPool, type GeneratorOptions } from './frames.js';
 import { Monitor, type MonitorReport } from './monitor.js';
 import type { Finding } from './oracle.js';
-import { type RecordedFinding, registerIdentity, runFuzz, type RunResult, type WorkerIdentity } from './runner.js';
+import { type RecordedFinding, registerIdentity, runFuzz, type RunOptions, type RunResult, type WorkerIdentity } from './runner.js';
 import type { FuzzWorld } from './world.js';
 
-export interface CampaignOptions {
-  seed: number;
-  maxFrames: number;
-  maxSeconds: number;
-  concurrency: number;
-  replyDeadlineMs: number;
-  onlyCases?: readonly number[];
-  onFinding?: (f: RecordedFinding) => void;
-  onProgress?: (p: { frames: number; cases: number; findings: number; elapsedMs: number }) => void;
-}
+/** What a run takes, less what the campaign supplies itself (generator from the seed, the hub it started, the stop signal). */
+export type CampaignOptions = Omit<RunOptions, 'generator' | 'signal' | 'target' | 'caPem'> & { seed: number };
 
 export interface CampaignReport {
   seed: number;
