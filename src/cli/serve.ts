@@ -34,6 +34,10 @@ export const hubSpec: CommandSpec = {
     'tls-handshake-timeout': { type: 'string', help: 'drop a connection whose TLS handshake takes longer', default: '10s' },
     'max-concurrent-streams': { type: 'string', help: 'HTTP/2 streams one agent connection may open at once', default: '100' },
     'max-unwelcomed-streams': { type: 'string', help: 'streams still registering (not yet welcomed) at most, per hub', default: '1024' },
+    'max-pending-registrations-per-token': { type: 'string', help: 'undecided registration requests one bootstrap token may hold', default: '100' },
+    'max-pending-registrations': { type: 'string', help: 'undecided registration requests in total', default: '1000' },
+    'pending-registration-ttl': { type: 'string', help: 'drop an undecided registration request after this long (its name comes free)', default: '24h' },
+    'credential-ttl': { type: 'string', help: 'lifetime of a cluster credential; agents renew it in its last third', default: '2160h' },
   },
 };
 
@@ -115,6 +119,10 @@ export async function runHub(argv: string[]): Promise<number> {
       tlsHandshakeTimeoutMs: durationFlag(p, 'tls-handshake-timeout', 10_000),
       maxConcurrentStreams: intFlag(p, 'max-concurrent-streams', 100, 1),
       maxUnwelcomedStreams: intFlag(p, 'max-unwelcomed-streams', 1024, 1),
+      maxPendingRegistrationsPerToken: intFlag(p, 'max-pending-registrations-per-token', 100, 1),
+      maxPendingRegistrations: intFlag(p, 'max-pending-registrations', 1000, 1),
+      pendingRegistrationTtlMs: durationFlag(p, 'pending-registration-ttl', 24 * 3_600_000),
+      credentialTtlMs: durationFlag(p, 'credential-ttl', 90 * 24 * 3_600_000),
       ...(certFile ? { tlsCertFile: certFile } : {}),
       ...(keyFile ? { tlsKeyFile: keyFile } : {}),
       ...(tokenFile ? { bootstrapTokenFile: tokenFile } : {}),

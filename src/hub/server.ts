@@ -56,6 +56,13 @@ export interface HubOptions {
   maxConcurrentStreams: number;
   /** Streams still registering (not yet welcomed), at most, per hub. */
   maxUnwelcomedStreams: number;
+  /** Pending registration requests one bootstrap token may hold, and all tokens together. */
+  maxPendingRegistrationsPerToken: number;
+  maxPendingRegistrations: number;
+  /** An undecided registration request is dropped after this long (its name comes free). */
+  pendingRegistrationTtlMs: number;
+  /** Lifetime of a cluster credential; agents renew it in its last third. */
+  credentialTtlMs: number;
 }
 
 export const defaultHubListenAddress = '0.0.0.0:7100';
@@ -76,6 +83,10 @@ export function defaultHubOptions(): HubOptions {
     tlsHandshakeTimeoutMs: defaultTlsHandshakeTimeoutMs,
     maxConcurrentStreams: defaultMaxConcurrentStreams,
     maxUnwelcomedStreams: defaultHubCoreOptions.maxUnwelcomedStreams,
+    maxPendingRegistrationsPerToken: defaultHubCoreOptions.maxPendingPerToken,
+    maxPendingRegistrations: defaultHubCoreOptions.maxPendingTotal,
+    pendingRegistrationTtlMs: defaultHubCoreOptions.pendingRegistrationTtlMs,
+    credentialTtlMs: defaultHubCoreOptions.credentialTtlMs,
   };
 }
 
@@ -99,6 +110,19 @@ export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
   }
   if (Boolean(o.tlsCertFile) !== Boolean(o.tlsKeyFile)) {
     throw new HawserError(ErrorCode.InvalidOption, 'TLS certificate and key files must be given together');
+  }
+  // An agent renews in the credential's last third, reconnecting to do so: an hour is the least that is not a churn.
+  if (o.credentialTtlMs < 3_600_000) {
+    throw new HawserError(ErrorCode.InvalidOption, `credential TTL must be at least 1h, got ${o.credentialTtlMs}ms`);
+  }
+  if (o.pendingRegistrationTtlMs < 60_000) {
+    throw new HawserError(ErrorCode.InvalidOption, `pending registration TTL must be at least 1m, got ${o.pendingRegistrationTtlMs}ms`);
+  }
+  if (o.maxPendingRegistrationsPerToken < 1 || o.maxPendingRegistrations < o.maxPendingRegistrationsPerToken) {
+    throw new HawserError(
+      ErrorCode.InvalidOption,
+      `pending registrations: per token (${o.maxPendingRegistrationsPerToken}) must be at least 1 and at most the total (${o.maxPendingRegistrations})`,
+    );
   }
   return o;
 }
@@ -263,6 +287,10 @@ async function serve(
       autoApprove: o.autoApprove,
       clusterLeaseDurationMs: o.clusterLeaseDurationMs,
       maxUnwelcomedStreams: o.maxUnwelcomedStreams,
+      maxPendingPerToken: o.maxPendingRegistrationsPerToken,
+      maxPendingTotal: o.maxPendingRegistrations,
+      pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,
+      credentialTtlMs: o.credentialTtlMs,
     },
     store,
     metrics,
