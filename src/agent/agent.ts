@@ -158,9 +158,10 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     const version = Number(bundle.version);
     const current = this.trustBundle;
     if (current && current.version === version && current.caPems.join('') === bundle.caPems.join('')) return;
+    // The hub this stream verified is the authority, also when its version went back (its data dir
+    // was restored or reset): refusing would leave the agent unable to follow its next rotation.
     if (current && version < current.version) {
-      this.deps.logger.warn({ code: ErrorCode.InvalidTrustBundle, version, stored: current.version }, 'hub sent an older trust bundle than the one stored; keeping the stored one');
-      return;
+      this.deps.logger.warn({ version, stored: current.version }, 'hub sent a trust bundle with a lower version than the stored one; adopting it (the hub was restored or reset?)');
     }
     let fingerprints: string[];
     try {

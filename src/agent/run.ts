@@ -12,7 +12,7 @@ import { trustBundleFileName, TrustStore } from './trust.js';
 export interface AgentOptions {
   /** Hub tunnel address: host:port (TLS). */
   parentUrl: string;
-  /** CA that signed the hub's certificate (the hub writes it to <data-dir>/pki/ca.crt). */
+  /** CA that signed the hub's certificate (the hub writes <data-dir>/pki/ca-bundle.crt, every CA it trusts; ca.crt is the newest alone). */
   parentCaFile?: string;
   clusterRegName: string;
   clusterRegNamespace?: string;

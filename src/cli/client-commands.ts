@@ -10,7 +10,7 @@ const targetFlags: Record<string, FlagSpec> = {
   hub: { type: 'string', help: 'hub API URL (or env HAWSER_HUB; default from the current context, else http://127.0.0.1:7101)' },
   'token-file': { type: 'string', help: 'file holding your operator token (or env HAWSER_TOKEN; default from the context)' },
   context: { type: 'string', help: 'context in the hawser config (HAWSER_CONFIG, default ~/.hawser/config)' },
-  'ca-file': { type: 'string', help: "CA of an https hub (its <data-dir>/pki/ca.crt; default from the context)" },
+  'ca-file': { type: 'string', help: "CA of an https hub (its <data-dir>/pki/ca-bundle.crt; default from the context)" },
 };
 
 function target(p: Parsed): Promise<HubTarget> {

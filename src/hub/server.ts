@@ -295,7 +295,10 @@ async function serve(
       tunnelAddress,
       apiUrl: `${apiTls ? 'https' : 'http'}://${apiHost}:${bound.port}`,
       operatorTokensFile: loaded.operators.file,
-      caPem: tls.caPem,
+      // The bundle as it is now: rotations change it.
+      get caPem() {
+        return tls.pki.managed ? tls.pki.bundlePem : tls.caPem;
+      },
       caFile: tls.caFile,
       pki: tls.pki,
       bootstrapTokens,

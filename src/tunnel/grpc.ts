@@ -64,7 +64,7 @@ export function hawserErrorFromStatus(status: { code: number; details?: string; 
     if (untrusted) {
       return new HawserError(
         ErrorCode.UntrustedHub,
-        `the hub's certificate is not trusted by --parent-ca-file (${untrusted[0]}): give the agent the CA that signed it, the hub's <data-dir>/pki/ca.crt`,
+        `the hub's certificate is not trusted by --parent-ca-file (${untrusted[0]}): give the agent the CA that signed it, the hub's <data-dir>/pki/ca-bundle.crt (after a CA rotation the agent also trusts the bundle the hub pushed)`,
       );
     }
     const wrongName = certificateNameMismatch.exec(details);

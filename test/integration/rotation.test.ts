@@ -139,6 +139,11 @@ describe('CA and serving certificate rotation under live agents', () => {
     expect(rotateServing.code).toBe(0);
     const afterServing = await pki();
     expect(afterServing.servingCertificate.issuerFingerprint).toBe(newCa);
+    // Viewers see the same through the CLI.
+    const shown = await hawser(['get', 'pki', '--hub', hub.apiUrl], { HAWSER_TOKEN: viewerToken });
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toContain(newCa);
+    expect(shown.stdout).toContain(afterServing.servingCertificate.fingerprint);
 
     // New handshakes get the new certificate from the same process, which the old CA alone cannot verify.
     const served = await servedCertificate(hub.tunnelPort, oldCa);

@@ -207,9 +207,16 @@ describe('agent trust bundle', () => {
     expect(states.filter((s) => s.kind === 'ready')).toHaveLength(1);
     expect(states.map((s) => s.kind)).not.toContain('backing-off');
 
+    // The hub the stream verified is the authority, also after its data dir was reset (a lower version).
+    await hub.core.setTrustBundle({ caPems: [ca2.certPem], version: 1 });
+    await waitFor('the reset hub\'s bundle adopted', () => core.trustBundle?.version === 1);
+    expect(applied.at(-1)).toEqual([ca2.certPem]);
+    expect(states.map((s) => s.kind)).not.toContain('backing-off');
+
     // A damaged stored bundle is never trusted.
-    const text = await readFile(trustStore.path, 'utf8');
-    await writeFile(trustStore.path, text.replace('"version": 4', '"version": 5'));
+    const file = JSON.parse(await readFile(trustStore.path, 'utf8')) as { bundle: { version: number } };
+    file.bundle.version = 5;
+    await writeFile(trustStore.path, JSON.stringify(file));
     expect(await trustStore.load()).toMatchObject({ kind: 'damaged', reason: 'checksum mismatch' });
   });
 });
