@@ -7,6 +7,7 @@ import {
   type Clock,
   createCertificateAuthority,
   createServingCertificate,
+  defaultTrustBundleLimits,
   ErrorCode,
   HawserError,
   splitPemBundle,
@@ -198,6 +199,12 @@ export class HubPki {
   /** A new CA joins the bundle and signs from now on; the serving certificate stays until `rotateServingCert`. */
   rotateCa(): Promise<PkiState> {
     return this.serialized(async () => {
+      if (this.bundlePems.length >= defaultTrustBundleLimits.maxCertificates) {
+        throw new HawserError(
+          ErrorCode.RotationIncomplete,
+          `the trust bundle already holds ${this.bundlePems.length} CAs, as many as agents accept: finish the ongoing rotation first ("hawser rotate serving-cert", then "hawser rotate ca --finish")`,
+        );
+      }
       const next = await createCertificateAuthority(caName(this.clock), caValidDays, this.clock.now());
       // Bundle first: once the new CA signs anything, agents must be able to learn it.
       const bundle = [next.certPem, ...this.bundlePems];

@@ -91,6 +91,29 @@ describe('HubPki', () => {
     expect(again.state().servingCertificate.fingerprint).toBe(finished.servingCertificate.fingerprint);
   });
 
+  it('rolls a CA change interrupted between its files forward on the next start', async () => {
+    const clock = new ManualClock(Date.now());
+    const pkiDir = await dir('pki');
+    const first = (await HubPki.load(pkiDir, ['localhost'], clock)).state();
+    // A crash inside the pair write: the new certificate waits in ca.crt.new, the new key is in place.
+    const next = await createCertificateAuthority('hawser-hub-ca-next');
+    await writeFile(join(pkiDir, 'ca.crt.new'), next.certPem);
+    await writeFile(join(pkiDir, 'ca.key'), next.keyPem);
+    const loaded = (await HubPki.load(pkiDir, ['localhost'], clock)).state();
+    expect(await readFile(join(pkiDir, 'ca.crt'), 'utf8')).toBe(next.certPem);
+    expect(loaded.cas.find((c) => c.current)!.subject).toBe('CN=hawser-hub-ca-next');
+    // The old CA stays trusted (it signs the serving certificate) until the rotation is finished.
+    expect(loaded.cas.map((c) => c.fingerprint)).toContain(first.cas[0]!.fingerprint);
+    expect(loaded.servingCertificate.fingerprint).toBe(first.servingCertificate.fingerprint);
+  });
+
+  it('refuses a new CA while the bundle is full, so agents never get more than they accept', async () => {
+    const pki = await HubPki.load(await dir('pki'), ['localhost'], new ManualClock(Date.now()));
+    for (let i = 1; i < defaultTrustBundleLimits.maxCertificates; i++) await pki.rotateCa();
+    expect(pki.state().cas).toHaveLength(defaultTrustBundleLimits.maxCertificates);
+    await expect(pki.rotateCa()).rejects.toMatchObject({ code: ErrorCode.RotationIncomplete });
+  });
+
   it('refuses rotation when the operator supplies the certificate', async () => {
     const ca = await createCertificateAuthority('own');
     const pki = HubPki.external(await createServingCertificate(ca, ['localhost']), new ManualClock(Date.now()));
