@@ -69,7 +69,9 @@ const resourceAliases: Record<string, 'clusters' | 'clusterregistrationrequests'
   pki: 'pki',
 };
 
-function pkiTable(state: PkiState): string {
+type PkiView = PkiState & { agents?: Array<{ cluster: string; bundleVersionSent: number; upToDate: boolean }> };
+
+function pkiTable(state: PkiView): string {
   const cas = state.cas.map((c) => [c.current ? 'CA (current)' : 'CA', c.subject, c.fingerprint, c.notAfter]);
   const s = state.servingCertificate;
   const issuer = state.cas.find((c) => c.fingerprint === s.issuerFingerprint)?.subject ?? (state.managed ? 'unknown' : 'operator-supplied');
@@ -77,7 +79,14 @@ function pkiTable(state: PkiState): string {
     renderTable(['KIND', 'SUBJECT', 'SHA256 FINGERPRINT', 'NOT AFTER'], [...cas, ['serving', s.subject, s.fingerprint, s.notAfter]]),
     '',
     `trust bundle version ${state.bundleVersion}; serving certificate issued by ${issuer}, renewed automatically after ${s.renewAt}`,
+    ...(state.agents ? [agentsLine(state.agents)] : []),
   ].join('\n');
+}
+
+function agentsLine(agents: NonNullable<PkiView['agents']>): string {
+  const waiting = agents.filter((a) => !a.upToDate).map((a) => a.cluster);
+  const shown = waiting.slice(0, 10).join(', ') + (waiting.length > 10 ? `, and ${waiting.length - 10} more` : '');
+  return `clusters sent this bundle: ${agents.length - waiting.length}/${agents.length}${waiting.length ? ` (waiting: ${shown})` : ''}`;
 }
 
 export async function runRotate(argv: string[]): Promise<number> {
@@ -153,7 +162,7 @@ export async function runGet(argv: string[]): Promise<number> {
   const base = await target(p);
   if (kind === 'pki') {
     if (name) throw new UsageError('get pki takes no NAME');
-    const state = await hubRequest<PkiState>(base, 'GET', '/api/v1/pki');
+    const state = await hubRequest<PkiView>(base, 'GET', '/api/v1/pki');
     console.log(output ? renderObject(state, output) : pkiTable(state));
     return 0;
   }

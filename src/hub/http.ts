@@ -47,6 +47,8 @@ export interface HubApiDeps {
   tls?: { certPem: string; keyPem: string };
   /** The hub's CAs and serving certificate: shown to viewers, rotated by admins. */
   pki?: HubPki;
+  /** Per cluster, the trust bundle version the hub sent it (HubCore.trustBundleSent). */
+  trustBundleSent?: () => ReadonlyMap<string, number>;
 }
 
 export type HubApiServer = Server | TlsServer;
@@ -113,7 +115,16 @@ function pkiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/pki$/,
       access: 'viewer',
-      handle: async () => [200, { apiVersion: 'v1', kind: 'PKI', ...pkiOf(deps).state() }],
+      handle: async () => {
+        const state = pkiOf(deps).state();
+        const sent = deps.trustBundleSent?.() ?? new Map<string, number>();
+        // Before `rotate serving-cert`, every agent should have the new bundle: those still waiting are named.
+        const agents = (await deps.store.list('ManagedCluster')).map((c) => {
+          const version = sent.get(c.metadata.name) ?? 0;
+          return { cluster: c.metadata.name, bundleVersionSent: version, upToDate: version === state.bundleVersion };
+        });
+        return [200, { apiVersion: 'v1', kind: 'PKI', ...state, agents }];
+      },
     },
     { method: 'POST', path: /^\/api\/v1\/pki\/(ca)\/rotate$/, access: 'admin', audit: 'rotate-ca', handle: async (ctx) => pkiReply(ctx, await pkiOf(deps).rotateCa()) },
     {

@@ -99,6 +99,8 @@ export class HubCore {
   private stopping = false;
   /** CAs agents are told to trust, in every welcome and pushed on change. */
   private trustBundle: wire.TrustBundle | undefined;
+  /** Per cluster, the newest bundle version written to its stream (in memory: a restarted hub re-sends in every welcome). */
+  private readonly bundleSent = new Map<string, number>();
 
   constructor(
     private readonly options: HubCoreOptions,
@@ -147,7 +149,10 @@ export class HubCore {
     const sent = await Promise.all(
       [...this.sessions.values()].map((session) =>
         session.channel.send(frame).then(
-          () => session.clusterName,
+          () => {
+            this.bundleSent.set(session.clusterName, bundle.version);
+            return session.clusterName;
+          },
           (err: unknown) => {
             // It gets the bundle in its next welcome.
             this.logger.warn({ cluster: session.clusterName, err: (err as Error).message }, 'cannot push the trust bundle; the agent gets it when it reconnects');
@@ -159,6 +164,11 @@ export class HubCore {
     const reached = sent.filter((n): n is string => n !== undefined);
     this.logger.info({ version: bundle.version, cas: bundle.caPems.length, agents: reached.length }, 'trust bundle pushed to connected agents');
     return reached;
+  }
+
+  /** Which clusters were sent which trust bundle version, so operators see when a CA rotation may go on. */
+  get trustBundleSent(): ReadonlyMap<string, number> {
+    return new Map(this.bundleSent);
   }
 
   get connectedClusters(): string[] {
@@ -399,6 +409,7 @@ export class HubCore {
         },
       },
     });
+    if (this.trustBundle) this.bundleSent.set(name, Number(this.trustBundle.version));
     const session: Session = { clusterName: name, channel, leaseDurationMs, heartbeats: new TokenBucket(this.options.heartbeats, this.clock) };
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);

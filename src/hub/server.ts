@@ -274,6 +274,7 @@ async function serve(
       // Off loopback, tokens cross a network: only over TLS, with the tunnel's certificate.
       ...(apiTls ? { tls: { certPem: serving.certPem, keyPem: serving.keyPem } } : {}),
       pki: tls.pki,
+      trustBundleSent: () => core.trustBundleSent,
     });
     tls.pki.onChange({
       // New handshakes get the new certificate; live connections keep their TLS session.

@@ -12,6 +12,7 @@ import { hawser, type HubProcess, readyStatus, sampleValue, startAgentProcess, T
 
 interface PkiView {
   cas: Array<{ fingerprint: string; current: boolean }>;
+  agents: Array<{ cluster: string; bundleVersionSent: number; upToDate: boolean }>;
   bundleVersion: number;
   servingCertificate: { fingerprint: string; issuerFingerprint: string };
 }
@@ -130,6 +131,9 @@ describe('CA and serving certificate rotation under live agents', () => {
       expect(stored.fingerprints.sort()).toEqual(afterCa.cas.map((c) => c.fingerprint).sort());
     }
 
+    // The hub shows every cluster was sent the new bundle: the serving certificate may follow.
+    expect((await pki()).agents.filter((a) => names.includes(a.cluster) && a.upToDate).map((a) => a.cluster).sort()).toEqual([...names].sort());
+
     // Retiring the old CA while it still signs the serving certificate is refused.
     const early = await hawser(['rotate', 'ca', '--finish', '--hub', hub.apiUrl]);
     expect(early.code).not.toBe(0);
@@ -144,6 +148,7 @@ describe('CA and serving certificate rotation under live agents', () => {
     expect(shown.code).toBe(0);
     expect(shown.stdout).toContain(newCa);
     expect(shown.stdout).toContain(afterServing.servingCertificate.fingerprint);
+    expect(shown.stdout).toContain(`clusters sent this bundle: ${names.length}/${names.length}`);
 
     // New handshakes get the new certificate from the same process, which the old CA alone cannot verify.
     const served = await servedCertificate(hub.tunnelPort, oldCa);

@@ -225,6 +225,7 @@ describe('agent trust bundle', () => {
     await hub.core.setTrustBundle({ caPems: [ca1.certPem, ca2.certPem], version: 4 });
     await waitFor('the bundle adopted', () => core.trustBundle?.version === 4);
     expect(applied).toEqual([[ca1.certPem, ca2.certPem]]);
+    expect(hub.core.trustBundleSent.get('edge-trust')).toBe(4);
     expect(await trustStore.load()).toEqual({ kind: 'ok', bundle: { version: 4, caPems: [ca1.certPem, ca2.certPem] } });
     expect((await stat(trustStore.path)).mode & 0o777).toBe(0o600);
     expect(states.filter((s) => s.kind === 'ready')).toHaveLength(1);
