@@ -94,7 +94,8 @@ export async function runRotate(argv: string[]): Promise<number> {
   if (p.help) return void console.log(helpText(rotateSpec)), 0;
   const [what, ...rest] = p.positionals;
   const finish = p.values.finish === true;
-  if ((what !== 'ca' && what !== 'serving-cert') || rest.length > 0 || (finish && what !== 'ca')) {
+  if (finish && what !== 'ca') throw new UsageError(`--finish goes with "rotate ca" only\n\n${helpText(rotateSpec)}`);
+  if ((what !== 'ca' && what !== 'serving-cert') || rest.length > 0) {
     throw new UsageError(`rotate takes: ca [--finish] or serving-cert${what ? ` (got "${p.positionals.join(' ')}")` : ''}\n\n${helpText(rotateSpec)}`);
   }
   const path = what === 'ca' ? `/api/v1/pki/ca/${finish ? 'finish' : 'rotate'}` : '/api/v1/pki/serving-cert/rotate';
