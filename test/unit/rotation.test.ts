@@ -1,5 +1,6 @@
 import { readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { connect } from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCore } from '../../src/agent/agent.js';
 import { IdentityStore } from '../../src/agent/identity.js';
@@ -7,6 +8,7 @@ import { StaticClusterReader } from '../../src/agent/kube.js';
 import type { AgentState } from '../../src/agent/state.js';
 import { TrustStore } from '../../src/agent/trust.js';
 import { HubPki, PkiMaintainer, servingRenewAtMs } from '../../src/hub/pki.js';
+import { startHub } from '../../src/hub/server.js';
 import { mountSmallDisk } from '../../src/testkit/index.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
@@ -242,5 +244,43 @@ describe('agent trust bundle', () => {
     file.bundle.version = 5;
     await writeFile(trustStore.path, JSON.stringify(file));
     expect(await trustStore.load()).toMatchObject({ kind: 'damaged', reason: 'checksum mismatch' });
+  });
+});
+
+/** SHA-256 fingerprint of the certificate a new TLS handshake on 127.0.0.1:port gets. */
+function servedFingerprint(port: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host: '127.0.0.1', port, servername: 'localhost', rejectUnauthorized: false, ALPNProtocols: ['h2', 'http/1.1'] }, () => {
+      const fingerprint = socket.getPeerX509Certificate()?.fingerprint256 ?? '';
+      socket.destroy();
+      resolve(fingerprint);
+    });
+    socket.once('error', reject);
+  });
+}
+
+describe('startHub', () => {
+  it('serves a rotated certificate on the tunnel and the HTTPS API to new handshakes, in the same process', async () => {
+    const dataDir = await dir('hub');
+    const hub = await startHub(
+      { dataDir, listenAddress: '127.0.0.1:0', apiAddress: '0.0.0.0:0', bootstrapTokens: ['abcdef.0123456789abcdef'] },
+      { logger: silentLogger },
+    );
+    cleanups.push(() => hub.stop());
+    expect(hub.apiUrl).toMatch(/^https:/);
+    expect(hub.caFile).toBe(join(dataDir, 'pki', 'ca-bundle.crt'));
+    const tunnelPort = Number(hub.tunnelAddress.split(':').at(-1));
+    const apiPort = Number(hub.apiUrl.split(':').at(-1));
+    const first = hub.pki.state().servingCertificate.fingerprint;
+    expect(await servedFingerprint(tunnelPort)).toBe(first);
+    expect(await servedFingerprint(apiPort)).toBe(first);
+
+    await hub.pki.rotateCa();
+    expect(hub.caPem).toBe(await readFile(hub.caFile, 'utf8'));
+    expect(await servedFingerprint(tunnelPort)).toBe(first);
+    const next = (await hub.pki.rotateServingCert()).servingCertificate.fingerprint;
+    expect(next).not.toBe(first);
+    expect(await servedFingerprint(tunnelPort)).toBe(next);
+    expect(await servedFingerprint(apiPort)).toBe(next);
   });
 });
