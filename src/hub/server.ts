@@ -252,6 +252,15 @@ async function serve(
     (err) => deps.logger.error({ err }, 'automatic certificate rotation failed; will try again'),
     (what, state) => deps.logger.info({ what, bundleVersion: state.bundleVersion, servingIssuer: state.servingCertificate.issuerFingerprint }, 'certificates rotated automatically'),
   );
+  // Alerts can watch expiry (a rotation replaces the series).
+  const exportPki = () => {
+    const state = tls.pki.state();
+    metrics.certificateExpiry.reset();
+    metrics.certificateExpiry.set({ certificate: 'serving', fingerprint: state.servingCertificate.fingerprint }, state.servingCertificate.notAfterMs / 1000);
+    for (const ca of state.cas) metrics.certificateExpiry.set({ certificate: ca.current ? 'ca-current' : 'ca', fingerprint: ca.fingerprint }, ca.notAfterMs / 1000);
+    metrics.trustBundleVersion.set(state.bundleVersion);
+  };
+  exportPki();
   try {
     const transport = new GrpcServerTransport({
       address: o.listenAddress,
@@ -281,8 +290,12 @@ async function serve(
       servingChanged: (next) => {
         transport.updateServingCertificate(next);
         if (apiTls) (server as HttpsServer).setSecureContext({ cert: next.certPem, key: next.keyPem });
+        exportPki();
       },
-      bundleChanged: (bundle) => void core.setTrustBundle(bundle),
+      bundleChanged: (bundle) => {
+        exportPki();
+        void core.setTrustBundle(bundle);
+      },
     });
     maintainer.start();
     httpServer = server;

@@ -282,5 +282,11 @@ describe('startHub', () => {
     expect(next).not.toBe(first);
     expect(await servedFingerprint(tunnelPort)).toBe(next);
     expect(await servedFingerprint(apiPort)).toBe(next);
+    const exposition = await hub.metrics.registry.metrics();
+    const state = hub.pki.state();
+    expect(exposition).toContain(`hawser_hub_trust_bundle_version ${state.bundleVersion}`);
+    expect(exposition).toContain(`certificate="serving",fingerprint="${next}"} ${state.servingCertificate.notAfterMs / 1000}`);
+    expect(exposition).not.toContain(`fingerprint="${first}"`);
+    expect(exposition.match(/certificate="ca(-current)?"/g)).toHaveLength(2);
   });
 });
