@@ -17,10 +17,12 @@ import {
   systemClock,
   type TimerHandle,
   toHawserError,
+  validateTrustBundle,
   wire,
 } from '../tunnel/index.js';
 import type { AgentIdentity, IdentityStore } from './identity.js';
 import type { ClusterReader } from './kube.js';
+import type { StoredTrustBundle, TrustStore } from './trust.js';
 import { type AgentState, canTransition } from './state.js';
 
 export interface AgentCoreOptions {
@@ -55,6 +57,11 @@ export interface AgentDeps {
   cache?: OfflineCache;
   /** Corrupt caches quarantined at start: told to the hub in the next hello, which counts them. */
   cacheQuarantines?: number;
+  /**
+   * Where the hub's trust bundle is kept, and how the next dials come to
+   * trust it (with --parent-ca-file); absent, pushed bundles are ignored.
+   */
+  trust?: { store: TrustStore; apply(caPems: string[]): void };
   logger: Logger;
   clock?: Clock;
   random?: () => number;
@@ -80,6 +87,8 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
   private unreportedQuarantines: number;
   lastError: HawserError | undefined;
   lastRttMs: number | undefined;
+  /** The trust bundle stored durably and in use for dials; undefined before the first. */
+  trustBundle: StoredTrustBundle | undefined;
 
   constructor(
     readonly options: AgentCoreOptions,
@@ -119,8 +128,60 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       if (loaded.damaged) this.deps.logger.error({ path: this.deps.identityStore.path, reason: loaded.damaged }, 'agent identity file was damaged; recovered it from its backup');
       else if (loaded.source !== 'file') this.deps.logger.info({ clusterId: loaded.identity.clusterId, source: loaded.source }, 'agent identity ready');
       this.identity = loaded.identity;
+      await this.loadTrustBundle();
     }
     return this.identity;
+  }
+
+  /** The bundle stored by an earlier run; a damaged one is logged and left out (--parent-ca-file still holds). */
+  private async loadTrustBundle(): Promise<void> {
+    const trust = this.deps.trust;
+    if (!trust) return;
+    const loaded = await trust.store.load();
+    if (loaded.kind === 'damaged') {
+      this.deps.logger.error({ code: ErrorCode.InvalidTrustBundle, path: trust.store.path, reason: boundedText(loaded.reason, 256) }, 'stored trust bundle is damaged; trusting --parent-ca-file only until the hub sends it again');
+      return;
+    }
+    if (loaded.kind !== 'ok') return;
+    trust.apply(loaded.bundle.caPems);
+    this.trustBundle = loaded.bundle;
+  }
+
+  /**
+   * A bundle from the hub: validated, stored durably, and only then trusted by
+   * later dials. The live stream is never dropped for it; a bad bundle or a
+   * failed write leaves the old trust as it was.
+   */
+  private async adoptTrustBundle(bundle: wire.TrustBundle): Promise<void> {
+    const trust = this.deps.trust;
+    if (!trust) return;
+    const version = Number(bundle.version);
+    const current = this.trustBundle;
+    if (current && current.version === version && current.caPems.join('') === bundle.caPems.join('')) return;
+    // The hub this stream verified is the authority, also when its version went back (its data dir
+    // was restored or reset): refusing would leave the agent unable to follow its next rotation.
+    if (current && version < current.version) {
+      this.deps.logger.warn({ version, stored: current.version }, 'hub sent a trust bundle with a lower version than the stored one; adopting it (the hub was restored or reset?)');
+    }
+    let fingerprints: string[];
+    try {
+      fingerprints = validateTrustBundle(bundle.caPems).map((c) => c.fingerprint);
+    } catch (err) {
+      const error = toHawserError(err, ErrorCode.InvalidTrustBundle);
+      this.deps.logger.error({ code: error.code, version }, boundedText(error.message, 256));
+      return;
+    }
+    const next: StoredTrustBundle = { version, caPems: [...bundle.caPems] };
+    try {
+      await trust.store.save(next);
+    } catch (err) {
+      const error = toHawserError(err, ErrorCode.CacheWriteFailed);
+      this.deps.logger.error({ code: error.code, path: trust.store.path, version }, `cannot store the hub's trust bundle; keeping the previous trust: ${boundedText(error.message, 256)}`);
+      return;
+    }
+    trust.apply(next.caPems);
+    this.trustBundle = next;
+    this.deps.logger.info({ version, cas: fingerprints, path: trust.store.path }, 'trust bundle stored; later dials trust it');
   }
 
   /** Starts the reconnect loop; calling again returns the same loop. */
@@ -263,6 +324,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
               break;
             }
             this.unreportedQuarantines = 0;
+            if (w.trustBundle) await this.adoptTrustBundle(w.trustBundle);
             renewTimer = this.scheduleRenewal(() => fail(new HawserError(ErrorCode.Unavailable, 'reconnecting to renew the cluster credential')));
             this.backoff.markConnected(this.clock.now());
             this.setState({ kind: 'ready', clusterName: w.clusterName, since: this.clock.now() });
@@ -272,6 +334,9 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
           }
           case 'heartbeatAck':
             heartbeat?.acked(frame.value);
+            break;
+          case 'trustBundle':
+            await this.adoptTrustBundle(frame.value);
             break;
           case 'goodbye':
             goodbye = new HawserError(

@@ -4,3 +4,4 @@ export { type ClusterReader, KubeClusterReader, loadKubeConfig, StaticClusterRea
 export { type AgentIdentity, identityFileName, IdentityStore, newIdentity } from './identity.js';
 export { type AgentOptions, defaultAgentOptions, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
 export { parseQuantity, sumQuantities } from './quantity.js';
+export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust.js';

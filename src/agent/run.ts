@@ -7,11 +7,12 @@ import { type Clock, ErrorCode, GrpcClientTransport, HawserError, defaultBackoff
 import { AgentCore, type AgentCoreOptions } from './agent.js';
 import { identityFileName, IdentityStore } from './identity.js';
 import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
+import { trustBundleFileName, TrustStore } from './trust.js';
 
 export interface AgentOptions {
   /** Hub tunnel address: host:port (TLS). */
   parentUrl: string;
-  /** CA that signed the hub's certificate (the hub writes it to <data-dir>/pki/ca.crt). */
+  /** CA that signed the hub's certificate (the hub writes <data-dir>/pki/ca-bundle.crt, every CA it trusts; ca.crt is the newest alone). */
   parentCaFile?: string;
   clusterRegName: string;
   clusterRegNamespace?: string;
@@ -121,6 +122,8 @@ export async function startAgent(
     reader,
     cache,
     identityStore: new IdentityStore(o.cacheDir),
+    // Every dial trusts --parent-ca-file plus the bundle the hub pushed (stored beside identity.json).
+    trust: { store: new TrustStore(o.cacheDir), apply: (caPems) => transport.setExtraTrustedCas(caPems) },
     cacheQuarantines: quarantines,
     logger: deps.logger,
     ...(deps.clock ? { clock: deps.clock } : {}),
@@ -167,7 +170,7 @@ export async function openAgentCache(cacheDir: string, logger: Logger): Promise<
   if (entries.includes('CURRENT') && !entries.includes(cacheDbDirName)) {
     await ensurePrivateDir(dbDir);
     for (const name of entries) {
-      if (name.startsWith(identityFileName) || name.startsWith('.') || name.startsWith(`${cacheDbDirName}.`)) continue;
+      if (name.startsWith(identityFileName) || name.startsWith(trustBundleFileName) || name.startsWith('.') || name.startsWith(`${cacheDbDirName}.`)) continue;
       if ((await stat(join(cacheDir, name))).isFile()) await rename(join(cacheDir, name), join(dbDir, name));
     }
     logger.info({ cacheDir }, 'moved the LevelDB cache into its own directory beside identity.json');

@@ -1,4 +1,5 @@
 import type { ClusterRegistrationRequest, ManagedCluster } from '../api/index.js';
+import type { PkiState } from '../hub/index.js';
 import { hubRequest } from './client.js';
 import { type HubTarget, resolveHubTarget } from './config.js';
 import { type CommandSpec, type FlagSpec, helpText, type Parsed, parseFlags, stringFlag, UsageError } from './flags.js';
@@ -9,7 +10,7 @@ const targetFlags: Record<string, FlagSpec> = {
   hub: { type: 'string', help: 'hub API URL (or env HAWSER_HUB; default from the current context, else http://127.0.0.1:7101)' },
   'token-file': { type: 'string', help: 'file holding your operator token (or env HAWSER_TOKEN; default from the context)' },
   context: { type: 'string', help: 'context in the hawser config (HAWSER_CONFIG, default ~/.hawser/config)' },
-  'ca-file': { type: 'string', help: "CA of an https hub (its <data-dir>/pki/ca.crt; default from the context)" },
+  'ca-file': { type: 'string', help: "CA of an https hub (its <data-dir>/pki/ca-bundle.crt; default from the context)" },
 };
 
 function target(p: Parsed): Promise<HubTarget> {
@@ -42,12 +43,21 @@ export const deleteSpec: CommandSpec = {
 };
 
 export const getSpec: CommandSpec = {
-  usage: 'hawser get clusters|clusterregistrationrequests [NAME] [-o json|yaml] [--hub URL] [--context NAME]',
-  summary: 'List clusters (ManagedCluster) or registration requests.',
+  usage: 'hawser get clusters|clusterregistrationrequests|pki [NAME] [-o json|yaml] [--hub URL] [--context NAME]',
+  summary: "List clusters (ManagedCluster) or registration requests, or show the hub's CAs and serving certificate (pki).",
   flags: { ...targetFlags, output: { type: 'string', short: 'o', help: 'json or yaml; default a table' } },
 };
 
-const resourceAliases: Record<string, 'clusters' | 'clusterregistrationrequests'> = {
+export const rotateSpec: CommandSpec = {
+  usage: 'hawser rotate ca [--finish] | hawser rotate serving-cert   [--hub URL] [--context NAME]',
+  summary:
+    'Rotate the hub\'s certificates with an overlap. "rotate ca" adds a new CA to the trust bundle, which every agent gets over its tunnel ' +
+    '(offline agents when they reconnect); "rotate serving-cert" serves a certificate from the newest CA without a restart; ' +
+    '"rotate ca --finish" retires the older CAs once the serving certificate no longer needs them.',
+  flags: { ...targetFlags, finish: { type: 'boolean', help: 'with "ca": retire every CA but the newest' } },
+};
+
+const resourceAliases: Record<string, 'clusters' | 'clusterregistrationrequests' | 'pki'> = {
   clusters: 'clusters',
   cluster: 'clusters',
   managedclusters: 'clusters',
@@ -56,7 +66,44 @@ const resourceAliases: Record<string, 'clusters' | 'clusterregistrationrequests'
   clusterregistrationrequests: 'clusterregistrationrequests',
   clusterregistrationrequest: 'clusterregistrationrequests',
   clsrr: 'clusterregistrationrequests',
+  pki: 'pki',
 };
+
+type PkiView = PkiState & { agents?: Array<{ cluster: string; bundleVersionSent: number; upToDate: boolean }> };
+
+function pkiTable(state: PkiView): string {
+  const cas = state.cas.map((c) => [c.current ? 'CA (current)' : 'CA', c.subject, c.fingerprint, c.notAfter]);
+  const s = state.servingCertificate;
+  const issuer = state.cas.find((c) => c.fingerprint === s.issuerFingerprint)?.subject ?? (state.managed ? 'unknown' : 'operator-supplied');
+  return [
+    renderTable(['KIND', 'SUBJECT', 'SHA256 FINGERPRINT', 'NOT AFTER'], [...cas, ['serving', s.subject, s.fingerprint, s.notAfter]]),
+    '',
+    `trust bundle version ${state.bundleVersion}; serving certificate issued by ${issuer}, renewed automatically after ${s.renewAt}`,
+    ...(state.agents ? [agentsLine(state.agents)] : []),
+  ].join('\n');
+}
+
+function agentsLine(agents: NonNullable<PkiView['agents']>): string {
+  const waiting = agents.filter((a) => !a.upToDate).map((a) => a.cluster);
+  const shown = waiting.slice(0, 10).join(', ') + (waiting.length > 10 ? `, and ${waiting.length - 10} more` : '');
+  return `clusters sent this bundle: ${agents.length - waiting.length}/${agents.length}${waiting.length ? ` (waiting: ${shown})` : ''}`;
+}
+
+export async function runRotate(argv: string[]): Promise<number> {
+  const p = parseFlags(rotateSpec, argv);
+  if (p.help) return void console.log(helpText(rotateSpec)), 0;
+  const [what, ...rest] = p.positionals;
+  const finish = p.values.finish === true;
+  if (finish && what !== 'ca') throw new UsageError(`--finish goes with "rotate ca" only\n\n${helpText(rotateSpec)}`);
+  if ((what !== 'ca' && what !== 'serving-cert') || rest.length > 0) {
+    throw new UsageError(`rotate takes: ca [--finish] or serving-cert${what ? ` (got "${p.positionals.join(' ')}")` : ''}\n\n${helpText(rotateSpec)}`);
+  }
+  const path = what === 'ca' ? `/api/v1/pki/ca/${finish ? 'finish' : 'rotate'}` : '/api/v1/pki/serving-cert/rotate';
+  const state = await hubRequest<PkiState>(await target(p), 'POST', path);
+  const done = what === 'serving-cert' ? 'serving certificate rotated' : finish ? 'CA rotation finished: older CAs retired' : 'new CA added to the trust bundle (agents get it now; run "hawser rotate serving-cert" next)';
+  console.log(`${done}\n\n${pkiTable(state)}`);
+  return 0;
+}
 
 export async function runApprove(argv: string[]): Promise<number> {
   const p = parseFlags(approveSpec, argv);
@@ -109,11 +156,17 @@ export async function runGet(argv: string[]): Promise<number> {
   const [kindArg, name, ...rest] = p.positionals;
   const kind = kindArg ? resourceAliases[kindArg.toLowerCase()] : undefined;
   if (!kind || rest.length > 0) {
-    throw new UsageError(`get needs a resource: clusters or clusterregistrationrequests${kindArg ? ` (got "${kindArg}")` : ''}\n\n${helpText(getSpec)}`);
+    throw new UsageError(`get needs a resource: clusters, clusterregistrationrequests or pki${kindArg ? ` (got "${kindArg}")` : ''}\n\n${helpText(getSpec)}`);
   }
   const output = stringFlag(p, 'output');
   if (output !== undefined && output !== 'json' && output !== 'yaml') throw new UsageError(`-o must be json or yaml, got "${output}"`);
   const base = await target(p);
+  if (kind === 'pki') {
+    if (name) throw new UsageError('get pki takes no NAME');
+    const state = await hubRequest<PkiView>(base, 'GET', '/api/v1/pki');
+    console.log(output ? renderObject(state, output) : pkiTable(state));
+    return 0;
+  }
   let items: unknown[];
   if (name) {
     if (kind !== 'clusters') throw new UsageError('get by NAME is supported for clusters');

@@ -49,7 +49,7 @@ export async function hubRequest<T>(target: HubTarget, method: 'GET' | 'POST' | 
     if (/CERT|SELF_SIGNED|UNABLE_TO/.test(cause)) {
       throw new HubRequestError(
         ErrorCode.UntrustedHub,
-        `the hub at ${target.server} has a certificate this CLI does not trust (${cause}); pass --ca-file (the hub's <data-dir>/pki/ca.crt) or use a context with its CA`,
+        `the hub at ${target.server} has a certificate this CLI does not trust (${cause}); pass --ca-file (the hub's <data-dir>/pki/ca-bundle.crt) or use a context with its CA`,
       );
     }
     throw new HubRequestError(ErrorCode.HubUnreachable, `cannot reach the hub at ${target.server} (${cause}); is it running? set --hub, HAWSER_HUB or a context`);

@@ -11,7 +11,8 @@ const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
   approve: { run: async () => (await import('./client-commands.js')).runApprove, summary: 'approve a cluster registration request' },
   deny: { run: async () => (await import('./client-commands.js')).runDeny, summary: 'deny a cluster registration request' },
   delete: { run: async () => (await import('./client-commands.js')).runDelete, summary: 'delete a cluster (revoke it, free its name)' },
-  get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list clusters or registration requests' },
+  get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list clusters, registration requests or the PKI' },
+  rotate: { run: async () => (await import('./client-commands.js')).runRotate, summary: "rotate the hub's CA or serving certificate" },
   demo: {
     run: async () => (await import('./demo.js')).runDemo,
     summary: 'start a hub and agents beside local kube-apiservers (the main job)',

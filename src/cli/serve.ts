@@ -46,7 +46,7 @@ export const agentSpec: CommandSpec = {
   summary: 'Run an agent: dial the hub, register, heartbeat, and keep reconnecting.',
   flags: {
     'parent-url': { type: 'string', help: 'hub tunnel address (host:port)', default: '127.0.0.1:7100' },
-    'parent-ca-file': { type: 'string', help: "CA of the hub's certificate (the hub writes <data-dir>/pki/ca.crt)" },
+    'parent-ca-file': { type: 'string', help: "CA of the hub's certificate (the hub's <data-dir>/pki/ca-bundle.crt); the bundle the hub pushes is trusted as well" },
     'bootstrap-token-file': { type: 'string', help: 'file holding the bootstrap token (or env PARENT_CLUSTER_TOKEN)' },
     'cluster-reg-name': { type: 'string', help: 'cluster name to register as' },
     'cluster-reg-namespace': { type: 'string', help: 'namespace for the registration request' },

@@ -5,6 +5,7 @@ import { defaultQuoteChars, quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
+import type { HubPki, PkiState } from './pki.js';
 import type { Registrar } from './registration.js';
 import type { HubStore } from './store.js';
 
@@ -21,6 +22,8 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.MalformedPath]: 400,
   [ErrorCode.Unauthenticated]: 401,
   [ErrorCode.Forbidden]: 403,
+  [ErrorCode.RotationIncomplete]: 409,
+  [ErrorCode.PkiUnmanaged]: 409,
 };
 
 /** Decodes one path segment; bad percent-encoding is the client's mistake (400), not ours. */
@@ -42,6 +45,10 @@ export interface HubApiDeps {
   metricsAnonymous: boolean;
   /** Serve HTTPS with this certificate. */
   tls?: { certPem: string; keyPem: string };
+  /** The hub's CAs and serving certificate: shown to viewers, rotated by admins. */
+  pki?: HubPki;
+  /** Per cluster, the trust bundle version the hub sent it (HubCore.trustBundleSent). */
+  trustBundleSent?: () => ReadonlyMap<string, number>;
 }
 
 export type HubApiServer = Server | TlsServer;
@@ -86,8 +93,60 @@ function actor(ctx: RouteContext): string {
   return ctx.user?.name ?? 'anonymous';
 }
 
+/** The PKI, or the refusal a hub without one gives. */
+function pkiOf(deps: HubApiDeps): HubPki {
+  if (!deps.pki) throw new HawserError(ErrorCode.PkiUnmanaged, 'this hub has no PKI to show or rotate');
+  return deps.pki;
+}
+
+/** A PKI route's reply; the audit line names the CAs and serving certificate after the change. */
+function pkiReply(ctx: RouteContext, state: PkiState): Reply {
+  Object.assign(ctx.auditDetails, {
+    bundleVersion: state.bundleVersion,
+    cas: state.cas.map((c) => c.fingerprint),
+    servingCertificate: state.servingCertificate.fingerprint,
+  });
+  return [200, { apiVersion: 'v1', kind: 'PKI', ...state }];
+}
+
+function pkiRoutes(deps: HubApiDeps): Route[] {
+  return [
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/pki$/,
+      access: 'viewer',
+      handle: async () => {
+        const state = pkiOf(deps).state();
+        const sent = deps.trustBundleSent?.() ?? new Map<string, number>();
+        // Before `rotate serving-cert`, every agent should have the new bundle: those still waiting are named.
+        const agents = (await deps.store.list('ManagedCluster')).map((c) => {
+          const version = sent.get(c.metadata.name) ?? 0;
+          return { cluster: c.metadata.name, bundleVersionSent: version, upToDate: version === state.bundleVersion };
+        });
+        return [200, { apiVersion: 'v1', kind: 'PKI', ...state, agents }];
+      },
+    },
+    { method: 'POST', path: /^\/api\/v1\/pki\/(ca)\/rotate$/, access: 'admin', audit: 'rotate-ca', handle: async (ctx) => pkiReply(ctx, await pkiOf(deps).rotateCa()) },
+    {
+      method: 'POST',
+      path: /^\/api\/v1\/pki\/(ca)\/finish$/,
+      access: 'admin',
+      audit: 'finish-ca-rotation',
+      handle: async (ctx) => pkiReply(ctx, await pkiOf(deps).finishCaRotation()),
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/v1\/pki\/(serving-cert)\/rotate$/,
+      access: 'admin',
+      audit: 'rotate-serving-cert',
+      handle: async (ctx) => pkiReply(ctx, await pkiOf(deps).rotateServingCert()),
+    },
+  ];
+}
+
 export function hubApiRoutes(deps: HubApiDeps): Route[] {
   return [
+    ...pkiRoutes(deps),
     { method: 'GET', path: /^\/healthz$/, access: 'public', handle: async () => [200, 'ok', 'text/plain'] },
     {
       method: 'GET',

@@ -97,6 +97,10 @@ export class HubCore {
   private unwelcomed = 0;
   private listener: TunnelListener | undefined;
   private stopping = false;
+  /** CAs agents are told to trust, in every welcome and pushed on change. */
+  private trustBundle: wire.TrustBundle | undefined;
+  /** Per cluster, the newest bundle version written to its stream (in memory: a restarted hub re-sends in every welcome). */
+  private readonly bundleSent = new Map<string, number>();
 
   constructor(
     private readonly options: HubCoreOptions,
@@ -131,6 +135,40 @@ export class HubCore {
       this.serving.add(serving);
     });
     return this.listener.address;
+  }
+
+  /**
+   * A new trust bundle: every welcome carries it from now on, and every live
+   * session gets it now, on its open stream (nothing reconnects). Resolves
+   * with the clusters it was sent to.
+   */
+  async setTrustBundle(bundle: { caPems: string[]; version: number } | undefined): Promise<string[]> {
+    this.trustBundle = bundle;
+    if (!bundle) return [];
+    const frame: wire.ConnectResponse = { frame: { $case: 'trustBundle', value: { caPems: bundle.caPems, version: bundle.version } } };
+    const sent = await Promise.all(
+      [...this.sessions.values()].map((session) =>
+        session.channel.send(frame).then(
+          () => {
+            this.bundleSent.set(session.clusterName, bundle.version);
+            return session.clusterName;
+          },
+          (err: unknown) => {
+            // It gets the bundle in its next welcome.
+            this.logger.warn({ cluster: session.clusterName, err: (err as Error).message }, 'cannot push the trust bundle; the agent gets it when it reconnects');
+            return undefined;
+          },
+        ),
+      ),
+    );
+    const reached = sent.filter((n): n is string => n !== undefined);
+    this.logger.info({ version: bundle.version, cas: bundle.caPems.length, agents: reached.length }, 'trust bundle pushed to connected agents');
+    return reached;
+  }
+
+  /** Which clusters were sent which trust bundle version, so operators see when a CA rotation may go on. */
+  get trustBundleSent(): ReadonlyMap<string, number> {
+    return new Map(this.bundleSent);
   }
 
   get connectedClusters(): string[] {
@@ -365,11 +403,13 @@ export class HubCore {
           credential: admission.credential ?? '',
           credentialExpiresAtUnixMs: admission.credentialExpiresAtMs ?? 0,
           publicKeyFingerprint: cluster.spec.publicKeyFingerprint ?? '',
+          ...(this.trustBundle ? { trustBundle: this.trustBundle } : {}),
           leaseDurationMs,
           heartbeatIntervalMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
         },
       },
     });
+    if (this.trustBundle) this.bundleSent.set(name, Number(this.trustBundle.version));
     const session: Session = { clusterName: name, channel, leaseDurationMs, heartbeats: new TokenBucket(this.options.heartbeats, this.clock) };
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);

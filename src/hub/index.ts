@@ -21,3 +21,4 @@ export {
   parseOperatorTokens,
   renderOperatorTokens,
 } from './auth.js';
+export { HubPki, type PkiState, PkiMaintainer, servingRenewAtMs, type TrustBundle } from './pki.js';

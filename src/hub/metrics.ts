@@ -27,6 +27,17 @@ export class HubMetrics {
     labelNames: ['cluster'] as const,
     registers: [this.registry],
   });
+  readonly certificateExpiry = new Gauge({
+    name: 'hawser_hub_certificate_expiry_timestamp_seconds',
+    help: 'Unix time each of the hub\'s certificates expires: the serving certificate, and every CA in the trust bundle (by fingerprint).',
+    labelNames: ['certificate', 'fingerprint'] as const,
+    registers: [this.registry],
+  });
+  readonly trustBundleVersion = new Gauge({
+    name: 'hawser_hub_trust_bundle_version',
+    help: 'Version of the CA trust bundle the hub sends its agents (rises with every rotation step).',
+    registers: [this.registry],
+  });
   readonly lastHeartbeat = new Gauge({
     name: 'hawser_cluster_last_heartbeat_timestamp_seconds',
     help: 'Unix time of the last heartbeat from each cluster.',

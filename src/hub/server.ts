@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -6,8 +7,6 @@ import { writeFileAtomic } from '../cache/index.js';
 import {
   assertCertificatePem,
   type Clock,
-  createCertificateAuthority,
-  createServingCertificate,
   defaultMaxConcurrentStreams,
   defaultMaxFrameBytes,
   defaultTlsHandshakeTimeoutMs,
@@ -21,6 +20,7 @@ import { dataDirError, type DataDirLock, lockDataDir, prepareDataDir, privateSub
 import { createHubApi, type HubApiServer } from './http.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
+import { HubPki, PkiMaintainer } from './pki.js';
 import { EmbeddedStore } from './store.js';
 import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
@@ -134,9 +134,10 @@ export interface RunningHub {
   apiUrl: string;
   /** Where the operators' tokens are read from (or were generated into). */
   operatorTokensFile: string;
-  /** PEM of the CA agents should trust. */
+  /** PEM of the CAs agents should trust (the trust bundle, or the operator's certificate). */
   caPem: string;
   caFile: string;
+  pki: HubPki;
   bootstrapTokens: string[];
   core: HubCore;
   metrics: HubMetrics;
@@ -193,44 +194,17 @@ function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
-async function loadTls(o: HubOptions): Promise<{ certPem: string; keyPem: string; caPem: string; caFile: string }> {
+async function loadTls(o: HubOptions, clock: Clock): Promise<{ pki: HubPki; caPem: string; caFile: string }> {
   const pki = await privateSubdir(o.dataDir, 'pki');
   if (o.tlsCertFile && o.tlsKeyFile) {
     const certPem = await readNamedFile(o.tlsCertFile, 'TLS certificate file', ErrorCode.InvalidOption);
     assertCertificatePem(certPem, o.tlsCertFile);
     const keyPem = await readNamedFile(o.tlsKeyFile, 'TLS key file', ErrorCode.InvalidOption);
-    return { certPem, keyPem, caPem: certPem, caFile: o.tlsCertFile };
+    return { pki: HubPki.external({ certPem, keyPem }, clock), caPem: certPem, caFile: o.tlsCertFile };
   }
-  let ca: { certPem: string; keyPem: string } | undefined;
-  const caFile = join(pki, 'ca.crt');
-  const caPem = (
-    await readOrCreate(
-      caFile,
-      async () => {
-        ca = await createCertificateAuthority('hawser-hub-ca');
-        await writeFileAtomic(join(pki, 'ca.key'), ca.keyPem, { mode: 0o600 });
-        return ca.certPem;
-      },
-      0o644,
-    )
-  ).text;
-  ca ??= { certPem: caPem, keyPem: await readFile(join(pki, 'ca.key'), 'utf8') };
-  const hosts = ['localhost', '127.0.0.1', '::1', ...o.tlsSans];
-  const sansFile = join(pki, 'hub.sans');
-  const previousSans = await readFile(sansFile, 'utf8').catch(() => '');
-  // Regenerate the serving certificate when the names it must cover change.
-  if (previousSans !== hosts.join(',')) {
-    const serving = await createServingCertificate(ca, hosts);
-    await writeFileAtomic(join(pki, 'hub.key'), serving.keyPem, { mode: 0o600 });
-    await writeFileAtomic(join(pki, 'hub.crt'), serving.certPem, { mode: 0o644 });
-    await writeFileAtomic(sansFile, hosts.join(','), { mode: 0o644 });
-  }
-  return {
-    certPem: await readFile(join(pki, 'hub.crt'), 'utf8'),
-    keyPem: await readFile(join(pki, 'hub.key'), 'utf8'),
-    caPem,
-    caFile,
-  };
+  const loaded = await HubPki.load(pki, ['localhost', '127.0.0.1', '::1', ...o.tlsSans], clock);
+  // Agents and CLIs given this file trust every CA of an ongoing rotation.
+  return { pki: loaded, caPem: loaded.bundlePem, caFile: loaded.bundleFile };
 }
 
 function splitHostPort(address: string, what: string): { host: string; port: number } {
@@ -254,7 +228,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
   let bootstrapTokens: string[];
   let operators: Awaited<ReturnType<typeof loadOperatorTokens>>;
   try {
-    tls = await loadTls(o);
+    tls = await loadTls(o, deps.clock ?? systemClock);
     bootstrapTokens = await loadBootstrapTokens(o);
     operators = await loadOperatorTokens(o, deps.logger);
     store = await EmbeddedStore.open(join(o.dataDir, 'store'));
@@ -279,6 +253,8 @@ async function serve(
   deps: { logger: Logger; clock?: Clock },
 ): Promise<RunningHub> {
   const { tls, bootstrapTokens, store, lock } = loaded;
+  const clock = deps.clock ?? systemClock;
+  const serving = tls.pki.servingPair;
   const metrics = new HubMetrics();
   const core = new HubCore(
     {
@@ -295,20 +271,35 @@ async function serve(
     store,
     metrics,
     deps.logger,
-    deps.clock ?? systemClock,
+    clock,
   );
   let httpServer: HubApiServer | undefined;
+  const maintainer = new PkiMaintainer(
+    tls.pki,
+    clock,
+    (err) => deps.logger.error({ err }, 'automatic certificate rotation failed; will try again'),
+    (what, state) => deps.logger.info({ what, bundleVersion: state.bundleVersion, servingIssuer: state.servingCertificate.issuerFingerprint }, 'certificates rotated automatically'),
+  );
+  // Alerts can watch expiry (a rotation replaces the series).
+  const exportPki = () => {
+    const state = tls.pki.state();
+    metrics.certificateExpiry.reset();
+    metrics.certificateExpiry.set({ certificate: 'serving', fingerprint: state.servingCertificate.fingerprint }, state.servingCertificate.notAfterMs / 1000);
+    for (const ca of state.cas) metrics.certificateExpiry.set({ certificate: ca.current ? 'ca-current' : 'ca', fingerprint: ca.fingerprint }, ca.notAfterMs / 1000);
+    metrics.trustBundleVersion.set(state.bundleVersion);
+  };
+  exportPki();
   try {
-    const tunnelAddress = await core.start(
-      new GrpcServerTransport({
-        address: o.listenAddress,
-        tls: { certPem: tls.certPem, keyPem: tls.keyPem },
-        maxFrameBytes: o.maxFrameBytes,
-        keepaliveTimeMs: o.keepaliveTimeMs,
-        tlsHandshakeTimeoutMs: o.tlsHandshakeTimeoutMs,
-        maxConcurrentStreams: o.maxConcurrentStreams,
-      }),
-    );
+    const transport = new GrpcServerTransport({
+      address: o.listenAddress,
+      tls: { certPem: serving.certPem, keyPem: serving.keyPem },
+      maxFrameBytes: o.maxFrameBytes,
+      keepaliveTimeMs: o.keepaliveTimeMs,
+      tlsHandshakeTimeoutMs: o.tlsHandshakeTimeoutMs,
+      maxConcurrentStreams: o.maxConcurrentStreams,
+    });
+    await core.setTrustBundle(tls.pki.trustBundle());
+    const tunnelAddress = await core.start(transport);
     const apiTls = !isLoopback(api.host);
     const server = createHubApi({
       store,
@@ -318,8 +309,23 @@ async function serve(
       authenticator: new OperatorAuthenticator(loaded.operators.entries),
       metricsAnonymous: o.metricsAnonymous,
       // Off loopback, tokens cross a network: only over TLS, with the tunnel's certificate.
-      ...(apiTls ? { tls: { certPem: tls.certPem, keyPem: tls.keyPem } } : {}),
+      ...(apiTls ? { tls: { certPem: serving.certPem, keyPem: serving.keyPem } } : {}),
+      pki: tls.pki,
+      trustBundleSent: () => core.trustBundleSent,
     });
+    tls.pki.onChange({
+      // New handshakes get the new certificate; live connections keep their TLS session.
+      servingChanged: (next) => {
+        transport.updateServingCertificate(next);
+        if (apiTls) (server as HttpsServer).setSecureContext({ cert: next.certPem, key: next.keyPem });
+        exportPki();
+      },
+      bundleChanged: (bundle) => {
+        exportPki();
+        void core.setTrustBundle(bundle);
+      },
+    });
+    maintainer.start();
     httpServer = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
@@ -331,12 +337,17 @@ async function serve(
       tunnelAddress,
       apiUrl: `${apiTls ? 'https' : 'http'}://${apiHost}:${bound.port}`,
       operatorTokensFile: loaded.operators.file,
-      caPem: tls.caPem,
+      // The bundle as it is now: rotations change it.
+      get caPem() {
+        return tls.pki.managed ? tls.pki.bundlePem : tls.caPem;
+      },
       caFile: tls.caFile,
+      pki: tls.pki,
       bootstrapTokens,
       core,
       metrics,
       stop: async () => {
+        maintainer.stop();
         await core.stop();
         await new Promise<void>((r) => {
           server.close(() => r());
@@ -348,6 +359,7 @@ async function serve(
     };
     return running;
   } catch (err) {
+    maintainer.stop();
     await core.stop().catch(() => undefined);
     httpServer?.close();
     await store.close().catch(() => undefined);

@@ -65,6 +65,13 @@ export const ErrorCode = {
   // The hawser CLI's own config (~/.hawser/config).
   CliConfigInvalid: 'HAWSER_CLI_CONFIG_INVALID',
   HubUnreachable: 'HAWSER_HUB_UNREACHABLE',
+  // Certificate rotation.
+  /** A trust bundle that is not a bounded list of PEM CA certificates: refused, the old trust kept. */
+  InvalidTrustBundle: 'HAWSER_INVALID_TRUST_BUNDLE',
+  /** A CA rotation step out of order, e.g. retiring the CA that still signs the serving certificate. */
+  RotationIncomplete: 'HAWSER_ROTATION_INCOMPLETE',
+  /** The hub serves an operator-supplied certificate (--tls-cert-file): the operator rotates it. */
+  PkiUnmanaged: 'HAWSER_PKI_UNMANAGED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

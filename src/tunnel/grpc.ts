@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { rootCertificates } from 'node:tls';
 import { TunnelServiceService, type ConnectRequest, type ConnectResponse } from '../gen/hawser/v1/tunnel.js';
 import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
 import { ErrorCode, HawserError, isErrorCode } from './errors.js';
@@ -63,7 +64,7 @@ export function hawserErrorFromStatus(status: { code: number; details?: string; 
     if (untrusted) {
       return new HawserError(
         ErrorCode.UntrustedHub,
-        `the hub's certificate is not trusted by --parent-ca-file (${untrusted[0]}): give the agent the CA that signed it, the hub's <data-dir>/pki/ca.crt`,
+        `the hub's certificate is not trusted by --parent-ca-file (${untrusted[0]}): give the agent the CA that signed it, the hub's <data-dir>/pki/ca-bundle.crt (after a CA rotation the agent also trusts the bundle the hub pushed)`,
       );
     }
     const wrongName = certificateNameMismatch.exec(details);
@@ -241,6 +242,10 @@ class BoundedHandshakeCredentials extends grpc.ServerCredentials {
   _equals(other: grpc.ServerCredentials): boolean {
     return other === this;
   }
+  /** grpc-js passes this to each TLS server's setSecureContext: new handshakes only. */
+  replaceCertificate(tls: { keyPem: string; certPem: string }): void {
+    this.updateSecureContextOptions({ cert: [Buffer.from(tls.certPem)], key: [Buffer.from(tls.keyPem)] });
+  }
 }
 
 /** Per call: where a frame refused by grpc-js's own size limit should go. */
@@ -250,7 +255,21 @@ interface OversizeHook {
 }
 
 export class GrpcServerTransport implements ServerTransport {
+  private credentials: BoundedHandshakeCredentials | undefined;
+
   constructor(private readonly options: GrpcServerOptions) {}
+
+  /**
+   * Serves a new certificate to every handshake from now on, without a
+   * restart: grpc-js hands it to the TLS server's setSecureContext. Live
+   * connections keep their TLS session (no reconnect storm).
+   */
+  updateServingCertificate(tls: { keyPem: string; certPem: string }): void {
+    if (!this.credentials) {
+      throw new HawserError(ErrorCode.InvalidOption, 'the tunnel is not listening with TLS: there is no certificate to replace');
+    }
+    this.credentials.replaceCertificate(tls);
+  }
 
   async listen(onChannel: (channel: HubChannel) => void): Promise<TunnelListener> {
     const maxFrameBytes = this.options.maxFrameBytes ?? defaultMaxFrameBytes;
@@ -319,10 +338,12 @@ export class GrpcServerTransport implements ServerTransport {
         onChannel(channel);
       },
     });
-    const credentials =
+    const secure =
       this.options.tls === 'insecure'
-        ? grpc.ServerCredentials.createInsecure()
+        ? undefined
         : new BoundedHandshakeCredentials(this.options.tls, this.options.tlsHandshakeTimeoutMs ?? defaultTlsHandshakeTimeoutMs);
+    this.credentials = secure;
+    const credentials = secure ?? grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
       server.bindAsync(this.options.address, credentials, (err, p) => (err ? reject(err) : resolve(p))),
     );
@@ -361,7 +382,7 @@ export interface GrpcClientOptions {
 
 export class GrpcClientTransport implements ClientTransport {
   private client: grpc.Client | undefined;
-  private readonly credentials: grpc.ChannelCredentials;
+  private credentials: grpc.ChannelCredentials;
   private readonly channelOptions: grpc.ChannelOptions;
   private readonly inCodec: FrameCodec<ConnectResponse>;
   private readonly outCodec = agentFrameCodec();
@@ -388,6 +409,17 @@ export class GrpcClientTransport implements ClientTransport {
       channelOptions['grpc.default_authority'] = options.tls.serverNameOverride;
     }
     this.channelOptions = channelOptions;
+  }
+
+  /**
+   * Trusts these CAs as well (the hub's pushed bundle) from the next dial on:
+   * with caPem, or with the system roots when no caPem was given. The open
+   * connection keeps its TLS session.
+   */
+  setExtraTrustedCas(caPems: readonly string[]): void {
+    if (this.options.tls === 'insecure') return;
+    const base = this.options.tls.caPem ? [this.options.tls.caPem] : [...rootCertificates];
+    this.credentials = grpc.credentials.createSsl(Buffer.from([...base, ...caPems].map((p) => p.trimEnd()).join('\n') + '\n'));
   }
 
   /**

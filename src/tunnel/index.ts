@@ -34,6 +34,14 @@ export {
   createServingCertificate,
   type ServingCertificate,
 } from './tls.js';
+export {
+  type CertificateSummary,
+  defaultTrustBundleLimits,
+  splitPemBundle,
+  summarizeCertificate,
+  type TrustBundleLimits,
+  validateTrustBundle,
+} from './trust.js';
 export { parseDuration, formatDuration } from './duration.js';
 export {
   type AgentKeyPair,

@@ -30,9 +30,9 @@ function serial(): string {
   return Buffer.from(webcrypto.getRandomValues(new Uint8Array(16))).toString('hex').replace(/^[89a-f]/, '1');
 }
 
-export async function createCertificateAuthority(commonName = 'hawser-ca', validDays = 3650): Promise<CertificateAuthority> {
+export async function createCertificateAuthority(commonName = 'hawser-ca', validDays = 3650, nowMs = Date.now()): Promise<CertificateAuthority> {
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as KeyPair;
-  const notBefore = new Date(Date.now() - 60_000);
+  const notBefore = new Date(nowMs - 60_000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${commonName}`,
@@ -53,6 +53,7 @@ export async function createServingCertificate(
   ca: CertificateAuthority,
   hosts: string[],
   validDays = 825,
+  nowMs = Date.now(),
 ): Promise<ServingCertificate> {
   const caCert = new x509.X509Certificate(ca.certPem);
   const caKey = await webcrypto.subtle.importKey(
@@ -63,8 +64,10 @@ export async function createServingCertificate(
     ['sign'],
   );
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as KeyPair;
+  // Names the CA's key: with several CAs trusted during a rotation, the verifier finds the right issuer.
+  const caKeyId = caCert.getExtension(x509.SubjectKeyIdentifierExtension)?.keyId;
   const sans = hosts.map((h) => (/^[\d.]+$|:/.test(h) ? { type: 'ip' as const, value: h } : { type: 'dns' as const, value: h }));
-  const notBefore = new Date(Date.now() - 60_000);
+  const notBefore = new Date(nowMs - 60_000);
   const cert = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${hosts[0] ?? 'hawser-hub'}`,
@@ -79,6 +82,7 @@ export async function createServingCertificate(
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
       new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.serverAuth], false),
       new x509.SubjectAlternativeNameExtension(sans),
+      ...(caKeyId ? [new x509.AuthorityKeyIdentifierExtension(caKeyId, false)] : []),
     ],
   });
   return { certPem: cert.toString('pem'), keyPem: await keyToPem(keys.privateKey) };

@@ -80,6 +80,9 @@ export interface ConnectResponse {
     | { $case: "registrationPending"; value: RegistrationPending }
     | { $case: "heartbeatAck"; value: HeartbeatAck }
     | { $case: "goodbye"; value: Goodbye }
+    | //
+    /** The CAs the agent should trust from now on, pushed when they change. */
+    { $case: "trustBundle"; value: TrustBundle }
     | undefined;
 }
 
@@ -156,6 +159,23 @@ export interface Welcome {
   credentialExpiresAtUnixMs: number;
   /** Fingerprint of the public key the hub has bound to this cluster. */
   publicKeyFingerprint: string;
+  /**
+   * The CAs the hub asks its agents to trust (current and still-valid older
+   * ones), so an agent offline during a rotation learns them on reconnect.
+   */
+  trustBundle?: TrustBundle | undefined;
+}
+
+/**
+ * TrustBundle is the hub's CA bundle. The agent stores it durably and trusts
+ * it (with its --parent-ca-file) on every later dial; a live stream is never
+ * dropped for it.
+ */
+export interface TrustBundle {
+  /** PEM certificates, each a CA. */
+  caPems: string[];
+  /** Grows with every change; the agent keeps the newest it has stored. */
+  version: number;
 }
 
 /** RegistrationPending says the request waits for `hawser approve NAME`. */
@@ -352,6 +372,9 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "goodbye":
         Goodbye.encode(message.frame.value, writer.uint32(34).fork()).join();
         break;
+      case "trustBundle":
+        TrustBundle.encode(message.frame.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -404,6 +427,14 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.frame = { $case: "goodbye", value: Goodbye.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.frame = { $case: "trustBundle", value: TrustBundle.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -430,6 +461,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "heartbeatAck", value: HeartbeatAck.fromJSON(object.heartbeat_ack) }
         : isSet(object.goodbye)
         ? { $case: "goodbye", value: Goodbye.fromJSON(object.goodbye) }
+        : isSet(object.trustBundle)
+        ? { $case: "trustBundle", value: TrustBundle.fromJSON(object.trustBundle) }
+        : isSet(object.trust_bundle)
+        ? { $case: "trustBundle", value: TrustBundle.fromJSON(object.trust_bundle) }
         : undefined,
     };
   },
@@ -444,6 +479,8 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.heartbeatAck = HeartbeatAck.toJSON(message.frame.value);
     } else if (message.frame?.$case === "goodbye") {
       obj.goodbye = Goodbye.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "trustBundle") {
+      obj.trustBundle = TrustBundle.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -475,6 +512,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "goodbye": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "goodbye", value: Goodbye.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "trustBundle": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "trustBundle", value: TrustBundle.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -1126,6 +1169,7 @@ function createBaseWelcome(): Welcome {
     heartbeatIntervalMs: 0,
     credentialExpiresAtUnixMs: 0,
     publicKeyFingerprint: "",
+    trustBundle: undefined,
   };
 }
 
@@ -1151,6 +1195,9 @@ export const Welcome: MessageFns<Welcome> = {
     }
     if (message.publicKeyFingerprint !== "") {
       writer.uint32(58).string(message.publicKeyFingerprint);
+    }
+    if (message.trustBundle !== undefined) {
+      TrustBundle.encode(message.trustBundle, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1224,6 +1271,14 @@ export const Welcome: MessageFns<Welcome> = {
             message.publicKeyFingerprint = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.trustBundle = TrustBundle.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1269,6 +1324,11 @@ export const Welcome: MessageFns<Welcome> = {
         : isSet(object.public_key_fingerprint)
         ? globalThis.String(object.public_key_fingerprint)
         : "",
+      trustBundle: isSet(object.trustBundle)
+        ? TrustBundle.fromJSON(object.trustBundle)
+        : isSet(object.trust_bundle)
+        ? TrustBundle.fromJSON(object.trust_bundle)
+        : undefined,
     };
   },
 
@@ -1295,6 +1355,9 @@ export const Welcome: MessageFns<Welcome> = {
     if (message.publicKeyFingerprint !== "") {
       obj.publicKeyFingerprint = message.publicKeyFingerprint;
     }
+    if (message.trustBundle !== undefined) {
+      obj.trustBundle = TrustBundle.toJSON(message.trustBundle);
+    }
     return obj;
   },
 
@@ -1310,6 +1373,98 @@ export const Welcome: MessageFns<Welcome> = {
     message.heartbeatIntervalMs = object.heartbeatIntervalMs ?? 0;
     message.credentialExpiresAtUnixMs = object.credentialExpiresAtUnixMs ?? 0;
     message.publicKeyFingerprint = object.publicKeyFingerprint ?? "";
+    message.trustBundle = (object.trustBundle !== undefined && object.trustBundle !== null)
+      ? TrustBundle.fromPartial(object.trustBundle)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseTrustBundle(): TrustBundle {
+  return { caPems: [], version: 0 };
+}
+
+export const TrustBundle: MessageFns<TrustBundle> = {
+  encode(message: TrustBundle, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.caPems) {
+      writer.uint32(10).string(v!);
+    }
+    if (message.version !== 0) {
+      writer.uint32(16).uint64(message.version);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): TrustBundle {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseTrustBundle();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.caPems.push(reader.string());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.version = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): TrustBundle {
+    return {
+      caPems: globalThis.Array.isArray(object?.caPems)
+        ? object.caPems.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.ca_pems)
+        ? object.ca_pems.map((e: any) => globalThis.String(e))
+        : [],
+      version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+    };
+  },
+
+  toJSON(message: TrustBundle): unknown {
+    const obj: any = {};
+    if (message.caPems?.length) {
+      obj.caPems = message.caPems;
+    }
+    if (message.version !== 0) {
+      obj.version = Math.round(message.version);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<TrustBundle>, I>>(base?: I): TrustBundle {
+    return TrustBundle.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<TrustBundle>, I>>(object: I): TrustBundle {
+    const message = createBaseTrustBundle();
+    message.caPems = object.caPems?.map((e) => e) || [];
+    message.version = object.version ?? 0;
     return message;
   },
 };
