@@ -121,7 +121,7 @@ export async function runDemo(argv: string[]): Promise<number> {
           mainScript,
           'agent',
           `--parent-url=${listen}`,
-          `--parent-ca-file=${join(hubDir, 'pki', 'ca.crt')}`,
+          `--parent-ca-file=${join(hubDir, 'pki', 'ca-bundle.crt')}`,
           `--cluster-reg-name=${names[i]}`,
           `--cluster-labels=site=${names[i]},tier=edge`,
           `--cache-dir=${join(dataDir, 'agents', names[i]!)}`,

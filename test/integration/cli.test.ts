@@ -67,7 +67,7 @@ describe('hawser CLI', () => {
   });
 
   it('every command has --help', async () => {
-    for (const cmd of ['hub', 'agent', 'approve', 'deny', 'delete', 'get', 'demo']) {
+    for (const cmd of ['hub', 'agent', 'approve', 'deny', 'delete', 'get', 'rotate', 'demo']) {
       const r = await hawser([cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`Usage: hawser ${cmd}`));
