@@ -42,9 +42,23 @@ export interface TrustBundle {
   version: number;
 }
 
-/** When a serving certificate is due for rotation: past two thirds of its lifetime (kubelet's rule). */
+/** When a serving certificate (or a CA) is due for rotation: past two thirds of its lifetime (kubelet's rule). */
 export function servingRenewAtMs(notBeforeMs: number, notAfterMs: number): number {
   return notBeforeMs + Math.floor(((notAfterMs - notBeforeMs) * 2) / 3);
+}
+
+/**
+ * A new CA signs the serving certificate only once agents have had this long
+ * to learn it over their tunnels (offline ones when they reconnect): until
+ * then the serving certificate's rotation waits, unless it would expire.
+ */
+export const caOverlapMs = 30 * 86_400_000;
+
+/** When the automatic rotation may move the serving certificate, given the newest CA. */
+export function servingRotationDueMs(serving: { notBeforeMs: number; notAfterMs: number }, newestCaNotBeforeMs: number): number {
+  const wanted = Math.max(servingRenewAtMs(serving.notBeforeMs, serving.notAfterMs), newestCaNotBeforeMs + caOverlapMs);
+  // Never let the serving certificate lapse while waiting for the overlap.
+  return Math.min(wanted, serving.notAfterMs - 86_400_000);
 }
 
 function keyMatches(certPem: string, keyPem: string): boolean {
@@ -294,20 +308,24 @@ async function writeBundle(dir: string, pems: string[], version: number): Promis
 }
 
 /**
- * Rotates the serving certificate once it passes two thirds of its lifetime,
- * and retires expired CAs, on the injected clock. Each timer is armed for the
- * next deadline (in steps Node can time).
+ * Keeps the PKI current on the injected clock, with no operator: a new CA
+ * joins the bundle (and goes to every agent) once the current CA passes two
+ * thirds of its lifetime, years before it expires; the serving certificate
+ * rotates past two thirds of its own lifetime, moving to a new CA only after
+ * the overlap; expired CAs leave the bundle. Each timer is armed for the next
+ * deadline (in steps Node can time).
  */
 export class PkiMaintainer {
   private timer: TimerHandle | undefined;
   private stopped = false;
+  private running: Promise<void> | undefined;
 
   constructor(
     private readonly pki: HubPki,
     private readonly clock: Clock,
     private readonly onError: (err: unknown) => void,
     /** Called after an automatic change: what changed, and the state after it. */
-    private readonly onRotated: (what: 'serving-cert' | 'expired-cas', state: PkiState) => void = () => undefined,
+    private readonly onRotated: (what: 'ca' | 'serving-cert' | 'expired-cas', state: PkiState) => void = () => undefined,
   ) {}
 
   start(): void {
@@ -315,15 +333,27 @@ export class PkiMaintainer {
     this.arm();
   }
 
-  stop(): void {
+  /** Stops the timers and waits for a rotation already under way, so nothing writes after. */
+  async stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
+    await this.running;
+  }
+
+  private caDueMs(state: PkiState): number {
+    const current = state.cas.find((c) => c.current)!;
+    // A full bundle takes no new CA (rotateCa refuses); the operator finishes the rotation first.
+    return state.cas.length >= defaultTrustBundleLimits.maxCertificates ? Infinity : servingRenewAtMs(current.notBeforeMs, current.notAfterMs);
+  }
+
+  private servingDueMs(state: PkiState): number {
+    return servingRotationDueMs(state.servingCertificate, state.cas.find((c) => c.current)!.notBeforeMs);
   }
 
   private nextDeadline(): number {
     const state = this.pki.state();
     const s = state.servingCertificate;
-    const deadlines = [servingRenewAtMs(s.notBeforeMs, s.notAfterMs)];
+    const deadlines = [this.servingDueMs(state), this.caDueMs(state)];
     // Older CAs retire at expiry, except the serving certificate's issuer (pruneExpired keeps it).
     for (const ca of state.cas) if (!ca.current && ca.fingerprint !== s.issuerFingerprint) deadlines.push(ca.notAfterMs);
     return Math.min(...deadlines);
@@ -336,7 +366,7 @@ export class PkiMaintainer {
       this.timer = this.clock.setTimeout(() => this.arm(), Math.min(left, 2 ** 31 - 1));
       return;
     }
-    void this.maintain().then(
+    this.running = this.maintain().then(
       () => this.arm(),
       (err: unknown) => {
         this.onError(err);
@@ -348,8 +378,8 @@ export class PkiMaintainer {
 
   private async maintain(): Promise<void> {
     const before = this.pki.state();
-    const s = before.servingCertificate;
-    if (this.clock.now() >= servingRenewAtMs(s.notBeforeMs, s.notAfterMs)) this.onRotated('serving-cert', await this.pki.rotateServingCert());
+    if (this.clock.now() >= this.caDueMs(before)) this.onRotated('ca', await this.pki.rotateCa());
+    if (this.clock.now() >= this.servingDueMs(this.pki.state())) this.onRotated('serving-cert', await this.pki.rotateServingCert());
     const pruned = await this.pki.pruneExpired();
     if (pruned.bundleVersion !== before.bundleVersion && pruned.cas.length < before.cas.length) this.onRotated('expired-cas', pruned);
   }

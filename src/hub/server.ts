@@ -347,7 +347,7 @@ async function serve(
       core,
       metrics,
       stop: async () => {
-        maintainer.stop();
+        await maintainer.stop();
         await core.stop();
         await new Promise<void>((r) => {
           server.close(() => r());
@@ -359,7 +359,7 @@ async function serve(
     };
     return running;
   } catch (err) {
-    maintainer.stop();
+    await maintainer.stop();
     await core.stop().catch(() => undefined);
     httpServer?.close();
     await store.close().catch(() => undefined);

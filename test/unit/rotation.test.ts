@@ -7,7 +7,7 @@ import { IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
 import type { AgentState } from '../../src/agent/state.js';
 import { TrustStore } from '../../src/agent/trust.js';
-import { HubPki, PkiMaintainer, servingRenewAtMs } from '../../src/hub/pki.js';
+import { caOverlapMs, HubPki, PkiMaintainer, servingRenewAtMs } from '../../src/hub/pki.js';
 import { startHub } from '../../src/hub/server.js';
 import { mountSmallDisk } from '../../src/testkit/index.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
@@ -152,6 +152,47 @@ describe('PkiMaintainer', () => {
     expect(rotations).toEqual(['serving-cert']);
   });
 
+  it('adds a new CA at two thirds of the current one, years before it expires, and moves the serving certificate only after the overlap', async () => {
+    const clock = new ManualClock(Date.now());
+    const pki = await HubPki.load(await dir('pki'), ['localhost'], clock);
+    const firstCa = pki.state().cas[0]!;
+    const caDueAt = servingRenewAtMs(firstCa.notBeforeMs, firstCa.notAfterMs);
+    const s0 = pki.state().servingCertificate;
+    const servingRenewSpan = servingRenewAtMs(s0.notBeforeMs, s0.notAfterMs) - s0.notBeforeMs;
+    const bundles: number[] = [];
+    pki.onChange({ bundleChanged: (b) => bundles.push(b.version), servingChanged: () => undefined });
+    const rotations: string[] = [];
+    const maintainer = new PkiMaintainer(pki, clock, (err) => { throw err; }, (what) => rotations.push(what));
+    maintainer.start();
+    cleanups.push(async () => maintainer.stop());
+
+    // Bring the serving certificate's own renewal to 10 days after the CA's: the overlap must hold it back.
+    clock.advance(caDueAt - servingRenewSpan + 10 * dayMs - clock.now());
+    await waitFor('the overdue serving certificate to be renewed', () => rotations.includes('serving-cert'));
+    const fresh = pki.state().servingCertificate;
+    expect(fresh.issuerFingerprint).toBe(firstCa.fingerprint);
+    expect(pki.state().cas).toHaveLength(1);
+
+    clock.advance(caDueAt - clock.now() + 1_000);
+    await waitFor('the new CA', () => rotations.includes('ca'));
+    expect(pki.state().cas).toHaveLength(2);
+    expect(rotations.filter((r) => r === 'ca')).toHaveLength(1);
+    expect(bundles.length).toBeGreaterThan(0); // pushed to agents at once
+    const newCa = pki.state().cas.find((c) => c.current)!;
+    expect(newCa.fingerprint).not.toBe(firstCa.fingerprint);
+    // Years of the old CA are left: agents learn the new one long before it matters.
+    expect(firstCa.notAfterMs - clock.now()).toBeGreaterThan(365 * dayMs);
+
+    // The serving certificate's renewal time comes, but within the overlap: it stays on the old CA.
+    clock.advance(servingRenewAtMs(fresh.notBeforeMs, fresh.notAfterMs) - clock.now() + 1_000);
+    await settle();
+    expect(pki.state().servingCertificate.fingerprint).toBe(fresh.fingerprint);
+
+    clock.advance(newCa.notBeforeMs + caOverlapMs - clock.now() + 1_000);
+    await waitFor('the serving certificate to move to the new CA', () => pki.state().servingCertificate.fingerprint !== fresh.fingerprint);
+    expect(pki.state().servingCertificate.issuerFingerprint).toBe(newCa.fingerprint);
+  });
+
   it('retires an older CA from the bundle when it expires', async () => {
     const clock = new ManualClock(Date.now());
     const pki = await HubPki.load(await dir('pki'), ['localhost'], clock);
@@ -163,9 +204,9 @@ describe('PkiMaintainer', () => {
     maintainer.start();
     cleanups.push(async () => maintainer.stop());
     clock.advance(old.notAfterMs - clock.now() + 1_000);
-    await waitFor('the expired CA to leave the bundle', () => pki.state().cas.length === 1);
-    expect(pki.state().cas[0]!.current).toBe(true);
-    expect(rotations).toContain('expired-cas');
+    await waitFor('the expired CA to leave the bundle', () => rotations.includes('expired-cas'));
+    expect(pki.state().cas.some((c) => c.fingerprint === old.fingerprint)).toBe(false);
+    expect(pki.state().cas.some((c) => c.current)).toBe(true);
   });
 });
 
