@@ -1,8 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { randomUUID } from 'node:crypto';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { OfflineCache, writeFileAtomic } from '../cache/index.js';
 import { ErrorCode, generateAgentKeyPair, HawserError } from '../tunnel/index.js';
+import { readRecordFile, type RecordRead, recordFileText, writeRecordFile } from './record-file.js';
 
 // Who this agent is: cluster id, key, credential, cluster name and namespace,
 // as ONE record with a checksum over the whole, in its own file beside the
@@ -23,25 +24,10 @@ export interface AgentIdentity {
   dedicatedNamespace?: string;
 }
 
-interface IdentityFile {
-  version: 1;
-  identity: AgentIdentity;
-  /** sha256 of the canonical JSON of `identity`. */
-  sha256: string;
-}
-
 export const identityFileName = 'identity.json';
 const backupSuffix = '.bak';
 /** Where identity lived before it had its own file: a key in the LevelDB cache. */
 const legacyCacheKey = 'identity';
-
-function canonical(identity: AgentIdentity): string {
-  return JSON.stringify(identity, Object.keys(identity).sort());
-}
-
-function digest(identity: AgentIdentity): string {
-  return createHash('sha256').update(canonical(identity)).digest('hex');
-}
 
 export function newIdentity(clusterId: string = randomUUID()): AgentIdentity {
   const keys = generateAgentKeyPair();
@@ -52,28 +38,8 @@ export function newIdentity(clusterId: string = randomUUID()): AgentIdentity {
   };
 }
 
-type ReadResult = { kind: 'ok'; identity: AgentIdentity } | { kind: 'missing' } | { kind: 'damaged'; reason: string };
-
-async function readIdentityFile(path: string): Promise<ReadResult> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { kind: 'missing' };
-    return { kind: 'damaged', reason: `cannot read: ${(err as Error).message}` };
-  }
-  let file: IdentityFile;
-  try {
-    file = JSON.parse(text) as IdentityFile;
-  } catch {
-    return { kind: 'damaged', reason: 'not JSON' };
-  }
-  const id = file?.identity;
-  if (file?.version !== 1 || typeof id?.clusterId !== 'string' || typeof id.privateKey !== 'string' || typeof id.publicKey !== 'string') {
-    return { kind: 'damaged', reason: 'missing fields' };
-  }
-  if (digest(id) !== file.sha256) return { kind: 'damaged', reason: 'checksum mismatch' };
-  return { kind: 'ok', identity: id };
+function readIdentityFile(path: string): Promise<RecordRead<AgentIdentity>> {
+  return readRecordFile<AgentIdentity>(path, 'identity', (id) => typeof id?.clusterId === 'string' && typeof id.privateKey === 'string' && typeof id.publicKey === 'string');
 }
 
 export type IdentitySource = 'file' | 'backup' | 'migrated' | 'quarantine' | 'created';
@@ -88,13 +54,8 @@ export class IdentityStore {
 
   /** Durable when it resolves; a failed write throws HAWSER_CACHE_WRITE_FAILED and changes nothing adopted. */
   async save(identity: AgentIdentity): Promise<void> {
-    const file: IdentityFile = { version: 1, identity, sha256: digest(identity) };
-    const text = `${JSON.stringify(file, null, 2)}\n`;
-    try {
-      await writeFileAtomic(this.path, text, { mode: 0o600 });
-    } catch (err) {
-      throw new HawserError(ErrorCode.CacheWriteFailed, `cannot write the agent identity to ${this.path}: ${(err as Error).message}`, { cause: err });
-    }
+    const text = recordFileText('identity', identity);
+    await writeRecordFile(this.path, text, 'the agent identity');
     // The backup only ever lags: it holds the same cluster id and key, and a credential at most one renewal old.
     await writeFileAtomic(this.path + backupSuffix, text, { mode: 0o600 }).catch(() => undefined);
   }
@@ -119,11 +80,11 @@ export class IdentityStore {
    */
   async loadOrCreate(legacy: OfflineCache | undefined): Promise<{ identity: AgentIdentity; source: IdentitySource; damaged?: string }> {
     const main = await readIdentityFile(this.path);
-    if (main.kind === 'ok') return { identity: main.identity, source: 'file' };
+    if (main.kind === 'ok') return { identity: main.record, source: 'file' };
     const backup = await readIdentityFile(this.path + backupSuffix);
     if (backup.kind === 'ok') {
-      await this.save(backup.identity);
-      return { identity: backup.identity, source: 'backup', ...(main.kind === 'damaged' ? { damaged: main.reason } : {}) };
+      await this.save(backup.record);
+      return { identity: backup.record, source: 'backup', ...(main.kind === 'damaged' ? { damaged: main.reason } : {}) };
     }
     const salvaged = await this.fromQuarantine();
     if (salvaged) {
