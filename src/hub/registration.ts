@@ -515,13 +515,34 @@ export class Registrar {
     return found;
   }
 
-  /** Approves by request name or by cluster name; wakes an agent that is waiting. */
-  async approve(name: string, actor: string): Promise<{ request: ClusterRegistrationRequest; audit: OperatorAction }> {
+  /**
+   * An operator's decision on a request (by request name or cluster name),
+   * made under the cluster id's lock on the request as stored now; wakes the
+   * agent waiting on it and returns the audit record.
+   */
+  private async decide(
+    name: string,
+    actor: string,
+    action: 'approve' | 'deny',
+    apply: (current: ClusterRegistrationRequest, index: RegistrationIndex) => Promise<ClusterRegistrationRequest>,
+  ): Promise<{ request: ClusterRegistrationRequest; audit: OperatorAction }> {
     const found = await this.findRequest(name);
     const index = await this.loadIndex();
-    const approved = await this.mutex.run(`cluster-id/${found.spec.clusterId}`, async () => {
+    const decided = await this.mutex.run(`cluster-id/${found.spec.clusterId}`, async () => {
       const current = await this.store.get('ClusterRegistrationRequest', found.metadata.name);
       if (!current) throw new HawserError(ErrorCode.NotFound, `registration request ${found.metadata.name} no longer exists (expired or deleted)`);
+      return apply(current, index);
+    });
+    this.wake(decided.metadata.name);
+    return {
+      request: decided,
+      audit: { actor, action, request: decided.metadata.name, cluster: decided.spec.clusterName, clusterId: decided.spec.clusterId },
+    };
+  }
+
+  /** Approves by request name or by cluster name; wakes an agent that is waiting. */
+  approve(name: string, actor: string): Promise<{ request: ClusterRegistrationRequest; audit: OperatorAction }> {
+    return this.decide(name, actor, 'approve', async (current, index) => {
       if (current.status.result === 'Approved') return current;
       if (current.status.result === 'Denied') {
         throw new HawserError(ErrorCode.RegistrationDenied, `registration request ${current.metadata.name} was denied; delete it with: hawser delete cluster ${current.spec.clusterName}`);
@@ -532,20 +553,11 @@ export class Registrar {
       if (!(await this.store.get('ManagedCluster', next.spec.clusterName))) await this.createCluster(next);
       return next;
     });
-    this.wake(approved.metadata.name);
-    return {
-      request: approved,
-      audit: { actor, action: 'approve', request: approved.metadata.name, cluster: approved.spec.clusterName, clusterId: approved.spec.clusterId },
-    };
   }
 
   /** Denies a pending request: the name comes free, and a waiting agent is told. */
-  async deny(name: string, actor: string): Promise<{ request: ClusterRegistrationRequest; audit: OperatorAction }> {
-    const found = await this.findRequest(name);
-    const index = await this.loadIndex();
-    const denied = await this.mutex.run(`cluster-id/${found.spec.clusterId}`, async () => {
-      const current = await this.store.get('ClusterRegistrationRequest', found.metadata.name);
-      if (!current) throw new HawserError(ErrorCode.NotFound, `registration request ${found.metadata.name} no longer exists (expired or deleted)`);
+  deny(name: string, actor: string): Promise<{ request: ClusterRegistrationRequest; audit: OperatorAction }> {
+    return this.decide(name, actor, 'deny', async (current, index) => {
       if (current.status.result === 'Denied') return current;
       if (current.status.result === 'Approved') {
         throw new HawserError(
@@ -559,11 +571,6 @@ export class Registrar {
       if (index.requestedNames.get(current.spec.clusterName) === current.spec.clusterId) index.requestedNames.delete(current.spec.clusterName);
       return next;
     });
-    this.wake(denied.metadata.name);
-    return {
-      request: denied,
-      audit: { actor, action: 'deny', request: denied.metadata.name, cluster: denied.spec.clusterName, clusterId: denied.spec.clusterId },
-    };
   }
 
   /**
