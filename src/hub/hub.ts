@@ -36,7 +36,7 @@ export interface HubCoreOptions extends RegistrarLimits {
   authFailures: FailureLimiterOptions;
   /** Heartbeats allowed per session: far above what an agent sends (at most 10/s), far below a flood. */
   heartbeats: BucketPolicy;
-  /** Largest encoded status report a heartbeat may carry. */
+  /** Largest heartbeat frame that carries a status report (the report is nearly all of it). */
   maxStatusBytes: number;
   /** Streams not yet welcomed (saying hello, registering, waiting for approval) at most, per hub. */
   maxUnwelcomedStreams: number;
@@ -266,7 +266,7 @@ export class HubCore {
         if (!inbound.ok) return await this.refuse(channel, inbound.error, { cluster: session.clusterName });
         const frame = inbound.frame.frame;
         if (frame?.$case === 'heartbeat') {
-          const refusal = this.checkHeartbeat(session, frame.value);
+          const refusal = this.checkHeartbeat(session, frame.value, inbound.bytes);
           if (refusal) return await this.refuse(channel, refusal, { cluster: session.clusterName });
           await this.onHeartbeat(session, frame.value);
           countOut();
@@ -307,7 +307,7 @@ export class HubCore {
   }
 
   /** A heartbeat over the session's rate or carrying an oversized status is refused before it costs a write. */
-  private checkHeartbeat(session: Session, heartbeat: wire.Heartbeat): HawserError | undefined {
+  private checkHeartbeat(session: Session, heartbeat: wire.Heartbeat, frameBytes: number): HawserError | undefined {
     if (!session.heartbeats.take()) {
       const { capacity, refillPerSecond } = this.options.heartbeats;
       return new HawserError(
@@ -315,11 +315,13 @@ export class HubCore {
         `heartbeats arrive faster than ${refillPerSecond}/s (bursts of ${capacity}); an agent sends at most a few per second`,
       );
     }
-    if (heartbeat.status) {
-      const size = wire.ClusterStatus.encode(heartbeat.status).finish().byteLength;
-      if (size > this.options.maxStatusBytes) {
-        return new HawserError(ErrorCode.StatusTooLarge, `status report of ${size} bytes exceeds the limit of ${this.options.maxStatusBytes} bytes`);
-      }
+    // The status is nearly all of the frame: its size as received bounds the report
+    // without encoding it again on every heartbeat.
+    if (heartbeat.status && frameBytes > this.options.maxStatusBytes) {
+      return new HawserError(
+        ErrorCode.StatusTooLarge,
+        `heartbeat with a status report of ${frameBytes} bytes exceeds the limit of ${this.options.maxStatusBytes} bytes`,
+      );
     }
     return undefined;
   }
