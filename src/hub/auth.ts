@@ -1,6 +1,7 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { parse, stringify } from 'yaml';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
+import { findBySecret, secretDigest } from './tokens.js';
 
 // Operators log in to the hub's HTTP API with bearer tokens read from a file
 // (never a flag: a command line is visible in ps). Each entry is a mapping,
@@ -76,28 +77,18 @@ export function roleAllows(have: OperatorRole, need: OperatorRole): boolean {
   return operatorRoles.indexOf(have) >= operatorRoles.indexOf(need);
 }
 
-function digest(value: string): Buffer {
-  return createHash('sha256').update(value).digest();
-}
-
 /** Finds the operator a bearer token belongs to, comparing in constant time. */
 export class OperatorAuthenticator {
-  private readonly entries: Array<{ operator: Operator; hash: Buffer }>;
+  private readonly entries: Array<{ digest: Buffer; value: Operator }>;
 
   constructor(entries: readonly OperatorTokenEntry[]) {
-    this.entries = entries.map((e) => ({ operator: { name: e.name, role: e.role }, hash: digest(e.token) }));
+    this.entries = entries.map((e) => ({ digest: secretDigest(e.token), value: { name: e.name, role: e.role } }));
   }
 
   /** The operator for an `Authorization: Bearer TOKEN` header; undefined for anything else. */
   authenticate(authorization: string | undefined): Operator | undefined {
     const m = /^Bearer +(\S+) *$/i.exec(authorization ?? '');
     if (!m) return undefined;
-    const candidate = digest(m[1]!);
-    let found: Operator | undefined;
-    // Every entry is compared, so the time taken says nothing about which one matched.
-    for (const entry of this.entries) {
-      if (timingSafeEqual(candidate, entry.hash)) found = entry.operator;
-    }
-    return found;
+    return findBySecret(m[1]!, this.entries);
   }
 }
