@@ -247,6 +247,10 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       agentVersion: o.agentVersion,
       publicKey: Buffer.alloc(0),
       cacheQuarantines: this.unreportedQuarantines,
+      protocolVersion: 1,
+      minProtocolVersion: 1,
+      features: [],
+      hubIncarnation: '',
     };
     const key = { publicKeyDer: Buffer.from(identity.publicKey, 'base64'), privateKeyDer: Buffer.from(identity.privateKey, 'base64') };
     return { frame: { $case: 'hello', value: signHello(hello, key, this.clock.now()) } };

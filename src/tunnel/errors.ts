@@ -72,6 +72,13 @@ export const ErrorCode = {
   RotationIncomplete: 'HAWSER_ROTATION_INCOMPLETE',
   /** The hub serves an operator-supplied certificate (--tls-cert-file): the operator rotates it. */
   PkiUnmanaged: 'HAWSER_PKI_UNMANAGED',
+  // Sessions.
+  /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */
+  ProtocolIncompatible: 'HAWSER_PROTOCOL_INCOMPATIBLE',
+  /** A session handler's queue is full: the peer sends faster than the hub can take its frames. */
+  HandlerOverloaded: 'HAWSER_HANDLER_OVERLOADED',
+  /** A session handler failed on a frame; the session ends. */
+  HandlerFailed: 'HAWSER_HANDLER_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -133,7 +140,7 @@ export function isAuthFailure(code: ErrorCode): boolean {
  * then, so the agent keeps trying, but only at its backoff cap.
  */
 export function needsOperator(code: ErrorCode): boolean {
-  return code === ErrorCode.UntrustedHub;
+  return code === ErrorCode.UntrustedHub || code === ErrorCode.ProtocolIncompatible;
 }
 
 export function toHawserError(err: unknown, fallback: ErrorCode = ErrorCode.Internal): HawserError {

@@ -44,6 +44,17 @@ export {
 } from './trust.js';
 export { parseDuration, formatDuration } from './duration.js';
 export {
+  acceptWelcome,
+  Feature,
+  localOffer,
+  maxOfferedFeatures,
+  minProtocolVersion,
+  negotiate,
+  type Negotiated,
+  type ProtocolOffer,
+  protocolVersion,
+} from './negotiate.js';
+export {
   type AgentKeyPair,
   generateAgentKeyPair,
   helloProofSubject,

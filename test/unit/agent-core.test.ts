@@ -445,6 +445,8 @@ const welcome = (heartbeatIntervalMs = 1_000): ConnectResponse => ({
       heartbeatIntervalMs,
       credentialExpiresAtUnixMs: 0,
       publicKeyFingerprint: '',
+      protocolVersion: 0,
+      features: [],
     },
   },
 });
