@@ -84,6 +84,9 @@ interface Session extends SessionContext {
   router: SessionRouter;
 }
 
+/** Longest hub incarnation id an agent may name in its hello. */
+const maxIncarnationLength = 256;
+
 /** A disk-full error from LevelDB or the file system, anywhere in the cause chain. */
 function isDiskFull(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
@@ -143,9 +146,12 @@ export class HubCore {
     this.handlerFactories.push(factory);
   }
 
-  /** The protocol version and features a connected cluster's session speaks. */
-  negotiatedFor(clusterName: string): Negotiated | undefined {
-    return this.sessions.get(clusterName)?.negotiated;
+  /** A connected cluster's session: its negotiated protocol and where its sync stands. */
+  session(clusterName: string): SessionContext | undefined {
+    const session = this.sessions.get(clusterName);
+    if (!session) return undefined;
+    const { clusterName: name, peer, negotiated, resume, send } = session;
+    return { clusterName: name, peer, negotiated, resume, send };
   }
 
   /** Resolves once every status the hub has acked so far is in the store (or failed and was logged). */
@@ -430,7 +436,12 @@ export class HubCore {
       },
     });
     if (this.trustBundle) this.bundleSent.set(name, Number(this.trustBundle.version));
-    const session = this.newSession(name, channel, leaseDurationMs, negotiated);
+    // An incarnation id longer than any this hub makes is not one of its own: resume from nothing.
+    const resume =
+      hello.hubIncarnation.length <= maxIncarnationLength
+        ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision }
+        : { hubIncarnation: '', lastAckedRevision: 0 };
+    const session = this.newSession(name, channel, leaseDurationMs, negotiated, resume);
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);
     if (previous) {
@@ -457,8 +468,14 @@ export class HubCore {
   }
 
   /** A welcomed session with its router: the built-in heartbeat handler, then every registered one. */
-  private newSession(clusterName: string, channel: HubChannel, leaseDurationMs: number, negotiated: Negotiated): Session {
-    const context: SessionContext = { clusterName, peer: channel.peer, negotiated, send: (frame) => channel.send(frame) };
+  private newSession(
+    clusterName: string,
+    channel: HubChannel,
+    leaseDurationMs: number,
+    negotiated: Negotiated,
+    resume: SessionContext['resume'],
+  ): Session {
+    const context: SessionContext = { clusterName, peer: channel.peer, negotiated, resume, send: (frame) => channel.send(frame) };
     const handlers: FrameHandler[] = [
       new HeartbeatHandler(context, leaseDurationMs, this.options, {
         leases: this.leases,

@@ -43,6 +43,7 @@ export {
   validateTrustBundle,
 } from './trust.js';
 export { parseDuration, formatDuration } from './duration.js';
+export { type CaseFrame, type FrameHandler, FrameRouter, type RouteResult } from './router.js';
 export {
   acceptWelcome,
   Feature,

@@ -224,7 +224,7 @@ describe('HubCore protocol versioning', () => {
     const { welcome } = await register({ name: 'edge-new', protocolVersion: 1, minProtocolVersion: 1, features: ['sync', 'chunks'] });
     expect(welcome.protocolVersion).toBe(1);
     expect(welcome.features).toEqual(['sync']);
-    const negotiated = hub.core.negotiatedFor('edge-new');
+    const negotiated = hub.core.session('edge-new')?.negotiated;
     expect(negotiated?.protocolVersion).toBe(1);
     expect([...(negotiated?.features ?? [])]).toEqual(['sync']);
   });
@@ -234,7 +234,7 @@ describe('HubCore protocol versioning', () => {
     const { agent, welcome } = await register({ name: 'edge-old', features: ['sync'] });
     expect(welcome.protocolVersion).toBe(1);
     expect(welcome.features).toEqual([]);
-    expect(hub.core.negotiatedFor('edge-old')?.features.size).toBe(0);
+    expect(hub.core.session('edge-old')?.negotiated.features.size).toBe(0);
     await agent.heartbeat();
   });
 
