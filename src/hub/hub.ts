@@ -486,7 +486,11 @@ export class HubCore {
       }),
       ...this.handlerFactories.map((build) => build(context)),
     ];
-    const router = new SessionRouter(handlers, (error) => void this.refuse(channel, error, { cluster: clusterName }));
+    const router = new SessionRouter(handlers, (error) => {
+      // A send that failed because the stream broke: nobody is left to tell.
+      if (error.code === ErrorCode.Unavailable || error.code === ErrorCode.Cancelled) channel.close(error);
+      else void this.refuse(channel, error, { cluster: clusterName });
+    });
     return { ...context, channel, leaseDurationMs, router };
   }
 

@@ -243,4 +243,41 @@ describe('HubCore session routing', () => {
     expect(await rejectedCount(h.metrics, ErrorCode.HandlerOverloaded)).toBe(1);
     await waitFor('the session to end', () => h.core.connectedClusters.length === 0);
   });
+
+  // No agent frame besides hello and heartbeat exists yet: a second hello stands in for sync's frames.
+  it('gives a registered handler its frame kind in its own queue: held, it holds no heartbeat; failing, it ends the session with a code', async () => {
+    const h = await startGatedHub({}, { storeKind: 'ClusterCredential', frame: 'goodbye' });
+    const held = new Gate();
+    const seen: Array<{ cluster: string; features: string[] }> = [];
+    let fail = false;
+    h.core.registerHandler((session) => ({
+      name: 'sync',
+      kinds: ['hello'],
+      queueLimit: 4,
+      handle: async () => {
+        seen.push({ cluster: session.clusterName, features: [...session.negotiated.features] });
+        if (fail) throw new Error('cannot store the manifest');
+        held.reached = true;
+        await held.opened;
+      },
+    }));
+    const clusterId = randomUUID();
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId, token: h.token, name: 'edge-plugged' }));
+    const { credential } = await agent.expectFrame('welcome');
+    await agent.send(helloFrame({ clusterId, credential }));
+    await waitFor('the handler to hold its frame', () => held.reached);
+    for (let sequence = 1; sequence <= 3; sequence++) {
+      await agent.send(heartbeat(sequence));
+      expect((await agent.expectFrame('heartbeatAck')).sequence).toBe(sequence);
+    }
+    expect(seen).toEqual([{ cluster: 'edge-plugged', features: [] }]);
+    held.open();
+
+    fail = true;
+    await agent.send(helloFrame({ clusterId, credential }));
+    const goodbye = await agent.expectGoodbye(ErrorCode.HandlerFailed);
+    expect(goodbye.message).toContain('sync handler failed on a hello frame: cannot store the manifest');
+    expect(await rejectedCount(h.metrics, ErrorCode.HandlerFailed)).toBe(1);
+  });
 });
