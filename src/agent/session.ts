@@ -68,6 +68,7 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
   let router: AgentSessionRouter | undefined;
   let goodbye: HawserError | undefined;
   let local: HawserError | undefined;
+  const early = new Set<string>();
   const fail = (error: HawserError) => {
     local ??= error;
     channel.close(error);
@@ -117,8 +118,10 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
           await handshake.adoptTrustBundle(frame.value);
           break;
         default:
-          // Nothing else means anything before the welcome; the hub does not send it.
-          logger.warn({ frame: frame.$case }, 'ignoring a frame from the hub before the welcome');
+          // Nothing else means anything before the welcome: counted, and logged once per kind.
+          deps.unhandled.set(frame.$case, (deps.unhandled.get(frame.$case) ?? 0) + 1);
+          if (!early.has(frame.$case)) logger.warn({ frame: frame.$case }, 'ignoring a frame from the hub before the welcome');
+          early.add(frame.$case);
       }
     }
     const closedWith = await channel.closed;

@@ -725,6 +725,16 @@ describe('AgentCore sessions', () => {
     expect(backingOff(agent.states)).toEqual([]);
   });
 
+  it('counts a frame that means nothing before the welcome, and still registers', async () => {
+    const hub = await scriptedHub(async (end, frame) => {
+      if (frame.frame?.$case === 'hello') await end.send({ frame: { $case: 'heartbeatAck', value: { sequence: 7, leaseExpiresAtUnixMs: 0 } } });
+      await ackAll(end, frame);
+    });
+    const agent = await startAgent(hub, await openCache(await cacheDir()));
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    expect(agent.core.unhandledFrames.get('heartbeatAck')).toBe(1);
+  });
+
   it('ends the session with a code when a registered handler fails, and reconnects', async () => {
     const hub = await scriptedHub(async (end, frame) => {
       await ackAll(end, frame);
