@@ -427,6 +427,25 @@ describe('Description feeds', () => {
     expect(r.manifests).toEqual([]);
   });
 
+  it("the scheduler's replicas reach a workload inside it by the workload's own feed key", () => {
+    const r = renderCluster(input([desc], {}, { replicas: { 'apps/v1/Deployment/default/one': 1, 'apps.clusternet.io/v1alpha1/Description/default/bundle': 9 } }));
+    expect((byKind(r, 'Deployment', 'one').spec as { replicas: number }).replicas).toBe(1);
+    const byDescription = renderCluster(input([desc], {}, { replicas: { 'apps.clusternet.io/v1alpha1/Description/default/bundle': 9 } }));
+    expect((byKind(byDescription, 'Deployment', 'one').spec as { replicas: number }).replicas).toBe(3);
+  });
+
+  it('a raw object that cannot be read, or one fed twice, is HAWSER_RENDER_FAILED; the rest render', () => {
+    const bad: KubeObject = { ...desc, spec: { deployer: 'Generic', raw: ['not base64 json', { kind: 'NoApiVersion' }, deployment('one')] } };
+    const twice = renderCluster(input([bad, deployment('one')]));
+    expect(twice.failures.map((f) => f.code)).toEqual([ErrorCode.RenderFailed, ErrorCode.RenderFailed, ErrorCode.RenderFailed]);
+    expect(twice.failures.map((f) => f.reason)).toEqual([
+      expect.stringContaining('spec.raw[0]'),
+      expect.stringContaining('spec.raw[1]'),
+      expect.stringContaining('also fed by'),
+    ]);
+    expect(twice.manifests).toMatchObject([{ key: 'apps/v1/Deployment/default/one', feed: descFeed }]);
+  });
+
   it('a Description with deployer Helm is unsupported', () => {
     const helm: KubeObject = { ...desc, spec: { deployer: 'Helm', charts: [{ name: 'c', namespace: 'default' }] } };
     const r = renderCluster(input([helm]));

@@ -18,7 +18,8 @@ export type PatchResult = { ok: true; value: JsonValue } | { ok: false; reason: 
 /** Clusternet's bound on the operations of one JSON patch. */
 export const maxJsonPatchOperations = 10_000;
 
-const yamlParseOptions = { uniqueKeys: true, maxAliasCount: 100, prettyErrors: false } as const;
+// logLevel 'error': parse errors throw, and warnings are not written to the process (this module does no I/O).
+const yamlParseOptions = { uniqueKeys: true, maxAliasCount: 100, prettyErrors: false, logLevel: 'error' } as const;
 
 function firstLine(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);

@@ -369,8 +369,9 @@ function renderObject(unit: Unit, owners: readonly Owner[], replicas: Readonly<R
   }
   const template = work;
   const field = replicaFields[`${groupOf(template.apiVersion)}|${template.kind}`];
-  const divided = replicas[unit.key] ?? replicas[feedKey(unit.feed)];
-  if (field !== undefined && typeof divided === 'number') {
+  // A native feed's key may differ from its object's in the version only; a Description's replicas are per object.
+  const divided = replicas[unit.key] ?? (unit.fromDescription ? undefined : replicas[feedKey(unit.feed)]);
+  if (field !== undefined && divided !== undefined && Number.isSafeInteger(divided) && divided >= 0) {
     if (!isObject(template.spec)) template.spec = {};
     (template.spec as Record<string, unknown>)[field] = divided;
   }
