@@ -74,7 +74,8 @@ export function applyJsonPatch(target: JsonValue, patch: JsonValue): PatchResult
       failure = err;
     }
     if (failure) {
-      return { ok: false, reason: `operation ${index} (${boundedText(op.op, 20)} ${quoteBounded(op.path)}): ${firstLine(failure)}` };
+      const why = failure instanceof Error && failure.name === 'MissingError' ? `${quoteBounded((failure as Error & { path?: string }).path ?? op.path)} does not exist` : firstLine(failure);
+      return { ok: false, reason: `operation ${index} (${boundedText(op.op, 20)} ${quoteBounded(op.path)}): ${why}` };
     }
   }
   return { ok: true, value: target };

@@ -288,7 +288,7 @@ function overrideFailure(ref: OverrideRef, type: string, unit: Unit, reason: str
     reason,
     message:
       `override ${boundedText(ref.override, 64)} (${boundedText(type, 32)}) of ${ownerName(ref)} cannot apply to ` +
-      `${describeFeed(feedOf(unit.object))}: ${reason}; none of its overrides apply and its previous rendering stays`,
+      `${describeFeed(feedOf(unit.object))}: ${reason}; no override applies to the object, and its previous rendering stays`,
     override: ref,
     object: unit.key,
   };
@@ -361,7 +361,7 @@ function renderObject(unit: Unit, owners: readonly Owner[], replicas: Readonly<R
       failure: {
         code: ErrorCode.OverrideFailed,
         reason,
-        message: `overrides ${applied.join(', ')} of ${describeFeed(feedOf(unit.object))}: ${reason}; none apply and its previous rendering stays`,
+        message: `overrides ${applied.join(', ')} of ${describeFeed(feedOf(unit.object))}: ${reason}; no override applies to the object, and its previous rendering stays`,
         object: unit.key,
       },
       unsupported,
