@@ -87,13 +87,26 @@ interface Unit {
   object: KubeObject;
 }
 
-interface Collected {
+/** What rendering takes from the subscription and its feeds: the same for every cluster, so made once. */
+interface FedSet {
   units: Unit[];
-  owners: Owner[];
   problems: RenderProblem[];
   unsupported: RenderProblem[];
   missing: Feed[];
   feedDigests: Record<string, string>;
+  subscriptionDigest: string;
+  /** Identities an override may name: the feeds and the objects they yield. */
+  targets: Set<string>;
+}
+
+/** Work shared by the renderings of one subscription: parsed override values and override digests. */
+interface Memo {
+  values: Map<string, PatchResult>;
+  digests: WeakMap<object, string>;
+}
+
+function newMemo(): Memo {
+  return { values: new Map(), digests: new WeakMap() };
 }
 
 function priorityOf(spec: OverrideSpec): number {
@@ -159,14 +172,14 @@ function labelsOf(cluster: RenderCluster): Record<string, string> {
   return { [clusterIdLabel]: cluster.id, [clusterNameLabel]: cluster.name, ...cluster.labels };
 }
 
-function collect(input: RenderInput): Collected {
+function collectFeeds(subscription: RenderInput['subscription'], objects: RenderInput['objects']): FedSet {
   const problems: RenderProblem[] = [];
   const unsupported: RenderProblem[] = [];
   const missing: Feed[] = [];
   const feedDigests: Record<string, string> = {};
 
   const byIdentity = new Map<string, KubeObject>();
-  for (const object of input.objects) {
+  for (const object of objects) {
     const id = identityOf(feedOf(object));
     if (!byIdentity.has(id)) byIdentity.set(id, object);
   }
@@ -192,7 +205,7 @@ function collect(input: RenderInput): Collected {
     units.push({ key, identity, feed, feedIdentity: identityOf(feed), fromDescription, object: templateOf(object) });
   };
 
-  for (const feed of input.subscription.spec.feeds) {
+  for (const feed of subscription.spec.feeds) {
     const object = byIdentity.get(identityOf(feed));
     const fKey = feedKey(feed);
     if (!object) {
@@ -230,9 +243,20 @@ function collect(input: RenderInput): Collected {
     addUnit(feed, object, false);
   }
 
+  const targets = new Set<string>(subscription.spec.feeds.map(identityOf));
+  for (const u of units) targets.add(u.identity);
+  const { metadata, spec } = subscription;
+  const subscriptionDigest = digestOf({ name: metadata.name, namespace: metadata.namespace, uid: metadata.uid, feeds: spec.feeds });
+  return { units, problems, unsupported, missing, feedDigests, subscriptionDigest, targets };
+}
+
+/** The Globalizations that select the cluster and the cluster's Localizations that concern these feeds, in the order they apply. */
+function ownersFor(fed: FedSet, input: Pick<RenderInput, 'cluster' | 'globalizations' | 'localizations'>): Owner[] {
   const labels = labelsOf(input.cluster);
+  const concerns = (spec: OverrideSpec): boolean => spec.feed !== undefined && fed.targets.has(identityOf(spec.feed));
   const globs: Owner[] = [];
   for (const g of input.globalizations) {
+    if (!concerns(g.spec)) continue;
     const owner: Owner = { kind: 'Globalization', name: g.metadata.name, spec: g.spec };
     if (g.spec.clusterAffinity) {
       const matched = matchesSelector(g.spec.clusterAffinity, labels);
@@ -242,40 +266,38 @@ function collect(input: RenderInput): Collected {
     globs.push(owner);
   }
   const locs: Owner[] = input.localizations
-    .filter((l: Localization) => l.metadata.namespace === input.cluster.namespace)
+    .filter((l: Localization) => l.metadata.namespace === input.cluster.namespace && concerns(l.spec))
     .map((l) => ({ kind: 'Localization' as const, namespace: l.metadata.namespace, name: l.metadata.name, spec: l.spec }));
-
-  // Only overrides that name a feed of this subscription or an object in it concern this rendering.
-  const targets = new Set<string>(input.subscription.spec.feeds.map(identityOf));
-  for (const u of units) targets.add(u.identity);
-  const concerns = (o: Owner): boolean => o.spec.feed !== undefined && targets.has(identityOf(o.spec.feed));
-  const owners = [...globs.filter(concerns).sort(byPriorityThenName), ...locs.filter(concerns).sort(byPriorityThenName)];
-
-  return { units, owners, problems, unsupported, missing, feedDigests };
+  return [...globs.sort(byPriorityThenName), ...locs.sort(byPriorityThenName)];
 }
 
 function policyOf(spec: OverrideSpec): OverridePolicy {
   return spec.overridePolicy === 'ApplyNow' ? 'ApplyNow' : spec.overridePolicy === 'ApplyLater' ? 'ApplyLater' : defaultOverridePolicy;
 }
 
-function inputsOf(input: RenderInput, collected: Collected): RenderInputs {
-  const { metadata, spec } = input.subscription;
+function inputsOf(input: RenderInput, fed: FedSet, owners: readonly Owner[], memo: Memo): RenderInputs {
   const overrides: RenderInputs['overrides'] = {};
-  for (const owner of collected.owners) {
-    overrides[ownerName(owner)] = { digest: digestOf(owner.spec), overridePolicy: policyOf(owner.spec) };
+  for (const owner of owners) {
+    let digest = memo.digests.get(owner.spec);
+    if (digest === undefined) {
+      digest = digestOf(owner.spec);
+      memo.digests.set(owner.spec, digest);
+    }
+    overrides[ownerName(owner)] = { digest, overridePolicy: policyOf(owner.spec) };
   }
   return {
-    subscription: digestOf({ name: metadata.name, namespace: metadata.namespace, uid: metadata.uid, feeds: spec.feeds }),
+    subscription: fed.subscriptionDigest,
     cluster: digestOf(input.cluster),
     replicas: digestOf(input.replicas ?? {}),
-    feeds: collected.feedDigests,
+    feeds: { ...fed.feedDigests },
     overrides,
   };
 }
 
 /** Digests of what a rendering for this input would be made from: compare with decideRender before rendering. */
 export function renderInputs(input: RenderInput): RenderInputs {
-  return inputsOf(input, collect(input));
+  const fed = collectFeeds(input.subscription, input.objects);
+  return inputsOf(input, fed, ownersFor(fed, input), newMemo());
 }
 
 type ObjectOutcome =
@@ -294,9 +316,15 @@ function overrideFailure(ref: OverrideRef, type: string, unit: Unit, reason: str
   };
 }
 
-function applyOne(work: JsonValue, override: OverrideConfig, unit: Unit, namesWholeDescription: boolean): PatchResult {
-  const value = parseJsonOrYaml(override.value);
-  if (!value.ok) return { ok: false, reason: `its value ${value.reason}` };
+function applyOne(work: JsonValue, override: OverrideConfig, unit: Unit, namesWholeDescription: boolean, memo: Memo): PatchResult {
+  let parsed = memo.values.get(override.value);
+  if (parsed === undefined) {
+    parsed = parseJsonOrYaml(override.value);
+    memo.values.set(override.value, parsed);
+  }
+  if (!parsed.ok) return { ok: false, reason: `its value ${parsed.reason}` };
+  // A merge patch's result shares the patch's subtrees, and a later JSON patch edits in place: each object gets its own copy.
+  const value = { value: structuredClone(parsed.value) };
   const isJsonPatch = override.type === 'JSONPatch' || override.type === 'FieldJSONPatch';
   if (isJsonPatch && namesWholeDescription) {
     return {
@@ -318,7 +346,7 @@ function applyOne(work: JsonValue, override: OverrideConfig, unit: Unit, namesWh
   }
 }
 
-function renderObject(unit: Unit, owners: readonly Owner[], replicas: Readonly<Record<string, number>>): ObjectOutcome {
+function renderObject(unit: Unit, owners: readonly Owner[], replicas: Readonly<Record<string, number>>, memo: Memo): ObjectOutcome {
   let work: JsonValue = structuredClone(unit.object) as unknown as JsonValue;
   const applied: string[] = [];
   const unsupported: RenderProblem[] = [];
@@ -347,7 +375,7 @@ function renderObject(unit: Unit, owners: readonly Owner[], replicas: Readonly<R
       }
       // As Clusternet: an override with an empty value changes nothing.
       if (override.value.trim() === '') continue;
-      const result = applyOne(work, override, unit, namesWholeDescription);
+      const result = applyOne(work, override, unit, namesWholeDescription, memo);
       if (!result.ok) return { ok: false, failure: overrideFailure(ref, override.type, unit, result.reason), unsupported };
       work = result.value;
       applied.push(refText(ref));
@@ -403,14 +431,18 @@ export function revisionOf(manifests: readonly Pick<RenderedManifest, 'key' | 't
 
 /** Renders one subscription for one cluster. */
 export function renderCluster(input: RenderInput): ClusterRendering {
-  const collected = collect(input);
-  const failures = [...collected.problems];
-  const unsupported = [...collected.unsupported];
+  return renderFed(collectFeeds(input.subscription, input.objects), input, newMemo());
+}
+
+function renderFed(fed: FedSet, input: RenderInput, memo: Memo): ClusterRendering {
+  const owners = ownersFor(fed, input);
+  const failures = [...fed.problems];
+  const unsupported = [...fed.unsupported];
   const seenUnsupported = new Set<string>();
   const previous = new Map((input.previous?.manifests ?? []).map((m) => [m.key, m]));
   const manifests: RenderedManifest[] = [];
-  for (const unit of collected.units) {
-    const outcome = renderObject(unit, collected.owners, input.replicas ?? {});
+  for (const unit of fed.units) {
+    const outcome = renderObject(unit, owners, input.replicas ?? {}, memo);
     for (const u of outcome.unsupported) {
       const id = u.override ? refText(u.override) : u.message;
       if (seenUnsupported.has(id)) continue;
@@ -418,7 +450,7 @@ export function renderCluster(input: RenderInput): ClusterRendering {
       unsupported.push(u);
     }
     if (outcome.ok) {
-      manifests.push({ key: unit.key, feed: unit.feed, template: outcome.template, applied: outcome.applied });
+      manifests.push({ key: unit.key, feed: { ...unit.feed }, template: outcome.template, applied: outcome.applied });
       continue;
     }
     failures.push(outcome.failure);
@@ -431,10 +463,10 @@ export function renderCluster(input: RenderInput): ClusterRendering {
     base: baseOf(input),
     manifests,
     revision: revisionOf(manifests),
-    inputs: inputsOf(input, collected),
+    inputs: inputsOf(input, fed, owners, memo),
     failures,
     unsupported,
-    missing: collected.missing,
+    missing: [...fed.missing],
   };
 }
 
@@ -443,8 +475,20 @@ export interface SubscriptionRenderInput extends Omit<RenderInput, 'cluster' | '
   clusters: ReadonlyArray<Pick<RenderInput, 'cluster' | 'replicas' | 'previous'>>;
 }
 
-/** A Base and a Manifest set per placed cluster, in the order the clusters are given. */
+/**
+ * A Base and a Manifest set per placed cluster, in the order the clusters are
+ * given; the same as renderCluster for each, with the feeds read, and each
+ * override value parsed, once.
+ */
 export function renderSubscription(input: SubscriptionRenderInput): ClusterRendering[] {
   const { clusters, ...shared } = input;
-  return clusters.map((c) => renderCluster({ ...shared, ...c }));
+  const fed = collectFeeds(shared.subscription, shared.objects);
+  const memo = newMemo();
+  const byNamespace = new Map<string, Localization[]>();
+  for (const l of shared.localizations) {
+    const list = byNamespace.get(l.metadata.namespace);
+    if (list) list.push(l);
+    else byNamespace.set(l.metadata.namespace, [l]);
+  }
+  return clusters.map((c) => renderFed(fed, { ...shared, ...c, localizations: byNamespace.get(c.cluster.namespace) ?? [] }, memo));
 }
