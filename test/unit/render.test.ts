@@ -454,6 +454,31 @@ describe('Description feeds', () => {
   });
 });
 
+// ---------------------------------------------------------------- many clusters
+
+describe('renderSubscription', () => {
+  it('gives each cluster what renderCluster gives it alone; a patch edited in one object never leaks into another', () => {
+    const a = deployment('a');
+    const b = deployment('b');
+    // A merge patch puts a list in (RFC 7396 replaces lists whole), in both objects and both clusters.
+    const image = (n: string): OverrideConfig => merge('m', `spec: {template: {spec: {containers: [{name: c, image: "${n}"}]}}}`);
+    const imageA = glob('image-a', feedOf(a), [image('img:1')]);
+    const imageB = glob('image-b', feedOf(b), [image('img:1')]);
+    // In the west cluster only, a JSON patch edits that list in one object.
+    const edit = loc('edit', feedOf(a), [jsonPatch('j', '[{"op":"replace","path":"/spec/template/spec/containers/0/image","value":"img:2"}]')]);
+    const shared = { subscription: subscription([feedOf(a), feedOf(b)]), objects: [a, b], globalizations: [imageA, imageB], localizations: [edit] };
+    const [west, east] = renderSubscription({ ...shared, clusters: [{ cluster: usWest }, { cluster: usEast }] }) as [ClusterRendering, ClusterRendering];
+    expect(west).toEqual(renderCluster({ ...shared, cluster: usWest }));
+    expect(east).toEqual(renderCluster({ ...shared, cluster: usEast }));
+    const imageOf = (r: ClusterRendering, name: string): unknown =>
+      (byKind(r, 'Deployment', name).spec as { template: { spec: { containers: { image: string }[] } } }).template.spec.containers[0]?.image;
+    expect(imageOf(west, 'a')).toBe('img:2');
+    expect(imageOf(west, 'b')).toBe('img:1');
+    expect(imageOf(east, 'a')).toBe('img:1');
+    expect(imageOf(east, 'b')).toBe('img:1');
+  });
+});
+
 // ---------------------------------------------------------------- revision
 
 describe('revision', () => {
