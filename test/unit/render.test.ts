@@ -12,6 +12,7 @@ import {
   type KubeObject,
   type Localization,
   type OverrideConfig,
+  ownerName,
   type RenderCluster,
   type RenderInput,
   renderCluster,
@@ -348,6 +349,9 @@ describe('an override that cannot apply', () => {
       override: { kind: 'Localization', namespace: usWest.namespace, name: 'b-broken', override: 'missing-path' },
       object: 'apps/v1/Deployment/default/web',
     });
+    // Where to report it: the same key the rendering's inputs use for that Localization.
+    expect(ownerName(failure!.override!)).toBe(`Localization/${usWest.namespace}/b-broken`);
+    expect(Object.keys(after.inputs.overrides)).toContain(ownerName(failure!.override!));
     expect(failure?.message).toContain('b-broken');
     expect(failure?.message).toContain('missing-path');
     expect(failure?.message).toContain('Deployment default/web');

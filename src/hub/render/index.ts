@@ -6,6 +6,7 @@ export { decideRender, type RenderDecision } from './policy.js';
 export {
   defaultOverridePolicy,
   defaultPriority,
+  ownerName,
   renderCluster,
   renderInputs,
   renderSubscription,

@@ -119,7 +119,12 @@ function byPriorityThenName(a: Owner, b: Owner): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
-function ownerName(owner: Pick<Owner, 'kind' | 'namespace' | 'name'>): string {
+/**
+ * "Kind/[namespace/]name" of a Localization or Globalization: the key of
+ * RenderInputs.overrides and of a decision's `waiting`, and where a
+ * RenderProblem's override (problem.override) is to be reported.
+ */
+export function ownerName(owner: Pick<OverrideRef, 'kind' | 'namespace' | 'name'>): string {
   return `${owner.kind}/${owner.namespace ? `${owner.namespace}/` : ''}${owner.name}`;
 }
 

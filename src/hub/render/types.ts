@@ -35,7 +35,9 @@ export interface OverrideConfig {
   value: string;
   type: OverrideType | string;
   overrideChart?: boolean;
+  /** A JSON pointer to a string field, for the Field* types. */
   fieldPath?: string;
+  /** The format of that field's text; YAML when absent (Clusternet's default). */
   fieldFormat?: FieldFormat | string;
 }
 
