@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -597,5 +598,44 @@ describe('properties', () => {
       ),
       { numRuns: 200 },
     );
+  });
+
+  it('never throws on any override: each one applies, or is reported with a code and the object keeps its previous rendering', () => {
+    const d = deployment('web');
+    const c = configMap('conf', { 'app.yaml': 'a: 1\n', 'app.json': '{"a":1}' });
+    const before = renderCluster(input([d, c]));
+    const text = fc.oneof(
+      fc.string(),
+      fc.json(),
+      fc.constantFrom('- op: add\n  path: /metadata/labels/x\n  value: y', '[{"op":"remove","path":"/spec"}]', 'metadata: {name: other}', 'a: *x', '{"op":1}', 'null', '[]'),
+    );
+    const config = fc.record({
+      name: fc.string({ maxLength: 8 }),
+      type: fc.constantFrom('JSONPatch', 'MergePatch', 'FieldJSONPatch', 'FieldMergePatch', 'Helm', 'Bogus'),
+      value: text,
+      fieldPath: fc.constantFrom(undefined, '', '/data/app.yaml', '/data/app.json', '/data', '/spec/replicas', 'data', '/data/~1x'),
+      fieldFormat: fc.constantFrom(undefined, 'YAML', 'JSON', 'TOML'),
+    });
+    const outcomes = { failed: 0, applied: 0 };
+    fc.assert(
+      fc.property(fc.array(config, { minLength: 1, maxLength: 4 }), fc.boolean(), (configs, onConfigMap) => {
+        const overrides = configs.map((o) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as unknown as OverrideConfig);
+        const target = onConfigMap ? c : d;
+        const r = renderCluster({ ...input([d, c], { locs: [loc('l', feedOf(target), overrides)] }), previous: before });
+        const failed = r.failures.length > 0;
+        outcomes[failed ? 'failed' : 'applied'] += 1;
+        expect(r.manifests.map((m) => m.key)).toEqual(before.manifests.map((m) => m.key));
+        expect(r.failures.every((f) => f.code === ErrorCode.OverrideFailed)).toBe(true);
+        const rendered = r.manifests.find((m) => m.template.kind === target.kind)!;
+        const previous = before.manifests.find((m) => m.key === rendered.key)!;
+        expect(rendered.stale === true).toBe(failed);
+        // A failed object is exactly its previous rendering.
+        expect(!failed || isDeepStrictEqual(rendered.template, previous.template)).toBe(true);
+      }),
+      { numRuns: 300 },
+    );
+    // Both outcomes were drawn.
+    expect(outcomes.failed).toBeGreaterThan(0);
+    expect(outcomes.applied).toBeGreaterThan(0);
   });
 });
