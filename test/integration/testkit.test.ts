@@ -85,6 +85,8 @@ describe('testkit: kube cluster and toxiproxy', () => {
     const failed = await rejection(kubectl(cluster, ['get', 'namespace', 'no-such-namespace']));
     expect((failed as TestkitError).code).toBe(TestkitErrorCode.Kubectl);
     expect((failed as Error).message).toContain('no-such-namespace');
+    // Without workloads, no controller manager, scheduler or kwok runs.
+    expect(cluster.workloads).toBeUndefined();
   });
 
   it('proxies the API server through toxiproxy; disabling the proxy cuts it', { timeout: 180_000 }, async () => {
@@ -231,6 +233,19 @@ describe('testkit: processes and leak detection', () => {
     const info = await proc.stop();
     expect(info.signal).toBe('SIGKILL');
     expect(proc.lines()).toContain('ignoring SIGTERM');
+    await assertNoLeaks();
+  });
+
+  it('startKubeCluster refuses fake nodes without workloads, and bad node fields, before starting anything', async () => {
+    const node = { name: 'n1', cpu: '2', memory: '4Gi', pods: 10 };
+    const without = await rejection(startKubeCluster({ name: 'tk-bad', nodes: [node] }));
+    expect((without as TestkitError).code).toBe(TestkitErrorCode.InvalidArgument);
+    for (const bad of [{ ...node, cpu: 'two' }, { ...node, memory: '' }, { ...node, pods: 0 }, { ...node, name: 'Not_A_Name' }]) {
+      const err = await rejection(startKubeCluster({ name: 'tk-bad', workloads: true, nodes: [bad] }));
+      expect((err as TestkitError).code).toBe(TestkitErrorCode.InvalidArgument);
+    }
+    const none = await rejection(startKubeCluster({ name: 'tk-bad', workloads: true, nodes: [] }));
+    expect((none as TestkitError).code).toBe(TestkitErrorCode.InvalidArgument);
     await assertNoLeaks();
   });
 
