@@ -121,7 +121,7 @@ export interface StartWorkloadsOptions {
  * Starts kube-controller-manager, kube-scheduler and kwok against a running
  * kube-apiserver, creates the fake nodes, and waits until each one is doing
  * its job: the controller manager has made the default ServiceAccount, the
- * scheduler holds its lease, every node is Ready. On failure the caller stops
+ * scheduler has synced its caches, every node is Ready. On failure the caller stops
  * what was pushed into `started`.
  */
 export async function startWorkloads(options: StartWorkloadsOptions, started: ManagedProcess[]): Promise<WorkloadComponents> {
@@ -148,7 +148,9 @@ export async function startWorkloads(options: StartWorkloadsOptions, started: Ma
 
   await Promise.all(options.nodes.map((node) => createFakeNode(api, node)));
 
-  // --secure-port=0: neither serves HTTPS, so they take no port; readiness is read from the API.
+  // --secure-port=0: neither serves HTTPS, so they take no port. --leader-elect=false:
+  // there is one of each, and one that misses a lease renewal on a busy machine
+  // exits ("leaderelection lost"), taking the cluster's workloads down mid-test.
   const controllerManager = await ManagedProcess.start({
     name: `kube-controller-manager-${name}`,
     command: kcmBin,
@@ -159,6 +161,7 @@ export async function startWorkloads(options: StartWorkloadsOptions, started: Ma
       `--service-account-private-key-file=${options.saKeyFile}`,
       `--root-ca-file=${options.caFile}`,
       '--use-service-account-credentials=false',
+      '--leader-elect=false',
       '--profiling=false',
     ],
     logDir,
@@ -169,7 +172,8 @@ export async function startWorkloads(options: StartWorkloadsOptions, started: Ma
   const scheduler = await ManagedProcess.start({
     name: `kube-scheduler-${name}`,
     command: schedulerBin,
-    args: [`--kubeconfig=${schedulerConfig}`, '--secure-port=0', '--profiling=false'],
+    // server.go says "Handlers synced" at level 3 once it can schedule; only that file is raised.
+    args: [`--kubeconfig=${schedulerConfig}`, '--secure-port=0', '--leader-elect=false', '--profiling=false', '--vmodule=server=3'],
     logDir,
     stopGraceMs: 10_000,
     tracker,
@@ -201,13 +205,7 @@ export async function startWorkloads(options: StartWorkloadsOptions, started: Ma
       what: 'ServiceAccount default/default (made by the serviceaccount controller)',
       intervalMs: 250,
     }),
-    scheduler.waitFor(
-      async (signal) => {
-        const res = await get('/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-scheduler', signal);
-        return res.status === 200 && Boolean((JSON.parse(res.body) as { spec?: { holderIdentity?: string } }).spec?.holderIdentity);
-      },
-      { timeoutMs: remaining(), what: 'Lease kube-system/kube-scheduler held', intervalMs: 250 },
-    ),
+    scheduler.waitFor(/"Handlers synced"/, { timeoutMs: remaining(), what: 'kube-scheduler "Handlers synced" (its caches are filled)' }),
     kwok.waitFor(
       async (signal) => {
         const ready = await Promise.all(options.nodes.map(async (node) => nodeReady(await get(`/api/v1/nodes/${node.name}`, signal))));
