@@ -79,7 +79,9 @@ function isPortClash(err: unknown): boolean {
 /**
  * Starts a real etcd and a real kube-apiserver on fresh 127.0.0.1 ports,
  * waits until /readyz is ok and the default namespace exists, and writes a
- * kubeconfig with an admin token. Several clusters can run at once.
+ * kubeconfig with an admin token. With `workloads`, also kube-controller-manager,
+ * kube-scheduler and kwok with fake nodes (see startWorkloads). Several clusters
+ * can run at once.
  */
 export async function startKubeCluster(options: StartKubeClusterOptions): Promise<KubeCluster> {
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(options.name)) {
