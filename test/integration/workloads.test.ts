@@ -148,6 +148,24 @@ describe('testkit: child cluster with controller manager, scheduler and kwok nod
     expect(status).toMatchObject({ replicas: 3, readyReplicas: 2, unavailableReplicas: 1 });
   });
 
+  it('scaling down and deleting remove the pods (kwok finishes deleted pods, the garbage collector the orphans)', { timeout: 300_000 }, async () => {
+    const c = await workloadCluster();
+    // Applied again (unchanged if the tests above ran), so this test also runs alone.
+    await kubectl(c, ['apply', '-f', '-'], { input: deployment('web', 3, '100m') });
+    await kubectl(c, ['apply', '-f', '-'], { input: deployment('big', 3, '1500m') });
+    await kubectl(c, ['wait', 'deployment/web', '-n', 'default', '--for=jsonpath={.status.readyReplicas}=3', '--timeout=180s'], {
+      timeoutMs: 200_000,
+    });
+    await kubectl(c, ['scale', 'deployment/web', '-n', 'default', '--replicas=1']);
+    await kubectl(c, ['delete', 'deployment/big', '-n', 'default', '--wait=false']);
+    await waitUntil(async () => (await pods(c, 'web')).length === 1 && (await pods(c, 'big')).length === 0, {
+      timeoutMs: 180_000,
+      what: 'deployment "web" down to 1 pod and every pod of "big" gone',
+      intervalMs: 1_000,
+    });
+    expect(await deploymentStatus(c, 'web')).toMatchObject({ replicas: 1, readyReplicas: 1 });
+  });
+
   it('stops kwok, scheduler, controller manager, apiserver and etcd, leaving nothing behind', { timeout: 300_000 }, async () => {
     const c = await workloadCluster();
     const w = c.workloads!;
