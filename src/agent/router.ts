@@ -17,6 +17,8 @@ export interface AgentSessionContext {
   readonly negotiated: Negotiated;
   /** Resolves once the transport took the frame; rejects when the stream is closed. */
   send(frame: wire.ConnectRequest): Promise<void>;
+  /** Aborted when the session's stream ends: work in hand stops, since the session waits for it. */
+  readonly ended: AbortSignal;
 }
 
 /** Builds a session's handler when the session is welcomed. */

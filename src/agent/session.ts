@@ -148,11 +148,14 @@ function startRouting(
   negotiated: Negotiated,
   fail: (error: HawserError) => void,
 ): AgentSessionRouter {
+  const ending = new AbortController();
+  void channel.closed.then(() => ending.abort());
   const session: AgentSession = {
     clusterName: welcome.clusterName,
     negotiated,
     since: deps.clock.now(),
     send: (frame) => channel.send(frame),
+    ended: ending.signal,
   };
   const heartbeater = new Heartbeater(
     {

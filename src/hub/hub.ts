@@ -150,8 +150,8 @@ export class HubCore {
   session(clusterName: string): SessionContext | undefined {
     const session = this.sessions.get(clusterName);
     if (!session) return undefined;
-    const { clusterName: name, peer, negotiated, resume, send } = session;
-    return { clusterName: name, peer, negotiated, resume, send };
+    const { clusterName: name, peer, negotiated, resume, send, ended } = session;
+    return { clusterName: name, peer, negotiated, resume, send, ended };
   }
 
   /** Resolves once every status the hub has acked so far is in the store (or failed and was logged). */
@@ -475,7 +475,9 @@ export class HubCore {
     negotiated: Negotiated,
     resume: SessionContext['resume'],
   ): Session {
-    const context: SessionContext = { clusterName, peer: channel.peer, negotiated, resume, send: (frame) => channel.send(frame) };
+    const ending = new AbortController();
+    void channel.closed.then(() => ending.abort());
+    const context: SessionContext = { clusterName, peer: channel.peer, negotiated, resume, send: (frame) => channel.send(frame), ended: ending.signal };
     const handlers: FrameHandler[] = [
       new HeartbeatHandler(context, leaseDurationMs, this.options, {
         leases: this.leases,

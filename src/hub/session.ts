@@ -18,6 +18,8 @@ export interface SessionContext {
   readonly resume: { readonly hubIncarnation: string; readonly lastAckedRevision: number };
   /** Resolves once the transport took the frame (waits for drain); rejects when the stream is closed. */
   send(frame: wire.ConnectResponse): Promise<void>;
+  /** Aborted when the session's stream ends: work in hand stops, since the session waits for it. */
+  readonly ended: AbortSignal;
 }
 
 /** A handler of agent frames (see FrameHandler in src/tunnel). */

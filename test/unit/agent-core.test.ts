@@ -735,6 +735,28 @@ describe('AgentCore sessions', () => {
     expect(agent.core.unhandledFrames.get('heartbeatAck')).toBe(1);
   });
 
+  it('tells a handler its session ended, so a session with work in hand still ends', async () => {
+    const hub = await scriptedHub(async (end, frame) => {
+      await ackAll(end, frame);
+      if (frame.frame?.$case === 'hello') await end.send({ frame: { $case: 'registrationPending', value: { requestName: 'x', message: 'stand-in for a sync frame' } } });
+    });
+    const agent = await startAgent(hub, await openCache(await cacheDir()));
+    let started = false;
+    agent.core.registerHandler((session) => ({
+      name: 'sync',
+      kinds: ['registrationPending'],
+      queueLimit: 4,
+      handle: () =>
+        new Promise<void>((resolve) => {
+          started = true;
+          session.ended.addEventListener('abort', () => resolve());
+        }),
+    }));
+    await waitFor('the work to start', () => started);
+    hub.channels[0]!.close();
+    await waitFor('the session to end', () => backingOff(agent.states).length === 1);
+  });
+
   it('ends the session with a code when a registered handler fails, and reconnects', async () => {
     const hub = await scriptedHub(async (end, frame) => {
       await ackAll(end, frame);

@@ -280,4 +280,34 @@ describe('HubCore session routing', () => {
     expect(goodbye.message).toContain('sync handler failed on a hello frame: cannot store the manifest');
     expect(await rejectedCount(h.metrics, ErrorCode.HandlerFailed)).toBe(1);
   });
+
+  it('tells a handler its session ended, so work in hand stops and the stream is released', async () => {
+    const h = await startGatedHub({}, { storeKind: 'ClusterCredential', frame: 'goodbye' });
+    let started = false;
+    let stopped = false;
+    h.core.registerHandler((session) => ({
+      name: 'sync',
+      kinds: ['hello'],
+      queueLimit: 4,
+      // Work that only ends when the session does.
+      handle: () =>
+        new Promise<void>((resolve) => {
+          started = true;
+          session.ended.addEventListener('abort', () => {
+            stopped = true;
+            resolve();
+          });
+        }),
+    }));
+    const clusterId = randomUUID();
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId, token: h.token, name: 'edge-long-work' }));
+    const { credential } = await agent.expectFrame('welcome');
+    await agent.send(helloFrame({ clusterId, credential }));
+    await waitFor('the work to start', () => started);
+    agent.channel.close();
+    await waitFor('the stream released', async () => (await metricValue(h.metrics, 'hawser_hub_open_streams')) === 0);
+    expect(stopped).toBe(true);
+    expect(h.core.connectedClusters).toEqual([]);
+  });
 });
