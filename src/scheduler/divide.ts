@@ -60,48 +60,97 @@ export type DistributeResult =
   | { ok: true; shares: Map<string, number> }
   | { ok: false; reason: 'capacity' | 'topology'; message: string };
 
+/** A binary heap; `first(a, b)` says a comes out before b. */
+class Heap<T> {
+  private readonly items: T[] = [];
+  constructor(private readonly first: (a: T, b: T) => boolean) {}
+  peek(): T | undefined {
+    return this.items[0];
+  }
+  push(item: T): void {
+    const items = this.items;
+    items.push(item);
+    let i = items.length - 1;
+    while (i > 0) {
+      const parent = (i - 1) >> 1;
+      if (!this.first(items[i]!, items[parent]!)) break;
+      [items[i], items[parent]] = [items[parent]!, items[i]!];
+      i = parent;
+    }
+  }
+  pop(): T | undefined {
+    const items = this.items;
+    const top = items[0];
+    const last = items.pop();
+    if (items.length > 0 && last !== undefined) {
+      items[0] = last;
+      let i = 0;
+      for (;;) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let best = i;
+        if (l < items.length && this.first(items[l]!, items[best]!)) best = l;
+        if (r < items.length && this.first(items[r]!, items[best]!)) best = r;
+        if (best === i) break;
+        [items[i], items[best]] = [items[best]!, items[i]!];
+        i = best;
+      }
+    }
+    return top;
+  }
+}
+
+/** One topology rule's domains: per member its domain's index (-1 without the label), and per domain its count. */
 interface Domains {
   rule: TopologyRule;
-  counts: Map<string, number>;
+  of: number[];
+  counts: number[];
 }
 
 function domainsOf(
   rules: readonly TopologyRule[],
   members: readonly DynamicMember[],
-  shares: Map<string, number>,
   domainLabels: ReadonlyArray<Readonly<Record<string, string>>>,
 ): Domains[] {
   return rules.map((rule) => {
-    const counts = new Map<string, number>();
-    for (const labels of domainLabels) {
+    const index = new Map<string, number>();
+    const add = (labels: Readonly<Record<string, string>>) => {
       const d = labels[rule.topologyKey];
-      if (d !== undefined) counts.set(d, 0);
-    }
-    for (const m of members) {
-      const d = m.labels[rule.topologyKey];
-      if (d === undefined) continue;
-      counts.set(d, (counts.get(d) ?? 0) + shares.get(m.key)!);
-    }
-    return { rule, counts };
+      if (d === undefined) return -1;
+      if (!index.has(d)) index.set(d, index.size);
+      return index.get(d)!;
+    };
+    for (const labels of domainLabels) add(labels);
+    const of = members.map((m) => add(m.labels));
+    const counts = new Array<number>(index.size).fill(0);
+    members.forEach((m, i) => {
+      if (of[i]! >= 0) counts[of[i]!]! += m.base;
+    });
+    return { rule, of, counts };
   });
 }
 
-function globalMin(d: Domains): number {
-  if (d.counts.size < d.rule.minDomains) return 0;
-  return Math.min(...d.counts.values());
+function minCount(d: Domains): number {
+  if (d.counts.length < d.rule.minDomains) return 0;
+  let min = Number.POSITIVE_INFINITY;
+  for (const c of d.counts) if (c < min) min = c;
+  return min;
 }
 
 /**
- * Topology domains are those of `domainLabels` (every cluster that passed the
- * filters, as Kubernetes counts every eligible node's domain) plus the
- * members'.
  * Brings the members' replicas of one feed from their bases to `desired`:
  * adds one replica at a time to the best member with room, or takes one at a
  * time from the member that can best give it up.
  * Spread adds where the least of its room is used (so shares follow free
  * capacity) and takes from the largest share; Binpack fills members in order
  * and takes from the smallest share, to leave fewest clusters in use.
- * preferredClusters come first either way.
+ * preferredClusters come first either way. Topology domains are those of
+ * `domainLabels` (every cluster that passed the filters, as Kubernetes counts
+ * every eligible node's domain) plus the members'.
+ *
+ * Members are grouped by their domains: within a group every topology count
+ * is the same, so each group keeps a heap of its members and each step
+ * compares only the groups' best.
  */
 export function distribute(
   desired: number,
@@ -110,99 +159,141 @@ export function distribute(
   rules: readonly TopologyRule[],
   domainLabels: ReadonlyArray<Readonly<Record<string, string>>> = [],
 ): DistributeResult {
-  const shares = new Map(members.map((m) => [m.key, m.base]));
-  const added = new Map(members.map((m) => [m.key, 0]));
-  const domains = domainsOf(rules, members, shares, domainLabels);
-  const bump = (m: DynamicMember, by: number) => {
-    shares.set(m.key, shares.get(m.key)! + by);
-    for (const d of domains) {
-      const v = m.labels[d.rule.topologyKey];
-      if (v !== undefined) d.counts.set(v, d.counts.get(v)! + by);
-    }
+  const shares = members.map((m) => m.base);
+  const added = members.map(() => 0);
+  const domains = domainsOf(rules, members, domainLabels);
+  const hard = domains.filter((d) => d.rule.hard);
+  const spread = strategy === 'Spread';
+  const groupOf = members.map((_, i) => domains.map((d) => d.of[i]).join(','));
+  const groupKeys = [...new Set(groupOf)];
+  const groupIndex = new Map(groupKeys.map((k, g) => [k, g]));
+  const first = members.map((_, i) => i).filter((i) => groupOf.indexOf(groupOf[i]!) === i);
+  const penaltyOf = (g: number) => {
+    const i = first[g]!;
+    return spread ? domains.reduce((sum, d) => sum + (d.of[i]! >= 0 ? d.counts[d.of[i]!]! : 0), 0) : 0;
   };
-  const penalty = (m: DynamicMember) =>
-    domains.reduce((sum, d) => {
-      const v = m.labels[d.rule.topologyKey];
-      return sum + (v === undefined ? 0 : d.counts.get(v)!);
-    }, 0);
-  let current = members.reduce((a, m) => a + m.base, 0);
+  const bump = (i: number, by: number) => {
+    shares[i]! += by;
+    for (const d of domains) if (d.of[i]! >= 0) d.counts[d.of[i]!]! += by;
+  };
+  let current = shares.reduce((a, n) => a + n, 0);
 
-  while (current < desired) {
-    let best: DynamicMember | undefined;
-    let blockedByTopology = false;
-    for (const m of members) {
-      if (added.get(m.key)! >= m.room) continue;
-      const allowed = domains.every((d) => {
-        if (!d.rule.hard) return true;
-        const v = m.labels[d.rule.topologyKey];
-        if (v === undefined) return false;
-        return d.counts.get(v)! + 1 - globalMin(d) <= d.rule.maxSkew;
-      });
-      if (!allowed) {
-        blockedByTopology = true;
-        continue;
+  if (current < desired) {
+    // Spread: Sainte-Laguë, (2*added+1)/room, compared without division, so
+    // shares follow free capacity without favouring the largest.
+    const ahead = (a: number, b: number): boolean => {
+      const ma = members[a]!;
+      const mb = members[b]!;
+      if (ma.preference !== mb.preference) return ma.preference > mb.preference;
+      if (spread) {
+        const lhs = (2 * added[a]! + 1) * mb.room;
+        const rhs = (2 * added[b]! + 1) * ma.room;
+        if (lhs !== rhs) return lhs < rhs;
       }
-      if (best === undefined || better(m, best)) best = m;
+      return ma.order < mb.order;
+    };
+    const heaps = groupKeys.map(() => new Heap<number>(ahead));
+    members.forEach((m, i) => {
+      if (m.room > 0) heaps[groupIndex.get(groupOf[i]!)!]!.push(i);
+    });
+    const allowed = (g: number) => {
+      const i = first[g]!;
+      return hard.every((d) => d.of[i]! >= 0 && d.counts[d.of[i]!]! + 1 - minCount(d) <= d.rule.maxSkew);
+    };
+    while (current < desired) {
+      let best: { g: number; i: number; penalty: number } | undefined;
+      let blocked = false;
+      heaps.forEach((heap, g) => {
+        const i = heap.peek();
+        if (i === undefined) return;
+        if (!allowed(g)) {
+          blocked = true;
+          return;
+        }
+        const penalty = penaltyOf(g);
+        const m = members[i]!;
+        if (best === undefined) {
+          best = { g, i, penalty };
+          return;
+        }
+        const b = members[best.i]!;
+        const better =
+          m.preference !== b.preference ? m.preference > b.preference : penalty !== best.penalty ? penalty < best.penalty : ahead(i, best.i);
+        if (better) best = { g, i, penalty };
+      });
+      if (best === undefined) {
+        const room = members.reduce((a, m) => a + m.room, 0);
+        return blocked
+          ? { ok: false, reason: 'topology', message: `topologySpreadConstraints allow no cluster for replica ${current + 1} of ${desired}` }
+          : { ok: false, reason: 'capacity', message: `${desired} replicas needed, ${current} held and room for ${room} more` };
+      }
+      const { g, i } = best;
+      heaps[g]!.pop();
+      added[i]! += 1;
+      bump(i, 1);
+      current += 1;
+      if (added[i]! < members[i]!.room) heaps[g]!.push(i);
     }
-    if (best === undefined) {
-      const room = members.reduce((a, m) => a + m.room, 0);
-      return blockedByTopology
-        ? { ok: false, reason: 'topology', message: `topologySpreadConstraints allow no cluster for replica ${current + 1} of ${desired}` }
-        : { ok: false, reason: 'capacity', message: `${desired} replicas needed, ${current} held and room for ${room} more` };
-    }
-    added.set(best.key, added.get(best.key)! + 1);
-    bump(best, 1);
-    current += 1;
   }
 
-  while (current > desired) {
-    const holding = members.filter((m) => shares.get(m.key)! > 0);
-    const unprotected = holding.filter((m) => !m.protected);
-    const pool = unprotected.length > 0 ? unprotected : holding;
-    const keepsSkew = pool.filter((m) =>
-      domains.every((d) => {
-        if (!d.rule.hard) return true;
-        const v = m.labels[d.rule.topologyKey];
-        if (v === undefined) return true;
-        const after = new Map(d.counts).set(v, d.counts.get(v)! - 1);
-        const values = [...after.values()];
-        return Math.max(...values) - (after.size < d.rule.minDomains ? 0 : Math.min(...values)) <= d.rule.maxSkew;
-      }),
-    );
-    let victim: DynamicMember | undefined;
-    for (const m of keepsSkew.length > 0 ? keepsSkew : pool) {
-      if (victim === undefined || worse(m, victim)) victim = m;
+  if (current > desired) {
+    const ahead = (a: number, b: number): boolean => {
+      const ma = members[a]!;
+      const mb = members[b]!;
+      if (ma.protected !== mb.protected) return !ma.protected;
+      if (ma.preference !== mb.preference) return ma.preference < mb.preference;
+      const sa = shares[a]!;
+      const sb = shares[b]!;
+      if (sa !== sb) return spread ? sa > sb : sa < sb;
+      return ma.order > mb.order;
+    };
+    const heaps = groupKeys.map(() => new Heap<number>(ahead));
+    members.forEach((_, i) => {
+      if (shares[i]! > 0) heaps[groupIndex.get(groupOf[i]!)!]!.push(i);
+    });
+    const keepsSkew = (g: number) => {
+      const i = first[g]!;
+      return hard.every((d) => {
+        const at = d.of[i]!;
+        if (at < 0) return true;
+        let max = Number.NEGATIVE_INFINITY;
+        let min = Number.POSITIVE_INFINITY;
+        d.counts.forEach((c, k) => {
+          const v = k === at ? c - 1 : c;
+          if (v > max) max = v;
+          if (v < min) min = v;
+        });
+        return max - (d.counts.length < d.rule.minDomains ? 0 : min) <= d.rule.maxSkew;
+      });
+    };
+    while (current > desired) {
+      // Scale-down must happen: when every choice breaks the skew, take the best of them.
+      let best: { g: number; i: number; penalty: number; keeps: boolean } | undefined;
+      heaps.forEach((heap, g) => {
+        const i = heap.peek();
+        if (i === undefined) return;
+        const keeps = keepsSkew(g);
+        const penalty = penaltyOf(g);
+        const m = members[i]!;
+        if (best === undefined) {
+          best = { g, i, penalty, keeps };
+          return;
+        }
+        const b = members[best.i]!;
+        let better: boolean;
+        if (keeps !== best.keeps) better = keeps;
+        else if (m.protected !== b.protected) better = !m.protected;
+        else if (m.preference !== b.preference) better = m.preference < b.preference;
+        else if (spread && penalty !== best.penalty) better = penalty > best.penalty;
+        else better = ahead(i, best.i);
+        if (better) best = { g, i, penalty, keeps };
+      });
+      const { g, i } = best!;
+      heaps[g]!.pop();
+      bump(i, -1);
+      current -= 1;
+      if (shares[i]! > 0) heaps[g]!.push(i);
     }
-    bump(victim!, -1);
-    current -= 1;
   }
-  return { ok: true, shares };
-
-  function better(a: DynamicMember, b: DynamicMember): boolean {
-    if (a.preference !== b.preference) return a.preference > b.preference;
-    if (strategy === 'Spread') {
-      const pa = penalty(a);
-      const pb = penalty(b);
-      if (pa !== pb) return pa < pb;
-      // Sainte-Laguë: (2*added+1)/room, compared without division, so
-      // shares follow free capacity without favouring the largest.
-      const lhs = (2 * added.get(a.key)! + 1) * b.room;
-      const rhs = (2 * added.get(b.key)! + 1) * a.room;
-      if (lhs !== rhs) return lhs < rhs;
-    }
-    return a.order < b.order;
-  }
-
-  function worse(a: DynamicMember, b: DynamicMember): boolean {
-    if (a.preference !== b.preference) return a.preference < b.preference;
-    const sa = shares.get(a.key)!;
-    const sb = shares.get(b.key)!;
-    if (strategy === 'Spread') {
-      const pa = penalty(a);
-      const pb = penalty(b);
-      if (pa !== pb) return pa > pb;
-      if (sa !== sb) return sa > sb;
-    } else if (sa !== sb) return sa < sb;
-    return a.order > b.order;
-  }
+  return { ok: true, shares: new Map(members.map((m, i) => [m.key, shares[i]!])) };
 }

@@ -183,6 +183,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
   const excluded: Exclusion[] = [];
   const evicted: EvictedShare[] = [];
   const candidates: Candidate[] = [];
+  const matched = new Set<string>();
   const seenClusters = new Set<string>();
   const clusters = [...input.clusters].sort((a, b) => compareKeys(refOf(a).key, refOf(b).key) || compareKeys(a.spec.clusterId, b.spec.clusterId));
   for (const cluster of clusters) {
@@ -191,6 +192,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     seenClusters.add(ref.key);
     const labels = clusterLabels(cluster);
     const subscribers = spec.subscribers.flatMap((s, i) => (selectorMatches(s.clusterAffinity!, labels) ? [i] : []));
+    if (subscribers.length > 0) matched.add(ref.key);
     if (subscribers.length === 0) {
       excluded.push({ cluster: ref, reason: 'NoMatch', message: "matches no subscriber's clusterAffinity" });
       continue;
@@ -210,7 +212,6 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     }
     if (verdict.kind === 'held' && !wasPlaced) {
       excluded.push({ cluster: ref, reason: verdict.reason, message: `${verdict.message}; it gets nothing new` });
-      if (dynamic) carryEvicted(prevEvicted, ref.key, divided, evicted);
       continue;
     }
     candidates.push({
@@ -264,7 +265,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     });
     pool = pool.filter((c) => {
       if (chosen.has(c.ref.key)) return true;
-      excluded.push({ cluster: c.ref, reason: 'NotSelected', message: "not among the first subGroupStrategy.minClusters clusters of its subscribers' subgroups" });
+      excluded.push(notSelected(c, "not among the first subGroupStrategy.minClusters clusters of its subscribers' subgroups"));
       return false;
     });
   }
@@ -286,11 +287,12 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     selected = result.selected;
     shares = result.shares;
     excluded.push(...result.notSelected);
-    const restored = new Set(selected.filter((c) => !c.held).map((c) => c.ref.key));
-    for (const c of result.notSelected) {
-      if (!restored.has(c.cluster.key)) carryEvicted(prevEvicted, c.cluster.key, divided, evicted);
+    // A share owed to a cluster is kept until it is back and selected, or no longer matches.
+    const back = new Set(selected.filter((c) => !c.held).map((c) => c.ref.key));
+    const evictedNow = new Set(evicted.map((e) => e.cluster));
+    for (const key of prevEvicted.keys()) {
+      if (matched.has(key) && !back.has(key) && !evictedNow.has(key)) carryEvicted(prevEvicted, key, divided, evicted);
     }
-    for (const c of selected.filter((s) => s.held)) carryEvicted(prevEvicted, c.ref.key, divided, evicted);
   } else {
     selected = pool;
     shares = new Map();
@@ -311,6 +313,12 @@ export function schedule(input: ScheduleInput): ScheduleResult {
     evicted: mergeEvicted(evicted),
   };
   return { ok: true, placement };
+}
+
+/** A cluster left out of the selection; a held one says why it gets nothing, as it will once it has nothing. */
+function notSelected(c: Candidate, why: string): Exclusion {
+  if (c.held) return { cluster: c.ref, reason: c.held.reason, message: `${c.held.message}; it gets nothing new` };
+  return { cluster: c.ref, reason: 'NotSelected', message: why };
 }
 
 function subscriptionName(input: ScheduleInput): string {
@@ -441,17 +449,15 @@ function divideDynamic(
 
   for (;;) {
     const selected = pool.slice(0, count);
-    const notSelected: Exclusion[] = pool.slice(count).map((c) => ({
-      cluster: c.ref,
-      reason: 'NotSelected',
-      message: strategy === 'Binpack' ? 'Binpack needs no more clusters' : `beyond dynamicDividing.maxClusters ${max}`,
-    }));
+    const left: Exclusion[] = pool
+      .slice(count)
+      .map((c) => notSelected(c, strategy === 'Binpack' ? 'Binpack needs no more clusters' : `beyond dynamicDividing.maxClusters ${max}`));
     if (selected.length < min) {
       return {
         ok: false,
         code: Code.MinClustersNotMet,
         message: `dynamicDividing.minClusters is ${min} but only ${selected.length} clusters can be selected`,
-        notSelected,
+        notSelected: left,
       };
     }
     const shares = new Map(selected.map((c) => [c.ref.key, new Map<string, number>()]));
@@ -488,7 +494,7 @@ function divideDynamic(
         count += 1;
         continue;
       }
-      return { ok: false, ...failure, notSelected };
+      return { ok: false, ...failure, notSelected: left };
     }
     if (strategy === 'Binpack' && divided.length > 0) {
       // Let go of clusters left with nothing, last first, down to minClusters.
@@ -498,11 +504,11 @@ function divideDynamic(
         if (divided.every((f) => shares.get(c.ref.key)!.get(f.key) === 0)) {
           selected.splice(i, 1);
           shares.delete(c.ref.key);
-          notSelected.push({ cluster: c.ref, reason: 'NotSelected', message: 'Binpack needs no more clusters' });
+          left.push(notSelected(c, 'Binpack needs no more clusters'));
         }
       }
     }
-    return { ok: true, selected, shares, notSelected };
+    return { ok: true, selected, shares, notSelected: left };
   }
 }
 
