@@ -39,6 +39,8 @@ interface Candidate {
   held?: { reason: HoldReason; message: string };
   /** In the previous placement, or owed a share it lost to a taint. */
   sticky: boolean;
+  /** Owed a share it lost to a taint, and back: it comes first. */
+  owed: boolean;
   preference: number;
   preferNoSchedule: number;
   /** Free resources (Dynamic only): undefined when it can take no new replica. */
@@ -221,6 +223,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
       subscribers,
       ...(verdict.kind === 'held' ? { held: { reason: verdict.reason, message: verdict.message } } : {}),
       sticky: wasPlaced || (dynamic !== undefined && prevEvicted.has(ref.key)),
+      owed: dynamic !== undefined && !wasPlaced && verdict.kind === 'ok' && prevEvicted.has(ref.key),
       preference: (dynamic?.preferredClusters ?? []).reduce((sum, p) => sum + (termMatches(p.preference, labels, ref.name) ? p.weight : 0), 0),
       preferNoSchedule: preferNoScheduleCount(cluster.spec.taints ?? [], tolerations),
       room: new Map(),
@@ -241,6 +244,7 @@ export function schedule(input: ScheduleInput): ScheduleResult {
   }
 
   const byOrder = (a: Candidate, b: Candidate) =>
+    Number(b.owed) - Number(a.owed) ||
     Number(b.sticky) - Number(a.sticky) ||
     b.preference - a.preference ||
     a.preferNoSchedule - b.preferNoSchedule ||
@@ -258,10 +262,20 @@ export function schedule(input: ScheduleInput): ScheduleResult {
   }
 
   if (spec.schedulingBySubGroup) {
-    const chosen = new Set<string>();
+    // Sticky: clusters placed before stay while they can; each subgroup short
+    // of its minClusters takes the next clusters in order. (Clusternet picks
+    // afresh each time; the reschedule annotation does that here.)
+    const chosen = new Set(pool.filter((c) => prevShares.has(c.ref.key)).map((c) => c.ref.key));
     spec.subscribers.forEach((s, i) => {
       const min = s.subGroupStrategy?.minClusters ?? 0;
-      pool.filter((c) => c.subscribers.includes(i)).slice(0, min).forEach((c) => chosen.add(c.ref.key));
+      const members = pool.filter((c) => c.subscribers.includes(i));
+      let have = members.filter((c) => chosen.has(c.ref.key)).length;
+      for (const c of members) {
+        if (have >= min) break;
+        if (chosen.has(c.ref.key)) continue;
+        chosen.add(c.ref.key);
+        have += 1;
+      }
     });
     pool = pool.filter((c) => {
       if (chosen.has(c.ref.key)) return true;
@@ -428,7 +442,7 @@ function divideDynamic(
   const domainLabels = pool.map((c) => c.labels);
   const hardKey = rules.find((r) => r.hard)?.topologyKey;
   if (hardKey !== undefined && strategy === 'Spread' && max < pool.length) {
-    pool = interleaveDomains(pool, hardKey);
+    pool = spreadOverDomains(pool, max, hardKey);
   }
 
   let count: number;
@@ -513,21 +527,33 @@ function divideDynamic(
 }
 
 /**
- * Sticky clusters first, then one cluster of each topology domain in turn,
- * so a maxClusters cut still leaves every domain a cluster when it can.
+ * Under a DoNotSchedule topology rule and maxClusters, the clusters kept are
+ * spread over the rule's domains: each next one is taken from the domain with
+ * the fewest taken so far, sticky clusters before any others. The selection
+ * comes first, in pool order, then the rest.
  */
-function interleaveDomains(pool: readonly Candidate[], topologyKey: string): Candidate[] {
-  const sticky = pool.filter((c) => c.sticky);
-  const queues = new Map<string, Candidate[]>();
-  for (const c of pool.filter((x) => !x.sticky)) {
-    const d = c.labels[topologyKey] ?? '';
-    if (!queues.has(d)) queues.set(d, []);
-    queues.get(d)!.push(c);
-  }
-  const out = [...sticky];
-  const lists = [...queues.values()];
-  for (let i = 0; out.length < pool.length; i++) {
-    for (const list of lists) if (i < list.length) out.push(list[i]!);
-  }
-  return out;
+function spreadOverDomains(pool: readonly Candidate[], max: number, topologyKey: string): Candidate[] {
+  const chosen = new Set<Candidate>();
+  const taken = new Map<string, number>();
+  const fill = (list: readonly Candidate[]) => {
+    const queues = new Map<string, Candidate[]>();
+    for (const c of list) {
+      const d = c.labels[topologyKey] ?? '';
+      if (!queues.has(d)) queues.set(d, []);
+      queues.get(d)!.push(c);
+    }
+    while (chosen.size < max) {
+      let pick: string | undefined;
+      for (const [d, q] of queues) {
+        if (q.length === 0) continue;
+        if (pick === undefined || (taken.get(d) ?? 0) < (taken.get(pick) ?? 0)) pick = d;
+      }
+      if (pick === undefined) return;
+      chosen.add(queues.get(pick)!.shift()!);
+      taken.set(pick, (taken.get(pick) ?? 0) + 1);
+    }
+  };
+  fill(pool.filter((c) => c.sticky));
+  fill(pool.filter((c) => !c.sticky));
+  return [...pool.filter((c) => chosen.has(c)), ...pool.filter((c) => !chosen.has(c))];
 }

@@ -380,6 +380,60 @@ describe('scheduler properties', () => {
   }
 });
 
+describe('toleration runs out, then the cluster returns', () => {
+  const cutScenario = fc.record({
+    base: scenario,
+    strategy: fc.constantFrom('Static', 'Spread', 'Binpack'),
+    cut: fc.array(fc.boolean(), { minLength: 8, maxLength: 8 }),
+  });
+  const healthy = (s: Scenario): Scenario => ({
+    ...s,
+    tolerations: [{ key: unreachable, operator: 'Exists', effect: 'NoSchedule', tolerationSeconds: 300 }],
+    bySubGroup: false,
+    clusters: s.clusters.map((c) => ({ ...c, taint: 'none', ready: true, cpu: Math.max(c.cpu, 12), usedCpu: 0 })),
+  });
+
+  it('the share moves to healthy clusters, sums conserved, and comes back to the cluster when it returns', () => {
+    const counts: Counts = {};
+    fc.assert(
+      fc.property(cutScenario, ({ base, strategy, cut }) => {
+        const s = healthy({ ...base, strategy });
+        const cutOff: Scenario = {
+          ...s,
+          clusters: s.clusters.map((c, i) => (cut[i] ? { ...c, taint: 'unreachable', taintAgeSeconds: 301, ready: false } : c)),
+        };
+        const first = schedule(inputOf(s));
+        const steps = first.ok ? [first.placement] : [];
+        for (const p1 of steps) {
+          const during = schedule({ ...inputOf(cutOff), previous: p1 });
+          for (const p2 of during.ok ? [during.placement] : []) {
+            count(counts, 'cut');
+            checkOk(cutOff, inputOf(cutOff), p2, s.replicas, counts);
+            const gone = p1.clusters.filter((c) => cut[Number(c.cluster.name.slice(1))]).map((c) => c.cluster.name);
+            // A cluster that held replicas before gets them back.
+            const owed = gone.filter((name) => s.replicas.some((_, f) => (shareOf(p1, name, deploymentKey(f)) ?? 0) > 0));
+            count(counts, 'gone', gone.length);
+            expect(p2.clusters.filter((c) => gone.includes(c.cluster.name))).toEqual([]);
+            const p3 = p0(schedule({ ...inputOf(s), previous: p2 }));
+            checkOk(s, inputOf(s), p3, s.replicas, counts);
+            expect(p3.evicted).toEqual([]);
+            count(counts, 'owed', owed.length);
+            for (const name of owed) {
+              s.replicas.forEach((_, f) => expect(shareOf(p3, name, deploymentKey(f))).toBe(shareOf(p1, name, deploymentKey(f))));
+            }
+            if (strategy === 'Static') count(counts, 'static');
+            expect(strategy === 'Static' ? p3 : p1).toEqual(p1);
+          }
+        }
+      }),
+      runs,
+    );
+    expect(counts.gone).toBeGreaterThan(runs.numRuns / 4);
+    expect(counts.owed).toBeGreaterThan(runs.numRuns / 4);
+    expect(counts.static).toBeGreaterThan(0);
+  });
+});
+
 function p0(result: ScheduleResult): Placement {
   if (!result.ok) throw new Error('expected a placement');
   return result.placement;
