@@ -285,14 +285,14 @@ export function schedule(input: ScheduleInput): ScheduleResult {
   }
 
   if (pool.length === 0) {
-    return fail(Code.NoMatchingClusters, `no cluster can take subscription ${subscriptionName(input)}: ${candidates.length + excluded.length} clusters considered${summary(excluded)}`, excluded);
+    return fail(Code.NoMatchingClusters, `no cluster can take subscription ${subscriptionName(input)}: ${seenClusters.size} clusters considered${summary(excluded)}`, excluded);
   }
 
   let selected: Candidate[];
   let shares: Map<string, Map<string, number>>;
   if (dividingType === 'Static') {
     const result = divideStatic(pool, spec.subscribers.map((s) => s.weight ?? 0), divided, prevShares);
-    if (!result.ok) return fail(result.code, result.message, excluded);
+    if (!result.ok) return fail(result.code, result.message + summary(excluded), excluded);
     selected = pool;
     shares = result.shares;
   } else if (dynamic) {

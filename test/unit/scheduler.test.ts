@@ -154,6 +154,7 @@ describe('clusterAffinity', () => {
   it('says why nothing fits when no cluster matches', () => {
     const error = failed(run({ subscription: sub({ subscribers: [{ clusterAffinity: { matchLabels: { region: 'mars' } } }] }), clusters: [cluster('a'), cluster('b')] }));
     expect(error.code).toBe(SchedulingErrorCode.NoMatchingClusters);
+    expect(error.message).toContain('2 clusters considered');
     expect(error.excluded.map((e) => e.reason)).toEqual(['NoMatch', 'NoMatch']);
   });
 });
@@ -469,6 +470,62 @@ describe('taints and tolerations', () => {
     const s = sub({ clusterTolerations: [{ key: unreachable, operator: 'Exists', tolerationSeconds: 60 }] });
     const p = placed(run({ subscription: s, clusters: [cluster('a'), cluster('b', {}, { taints: [{ key: unreachable, effect: 'NoSchedule', timeAdded: now.toISOString() }] })] }));
     expect(reasons(p)).toEqual({ b: 'TemporarilyTolerated' });
+  });
+});
+
+describe('toleration matching (Kubernetes rules)', () => {
+  const taint = (seconds: number) => [{ key: 'k', value: 'v', effect: 'NoSchedule', timeAdded: new Date(now.getTime() - seconds * 1000).toISOString() }];
+  const placedWith = (clusterTolerations: SubscriptionSpec['clusterTolerations'], age = 100, taints = taint(age)) => {
+    const p = placed(run({ subscription: sub({ clusterTolerations }), clusters: [cluster('a'), cluster('t', {}, { taints })] }));
+    return p.clusters.some((c) => c.cluster.name === 't') ? 'placed' : reasons(p).t;
+  };
+
+  it('Equal needs the value, Exists does not, and the effect must match when given', () => {
+    expect(placedWith([{ key: 'k', operator: 'Equal', value: 'v' }])).toBe('placed');
+    expect(placedWith([{ key: 'k', value: 'v' }])).toBe('placed');
+    expect(placedWith([{ key: 'k', operator: 'Equal', value: 'w' }])).toBe('UntoleratedTaint');
+    expect(placedWith([{ key: 'k', operator: 'Exists' }])).toBe('placed');
+    expect(placedWith([{ operator: 'Exists' }])).toBe('placed');
+    expect(placedWith([{ key: 'k', operator: 'Exists', effect: 'NoExecute' }])).toBe('UntoleratedTaint');
+  });
+
+  it('the shortest tolerationSeconds of the matching tolerations counts, from timeAdded', () => {
+    expect(placedWith([{ key: 'k', operator: 'Exists', tolerationSeconds: 600 }, { key: 'k', operator: 'Exists', tolerationSeconds: 60 }])).toBe('TolerationExpired');
+    expect(placedWith([{ key: 'k', operator: 'Exists' }, { key: 'k', operator: 'Exists', tolerationSeconds: 60 }])).toBe('TolerationExpired');
+    expect(placedWith([{ key: 'k', operator: 'Exists', tolerationSeconds: 600 }])).toBe('TemporarilyTolerated');
+    // no timeAdded: the window cannot run out
+    expect(placedWith([{ key: 'k', operator: 'Exists', tolerationSeconds: 1 }], 0, [{ key: 'k', value: 'v', effect: 'NoSchedule' }])).toBe('TemporarilyTolerated');
+  });
+});
+
+describe('Dynamic dividing, more', () => {
+  const dynamic = (strategy: string) => sub({ schedulingStrategy: 'Dividing', dividingScheduling: { type: 'Dynamic', dynamicDividing: { strategy } } });
+  const api = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'api' };
+  const apiKey = 'apps/v1/Deployment/default/api';
+
+  it('a second divided feed sees the capacity the first one took', () => {
+    const s = sub({ ...dynamic('Binpack').spec, feeds: [deployment, api] });
+    const clusters = [cluster('a', {}, { allocatable: { cpu: '4' } }), cluster('b', {}, { allocatable: { cpu: '3' } })];
+    const p = placed(run({ subscription: s, feedOrders: [order(4), { ...api, desiredReplicas: 2, replicaRequirements: { resources: { requests: { cpu: '1' } } } }], clusters }));
+    expect(replicas(p)).toEqual({ a: 4, b: 0 });
+    expect(replicas(p, apiKey)).toEqual({ a: 0, b: 2 });
+  });
+
+  it('Binpack scales down from the smallest share, and lets go of emptied clusters', () => {
+    const clusters = [cluster('a', {}, { allocatable: { cpu: '4' } }), cluster('b', {}, { allocatable: { cpu: '3' } })];
+    const full = placed(run({ subscription: dynamic('Binpack'), feedOrders: [order(6)], clusters }));
+    expect(replicas(full)).toEqual({ a: 4, b: 2 });
+    const down = placed(run({ subscription: dynamic('Binpack'), feedOrders: [order(4)], clusters, previous: full }));
+    expect(replicas(down)).toEqual({ a: 4 });
+    expect(reasons(down)).toEqual({ b: 'NotSelected' });
+  });
+
+  it('a cluster within its toleration keeps its share but gets none of a scale-up', () => {
+    const s = sub({ ...dynamic('Spread').spec, clusterTolerations: [{ key: unreachable, operator: 'Exists', tolerationSeconds: 300 }] });
+    const room = { allocatable: { cpu: '10' } };
+    const first = placed(run({ subscription: s, feedOrders: [order(4)], clusters: [cluster('a', {}, room), cluster('b', {}, room)] }));
+    const cut = [cluster('a', {}, room), cluster('b', {}, { ...room, ready: false, taints: [{ key: unreachable, effect: 'NoSchedule', timeAdded: now.toISOString() }] })];
+    expect(replicas(placed(run({ subscription: s, feedOrders: [order(10)], clusters: cut, previous: first })))).toEqual({ a: 8, b: 2 });
   });
 });
 
