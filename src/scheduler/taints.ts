@@ -81,7 +81,8 @@ export function taintVerdict(taints: readonly Taint[], tolerations: readonly Tol
       pending ??= {
         kind: 'held',
         reason: 'TemporarilyTolerated',
-        message: `taint ${describeTaint(taint)} tolerated for ${Math.ceil((deadline - nowMs) / 1000)}s more`,
+        // An absolute deadline, so the message does not change from one run to the next.
+        message: `taint ${describeTaint(taint)} tolerated until ${new Date(deadline).toISOString()}`,
       };
     }
   }

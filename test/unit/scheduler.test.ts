@@ -443,7 +443,10 @@ describe('taints and tolerations', () => {
 
       const within = placed(schedule({ subscription: s, feedOrders: [order(6)], clusters: cut, now: at(309), previous: start }));
       expect(replicas(within)).toEqual({ a: 2, b: 2, c: 2 });
-      expect(within.clusters.find((c) => c.cluster.name === 'c')!.held).toBe('TemporarilyTolerated');
+      expect(within.clusters.find((c) => c.cluster.name === 'c')).toMatchObject({
+        held: 'TemporarilyTolerated',
+        message: `taint ${unreachable}:NoSchedule tolerated until ${at(310).toISOString()}`,
+      });
 
       const after = placed(schedule({ subscription: s, feedOrders: [order(6)], clusters: cut, now: at(310), previous: within }));
       expect(replicas(after)).toEqual({ a: 3, b: 3 });
