@@ -478,7 +478,7 @@ describe('taints and tolerations', () => {
 
 describe('toleration matching (Kubernetes rules)', () => {
   const taint = (seconds: number) => [{ key: 'k', value: 'v', effect: 'NoSchedule', timeAdded: new Date(now.getTime() - seconds * 1000).toISOString() }];
-  const placedWith = (clusterTolerations: SubscriptionSpec['clusterTolerations'], age = 100, taints = taint(age)) => {
+  const placedWith = (clusterTolerations: SubscriptionSpec['clusterTolerations'], age = 100, taints: ClusterOptions['taints'] = taint(age)) => {
     const p = placed(run({ subscription: sub({ clusterTolerations }), clusters: [cluster('a'), cluster('t', {}, { taints })] }));
     return p.clusters.some((c) => c.cluster.name === 't') ? 'placed' : reasons(p).t;
   };
