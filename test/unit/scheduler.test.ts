@@ -218,6 +218,30 @@ describe('Static dividing', () => {
   });
 });
 
+describe('Static dividing of the examples', () => {
+  it("app-demo's Deployment is divided by weight; its Namespace and Service, and a Description, go whole", () => {
+    const subscription = parse(readFileSync(`${examples}/app-demo/subscription.yaml`, 'utf8')) as SubscriptionInput;
+    const objects = ['namespace', 'service', 'deployment'].map((f) => parse(readFileSync(`${examples}/app-demo/${f}.yaml`, 'utf8')) as { metadata: { name: string } });
+    const description = { apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'Description', namespace: 'default', name: 'nginx-desc' };
+    const spec: SubscriptionSpec = {
+      ...subscription.spec,
+      schedulingStrategy: 'Dividing',
+      dividingScheduling: { type: 'Static' },
+      subscribers: [{ clusterAffinity: { matchLabels: { env: 'edge' } }, weight: 1 }],
+      feeds: [...subscription.spec.feeds, description],
+    };
+    const feedOrders = [
+      ...subscription.spec.feeds.map((feed, i) => feedOrderFor(feed, objects[i])),
+      feedOrderFor(description, parse(readFileSync(`${examples}/replication/description.yaml`, 'utf8'))),
+    ];
+    const p = placed(run({ subscription: { ...subscription, spec }, feedOrders, clusters: [cluster('a', { env: 'edge' }), cluster('b', { env: 'edge' })] }));
+    expect(replicas(p, 'apps/v1/Deployment/foo/my-nginx')).toEqual({ a: 1, b: 1 });
+    for (const key of ['v1/Namespace/foo', 'v1/Service/foo/my-nginx-svc', 'apps.clusternet.io/v1alpha1/Description/default/nginx-desc']) {
+      expect(replicas(p, key)).toEqual({ a: 'whole', b: 'whole' });
+    }
+  });
+});
+
 describe('feedOrderFor', () => {
   it('reads replicas and per-pod requests: containers summed, an init container if larger, limits standing in for requests', () => {
     const o = feedOrderFor(deployment, {
