@@ -2,7 +2,8 @@
 // capacity one replica at a time (Dynamic), so every rule (room, preference,
 // topology spread) is checked for each replica and the sum is exact.
 
-function compareKeys(a: string, b: string): number {
+/** Plain code-unit order, the same in every locale. */
+export function compareKeys(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 

@@ -1,7 +1,9 @@
-import { distribute, divideByWeight, type DynamicMember, type TopologyRule } from './divide.js';
+import { type Candidate, carryEvicted, compareKeys, type FeedInfo, notSelected, owed } from './candidate.js';
+import { freeResources, isReady, replicasThatFit } from './capacity.js';
+import { divideDynamic } from './dynamic.js';
 import { feedKey, replicaRequests } from './feeds.js';
-import { parseNano } from './quantity.js';
 import { clusterLabels, selectorMatches, termMatches } from './selector.js';
+import { divideStatic } from './static.js';
 import { preferNoScheduleCount, taintVerdict } from './taints.js';
 import {
   type ClusterInput,
@@ -9,10 +11,8 @@ import {
   type ClusterRef,
   type EvictedShare,
   type Exclusion,
-  type Feed,
   type FeedOrder,
   type FeedPlacement,
-  type HoldReason,
   type Placement,
   rescheduleAnnotation,
   type ScheduleInput,
@@ -21,38 +21,6 @@ import {
   SchedulingErrorCode as Code,
 } from './types.js';
 import { schedulingProblems } from './validate.js';
-
-interface FeedInfo {
-  feed: Feed;
-  key: string;
-  /** Set for a divided feed only. */
-  desired?: number;
-  requests?: Map<string, bigint>;
-}
-
-interface Candidate {
-  ref: ClusterRef;
-  cluster: ClusterInput;
-  labels: Readonly<Record<string, string>>;
-  /** Indices of the subscribers whose clusterAffinity matches. */
-  subscribers: number[];
-  held?: { reason: HoldReason; message: string };
-  /** In the previous placement, or owed a share it lost to a taint. */
-  sticky: boolean;
-  /** Owed a share it lost to a taint, and back: it comes first. */
-  owed: boolean;
-  preference: number;
-  preferNoSchedule: number;
-  /** Free resources (Dynamic only): undefined when it can take no new replica. */
-  free?: Map<string, bigint>;
-  /** Replicas of each divided feed it has room for, each alone (Dynamic only). */
-  room: Map<string, number>;
-  roomScore: number;
-}
-
-function compareKeys(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
-}
 
 function refOf(cluster: ClusterInput): ClusterRef {
   const { name, namespace } = cluster.metadata;
@@ -77,61 +45,6 @@ function summary(excluded: readonly Exclusion[]): string {
   const shown = sortExclusions([...excluded]).slice(0, 5).map((e) => `${e.cluster.key}: ${e.reason}`);
   const more = excluded.length > 5 ? `, and ${excluded.length - 5} more` : '';
   return ` (${shown.join(', ')}${more})`;
-}
-
-function isReady(cluster: ClusterInput): boolean {
-  const ready = cluster.status?.conditions?.find((c) => c.type === 'Ready');
-  return ready?.status === 'True';
-}
-
-/** Free resources of a cluster in nano-units: allocatable minus requested. */
-function freeResources(cluster: ClusterInput): Map<string, bigint> | undefined {
-  const allocatable = cluster.status?.allocatable;
-  if (!allocatable || !isReady(cluster)) return undefined;
-  const free = new Map<string, bigint>();
-  for (const [k, v] of Object.entries(allocatable)) {
-    const total = parseNano(v);
-    if (total === undefined) continue;
-    const used = parseNano(cluster.status?.requested?.[k] ?? '0') ?? 0n;
-    free.set(k, total > used ? total - used : 0n);
-  }
-  return free;
-}
-
-const onePod = 10n ** 9n;
-
-function podNeeds(free: Map<string, bigint>, requests: Map<string, bigint>): Map<string, bigint> {
-  const needs = new Map(requests);
-  if (free.has('pods') && !needs.has('pods')) needs.set('pods', onePod);
-  return needs;
-}
-
-function take(free: Map<string, bigint>, requests: Map<string, bigint>, replicas: number): void {
-  for (const [k, need] of podNeeds(free, requests)) {
-    const have = free.get(k);
-    if (have === undefined) continue;
-    const left = have - need * BigInt(replicas);
-    free.set(k, left > 0n ? left : 0n);
-  }
-}
-
-/**
- * Replicas of one feed that fit in `free`. Every replica is a pod, counted
- * against "pods" when the cluster reports it. Room no resource bounds counts
- * as max(desired, 2^20): enough for the feed, and finite so shares can be
- * compared.
- */
-function replicasThatFit(free: Map<string, bigint> | undefined, requests: Map<string, bigint>, desired: number): number {
-  if (!free) return 0;
-  let fit = BigInt(Math.max(desired, 1 << 20));
-  for (const [k, need] of podNeeds(free, requests)) {
-    if (need <= 0n) continue;
-    const have = free.get(k);
-    if (have === undefined) return 0;
-    const n = have / need;
-    if (n < fit) fit = n;
-  }
-  return Number(fit);
 }
 
 /**
@@ -329,26 +242,9 @@ export function schedule(input: ScheduleInput): ScheduleResult {
   return { ok: true, placement };
 }
 
-/** A cluster left out of the selection; a held one says why it gets nothing, as it will once it has nothing. */
-function notSelected(c: Candidate, why: string): Exclusion {
-  if (c.held) return { cluster: c.ref, reason: c.held.reason, message: `${c.held.message}; it gets nothing new` };
-  return { cluster: c.ref, reason: 'NotSelected', message: why };
-}
-
 function subscriptionName(input: ScheduleInput): string {
   const { namespace, name } = input.subscription.metadata;
   return `"${namespace ? `${namespace}/` : ''}${name}"`.slice(0, 200);
-}
-
-function owed(prevEvicted: Map<string, EvictedShare[]>, cluster: string, feed: string): number {
-  return (prevEvicted.get(cluster) ?? []).filter((e) => e.feed === feed).reduce((a, e) => a + e.replicas, 0);
-}
-
-function carryEvicted(prevEvicted: Map<string, EvictedShare[]>, cluster: string, divided: readonly FeedInfo[], out: EvictedShare[]): void {
-  for (const f of divided) {
-    const n = owed(prevEvicted, cluster, f.key);
-    if (n > 0) out.push({ cluster, feed: f.key, replicas: n });
-  }
 }
 
 function mergeEvicted(list: EvictedShare[]): EvictedShare[] {
@@ -359,201 +255,4 @@ function mergeEvicted(list: EvictedShare[]): EvictedShare[] {
     sums.set(k, { cluster: e.cluster, feed: e.feed, replicas: (prev?.replicas ?? 0) + e.replicas });
   }
   return [...sums.values()].sort((a, b) => compareKeys(a.cluster, b.cluster) || compareKeys(a.feed, b.feed));
-}
-
-type DivideResult =
-  | { ok: true; shares: Map<string, Map<string, number>> }
-  | { ok: false; code: SchedulingErrorCode; message: string };
-
-/**
- * Static: each cluster weighs the sum of the weights of the subscribers that
- * match it (as Clusternet does). A held cluster keeps the smaller of its
- * previous share and its weighted share; the rest is divided among the
- * others by weight.
- */
-function divideStatic(
-  pool: readonly Candidate[],
-  subscriberWeights: readonly number[],
-  divided: readonly FeedInfo[],
-  prevShares: Map<string, Map<string, number | undefined>>,
-): DivideResult {
-  const shares = new Map(pool.map((c) => [c.ref.key, new Map<string, number>()]));
-  if (divided.length === 0) return { ok: true, shares };
-  const weights = pool.map((c) => c.subscribers.reduce((sum, i) => sum + (subscriberWeights[i] ?? 0), 0));
-  const keys = pool.map((c) => c.ref.key);
-  if (weights.every((w) => w === 0)) {
-    return subscriberWeights.every((w) => w === 0)
-      ? { ok: false, code: Code.InvalidScheduling, message: 'spec.subscribers[*].weight: Static dividing needs a weight above 0 on at least one subscriber' }
-      : { ok: false, code: Code.NoMatchingClusters, message: 'Static dividing: no cluster that can take replicas matches a subscriber with a weight above 0' };
-  }
-  for (const f of divided) {
-    const target = divideByWeight(f.desired!, weights, keys);
-    const kept = pool.map((c, i) => (c.held ? Math.min(target[i]!, prevShares.get(c.ref.key)?.get(f.key) ?? 0) : 0));
-    const rest = f.desired! - kept.reduce((a, n) => a + n, 0);
-    const activeWeights = pool.map((c, i) => (c.held ? 0 : weights[i]!));
-    if (rest > 0 && activeWeights.every((w) => w === 0)) {
-      return {
-        ok: false,
-        code: Code.InsufficientCapacity,
-        message: `feed ${f.key}: ${rest} of ${f.desired} replicas have no cluster to go to: every cluster with a weight is held by a taint`,
-      };
-    }
-    const spread = divideByWeight(rest, activeWeights, keys);
-    pool.forEach((c, i) => shares.get(c.ref.key)!.set(f.key, c.held ? kept[i]! : spread[i]!));
-  }
-  return { ok: true, shares };
-}
-
-type DynamicResult =
-  | { ok: true; selected: Candidate[]; shares: Map<string, Map<string, number>>; notSelected: Exclusion[] }
-  | { ok: false; code: SchedulingErrorCode; message: string; notSelected: Exclusion[] };
-
-/**
- * Dynamic: a sticky division. Clusters keep their previous shares; only the
- * difference from the desired count is divided, by free capacity (a
- * cluster's allocatable minus requested, over one replica's requests), and a
- * cluster that lost its share to a taint gets it back when it returns.
- * minClusters and maxClusters bound the clusters the subscription is bound
- * to; a bound cluster may hold 0 replicas of a divided feed, as in Clusternet.
- */
-function divideDynamic(
-  pool: Candidate[],
-  dyn: NonNullable<NonNullable<ScheduleInput['subscription']['spec']['dividingScheduling']>['dynamicDividing']>,
-  divided: readonly FeedInfo[],
-  prevShares: Map<string, Map<string, number | undefined>>,
-  prevEvicted: Map<string, EvictedShare[]>,
-): DynamicResult {
-  const strategy = dyn.strategy === 'Binpack' ? 'Binpack' : 'Spread';
-  const min = dyn.minClusters ?? 0;
-  const max = dyn.maxClusters ?? Number.POSITIVE_INFINITY;
-  const rules: TopologyRule[] = (dyn.topologySpreadConstraints ?? []).map((c) => ({
-    topologyKey: c.topologyKey,
-    maxSkew: c.maxSkew,
-    hard: c.whenUnsatisfiable === 'DoNotSchedule',
-    minDomains: c.minDomains ?? 1,
-  }));
-  const baseOf = (c: Candidate, f: FeedInfo): number => {
-    const prev = prevShares.get(c.ref.key)?.get(f.key);
-    if (prev !== undefined) return prev;
-    return c.held ? 0 : owed(prevEvicted, c.ref.key, f.key);
-  };
-  const returning = (c: Candidate) => !c.held && !prevShares.has(c.ref.key) && prevEvicted.has(c.ref.key);
-
-  const domainLabels = pool.map((c) => c.labels);
-  const hardKey = rules.find((r) => r.hard)?.topologyKey;
-  if (hardKey !== undefined && strategy === 'Spread' && max < pool.length) {
-    pool = spreadOverDomains(pool, max, hardKey);
-  }
-
-  let count: number;
-  if (strategy === 'Spread' || divided.length === 0) {
-    count = Math.min(pool.length, max);
-  } else {
-    // Binpack: the sticky clusters, then as few more as cover what is needed.
-    count = Math.min(pool.filter((c) => c.sticky).length, max);
-    const covered = (n: number) =>
-      divided.every((f) => {
-        const members = pool.slice(0, n);
-        const base = members.reduce((a, c) => a + baseOf(c, f), 0);
-        const room = members.reduce((a, c) => a + c.room.get(f.key)!, 0);
-        return f.desired! - base <= room;
-      });
-    while (count < Math.min(pool.length, max) && (count < min || !covered(count))) count += 1;
-  }
-
-  for (;;) {
-    const selected = pool.slice(0, count);
-    const left: Exclusion[] = pool
-      .slice(count)
-      .map((c) => notSelected(c, strategy === 'Binpack' ? 'Binpack needs no more clusters' : `beyond dynamicDividing.maxClusters ${max}`));
-    if (selected.length < min) {
-      return {
-        ok: false,
-        code: Code.MinClustersNotMet,
-        message: `dynamicDividing.minClusters is ${min} but only ${selected.length} clusters can be selected`,
-        notSelected: left,
-      };
-    }
-    const shares = new Map(selected.map((c) => [c.ref.key, new Map<string, number>()]));
-    const free = new Map(selected.map((c) => [c.ref.key, c.free ? new Map(c.free) : undefined]));
-    let failure: { code: SchedulingErrorCode; message: string } | undefined;
-    for (const f of divided) {
-      const members: DynamicMember[] = selected.map((c, i) => ({
-        key: c.ref.key,
-        order: i,
-        preference: c.preference,
-        labels: c.labels,
-        base: baseOf(c, f),
-        room: replicasThatFit(free.get(c.ref.key), f.requests!, f.desired!),
-        protected: returning(c),
-      }));
-      const result = distribute(f.desired!, members, strategy, rules, domainLabels);
-      if (!result.ok) {
-        failure = {
-          code: result.reason === 'topology' ? Code.TopologyUnsatisfiable : Code.InsufficientCapacity,
-          message: `feed ${f.key}: ${result.message}`,
-        };
-        break;
-      }
-      for (const m of members) {
-        const n = result.shares.get(m.key)!;
-        shares.get(m.key)!.set(f.key, n);
-        // Later feeds see what this one took.
-        const left = free.get(m.key);
-        if (left && n > m.base) take(left, f.requests!, n - m.base);
-      }
-    }
-    if (failure) {
-      if (strategy === 'Binpack' && count < Math.min(pool.length, max)) {
-        count += 1;
-        continue;
-      }
-      return { ok: false, ...failure, notSelected: left };
-    }
-    if (strategy === 'Binpack' && divided.length > 0) {
-      // Let go of clusters left with nothing, last first, down to minClusters.
-      for (let i = selected.length - 1; i >= 0 && selected.length > min; i--) {
-        const c = selected[i]!;
-        if (c.held) continue;
-        if (divided.every((f) => shares.get(c.ref.key)!.get(f.key) === 0)) {
-          selected.splice(i, 1);
-          shares.delete(c.ref.key);
-          left.push(notSelected(c, 'Binpack needs no more clusters'));
-        }
-      }
-    }
-    return { ok: true, selected, shares, notSelected: left };
-  }
-}
-
-/**
- * Under a DoNotSchedule topology rule and maxClusters, the clusters kept are
- * spread over the rule's domains: each next one is taken from the domain with
- * the fewest taken so far, sticky clusters before any others. The selection
- * comes first, in pool order, then the rest.
- */
-function spreadOverDomains(pool: readonly Candidate[], max: number, topologyKey: string): Candidate[] {
-  const chosen = new Set<Candidate>();
-  const taken = new Map<string, number>();
-  const fill = (list: readonly Candidate[]) => {
-    const queues = new Map<string, Candidate[]>();
-    for (const c of list) {
-      const d = c.labels[topologyKey] ?? '';
-      if (!queues.has(d)) queues.set(d, []);
-      queues.get(d)!.push(c);
-    }
-    while (chosen.size < max) {
-      let pick: string | undefined;
-      for (const [d, q] of queues) {
-        if (q.length === 0) continue;
-        if (pick === undefined || (taken.get(d) ?? 0) < (taken.get(pick) ?? 0)) pick = d;
-      }
-      if (pick === undefined) return;
-      chosen.add(queues.get(pick)!.shift()!);
-      taken.set(pick, (taken.get(pick) ?? 0) + 1);
-    }
-  };
-  fill(pool.filter((c) => c.sticky));
-  fill(pool.filter((c) => !c.sticky));
-  return [...pool.filter((c) => chosen.has(c)), ...pool.filter((c) => !chosen.has(c))];
 }
