@@ -51,6 +51,18 @@ function summary(excluded: readonly Exclusion[]): string {
  * Places a subscription's feeds on clusters. Pure: the same input gives the
  * same output, and feeding a placement back as `previous` with the same
  * input gives it back unchanged.
+ *
+ * Filter (clusterAffinity, then taints), order (owed a share, placed before,
+ * preferredClusters, fewer PreferNoSchedule taints, more room, key), select
+ * (subgroups, then minClusters/maxClusters), divide (Static by weight,
+ * Dynamic by capacity). Choices where Clusternet is silent or differs:
+ * - An untolerated NoSchedule taint keeps what the previous placement gave
+ *   (Kubernetes' NoSchedule does not evict); NoExecute, or a toleration whose
+ *   tolerationSeconds ran out, loses it. While a limited toleration runs, the
+ *   cluster keeps its share but gets nothing new.
+ * - Without `previous`, or with the reschedule annotation, nothing is kept.
+ * - A placement is sticky: clusters placed before stay first in every
+ *   selection, and Dynamic shares move only by the difference to desired.
  */
 export function schedule(input: ScheduleInput): ScheduleResult {
   const spec = input.subscription.spec;
