@@ -104,7 +104,8 @@ export function divideDynamic(
     }
     if (failure) {
       if (strategy === 'Binpack' && count < Math.min(pool.length, max)) {
-        count += 1;
+        // Doubling bounds the retries; clusters left empty are let go below.
+        count = Math.min(pool.length, max, count * 2 + 1);
         continue;
       }
       return { ok: false, ...failure, notSelected: left };

@@ -382,6 +382,14 @@ describe('Dynamic dividing', () => {
     expect(placed(run({ subscription: ignored, feedOrders: [order(4)], clusters: cpus({ a: 1, b: 9 }), previous: first }))).toEqual(first);
   });
 
+  it('refuses more replicas than Dynamic dividing places, naming the feed', () => {
+    const error = failed(run({ subscription: dynamic('Spread'), feedOrders: [order(2 ** 31 - 1)], clusters: [cluster('a', {}, { allocatable: { cpu: '1' } })] }));
+    expect(error.code).toBe(SchedulingErrorCode.InvalidScheduling);
+    expect(error.message).toContain('(Deployment default/web).desiredReplicas');
+    const fine = run({ subscription: sub({ schedulingStrategy: 'Dividing', dividingScheduling: { type: 'Static' }, subscribers: [{ clusterAffinity: {}, weight: 1 }] }), feedOrders: [order(2 ** 31 - 1)], clusters: [cluster('a'), cluster('b')] });
+    expect(replicas(placed(fine))).toEqual({ a: 2 ** 30, b: 2 ** 30 - 1 });
+  });
+
   it('refuses Dynamic without dynamicDividing, and min above max', () => {
     const noDyn = sub({ schedulingStrategy: 'Dividing', dividingScheduling: { type: 'Dynamic' } });
     expect(failed(run({ subscription: noDyn, clusters: [cluster('a')] })).message).toContain('spec.dividingScheduling.dynamicDividing');
