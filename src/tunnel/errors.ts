@@ -86,6 +86,17 @@ export const ErrorCode = {
   Unsupported: 'HAWSER_UNSUPPORTED',
   /** An object a feed names could not be rendered (an unreadable Description raw object, two feeds yielding one object). */
   RenderFailed: 'HAWSER_RENDER_FAILED',
+  // Scheduling (src/scheduler returns these codes; it imports nothing from here).
+  /** A subscription's scheduling fields are invalid (the message names the field). */
+  InvalidScheduling: 'HAWSER_INVALID_SCHEDULING',
+  /** No cluster matches a subscriber and tolerates its taints. */
+  NoMatchingClusters: 'HAWSER_NO_MATCHING_CLUSTERS',
+  /** dynamicDividing.minClusters is more than the clusters that can be selected. */
+  MinClustersNotMet: 'HAWSER_MIN_CLUSTERS_NOT_MET',
+  /** The clusters' free capacity cannot hold the replicas to divide. */
+  InsufficientCapacity: 'HAWSER_INSUFFICIENT_CAPACITY',
+  /** topologySpreadConstraints (DoNotSchedule) allow no cluster for a replica. */
+  TopologyUnsatisfiable: 'HAWSER_TOPOLOGY_UNSATISFIABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
