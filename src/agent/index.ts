@@ -5,3 +5,25 @@ export { type AgentIdentity, identityFileName, IdentityStore, newIdentity } from
 export { type AgentOptions, defaultAgentOptions, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
 export { parseQuantity, sumQuantities } from './quantity.js';
 export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust.js';
+export {
+  ApplyEngine,
+  type ApplyEngineOptions,
+  type ApplyAction,
+  type DesiredObject,
+  type ObjectReport,
+  type ObservedCondition,
+  type ObservedStatus,
+  type ReconcileInput,
+  type ReconcileReport,
+  observedStatus,
+} from './apply.js';
+export { applyOrder, deleteOrder, phaseOf, type ApplyPhase, type GroupKind } from './apply-order.js';
+export { ReconcileLoop, type ReconcileLoopOptions } from './apply-loop.js';
+export {
+  type KubeObject,
+  managedByLabel,
+  managedByLabelPrefix,
+  subscriptionsAnnotation,
+  subscriptionsAnnotationPrefix,
+  fieldManagerFor,
+} from './ownership.js';

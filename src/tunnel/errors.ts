@@ -72,6 +72,17 @@ export const ErrorCode = {
   RotationIncomplete: 'HAWSER_ROTATION_INCOMPLETE',
   /** The hub serves an operator-supplied certificate (--tls-cert-file): the operator rotates it. */
   PkiUnmanaged: 'HAWSER_PKI_UNMANAGED',
+  // The agent's apply engine (per object, in its report).
+  /** A desired object without apiVersion, kind or metadata.name, or with a bad subscription tag. */
+  InvalidManifest: 'HAWSER_INVALID_MANIFEST',
+  /** The API server refused the object (invalid field, forbidden, ...): its message is in the report. */
+  ApplyRejected: 'HAWSER_APPLY_REJECTED',
+  /** The cluster serves no such kind: for a custom kind, its CRD is not in the cluster. */
+  KindNotServed: 'HAWSER_KIND_NOT_SERVED',
+  /** A CRD applied in the same set did not become Established within the bound. */
+  CrdNotEstablished: 'HAWSER_CRD_NOT_ESTABLISHED',
+  /** A field is also managed by another hawser cluster id with another value: neither overwrites the other. */
+  ApplyConflict: 'HAWSER_APPLY_CONFLICT',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
