@@ -484,7 +484,16 @@ export class ApplyEngine {
   private async prune(entries: readonly Entry[], errors: string[], signal: AbortSignal | undefined): Promise<ObjectReport[]> {
     if (!this.inventory) {
       const found = new Map<string, RestMapping>();
-      for (const m of await this.mapper.listable()) {
+      let listable: RestMapping[];
+      try {
+        listable = await this.mapper.listable();
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        // Without the list of types, what is ours is unknown: prune waits for a later pass.
+        errors.push(`discovery: ${toHawserError(err).message}`);
+        return [];
+      }
+      for (const m of listable) {
         throwIfAborted(signal);
         const items = await this.listOwned(m, signal, 1).catch((err: unknown) => {
           errors.push(`${gkKey(m)}: ${toHawserError(err).message}`);
@@ -497,6 +506,7 @@ export class ApplyEngine {
     for (const [k, m] of this.appliedTypes) this.inventory.set(k, m);
 
     const desired = new Set<string>();
+    const desiredKinds = new Set(entries.map((e) => gkKey(e.gk)));
     for (const e of entries) {
       desired.add(objectKey(e.gk.group, e.gk.kind, e.namespace, e.name));
       // Not yet resolved (its kind was not served): keep what could be it.
@@ -516,6 +526,12 @@ export class ApplyEngine {
           continue;
         }
         errors.push(`${k}: ${toHawserError(err).message}`);
+        continue;
+      }
+      if (items.length === 0 && !desiredKinds.has(k)) {
+        // Nothing of ours left of this type: stop listing it every pass.
+        this.inventory.delete(k);
+        this.appliedTypes.delete(k);
         continue;
       }
       for (const meta of items) {

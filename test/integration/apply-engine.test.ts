@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApplyEngine, type DesiredObject, fieldManagerFor, type KubeObject, loadKubeConfig, managedByLabel, type ObjectReport, subscriptionsAnnotation } from '../../src/agent/index.js';
-import { httpsRequest, type KubeCluster } from '../../src/testkit/index.js';
+import { KubeConfig } from '@kubernetes/client-node';
+import { freePort, httpsRequest, type KubeCluster } from '../../src/testkit/index.js';
 import { ErrorCode } from '../../src/tunnel/index.js';
 import { TestBed } from './harness.js';
 
@@ -295,5 +296,25 @@ describe('apply engine (real kube-apiserver)', () => {
     expect(both.error?.code).toBe(ErrorCode.ApplyConflict);
     expect(both.error?.message).toContain(fieldManagerFor('hawser-agent', a.clusterId));
     expect((await get('/api/v1/namespaces/fight/configmaps/both'))?.data).toEqual({ size: 'small' });
+  });
+
+  it('an API server that cannot be reached: every object reports Unavailable, nothing is pruned, nothing throws', async () => {
+    const port = await freePort({ owner: 'closed api server', tracker: bed.tracker });
+    const kc = new KubeConfig();
+    kc.loadFromOptions({
+      clusters: [{ name: 'gone', server: `https://127.0.0.1:${port}`, caData: Buffer.from(kube.caPem).toString('base64') }],
+      users: [{ name: 'u', token: kube.token }],
+      contexts: [{ name: 'gone', cluster: 'gone', user: 'u' }],
+      currentContext: 'gone',
+    });
+    const e = new ApplyEngine({ kubeConfig: kc, clusterId: randomUUID(), fieldManager: 'hawser-agent' });
+    engines.push(e);
+    const report = await e.reconcile({ objects: desired(sub('down'), ns('down'), cm('down', 'c')), allowPrune: true });
+    expect(report.objects.map((r) => [r.kind, r.action, r.error?.code])).toEqual([
+      ['Namespace', 'error', ErrorCode.Unavailable],
+      ['ConfigMap', 'error', ErrorCode.Unavailable],
+    ]);
+    expect(report.prune.ran).toBe(true);
+    expect(report.prune.errors.length).toBeGreaterThan(0);
   });
 });
