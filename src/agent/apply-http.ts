@@ -96,6 +96,59 @@ export class KubeHttp {
     });
   }
 
+  /**
+   * A long-lived GET (a watch) whose body is read line by line. It gets its
+   * own connection, not one of the pool's, so watches never hold the sockets
+   * applies need. Resolves when the server ends the stream; the signal ends
+   * it early. Only the answer's head has a deadline.
+   */
+  async stream(
+    r: Omit<KubeRequest, 'method' | 'body'>,
+    onLine: (line: string) => void,
+    onHead?: (status: number) => void,
+  ): Promise<{ status: number; body: string }> {
+    const url = new URL(r.path, this.server);
+    for (const [k, v] of Object.entries(r.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
+    const options: RequestOptions = { method: 'GET', headers: { accept: r.accept ?? 'application/json' }, ...(r.signal ? { signal: r.signal } : {}) };
+    await this.kc.applyToHTTPSOptions(options);
+    const send = url.protocol === 'http:' ? httpRequest : request;
+    if (url.protocol === 'http:') delete options.agent;
+    const what = `watch ${url.pathname}`;
+    return new Promise((resolve, reject) => {
+      const req = send(url, options, (res) => {
+        clearTimeout(headTimer);
+        const status = res.statusCode ?? 0;
+        onHead?.(status);
+        let pending = '';
+        let size = 0;
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          if (status !== 200) {
+            size += chunk.length;
+            if (size <= 64 * 1024) pending += chunk;
+            return;
+          }
+          pending += chunk;
+          let nl: number;
+          while ((nl = pending.indexOf('\n')) >= 0) {
+            const line = pending.slice(0, nl);
+            pending = pending.slice(nl + 1);
+            if (line.trim()) onLine(line);
+          }
+          if (pending.length > maxBodyBytes) res.destroy(new Error(`a watch event larger than ${maxBodyBytes} bytes`));
+        });
+        res.on('end', () => resolve({ status, body: status === 200 ? '' : pending }));
+        res.on('error', (err) => reject(new HawserError(r.signal?.aborted ? ErrorCode.Cancelled : ErrorCode.Unavailable, `${what}: ${boundedText(err.message)}`, { cause: err })));
+      });
+      const headTimer = setTimeout(() => req.destroy(new Error(`no answer within ${this.timeoutMs}ms`)), this.timeoutMs);
+      req.on('error', (err) => {
+        clearTimeout(headTimer);
+        reject(new HawserError(r.signal?.aborted ? ErrorCode.Cancelled : ErrorCode.Unavailable, `${what} on ${this.server}: ${boundedText(err.message)}`, { cause: err }));
+      });
+      req.end();
+    });
+  }
+
   /** One agent per TLS identity; a rotated client certificate or CA gets a new one. */
   private keepAliveAgent(options: RequestOptions): Agent {
     const key = [options.ca, options.cert, options.key, options.rejectUnauthorized].map(String).join('\0');

@@ -4,6 +4,7 @@ import { type Clock, ErrorCode, HawserError, systemClock, toHawserError } from '
 import { groupVersionPath, RestMapper, type RestMapping, splitApiVersion } from './apply-discovery.js';
 import { KubeHttp, type KubeResponse, statusMessage, statusOf } from './apply-http.js';
 import { applyOrder, deleteOrder, type GroupKind, phaseOf } from './apply-order.js';
+import { OwnedObjectWatch, type OwnedObjectWatchOptions } from './apply-watch.js';
 import {
   clusterIdProblem,
   conflictingManagers,
@@ -226,6 +227,7 @@ export class ApplyEngine {
   private inventory: Map<string, RestMapping> | undefined;
   private readonly appliedTypes = new Map<string, RestMapping>();
   private running: Promise<ReconcileReport> | undefined;
+  private readonly watches = new Set<OwnedObjectWatch>();
 
   constructor(options: ApplyEngineOptions) {
     const problem = clusterIdProblem(options.clusterId);
@@ -244,9 +246,25 @@ export class ApplyEngine {
     this.concurrency = Math.max(1, options.concurrency ?? 4);
   }
 
-  /** Closes kept-alive connections to the API server. */
+  /** Closes kept-alive connections to the API server (a watch from watchOwned is closed by its own close()). */
   close(): void {
     this.http.close();
+  }
+
+  /** Types that may hold this cluster id's objects: those applied, and those the first prune found. */
+  ownedTypes(): RestMapping[] {
+    return [...new Map([...(this.inventory ?? []), ...this.appliedTypes]).values()];
+  }
+
+  /**
+   * Watches this cluster id's objects and calls onDeleted when one goes (see
+   * apply-watch.ts). The watched types follow ownedTypes() after every pass.
+   */
+  watchOwned(options: OwnedObjectWatchOptions): OwnedObjectWatch {
+    const watch: OwnedObjectWatch = new OwnedObjectWatch(this.http, managedByLabel(this.clusterId), options, () => this.watches.delete(watch));
+    this.watches.add(watch);
+    watch.setTypes(this.ownedTypes());
+    return watch;
   }
 
   /**
@@ -317,6 +335,7 @@ export class ApplyEngine {
       prune.ran = true;
       reports.push(...(await this.prune(entries, prune.errors, signal)));
     }
+    for (const w of this.watches) w.setTypes(this.ownedTypes());
     return { objects: reports, prune };
   }
 

@@ -19,6 +19,7 @@ export {
 } from './apply.js';
 export { applyOrder, deleteOrder, phaseOf, type ApplyPhase, type GroupKind } from './apply-order.js';
 export { ReconcileLoop, type ReconcileLoopOptions } from './apply-loop.js';
+export { type OwnedObjectEvent, type OwnedObjectWatch, type OwnedObjectWatchOptions } from './apply-watch.js';
 export {
   type KubeObject,
   managedByLabel,

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApplyEngine, type DesiredObject, fieldManagerFor, type KubeObject, loadKubeConfig, managedByLabel, type ObjectReport, subscriptionsAnnotation } from '../../src/agent/index.js';
+import { ApplyEngine, ReconcileLoop, type DesiredObject, fieldManagerFor, type KubeObject, loadKubeConfig, managedByLabel, type ObjectReport, subscriptionsAnnotation } from '../../src/agent/index.js';
 import { KubeConfig } from '@kubernetes/client-node';
 import { freePort, httpsRequest, type KubeCluster } from '../../src/testkit/index.js';
 import { ErrorCode } from '../../src/tunnel/index.js';
-import { TestBed } from './harness.js';
+import { TestBed, until } from './harness.js';
 
 // The apply engine against a real kube-apiserver (no controller-manager:
 // Deployments are applied, pruned and restored, never rolled out).
@@ -316,5 +316,34 @@ describe('apply engine (real kube-apiserver)', () => {
     ]);
     expect(report.prune.ran).toBe(true);
     expect(report.prune.errors.length).toBeGreaterThan(0);
+  });
+
+  it('with a watch, a hand-deleted object comes back without waiting for the interval', async () => {
+    const e = engine();
+    const set = desired(sub('watched'), ns('watched'), cm('watched', 'c1'), deployment('watched', 'web', 1));
+    const reports: string[][] = [];
+    // An hour: only the watch can bring a pass within this test.
+    const loop = new ReconcileLoop({
+      intervalMs: 3_600_000,
+      run: async (signal) => {
+        const r = await e.reconcile({ objects: set, allowPrune: true, signal });
+        reports.push(r.objects.map((o) => `${o.kind}/${o.name}:${o.action}`));
+      },
+    });
+    const watch = e.watchOwned({ onDeleted: () => loop.trigger(), retryMs: 200 });
+    try {
+      loop.start();
+      await until('first pass', async () => loop.passes >= 1 && !loop.running);
+      expect(watch.watching).toEqual(['/ConfigMap', '/Namespace', 'apps/Deployment']);
+      // A delete before a watch is open is not seen by it: wait for them.
+      await watch.established();
+      expect((await api('DELETE', '/api/v1/namespaces/watched/configmaps/c1')).status).toBe(200);
+      expect((await api('DELETE', '/apis/apps/v1/namespaces/watched/deployments/web')).status).toBe(200);
+      await until('c1 and web restored', async () => (await get('/api/v1/namespaces/watched/configmaps/c1')) && (await get('/apis/apps/v1/namespaces/watched/deployments/web')));
+    } finally {
+      await loop.stop();
+      await watch.close();
+    }
+    expect(watch.watching).toEqual([]);
   });
 });
