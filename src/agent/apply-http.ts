@@ -59,7 +59,21 @@ export class KubeHttp {
     this.server = cluster.server;
   }
 
+  /**
+   * One request. Every request the engine makes is idempotent (GET, apply,
+   * DELETE with a uid precondition), so one that fails on a kept-alive
+   * connection the server had already closed is sent once more on a new one.
+   */
   async request(r: KubeRequest): Promise<KubeResponse> {
+    try {
+      return await this.requestOnce(r);
+    } catch (err) {
+      if (!(err instanceof StaleSocketError)) throw err;
+      return this.requestOnce(r);
+    }
+  }
+
+  private async requestOnce(r: KubeRequest): Promise<KubeResponse> {
     const url = new URL(r.path, this.server);
     for (const [k, v] of Object.entries(r.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
     const deadline = AbortSignal.timeout(this.timeoutMs);
@@ -91,7 +105,10 @@ export class KubeHttp {
         res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
         res.on('error', (err) => reject(failed(err)));
       });
-      req.on('error', (err) => reject(failed(err)));
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const stale = req.reusedSocket && (err.code === 'ECONNRESET' || err.code === 'EPIPE') && !signal.aborted;
+        reject(stale ? new StaleSocketError(err.message) : failed(err));
+      });
       req.end(r.body);
     });
   }
@@ -173,6 +190,9 @@ export class KubeHttp {
     this.agent = undefined;
   }
 }
+
+/** A kept-alive connection closed by the server before our request went out. */
+class StaleSocketError extends Error {}
 
 /** The API server's Status from an error answer, or a stand-in naming the HTTP code. */
 export function statusOf(res: KubeResponse): KubeStatus {

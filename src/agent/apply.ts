@@ -296,7 +296,8 @@ export class ApplyEngine {
 
     // Namespaces, then CRDs, then the rest; within a rank, several at once.
     const byPhase = (phase: string) => applyOrder(entries.filter((e) => phaseOf(e.gk) === phase).map((e) => ({ ...e.gk, namespace: e.namespace, name: e.name, e }))).map((x) => x.e);
-    await forEachLimited(byPhase('namespace'), this.concurrency, (e) => apply(e));
+    const namespaces = byPhase('namespace');
+    await forEachLimited(namespaces, this.concurrency, (e) => apply(e));
     const crds = byPhase('crd');
     await forEachLimited(crds, this.concurrency, (e) => apply(e));
 
@@ -310,12 +311,15 @@ export class ApplyEngine {
         crdBlocks.set(gkKey(gk), { code: ErrorCode.CrdNotEstablished, message: `CRD ${e.name} for ${gkKey(gk)} was not applied: ${r.error?.message ?? ''}` });
         return;
       }
-      const problem = await this.waitEstablished(e.name, signal);
+      const problem = await this.waitEstablished(e.name, signal).catch((err: unknown) => {
+        if (signal?.aborted) throw err;
+        return `CRD ${e.name}: ${toHawserError(err).message}`;
+      });
       if (problem) crdBlocks.set(gkKey(gk), { code: ErrorCode.CrdNotEstablished, message: problem });
     });
 
     const rest = byPhase('rest');
-    // Kinds ranked alike go together; ranks go in order.
+    // One kind after another in apply order; the objects of one kind several at once.
     let batch: Entry[] = [];
     const flush = async () => {
       await forEachLimited(batch, this.concurrency, (e) => apply(e, crdBlocks.get(gkKey(e.gk))));
@@ -327,7 +331,7 @@ export class ApplyEngine {
     }
     await flush();
 
-    for (const e of [...byPhase('namespace'), ...crds, ...rest]) reports.push(applied.get(e)!);
+    for (const e of [...namespaces, ...crds, ...rest]) reports.push(applied.get(e)!);
 
     const prune = { ran: false, errors: [] as string[] };
     if (input.allowPrune) {

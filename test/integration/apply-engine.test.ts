@@ -117,6 +117,30 @@ describe('apply engine (real kube-apiserver)', () => {
     expect(actionOf(report.objects, 'ConfigMap', 'beside-gadget')).toBe('applied');
   });
 
+  it('a CRD the API server refuses blocks its custom resources with a clear error; the rest apply', async () => {
+    const e = engine();
+    const badCrd: KubeObject = {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      // The name must be <plural>.<group>: refused.
+      metadata: { name: 'wrong.example.net' },
+      spec: {
+        group: 'example.net',
+        scope: 'Namespaced',
+        names: { plural: 'bolts', singular: 'bolt', kind: 'Bolt' },
+        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object' } } }],
+      },
+    };
+    const bolt: KubeObject = { apiVersion: 'example.net/v1', kind: 'Bolt', metadata: { namespace: 'default', name: 'b1' } };
+    const report = await e.reconcile({ objects: desired(sub('bolts'), bolt, badCrd, cm('default', 'beside-bolt')), allowPrune: false });
+    expect(report.objects.map((r) => [r.kind, r.action, r.error?.code])).toEqual([
+      ['CustomResourceDefinition', 'error', ErrorCode.ApplyRejected],
+      ['ConfigMap', 'applied', undefined],
+      ['Bolt', 'error', ErrorCode.CrdNotEstablished],
+    ]);
+    expect(report.objects.find((r) => r.kind === 'Bolt')?.error?.message).toContain('wrong.example.net');
+  });
+
   it('an object the API server refuses is an error for it alone; the others apply', async () => {
     const e = engine();
     const badService: KubeObject = {
