@@ -69,6 +69,9 @@ export interface ObservedCondition {
 }
 
 export interface ObservedStatus {
+  /** The object's metadata.generation; with observedGeneration it says whether the status is about the current spec. */
+  generation?: number;
+  observedGeneration?: number;
   replicas?: number;
   readyReplicas?: number;
   availableReplicas?: number;
@@ -175,10 +178,14 @@ async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: 
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
 }
 
-export function observedStatus(status: unknown): ObservedStatus | undefined {
+export function observedStatus(status: unknown, generation?: unknown): ObservedStatus | undefined {
   if (!status || typeof status !== 'object') return undefined;
   const s = status as Record<string, unknown>;
   const out: ObservedStatus = {};
+  if (typeof generation === 'number' && typeof s['observedGeneration'] === 'number') {
+    out.generation = generation;
+    out.observedGeneration = s['observedGeneration'];
+  }
   for (const f of ['replicas', 'readyReplicas', 'availableReplicas', 'updatedReplicas'] as const) {
     if (typeof s[f] === 'number') out[f] = s[f];
   }
@@ -209,7 +216,12 @@ function manifestProblem(d: DesiredObject): string | undefined {
   return subscriptionTagProblem(typeof d.subscription === 'string' ? d.subscription : String(d.subscription));
 }
 
-export class ApplyEngine {
+/** What sync needs of an applier: the engine, or a fake one for benchmarks without clusters. */
+export interface Applier {
+  reconcile(input: ReconcileInput): Promise<ReconcileReport>;
+}
+
+export class ApplyEngine implements Applier {
   readonly fieldManager: string;
   readonly clusterId: string;
   private readonly baseManager: string;
@@ -439,7 +451,7 @@ export class ApplyEngine {
       this.inventory?.set(gkKey(e.gk), mapping);
       const live = JSON.parse(res.body) as KubeObject;
       const after = live.metadata?.resourceVersion;
-      return this.report(e, before !== undefined && before === after ? 'unchanged' : 'applied', undefined, observedStatus(live['status']));
+      return this.report(e, before !== undefined && before === after ? 'unchanged' : 'applied', undefined, observedStatus(live['status'], live.metadata?.['generation']));
     } catch (err) {
       if (signal?.aborted) throw err;
       const h = toHawserError(err, ErrorCode.Unavailable);

@@ -7,6 +7,7 @@ export { parseQuantity, sumQuantities } from './quantity.js';
 export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust.js';
 export {
   ApplyEngine,
+  type Applier,
   type ApplyEngineOptions,
   type ApplyAction,
   type DesiredObject,

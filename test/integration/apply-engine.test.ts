@@ -217,7 +217,7 @@ describe('apply engine (real kube-apiserver)', () => {
     const res = await api(
       'PATCH',
       '/apis/apps/v1/namespaces/status/deployments/web/status',
-      { status: { replicas: 3, readyReplicas: 2, availableReplicas: 2, updatedReplicas: 3, conditions: [{ type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: 'not yet' }] } },
+      { status: { observedGeneration: 1, replicas: 3, readyReplicas: 2, availableReplicas: 2, updatedReplicas: 3, conditions: [{ type: 'Available', status: 'False', reason: 'MinimumReplicasUnavailable', message: 'not yet' }] } },
       'application/merge-patch+json',
     );
     expect(res.status).toBe(200);
@@ -225,6 +225,8 @@ describe('apply engine (real kube-apiserver)', () => {
     const web = report.objects.find((r) => r.kind === 'Deployment')!;
     expect(web.action).toBe('unchanged');
     expect(web.status).toEqual({
+      generation: 1,
+      observedGeneration: 1,
       replicas: 3,
       readyReplicas: 2,
       availableReplicas: 2,

@@ -134,6 +134,11 @@ describe('observed status', () => {
     expect(s!.conditions![0]!.message!.length).toBeLessThan(300);
   });
 
+  it('carries generation and observedGeneration together, so a stale status can be told', () => {
+    expect(observedStatus({ observedGeneration: 3, replicas: 1 }, 4)).toEqual({ generation: 4, observedGeneration: 3, replicas: 1 });
+    expect(observedStatus({ replicas: 1 }, 4)).toEqual({ replicas: 1 });
+  });
+
   it('is absent for objects without status', () => {
     expect(observedStatus(undefined)).toBeUndefined();
     expect(observedStatus({})).toBeUndefined();
