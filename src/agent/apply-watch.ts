@@ -118,6 +118,8 @@ export class OwnedObjectWatch {
     while (!signal.aborted) {
       try {
         version ??= await this.listVersion(m, signal);
+        const started = this.clock.now();
+        let events = 0;
         const res = await this.http.stream(
           {
             path: this.path(m),
@@ -132,6 +134,7 @@ export class OwnedObjectWatch {
             signal,
           },
           (line) => {
+            events++;
             const event = JSON.parse(line) as { type?: string; object?: { code?: number; metadata?: { name?: string; namespace?: string; resourceVersion?: string } } };
             if (event.type === 'ERROR') {
               // 410 Gone: the version is too old; list again.
@@ -149,6 +152,8 @@ export class OwnedObjectWatch {
           },
         );
         if (res.status !== 200) throw new Error(`watch ${m.group}/${m.kind}: HTTP ${res.status}`);
+        // A server that ends watches at once, saying nothing, must not make this a busy loop.
+        if (events === 0 && this.clock.now() - started < this.retryMs) await this.sleep(this.retryMs, signal);
       } catch {
         if (signal.aborted) return;
         version = undefined;
