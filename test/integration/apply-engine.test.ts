@@ -171,6 +171,23 @@ describe('apply engine (real kube-apiserver)', () => {
     ]);
   });
 
+  it('one object desired by two subscriptions is applied once and names both; other content for it is refused', async () => {
+    const e = engine();
+    const objects: DesiredObject[] = [
+      { subscription: 'team-a/one', object: cm('default', 'common', { v: '1' }) },
+      { subscription: 'team-b/two', object: cm('default', 'common', { v: '1' }) },
+      { subscription: 'team-c/three', object: cm('default', 'common', { v: 'other' }) },
+    ];
+    const report = await e.reconcile({ objects, allowPrune: false });
+    expect(report.objects.map((r) => [r.subscriptions, r.action, r.error?.code])).toEqual([
+      [['team-c/three'], 'error', ErrorCode.InvalidManifest],
+      [['team-a/one', 'team-b/two'], 'applied', undefined],
+    ]);
+    const live = await get('/api/v1/namespaces/default/configmaps/common');
+    expect(live?.data).toEqual({ v: '1' });
+    expect(live?.metadata.annotations?.[subscriptionsAnnotation(e.clusterId)]).toBe('team-a/one,team-b/two');
+  });
+
   it('applying the same set twice reports unchanged, also from a new engine (an agent restart)', async () => {
     const clusterId = randomUUID();
     const set = desired(sub('twice'), ns('twice'), cm('twice', 'c1'), deployment('twice', 'web', 2));
