@@ -40,7 +40,10 @@ import {
 //   taken after a data loss); otherwise nothing is deleted and the objects
 //   stay, so an empty or restored hub never causes mass deletion by itself.
 //   An object another cluster id also claims is released (this agent's fields
-//   and marks removed), not deleted.
+//   and marks removed), not deleted. A CRD with custom resources that are not
+//   this cluster id's is kept (HAWSER_PRUNE_BLOCKED). A Namespace of its own
+//   is deleted with whatever it holds, as kubectl apply --prune and Clusternet
+//   do: an object made by hand in a namespace hawser made goes with it.
 
 export interface DesiredObject {
   /** The Subscription this object comes from: "namespace/name". */
@@ -605,6 +608,34 @@ export class ApplyEngine implements Applier {
     return out;
   }
 
+  /**
+   * Deleting a CRD deletes every custom resource of it: when any not applied
+   * by this cluster id exists (hand-made, another agent's), says so, and the
+   * CRD stays.
+   */
+  private async foreignCustomResources(name: string, signal: AbortSignal | undefined): Promise<string | undefined> {
+    const res = await this.http.request({ method: 'GET', path: `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${encodeURIComponent(name)}`, ...(signal ? { signal } : {}) });
+    if (res.status === 404) return undefined;
+    if (res.status !== 200) throw new HawserError(codeForStatus(res.status), `CRD ${name}: ${statusMessage(res)}`);
+    const crd = JSON.parse(res.body) as { spec?: { group?: string; names?: { plural?: string }; versions?: Array<{ name: string; served?: boolean; storage?: boolean }> } };
+    const version = crd.spec?.versions?.find((v) => v.storage) ?? crd.spec?.versions?.find((v) => v.served !== false);
+    if (!crd.spec?.group || !crd.spec.names?.plural || !version) return undefined;
+    const list = await this.http.request({
+      method: 'GET',
+      path: `${groupVersionPath(crd.spec.group, version.name)}/${encodeURIComponent(crd.spec.names.plural)}`,
+      query: { labelSelector: `!${managedByLabel(this.clusterId)}`, limit: '1' },
+      accept: metadataListAccept,
+      ...(signal ? { signal } : {}),
+    });
+    if (list.status === 404) return undefined;
+    if (list.status !== 200) throw new HawserError(codeForStatus(list.status), `list ${crd.spec.names.plural}.${crd.spec.group}: ${statusMessage(list)}`);
+    const items = (JSON.parse(list.body) as { items?: Array<{ metadata?: ObjectMeta }> }).items ?? [];
+    const first = items[0]?.metadata;
+    if (!first) return undefined;
+    const where = first.namespace ? `${first.namespace}/${first.name ?? ''}` : (first.name ?? '');
+    return `CRD ${name} kept: custom resources not applied by this cluster id still use it (e.g. ${where})`;
+  }
+
   private async pruneOne(c: PruneCandidate, signal: AbortSignal | undefined): Promise<ObjectReport> {
     const apiVersion = apiVersionOf(c.mapping);
     const base: ObjectReport = {
@@ -627,6 +658,10 @@ export class ApplyEngine implements Applier {
         const body = JSON.stringify({ apiVersion, kind: c.kind, metadata: { name: c.name, ...(c.namespace !== undefined ? { namespace: c.namespace } : {}) } });
         const res = await this.applyPatch(path, body, false, signal);
         return res.status >= 200 && res.status < 300 ? { ...base, action: 'released' } : fail(res);
+      }
+      if (c.group === 'apiextensions.k8s.io' && c.kind === 'CustomResourceDefinition') {
+        const users = await this.foreignCustomResources(c.name, signal);
+        if (users) return { ...base, action: 'error', error: { code: ErrorCode.PruneBlocked, message: users } };
       }
       const res = await this.http.request({
         method: 'DELETE',

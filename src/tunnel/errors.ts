@@ -83,6 +83,8 @@ export const ErrorCode = {
   CrdNotEstablished: 'HAWSER_CRD_NOT_ESTABLISHED',
   /** A field is also managed by another hawser cluster id with another value: neither overwrites the other. */
   ApplyConflict: 'HAWSER_APPLY_CONFLICT',
+  /** A prune that would take others' objects with it (a CRD whose custom resources are not all ours): kept. */
+  PruneBlocked: 'HAWSER_PRUNE_BLOCKED',
   // Rendering subscriptions into per-cluster manifests (src/hub/render).
   /** A Localization's or Globalization's override could not apply to an object; its previous rendering stays. */
   OverrideFailed: 'HAWSER_OVERRIDE_FAILED',

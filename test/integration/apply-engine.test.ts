@@ -318,6 +318,33 @@ describe('apply engine (real kube-apiserver)', () => {
     expect(gone.objects.map((r) => `${r.kind}:${r.action}`)).toEqual(['Sprocket:deleted', 'ConfigMap:deleted', 'CustomResourceDefinition:deleted', 'Namespace:deleted']);
   });
 
+  it('a CRD whose custom resources are not all its own is kept at prune: a hand-made one would go with it', async () => {
+    const e = engine();
+    const crd: KubeObject = {
+      apiVersion: 'apiextensions.k8s.io/v1',
+      kind: 'CustomResourceDefinition',
+      metadata: { name: 'cogs.example.org' },
+      spec: {
+        group: 'example.org',
+        scope: 'Cluster',
+        names: { plural: 'cogs', singular: 'cog', kind: 'Cog' },
+        versions: [{ name: 'v1', served: true, storage: true, schema: { openAPIV3Schema: { type: 'object', 'x-kubernetes-preserve-unknown-fields': true } } }],
+      },
+    };
+    const ours: KubeObject = { apiVersion: 'example.org/v1', kind: 'Cog', metadata: { name: 'ours' } };
+    const applied = await e.reconcile({ objects: desired(sub('cogs'), crd, ours), allowPrune: true });
+    expect(applied.objects.map((r) => r.action)).toEqual(['applied', 'applied']);
+    expect((await api('POST', '/apis/example.org/v1/cogs', { apiVersion: 'example.org/v1', kind: 'Cog', metadata: { name: 'by-hand' } })).status).toBe(201);
+
+    const pruned = await e.reconcile({ objects: [], allowPrune: true });
+    expect(pruned.objects.map((r) => [r.kind, r.action, r.error?.code])).toEqual([
+      ['Cog', 'deleted', undefined],
+      ['CustomResourceDefinition', 'error', ErrorCode.PruneBlocked],
+    ]);
+    expect(await get('/apis/apiextensions.k8s.io/v1/customresourcedefinitions/cogs.example.org')).toBeDefined();
+    expect(await get('/apis/example.org/v1/cogs/by-hand')).toBeDefined();
+  });
+
   it('allowPrune=false keeps everything, even with an empty desired set', async () => {
     const e = engine();
     await e.reconcile({ objects: desired(sub('keep'), ns('keep'), cm('keep', 'c1'), deployment('keep', 'web', 1)), allowPrune: true });
