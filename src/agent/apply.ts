@@ -89,6 +89,8 @@ export interface ObjectReport {
   name: string;
   subscriptions: string[];
   action: ApplyAction;
+  /** Whether the object is in the cluster after this pass; absent when that is not known (the API server was not reached). */
+  exists?: boolean;
   error?: { code: ErrorCode; message: string };
   /** Read back from the API server's answer to the apply. */
   status?: ObservedStatus;
@@ -305,7 +307,7 @@ export class ApplyEngine implements Applier {
     const applied = new Map<Entry, ObjectReport>();
     const apply = async (e: Entry, blocked?: { code: ErrorCode; message: string }) => {
       throwIfAborted(signal);
-      const report = blocked ? this.report(e, 'error', blocked) : await this.applyOne(e, signal);
+      const report = blocked ? this.report(e, 'error', undefined, blocked) : await this.applyOne(e, signal);
       applied.set(e, report);
     };
 
@@ -394,6 +396,7 @@ export class ApplyEngine implements Applier {
         ...this.report(
           { object: o, subscriptions: [d.subscription], gk, name, namespace },
           'error',
+          undefined,
           { code: ErrorCode.InvalidManifest, message: `${o.kind} ${namespace ? `${namespace}/` : ''}${name} is also desired by subscription ${seen.subscriptions[0]} with other content; that one is applied` },
         ),
       });
@@ -401,7 +404,13 @@ export class ApplyEngine implements Applier {
     return [...byKey.values()];
   }
 
-  private report(e: Entry, action: ApplyAction, error?: { code: ErrorCode; message: string }, status?: ObservedStatus): ObjectReport {
+  private report(
+    e: Entry,
+    action: ApplyAction,
+    exists: boolean | undefined,
+    error?: { code: ErrorCode; message: string },
+    status?: ObservedStatus,
+  ): ObjectReport {
     return {
       apiVersion: e.object.apiVersion,
       kind: e.object.kind,
@@ -409,6 +418,7 @@ export class ApplyEngine implements Applier {
       name: e.name,
       subscriptions: [...e.subscriptions].sort(),
       action,
+      ...(exists === undefined ? {} : { exists }),
       ...(error ? { error: { code: error.code, message: boundedText(error.message, maxErrorChars) } } : {}),
       ...(status ? { status } : {}),
     };
@@ -421,7 +431,7 @@ export class ApplyEngine implements Applier {
         const message = isBuiltInGroup(e.gk.group)
           ? `the API server serves no kind ${e.object.kind} in ${e.object.apiVersion}`
           : `CRD for ${gkKey(e.gk)} not in the cluster`;
-        return this.report(e, 'error', { code: ErrorCode.KindNotServed, message });
+        return this.report(e, 'error', false, { code: ErrorCode.KindNotServed, message });
       }
       if (mapping.namespaced) e.namespace ??= 'default';
       else e.namespace = undefined;
@@ -439,7 +449,7 @@ export class ApplyEngine implements Applier {
         const agents = managers.filter((m) => isOtherAgentManager(m, this.baseManager, this.clusterId));
         if (agents.length > 0) {
           const fields = (statusOf(res).details?.causes ?? []).map((c) => c.field).filter(Boolean).join(', ');
-          return this.report(e, 'error', {
+          return this.report(e, 'error', true, {
             code: ErrorCode.ApplyConflict,
             message: `field(s) ${fields} also applied by ${agents.join(', ')} with another value: ${statusMessage(res)}`,
           });
@@ -448,17 +458,17 @@ export class ApplyEngine implements Applier {
         res = await this.applyPatch(path, body, true, signal);
       }
       if (res.status < 200 || res.status >= 300) {
-        return this.report(e, 'error', { code: codeForStatus(res.status), message: statusMessage(res, maxErrorChars) });
+        return this.report(e, 'error', before !== undefined, { code: codeForStatus(res.status), message: statusMessage(res, maxErrorChars) });
       }
       this.appliedTypes.set(gkKey(e.gk), mapping);
       this.inventory?.set(gkKey(e.gk), mapping);
       const live = JSON.parse(res.body) as KubeObject;
       const after = live.metadata?.resourceVersion;
-      return this.report(e, before !== undefined && before === after ? 'unchanged' : 'applied', undefined, observedStatus(live['status'], live.metadata?.['generation']));
+      return this.report(e, before !== undefined && before === after ? 'unchanged' : 'applied', true, undefined, observedStatus(live['status'], live.metadata?.['generation']));
     } catch (err) {
       if (signal?.aborted) throw err;
       const h = toHawserError(err, ErrorCode.Unavailable);
-      return this.report(e, 'error', { code: h.code, message: h.message });
+      return this.report(e, 'error', undefined, { code: h.code, message: h.message });
     }
   }
 
@@ -645,11 +655,13 @@ export class ApplyEngine implements Applier {
       name: c.name,
       subscriptions: subscriptionsOf(c.meta, this.clusterId),
       action: 'deleted',
+      exists: false,
     };
     const path = resourcePath(c.mapping, c.namespace, c.name);
     const fail = (res: KubeResponse): ObjectReport => ({
       ...base,
       action: 'error',
+      exists: true,
       error: { code: codeForStatus(res.status), message: statusMessage(res, maxErrorChars) },
     });
     try {
@@ -657,11 +669,11 @@ export class ApplyEngine implements Applier {
         // Another cluster id still wants it: drop only our fields and marks.
         const body = JSON.stringify({ apiVersion, kind: c.kind, metadata: { name: c.name, ...(c.namespace !== undefined ? { namespace: c.namespace } : {}) } });
         const res = await this.applyPatch(path, body, false, signal);
-        return res.status >= 200 && res.status < 300 ? { ...base, action: 'released' } : fail(res);
+        return res.status >= 200 && res.status < 300 ? { ...base, action: 'released', exists: true } : fail(res);
       }
       if (c.group === 'apiextensions.k8s.io' && c.kind === 'CustomResourceDefinition') {
         const users = await this.foreignCustomResources(c.name, signal);
-        if (users) return { ...base, action: 'error', error: { code: ErrorCode.PruneBlocked, message: users } };
+        if (users) return { ...base, action: 'error', exists: true, error: { code: ErrorCode.PruneBlocked, message: users } };
       }
       const res = await this.http.request({
         method: 'DELETE',
@@ -675,7 +687,8 @@ export class ApplyEngine implements Applier {
     } catch (err) {
       if (signal?.aborted) throw err;
       const h = toHawserError(err, ErrorCode.Unavailable);
-      return { ...base, action: 'error', error: { code: h.code, message: boundedText(h.message, maxErrorChars) } };
+      const { exists: _unknown, ...rest } = base;
+      return { ...rest, action: 'error', error: { code: h.code, message: boundedText(h.message, maxErrorChars) } };
     }
   }
 }

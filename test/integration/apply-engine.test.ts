@@ -113,6 +113,7 @@ describe('apply engine (real kube-apiserver)', () => {
     const g = report.objects.find((r) => r.kind === 'Gadget')!;
     expect(g.action).toBe('error');
     expect(g.error?.code).toBe(ErrorCode.KindNotServed);
+    expect(g.exists).toBe(false);
     expect(g.error?.message).toContain('gadgets.example.com/Gadget');
     expect(actionOf(report.objects, 'ConfigMap', 'beside-gadget')).toBe('applied');
   });
@@ -153,6 +154,7 @@ describe('apply engine (real kube-apiserver)', () => {
     const bad = report.objects.find((r) => r.kind === 'Service')!;
     expect(bad.action).toBe('error');
     expect(bad.error?.code).toBe(ErrorCode.ApplyRejected);
+    expect(bad.exists).toBe(false);
     expect(bad.error?.message).toContain('99999');
     expect(bad.error!.message.length).toBeLessThanOrEqual(1100);
     expect(actionOf(report.objects, 'ConfigMap', 'good')).toBe('applied');
@@ -267,6 +269,7 @@ describe('apply engine (real kube-apiserver)', () => {
     // a2 and a-web leave A's desired set.
     const pruned = await a.reconcile({ objects: desired(sub('shared'), ns('shared'), cm('shared', 'a1')), allowPrune: true });
     expect(pruned.objects.filter((r) => r.action === 'deleted').map((r) => `${r.kind}/${r.name}`).sort()).toEqual(['ConfigMap/a2', 'Deployment/a-web']);
+    expect(pruned.objects.map((r) => `${r.kind}/${r.name}:${r.exists}`).sort()).toEqual(['ConfigMap/a1:true', 'ConfigMap/a2:false', 'Deployment/a-web:false', 'Namespace/shared:true']);
     expect(await get('/api/v1/namespaces/shared/configmaps/a2')).toBeUndefined();
     expect(await get('/apis/apps/v1/namespaces/shared/deployments/a-web')).toBeUndefined();
     expect(await get('/api/v1/namespaces/shared/configmaps/b1')).toBeDefined();
