@@ -99,3 +99,24 @@ export class RestMapper {
       .map((r) => ({ group, version, kind: r.kind, plural: r.name, namespaced: r.namespaced, verbs: r.verbs ?? [] }));
   }
 }
+
+/** "group/kind": the key of a type whatever its version. */
+export function gkKey(gk: { group: string; kind: string }): string {
+  return `${gk.group}/${gk.kind}`;
+}
+
+export function objectKey(group: string, kind: string, namespace: string | undefined, name: string): string {
+  return `${group}/${kind}/${namespace ?? ''}/${name}`;
+}
+
+export function resourcePath(m: RestMapping, namespace: string | undefined, name?: string): string {
+  let path = groupVersionPath(m.group, m.version);
+  if (m.namespaced && namespace !== undefined) path += `/namespaces/${encodeURIComponent(namespace)}`;
+  path += `/${m.plural}`;
+  if (name !== undefined) path += `/${encodeURIComponent(name)}`;
+  return path;
+}
+
+export function apiVersionOf(m: { group: string; version: string }): string {
+  return m.group === '' ? m.version : `${m.group}/${m.version}`;
+}

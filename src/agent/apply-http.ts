@@ -210,3 +210,10 @@ export function statusMessage(res: KubeResponse, max = 1024): string {
   const s = statusOf(res);
   return boundedText(s.message ?? `HTTP ${res.status}`, max);
 }
+
+/** An error answer's code: the server's trouble (retry later) or a refusal of the request. */
+export function codeForStatus(status: number): ErrorCode {
+  return status >= 500 || status === 429 ? ErrorCode.Unavailable : ErrorCode.ApplyRejected;
+}
+
+export const metadataListAccept = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';

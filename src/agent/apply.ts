@@ -1,9 +1,21 @@
 import type { KubeConfig } from '@kubernetes/client-node';
 import { boundedText, quoteBounded } from '../api/index.js';
 import { type Clock, ErrorCode, HawserError, systemClock, toHawserError } from '../tunnel/index.js';
-import { groupVersionPath, RestMapper, type RestMapping, splitApiVersion } from './apply-discovery.js';
-import { KubeHttp, type KubeResponse, statusMessage, statusOf } from './apply-http.js';
-import { applyOrder, deleteOrder, type GroupKind, phaseOf } from './apply-order.js';
+import { gkKey, objectKey, resourcePath, RestMapper, type RestMapping, splitApiVersion } from './apply-discovery.js';
+import { codeForStatus, KubeHttp, type KubeResponse, statusMessage, statusOf } from './apply-http.js';
+import { applyOrder, type GroupKind, phaseOf } from './apply-order.js';
+import { Pruner } from './apply-prune.js';
+import {
+  type Applier,
+  type ApplyAction,
+  type DesiredObject,
+  maxErrorChars,
+  type ObjectReport,
+  type ObservedStatus,
+  observedStatus,
+  type ReconcileInput,
+  type ReconcileReport,
+} from './apply-report.js';
 import { OwnedObjectWatch, type OwnedObjectWatchOptions } from './apply-watch.js';
 import {
   clusterIdProblem,
@@ -12,10 +24,7 @@ import {
   isOtherAgentManager,
   type KubeObject,
   managedByLabel,
-  type ObjectMeta,
-  otherOwners,
   stampOwnership,
-  subscriptionsOf,
   subscriptionTagProblem,
 } from './ownership.js';
 
@@ -45,66 +54,6 @@ import {
 //   is deleted with whatever it holds, as kubectl apply --prune and Clusternet
 //   do: an object made by hand in a namespace hawser made goes with it.
 
-export interface DesiredObject {
-  /** The Subscription this object comes from: "namespace/name". */
-  subscription: string;
-  object: KubeObject;
-}
-
-export interface ReconcileInput {
-  objects: readonly DesiredObject[];
-  /**
-   * The set is this cluster's complete, authoritative desired state: objects
-   * of this cluster id that it does not hold are deleted. False keeps them.
-   */
-  allowPrune: boolean;
-  signal?: AbortSignal;
-}
-
-export type ApplyAction = 'applied' | 'unchanged' | 'deleted' | 'released' | 'error';
-
-export interface ObservedCondition {
-  type: string;
-  status: string;
-  reason?: string;
-  message?: string;
-  lastTransitionTime?: string;
-}
-
-export interface ObservedStatus {
-  /** The object's metadata.generation; with observedGeneration it says whether the status is about the current spec. */
-  generation?: number;
-  observedGeneration?: number;
-  replicas?: number;
-  readyReplicas?: number;
-  availableReplicas?: number;
-  updatedReplicas?: number;
-  conditions?: ObservedCondition[];
-}
-
-export interface ObjectReport {
-  apiVersion: string;
-  kind: string;
-  namespace?: string;
-  name: string;
-  subscriptions: string[];
-  action: ApplyAction;
-  /** Whether the object is in the cluster after this pass; absent when that is not known (the API server was not reached). */
-  exists?: boolean;
-  error?: { code: ErrorCode; message: string };
-  /** Read back from the API server's answer to the apply. */
-  status?: ObservedStatus;
-}
-
-export interface ReconcileReport {
-  objects: ObjectReport[];
-  prune: {
-    ran: boolean;
-    /** Kinds that could not be listed for prune (their objects were left alone). */
-    errors: string[];
-  };
-}
-
 export interface ApplyEngineOptions {
   kubeConfig: KubeConfig;
   /** This agent's cluster id (a lower-case UUID). */
@@ -122,13 +71,6 @@ export interface ApplyEngineOptions {
   clock?: Clock;
 }
 
-/** Bounds on what a report carries from the API server. */
-const maxErrorChars = 1024;
-const maxConditions = 16;
-const maxConditionMessageChars = 256;
-
-const metadataListAccept = 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json';
-
 interface Entry {
   object: KubeObject;
   subscriptions: string[];
@@ -137,41 +79,8 @@ interface Entry {
   namespace: string | undefined;
 }
 
-interface PruneCandidate {
-  mapping: RestMapping;
-  meta: ObjectMeta;
-  group: string;
-  kind: string;
-  name: string;
-  namespace: string | undefined;
-}
-
-function gkKey(gk: GroupKind): string {
-  return `${gk.group}/${gk.kind}`;
-}
-
-function objectKey(group: string, kind: string, namespace: string | undefined, name: string): string {
-  return `${group}/${kind}/${namespace ?? ''}/${name}`;
-}
-
-function resourcePath(m: RestMapping, namespace: string | undefined, name?: string): string {
-  let path = groupVersionPath(m.group, m.version);
-  if (m.namespaced && namespace !== undefined) path += `/namespaces/${encodeURIComponent(namespace)}`;
-  path += `/${m.plural}`;
-  if (name !== undefined) path += `/${encodeURIComponent(name)}`;
-  return path;
-}
-
-function apiVersionOf(m: { group: string; version: string }): string {
-  return m.group === '' ? m.version : `${m.group}/${m.version}`;
-}
-
 function isBuiltInGroup(group: string): boolean {
   return !group.includes('.') || group.endsWith('.k8s.io');
-}
-
-function codeForStatus(status: number): ErrorCode {
-  return status >= 500 || status === 429 ? ErrorCode.Unavailable : ErrorCode.ApplyRejected;
 }
 
 /** Runs fn over items, at most `limit` at once. */
@@ -181,32 +90,6 @@ async function forEachLimited<T>(items: readonly T[], limit: number, fn: (item: 
     while (next < items.length) await fn(items[next++]!);
   };
   await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-}
-
-export function observedStatus(status: unknown, generation?: unknown): ObservedStatus | undefined {
-  if (!status || typeof status !== 'object') return undefined;
-  const s = status as Record<string, unknown>;
-  const out: ObservedStatus = {};
-  if (typeof generation === 'number' && typeof s['observedGeneration'] === 'number') {
-    out.generation = generation;
-    out.observedGeneration = s['observedGeneration'];
-  }
-  for (const f of ['replicas', 'readyReplicas', 'availableReplicas', 'updatedReplicas'] as const) {
-    if (typeof s[f] === 'number') out[f] = s[f];
-  }
-  if (Array.isArray(s['conditions'])) {
-    out.conditions = (s['conditions'] as Array<Record<string, unknown>>)
-      .filter((c) => c && typeof c.type === 'string' && typeof c.status === 'string')
-      .slice(0, maxConditions)
-      .map((c) => ({
-        type: boundedText(c.type, 128),
-        status: boundedText(c.status, 32),
-        ...(typeof c.reason === 'string' ? { reason: boundedText(c.reason, 128) } : {}),
-        ...(typeof c.message === 'string' ? { message: boundedText(c.message, maxConditionMessageChars) } : {}),
-        ...(typeof c.lastTransitionTime === 'string' ? { lastTransitionTime: c.lastTransitionTime } : {}),
-      }));
-  }
-  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** A desired object's shape problem, or undefined. */
@@ -221,11 +104,6 @@ function manifestProblem(d: DesiredObject): string | undefined {
   return subscriptionTagProblem(typeof d.subscription === 'string' ? d.subscription : String(d.subscription));
 }
 
-/** What sync needs of an applier: the engine, or a fake one for benchmarks without clusters. */
-export interface Applier {
-  reconcile(input: ReconcileInput): Promise<ReconcileReport>;
-}
-
 export class ApplyEngine implements Applier {
   readonly fieldManager: string;
   readonly clusterId: string;
@@ -236,13 +114,7 @@ export class ApplyEngine implements Applier {
   private readonly crdEstablishTimeoutMs: number;
   private readonly crdPollMs: number;
   private readonly concurrency: number;
-  /**
-   * Resource types that may hold this cluster id's objects. Unknown (undefined)
-   * until the first prune, which lists every type the API server serves once,
-   * so objects applied before a restart are found without any record of them.
-   */
-  private inventory: Map<string, RestMapping> | undefined;
-  private readonly appliedTypes = new Map<string, RestMapping>();
+  private readonly pruner: Pruner;
   private running: Promise<ReconcileReport> | undefined;
   private readonly watches = new Set<OwnedObjectWatch>();
 
@@ -261,6 +133,7 @@ export class ApplyEngine implements Applier {
     this.crdEstablishTimeoutMs = options.crdEstablishTimeoutMs ?? 60_000;
     this.crdPollMs = options.crdPollMs ?? 200;
     this.concurrency = Math.max(1, options.concurrency ?? 4);
+    this.pruner = new Pruner(this.http, this.mapper, this.clusterId, (path, body, signal) => this.applyPatch(path, body, false, signal));
   }
 
   /** Closes kept-alive connections to the API server (a watch from watchOwned is closed by its own close()). */
@@ -270,7 +143,7 @@ export class ApplyEngine implements Applier {
 
   /** Types that may hold this cluster id's objects: those applied, and those the first prune found. */
   ownedTypes(): RestMapping[] {
-    return [...new Map([...(this.inventory ?? []), ...this.appliedTypes]).values()];
+    return this.pruner.ownedTypes();
   }
 
   /**
@@ -354,7 +227,7 @@ export class ApplyEngine implements Applier {
     if (input.allowPrune) {
       throwIfAborted(signal);
       prune.ran = true;
-      reports.push(...(await this.prune(entries, prune.errors, signal)));
+      reports.push(...(await this.pruner.prune(entries, prune.errors, signal)));
     }
     for (const w of this.watches) w.setTypes(this.ownedTypes());
     return { objects: reports, prune };
@@ -460,8 +333,7 @@ export class ApplyEngine implements Applier {
       if (res.status < 200 || res.status >= 300) {
         return this.report(e, 'error', before !== undefined, { code: codeForStatus(res.status), message: statusMessage(res, maxErrorChars) });
       }
-      this.appliedTypes.set(gkKey(e.gk), mapping);
-      this.inventory?.set(gkKey(e.gk), mapping);
+      this.pruner.noteApplied(mapping);
       const live = JSON.parse(res.body) as KubeObject;
       const after = live.metadata?.resourceVersion;
       return this.report(e, before !== undefined && before === after ? 'unchanged' : 'applied', true, undefined, observedStatus(live['status'], live.metadata?.['generation']));
@@ -525,170 +397,6 @@ export class ApplyEngine implements Applier {
       }
       if (this.clock.now() >= deadline) return `CRD ${name} not Established within ${this.crdEstablishTimeoutMs}ms: ${last}`;
       await new Promise<void>((resolve) => this.clock.setTimeout(resolve, this.crdPollMs));
-    }
-  }
-
-  /** Deletes (or releases) this cluster id's objects that the desired set no longer holds. */
-  private async prune(entries: readonly Entry[], errors: string[], signal: AbortSignal | undefined): Promise<ObjectReport[]> {
-    if (!this.inventory) {
-      const found = new Map<string, RestMapping>();
-      let listable: RestMapping[];
-      try {
-        listable = await this.mapper.listable();
-      } catch (err) {
-        if (signal?.aborted) throw err;
-        // Without the list of types, what is ours is unknown: prune waits for a later pass.
-        errors.push(`discovery: ${toHawserError(err).message}`);
-        return [];
-      }
-      for (const m of listable) {
-        throwIfAborted(signal);
-        const items = await this.listOwned(m, signal, 1).catch((err: unknown) => {
-          errors.push(`${gkKey(m)}: ${toHawserError(err).message}`);
-          return [];
-        });
-        if (items.length > 0) found.set(gkKey(m), m);
-      }
-      this.inventory = found;
-    }
-    for (const [k, m] of this.appliedTypes) this.inventory.set(k, m);
-
-    const desired = new Set<string>();
-    const desiredKinds = new Set(entries.map((e) => gkKey(e.gk)));
-    for (const e of entries) {
-      desired.add(objectKey(e.gk.group, e.gk.kind, e.namespace, e.name));
-      // Not yet resolved (its kind was not served): keep what could be it.
-      if (e.namespace === undefined) desired.add(objectKey(e.gk.group, e.gk.kind, 'default', e.name));
-    }
-    const candidates: PruneCandidate[] = [];
-    for (const [k, m] of [...this.inventory]) {
-      throwIfAborted(signal);
-      let items: ObjectMeta[];
-      try {
-        items = await this.listOwned(m, signal);
-      } catch (err) {
-        if (err instanceof HawserError && err.code === ErrorCode.NotFound) {
-          // The type is gone (its CRD deleted): nothing of it is left to prune.
-          this.inventory.delete(k);
-          this.appliedTypes.delete(k);
-          continue;
-        }
-        errors.push(`${k}: ${toHawserError(err).message}`);
-        continue;
-      }
-      if (items.length === 0 && !desiredKinds.has(k)) {
-        // Nothing of ours left of this type: stop listing it every pass.
-        this.inventory.delete(k);
-        this.appliedTypes.delete(k);
-        continue;
-      }
-      for (const meta of items) {
-        if (!meta.name || meta.deletionTimestamp) continue;
-        if (desired.has(objectKey(m.group, m.kind, meta.namespace, meta.name))) continue;
-        candidates.push({ mapping: m, meta, group: m.group, kind: m.kind, name: meta.name, namespace: meta.namespace });
-      }
-    }
-    const reports: ObjectReport[] = [];
-    for (const c of deleteOrder(candidates)) {
-      throwIfAborted(signal);
-      reports.push(await this.pruneOne(c, signal));
-    }
-    return reports;
-  }
-
-  /** This cluster id's objects of one type, metadata only, every page (or the first `limit`). */
-  private async listOwned(m: RestMapping, signal: AbortSignal | undefined, limit?: number): Promise<ObjectMeta[]> {
-    const out: ObjectMeta[] = [];
-    let cont: string | undefined;
-    do {
-      const res = await this.http.request({
-        method: 'GET',
-        path: resourcePath(m, undefined),
-        query: { labelSelector: managedByLabel(this.clusterId), limit: String(limit ?? 500), continue: cont },
-        accept: metadataListAccept,
-        ...(signal ? { signal } : {}),
-      });
-      if (res.status === 404) throw new HawserError(ErrorCode.NotFound, `${gkKey(m)} is not served`);
-      if (res.status !== 200) throw new HawserError(codeForStatus(res.status), `list ${gkKey(m)}: ${statusMessage(res)}`);
-      const list = JSON.parse(res.body) as { items?: Array<{ metadata?: ObjectMeta }>; metadata?: { continue?: string } };
-      for (const item of list.items ?? []) if (item.metadata) out.push(item.metadata);
-      cont = list.metadata?.continue || undefined;
-      if (limit !== undefined) break;
-    } while (cont);
-    return out;
-  }
-
-  /**
-   * Deleting a CRD deletes every custom resource of it: when any not applied
-   * by this cluster id exists (hand-made, another agent's), says so, and the
-   * CRD stays.
-   */
-  private async foreignCustomResources(name: string, signal: AbortSignal | undefined): Promise<string | undefined> {
-    const res = await this.http.request({ method: 'GET', path: `/apis/apiextensions.k8s.io/v1/customresourcedefinitions/${encodeURIComponent(name)}`, ...(signal ? { signal } : {}) });
-    if (res.status === 404) return undefined;
-    if (res.status !== 200) throw new HawserError(codeForStatus(res.status), `CRD ${name}: ${statusMessage(res)}`);
-    const crd = JSON.parse(res.body) as { spec?: { group?: string; names?: { plural?: string }; versions?: Array<{ name: string; served?: boolean; storage?: boolean }> } };
-    const version = crd.spec?.versions?.find((v) => v.storage) ?? crd.spec?.versions?.find((v) => v.served !== false);
-    if (!crd.spec?.group || !crd.spec.names?.plural || !version) return undefined;
-    const list = await this.http.request({
-      method: 'GET',
-      path: `${groupVersionPath(crd.spec.group, version.name)}/${encodeURIComponent(crd.spec.names.plural)}`,
-      query: { labelSelector: `!${managedByLabel(this.clusterId)}`, limit: '1' },
-      accept: metadataListAccept,
-      ...(signal ? { signal } : {}),
-    });
-    if (list.status === 404) return undefined;
-    if (list.status !== 200) throw new HawserError(codeForStatus(list.status), `list ${crd.spec.names.plural}.${crd.spec.group}: ${statusMessage(list)}`);
-    const items = (JSON.parse(list.body) as { items?: Array<{ metadata?: ObjectMeta }> }).items ?? [];
-    const first = items[0]?.metadata;
-    if (!first) return undefined;
-    const where = first.namespace ? `${first.namespace}/${first.name ?? ''}` : (first.name ?? '');
-    return `CRD ${name} kept: custom resources not applied by this cluster id still use it (e.g. ${where})`;
-  }
-
-  private async pruneOne(c: PruneCandidate, signal: AbortSignal | undefined): Promise<ObjectReport> {
-    const apiVersion = apiVersionOf(c.mapping);
-    const base: ObjectReport = {
-      apiVersion,
-      kind: c.kind,
-      ...(c.namespace !== undefined ? { namespace: c.namespace } : {}),
-      name: c.name,
-      subscriptions: subscriptionsOf(c.meta, this.clusterId),
-      action: 'deleted',
-      exists: false,
-    };
-    const path = resourcePath(c.mapping, c.namespace, c.name);
-    const fail = (res: KubeResponse): ObjectReport => ({
-      ...base,
-      action: 'error',
-      exists: true,
-      error: { code: codeForStatus(res.status), message: statusMessage(res, maxErrorChars) },
-    });
-    try {
-      if (otherOwners(c.meta, this.clusterId).length > 0) {
-        // Another cluster id still wants it: drop only our fields and marks.
-        const body = JSON.stringify({ apiVersion, kind: c.kind, metadata: { name: c.name, ...(c.namespace !== undefined ? { namespace: c.namespace } : {}) } });
-        const res = await this.applyPatch(path, body, false, signal);
-        return res.status >= 200 && res.status < 300 ? { ...base, action: 'released', exists: true } : fail(res);
-      }
-      if (c.group === 'apiextensions.k8s.io' && c.kind === 'CustomResourceDefinition') {
-        const users = await this.foreignCustomResources(c.name, signal);
-        if (users) return { ...base, action: 'error', exists: true, error: { code: ErrorCode.PruneBlocked, message: users } };
-      }
-      const res = await this.http.request({
-        method: 'DELETE',
-        path,
-        // The uid precondition: an object deleted and made anew by someone else meanwhile is not ours to delete.
-        body: JSON.stringify({ apiVersion: 'v1', kind: 'DeleteOptions', propagationPolicy: 'Background', ...(c.meta.uid ? { preconditions: { uid: c.meta.uid } } : {}) }),
-        ...(signal ? { signal } : {}),
-      });
-      if ((res.status >= 200 && res.status < 300) || res.status === 404) return base;
-      return fail(res);
-    } catch (err) {
-      if (signal?.aborted) throw err;
-      const h = toHawserError(err, ErrorCode.Unavailable);
-      const { exists: _unknown, ...rest } = base;
-      return { ...rest, action: 'error', error: { code: h.code, message: boundedText(h.message, maxErrorChars) } };
     }
   }
 }

@@ -5,10 +5,9 @@ export { type AgentIdentity, identityFileName, IdentityStore, newIdentity } from
 export { type AgentOptions, defaultAgentOptions, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
 export { parseQuantity, sumQuantities } from './quantity.js';
 export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust.js';
+export { ApplyEngine, type ApplyEngineOptions } from './apply.js';
 export {
-  ApplyEngine,
   type Applier,
-  type ApplyEngineOptions,
   type ApplyAction,
   type DesiredObject,
   type ObjectReport,
@@ -17,7 +16,7 @@ export {
   type ReconcileInput,
   type ReconcileReport,
   observedStatus,
-} from './apply.js';
+} from './apply-report.js';
 export { applyOrder, deleteOrder, phaseOf, type ApplyPhase, type GroupKind } from './apply-order.js';
 export { ReconcileLoop, type ReconcileLoopOptions } from './apply-loop.js';
 export { type OwnedObjectEvent, type OwnedObjectWatch, type OwnedObjectWatchOptions } from './apply-watch.js';
