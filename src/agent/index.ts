@@ -8,3 +8,26 @@ export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust
 export { type AgentFrameHandler, type AgentHandlerFactory, type AgentSessionContext, type HubFrame, type HubFrameKind } from './router.js';
 export type { AgentSession } from './session.js';
 export { emptySyncState, readSyncState, type SyncState, syncStateCacheKey, writeSyncState } from './sync-state.js';
+export { ApplyEngine, type ApplyEngineOptions } from './apply.js';
+export {
+  type Applier,
+  type ApplyAction,
+  type DesiredObject,
+  type ObjectReport,
+  type ObservedCondition,
+  type ObservedStatus,
+  type ReconcileInput,
+  type ReconcileReport,
+  observedStatus,
+} from './apply-report.js';
+export { applyOrder, deleteOrder, phaseOf, type ApplyPhase, type GroupKind } from './apply-order.js';
+export { ReconcileLoop, type ReconcileLoopOptions } from './apply-loop.js';
+export { type OwnedObjectEvent, type OwnedObjectWatch, type OwnedObjectWatchOptions } from './apply-watch.js';
+export {
+  type KubeObject,
+  managedByLabel,
+  managedByLabelPrefix,
+  subscriptionsAnnotation,
+  subscriptionsAnnotationPrefix,
+  fieldManagerFor,
+} from './ownership.js';

@@ -79,6 +79,19 @@ export const ErrorCode = {
   HandlerOverloaded: 'HAWSER_HANDLER_OVERLOADED',
   /** A session handler failed on a frame; the session ends. */
   HandlerFailed: 'HAWSER_HANDLER_FAILED',
+  // The agent's apply engine (per object, in its report).
+  /** A desired object without apiVersion, kind or metadata.name, or with a bad subscription tag. */
+  InvalidManifest: 'HAWSER_INVALID_MANIFEST',
+  /** The API server refused the object (invalid field, forbidden, ...): its message is in the report. */
+  ApplyRejected: 'HAWSER_APPLY_REJECTED',
+  /** The cluster serves no such kind: for a custom kind, its CRD is not in the cluster. */
+  KindNotServed: 'HAWSER_KIND_NOT_SERVED',
+  /** A CRD applied in the same set did not become Established within the bound. */
+  CrdNotEstablished: 'HAWSER_CRD_NOT_ESTABLISHED',
+  /** A field is also managed by another hawser cluster id with another value: neither overwrites the other. */
+  ApplyConflict: 'HAWSER_APPLY_CONFLICT',
+  /** A prune that would take others' objects with it (a CRD whose custom resources are not all ours): kept. */
+  PruneBlocked: 'HAWSER_PRUNE_BLOCKED',
   // Rendering subscriptions into per-cluster manifests (src/hub/render).
   /** A Localization's or Globalization's override could not apply to an object; its previous rendering stays. */
   OverrideFailed: 'HAWSER_OVERRIDE_FAILED',
