@@ -22,8 +22,18 @@ function required(value: unknown, field: string, kind: string): string {
   return value;
 }
 
+const storedKindPattern = /^[A-Z][A-Za-z0-9]{0,62}$/;
+
+/** Kinds are part of the store's keys: identifiers only. */
+export function checkKind(kind: string): void {
+  if (typeof kind !== 'string' || !storedKindPattern.test(kind)) {
+    throw new HawserError(ErrorCode.InvalidStoreKey, `store kind ${quoteBounded(String(kind))} is not a kind the store holds`);
+  }
+}
+
 /** The key with a bare name expanded and the namespace omitted when cluster-scoped. */
 export function normalizeKey<K extends StoredKind>(kind: K, key: KeyOf<K>): StoredKeyOf<K> {
+  checkKind(kind);
   const k: ObjectKey & Partial<FeedKey> = typeof key === 'string' ? { name: key } : key;
   const name = required(k.name, 'name', kind);
   if (k.namespace !== undefined && typeof k.namespace !== 'string') required(k.namespace, 'namespace', kind);
