@@ -81,7 +81,8 @@ function conflict(kind: string, key: string, expect: Precondition, current: Obje
 function meets(expect: Precondition | undefined, current: ObjectRecord | undefined): boolean {
   if (!expect) return true;
   if ('absent' in expect) return current === undefined;
-  return current !== undefined && parseResourceVersion(expect.resourceVersion, 'expect.resourceVersion') === current.rv;
+  const rv = parseResourceVersion(expect.resourceVersion, 'expect.resourceVersion');
+  return current !== undefined && rv === current.rv;
 }
 
 /** The value as stored: its metadata.resourceVersion is the store's to set. */
@@ -387,7 +388,7 @@ export class EmbeddedStore implements HubStore {
 
   private changed(signal: AbortSignal | undefined): Promise<void> {
     return new Promise((resolve) => {
-      if (signal?.aborted) return resolve();
+      if (signal?.aborted || this.closed) return resolve();
       const wake = () => {
         signal?.removeEventListener('abort', wake);
         this.waiters.delete(wake);
