@@ -22,5 +22,7 @@ export type {
   WatchOptions,
   WriteOptions,
 } from './store/types.js';
+export { storedKinds, storedKindTypes } from './store/types.js';
 export { compareResourceVersions, decodeKey, encodeKey, keyOfObject, normalizeKey, parseResourceVersion } from './store/keys.js';
+export { holdsSecret, type SealPredicate, SealingStore, sealsSecrets } from './store/sealing.js';
 export { defaultEmbeddedStoreOptions, EmbeddedStore, type EmbeddedStoreOptions } from './store/embedded.js';

@@ -2,7 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedStore } from '../../src/hub/store.js';
+import { EmbeddedStore, SealingStore } from '../../src/hub/store.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { storeConformance, type StoreHarness } from './store-conformance.js';
 
@@ -29,6 +29,20 @@ function embedded(options: { historyPerKind: number; recentEvents: number }): St
 // Few recent events in memory: live watchers also read from disk.
 storeConformance('EmbeddedStore (LevelDB), watchers mostly on disk', embedded({ historyPerKind: 8, recentEvents: 3 }));
 storeConformance('EmbeddedStore (LevelDB), watchers in memory', embedded({ historyPerKind: 8, recentEvents: 1024 }));
+
+// Every object sealed, so the whole suite runs through seal and open.
+storeConformance('SealingStore over EmbeddedStore, sealing everything', {
+  historyPerKind: 8,
+  async fresh() {
+    const dir = await tempDir();
+    return {
+      async open() {
+        const inner = await EmbeddedStore.open(join(dir, 'store'), { historyPerKind: 8, recentEvents: 3 });
+        return (await SealingStore.open(inner, join(dir, 'secret-key'), () => true)).store;
+      },
+    };
+  },
+});
 
 describe('EmbeddedStore', () => {
   const own: string[] = [];

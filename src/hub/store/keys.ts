@@ -1,6 +1,6 @@
 import { quoteBounded } from '../../api/index.js';
 import { ErrorCode, HawserError } from '../../tunnel/index.js';
-import type { FeedKey, KeyOf, KubeObject, ObjectKey, ResourceVersion, StoredKeyOf, StoredKind } from './types.js';
+import { type FeedKey, type KeyOf, type KubeObject, type ObjectKey, type ResourceVersion, type StoredKeyOf, type StoredKind, storedKinds } from './types.js';
 
 // Keys as the store spells them: each part percent-encoded (so '/' never
 // occurs inside a part) and joined by '/'. The namespace comes first ('' when
@@ -22,11 +22,11 @@ function required(value: unknown, field: string, kind: string): string {
   return value;
 }
 
-const storedKindPattern = /^[A-Z][A-Za-z0-9]{0,62}$/;
+const known = new Set<string>(storedKinds);
 
-/** Kinds are part of the store's keys: identifiers only. */
+/** Kinds are part of the store's keys: only the kinds of StoredKinds. */
 export function checkKind(kind: string): void {
-  if (typeof kind !== 'string' || !storedKindPattern.test(kind)) {
+  if (!known.has(kind)) {
     throw new HawserError(ErrorCode.InvalidStoreKey, `store kind ${quoteBounded(String(kind))} is not a kind the store holds`);
   }
 }

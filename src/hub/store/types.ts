@@ -24,21 +24,26 @@ export interface KubeObject {
   [field: string]: unknown;
 }
 
+/** Types a kind's entry in storedKindTypes (a value for the runtime list, a type for the compiler). */
+const holds = <T>(): T => undefined as T;
+
 /** What the store holds, by kind. Adding a kind is one line here. */
-export interface StoredKinds {
-  ManagedCluster: ManagedCluster;
-  ClusterRegistrationRequest: ClusterRegistrationRequest;
-  ClusterCredential: ClusterCredentialRecord;
-  Subscription: KubeObject;
-  Description: KubeObject;
-  Localization: KubeObject;
-  Globalization: KubeObject;
-  Base: KubeObject;
-  Manifest: KubeObject;
+export const storedKindTypes = {
+  ManagedCluster: holds<ManagedCluster>(),
+  ClusterRegistrationRequest: holds<ClusterRegistrationRequest>(),
+  ClusterCredential: holds<ClusterCredentialRecord>(),
+  Subscription: holds<KubeObject>(),
+  Description: holds<KubeObject>(),
+  Localization: holds<KubeObject>(),
+  Globalization: holds<KubeObject>(),
+  Base: holds<KubeObject>(),
+  Manifest: holds<KubeObject>(),
   /** Native objects that Subscriptions feed by name, any apiVersion/kind: templates, never run on the hub. */
-  Feed: KubeObject;
-}
+  Feed: holds<KubeObject>(),
+};
+export type StoredKinds = { [K in keyof typeof storedKindTypes]: (typeof storedKindTypes)[K] };
 export type StoredKind = keyof StoredKinds;
+export const storedKinds = Object.keys(storedKindTypes) as readonly StoredKind[];
 
 /**
  * Names an object within its kind. A namespace of '' or undefined means
