@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadOrCreateSealKey, SealKey } from '../../src/cache/index.js';
+import { startHub } from '../../src/hub/server.js';
 import { EmbeddedStore, type FeedKey, type HubStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
+import { silentLogger } from './support.js';
 
 const password = 'plain-hunter2-xyzzy';
 const token = 'token-value-qwerty';
@@ -175,6 +177,27 @@ describe('SealKey', () => {
       expect(again.key.idHex).toBe(created.key.idHex);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('startHub and the secret key', () => {
+  it('creates <data-dir>/secret-key (0600) on first start, keeps it on the next, and refuses to start with a key others may read', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'hawser-hubkey-'));
+    const options = { dataDir, listenAddress: '127.0.0.1:0', apiAddress: '127.0.0.1:0', bootstrapTokens: ['abcdef.0123456789abcdef'] };
+    try {
+      const first = await startHub(options, { logger: silentLogger });
+      await first.stop();
+      const keyFile = join(dataDir, 'secret-key');
+      expect((await stat(keyFile)).mode & 0o777).toBe(0o600);
+      const key = await readFile(keyFile);
+      const second = await startHub(options, { logger: silentLogger });
+      await second.stop();
+      expect((await readFile(keyFile)).equals(key)).toBe(true);
+      await chmod(keyFile, 0o644);
+      await expect(startHub(options, { logger: silentLogger })).rejects.toMatchObject({ code: ErrorCode.SecretKeyFileInsecure });
+    } finally {
+      await rm(dataDir, { recursive: true, force: true });
     }
   });
 });
