@@ -140,7 +140,8 @@ export class OfflineCache {
       const code = (cause as { code?: string }).code;
       const reason = (cause as { cause?: Error }).cause?.message ?? (cause as Error).message;
       if (snapshot) await rm(snapshot, { recursive: true, force: true });
-      if (code === 'LEVEL_LOCKED' || /lock/i.test(reason) || !hasData) {
+      // Locked, new, or no room to recover into (a full disk is not damage): not corrupt.
+      if (code === 'LEVEL_LOCKED' || /lock|No space left on device|ENOSPC/i.test(reason) || !hasData) {
         throw new Error(`cannot open offline cache in ${options.dir}: ${reason}`, { cause });
       }
       throw new CacheCorruptError(undefined, `cannot open offline cache in ${options.dir}: ${reason}`, { cause });

@@ -2,7 +2,8 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
-import { EmbeddedStore, SealingStore } from '../../src/hub/store.js';
+import { EmbeddedStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
+import { mountSmallDisk } from '../../src/testkit/index.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { storeConformance, type StoreHarness } from './store-conformance.js';
 
@@ -15,6 +16,10 @@ async function tempDir(): Promise<string> {
 afterAll(async () => {
   await Promise.all(dirs.splice(0).map((d) => rm(d, { recursive: true, force: true })));
 });
+
+function sub(name: string, replicas: number): KubeObject {
+  return { apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'Subscription', metadata: { name, namespace: 'default' }, spec: { replicas } };
+}
 
 function embedded(options: { historyPerKind: number; recentEvents: number }): StoreHarness {
   return {
@@ -63,5 +68,52 @@ describe('EmbeddedStore', () => {
     expect(err).toMatchObject({ code: ErrorCode.CacheCorrupt });
     expect((err as Error).message).toContain('move it aside');
     expect((await readdir(d)).sort()).toEqual(before);
+  });
+});
+
+describe('EmbeddedStore on a full disk', () => {
+  it('a batch that cannot be written leaves nothing: no object, no version, no event, also after a restart', async () => {
+    const disk = await mountSmallDisk(2 * 1024 * 1024);
+    try {
+      const dir = join(disk.path, 'store');
+      let store = await EmbeddedStore.open(dir);
+      const before = await store.put('Subscription', { namespace: 'default', name: 'kept' }, sub('kept', 1));
+      const controller = new AbortController();
+      const events = store.watch('Subscription', { resourceVersion: before, signal: controller.signal })[Symbol.asyncIterator]();
+      await disk.fill();
+      const big = 'x'.repeat(256 * 1024);
+      const err = await store
+        .batch([
+          { op: 'put', kind: 'Subscription', key: { namespace: 'default', name: 'a' }, value: { ...sub('a', 2), spec: { big } } },
+          { op: 'put', kind: 'Subscription', key: { namespace: 'default', name: 'b' }, value: { ...sub('b', 3), spec: { big } } },
+          { op: 'delete', kind: 'Subscription', key: { namespace: 'default', name: 'kept' } },
+        ])
+        .catch((e: unknown) => e);
+      expect(String((err as Error).message ?? err)).toMatch(/No space left on device/);
+      // Until there is room again the store may not even read (LevelDB needs room to recover its log).
+      await disk.unfill();
+      expect((await store.info()).resourceVersion).toBe(before);
+      expect(await store.get('Subscription', { namespace: 'default', name: 'a' })).toBeUndefined();
+      expect(await store.get('Subscription', { namespace: 'default', name: 'kept' })).toBeDefined();
+      // Appended to LevelDB's log behind the torn batch, this write used to vanish at the next open.
+      const after = await store.put('Subscription', { namespace: 'default', name: 'c' }, sub('c', 4));
+      expect(Number(after)).toBe(Number(before) + 1);
+      // The failed batch made no event: the watcher's next one is this put.
+      expect((await events.next()).value).toMatchObject({ type: 'ADDED', key: { name: 'c' }, resourceVersion: after });
+      controller.abort();
+      await store.close();
+
+      store = await EmbeddedStore.open(dir);
+      try {
+        expect((await store.list('Subscription')).items.map((e) => e.key.name)).toEqual(['c', 'kept']);
+        const replay = store.watch('Subscription', { resourceVersion: before, signal: AbortSignal.timeout(10_000) });
+        const first = await replay[Symbol.asyncIterator]().next();
+        expect(first.value).toMatchObject({ type: 'ADDED', key: { name: 'c' }, resourceVersion: after });
+      } finally {
+        await store.close();
+      }
+    } finally {
+      await disk.close();
+    }
   });
 });

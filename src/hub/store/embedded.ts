@@ -115,8 +115,13 @@ export class EmbeddedStore implements HubStore {
   private recentFloor = 0;
   private readonly waiters = new Set<() => void>();
 
+  /** Set after a failed write: LevelDB's log may end in a torn record, after which appended writes are lost on recovery. */
+  private broken = false;
+  private reopening: Promise<void> | undefined;
+
   private constructor(
-    private readonly db: OfflineCache,
+    private db: OfflineCache,
+    private readonly dir: string,
     private readonly uid: string,
     private readonly options: EmbeddedStoreOptions,
   ) {}
@@ -132,9 +137,21 @@ export class EmbeddedStore implements HubStore {
     for (const [k, v] of Object.entries(o)) {
       if (!Number.isSafeInteger(v) || v < 1) throw new HawserError(ErrorCode.InvalidOption, `store option ${k} must be a positive integer (is ${String(v)})`);
     }
-    let db: OfflineCache;
+    const db = await EmbeddedStore.openDb(dir);
     try {
-      db = await OfflineCache.open({ dir, lruEntries: 4096 });
+      const uid = (await db.get<string>(metaUid)) ?? (await EmbeddedStore.initialize(db));
+      const store = new EmbeddedStore(db, dir, uid, o);
+      await store.load();
+      return store;
+    } catch (err) {
+      await db.close().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private static async openDb(dir: string): Promise<OfflineCache> {
+    try {
+      return await OfflineCache.open({ dir, lruEntries: 4096 });
     } catch (err) {
       if (!(err instanceof CacheCorruptError)) throw err;
       throw new HawserError(
@@ -143,14 +160,49 @@ export class EmbeddedStore implements HubStore {
         { cause: err },
       );
     }
+  }
+
+  /**
+   * After a failed write: reopen, so LevelDB recovers its log (dropping the
+   * torn batch) and writes to a new one, and reload what is on disk (a write
+   * reported failed may still have landed whole, e.g. when only its fsync
+   * failed). One reopen at a time; until it succeeds every call retries it.
+   */
+  private recover(): Promise<void> {
+    this.reopening ??= (async () => {
+      await this.db.close().catch(() => undefined);
+      this.db = await EmbeddedStore.openDb(this.dir);
+      this.history.clear();
+      this.compacted.clear();
+      this.recent = [];
+      await this.load();
+      this.broken = false;
+      for (const wake of this.waiters) wake();
+      this.waiters.clear();
+    })().finally(() => {
+      this.reopening = undefined;
+    });
+    return this.reopening;
+  }
+
+  /** The database, once any pending reopen is done. */
+  private async usable(): Promise<OfflineCache> {
+    this.checkOpen();
+    if (this.reopening) await this.reopening;
+    if (this.broken) await this.recover();
+    this.checkOpen();
+    return this.db;
+  }
+
+  /** A read; one that met the database closing under it for a reopen runs again on the new one. */
+  private async reading<T>(read: (db: OfflineCache) => Promise<T>): Promise<T> {
+    const db = await this.usable();
     try {
-      const uid = (await db.get<string>(metaUid)) ?? (await EmbeddedStore.initialize(db));
-      const store = new EmbeddedStore(db, uid, o);
-      await store.load();
-      return store;
+      return await read(db);
     } catch (err) {
-      await db.close().catch(() => undefined);
-      throw err;
+      if (this.closed) throw closedError();
+      if (db === this.db && !this.reopening && !this.broken) throw err;
+      return read(await this.usable());
     }
   }
 
@@ -194,7 +246,7 @@ export class EmbeddedStore implements HubStore {
   }
 
   async info(): Promise<StoreInfo> {
-    this.checkOpen();
+    await this.usable();
     return { uid: this.uid, resourceVersion: String(this.rv) };
   }
 
@@ -204,7 +256,8 @@ export class EmbeddedStore implements HubStore {
 
   async read<K extends StoredKind>(kind: K, key: KeyOf<K>): Promise<Entry<K> | undefined> {
     this.checkOpen();
-    const record = await this.db.get<ObjectRecord>(objectPrefix(kind) + encodeKey(kind, key));
+    const full = objectPrefix(kind) + encodeKey(kind, key);
+    const record = await this.reading((db) => db.get<ObjectRecord>(full));
     if (!record) return undefined;
     return { key: normalizeKey(kind, key), object: withVersion(record.value, record.rv), resourceVersion: String(record.rv) };
   }
@@ -212,18 +265,20 @@ export class EmbeddedStore implements HubStore {
   async list<K extends StoredKind>(kind: K, options: ListOptions = {}): Promise<ListResult<K>> {
     this.checkOpen();
     const prefix = objectPrefix(kind) + (options.namespace === undefined ? '' : namespacePrefix(options.namespace));
-    const view = this.db.view();
-    try {
-      const rv = (await view.get<number>(metaRv)) ?? 0;
-      const items = (await view.range<ObjectRecord>({ gte: prefix, lt: prefix + end })).map(([k, record]) => ({
-        key: decodeKey(kind, k.slice(objectPrefix(kind).length)),
-        object: withVersion<StoredKinds[K]>(record.value, record.rv),
-        resourceVersion: String(record.rv),
-      }));
-      return { items, resourceVersion: String(rv) };
-    } finally {
-      await view.close();
-    }
+    const { rv, records } = await this.reading(async (db) => {
+      const view = db.view();
+      try {
+        return { rv: (await view.get<number>(metaRv)) ?? 0, records: await view.range<ObjectRecord>({ gte: prefix, lt: prefix + end }) };
+      } finally {
+        await view.close();
+      }
+    });
+    const items = records.map(([k, record]) => ({
+      key: decodeKey(kind, k.slice(objectPrefix(kind).length)),
+      object: withVersion<StoredKinds[K]>(record.value, record.rv),
+      resourceVersion: String(record.rv),
+    }));
+    return { items, resourceVersion: String(rv) };
   }
 
   async put<K extends StoredKind>(
@@ -249,7 +304,7 @@ export class EmbeddedStore implements HubStore {
 
   /** One batch; writes run one at a time, so what is read here is what the batch replaces. */
   private async write(ops: readonly StoreOp[], options: WriteOptions): Promise<Array<ResourceVersion | undefined>> {
-    this.checkOpen();
+    const db = await this.usable();
     const pending = new Map<string, ObjectRecord | undefined>();
     const events: EventRecord[] = [];
     const results: Array<ResourceVersion | undefined> = [];
@@ -257,7 +312,7 @@ export class EmbeddedStore implements HubStore {
     for (const op of ops) {
       const key = encodeKey(op.kind, op.key);
       const full = objectPrefix(op.kind) + key;
-      const current = pending.has(full) ? pending.get(full) : await this.db.get<ObjectRecord>(full);
+      const current = pending.has(full) ? pending.get(full) : await db.get<ObjectRecord>(full);
       if (!meets(op.expect, current)) throw conflict(op.kind, key, op.expect!, current);
       if (op.op === 'delete' && !current) {
         results.push(undefined);
@@ -281,7 +336,13 @@ export class EmbeddedStore implements HubStore {
     for (const e of events) cacheOps.push({ type: 'put', key: eventKey(e.kind, e.rv), value: e });
     cacheOps.push({ type: 'put', key: metaRv, value: rv });
     const history = this.compact(events, cacheOps);
-    await this.db.batch(cacheOps, { durable: options.durable ?? true });
+    try {
+      await db.batch(cacheOps, { durable: options.durable ?? true });
+    } catch (err) {
+      this.broken = true;
+      await this.recover().catch(() => undefined);
+      throw err;
+    }
 
     this.rv = rv;
     for (const [kind, versions] of history) this.history.set(kind, versions);
@@ -363,13 +424,7 @@ export class EmbeddedStore implements HubStore {
       return { events: this.recent.filter((e) => e.rv > after && e.kind === kind), upTo: this.rv };
     }
     const upTo = this.rv;
-    let page: Array<[string, EventRecord]>;
-    try {
-      page = await this.db.range<EventRecord>({ gt: eventKey(kind, after), lt: eventPrefix(kind) + end, limit: eventPageSize });
-    } catch (err) {
-      if (this.closed) throw closedError();
-      throw err;
-    }
+    const page = await this.reading((db) => db.range<EventRecord>({ gt: eventKey(kind, after), lt: eventPrefix(kind) + end, limit: eventPageSize }));
     // Again after the read: compaction raises the mark before it deletes.
     this.checkHistory(kind, after);
     const events = page.map(([, e]) => e);
@@ -405,6 +460,7 @@ export class EmbeddedStore implements HubStore {
     for (const wake of this.waiters) wake();
     this.waiters.clear();
     await this.writeTail;
+    await this.reopening?.catch(() => undefined);
     await this.db.close();
   }
 }
