@@ -2,6 +2,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { OfflineCache } from '../../src/cache/index.js';
 import { EmbeddedStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { mountSmallDisk } from '../../src/testkit/index.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
@@ -70,6 +71,67 @@ describe('EmbeddedStore', () => {
     expect((await readdir(d)).sort()).toEqual(before);
   });
 });
+
+describe('EmbeddedStore history and upgrades', () => {
+  it('keeps history per kind: a chatty kind does not push another out', async () => {
+    const store = await EmbeddedStore.open(join(await tempDir(), 'store'), { historyPerKind: 4 });
+    try {
+      const from = (await store.info()).resourceVersion;
+      await store.put('Manifest', { namespace: 'c1', name: 'm' }, sub('m', 1));
+      for (let i = 0; i < 20; i++) await store.put('ClusterCredential', `h${i}`, { hash: `h${i}`, clusterId: 'c', clusterName: 'n', issuedAt: 't' });
+      const [first] = await collectUntil(store.watch('Manifest', { resourceVersion: from, signal: AbortSignal.timeout(10_000) }), 1);
+      expect(first).toMatchObject({ type: 'ADDED', key: { namespace: 'c1', name: 'm' } });
+      await expect(store.watch('ClusterCredential', { resourceVersion: from })[Symbol.asyncIterator]().next()).rejects.toMatchObject({
+        code: ErrorCode.ResourceVersionTooOld,
+      });
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('upgrades a store written before versions: objects kept with versions, old keys gone, older watches TOO_OLD', async () => {
+    const dir = join(await tempDir(), 'store');
+    const old = await OfflineCache.open({ dir });
+    const cluster = { apiVersion: 'clusters.hawser.io/v1beta1', kind: 'ManagedCluster', metadata: { name: 'edge-1' }, spec: { clusterId: 'x' }, status: { conditions: [] } };
+    await old.put('ManagedCluster/edge-1', cluster);
+    await old.put('ClusterCredential/abc', { hash: 'abc', clusterId: 'x', clusterName: 'edge-1', issuedAt: 't' });
+    await old.close();
+
+    const store = await EmbeddedStore.open(dir);
+    const info = await store.info();
+    expect(info.resourceVersion).toBe('2');
+    expect(await store.get('ManagedCluster', 'edge-1')).toEqual({ ...cluster, metadata: { name: 'edge-1', resourceVersion: '1' } });
+    expect((await store.read('ClusterCredential', 'abc'))?.resourceVersion).toBe('2');
+    await expect(store.watch('ManagedCluster', { resourceVersion: '0' })[Symbol.asyncIterator]().next()).rejects.toMatchObject({ code: ErrorCode.ResourceVersionTooOld });
+    await store.close();
+
+    const again = await EmbeddedStore.open(dir);
+    expect(await again.info()).toEqual(info);
+    await again.close();
+    const raw = await OfflineCache.open({ dir });
+    try {
+      expect(await raw.entries('ManagedCluster/')).toEqual([]);
+      expect(await raw.entries('ClusterCredential/')).toEqual([]);
+    } finally {
+      await raw.close();
+    }
+  });
+
+  it('refuses unknown or non-positive options', async () => {
+    const dir = join(await tempDir(), 'store');
+    await expect(EmbeddedStore.open(dir, { historyPerKnd: 3 } as never)).rejects.toMatchObject({ code: ErrorCode.InvalidOption });
+    await expect(EmbeddedStore.open(dir, { historyPerKind: 0 })).rejects.toMatchObject({ code: ErrorCode.InvalidOption });
+  });
+});
+
+async function collectUntil<T>(iterable: AsyncIterable<T>, n: number): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of iterable) {
+    out.push(item);
+    if (out.length === n) break;
+  }
+  return out;
+}
 
 describe('EmbeddedStore on a full disk', () => {
   it('a batch that cannot be written leaves nothing: no object, no version, no event, also after a restart', async () => {
