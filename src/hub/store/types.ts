@@ -63,10 +63,11 @@ export type KeyOf<K extends StoredKind> = K extends 'Feed' ? FeedKey : ObjectKey
 export type StoredKeyOf<K extends StoredKind> = K extends 'Feed' ? FeedKey : ObjectKey;
 
 /**
- * resourceVersion: a decimal string. One counter for the whole store, +1 per
- * written object (a batch of n ops takes n consecutive versions), never
- * reused, persisted. Compare as numbers (compareResourceVersions), never as
- * strings. "0" is the empty store.
+ * resourceVersion: a decimal string. One counter for the whole store: every
+ * written object gets a larger one than anything before it (also within a
+ * batch, in op order), never reused, persisted. Compare as numbers
+ * (compareResourceVersions), never as strings. "0" is the empty store.
+ * (EmbeddedStore counts +1 per written object.)
  */
 export type ResourceVersion = string;
 
@@ -145,7 +146,7 @@ export interface HubStore {
   delete<K extends StoredKind>(kind: K, key: KeyOf<K>, options?: WriteOptions & { expect?: Precondition }): Promise<ResourceVersion | undefined>;
   /**
    * All or nothing, in order (a later op sees an earlier one). Each op that
-   * writes takes the next version; returns them per op (undefined for a
+   * writes takes a new, larger version; returns them per op (undefined for a
    * delete of nothing). Any failed precondition: HAWSER_STORE_CONFLICT,
    * nothing written, no event.
    */
