@@ -364,7 +364,10 @@ export class EmbeddedStore implements HubStore {
    */
   private compact(events: readonly EventRecord[], cacheOps: CacheOp[]): Map<StoredKind, number[]> {
     const next = new Map<StoredKind, number[]>();
-    for (const e of events) next.set(e.kind, [...(next.get(e.kind) ?? this.history.get(e.kind) ?? []), e.rv]);
+    for (const e of events) {
+      if (!next.has(e.kind)) next.set(e.kind, [...(this.history.get(e.kind) ?? [])]);
+      next.get(e.kind)!.push(e.rv);
+    }
     for (const [kind, versions] of next) {
       const excess = versions.length - this.options.historyPerKind;
       if (excess <= 0) continue;
