@@ -61,7 +61,7 @@ describe('SealingStore: Secrets encrypted at rest', () => {
 
   it('keeps a fed Secret (data, stringData, annotations; object and history) off the disk, and hands it back whole', async () => {
     const dir = await tempDir();
-    const { store, keyCreated } = await openAt(dir);
+    const { store, inner, keyCreated } = await openAt(dir);
     expect(keyCreated).toBe(true);
     const key = await stat(join(dir, 'secret-key'));
     expect(key.mode & 0o777).toBe(0o600);
@@ -72,6 +72,10 @@ describe('SealingStore: Secrets encrypted at rest', () => {
     await store.put('Feed', configMapKey, configMap);
     await store.put('Manifest', { namespace: 'clusternet-abc', name: 'db' }, { apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'Manifest', metadata: { name: 'db', namespace: 'clusternet-abc' }, template: secret() });
     await store.put('Subscription', { namespace: 'app', name: 's' }, { apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'Subscription', metadata: { name: 's', namespace: 'app' }, spec: { feeds: [secretKey] } });
+    // A feed naming a Secret is no Secret: the Subscription stays readable without the key.
+    expect(await inner.get('Subscription', { namespace: 'app', name: 's' })).toMatchObject({ spec: { feeds: [secretKey] } });
+    expect(Object.keys((await inner.get('Feed', secretKey))!)).toEqual(['sealed']);
+    expect(Object.keys((await inner.get('Manifest', { namespace: 'clusternet-abc', name: 'db' }))!)).toEqual(['sealed']);
     const got = await store.get('Feed', secretKey);
     expect(got).toEqual({ ...secret(), metadata: { ...secret().metadata, resourceVersion: rv } });
     const events = store.watch('Feed', { resourceVersion: start })[Symbol.asyncIterator]();

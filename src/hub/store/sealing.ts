@@ -43,12 +43,15 @@ function isSealed(value: unknown): value is SealedValue {
   return typeof value === 'object' && value !== null && Object.keys(value).length === 1 && typeof (value as SealedValue).sealed === 'string';
 }
 
-/** Whether the value is, or holds anywhere inside it, a v1 Secret. */
+/**
+ * Whether the value is, or holds anywhere inside it, a v1 Secret: an object
+ * with metadata or data, not a reference to one (a Subscription's feed).
+ */
 export function holdsSecret(value: unknown, depth = 0): boolean {
   if (typeof value !== 'object' || value === null || depth > maxWalkDepth) return false;
   if (Array.isArray(value)) return value.some((v) => holdsSecret(v, depth + 1));
   const o = value as Record<string, unknown>;
-  if (o.apiVersion === 'v1' && o.kind === 'Secret') return true;
+  if (o.apiVersion === 'v1' && o.kind === 'Secret' && ('metadata' in o || 'data' in o || 'stringData' in o)) return true;
   return Object.values(o).some((v) => holdsSecret(v, depth + 1));
 }
 
