@@ -161,7 +161,7 @@ export class HubCore {
 
   async start(transport: ServerTransport): Promise<string> {
     // Clusters known from before a restart get one full lease to come back.
-    for (const cluster of await this.store.list('ManagedCluster')) {
+    for (const { object: cluster } of (await this.store.list('ManagedCluster')).items) {
       const duration = cluster.status.leaseDurationSeconds
         ? cluster.status.leaseDurationSeconds * 1000
         : this.options.clusterLeaseDurationMs;

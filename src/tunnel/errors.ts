@@ -110,6 +110,30 @@ export const ErrorCode = {
   InsufficientCapacity: 'HAWSER_INSUFFICIENT_CAPACITY',
   /** topologySpreadConstraints (DoNotSchedule) allow no cluster for a replica. */
   TopologyUnsatisfiable: 'HAWSER_TOPOLOGY_UNSATISFIABLE',
+  // The hub store (src/hub/store).
+  /** A conditional write whose expected resourceVersion (or absence) did not hold: nothing was written. */
+  StoreConflict: 'HAWSER_STORE_CONFLICT',
+  /** A watch from a version older than the store's kept history: list again, then watch from the list's version. */
+  ResourceVersionTooOld: 'HAWSER_RESOURCE_VERSION_TOO_OLD',
+  /** A version the store has not reached (e.g. it was restored from a backup): list again. */
+  ResourceVersionTooNew: 'HAWSER_RESOURCE_VERSION_TOO_NEW',
+  /** A resourceVersion that is not a decimal number. */
+  InvalidResourceVersion: 'HAWSER_INVALID_RESOURCE_VERSION',
+  /** An object key the store cannot hold (empty name, a feed without apiVersion/kind). */
+  InvalidStoreKey: 'HAWSER_INVALID_STORE_KEY',
+  /** The store was closed (ends watches, refuses calls). */
+  StoreClosed: 'HAWSER_STORE_CLOSED',
+  // Encryption at rest (src/cache seal).
+  /** A sealed value was sealed with another key than the one loaded. */
+  SealKeyMismatch: 'HAWSER_SEAL_KEY_MISMATCH',
+  /** A sealed value fails authentication (changed on disk, or moved to another object's key). */
+  SealTampered: 'HAWSER_SEAL_TAMPERED',
+  /** A sealed value in a format version this build does not know. */
+  SealUnsupported: 'HAWSER_SEAL_UNSUPPORTED',
+  /** The secret key file may be read by others (mode wider than 0600): refused. */
+  SecretKeyFileInsecure: 'HAWSER_SECRET_KEY_FILE_INSECURE',
+  /** The secret key file is not a key (wrong length or not a regular file): refused. */
+  SecretKeyFileInvalid: 'HAWSER_SECRET_KEY_FILE_INVALID',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

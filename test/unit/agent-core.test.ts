@@ -269,7 +269,7 @@ describe('AgentCore', () => {
     expect(refused.reason.code).toBe(ErrorCode.BadBootstrapToken);
     expect(refused.delayMs).toBe(Math.floor(0.5 * backoffCeilingMs(policy, 0)));
     expect(kinds(agent.states)).toEqual(['connecting', 'registering', 'backing-off']);
-    expect(await hub.store.list('ManagedCluster')).toEqual([]);
+    expect((await hub.store.list('ManagedCluster')).items).toEqual([]);
     // The identity is kept, with no credential.
     const identity = await readIdentity(cache);
     expect(identity?.clusterId).toBe(agent.core.clusterId);
@@ -329,9 +329,9 @@ describe('AgentCore', () => {
     expect(second.core.clusterId).toBe(clusterId);
     expect(kinds(second.states)).toEqual(['connecting', 'registering', 'ready']);
 
-    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(1);
-    expect(await hub.store.list('ManagedCluster')).toHaveLength(1);
-    expect(await hub.store.list('ClusterCredential')).toHaveLength(1);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toHaveLength(1);
+    expect((await hub.store.list('ManagedCluster')).items).toHaveLength(1);
+    expect((await hub.store.list('ClusterCredential')).items).toHaveLength(1);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'registered' })).toBe(1);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'reconnected' })).toBe(1);
     expect((await readIdentity(cache2))?.credential).toBe(credential);

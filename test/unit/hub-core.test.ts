@@ -127,9 +127,9 @@ describe('HubCore registration', () => {
     expect(welcome.dedicatedNamespace).toBe(dedicatedNamespaceFor(clusterId));
     await again.heartbeat();
 
-    expect(await hub.store.list('ManagedCluster')).toHaveLength(1);
-    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(1);
-    const records = await hub.store.list('ClusterCredential');
+    expect((await hub.store.list('ManagedCluster')).items).toHaveLength(1);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toHaveLength(1);
+    const records = (await hub.store.list('ClusterCredential')).items.map((e) => e.object);
     expect(records).toHaveLength(1);
     expect(records[0]!.hash).toBe(hashSecret(credential));
     expect(records[0]!.confirmedAt).toBeDefined();
@@ -146,7 +146,7 @@ describe('HubCore registration', () => {
     expect(second.welcome.credentialExpiresAtUnixMs).toBe(hub.clock.now() + defaultHubCoreOptions.credentialTtlMs);
 
     // The old one stays until the agent has stored the new one and it ages out.
-    const records = await hub.store.list('ClusterCredential');
+    const records = (await hub.store.list('ClusterCredential')).items.map((e) => e.object);
     expect(records.map((r) => r.hash).sort()).toEqual([hashSecret(first.credential), hashSecret(second.credential)].sort());
     second.agent.channel.close();
     const fresh = await connectWithCredential(first.clusterId, second.credential);
@@ -157,7 +157,7 @@ describe('HubCore registration', () => {
     const first = await register();
     first.agent.channel.close();
     for (let i = 0; i < 4; i++) (await register({ clusterId: first.clusterId })).agent.channel.close();
-    expect(await hub.store.list('ClusterCredential')).toHaveLength(3);
+    expect((await hub.store.list('ClusterCredential')).items).toHaveLength(3);
     const stale = await connectWithCredential(first.clusterId, first.credential);
     await stale.expectGoodbye(ErrorCode.BadCredential);
   });
@@ -523,8 +523,8 @@ describe('HubCore approval', () => {
     expect(pending.message).toContain('edge-wait');
     const request = await hub.store.get('ClusterRegistrationRequest', pending.requestName);
     expect(request?.status.result).toBe('Pending');
-    expect(await hub.store.list('ManagedCluster')).toEqual([]);
-    expect(await hub.store.list('ClusterCredential')).toEqual([]);
+    expect((await hub.store.list('ManagedCluster')).items).toEqual([]);
+    expect((await hub.store.list('ClusterCredential')).items).toEqual([]);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'pending' })).toBe(1);
     await settle();
     expect(agent.unread).toEqual([]);
@@ -592,7 +592,7 @@ describe('HubCore pending caps, TTL, deny and delete', () => {
     const total = await pendingAgent('q-2', { token: second });
     expect((await total.agent.expectGoodbye(ErrorCode.TooManyPendingRegistrations)).message).toContain('limit 3');
     // A known request is not a new one: its agent may reconnect while the cap is full.
-    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(3);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toHaveLength(3);
     // Deciding one frees a slot.
     await hub.core.registrar.deny('p-1', 'tester');
     await (await pendingAgent('q-3', { token: second })).agent.expectFrame('registrationPending');
@@ -607,7 +607,7 @@ describe('HubCore pending caps, TTL, deny and delete', () => {
 
     hub.clock.advance(60_000);
     await squatter.agent.expectGoodbye(ErrorCode.RegistrationExpired);
-    expect(await hub.store.list('ClusterRegistrationRequest')).toEqual([]);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toEqual([]);
     const owner = await pendingAgent('edge-squatted');
     await owner.agent.expectFrame('registrationPending');
     await hub.core.registrar.approve('edge-squatted', 'tester');
@@ -659,9 +659,9 @@ describe('HubCore pending caps, TTL, deny and delete', () => {
     const { audit } = await hub.core.registrar.deleteCluster('edge-del', 'alice');
     expect(audit).toMatchObject({ actor: 'alice', action: 'delete-cluster', cluster: 'edge-del', clusterId, credentialsRevoked: 1 });
     await agent.expectGoodbye(ErrorCode.ClusterDeleted);
-    expect(await hub.store.list('ManagedCluster')).toEqual([]);
-    expect(await hub.store.list('ClusterRegistrationRequest')).toEqual([]);
-    expect(await hub.store.list('ClusterCredential')).toEqual([]);
+    expect((await hub.store.list('ManagedCluster')).items).toEqual([]);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toEqual([]);
+    expect((await hub.store.list('ClusterCredential')).items).toEqual([]);
     const revoked = FakeAgent.open(hub);
     await revoked.send(helloFrame({ clusterId, credential: welcome.credential }));
     await revoked.expectGoodbye(ErrorCode.BadCredential);

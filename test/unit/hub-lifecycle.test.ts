@@ -4,7 +4,7 @@ import { readyCondition, registrationRequestName } from '../../src/api/index.js'
 import type { ConnectResponse } from '../../src/gen/hawser/v1/tunnel.js';
 import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
-import { EmbeddedStore, type HubStore, type StoredKind, type StoredKinds } from '../../src/hub/store.js';
+import { EmbeddedStore, type HubStore, type StoredKind } from '../../src/hub/store.js';
 import { generateBootstrapToken } from '../../src/hub/tokens.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
@@ -34,27 +34,23 @@ class GatedStore implements HubStore {
     private readonly inner: HubStore,
     private readonly gatedKind: StoredKind,
   ) {}
-  get<K extends StoredKind>(kind: K, name: string) {
-    return this.inner.get(kind, name);
-  }
-  list<K extends StoredKind>(kind: K) {
-    return this.inner.list(kind);
-  }
-  async put<K extends StoredKind>(kind: K, name: string, value: StoredKinds[K], options?: { durable?: boolean }) {
+  get: HubStore['get'] = (kind, key) => this.inner.get(kind, key);
+  read: HubStore['read'] = (kind, key) => this.inner.read(kind, key);
+  list: HubStore['list'] = (kind, options) => this.inner.list(kind, options);
+  put: HubStore['put'] = async (kind, key, value, options) => {
     const gate = this.gate;
     if (kind === this.gatedKind) this.gatedPuts++;
     if (kind === this.gatedKind && gate) {
       gate.reached = true;
       await gate.opened;
     }
-    return this.inner.put(kind, name, value, options);
-  }
-  delete(kind: StoredKind, name: string) {
-    return this.inner.delete(kind, name);
-  }
-  close() {
-    return this.inner.close();
-  }
+    return this.inner.put(kind, key, value, options);
+  };
+  delete: HubStore['delete'] = (kind, key, options) => this.inner.delete(kind, key, options);
+  batch: HubStore['batch'] = (ops, options) => this.inner.batch(ops, options);
+  watch: HubStore['watch'] = (kind, options) => this.inner.watch(kind, options);
+  info: HubStore['info'] = () => this.inner.info();
+  close: HubStore['close'] = () => this.inner.close();
 }
 
 /** The memory transport, with the hub's sends of one frame kind held at a gate (a slow link). */
