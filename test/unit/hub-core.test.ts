@@ -64,6 +64,8 @@ async function storedCluster(name: string): Promise<ManagedCluster> {
 
 /** Everything the hub stores, as text: for "nothing else changes". */
 async function snapshot(): Promise<string> {
+  // Status writes trail their acks (they are queued): compare what the store holds once they landed.
+  await hub.core.statusWritesSettled();
   return JSON.stringify({
     clusters: await hub.store.list('ManagedCluster'),
     requests: await hub.store.list('ClusterRegistrationRequest'),
@@ -244,7 +246,7 @@ describe('HubCore protocol versioning', () => {
     await agent.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-future', protocolVersion: 3, minProtocolVersion: 2 }));
     const goodbye = await agent.expectGoodbye(ErrorCode.ProtocolIncompatible);
     expect(goodbye.message).toContain('upgrade the hub');
-    expect(await hub.store.list('ManagedCluster')).toEqual([]);
+    expect((await hub.store.list('ManagedCluster')).items).toEqual([]);
     expect(await rejectedCount(hub.metrics, ErrorCode.ProtocolIncompatible)).toBe(1);
   });
 });
@@ -330,6 +332,7 @@ describe('HubCore refusals change nothing else', () => {
     await first.send(frame);
     await first.expectFrame('welcome');
     first.channel.close();
+    await waitFor('the first session to end', () => !hub.core.connectedClusters.includes('edge-replayed'));
     // A recorded hello replayed while still inside the time window.
     await expectRefusal(ErrorCode.SignatureReplayed, (a) => a.send(frame));
   });
