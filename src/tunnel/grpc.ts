@@ -13,6 +13,7 @@ import {
   RoomWaiters,
   StreamCore,
   abortError,
+  maxStreamChunkBytes,
   sessionEnded,
   streamReadBufferBytes,
   streamWriteBufferBytes,
@@ -243,6 +244,9 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
   }
 }
 
+/** A stream message: one chunk and its few bytes of framing. */
+const maxStreamMessageBytes = maxStreamChunkBytes + 16;
+
 type StreamCall = grpc.ServerDuplexStream<DecodedChunk, Buffer> | grpc.ClientDuplexStream<Buffer, DecodedChunk>;
 
 /**
@@ -267,6 +271,11 @@ class GrpcStream extends StreamCore {
     super(kind, id, signal, streamReadBufferBytes);
     call.on('data', (message: DecodedChunk) => {
       if (!message.ok) return this.abort(message.error);
+      if (message.data.byteLength > maxStreamChunkBytes) {
+        return this.abort(
+          new HawserError(ErrorCode.OversizedFrame, `stream ${this.describe()} chunk of ${message.data.byteLength} bytes exceeds the limit of ${maxStreamChunkBytes} bytes`),
+        );
+      }
       if (message.data.byteLength > 0) this.received(message.data);
       if (message.end) this.receivedEnd();
     });
@@ -549,14 +558,23 @@ export class GrpcServerTransport implements ConnectionServerTransport {
   async listenConnections(onConnection: (connection: HubConnection) => void, events: ServerTransportEvents = {}): Promise<TunnelListener> {
     const maxFrameBytes = this.options.maxFrameBytes ?? defaultMaxFrameBytes;
     const hooks = new WeakMap<object, OversizeHook>();
-    const oversized = (details: string) =>
-      new HawserError(ErrorCode.OversizedFrame, `agent frame exceeds the limit of ${maxFrameBytes} bytes (${details})`);
+    const oversized = (what: string, limit: number, details: string) =>
+      new HawserError(ErrorCode.OversizedFrame, `${what} exceeds the limit of ${limit} bytes (${details})`);
     // grpc-js refuses a frame over its own receive limit with a bare RESOURCE_EXHAUSTED and
     // tells the handler nothing. Catch that status on the way out and hand the hub the refusal
     // instead, so every oversized frame gets our code, a Goodbye, a log line and a count.
-    const oversizeInterceptor: grpc.ServerInterceptor = (_method, call) => {
-      // The base call keeps its HTTP/2 stream as `stream` (grpc-js 1.14); a reset needs it.
-      const http2Stream = (call as unknown as { stream?: { close?(code: number): void } }).stream;
+    const oversizeInterceptor: grpc.ServerInterceptor = (method, call) => {
+      // The base call keeps its HTTP/2 stream as `stream` and its message decoder as
+      // `decoder` (grpc-js 1.14): a reset needs the one, a tighter size limit the other.
+      const internals = call as unknown as { stream?: { close?(code: number): void }; decoder?: { maxReadMessageLength?: number } };
+      const http2Stream = internals.stream;
+      const isStream = method.path === streamPath;
+      // A stream message holds one chunk: refused from its length prefix when larger, so a
+      // reader that paused never has grpc-js buffer big messages on its behalf.
+      if (isStream && typeof internals.decoder?.maxReadMessageLength === 'number') {
+        internals.decoder.maxReadMessageLength = maxStreamMessageBytes;
+      }
+      const [what, limit] = isStream ? ['agent stream message', maxStreamMessageBytes] : ['agent frame', maxFrameBytes];
       const hook: OversizeHook = {
         fired: false,
         connection: connectionKeyOf(call.getConnectionInfo()),
@@ -575,7 +593,7 @@ export class GrpcServerTransport implements ConnectionServerTransport {
         if (status.code === grpc.status.RESOURCE_EXHAUSTED && !ours) {
           if (hook.fired) return; // later data frames of the same message: already being refused
           hook.fired = true;
-          const error = oversized(status.details);
+          const error = oversized(what, limit, status.details);
           if (hook.deliver) return hook.deliver(error);
           return sendStatus(statusFromHawserError(error));
         }
@@ -796,6 +814,17 @@ export class GrpcClientTransport implements ConnectionClientTransport {
   openRaw(options: { sameConnection?: boolean } = {}): grpc.ClientDuplexStream<Buffer, Buffer> {
     const client = options.sameConnection && this.client ? this.client : this.freshClient();
     return client.makeBidiStreamRequest<Buffer, Buffer>(connectPath, passThrough, passThrough, new grpc.Metadata());
+  }
+
+  /**
+   * Raw access for tests: a Stream call on the current HTTP/2 connection
+   * with the given request headers (an attacker's choice of session, kind, id).
+   */
+  openRawStream(headers: Record<string, string>): grpc.ClientDuplexStream<Buffer, Buffer> {
+    if (!this.client) throw new HawserError(ErrorCode.Unavailable, 'no connection: connect() first');
+    const metadata = new grpc.Metadata();
+    for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
+    return this.client.makeBidiStreamRequest<Buffer, Buffer>(streamPath, passThrough, passThrough, metadata);
   }
 
   close(): void {
