@@ -30,8 +30,13 @@ import type {
 // In-process transport: frames still go through the real codec, so size
 // limits and malformed-frame handling behave as on the wire.
 
+/** Frames a control stream's reader may leave unread before its writer waits (grpc-js bounds it too). */
+const controlWindowFrames = 1024;
+
 class MemoryEnd<In, Out> implements FrameChannel<In, Out> {
-  private queue = new FrameQueue<Inbound<In>>(1024);
+  private queue = new FrameQueue<Inbound<In>>(controlWindowFrames, () => this.room.release());
+  /** Writers to this end waiting for its reader to take frames. */
+  private readonly room = new RoomWaiters();
   private isClosed = false;
   private resolveClosed!: (e: HawserError | undefined) => void;
   readonly closed: Promise<HawserError | undefined>;
@@ -46,28 +51,33 @@ class MemoryEnd<In, Out> implements FrameChannel<In, Out> {
     this.closed = new Promise((r) => (this.resolveClosed = r));
   }
 
+  /** Resolves once the peer has room, as gRPC's send waits for drain. */
   async send(frame: Out): Promise<void> {
     if (this.isClosed) throw new HawserError(ErrorCode.Unavailable, `channel to ${this.peer} is closed`);
     const bytes = this.outCodec.encode(frame);
     this.bytesOut += bytes.length;
-    this.peerEnd.deliverRaw(bytes);
+    await this.peerEnd.deliverRaw(bytes);
   }
 
   /** Test hook: hands the peer arbitrary bytes, as a broken client would. */
   sendRaw(bytes: Uint8Array): void {
     this.bytesOut += bytes.byteLength;
-    this.peerEnd.deliverRaw(bytes);
+    void this.peerEnd.deliverRaw(bytes);
   }
 
   inCodec!: FrameCodec<In>;
 
-  private deliverRaw(bytes: Uint8Array): void {
-    if (this.isClosed) return;
+  private deliverRaw(bytes: Uint8Array): Promise<void> {
+    if (this.isClosed) return Promise.resolve();
     this.bytesIn += bytes.byteLength;
     // Decoding on a later tick keeps delivery asynchronous, as on a socket.
-    queueMicrotask(() => {
-      if (!this.isClosed) this.queue.push(this.inCodec.decode(bytes));
-    });
+    return new Promise((resolve) =>
+      queueMicrotask(() => {
+        if (this.isClosed || this.queue.push(this.inCodec.decode(bytes))) return resolve();
+        // Full: the writer waits for the reader (or the end of the stream).
+        this.room.wait().then(resolve, resolve);
+      }),
+    );
   }
 
   frames(): AsyncIterable<Inbound<In>> {
@@ -82,6 +92,7 @@ class MemoryEnd<In, Out> implements FrameChannel<In, Out> {
     if (this.isClosed) return false;
     this.isClosed = true;
     queueMicrotask(() => this.queue.end());
+    this.room.release();
     this.resolveClosed(error);
     return true;
   }

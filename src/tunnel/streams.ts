@@ -365,6 +365,8 @@ export class HubStreamRegistry {
         signal.addEventListener('abort', onAbort, { once: true });
       }
     });
+    // Handled here too: the signal may reject it while the announcement is still going out.
+    arrived.catch(() => undefined);
     try {
       await acceptor.announce({ id, kind } satisfies StreamRequest);
       return await arrived;

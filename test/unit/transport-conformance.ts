@@ -3,7 +3,7 @@
 // transport-grpc.test.ts run it. Not a test file itself.
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ConnectRequest, ConnectResponse } from '../../src/gen/hawser/v1/tunnel.js';
+import { ClusterStatus, type ConnectRequest, type ConnectResponse } from '../../src/gen/hawser/v1/tunnel.js';
 import { ErrorCode, HawserError } from '../../src/tunnel/errors.js';
 import type {
   AgentConnection,
@@ -118,7 +118,7 @@ export function transportConformance(name: string, make: () => Promise<Transport
       return { hubs, client, bound: transport.bufferBoundBytes };
     }
 
-    async function open(hubs: Inbox<HubConnection>, client: { connect(): TestAgent }): Promise<Session> {
+    async function open(hubs: Inbox<HubConnection>, client: { connect(): TestAgent }, hubReadsControl = true): Promise<Session> {
       const agent = client.connect();
       const hub = await hubs.next();
       cleanups.push(() => agent.close());
@@ -127,7 +127,7 @@ export function transportConformance(name: string, make: () => Promise<Transport
       const answerErrors = new Inbox<HawserError>();
       const acks = new Map<number, () => void>();
       // Hub: acks heartbeats.
-      void (async () => {
+      if (hubReadsControl) void (async () => {
         for await (const inbound of hub.control.frames()) {
           const frame = inbound.ok ? inbound.frame.frame : undefined;
           if (frame?.$case === 'heartbeat') {
@@ -286,6 +286,40 @@ export function transportConformance(name: string, make: () => Promise<Transport
         expect(consumed).toBe(total);
         expect(worst).toBeLessThanOrEqual(s.bound);
       }
+    });
+
+    it('bounds the control stream too: a writer whose reader does not read waits', async () => {
+      const { hubs, client } = await start();
+      const s = await open(hubs, client, false);
+      s.accept();
+      const { agentEnd, hubEnd } = await agentOpened(s);
+      // Frames of about 1 KB: the bound is in frames on one transport, in bytes on another.
+      const total = 10_000;
+      const status = ClusterStatus.fromPartial({ k8sVersion: 'v'.repeat(1000) });
+      let sent = 0;
+      const sending = (async () => {
+        for (let sequence = 0; sequence < total; sequence++) {
+          await s.agent.control.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs: 0, lastRttMs: 0, statusUnchanged: false, status } } });
+          sent++;
+        }
+      })();
+      // The hub does not read its control stream. Event-loop turns (an unbounded writer is done
+      // in the first) and round trips on a request stream (I/O on the same connection) go by.
+      const echoes = hubEnd.chunks()[Symbol.asyncIterator]();
+      for (let i = 0; i < 30; i++) {
+        await new Promise<void>((r) => setImmediate(r));
+        await agentEnd.write(Buffer.from([i]));
+        expect((await echoes.next()).value).toEqual(Buffer.from([i]));
+      }
+      expect(sent).toBeLessThan(total);
+      let expected = 0;
+      for await (const inbound of s.hub.control.frames()) {
+        const frame = inbound.ok ? inbound.frame.frame : undefined;
+        expect(frame?.$case === 'heartbeat' && frame.value.sequence).toBe(expected++);
+        if (expected === total) break;
+      }
+      await sending;
+      expect(sent).toBe(total);
     });
 
     it('keeps heartbeats flowing on the control stream while a bulk stream is saturated', async () => {
