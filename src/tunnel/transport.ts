@@ -51,7 +51,8 @@ export interface ByteStream {
   /**
    * Cancels both halves now. The peer's reads and writes fail: with
    * `reason`'s code when the hub aborts, with HAWSER_CANCELLED when the agent
-   * does (an HTTP/2 reset carries no reason).
+   * does, or when the hub aborts a stream whose agent stopped reading (only
+   * an HTTP/2 reset ends it at once, and a reset carries no reason).
    */
   abort(reason?: HawserError): void;
   /** Settles (never rejects) once both halves are over: undefined, or the error that ended it. */
@@ -114,7 +115,10 @@ export interface AgentConnection {
    */
   openStream(kind: string, signal?: AbortSignal, options?: { requestId?: string }): Promise<ByteStream>;
   readonly openStreams: number;
-  /** Ends every request stream, then the control stream, and releases the HTTP/2 connection. */
+  /**
+   * Ends every request stream, then the control stream. The HTTP/2
+   * connection itself goes with the transport's next connect() or close().
+   */
   close(error?: HawserError): void;
   readonly closed: Promise<HawserError | undefined>;
 }
