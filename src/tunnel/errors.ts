@@ -81,6 +81,13 @@ export const ErrorCode = {
   SessionEnded: 'HAWSER_SESSION_ENDED',
   /** A deadline (an AbortSignal.timeout) passed. */
   DeadlineExceeded: 'HAWSER_DEADLINE_EXCEEDED',
+  // Rendering subscriptions into per-cluster manifests (src/hub/render).
+  /** A Localization's or Globalization's override could not apply to an object; its previous rendering stays. */
+  OverrideFailed: 'HAWSER_OVERRIDE_FAILED',
+  /** A feed or override that is stored but not built yet (HelmChart feeds, Helm overrides). */
+  Unsupported: 'HAWSER_UNSUPPORTED',
+  /** An object a feed names could not be rendered (an unreadable Description raw object, two feeds yielding one object). */
+  RenderFailed: 'HAWSER_RENDER_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
