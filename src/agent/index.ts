@@ -5,3 +5,6 @@ export { type AgentIdentity, identityFileName, IdentityStore, newIdentity } from
 export { type AgentOptions, defaultAgentOptions, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
 export { parseQuantity, sumQuantities } from './quantity.js';
 export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust.js';
+export { type AgentFrameHandler, type AgentHandlerFactory, type AgentSessionContext, type HubFrame, type HubFrameKind } from './router.js';
+export type { AgentSession } from './session.js';
+export { emptySyncState, readSyncState, type SyncState, syncStateCacheKey, writeSyncState } from './sync-state.js';

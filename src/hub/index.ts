@@ -8,6 +8,7 @@ export {
   startHub,
 } from './server.js';
 export { defaultHubCoreOptions, HubCore, type HubCoreOptions } from './hub.js';
+export { type AgentFrame, type AgentFrameKind, type FrameHandler, type HandlerFactory, type SessionContext } from './session.js';
 export { HubMetrics } from './metrics.js';
 export { LeaseTracker } from './leases.js';
 export { EmbeddedStore, type HubStore, type ClusterCredentialRecord, type StoredKinds } from './store.js';

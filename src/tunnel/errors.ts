@@ -81,6 +81,13 @@ export const ErrorCode = {
   SessionEnded: 'HAWSER_SESSION_ENDED',
   /** A deadline (an AbortSignal.timeout) passed. */
   DeadlineExceeded: 'HAWSER_DEADLINE_EXCEEDED',
+  // Sessions.
+  /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */
+  ProtocolIncompatible: 'HAWSER_PROTOCOL_INCOMPATIBLE',
+  /** A session handler's queue is full: the peer sends faster than the hub can take its frames. */
+  HandlerOverloaded: 'HAWSER_HANDLER_OVERLOADED',
+  /** A session handler failed on a frame; the session ends. */
+  HandlerFailed: 'HAWSER_HANDLER_FAILED',
   // Rendering subscriptions into per-cluster manifests (src/hub/render).
   /** A Localization's or Globalization's override could not apply to an object; its previous rendering stays. */
   OverrideFailed: 'HAWSER_OVERRIDE_FAILED',
@@ -149,7 +156,7 @@ export function isAuthFailure(code: ErrorCode): boolean {
  * then, so the agent keeps trying, but only at its backoff cap.
  */
 export function needsOperator(code: ErrorCode): boolean {
-  return code === ErrorCode.UntrustedHub;
+  return code === ErrorCode.UntrustedHub || code === ErrorCode.ProtocolIncompatible;
 }
 
 export function toHawserError(err: unknown, fallback: ErrorCode = ErrorCode.Internal): HawserError {

@@ -218,6 +218,37 @@ describe('HubCore registration', () => {
   });
 });
 
+describe('HubCore protocol versioning', () => {
+  it('answers with the newest common version and the features both name, and records them on the session', async () => {
+    hub = await startTestHub({ features: ['sync', 'proxy-streams'] });
+    const { welcome } = await register({ name: 'edge-new', protocolVersion: 1, minProtocolVersion: 1, features: ['sync', 'chunks'] });
+    expect(welcome.protocolVersion).toBe(1);
+    expect(welcome.features).toEqual(['sync']);
+    const negotiated = hub.core.session('edge-new')?.negotiated;
+    expect(negotiated?.protocolVersion).toBe(1);
+    expect([...(negotiated?.features ?? [])]).toEqual(['sync']);
+  });
+
+  it('serves an agent from before versioning as protocol 1 with no features', async () => {
+    hub = await startTestHub({ features: ['sync'] });
+    const { agent, welcome } = await register({ name: 'edge-old', features: ['sync'] });
+    expect(welcome.protocolVersion).toBe(1);
+    expect(welcome.features).toEqual([]);
+    expect(hub.core.session('edge-old')?.negotiated.features.size).toBe(0);
+    await agent.heartbeat();
+  });
+
+  it('refuses an agent that no longer speaks any version of the hub, before it registers', async () => {
+    hub = await startTestHub();
+    const agent = FakeAgent.open(hub);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-future', protocolVersion: 3, minProtocolVersion: 2 }));
+    const goodbye = await agent.expectGoodbye(ErrorCode.ProtocolIncompatible);
+    expect(goodbye.message).toContain('upgrade the hub');
+    expect(await hub.store.list('ManagedCluster')).toEqual([]);
+    expect(await rejectedCount(hub.metrics, ErrorCode.ProtocolIncompatible)).toBe(1);
+  });
+});
+
 describe('HubCore refusals change nothing else', () => {
   let registered: { agent: FakeAgent; clusterId: string; credential: string };
 
@@ -831,7 +862,7 @@ describe('HubCore leases and taints', () => {
       clock.advance(1);
       await waitFor('Ready Unknown after the restart lease', async () => readyCondition(await storedCluster('edge-restart'))?.status === 'Unknown');
 
-      const again = new FakeAgent(transport.client().open() as RawAgentChannel);
+      const again = new FakeAgent(transport.client().open() as RawAgentChannel, () => core.statusWritesSettled());
       await again.send(helloFrame({ clusterId, credential, leaseDurationMs: 10_000 }));
       expect((await again.expectFrame('welcome')).credential).toBe('');
       await again.heartbeat();
