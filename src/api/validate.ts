@@ -55,6 +55,17 @@ export interface ValidObject {
 
 export type Validation = { ok: true; value: ValidObject } | { ok: false; code: ApiErrorCode; message: string };
 
+/** Which object a document names: enough to find or delete it. */
+export interface ObjectIdentity {
+  resourceKind: ResourceKind;
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+}
+
+export type Identification = { ok: true; value: ObjectIdentity } | { ok: false; code: ApiErrorCode; message: string };
+
 export interface ValidateOptions {
   /** Namespace for a namespaced kind that names none (the CLI's -n, else "default"). */
   defaultNamespace?: string;
@@ -206,5 +217,39 @@ export function validateObject(doc: unknown, options: ValidateOptions = {}): Val
   return {
     ok: true,
     value: { resourceKind, object: { ...object, metadata: metadata as unknown as ObjectMeta }, ...(expectResourceVersion ? { expectResourceVersion } : {}) },
+  };
+}
+
+/**
+ * The object a document names, without validating the rest of it (as
+ * `kubectl delete -f` reads a file): apiVersion, kind, name, and the
+ * namespace placed as an apply would place it.
+ */
+export function identifyObject(doc: unknown, options: Pick<ValidateOptions, 'defaultNamespace'> = {}): Identification {
+  if (!isRecord(doc)) return refuse('HAWSER_INVALID_OBJECT', 'document: expected an object (a Kubernetes manifest)') as Identification;
+  const meta = isRecord(doc.metadata) ? doc.metadata : {};
+  for (const [field, value] of [['apiVersion', doc.apiVersion], ['kind', doc.kind], ['metadata.name', meta.name]] as const) {
+    if (typeof value !== 'string' || value === '') return refuse('HAWSER_INVALID_OBJECT', `${field}: required`) as Identification;
+  }
+  const apiVersion = canonicalApiVersion(doc.apiVersion as string);
+  const kind = doc.kind as string;
+  const lookup = lookupKind(apiVersion, kind);
+  if ('refused' in lookup) return refuse(lookup.refused === 'kind' ? 'HAWSER_UNKNOWN_KIND' : 'HAWSER_UNKNOWN_API_VERSION', lookup.message) as Identification;
+  const isApp = apiVersion === appsApiVersion && (appKinds as readonly string[]).includes(kind);
+  const placed = placeNamespace(
+    { name: meta.name as string, ...(typeof meta.namespace === 'string' && meta.namespace ? { namespace: meta.namespace } : {}) },
+    lookup.known ? lookup.info : undefined,
+    options.defaultNamespace ?? 'default',
+  );
+  return {
+    ok: true,
+    value: {
+      resourceKind: isApp ? (kind as AppKind) : 'Feed',
+      // Feeds are kept under the apiVersion they were written with; hawser's kinds under hawser's group.
+      apiVersion: isApp ? apiVersion : (doc.apiVersion as string),
+      kind,
+      name: placed.name,
+      ...(placed.namespace ? { namespace: placed.namespace } : {}),
+    },
   };
 }

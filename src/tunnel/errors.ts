@@ -71,6 +71,8 @@ export const ErrorCode = {
   InvalidYaml: 'HAWSER_INVALID_YAML',
   /** More documents in one apply than the hub takes at once. */
   TooManyDocuments: 'HAWSER_TOO_MANY_DOCUMENTS',
+  /** A Localization in a namespace that is no registered cluster's dedicated namespace. */
+  UnknownClusterNamespace: 'HAWSER_UNKNOWN_CLUSTER_NAMESPACE',
   /** An apply request body over the hub's bound. */
   RequestTooLarge: 'HAWSER_REQUEST_TOO_LARGE',
   // Operators' HTTP API and the hub's start-up.
