@@ -179,6 +179,8 @@ export function resourceRoutes(resources: ResourceService, maxRequestBytes = def
 function watchStream(resources: ResourceService, resource: ResourceName, namespace: string | undefined, resourceVersion: string | undefined): StreamBody {
   return new StreamBody(async (res, signal) => {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    // Headers now, not with the first event: a client waits for them before it changes anything.
+    res.flushHeaders();
     const writeLine = async (line: unknown) => {
       if (!res.write(`${JSON.stringify(line)}\n`)) await new Promise<void>((resolve) => res.once('drain', resolve).once('close', resolve));
     };
