@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
-# Builds the real components the tests talk to: kube-apiserver and etcd from
-# their Go modules, toxiproxy with `go install`. Everything lands under
-# $HAWSER_TESTBED_DIR (default ~/.cache/hawser/testbed) keyed by version, so
-# a second run finds the binaries and returns at once.
+# Builds the real components the tests talk to: kube-apiserver,
+# kube-controller-manager, kube-scheduler and kubectl from one k8s.io/kubernetes
+# module, etcd from its Go module, toxiproxy and kwok with `go install`.
+# Everything lands under $HAWSER_TESTBED_DIR (default ~/.cache/hawser/testbed)
+# keyed by version, so a second run finds the binaries and returns at once.
 set -euo pipefail
 
 KUBE_VERSION="${HAWSER_KUBE_VERSION:-v1.33.13}"
 ETCD_VERSION="${HAWSER_ETCD_VERSION:-v3.6.16}"
 TOXIPROXY_VERSION="${HAWSER_TOXIPROXY_VERSION:-v2.12.0}"
+# kwok v0.7.0: the newest release built against the k8s 1.33 client libraries
+# (client-go v0.33, 1.33.0 in its supported_releases.txt) and needing only Go
+# 1.24; v0.8.0 needs Go 1.26 and targets client-go v0.36.
+KWOK_VERSION="${HAWSER_KWOK_VERSION:-v0.7.0}"
+# Everything built from the k8s.io/kubernetes module, at $KUBE_VERSION.
+KUBE_COMMANDS=(kube-apiserver kube-controller-manager kube-scheduler kubectl)
 ROOT="${HAWSER_TESTBED_DIR:-$HOME/.cache/hawser/testbed}"
 BIN="$ROOT/bin"
 mkdir -p "$BIN"
 
 if ! command -v go >/dev/null 2>&1; then
-  echo "[testbed] Go is required to build kube-apiserver, etcd and toxiproxy (go 1.24 or newer on PATH)" >&2
+  echo "[testbed] Go is required to build the Kubernetes components, etcd, toxiproxy and kwok (go 1.24 or newer on PATH)" >&2
   exit 1
 fi
 
@@ -33,14 +40,19 @@ with_progress() {
   return $rc
 }
 
-build_kube_apiserver() {
+# One module whose tools.go imports every command we build, so `go mod tidy`
+# resolves them all; rewritten (and tidied again) when that list changes.
+prepare_kube_module() {
   local dir="$ROOT/src/kubernetes-$KUBE_VERSION"
   mkdir -p "$dir"
   cd "$dir"
+  local tools
+  tools=$(printf '//go:build tools\n\npackage tools\n\nimport (\n'; \
+    for c in "${KUBE_COMMANDS[@]}"; do printf '\t_ "k8s.io/kubernetes/cmd/%s"\n' "$c"; done; printf ')\n')
   if [ ! -f go.mod ]; then
-    step "kube-apiserver $KUBE_VERSION: resolving k8s.io/kubernetes and its staging modules"
+    step "kubernetes $KUBE_VERSION: resolving k8s.io/kubernetes and its staging modules"
     cat > go.mod <<MOD
-module hawser.local/testbed/kubeapiserver
+module hawser.local/testbed/kubernetes
 
 go 1.24
 MOD
@@ -55,25 +67,27 @@ MOD
       echo "require k8s.io/kubernetes $KUBE_VERSION"
       for m in $replaces; do echo "replace $m => $m $staging_ver"; done
     } >> go.mod
-    cat > tools.go <<'GO'
-//go:build tools
-
-package tools
-
-import _ "k8s.io/kubernetes/cmd/kube-apiserver"
-GO
+  fi
+  if [ ! -f tools.go ] || [ "$(cat tools.go)" != "$tools" ]; then
+    step "kubernetes $KUBE_VERSION: resolving ${KUBE_COMMANDS[*]}"
+    printf '%s\n' "$tools" > tools.go
     go mod tidy -e >/dev/null 2>&1 || go mod tidy
   fi
+}
+
+build_kube_command() {
+  local cmd=$1
+  prepare_kube_module
   local major=1 minor
   minor=$(echo "$KUBE_VERSION" | cut -d. -f2)
   local ldflags="-s -w"
   for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=$major -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
   done
-  step "kube-apiserver $KUBE_VERSION: compiling (cold: tens of minutes on 2 cores)"
-  with_progress kube-apiserver go build -trimpath -ldflags "$ldflags" -o "$BIN/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver
-  mv "$BIN/kube-apiserver.tmp" "$BIN/kube-apiserver"
-  echo "$KUBE_VERSION" > "$BIN/kube-apiserver.version"
+  step "$cmd $KUBE_VERSION: compiling (cold: minutes on 2 cores; packages shared with the others come from the Go build cache)"
+  with_progress "$cmd" go build -trimpath -ldflags "$ldflags" -o "$BIN/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
+  mv "$BIN/$cmd.tmp" "$BIN/$cmd"
+  echo "$KUBE_VERSION" > "$BIN/$cmd.version"
 }
 
 build_etcd() {
@@ -115,6 +129,19 @@ build_toxiproxy() {
 }
 
 have toxiproxy-server "$TOXIPROXY_VERSION" || build_toxiproxy
+build_kwok() {
+  step "kwok $KWOK_VERSION: go install"
+  with_progress kwok env GOBIN="$BIN/kwok-$KWOK_VERSION" go install -trimpath -ldflags "-s -w" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$BIN/kwok-$KWOK_VERSION/kwok" "$BIN/kwok"
+  rmdir "$BIN/kwok-$KWOK_VERSION"
+  echo "$KWOK_VERSION" > "$BIN/kwok.version"
+}
+
+have toxiproxy-server "$TOXIPROXY_VERSION" || build_toxiproxy
 have etcd "$ETCD_VERSION" || build_etcd
-have kube-apiserver "$KUBE_VERSION" || build_kube_apiserver
-step "ready in $BIN (kube-apiserver $KUBE_VERSION, etcd $ETCD_VERSION, toxiproxy $TOXIPROXY_VERSION)"
+for cmd in "${KUBE_COMMANDS[@]}"; do
+  have "$cmd" "$KUBE_VERSION" || build_kube_command "$cmd"
+done
+have kwok "$KWOK_VERSION" || build_kwok
+step "ready in $BIN (${KUBE_COMMANDS[*]} $KUBE_VERSION, etcd $ETCD_VERSION, toxiproxy $TOXIPROXY_VERSION, kwok $KWOK_VERSION)"

@@ -3,15 +3,26 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensurePrivateDir } from '../cache/index.js';
 import { generateBootstrapToken, parseOperatorTokens } from '../hub/index.js';
-import { type KubeCluster, type ManagedProcess, startKubeCluster, startProcess, Tracker, waitUntil } from '../testkit/index.js';
+import {
+  DEFAULT_FAKE_NODES,
+  type KubeCluster,
+  type ManagedProcess,
+  requireTestbedBinary,
+  startKubeCluster,
+  startProcess,
+  Tracker,
+  waitUntil,
+} from '../testkit/index.js';
 import type { ManagedCluster } from '../api/index.js';
 import { hubRequest } from './client.js';
 import { configPath, type HubTarget, saveContext } from './config.js';
 import { type CommandSpec, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { clustersTable } from './table.js';
 
-// The main job: real kube-apiservers (with etcd) standing in for edge
-// clusters, one hub, one agent beside each, all as separate processes.
+// The main job: real kube-apiservers (with etcd, kube-controller-manager,
+// kube-scheduler and kwok's fake nodes, so Deployments really become ready)
+// standing in for edge clusters, one hub, one agent beside each, all as
+// separate processes.
 
 export const demoSpec: CommandSpec = {
   usage: 'hawser demo [flags]',
@@ -63,10 +74,11 @@ export async function runDemo(argv: string[]): Promise<number> {
 
   try {
     const names = Array.from({ length: count }, (_, i) => `edge-${i + 1}`);
-    say(`starting ${count} edge clusters (etcd + kube-apiserver each) ...`);
+    const nodes = DEFAULT_FAKE_NODES.map((n) => `${n.name} ${n.cpu} CPU ${n.memory}`).join(', ');
+    say(`starting ${count} edge clusters: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (nodes ${nodes}) each ...`);
     const started = await Promise.all(
       names.map(async (name) => {
-        const c = await startKubeCluster({ name, baseDir: join(dataDir, 'clusters'), tracker });
+        const c = await startKubeCluster({ name, baseDir: join(dataDir, 'clusters'), tracker, workloads: true });
         clusters.push(c);
         say(`  ${name}: kube-apiserver ${c.version} at ${c.url} (ready in ${(c.startupMs / 1000).toFixed(1)}s)`);
         return c;
@@ -149,6 +161,8 @@ export async function runDemo(argv: string[]): Promise<number> {
     });
 
     const kubeconfigs = started.map((c) => `  ${c.name}: ${c.kubeconfigPath}`).join('\n');
+    // The testbed's kubectl matches the clusters' version; the one on PATH may not be a real kubectl.
+    const kubectlBin = requireTestbedBinary('kubectl');
     say(`
 hawser is running. In another terminal:
 
@@ -156,7 +170,7 @@ hawser is running. In another terminal:
   npx hawser get clusters -o yaml    # full ManagedCluster objects
   curl -s ${apiUrl}/metrics | grep hawser_cluster
 
-Edge cluster kubeconfigs (kubectl --kubeconfig ...):
+Edge cluster kubeconfigs (${kubectlBin} --kubeconfig ...):
 ${kubeconfigs}
 Logs: ${logDir}
 Hub CA: ${ready.caFile}   operator tokens: ${ready.operatorTokensFile}

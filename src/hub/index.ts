@@ -22,3 +22,4 @@ export {
   renderOperatorTokens,
 } from './auth.js';
 export { HubPki, type PkiState, PkiMaintainer, servingRenewAtMs, type TrustBundle } from './pki.js';
+export * as render from './render/index.js';

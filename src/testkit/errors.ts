@@ -16,6 +16,8 @@ export const TestkitErrorCode = {
   ToxiproxyApi: 'TESTKIT_TOXIPROXY_API',
   /** A kube cluster (etcd + kube-apiserver) did not come up. */
   KubeStart: 'TESTKIT_KUBE_START',
+  /** The testbed's kubectl exited non-zero or ran past its deadline. */
+  Kubectl: 'TESTKIT_KUBECTL',
   /** An HTTP request made by the testkit failed. */
   Http: 'TESTKIT_HTTP',
   /** The caller passed something the testkit cannot use. */

@@ -1,5 +1,6 @@
 // The testkit: real processes for integration tests (etcd, kube-apiserver,
-// toxiproxy, and anything else), deadline-bound waits, and a tracker that
+// kube-controller-manager, kube-scheduler, kwok, toxiproxy, and anything
+// else), the testbed's kubectl, deadline-bound waits, and a tracker that
 // proves a test left no process or port behind. This file is its only door.
 export { TestkitError, TestkitErrorCode } from './errors.js';
 export { testbedBinDir, requireTestbedBinary, hasTestbedBinary, type TestbedBinary } from './testbed.js';
@@ -27,6 +28,8 @@ export {
 export { mountSmallDisk, type SmallDisk } from './disk.js';
 export { httpsRequest, type HttpsRequestOptions, type HttpsResponse } from './http.js';
 export { startKubeCluster, kubeconfigYaml, type KubeCluster, type StartKubeClusterOptions } from './kube.js';
+export { DEFAULT_FAKE_NODES, FAKE_NODE_ANNOTATION, type FakeNodeSpec, type WorkloadComponents } from './workloads.js';
+export { kubectl, type KubectlOptions, type KubectlResult } from './kubectl.js';
 export {
   startToxiproxy,
   ToxiproxyApiError,

@@ -9,6 +9,15 @@ import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
 import { requireTestbedBinary } from './testbed.js';
 import { defaultTracker, type Tracker } from './tracker.js';
+import {
+  DEFAULT_FAKE_NODES,
+  newWorkloadTokens,
+  startWorkloads,
+  validateFakeNodes,
+  workloadTokenLines,
+  type FakeNodeSpec,
+  type WorkloadComponents,
+} from './workloads.js';
 
 export interface StartKubeClusterOptions {
   /** Cluster name: names processes, logs and the kubeconfig context. */
@@ -17,8 +26,16 @@ export interface StartKubeClusterOptions {
   baseDir?: string;
   /** Keep the working directory after stop (also: HAWSER_TESTKIT_KEEP=1). */
   keepDir?: boolean;
-  /** Deadline for etcd + kube-apiserver to be ready. Default 120 s. */
+  /** Deadline for the cluster to be ready. Default 120 s, 240 s with workloads. */
   startTimeoutMs?: number;
+  /**
+   * Also run kube-controller-manager, kube-scheduler and kwok with fake
+   * nodes, so Deployments really get pods that become Running and Ready.
+   * Default false: an apiserver alone is lighter.
+   */
+  workloads?: boolean;
+  /** The fake nodes (only with workloads). Default DEFAULT_FAKE_NODES. */
+  nodes?: readonly FakeNodeSpec[];
   /** Appended to the kube-apiserver command line (later flags win). */
   extraApiserverArgs?: readonly string[];
   tracker?: Tracker;
@@ -40,12 +57,14 @@ export interface KubeCluster {
   readonly workDir: string;
   readonly etcd: ManagedProcess;
   readonly apiserver: ManagedProcess;
+  /** kube-controller-manager, kube-scheduler, kwok and the fake nodes; undefined without workloads. */
+  readonly workloads: WorkloadComponents | undefined;
   /**
    * Waits until etcd is healthy and kube-apiserver's /readyz is ok again,
    * e.g. after `etcd.restart()` or `apiserver.restart()`. Default 60 s.
    */
   waitReady(options?: { timeoutMs?: number }): Promise<void>;
-  /** Stops kube-apiserver then etcd and removes the working directory. */
+  /** Stops kwok, scheduler and controller manager, then kube-apiserver, then etcd, and removes the working directory. */
   stop(): Promise<void>;
 }
 
@@ -60,12 +79,18 @@ function isPortClash(err: unknown): boolean {
 /**
  * Starts a real etcd and a real kube-apiserver on fresh 127.0.0.1 ports,
  * waits until /readyz is ok and the default namespace exists, and writes a
- * kubeconfig with an admin token. Several clusters can run at once.
+ * kubeconfig with an admin token. With `workloads`, also kube-controller-manager,
+ * kube-scheduler and kwok with fake nodes (see startWorkloads). Several clusters
+ * can run at once.
  */
 export async function startKubeCluster(options: StartKubeClusterOptions): Promise<KubeCluster> {
   if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?$/.test(options.name)) {
     throw new TestkitError(TestkitErrorCode.InvalidArgument, `startKubeCluster: name must be a DNS label, got "${options.name}"`);
   }
+  if (options.nodes !== undefined && !options.workloads) {
+    throw new TestkitError(TestkitErrorCode.InvalidArgument, `startKubeCluster: nodes need workloads: true (cluster "${options.name}")`);
+  }
+  if (options.workloads) validateFakeNodes(options.nodes ?? DEFAULT_FAKE_NODES);
   const etcdBin = requireTestbedBinary('etcd');
   const apiserverBin = requireTestbedBinary('kube-apiserver');
   for (let attempt = 1; ; attempt++) {
@@ -82,7 +107,7 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
   const { name } = options;
   const tracker = options.tracker ?? defaultTracker;
   const keep = options.keepDir ?? process.env['HAWSER_TESTKIT_KEEP'] === '1';
-  const timeoutMs = options.startTimeoutMs ?? 120_000;
+  const timeoutMs = options.startTimeoutMs ?? (options.workloads ? 240_000 : 120_000);
   const started = Date.now();
   const deadline = started + timeoutMs;
   const remaining = (): number => Math.max(1, deadline - Date.now());
@@ -99,10 +124,12 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
     await freePort({ owner: `kube-apiserver (${name})`, tracker }),
   ];
 
-  // Credentials: an admin token and a service-account signing key pair.
+  // Credentials: an admin token (and the workload components' tokens) and a service-account signing key pair.
   const token = randomBytes(24).toString('hex');
   const tokenFile = join(workDir, 'tokens.csv');
-  await writeFile(tokenFile, `${token},hawser-admin,hawser-admin,"system:masters"\n`, { mode: 0o600 });
+  const workloadTokens = options.workloads ? newWorkloadTokens() : undefined;
+  const tokenLines = `${token},hawser-admin,hawser-admin,"system:masters"\n` + (workloadTokens ? workloadTokenLines(workloadTokens) : '');
+  await writeFile(tokenFile, tokenLines, { mode: 0o600 });
   const sa = generateKeyPairSync('ec', {
     namedCurve: 'prime256v1',
     publicKeyEncoding: { type: 'spki', format: 'pem' },
@@ -115,7 +142,10 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
   let etcd: ManagedProcess | undefined;
   let readyzDetail = '';
   let apiserver: ManagedProcess | undefined;
+  // Workload components, stopped before the apiserver they talk to.
+  const components: ManagedProcess[] = [];
   const cleanup = async (removeAll: boolean): Promise<void> => {
+    await Promise.allSettled(components.map((c) => c.stop()));
     await Promise.allSettled([apiserver?.stop({ graceMs: 15_000 })]);
     await Promise.allSettled([etcd?.stop({ graceMs: 10_000 })]);
     if (removeAll && !keep) await rm(workDir, { recursive: true, force: true });
@@ -166,8 +196,9 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
         `--service-account-key-file=${saPub}`,
         `--service-account-signing-key-file=${saKey}`,
         `--service-cluster-ip-range=${SERVICE_CIDR}`,
-        // No controller-manager runs: it would create each namespace's default ServiceAccount.
-        '--disable-admission-plugins=ServiceAccount',
+        // Without a controller manager nothing creates each namespace's default
+        // ServiceAccount, which this admission plugin requires of every pod.
+        ...(options.workloads ? [] : ['--disable-admission-plugins=ServiceAccount']),
         '--enable-priority-and-fairness=false',
         // No Endpoints for the "kubernetes" Service: nothing routes there, and a
         // loopback advertise address is not a valid endpoint.
@@ -224,10 +255,30 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
     const kubeconfigPath = join(workDir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml({ name, url, caPem, token }), { mode: 0o600 });
 
+    const workloads = workloadTokens
+      ? await startWorkloads(
+          {
+            name,
+            workDir,
+            logDir,
+            api: { url, caPem, token },
+            caFile: join(certDir, 'apiserver.crt'),
+            saKeyFile: saKey,
+            tokens: workloadTokens,
+            nodes: options.nodes ?? DEFAULT_FAKE_NODES,
+            tracker,
+            remaining,
+            kubeconfig: (user, userToken) => kubeconfigYaml({ name, url, caPem, token: userToken, user }),
+          },
+          components,
+        )
+      : undefined;
+    const workloadsReadyMs = workloads ? Date.now() - started : undefined;
+
     const startupMs = Date.now() - started;
     await writeFile(
       join(logDir, 'startup.json'),
-      JSON.stringify({ name, url, etcdReadyMs, apiserverReadyMs, startupMs }, null, 2) + '\n',
+      JSON.stringify({ name, url, etcdReadyMs, apiserverReadyMs, workloadsReadyMs, startupMs }, null, 2) + '\n',
     );
 
     let stopping: Promise<void> | undefined;
@@ -244,6 +295,7 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
       workDir,
       etcd: etcdProc,
       apiserver: api,
+      workloads,
       async waitReady(waitOptions = {}) {
         const timeout = waitOptions.timeoutMs ?? 60_000;
         const until = Date.now() + timeout;
@@ -282,8 +334,9 @@ async function readyz(url: string, ca: string, token: string, signal: AbortSigna
   return { ok: res.status === 200 && res.body.trim() === 'ok', status: res.status, body: res.body };
 }
 
-export function kubeconfigYaml(c: { name: string; url: string; caPem: string; token: string }): string {
-  const user = `${c.name}-admin`;
+/** A kubeconfig with one context; the user defaults to "<name>-admin". */
+export function kubeconfigYaml(c: { name: string; url: string; caPem: string; token: string; user?: string }): string {
+  const user = c.user ?? `${c.name}-admin`;
   return stringify({
     apiVersion: 'v1',
     kind: 'Config',

@@ -4,7 +4,15 @@ import { join } from 'node:path';
 import { TestkitError, TestkitErrorCode } from './errors.js';
 
 /** Binaries built by scripts/build-testbed.sh. */
-export type TestbedBinary = 'etcd' | 'kube-apiserver' | 'toxiproxy-server' | 'toxiproxy-cli';
+export type TestbedBinary =
+  | 'etcd'
+  | 'kube-apiserver'
+  | 'kube-controller-manager'
+  | 'kube-scheduler'
+  | 'kubectl'
+  | 'kwok'
+  | 'toxiproxy-server'
+  | 'toxiproxy-cli';
 
 /** `$HAWSER_TESTBED_DIR/bin`, default `~/.cache/hawser/testbed/bin`. */
 export function testbedBinDir(): string {

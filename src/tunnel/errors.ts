@@ -93,6 +93,13 @@ export const ErrorCode = {
   RotationIncomplete: 'HAWSER_ROTATION_INCOMPLETE',
   /** The hub serves an operator-supplied certificate (--tls-cert-file): the operator rotates it. */
   PkiUnmanaged: 'HAWSER_PKI_UNMANAGED',
+  // Rendering subscriptions into per-cluster manifests (src/hub/render).
+  /** A Localization's or Globalization's override could not apply to an object; its previous rendering stays. */
+  OverrideFailed: 'HAWSER_OVERRIDE_FAILED',
+  /** A feed or override that is stored but not built yet (HelmChart feeds, Helm overrides). */
+  Unsupported: 'HAWSER_UNSUPPORTED',
+  /** An object a feed names could not be rendered (an unreadable Description raw object, two feeds yielding one object). */
+  RenderFailed: 'HAWSER_RENDER_FAILED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

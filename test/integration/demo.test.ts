@@ -65,6 +65,10 @@ describe('hawser demo (the main job)', () => {
 
     const processes = await processesMentioning(dataDir);
     expect(processes.length).toBeGreaterThanOrEqual(5);
+    // Each edge cluster runs workloads: controller manager, scheduler and kwok beside its apiserver.
+    for (const component of ['kube-controller-manager', 'kube-scheduler', 'kwok']) {
+      expect({ component, count: processes.filter((p) => p.line.includes(`/${component}.kubeconfig`)).length }).toEqual({ component, count: 2 });
+    }
     // The bootstrap token reaches hub and agents by environment only.
     const hub = processes.find((p) => / hub --data-dir/.test(p.line))!;
     const hubEnv = (await readFile(`/proc/${hub.pid}/environ`, 'utf8')).split('\0');

@@ -16,6 +16,7 @@ import {
   httpsRequest,
   isPidAlive,
   isPortOpen,
+  kubectl,
   requireTestbedBinary,
   startKubeCluster,
   startToxiproxy,
@@ -71,13 +72,21 @@ describe('testkit: kube cluster and toxiproxy', () => {
     const denied = await httpsRequest(`${cluster.url}/api/v1/namespaces`, { ca: cluster.caPem, token: 'not-the-token' });
     expect(denied.status).toBe(401);
 
-    const { stdout } = await run(
-      '/usr/bin/kubectl',
-      ['--kubeconfig', cluster.kubeconfigPath, '--cache-dir', join(cluster.workDir, 'kubectl-cache'), 'get', 'namespaces', '-o', 'json'],
-      { timeout: 60_000 },
-    );
+    // The testbed's kubectl, built from the same module: its client version is the server's.
+    const client = JSON.parse((await kubectl(cluster, ['version', '--client', '-o', 'json'])).stdout) as { clientVersion: { gitVersion: string } };
+    expect(client.clientVersion.gitVersion).toBe(cluster.version);
+    expect(requireTestbedBinary('kubectl')).toMatch(/\/bin\/kubectl$/);
+    expect(requireTestbedBinary('kubectl')).not.toBe('/usr/bin/kubectl');
+    const { stdout } = await kubectl(cluster, ['get', 'namespaces', '-o', 'json']);
     const list = JSON.parse(stdout) as { items: Array<{ metadata: { name: string } }> };
     expect(list.items.map((ns) => ns.metadata.name)).toContain('default');
+
+    // Its failures carry the code and kubectl's own words.
+    const failed = await rejection(kubectl(cluster, ['get', 'namespace', 'no-such-namespace']));
+    expect((failed as TestkitError).code).toBe(TestkitErrorCode.Kubectl);
+    expect((failed as Error).message).toContain('no-such-namespace');
+    // Without workloads, no controller manager, scheduler or kwok runs.
+    expect(cluster.workloads).toBeUndefined();
   });
 
   it('proxies the API server through toxiproxy; disabling the proxy cuts it', { timeout: 180_000 }, async () => {
@@ -224,6 +233,19 @@ describe('testkit: processes and leak detection', () => {
     const info = await proc.stop();
     expect(info.signal).toBe('SIGKILL');
     expect(proc.lines()).toContain('ignoring SIGTERM');
+    await assertNoLeaks();
+  });
+
+  it('startKubeCluster refuses fake nodes without workloads, and bad node fields, before starting anything', async () => {
+    const node = { name: 'n1', cpu: '2', memory: '4Gi', pods: 10 };
+    const without = await rejection(startKubeCluster({ name: 'tk-bad', nodes: [node] }));
+    expect((without as TestkitError).code).toBe(TestkitErrorCode.InvalidArgument);
+    for (const bad of [{ ...node, cpu: 'two' }, { ...node, memory: '' }, { ...node, pods: 0 }, { ...node, name: 'Not_A_Name' }]) {
+      const err = await rejection(startKubeCluster({ name: 'tk-bad', workloads: true, nodes: [bad] }));
+      expect((err as TestkitError).code).toBe(TestkitErrorCode.InvalidArgument);
+    }
+    const none = await rejection(startKubeCluster({ name: 'tk-bad', workloads: true, nodes: [] }));
+    expect((none as TestkitError).code).toBe(TestkitErrorCode.InvalidArgument);
     await assertNoLeaks();
   });
 
