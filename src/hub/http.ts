@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { defaultQuoteChars, quoteBounded } from '../api/index.js';
+import { boundedText, defaultQuoteChars, quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
@@ -315,6 +315,11 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
         audit('failed', error.code);
         const status = statusForCode[error.code] ?? 500;
         if (status === 500) deps.logger.error({ err, path: quoteBounded(path) }, 'api request failed');
+        else if (status !== 404) {
+          // Bad input (an invalid object, an unknown kind, a body too large) is logged and counted, like a bad frame.
+          deps.metrics.rejected.inc({ code: error.code });
+          deps.logger.warn({ code: error.code, user: user?.name, method: req.method, path: quoteBounded(path), message: boundedText(error.message, 1024) }, 'api request refused');
+        }
         send(res, status, error.toJSON());
       },
     );

@@ -163,6 +163,7 @@ ${feeds}
       const stderr = await refused(['apply', '-f', f], 'HAWSER_UNKNOWN_KIND');
       expect(stderr).toContain('apps/v1 has no kind Service');
       await absent('with-bad-feed');
+      expect(await hub.metric('hawser_hub_rejected_total', { code: 'HAWSER_UNKNOWN_KIND' })).toBeGreaterThanOrEqual(1);
     });
 
     it('a subscription naming 10,000 feeds', async () => {
