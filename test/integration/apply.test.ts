@@ -1,8 +1,9 @@
-import { cp, readFile, writeFile, mkdir } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { cp, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ManagedCluster } from '../../src/api/index.js';
-import { adminToken, hawser, type HubProcess, repoRoot, TestBed, until, viewerToken } from './harness.js';
+import { adminToken, hawser, hawserBin, type HubProcess, noCliConfig, repoRoot, TestBed, until, viewerToken } from './harness.js';
 
 // apply, get, delete and watch through the real CLI against a real hub, with
 // the shared Clusternet examples applied as they are (only the cluster id and
@@ -199,6 +200,18 @@ ${feeds}
       const sub = await getJson<{ spec: { schedulingStrategy: string } }>(['get', 'subs', 'nginx-replicated']);
       expect(sub.spec.schedulingStrategy).toBe('Replication');
     });
+  });
+
+  it('applies from stdin with -f -', async () => {
+    const child = spawn(process.execPath, [hawserBin, 'apply', '-f', '-', `--hub=${hub.apiUrl}`], {
+      env: { ...process.env, HAWSER_CONFIG: noCliConfig, HAWSER_TOKEN: adminToken },
+    });
+    let stdout = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stdin.end('apiVersion: v1\nkind: ConfigMap\nmetadata: {name: from-stdin}\ndata: {a: b}\n');
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    expect(code).toBe(0);
+    expect(stdout).toBe('configmap/from-stdin created\n');
   });
 
   it('watches changes from a resourceVersion as JSON lines', async () => {
