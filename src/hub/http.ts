@@ -12,7 +12,8 @@ import type { ResourceService } from './resources.js';
 import type { HubStore } from './store.js';
 
 // The operators' HTTP API: read clusters and registration requests, approve
-// requests, scrape metrics. Every route says who may call it and whether the
+// requests, scrape metrics, and apply, read, delete and watch Subscriptions and
+// the objects they feed (resources-http.ts). Every route says who may call it and whether the
 // call is audited; a bearer token (auth.ts) names the operator. Plain HTTP on
 // loopback, TLS anywhere else (server.ts decides).
 

@@ -41,12 +41,19 @@ export interface ResourceRoute {
 /** Reads a request body up to `maxBytes`; more is refused before it is buffered. */
 export async function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
   const declared = Number(req.headers['content-length'] ?? 0);
-  if (declared > maxBytes) throw tooLarge(declared, maxBytes);
+  // The rest is read and dropped, so the client gets the refusal rather than a reset connection.
+  if (declared > maxBytes) {
+    req.resume();
+    throw tooLarge(declared, maxBytes);
+  }
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > maxBytes) throw tooLarge(size, maxBytes);
+    if (size > maxBytes) {
+      req.resume();
+      throw tooLarge(size, maxBytes);
+    }
     chunks.push(chunk);
   }
   return Buffer.concat(chunks).toString('utf8');
