@@ -38,29 +38,23 @@ export interface ResourceRoute {
   handle(ctx: ResourceRouteContext): Promise<[number, unknown]>;
 }
 
-/** Reads a request body up to `maxBytes`; more is refused before it is buffered. */
-export async function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
-  const declared = Number(req.headers['content-length'] ?? 0);
-  // The rest is read and dropped, so the client gets the refusal rather than a reset connection.
-  if (declared > maxBytes) {
-    req.resume();
-    throw tooLarge(declared, maxBytes);
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req as AsyncIterable<Buffer>) {
-    size += chunk.length;
-    if (size > maxBytes) {
-      req.resume();
-      throw tooLarge(size, maxBytes);
-    }
-    chunks.push(chunk);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/** Reads a request body up to `maxBytes`; past that it is read and dropped, so the client gets the refusal, not a reset. */
+export function readBody(req: IncomingMessage, maxBytes: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size <= maxBytes) chunks.push(chunk);
+      else chunks.length = 0;
+    });
+    req.on('end', () => (size > maxBytes ? reject(tooLarge(size, maxBytes)) : resolve(Buffer.concat(chunks).toString('utf8'))));
+    req.on('error', reject);
+  });
 }
 
 function tooLarge(bytes: number, maxBytes: number): HawserError {
-  return new HawserError(ErrorCode.RequestTooLarge, `request body of ${bytes}+ bytes exceeds the hub's limit of ${maxBytes} bytes; apply fewer files at once`);
+  return new HawserError(ErrorCode.RequestTooLarge, `request body of ${bytes} bytes exceeds the hub's limit of ${maxBytes} bytes; apply fewer files at once`);
 }
 
 function isRecord(value: unknown): value is Record<string, unknown> {

@@ -183,6 +183,16 @@ ${feeds}
       await absent('beside-big');
     });
 
+    it('a request body over the hub bound (413, not a reset connection)', async () => {
+      const res = await fetch(`${hub.apiUrl}/api/v1/apply`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/yaml' },
+        body: `# ${'x'.repeat(17 * 1024 * 1024)}\n`,
+      });
+      expect(res.status).toBe(413);
+      expect(((await res.json()) as { code: string }).code).toBe('HAWSER_REQUEST_TOO_LARGE');
+    });
+
     it("a Localization in a namespace that is no cluster's", async () => {
       const f = join(bad, 'loc.yaml');
       const text = (await readFile(join(examples, 'overrides', 'localization.yaml'), 'utf8')).replace('clusternet-xxxx', 'no-such-cluster');
