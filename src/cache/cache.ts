@@ -52,6 +52,52 @@ function digest(json: string): string {
   return createHash('sha256').update(json).digest('hex');
 }
 
+/** One write of an atomic batch. */
+export type CacheOp = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+
+/** A key range; bounds as LevelDB takes them. */
+export interface CacheRange {
+  gt?: string;
+  gte?: string;
+  lt?: string;
+  lte?: string;
+  limit?: number;
+  reverse?: boolean;
+}
+
+/** Reads that all see the database as it was when the view was made. Close it when done. */
+export interface CacheView {
+  get<T>(key: string): Promise<T | undefined>;
+  range<T>(range: CacheRange): Promise<Array<[string, T]>>;
+  close(): Promise<void>;
+}
+
+function encodeEnvelope(value: unknown): { stored: string; value: unknown } {
+  const json = JSON.stringify(value);
+  return { stored: JSON.stringify({ sha256: digest(json), value: JSON.parse(json) as unknown }), value: JSON.parse(json) as unknown };
+}
+
+function decodeEnvelope<T>(key: string, raw: string): T {
+  let envelope: Envelope;
+  try {
+    envelope = JSON.parse(raw) as Envelope;
+  } catch {
+    throw new CacheCorruptError(key, 'not JSON');
+  }
+  const json = JSON.stringify(envelope.value);
+  if (typeof envelope.sha256 !== 'string' || digest(json) !== envelope.sha256) {
+    throw new CacheCorruptError(key, 'checksum mismatch');
+  }
+  return envelope.value as T;
+}
+
+async function readRange<T>(db: ClassicLevel<string, string>, range: CacheRange, snapshot: ReturnType<ClassicLevel<string, string>['snapshot']> | undefined): Promise<Array<[string, T]>> {
+  const out: Array<[string, T]> = [];
+  const options = Object.fromEntries(Object.entries({ ...range, snapshot }).filter(([, v]) => v !== undefined));
+  for await (const [key, raw] of db.iterator(options)) out.push([key, decodeEnvelope<T>(key, raw)]);
+  return out;
+}
+
 export interface OfflineCacheOptions {
   /** Directory of the LevelDB database; created if missing. */
   dir: string;
@@ -94,7 +140,8 @@ export class OfflineCache {
       const code = (cause as { code?: string }).code;
       const reason = (cause as { cause?: Error }).cause?.message ?? (cause as Error).message;
       if (snapshot) await rm(snapshot, { recursive: true, force: true });
-      if (code === 'LEVEL_LOCKED' || /lock/i.test(reason) || !hasData) {
+      // Locked, new, or no room to recover into (a full disk is not damage): not corrupt.
+      if (code === 'LEVEL_LOCKED' || /lock|No space left on device|ENOSPC/i.test(reason) || !hasData) {
         throw new Error(`cannot open offline cache in ${options.dir}: ${reason}`, { cause });
       }
       throw new CacheCorruptError(undefined, `cannot open offline cache in ${options.dir}: ${reason}`, { cause });
@@ -152,23 +199,18 @@ export class OfflineCache {
     }
   }
 
+  /** Bumped by every write: a read that started before one must not fill the LRU with what it read. */
+  private writeEpoch = 0;
+
   async get<T>(key: string): Promise<T | undefined> {
     const hit = this.lru.get(key);
     if (hit) return hit.value as T;
+    const epoch = this.writeEpoch;
     const raw = await this.db.get(key);
     if (raw === undefined) return undefined;
-    let envelope: Envelope;
-    try {
-      envelope = JSON.parse(raw) as Envelope;
-    } catch {
-      throw new CacheCorruptError(key, 'not JSON');
-    }
-    const json = JSON.stringify(envelope.value);
-    if (typeof envelope.sha256 !== 'string' || digest(json) !== envelope.sha256) {
-      throw new CacheCorruptError(key, 'checksum mismatch');
-    }
-    this.lru.set(key, { value: envelope.value });
-    return envelope.value as T;
+    const value = decodeEnvelope<T>(key, raw);
+    if (epoch === this.writeEpoch) this.lru.set(key, { value });
+    return value;
   }
 
   /**
@@ -176,24 +218,60 @@ export class OfflineCache {
    * `durable: false`: for data the next report replaces anyway.
    */
   async put(key: string, value: unknown, options: { durable?: boolean } = {}): Promise<void> {
-    const json = JSON.stringify(value);
-    await this.db.put(key, JSON.stringify({ sha256: digest(json), value: JSON.parse(json) }), { sync: options.durable ?? true });
-    this.lru.set(key, { value: JSON.parse(json) });
+    await this.batch([{ type: 'put', key, value }], options);
   }
 
-  /** Every entry whose key starts with prefix, in key order. */
-  async entries<T>(prefix: string): Promise<Array<[string, T]>> {
-    const out: Array<[string, T]> = [];
-    for await (const key of this.db.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
-      const value = await this.get<T>(key);
-      if (value !== undefined) out.push([key, value]);
+  /** All the writes or none (one LevelDB write batch); durable as put. */
+  async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
+    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, ...encodeEnvelope(op.value) } : op));
+    this.writeEpoch++;
+    try {
+      await this.db.batch(
+        encoded.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, value: op.stored } : { type: 'del' as const, key: op.key })),
+        { sync: options.durable ?? true },
+      );
+    } finally {
+      // Whether it landed or not, what the LRU held for these keys may be stale now.
+      for (const op of encoded) this.lru.delete(op.key);
+      this.writeEpoch++;
     }
+    for (const op of encoded) if (op.type === 'put') this.lru.set(op.key, { value: op.value });
+  }
+
+  /** Every entry whose key starts with prefix, in key order, as of one moment. */
+  async entries<T>(prefix: string): Promise<Array<[string, T]>> {
+    return this.range<T>({ gte: prefix, lt: `${prefix}\uffff` });
+  }
+
+  /** Entries in a key range, in key order (or reverse), as of one moment; checksums verified. */
+  range<T>(range: CacheRange): Promise<Array<[string, T]>> {
+    return readRange<T>(this.db, range, undefined);
+  }
+
+  /** Keys in a range, without reading their values. */
+  async keys(range: CacheRange): Promise<string[]> {
+    const options = Object.fromEntries(Object.entries(range).filter(([, v]) => v !== undefined));
+    const out: string[] = [];
+    for await (const key of this.db.keys(options)) out.push(key);
     return out;
   }
 
+  /** A consistent view for several reads (LevelDB snapshot). */
+  view(): CacheView {
+    const snapshot = this.db.snapshot();
+    const db = this.db;
+    return {
+      async get<T>(key: string): Promise<T | undefined> {
+        const raw = await db.get(key, { snapshot });
+        return raw === undefined ? undefined : decodeEnvelope<T>(key, raw);
+      },
+      range: <T>(range: CacheRange) => readRange<T>(db, range, snapshot),
+      close: () => snapshot.close(),
+    };
+  }
+
   async delete(key: string): Promise<void> {
-    await this.db.del(key, { sync: true });
-    this.lru.delete(key);
+    await this.batch([{ type: 'del', key }]);
   }
 
   async close(): Promise<void> {

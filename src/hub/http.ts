@@ -140,7 +140,7 @@ function pkiRoutes(deps: HubApiDeps): Route[] {
         const state = pkiOf(deps).state();
         const sent = deps.trustBundleSent?.() ?? new Map<string, number>();
         // Before `rotate serving-cert`, every agent should have the new bundle: those still waiting are named.
-        const agents = (await deps.store.list('ManagedCluster')).map((c) => {
+        const agents = (await deps.store.list('ManagedCluster')).items.map(({ object: c }) => {
           const version = sent.get(c.metadata.name) ?? 0;
           return { cluster: c.metadata.name, bundleVersionSent: version, upToDate: version === state.bundleVersion };
         });
@@ -180,7 +180,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/clusters$/,
       access: 'viewer',
-      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: await deps.store.list('ManagedCluster') }],
+      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ManagedCluster')).items.map((e) => e.object) }],
     },
     {
       method: 'GET',
@@ -196,7 +196,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/clusterregistrationrequests$/,
       access: 'viewer',
-      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: await deps.store.list('ClusterRegistrationRequest') }],
+      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ClusterRegistrationRequest')).items.map((e) => e.object) }],
     },
     {
       method: 'POST',

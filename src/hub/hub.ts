@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { type ManagedCluster, registrationRequestName, quoteBounded } from '../api/index.js';
+import { registrationRequestName, quoteBounded } from '../api/index.js';
 import {
   type Clock,
   ErrorCode,
@@ -7,6 +7,9 @@ import {
   type HubChannel,
   isAuthFailure,
   type Inbound,
+  localOffer,
+  negotiate,
+  type Negotiated,
   type ServerTransport,
   systemClock,
   toHawserError,
@@ -14,11 +17,14 @@ import {
   type TunnelListener,
   wire,
 } from '../tunnel/index.js';
-import { applyStatusReport, markReachable, markUnreachable, readyValue } from './clusters.js';
+import { ClusterStatusWriter } from './cluster-status.js';
+import { markUnreachable, readyValue } from './clusters.js';
+import { HeartbeatHandler } from './heartbeats.js';
 import { LeaseTracker } from './leases.js';
 import type { HubMetrics } from './metrics.js';
 import { KeyedMutex } from './mutex.js';
-import { type BucketPolicy, defaultFailureLimiterOptions, FailureLimiter, type FailureLimiterOptions, peerAddress, TokenBucket } from './ratelimit.js';
+import { type BucketPolicy, defaultFailureLimiterOptions, FailureLimiter, type FailureLimiterOptions, peerAddress } from './ratelimit.js';
+import { type FrameHandler, type HandlerFactory, type SessionContext, SessionRouter } from './session.js';
 import { defaultRegistrarLimits, Registrar, type RegistrarLimits } from './registration.js';
 import type { HubStore } from './store.js';
 
@@ -38,6 +44,10 @@ export interface HubCoreOptions extends RegistrarLimits {
   heartbeats: BucketPolicy;
   /** Largest heartbeat frame that carries a status report (the report is nearly all of it). */
   maxStatusBytes: number;
+  /** Heartbeats waiting for their ack at most, per session; one more is HAWSER_HANDLER_OVERLOADED. */
+  heartbeatQueueLimit: number;
+  /** Optional protocol features this hub offers (see Feature in src/tunnel); a session uses those its agent offers too. */
+  features: readonly string[];
   /** Streams not yet welcomed (saying hello, registering, waiting for approval) at most, per hub. */
   maxUnwelcomedStreams: number;
   /** What a busy hub asks a refused stream to wait. */
@@ -59,18 +69,23 @@ export const defaultHubCoreOptions: HubCoreOptions = {
   authFailures: defaultFailureLimiterOptions,
   heartbeats: { capacity: 40, refillPerSecond: 20 },
   maxStatusBytes: 64 * 1024,
+  // Over the heartbeat burst: the rate bound refuses a flood before the queue fills.
+  heartbeatQueueLimit: 64,
+  features: [],
   maxUnwelcomedStreams: 1_024,
   busyRetryAfterMs: 5_000,
   storageFullRetryAfterMs: 60_000,
   goodbyeTimeoutMs: 5_000,
 };
 
-interface Session {
-  clusterName: string;
+interface Session extends SessionContext {
   channel: HubChannel;
   leaseDurationMs: number;
-  heartbeats: TokenBucket;
+  router: SessionRouter;
 }
+
+/** Longest hub incarnation id an agent may name in its hello. */
+const maxIncarnationLength = 256;
 
 /** A disk-full error from LevelDB or the file system, anywhere in the cause chain. */
 function isDiskFull(err: unknown): boolean {
@@ -89,6 +104,9 @@ export class HubCore {
   readonly registrar: Registrar;
   private readonly mutex = new KeyedMutex();
   private readonly leases: LeaseTracker;
+  private readonly statusWriter: ClusterStatusWriter;
+  /** Handlers other components plug in (sync, proxy control), built for every welcomed session. */
+  private readonly handlerFactories: HandlerFactory[] = [];
   private readonly sessions = new Map<string, Session>();
   private readonly leaseDurations = new Map<string, number>();
   private readonly channels = new Set<HubChannel>();
@@ -117,11 +135,33 @@ export class HubCore {
     });
     this.leases = new LeaseTracker(clock, { expired: (name) => void this.onLeaseExpired(name) });
     this.authFailures = new FailureLimiter(options.authFailures, clock);
+    this.statusWriter = new ClusterStatusWriter(store, this.mutex, this.leases, metrics, logger, clock);
+  }
+
+  /**
+   * Plugs a handler into every session welcomed from now on: it gets the
+   * frame kinds it names, in its own bounded queue. Heartbeats are built in.
+   */
+  registerHandler(factory: HandlerFactory): void {
+    this.handlerFactories.push(factory);
+  }
+
+  /** A connected cluster's session: its negotiated protocol and where its sync stands. */
+  session(clusterName: string): SessionContext | undefined {
+    const session = this.sessions.get(clusterName);
+    if (!session) return undefined;
+    const { clusterName: name, peer, negotiated, resume, send, ended } = session;
+    return { clusterName: name, peer, negotiated, resume, send, ended };
+  }
+
+  /** Resolves once every status the hub has acked so far is in the store (or failed and was logged). */
+  statusWritesSettled(): Promise<void> {
+    return this.statusWriter.settled();
   }
 
   async start(transport: ServerTransport): Promise<string> {
     // Clusters known from before a restart get one full lease to come back.
-    for (const cluster of await this.store.list('ManagedCluster')) {
+    for (const { object: cluster } of (await this.store.list('ManagedCluster')).items) {
       const duration = cluster.status.leaseDurationSeconds
         ? cluster.status.leaseDurationSeconds * 1000
         : this.options.clusterLeaseDurationMs;
@@ -185,6 +225,8 @@ export class HubCore {
     await this.listener?.close();
     await Promise.allSettled([...this.channels].map((c) => c.closed));
     await Promise.allSettled([...this.serving]);
+    // Acked statuses still queued are written before the caller closes the store.
+    await this.statusWriter.settled();
   }
 
   /** An operator deleted the cluster: its live session ends now, not at its next reconnect. */
@@ -254,29 +296,28 @@ export class HubCore {
         return await this.refuse(channel, new HawserError(ErrorCode.UnexpectedFrame, `first frame must be hello, got ${first.frame.frame?.$case}`));
       }
       const hello = first.frame.frame.value;
-      session = await this.establish(channel, hello);
+      let negotiated: Negotiated;
+      try {
+        negotiated = negotiate(localOffer(this.options.features), hello);
+      } catch (err) {
+        return await this.refuse(channel, toHawserError(err), { clusterId: quoteBounded(hello.clusterId, 64), agentVersion: quoteBounded(hello.agentVersion, 64) });
+      }
+      session = await this.establish(channel, hello, negotiated);
       welcomed();
       if (!session) return;
-      await this.renewLease(session, { refresh: true });
+      // A fresh session rewrites Ready and taints; queued like every status write.
+      this.renewLease(session);
+      // The read loop never waits for a handler: each frame is checked and queued with its
+      // handler, which answers it in its own time (a heartbeat's ack never waits for the store).
       for (;;) {
         const next = await iterator.next();
         if (next.done) break;
         const inbound = next.value;
         this.metrics.bytes.inc({ direction: 'in' }, inbound.bytes);
         if (!inbound.ok) return await this.refuse(channel, inbound.error, { cluster: session.clusterName });
-        const frame = inbound.frame.frame;
-        if (frame?.$case === 'heartbeat') {
-          const refusal = this.checkHeartbeat(session, frame.value, inbound.bytes);
-          if (refusal) return await this.refuse(channel, refusal, { cluster: session.clusterName });
-          await this.onHeartbeat(session, frame.value);
-          countOut();
-        } else {
-          return await this.refuse(
-            channel,
-            new HawserError(ErrorCode.UnexpectedFrame, `unexpected ${frame?.$case} frame after registration`),
-            { cluster: session.clusterName },
-          );
-        }
+        const refusal = session.router.route(inbound.frame.frame!, inbound.bytes);
+        if (refusal) return await this.refuse(channel, refusal, { cluster: session.clusterName });
+        countOut();
       }
     } catch (err) {
       const error = isDiskFull(err)
@@ -297,6 +338,7 @@ export class HubCore {
       // (a no-op when a refusal or the transport already ended it).
       channel.close();
       welcomed();
+      await session?.router.close();
       countOut();
       this.channels.delete(channel);
       this.metrics.openStreams.dec();
@@ -304,26 +346,6 @@ export class HubCore {
       if (session && this.sessions.get(session.clusterName) === session) this.sessions.delete(session.clusterName);
       if (session) this.logger.info({ cluster: session.clusterName, peer: channel.peer }, 'agent disconnected');
     }
-  }
-
-  /** A heartbeat over the session's rate or carrying an oversized status is refused before it costs a write. */
-  private checkHeartbeat(session: Session, heartbeat: wire.Heartbeat, frameBytes: number): HawserError | undefined {
-    if (!session.heartbeats.take()) {
-      const { capacity, refillPerSecond } = this.options.heartbeats;
-      return new HawserError(
-        ErrorCode.HeartbeatFlood,
-        `heartbeats arrive faster than ${refillPerSecond}/s (bursts of ${capacity}); an agent sends at most a few per second`,
-      );
-    }
-    // The status is nearly all of the frame: its size as received bounds the report
-    // without encoding it again on every heartbeat.
-    if (heartbeat.status && frameBytes > this.options.maxStatusBytes) {
-      return new HawserError(
-        ErrorCode.StatusTooLarge,
-        `heartbeat with a status report of ${frameBytes} bytes exceeds the limit of ${this.options.maxStatusBytes} bytes`,
-      );
-    }
-    return undefined;
   }
 
   private async firstFrame(
@@ -345,7 +367,7 @@ export class HubCore {
   }
 
   /** Authenticates and registers; returns the live session, or undefined if refused or abandoned. */
-  private async establish(channel: HubChannel, hello: wire.Hello): Promise<Session | undefined> {
+  private async establish(channel: HubChannel, hello: wire.Hello, negotiated: Negotiated): Promise<Session | undefined> {
     let admission;
     // Listen for approval before anything can make the request pending: an
     // approve that lands while RegistrationPending is on the wire must not be lost.
@@ -408,11 +430,18 @@ export class HubCore {
           ...(this.trustBundle ? { trustBundle: this.trustBundle } : {}),
           leaseDurationMs,
           heartbeatIntervalMs: Math.max(100, Math.floor(leaseDurationMs / 3)),
+          protocolVersion: negotiated.protocolVersion,
+          features: [...negotiated.features],
         },
       },
     });
     if (this.trustBundle) this.bundleSent.set(name, Number(this.trustBundle.version));
-    const session: Session = { clusterName: name, channel, leaseDurationMs, heartbeats: new TokenBucket(this.options.heartbeats, this.clock) };
+    // An incarnation id longer than any this hub makes is not one of its own: resume from nothing.
+    const resume =
+      hello.hubIncarnation.length <= maxIncarnationLength
+        ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision }
+        : { hubIncarnation: '', lastAckedRevision: 0 };
+    const session = this.newSession(name, channel, leaseDurationMs, negotiated, resume);
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);
     if (previous) {
@@ -438,62 +467,50 @@ export class HubCore {
     return Math.min(this.options.maxLeaseDurationMs, Math.max(this.options.minLeaseDurationMs, asked));
   }
 
-  private async onHeartbeat(session: Session, heartbeat: wire.Heartbeat): Promise<void> {
-    const { expiresAt } = await this.renewLease(session, { report: heartbeat.status, reportUnchanged: heartbeat.statusUnchanged });
-    // Measured by the agent on its own clock: clock skew between the two cannot distort it.
-    if (heartbeat.lastRttMs > 0) this.metrics.rtt.observe(heartbeat.lastRttMs / 1000);
-    await session.channel.send({
-      frame: { $case: 'heartbeatAck', value: { sequence: heartbeat.sequence, leaseExpiresAtUnixMs: expiresAt } },
+  /** A welcomed session with its router: the built-in heartbeat handler, then every registered one. */
+  private newSession(
+    clusterName: string,
+    channel: HubChannel,
+    leaseDurationMs: number,
+    negotiated: Negotiated,
+    resume: SessionContext['resume'],
+  ): Session {
+    const ending = new AbortController();
+    void channel.closed.then(() => ending.abort());
+    const context: SessionContext = { clusterName, peer: channel.peer, negotiated, resume, send: (frame) => channel.send(frame), ended: ending.signal };
+    const handlers: FrameHandler[] = [
+      new HeartbeatHandler(context, leaseDurationMs, this.options, {
+        leases: this.leases,
+        writer: this.statusWriter,
+        metrics: this.metrics,
+        clock: this.clock,
+        logger: this.logger,
+      }),
+      ...this.handlerFactories.map((build) => build(context)),
+    ];
+    const router = new SessionRouter(handlers, (error) => {
+      // A send that failed because the stream broke: nobody is left to tell.
+      if (error.code === ErrorCode.Unavailable || error.code === ErrorCode.Cancelled) channel.close(error);
+      else void this.refuse(channel, error, { cluster: clusterName });
     });
+    return { ...context, channel, leaseDurationMs, router };
   }
 
-  /**
-   * Renews the session's lease and brings the stored cluster up to date: with a
-   * new `report`, with `reportUnchanged` (only lastObservedTime moves), after an
-   * expiry, or on `refresh` (a fresh session rewrites Ready and taints).
-   */
-  private async renewLease(
-    session: Session,
-    change: { report?: wire.ClusterStatus | undefined; reportUnchanged?: boolean; refresh?: boolean } = {},
-  ): Promise<{ expiresAt: number }> {
-    const { report, reportUnchanged = false, refresh = false } = change;
-    const name = session.clusterName;
-    const { expiresAt, wasExpired } = this.leases.renew(name, session.leaseDurationMs);
-    this.metrics.lastHeartbeat.set({ cluster: name }, this.clock.now() / 1000);
-    if (report || wasExpired || refresh || reportUnchanged) {
-      await this.updateCluster(name, (cluster, now) => {
-        const observed = reportUnchanged ? { ...cluster, status: { ...cluster.status, lastObservedTime: now.toISOString() } } : cluster;
-        const next = markReachable(report ? applyStatusReport(cluster, report, now) : observed, now);
-        next.status.leaseDurationSeconds = Math.round(session.leaseDurationMs / 1000);
-        return next;
-      });
-      if (wasExpired) this.logger.info({ cluster: name }, 'cluster lease renewed after expiry: Ready restored, unreachable taint removed');
-    }
-    return { expiresAt };
+  /** Renews a new session's lease and queues the rewrite of Ready and taints (never waits for the store). */
+  private renewLease(session: Session): void {
+    this.leases.renew(session.clusterName, session.leaseDurationMs);
+    this.metrics.lastHeartbeat.set({ cluster: session.clusterName }, this.clock.now() / 1000);
+    this.statusWriter.queue(session.clusterName, { leaseDurationMs: session.leaseDurationMs, renewed: true });
   }
 
   private async onLeaseExpired(name: string): Promise<void> {
     const durationMs = this.leaseDurations.get(name) ?? this.options.clusterLeaseDurationMs;
     this.metrics.leaseExpiries.inc({ cluster: name });
     this.logger.warn({ cluster: name, leaseDurationMs: durationMs }, 'cluster lease expired: Ready Unknown, unreachable taint added');
-    await this.updateCluster(name, (cluster, now) => {
+    await this.statusWriter.update(name, (cluster, now) => {
       // A renewal may have raced ahead of this write; it wins.
       if (!this.leases.isExpired(name)) return cluster;
       return markUnreachable(cluster, durationMs, now);
-    });
-  }
-
-  /** Status and lease changes: the agent repeats them, so they skip the fsync. */
-  private updateCluster(name: string, change: (c: ManagedCluster, now: Date) => ManagedCluster): Promise<void> {
-    return this.mutex.run(`cluster-status/${name}`, async () => {
-      const cluster = await this.store.get('ManagedCluster', name);
-      if (!cluster) return;
-      const next = change(cluster, new Date(this.clock.now()));
-      if (next === cluster) return;
-      await this.store.put('ManagedCluster', name, next, { durable: false });
-      this.metrics.ready.set({ cluster: name }, readyValue(next));
-    }).catch((err: unknown) => {
-      this.logger.error({ err, cluster: name }, 'cannot update cluster');
     });
   }
 }

@@ -8,9 +8,38 @@ export {
   startHub,
 } from './server.js';
 export { defaultHubCoreOptions, HubCore, type HubCoreOptions } from './hub.js';
+export { type AgentFrame, type AgentFrameKind, type FrameHandler, type HandlerFactory, type SessionContext } from './session.js';
 export { HubMetrics } from './metrics.js';
 export { LeaseTracker } from './leases.js';
-export { EmbeddedStore, type HubStore, type ClusterCredentialRecord, type StoredKinds } from './store.js';
+export {
+  type ClusterCredentialRecord,
+  compareResourceVersions,
+  EmbeddedStore,
+  type EmbeddedStoreOptions,
+  type Entry,
+  type FeedKey,
+  type HubStore,
+  type KeyOf,
+  keyOfObject,
+  type KubeObject,
+  type ListOptions,
+  type ListResult,
+  type ObjectKey,
+  parseResourceVersion,
+  type Precondition,
+  type ResourceVersion,
+  SealingStore,
+  type StoreInfo,
+  type StoreOp,
+  type StoredKeyOf,
+  type StoredKind,
+  storedKinds,
+  type StoredKinds,
+  type WatchEvent,
+  type WatchEventType,
+  type WatchOptions,
+  type WriteOptions,
+} from './store.js';
 export { applyStatusReport, markReachable, markUnreachable } from './clusters.js';
 export { generateBootstrapToken, bootstrapTokenPattern, parseBootstrapTokens } from './tokens.js';
 export {

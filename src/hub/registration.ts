@@ -142,12 +142,12 @@ export class Registrar {
   private async readIndex(): Promise<RegistrationIndex> {
     const requestedNames = new Map<string, string>();
     const pending = new Map<string, PendingEntry>();
-    for (const r of await this.store.list('ClusterRegistrationRequest')) {
+    for (const { object: r } of (await this.store.list('ClusterRegistrationRequest')).items) {
       if (r.status.result !== 'Denied') requestedNames.set(r.spec.clusterName, r.spec.clusterId);
       if (r.status.result !== 'Approved' && r.status.result !== 'Denied') pending.set(r.metadata.name, this.pendingEntry(r));
     }
     const credentials = new Map<string, Set<string>>();
-    for (const c of await this.store.list('ClusterCredential')) {
+    for (const { object: c } of (await this.store.list('ClusterCredential')).items) {
       const set = credentials.get(c.clusterId) ?? new Set<string>();
       set.add(c.hash);
       credentials.set(c.clusterId, set);
@@ -509,7 +509,7 @@ export class Registrar {
   private async findRequest(name: string): Promise<ClusterRegistrationRequest> {
     const byName = await this.store.get('ClusterRegistrationRequest', name);
     if (byName) return byName;
-    const requests = await this.store.list('ClusterRegistrationRequest');
+    const requests = (await this.store.list('ClusterRegistrationRequest')).items.map((e) => e.object);
     const found = requests.find((r) => r.spec.clusterName === name && r.status.result !== 'Denied') ?? requests.find((r) => r.spec.clusterName === name);
     if (!found) throw new HawserError(ErrorCode.NotFound, `no cluster registration request named ${quoteBounded(name)}`);
     return found;
@@ -583,7 +583,7 @@ export class Registrar {
     const cluster = await this.store.get('ManagedCluster', name);
     const request = cluster
       ? await this.store.get('ClusterRegistrationRequest', registrationRequestName(cluster.spec.clusterId))
-      : (await this.store.list('ClusterRegistrationRequest')).find((r) => r.spec.clusterName === name);
+      : (await this.store.list('ClusterRegistrationRequest')).items.map((e) => e.object).find((r) => r.spec.clusterName === name);
     const clusterId = cluster?.spec.clusterId ?? request?.spec.clusterId;
     if (!clusterId) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name)}`);
     const index = await this.loadIndex();
@@ -591,7 +591,7 @@ export class Registrar {
       this.mutex.run(`cluster-id/${clusterId}`, async () => {
         let count = 0;
         const hashes = new Set(index.credentials.get(clusterId) ?? []);
-        for (const c of await this.store.list('ClusterCredential')) if (c.clusterId === clusterId) hashes.add(c.hash);
+        for (const { object: c } of (await this.store.list('ClusterCredential')).items) if (c.clusterId === clusterId) hashes.add(c.hash);
         for (const hash of hashes) {
           await this.store.delete('ClusterCredential', hash);
           count++;

@@ -21,7 +21,7 @@ import { createHubApi, type HubApiServer } from './http.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
-import { EmbeddedStore } from './store.js';
+import { EmbeddedStore, type HubStore, SealingStore } from './store.js';
 import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
 export interface HubOptions {
@@ -216,6 +216,20 @@ function splitHostPort(address: string, what: string): { host: string; port: num
   return { host: address.slice(0, i).replace(/^\[|\]$/g, ''), port };
 }
 
+/** The embedded store, with fed Secrets sealed by <data-dir>/secret-key (created 0600 on first start). */
+async function openStore(dataDir: string, logger: Logger): Promise<HubStore> {
+  const inner = await EmbeddedStore.open(join(dataDir, 'store'));
+  try {
+    const keyFile = join(dataDir, 'secret-key');
+    const { store, keyCreated } = await SealingStore.open(inner, keyFile);
+    if (keyCreated) logger.info({ path: keyFile }, 'created the key that encrypts Secrets in the hub store; back it up with the data dir');
+    return store;
+  } catch (err) {
+    await inner.close().catch(() => undefined);
+    throw err;
+  }
+}
+
 export async function startHub(partial: Partial<HubOptions>, deps: { logger: Logger; clock?: Clock }): Promise<RunningHub> {
   const o = resolveHubOptions(partial);
   const api = splitHostPort(o.apiAddress, 'API address');
@@ -223,7 +237,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
   await prepareDataDir(o.dataDir);
   // The lock comes before anything in the data dir is read or written.
   const lock = await lockDataDir(o.dataDir);
-  let store: EmbeddedStore;
+  let store: HubStore;
   let tls: Awaited<ReturnType<typeof loadTls>>;
   let bootstrapTokens: string[];
   let operators: Awaited<ReturnType<typeof loadOperatorTokens>>;
@@ -231,7 +245,7 @@ export async function startHub(partial: Partial<HubOptions>, deps: { logger: Log
     tls = await loadTls(o, deps.clock ?? systemClock);
     bootstrapTokens = await loadBootstrapTokens(o);
     operators = await loadOperatorTokens(o, deps.logger);
-    store = await EmbeddedStore.open(join(o.dataDir, 'store'));
+    store = await openStore(o.dataDir, deps.logger);
   } catch (err) {
     await lock.release();
     // File-system errors in the data dir become the operator's one sentence; coded errors pass as they are.
@@ -247,7 +261,7 @@ async function serve(
     tls: Awaited<ReturnType<typeof loadTls>>;
     bootstrapTokens: string[];
     operators: { entries: OperatorTokenEntry[]; file: string };
-    store: EmbeddedStore;
+    store: HubStore;
     lock: DataDirLock;
   },
   deps: { logger: Logger; clock?: Clock },

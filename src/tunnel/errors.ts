@@ -93,6 +93,26 @@ export const ErrorCode = {
   RotationIncomplete: 'HAWSER_ROTATION_INCOMPLETE',
   /** The hub serves an operator-supplied certificate (--tls-cert-file): the operator rotates it. */
   PkiUnmanaged: 'HAWSER_PKI_UNMANAGED',
+  // Sessions.
+  /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */
+  ProtocolIncompatible: 'HAWSER_PROTOCOL_INCOMPATIBLE',
+  /** A session handler's queue is full: the peer sends faster than the hub can take its frames. */
+  HandlerOverloaded: 'HAWSER_HANDLER_OVERLOADED',
+  /** A session handler failed on a frame; the session ends. */
+  HandlerFailed: 'HAWSER_HANDLER_FAILED',
+  // The agent's apply engine (per object, in its report).
+  /** A desired object without apiVersion, kind or metadata.name, or with a bad subscription tag. */
+  InvalidManifest: 'HAWSER_INVALID_MANIFEST',
+  /** The API server refused the object (invalid field, forbidden, ...): its message is in the report. */
+  ApplyRejected: 'HAWSER_APPLY_REJECTED',
+  /** The cluster serves no such kind: for a custom kind, its CRD is not in the cluster. */
+  KindNotServed: 'HAWSER_KIND_NOT_SERVED',
+  /** A CRD applied in the same set did not become Established within the bound. */
+  CrdNotEstablished: 'HAWSER_CRD_NOT_ESTABLISHED',
+  /** A field is also managed by another hawser cluster id with another value: neither overwrites the other. */
+  ApplyConflict: 'HAWSER_APPLY_CONFLICT',
+  /** A prune that would take others' objects with it (a CRD whose custom resources are not all ours): kept. */
+  PruneBlocked: 'HAWSER_PRUNE_BLOCKED',
   // Rendering subscriptions into per-cluster manifests (src/hub/render).
   /** A Localization's or Globalization's override could not apply to an object; its previous rendering stays. */
   OverrideFailed: 'HAWSER_OVERRIDE_FAILED',
@@ -100,6 +120,41 @@ export const ErrorCode = {
   Unsupported: 'HAWSER_UNSUPPORTED',
   /** An object a feed names could not be rendered (an unreadable Description raw object, two feeds yielding one object). */
   RenderFailed: 'HAWSER_RENDER_FAILED',
+  // Scheduling (src/scheduler returns these codes; it imports nothing from here).
+  /** A subscription's scheduling fields are invalid (the message names the field). */
+  InvalidScheduling: 'HAWSER_INVALID_SCHEDULING',
+  /** No cluster matches a subscriber and tolerates its taints. */
+  NoMatchingClusters: 'HAWSER_NO_MATCHING_CLUSTERS',
+  /** dynamicDividing.minClusters is more than the clusters that can be selected. */
+  MinClustersNotMet: 'HAWSER_MIN_CLUSTERS_NOT_MET',
+  /** The clusters' free capacity cannot hold the replicas to divide. */
+  InsufficientCapacity: 'HAWSER_INSUFFICIENT_CAPACITY',
+  /** topologySpreadConstraints (DoNotSchedule) allow no cluster for a replica. */
+  TopologyUnsatisfiable: 'HAWSER_TOPOLOGY_UNSATISFIABLE',
+  // The hub store (src/hub/store).
+  /** A conditional write whose expected resourceVersion (or absence) did not hold: nothing was written. */
+  StoreConflict: 'HAWSER_STORE_CONFLICT',
+  /** A watch from a version older than the store's kept history: list again, then watch from the list's version. */
+  ResourceVersionTooOld: 'HAWSER_RESOURCE_VERSION_TOO_OLD',
+  /** A version the store has not reached (e.g. it was restored from a backup): list again. */
+  ResourceVersionTooNew: 'HAWSER_RESOURCE_VERSION_TOO_NEW',
+  /** A resourceVersion that is not a decimal number. */
+  InvalidResourceVersion: 'HAWSER_INVALID_RESOURCE_VERSION',
+  /** An object key the store cannot hold (empty name, a feed without apiVersion/kind). */
+  InvalidStoreKey: 'HAWSER_INVALID_STORE_KEY',
+  /** The store was closed (ends watches, refuses calls). */
+  StoreClosed: 'HAWSER_STORE_CLOSED',
+  // Encryption at rest (src/cache seal).
+  /** A sealed value was sealed with another key than the one loaded. */
+  SealKeyMismatch: 'HAWSER_SEAL_KEY_MISMATCH',
+  /** A sealed value fails authentication (changed on disk, or moved to another object's key). */
+  SealTampered: 'HAWSER_SEAL_TAMPERED',
+  /** A sealed value in a format version this build does not know. */
+  SealUnsupported: 'HAWSER_SEAL_UNSUPPORTED',
+  /** The secret key file may be read by others (mode wider than 0600): refused. */
+  SecretKeyFileInsecure: 'HAWSER_SECRET_KEY_FILE_INSECURE',
+  /** The secret key file is not a key (wrong length or not a regular file): refused. */
+  SecretKeyFileInvalid: 'HAWSER_SECRET_KEY_FILE_INVALID',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -161,7 +216,7 @@ export function isAuthFailure(code: ErrorCode): boolean {
  * then, so the agent keeps trying, but only at its backoff cap.
  */
 export function needsOperator(code: ErrorCode): boolean {
-  return code === ErrorCode.UntrustedHub;
+  return code === ErrorCode.UntrustedHub || code === ErrorCode.ProtocolIncompatible;
 }
 
 export function toHawserError(err: unknown, fallback: ErrorCode = ErrorCode.Internal): HawserError {

@@ -43,6 +43,18 @@ export {
   validateTrustBundle,
 } from './trust.js';
 export { parseDuration, formatDuration } from './duration.js';
+export { type CaseFrame, type FrameHandler, FrameRouter, type RouteResult } from './router.js';
+export {
+  acceptWelcome,
+  Feature,
+  localOffer,
+  maxOfferedFeatures,
+  minProtocolVersion,
+  negotiate,
+  type Negotiated,
+  type ProtocolOffer,
+  protocolVersion,
+} from './negotiate.js';
 export {
   type AgentKeyPair,
   generateAgentKeyPair,

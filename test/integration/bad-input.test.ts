@@ -78,6 +78,10 @@ describe('bad input is refused, counted, and changes nothing else', () => {
       agentVersion: 'test',
       publicKey: Buffer.alloc(0),
       cacheQuarantines: 0,
+      protocolVersion: 0,
+      minProtocolVersion: 0,
+      features: [],
+      hubIncarnation: '',
       ...fields,
     };
     let signer = key ?? keys.get(value.clusterId);

@@ -90,6 +90,10 @@ describe('agent identity against real processes', () => {
           publicKey: Buffer.from(key.publicKeyDer),
           proof,
           cacheQuarantines: 0,
+          protocolVersion: 0,
+          minProtocolVersion: 0,
+          features: [],
+          hubIncarnation: '',
         },
       },
     };

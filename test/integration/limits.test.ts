@@ -51,6 +51,10 @@ describe('limits and operator mistakes, with real processes', () => {
           lastAckedRevision: 0,
           leaseDurationMs: 0,
           agentVersion: 'test',
+          protocolVersion: 0,
+          minProtocolVersion: 0,
+          features: [],
+          hubIncarnation: '',
         }),
       );
       let goodbye: wire.Goodbye | undefined;

@@ -6,6 +6,8 @@ import { AgentCore, type AgentCoreOptions } from '../../src/agent/agent.js';
 import { type AgentIdentity, identityFileName, IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
 import { type AgentState, type AgentStateKind, canTransition } from '../../src/agent/state.js';
+import { syncStateCacheKey, writeSyncState } from '../../src/agent/sync-state.js';
+import { Feature, protocolVersion } from '../../src/tunnel/negotiate.js';
 import { OfflineCache } from '../../src/cache/index.js';
 import { hashSecret } from '../../src/hub/tokens.js';
 import { type BackoffPolicy, backoffCeilingMs } from '../../src/tunnel/backoff.js';
@@ -267,7 +269,7 @@ describe('AgentCore', () => {
     expect(refused.reason.code).toBe(ErrorCode.BadBootstrapToken);
     expect(refused.delayMs).toBe(Math.floor(0.5 * backoffCeilingMs(policy, 0)));
     expect(kinds(agent.states)).toEqual(['connecting', 'registering', 'backing-off']);
-    expect(await hub.store.list('ManagedCluster')).toEqual([]);
+    expect((await hub.store.list('ManagedCluster')).items).toEqual([]);
     // The identity is kept, with no credential.
     const identity = await readIdentity(cache);
     expect(identity?.clusterId).toBe(agent.core.clusterId);
@@ -327,9 +329,9 @@ describe('AgentCore', () => {
     expect(second.core.clusterId).toBe(clusterId);
     expect(kinds(second.states)).toEqual(['connecting', 'registering', 'ready']);
 
-    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(1);
-    expect(await hub.store.list('ManagedCluster')).toHaveLength(1);
-    expect(await hub.store.list('ClusterCredential')).toHaveLength(1);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toHaveLength(1);
+    expect((await hub.store.list('ManagedCluster')).items).toHaveLength(1);
+    expect((await hub.store.list('ClusterCredential')).items).toHaveLength(1);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'registered' })).toBe(1);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'reconnected' })).toBe(1);
     expect((await readIdentity(cache2))?.credential).toBe(credential);
@@ -445,6 +447,8 @@ const welcome = (heartbeatIntervalMs = 1_000): ConnectResponse => ({
       heartbeatIntervalMs,
       credentialExpiresAtUnixMs: 0,
       publicKeyFingerprint: '',
+      protocolVersion: 0,
+      features: [],
     },
   },
 });
@@ -628,6 +632,156 @@ describe('AgentCore against a scripted hub', () => {
     const d3 = await dropAndReadDelay(3);
     expect(d3).toBe(Math.floor(0.5 * backoffCeilingMs(policy, 0)));
     expect(agent.core.state.kind).toBe('backing-off');
+  });
+});
+
+describe('AgentCore sessions', () => {
+  it('sends the revision and hub incarnation its cache holds in the hello, read at each hello', async () => {
+    const hub = await hubFixture();
+    const cache = await openCache(await cacheDir());
+    await writeSyncState(cache, { hubIncarnation: 'hub-incarnation-1', lastAckedRevision: 42 });
+    const agent = await startAgent(hub, cache);
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    expect(hub.core.session('edge-agent')?.resume).toEqual({ hubIncarnation: 'hub-incarnation-1', lastAckedRevision: 42 });
+
+  });
+
+  it('reads the sync state again for every hello, also on a reconnect of the same agent', async () => {
+    const hellos: Array<[string, number]> = [];
+    const hub = await scriptedHub(async (end, frame) => {
+      if (frame.frame?.$case === 'hello') hellos.push([frame.frame.value.hubIncarnation, frame.frame.value.lastAckedRevision]);
+      await ackAll(end, frame);
+    });
+    const cache = await openCache(await cacheDir());
+    await writeSyncState(cache, { hubIncarnation: 'inc-a', lastAckedRevision: 42 });
+    const agent = await startAgent(hub, cache);
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    // Sync stored more while connected; the link drops; the next hello says so.
+    await writeSyncState(cache, { hubIncarnation: 'inc-a', lastAckedRevision: 43 });
+    hub.channels[0]!.close();
+    await waitFor('the backoff', () => backingOff(agent.states).length === 1);
+    hub.clock.advance(backingOff(agent.states)[0]!.delayMs);
+    await waitFor('the second hello', () => hellos.length === 2);
+    expect(hellos).toEqual([
+      ['inc-a', 42],
+      ['inc-a', 43],
+    ]);
+  });
+
+  it('says it has nothing when its cache holds no sync state, or a malformed one', async () => {
+    const hub = await hubFixture();
+    const cache = await openCache(await cacheDir());
+    const agent = await startAgent(hub, cache);
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    expect(hub.core.session('edge-agent')?.resume).toEqual({ hubIncarnation: '', lastAckedRevision: 0 });
+    await agent.stop();
+
+    await cache.put(syncStateCacheKey, { hubIncarnation: 7, lastAckedRevision: -1 });
+    const again = await startAgent(hub, cache);
+    await waitFor('ready', () => again.core.state.kind === 'ready');
+    expect(hub.core.session('edge-agent')?.resume).toEqual({ hubIncarnation: '', lastAckedRevision: 0 });
+  });
+
+  it('records the protocol and features it negotiated with the hub on its session, as the hub does on its own', async () => {
+    const hub = await hubFixture({ features: [Feature.Sync, Feature.Chunks] });
+    const cache = await openCache(await cacheDir());
+    const agent = await startAgent(hub, cache, () => 0.5, { features: [Feature.Sync, Feature.ProxyStreams] });
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    const mine = agent.core.session!.negotiated;
+    expect(mine.protocolVersion).toBe(protocolVersion);
+    expect([...mine.features]).toEqual([Feature.Sync]);
+    expect([...hub.core.session('edge-agent')!.negotiated.features]).toEqual([Feature.Sync]);
+    await agent.stop();
+    expect(agent.core.session).toBeUndefined();
+  });
+
+  it('refuses a hub that chose a protocol it does not speak, retrying only at the backoff cap', async () => {
+    const hub = await scriptedHub(async (end, frame) => {
+      if (frame.frame?.$case !== 'hello') return;
+      const w = welcome();
+      if (w.frame?.$case === 'welcome') w.frame.value.protocolVersion = protocolVersion + 1;
+      await end.send(w);
+    });
+    const agent = await startAgent(hub, await openCache(await cacheDir()), () => 0.5);
+    await waitFor('the refusal', () => backingOff(agent.states).length === 1);
+    const off = backingOff(agent.states)[0]!;
+    expect(off.reason.code).toBe(ErrorCode.ProtocolIncompatible);
+    expect(off.reason.message).toContain('upgrade the agent');
+    expect(off.delayMs).toBe(policy.capMs);
+    expect(readyState(agent.states)).toBeUndefined();
+  });
+
+  it('logs and counts a frame kind nothing handles, and stays connected', async () => {
+    const hub = await scriptedHub(async (end, frame) => {
+      await ackAll(end, frame);
+      if (frame.frame?.$case === 'hello') await end.send({ frame: { $case: 'registrationPending', value: { requestName: 'late', message: 'after the welcome' } } });
+    });
+    const agent = await startAgent(hub, await openCache(await cacheDir()));
+    await waitFor('the frame counted', () => agent.core.unhandledFrames.get('registrationPending') === 1);
+    const seen = hub.state.heartbeats;
+    hub.clock.advance(1_000);
+    await waitFor('the next heartbeat', () => hub.state.heartbeats > seen);
+    expect(agent.core.state.kind).toBe('ready');
+    expect(backingOff(agent.states)).toEqual([]);
+  });
+
+  it('counts a frame that means nothing before the welcome, and still registers', async () => {
+    const hub = await scriptedHub(async (end, frame) => {
+      if (frame.frame?.$case === 'hello') await end.send({ frame: { $case: 'heartbeatAck', value: { sequence: 7, leaseExpiresAtUnixMs: 0 } } });
+      await ackAll(end, frame);
+    });
+    const agent = await startAgent(hub, await openCache(await cacheDir()));
+    await waitFor('ready', () => agent.core.state.kind === 'ready');
+    expect(agent.core.unhandledFrames.get('heartbeatAck')).toBe(1);
+  });
+
+  it('tells a handler its session ended, so a session with work in hand still ends', async () => {
+    const hub = await scriptedHub(async (end, frame) => {
+      await ackAll(end, frame);
+      if (frame.frame?.$case === 'hello') await end.send({ frame: { $case: 'registrationPending', value: { requestName: 'x', message: 'stand-in for a sync frame' } } });
+    });
+    const agent = await startAgent(hub, await openCache(await cacheDir()));
+    let started = false;
+    agent.core.registerHandler((session) => ({
+      name: 'sync',
+      kinds: ['registrationPending'],
+      queueLimit: 4,
+      handle: () =>
+        new Promise<void>((resolve) => {
+          started = true;
+          session.ended.addEventListener('abort', () => resolve());
+        }),
+    }));
+    await waitFor('the work to start', () => started);
+    hub.channels[0]!.close();
+    await waitFor('the session to end', () => backingOff(agent.states).length === 1);
+  });
+
+  it('ends the session with a code when a registered handler fails, and reconnects', async () => {
+    const hub = await scriptedHub(async (end, frame) => {
+      await ackAll(end, frame);
+      if (frame.frame?.$case === 'hello') await end.send({ frame: { $case: 'registrationPending', value: { requestName: 'x', message: 'stand-in for a sync frame' } } });
+    });
+    const agent = await startAgent(hub, await openCache(await cacheDir()));
+    const sessions: string[] = [];
+    agent.core.registerHandler((session) => {
+      sessions.push(session.clusterName);
+      return {
+        name: 'sync',
+        kinds: ['registrationPending'],
+        queueLimit: 4,
+        handle: () => {
+          throw new Error('cannot apply the manifest');
+        },
+      };
+    });
+    await waitFor('the failed session', () => backingOff(agent.states).length === 1);
+    const reason = backingOff(agent.states)[0]!.reason;
+    expect(reason.code).toBe(ErrorCode.HandlerFailed);
+    expect(reason.message).toContain('sync handler failed');
+    expect(sessions).toEqual(['scripted']);
+    hub.clock.advance(backingOff(agent.states)[0]!.delayMs);
+    await waitFor('the redial', () => hub.channels.length === 2);
   });
 });
 

@@ -173,7 +173,7 @@ describe('oracle', () => {
   });
 
   it('lets a welcome or pending answer only a first hello', () => {
-    const welcome = reply({ frame: { $case: 'welcome', value: { clusterName: 'a', dedicatedNamespace: 'b', credential: '', leaseDurationMs: 1, heartbeatIntervalMs: 1, credentialExpiresAtUnixMs: 0, publicKeyFingerprint: '' } } });
+    const welcome = reply({ frame: { $case: 'welcome', value: { clusterName: 'a', dedicatedNamespace: 'b', credential: '', leaseDurationMs: 1, heartbeatIntervalMs: 1, credentialExpiresAtUnixMs: 0, publicKeyFingerprint: '', protocolVersion: 0, features: [] } } });
     expect(judgeReply({ kind: 'hello' }, 'fresh', welcome)).toMatchObject({ ok: true, next: 'session' });
     expect(judgeReply({ kind: 'hello' }, 'session', welcome)).toMatchObject({ ok: false });
     expect(judgeReply({ kind: 'malformed' }, 'fresh', welcome)).toMatchObject({ ok: false, finding: { signature: 'wrong-answer:welcome-to-malformed-in-fresh' } });

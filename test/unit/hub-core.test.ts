@@ -127,9 +127,9 @@ describe('HubCore registration', () => {
     expect(welcome.dedicatedNamespace).toBe(dedicatedNamespaceFor(clusterId));
     await again.heartbeat();
 
-    expect(await hub.store.list('ManagedCluster')).toHaveLength(1);
-    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(1);
-    const records = await hub.store.list('ClusterCredential');
+    expect((await hub.store.list('ManagedCluster')).items).toHaveLength(1);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toHaveLength(1);
+    const records = (await hub.store.list('ClusterCredential')).items.map((e) => e.object);
     expect(records).toHaveLength(1);
     expect(records[0]!.hash).toBe(hashSecret(credential));
     expect(records[0]!.confirmedAt).toBeDefined();
@@ -146,7 +146,7 @@ describe('HubCore registration', () => {
     expect(second.welcome.credentialExpiresAtUnixMs).toBe(hub.clock.now() + defaultHubCoreOptions.credentialTtlMs);
 
     // The old one stays until the agent has stored the new one and it ages out.
-    const records = await hub.store.list('ClusterCredential');
+    const records = (await hub.store.list('ClusterCredential')).items.map((e) => e.object);
     expect(records.map((r) => r.hash).sort()).toEqual([hashSecret(first.credential), hashSecret(second.credential)].sort());
     second.agent.channel.close();
     const fresh = await connectWithCredential(first.clusterId, second.credential);
@@ -157,7 +157,7 @@ describe('HubCore registration', () => {
     const first = await register();
     first.agent.channel.close();
     for (let i = 0; i < 4; i++) (await register({ clusterId: first.clusterId })).agent.channel.close();
-    expect(await hub.store.list('ClusterCredential')).toHaveLength(3);
+    expect((await hub.store.list('ClusterCredential')).items).toHaveLength(3);
     const stale = await connectWithCredential(first.clusterId, first.credential);
     await stale.expectGoodbye(ErrorCode.BadCredential);
   });
@@ -215,6 +215,37 @@ describe('HubCore registration', () => {
     expect(readyCondition(notReady)?.status).toBe('False');
     expect(notReady.status.readyz).toBe(false);
     expect(await metricValue(hub.metrics, 'hawser_cluster_ready', { cluster: 'edge-1' })).toBe(0);
+  });
+});
+
+describe('HubCore protocol versioning', () => {
+  it('answers with the newest common version and the features both name, and records them on the session', async () => {
+    hub = await startTestHub({ features: ['sync', 'proxy-streams'] });
+    const { welcome } = await register({ name: 'edge-new', protocolVersion: 1, minProtocolVersion: 1, features: ['sync', 'chunks'] });
+    expect(welcome.protocolVersion).toBe(1);
+    expect(welcome.features).toEqual(['sync']);
+    const negotiated = hub.core.session('edge-new')?.negotiated;
+    expect(negotiated?.protocolVersion).toBe(1);
+    expect([...(negotiated?.features ?? [])]).toEqual(['sync']);
+  });
+
+  it('serves an agent from before versioning as protocol 1 with no features', async () => {
+    hub = await startTestHub({ features: ['sync'] });
+    const { agent, welcome } = await register({ name: 'edge-old', features: ['sync'] });
+    expect(welcome.protocolVersion).toBe(1);
+    expect(welcome.features).toEqual([]);
+    expect(hub.core.session('edge-old')?.negotiated.features.size).toBe(0);
+    await agent.heartbeat();
+  });
+
+  it('refuses an agent that no longer speaks any version of the hub, before it registers', async () => {
+    hub = await startTestHub();
+    const agent = FakeAgent.open(hub);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-future', protocolVersion: 3, minProtocolVersion: 2 }));
+    const goodbye = await agent.expectGoodbye(ErrorCode.ProtocolIncompatible);
+    expect(goodbye.message).toContain('upgrade the hub');
+    expect(await hub.store.list('ManagedCluster')).toEqual([]);
+    expect(await rejectedCount(hub.metrics, ErrorCode.ProtocolIncompatible)).toBe(1);
   });
 });
 
@@ -492,8 +523,8 @@ describe('HubCore approval', () => {
     expect(pending.message).toContain('edge-wait');
     const request = await hub.store.get('ClusterRegistrationRequest', pending.requestName);
     expect(request?.status.result).toBe('Pending');
-    expect(await hub.store.list('ManagedCluster')).toEqual([]);
-    expect(await hub.store.list('ClusterCredential')).toEqual([]);
+    expect((await hub.store.list('ManagedCluster')).items).toEqual([]);
+    expect((await hub.store.list('ClusterCredential')).items).toEqual([]);
     expect(await metricValue(hub.metrics, 'hawser_hub_registrations_total', { result: 'pending' })).toBe(1);
     await settle();
     expect(agent.unread).toEqual([]);
@@ -561,7 +592,7 @@ describe('HubCore pending caps, TTL, deny and delete', () => {
     const total = await pendingAgent('q-2', { token: second });
     expect((await total.agent.expectGoodbye(ErrorCode.TooManyPendingRegistrations)).message).toContain('limit 3');
     // A known request is not a new one: its agent may reconnect while the cap is full.
-    expect(await hub.store.list('ClusterRegistrationRequest')).toHaveLength(3);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toHaveLength(3);
     // Deciding one frees a slot.
     await hub.core.registrar.deny('p-1', 'tester');
     await (await pendingAgent('q-3', { token: second })).agent.expectFrame('registrationPending');
@@ -576,7 +607,7 @@ describe('HubCore pending caps, TTL, deny and delete', () => {
 
     hub.clock.advance(60_000);
     await squatter.agent.expectGoodbye(ErrorCode.RegistrationExpired);
-    expect(await hub.store.list('ClusterRegistrationRequest')).toEqual([]);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toEqual([]);
     const owner = await pendingAgent('edge-squatted');
     await owner.agent.expectFrame('registrationPending');
     await hub.core.registrar.approve('edge-squatted', 'tester');
@@ -628,9 +659,9 @@ describe('HubCore pending caps, TTL, deny and delete', () => {
     const { audit } = await hub.core.registrar.deleteCluster('edge-del', 'alice');
     expect(audit).toMatchObject({ actor: 'alice', action: 'delete-cluster', cluster: 'edge-del', clusterId, credentialsRevoked: 1 });
     await agent.expectGoodbye(ErrorCode.ClusterDeleted);
-    expect(await hub.store.list('ManagedCluster')).toEqual([]);
-    expect(await hub.store.list('ClusterRegistrationRequest')).toEqual([]);
-    expect(await hub.store.list('ClusterCredential')).toEqual([]);
+    expect((await hub.store.list('ManagedCluster')).items).toEqual([]);
+    expect((await hub.store.list('ClusterRegistrationRequest')).items).toEqual([]);
+    expect((await hub.store.list('ClusterCredential')).items).toEqual([]);
     const revoked = FakeAgent.open(hub);
     await revoked.send(helloFrame({ clusterId, credential: welcome.credential }));
     await revoked.expectGoodbye(ErrorCode.BadCredential);
@@ -831,7 +862,7 @@ describe('HubCore leases and taints', () => {
       clock.advance(1);
       await waitFor('Ready Unknown after the restart lease', async () => readyCondition(await storedCluster('edge-restart'))?.status === 'Unknown');
 
-      const again = new FakeAgent(transport.client().open() as RawAgentChannel);
+      const again = new FakeAgent(transport.client().open() as RawAgentChannel, () => core.statusWritesSettled());
       await again.send(helloFrame({ clusterId, credential, leaseDurationMs: 10_000 }));
       expect((await again.expectFrame('welcome')).credential).toBe('');
       await again.heartbeat();

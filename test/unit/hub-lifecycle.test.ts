@@ -1,16 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
-import { registrationRequestName } from '../../src/api/index.js';
+import { readyCondition, registrationRequestName } from '../../src/api/index.js';
 import type { ConnectResponse } from '../../src/gen/hawser/v1/tunnel.js';
 import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
-import { EmbeddedStore, type HubStore, type StoredKind, type StoredKinds } from '../../src/hub/store.js';
+import { EmbeddedStore, type HubStore, type StoredKind } from '../../src/hub/store.js';
 import { generateBootstrapToken } from '../../src/hub/tokens.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
 import type { HubChannel, ServerTransport, TunnelListener } from '../../src/tunnel/transport.js';
-import { epoch, FakeAgent, helloFrame, metricValue, settle, silentLogger, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterStatus, epoch, FakeAgent, helloFrame, metricValue, rejectedCount, settle, silentLogger, type TestHub, tempDir, waitFor } from './support.js';
 
 // Races between an agent, an operator and the hub's own lifecycle, made
 // deterministic with gates: a store write or a frame held until the test lets
@@ -28,30 +28,29 @@ class Gate {
 /** A real store whose writes of one kind wait at a gate. */
 class GatedStore implements HubStore {
   gate: Gate | undefined;
+  /** Writes of the gated kind, counted whether or not a gate held them. */
+  gatedPuts = 0;
   constructor(
     private readonly inner: HubStore,
     private readonly gatedKind: StoredKind,
   ) {}
-  get<K extends StoredKind>(kind: K, name: string) {
-    return this.inner.get(kind, name);
-  }
-  list<K extends StoredKind>(kind: K) {
-    return this.inner.list(kind);
-  }
-  async put<K extends StoredKind>(kind: K, name: string, value: StoredKinds[K], options?: { durable?: boolean }) {
+  get: HubStore['get'] = (kind, key) => this.inner.get(kind, key);
+  read: HubStore['read'] = (kind, key) => this.inner.read(kind, key);
+  list: HubStore['list'] = (kind, options) => this.inner.list(kind, options);
+  put: HubStore['put'] = async (kind, key, value, options) => {
     const gate = this.gate;
+    if (kind === this.gatedKind) this.gatedPuts++;
     if (kind === this.gatedKind && gate) {
       gate.reached = true;
       await gate.opened;
     }
-    return this.inner.put(kind, name, value, options);
-  }
-  delete(kind: StoredKind, name: string) {
-    return this.inner.delete(kind, name);
-  }
-  close() {
-    return this.inner.close();
-  }
+    return this.inner.put(kind, key, value, options);
+  };
+  delete: HubStore['delete'] = (kind, key, options) => this.inner.delete(kind, key, options);
+  batch: HubStore['batch'] = (ops, options) => this.inner.batch(ops, options);
+  watch: HubStore['watch'] = (kind, options) => this.inner.watch(kind, options);
+  info: HubStore['info'] = () => this.inner.info();
+  close: HubStore['close'] = () => this.inner.close();
 }
 
 /** The memory transport, with the hub's sends of one frame kind held at a gate (a slow link). */
@@ -181,5 +180,130 @@ describe('HubCore lifecycle races', () => {
     h.clock.advance(1);
     const reason = await agent.channel.closed;
     expect(reason?.code).toBe(ErrorCode.BadBootstrapToken);
+  });
+});
+
+describe('HubCore session routing', () => {
+  const heartbeat = (sequence: number, extra: { status?: ReturnType<typeof clusterStatus>; statusUnchanged?: boolean } = {}) => ({
+    frame: {
+      $case: 'heartbeat' as const,
+      value: { sequence, sentAtUnixMs: 0, status: extra.status, lastRttMs: 0, statusUnchanged: extra.statusUnchanged ?? false },
+    },
+  });
+
+  it('acks heartbeats while the status write waits on a slow store, then writes only the newest status', async () => {
+    const h = await startGatedHub({}, { storeKind: 'ManagedCluster', frame: 'goodbye' });
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: h.token, name: 'edge-slow-disk', leaseDurationMs: 30_000 }));
+    await agent.expectFrame('welcome');
+    await h.core.statusWritesSettled();
+
+    // The disk stalls on the first status write.
+    h.gatedStore.gate = new Gate();
+    const putsBefore = h.gatedStore.gatedPuts;
+    await agent.send(heartbeat(1, { status: clusterStatus('ok') }));
+    await waitFor('the status write to be held', () => h.gatedStore.gate!.reached);
+    expect((await agent.expectFrame('heartbeatAck')).sequence).toBe(1);
+
+    // Every later heartbeat is acked with a renewed lease while that write still waits.
+    for (let sequence = 2; sequence <= 6; sequence++) {
+      h.clock.advance(1_000);
+      const status = sequence === 5 ? clusterStatus('failed: etcd') : undefined;
+      await agent.send(heartbeat(sequence, { status, statusUnchanged: sequence === 6 }));
+      const ack = await agent.expectFrame('heartbeatAck');
+      expect(ack.sequence).toBe(sequence);
+      expect(ack.leaseExpiresAtUnixMs).toBe(h.clock.now() + 30_000);
+    }
+    expect(h.gatedStore.gatedPuts).toBe(putsBefore + 1);
+
+    h.gatedStore.gate.open();
+    await h.core.statusWritesSettled();
+    // The held write, then one write of everything that came while it waited, the newest report winning.
+    expect(h.gatedStore.gatedPuts).toBe(putsBefore + 2);
+    const stored = await h.store.get('ManagedCluster', 'edge-slow-disk');
+    expect(stored?.status.readyz).toBe(false);
+    expect(readyCondition(stored!)?.status).toBe('False');
+    expect(stored?.status.lastObservedTime).toBe(new Date(h.clock.now()).toISOString());
+  });
+
+  it('refuses a session whose heartbeats pile up beyond the handler queue with a coded Goodbye', async () => {
+    const h = await startGatedHub({ heartbeatQueueLimit: 2 }, { storeKind: 'ClusterCredential', frame: 'heartbeatAck' });
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId: randomUUID(), token: h.token, name: 'edge-deaf-acks' }));
+    await agent.expectFrame('welcome');
+    // The link takes no acks: one heartbeat is in hand, two wait, the fourth has no room.
+    h.gatedTransport.gate = new Gate();
+    for (let sequence = 1; sequence <= 4; sequence++) await agent.send(heartbeat(sequence));
+    const goodbye = await agent.expectGoodbye(ErrorCode.HandlerOverloaded);
+    expect(goodbye.message).toContain('heartbeat handler has 2 heartbeat frames waiting');
+    expect(await rejectedCount(h.metrics, ErrorCode.HandlerOverloaded)).toBe(1);
+    await waitFor('the session to end', () => h.core.connectedClusters.length === 0);
+  });
+
+  // No agent frame besides hello and heartbeat exists yet: a second hello stands in for sync's frames.
+  it('gives a registered handler its frame kind in its own queue: held, it holds no heartbeat; failing, it ends the session with a code', async () => {
+    const h = await startGatedHub({}, { storeKind: 'ClusterCredential', frame: 'goodbye' });
+    const held = new Gate();
+    const seen: Array<{ cluster: string; features: string[] }> = [];
+    let fail = false;
+    h.core.registerHandler((session) => ({
+      name: 'sync',
+      kinds: ['hello'],
+      queueLimit: 4,
+      handle: async () => {
+        seen.push({ cluster: session.clusterName, features: [...session.negotiated.features] });
+        if (fail) throw new Error('cannot store the manifest');
+        held.reached = true;
+        await held.opened;
+      },
+    }));
+    const clusterId = randomUUID();
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId, token: h.token, name: 'edge-plugged' }));
+    const { credential } = await agent.expectFrame('welcome');
+    await agent.send(helloFrame({ clusterId, credential }));
+    await waitFor('the handler to hold its frame', () => held.reached);
+    for (let sequence = 1; sequence <= 3; sequence++) {
+      await agent.send(heartbeat(sequence));
+      expect((await agent.expectFrame('heartbeatAck')).sequence).toBe(sequence);
+    }
+    expect(seen).toEqual([{ cluster: 'edge-plugged', features: [] }]);
+    held.open();
+
+    fail = true;
+    await agent.send(helloFrame({ clusterId, credential }));
+    const goodbye = await agent.expectGoodbye(ErrorCode.HandlerFailed);
+    expect(goodbye.message).toContain('sync handler failed on a hello frame: cannot store the manifest');
+    expect(await rejectedCount(h.metrics, ErrorCode.HandlerFailed)).toBe(1);
+  });
+
+  it('tells a handler its session ended, so work in hand stops and the stream is released', async () => {
+    const h = await startGatedHub({}, { storeKind: 'ClusterCredential', frame: 'goodbye' });
+    let started = false;
+    let stopped = false;
+    h.core.registerHandler((session) => ({
+      name: 'sync',
+      kinds: ['hello'],
+      queueLimit: 4,
+      // Work that only ends when the session does.
+      handle: () =>
+        new Promise<void>((resolve) => {
+          started = true;
+          session.ended.addEventListener('abort', () => {
+            stopped = true;
+            resolve();
+          });
+        }),
+    }));
+    const clusterId = randomUUID();
+    const agent = FakeAgent.open(h);
+    await agent.send(helloFrame({ clusterId, token: h.token, name: 'edge-long-work' }));
+    const { credential } = await agent.expectFrame('welcome');
+    await agent.send(helloFrame({ clusterId, credential }));
+    await waitFor('the work to start', () => started);
+    agent.channel.close();
+    await waitFor('the stream released', async () => (await metricValue(h.metrics, 'hawser_hub_open_streams')) === 0);
+    expect(stopped).toBe(true);
+    expect(h.core.connectedClusters).toEqual([]);
   });
 });

@@ -141,6 +141,10 @@ export interface HelloSpec {
   namespace?: string;
   labels?: Record<string, string>;
   leaseDurationMs?: number;
+  /** Default 0 and []: an agent from before protocol versioning. */
+  protocolVersion?: number;
+  minProtocolVersion?: number;
+  features?: string[];
 }
 
 export function helloFrame(spec: HelloSpec): ConnectRequest {
@@ -167,6 +171,10 @@ export function helloFrame(spec: HelloSpec): ConnectRequest {
     agentVersion: 'unit-test',
     publicKey: Buffer.alloc(0),
     cacheQuarantines: 0,
+    protocolVersion: spec.protocolVersion ?? 0,
+    minProtocolVersion: spec.minProtocolVersion ?? 0,
+    features: spec.features ?? [],
+    hubIncarnation: '',
   };
   return { frame: { $case: 'hello', value: spec.unsigned ? hello : signHello(hello, key, spec.signedAtMs ?? signingClock()) } };
 }
@@ -203,7 +211,15 @@ export class FakeAgent {
   private cursor = 0;
   private sequence = 0;
 
-  constructor(readonly channel: RawAgentChannel) {
+  /**
+   * `statusStored`: resolves once the hub has stored every status it acked
+   * (HubCore.statusWritesSettled). heartbeat() waits for it after the ack,
+   * since the ack itself never waits for the store.
+   */
+  constructor(
+    readonly channel: RawAgentChannel,
+    private readonly statusStored: () => Promise<void> = async () => {},
+  ) {
     void this.pump();
     void channel.closed.then((e) => {
       this.closedWith = e;
@@ -214,7 +230,7 @@ export class FakeAgent {
   static open(hub: TestHub): FakeAgent {
     const channel = hub.transport.client().open() as RawAgentChannel;
     if (typeof channel.sendRaw !== 'function') throw new Error('memory channel lost its sendRaw test hook');
-    return new FakeAgent(channel);
+    return new FakeAgent(channel, () => hub.core.statusWritesSettled());
   }
 
   private async pump(): Promise<void> {
@@ -251,11 +267,13 @@ export class FakeAgent {
     return goodbye;
   }
 
+  /** Sends a heartbeat, expects its ack, then waits until the hub has stored what the heartbeat told it. */
   async heartbeat(status?: ClusterStatus, sentAtUnixMs = 0, statusUnchanged = false): Promise<HeartbeatAck> {
     const sequence = ++this.sequence;
     await this.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs, status, lastRttMs: 0, statusUnchanged } } });
     const ack = await this.expectFrame('heartbeatAck');
     if (ack.sequence !== sequence) throw new Error(`ack for heartbeat ${ack.sequence}, expected ${sequence}`);
+    await this.statusStored();
     return ack;
   }
 

@@ -117,6 +117,23 @@ export interface Hello {
    * welcome; the hub counts them (the agent has no metrics endpoint).
    */
   cacheQuarantines: number;
+  /**
+   * Newest protocol version the agent speaks; 0 (unset) is an agent from
+   * before versioning, served as protocol 1 with no optional features.
+   */
+  protocolVersion: number;
+  /** Oldest protocol version the agent still speaks (0: same as protocol_version). */
+  minProtocolVersion: number;
+  /**
+   * Optional features the agent supports, e.g. "sync", "compression.zstd",
+   * "chunks", "proxy-streams". The hub answers with those it will use.
+   */
+  features: string[];
+  /**
+   * The hub incarnation (epoch) that last_acked_revision belongs to; empty
+   * when the agent has acknowledged nothing yet.
+   */
+  hubIncarnation: string;
 }
 
 /**
@@ -163,7 +180,19 @@ export interface Welcome {
    * The CAs the hub asks its agents to trust (current and still-valid older
    * ones), so an agent offline during a rotation learns them on reconnect.
    */
-  trustBundle?: TrustBundle | undefined;
+  trustBundle?:
+    | TrustBundle
+    | undefined;
+  /**
+   * The protocol version this session speaks: the newest both sides support.
+   * 0 from a hub before versioning, which the agent takes as protocol 1.
+   */
+  protocolVersion: number;
+  /**
+   * The optional features this session uses: those of the hello's features
+   * that the hub supports too. Nothing else may be sent on the session.
+   */
+  features: string[];
 }
 
 /**
@@ -537,6 +566,10 @@ function createBaseHello(): Hello {
     publicKey: Buffer.alloc(0),
     proof: undefined,
     cacheQuarantines: 0,
+    protocolVersion: 0,
+    minProtocolVersion: 0,
+    features: [],
+    hubIncarnation: "",
   };
 }
 
@@ -573,6 +606,18 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.cacheQuarantines !== 0) {
       writer.uint32(80).uint32(message.cacheQuarantines);
+    }
+    if (message.protocolVersion !== 0) {
+      writer.uint32(88).uint32(message.protocolVersion);
+    }
+    if (message.minProtocolVersion !== 0) {
+      writer.uint32(96).uint32(message.minProtocolVersion);
+    }
+    for (const v of message.features) {
+      writer.uint32(106).string(v!);
+    }
+    if (message.hubIncarnation !== "") {
+      writer.uint32(114).string(message.hubIncarnation);
     }
     return writer;
   },
@@ -670,6 +715,38 @@ export const Hello: MessageFns<Hello> = {
             message.cacheQuarantines = reader.uint32();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.protocolVersion = reader.uint32();
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.minProtocolVersion = reader.uint32();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.features.push(reader.string());
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.hubIncarnation = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -725,6 +802,24 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.cache_quarantines)
         ? globalThis.Number(object.cache_quarantines)
         : 0,
+      protocolVersion: isSet(object.protocolVersion)
+        ? globalThis.Number(object.protocolVersion)
+        : isSet(object.protocol_version)
+        ? globalThis.Number(object.protocol_version)
+        : 0,
+      minProtocolVersion: isSet(object.minProtocolVersion)
+        ? globalThis.Number(object.minProtocolVersion)
+        : isSet(object.min_protocol_version)
+        ? globalThis.Number(object.min_protocol_version)
+        : 0,
+      features: globalThis.Array.isArray(object?.features)
+        ? object.features.map((e: any) => globalThis.String(e))
+        : [],
+      hubIncarnation: isSet(object.hubIncarnation)
+        ? globalThis.String(object.hubIncarnation)
+        : isSet(object.hub_incarnation)
+        ? globalThis.String(object.hub_incarnation)
+        : "",
     };
   },
 
@@ -758,6 +853,18 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.cacheQuarantines !== 0) {
       obj.cacheQuarantines = Math.round(message.cacheQuarantines);
+    }
+    if (message.protocolVersion !== 0) {
+      obj.protocolVersion = Math.round(message.protocolVersion);
+    }
+    if (message.minProtocolVersion !== 0) {
+      obj.minProtocolVersion = Math.round(message.minProtocolVersion);
+    }
+    if (message.features?.length) {
+      obj.features = message.features;
+    }
+    if (message.hubIncarnation !== "") {
+      obj.hubIncarnation = message.hubIncarnation;
     }
     return obj;
   },
@@ -793,6 +900,10 @@ export const Hello: MessageFns<Hello> = {
       ? HelloProof.fromPartial(object.proof)
       : undefined;
     message.cacheQuarantines = object.cacheQuarantines ?? 0;
+    message.protocolVersion = object.protocolVersion ?? 0;
+    message.minProtocolVersion = object.minProtocolVersion ?? 0;
+    message.features = object.features?.map((e) => e) || [];
+    message.hubIncarnation = object.hubIncarnation ?? "";
     return message;
   },
 };
@@ -1170,6 +1281,8 @@ function createBaseWelcome(): Welcome {
     credentialExpiresAtUnixMs: 0,
     publicKeyFingerprint: "",
     trustBundle: undefined,
+    protocolVersion: 0,
+    features: [],
   };
 }
 
@@ -1198,6 +1311,12 @@ export const Welcome: MessageFns<Welcome> = {
     }
     if (message.trustBundle !== undefined) {
       TrustBundle.encode(message.trustBundle, writer.uint32(66).fork()).join();
+    }
+    if (message.protocolVersion !== 0) {
+      writer.uint32(72).uint32(message.protocolVersion);
+    }
+    for (const v of message.features) {
+      writer.uint32(82).string(v!);
     }
     return writer;
   },
@@ -1279,6 +1398,22 @@ export const Welcome: MessageFns<Welcome> = {
             message.trustBundle = TrustBundle.decode(reader, reader.uint32());
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.protocolVersion = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.features.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1329,6 +1464,14 @@ export const Welcome: MessageFns<Welcome> = {
         : isSet(object.trust_bundle)
         ? TrustBundle.fromJSON(object.trust_bundle)
         : undefined,
+      protocolVersion: isSet(object.protocolVersion)
+        ? globalThis.Number(object.protocolVersion)
+        : isSet(object.protocol_version)
+        ? globalThis.Number(object.protocol_version)
+        : 0,
+      features: globalThis.Array.isArray(object?.features)
+        ? object.features.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -1358,6 +1501,12 @@ export const Welcome: MessageFns<Welcome> = {
     if (message.trustBundle !== undefined) {
       obj.trustBundle = TrustBundle.toJSON(message.trustBundle);
     }
+    if (message.protocolVersion !== 0) {
+      obj.protocolVersion = Math.round(message.protocolVersion);
+    }
+    if (message.features?.length) {
+      obj.features = message.features;
+    }
     return obj;
   },
 
@@ -1376,6 +1525,8 @@ export const Welcome: MessageFns<Welcome> = {
     message.trustBundle = (object.trustBundle !== undefined && object.trustBundle !== null)
       ? TrustBundle.fromPartial(object.trustBundle)
       : undefined;
+    message.protocolVersion = object.protocolVersion ?? 0;
+    message.features = object.features?.map((e) => e) || [];
     return message;
   },
 };

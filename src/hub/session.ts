@@ -1,0 +1,53 @@
+import { ErrorCode, type FrameHandler as TunnelFrameHandler, FrameRouter, HawserError, type Negotiated, type wire } from '../tunnel/index.js';
+
+// A welcomed session routes each inbound frame by kind to the handler that
+// registered for it (FrameRouter in src/tunnel): each handler owns a bounded
+// queue, so an ack never waits behind a status write, and later a sync frame
+// never behind either.
+
+export type AgentFrame = NonNullable<wire.ConnectRequest['frame']>;
+export type AgentFrameKind = AgentFrame['$case'];
+
+/** What a handler sees of its session: who it is, what was negotiated, and how to answer. */
+export interface SessionContext {
+  readonly clusterName: string;
+  readonly peer: string;
+  /** The protocol version and features this session speaks: check a feature before using it. */
+  readonly negotiated: Negotiated;
+  /** Where the agent's sync stands, as its hello said: sync resumes from here. */
+  readonly resume: { readonly hubIncarnation: string; readonly lastAckedRevision: number };
+  /** Resolves once the transport took the frame (waits for drain); rejects when the stream is closed. */
+  send(frame: wire.ConnectResponse): Promise<void>;
+  /** Aborted when the session's stream ends: work in hand stops, since the session waits for it. */
+  readonly ended: AbortSignal;
+}
+
+/** A handler of agent frames (see FrameHandler in src/tunnel). */
+export type FrameHandler = TunnelFrameHandler<AgentFrame>;
+
+/** Builds a session's handler when the session is welcomed. */
+export type HandlerFactory = (session: SessionContext) => FrameHandler;
+
+/**
+ * The frame router of one hub session. A frame kind no handler took is a
+ * protocol violation here: HAWSER_UNEXPECTED_FRAME ends the session.
+ */
+export class SessionRouter {
+  private readonly router: FrameRouter<AgentFrame>;
+
+  constructor(handlers: readonly FrameHandler[], fail: (error: HawserError) => void) {
+    this.router = new FrameRouter(handlers, fail);
+  }
+
+  /** Queues the frame with its handler; returns the refusal when there is none, it refuses, or its queue is full. */
+  route(frame: AgentFrame, frameBytes: number): HawserError | undefined {
+    const routed = this.router.route(frame, frameBytes);
+    if (routed.kind === 'unhandled') return new HawserError(ErrorCode.UnexpectedFrame, `unexpected ${frame.$case} frame after registration`);
+    return routed.kind === 'refused' ? routed.error : undefined;
+  }
+
+  /** Stops every handler: frames still waiting are dropped, frames in hand finish. */
+  close(): Promise<void> {
+    return this.router.close();
+  }
+}

@@ -1,0 +1,103 @@
+import { ErrorCode, HawserError } from './errors.js';
+
+// Protocol versioning. Each side speaks a range of protocol versions
+// [min, max] and a set of optional features. A session speaks the newest
+// version in both ranges and uses only the features both sides named, so a
+// newer hub keeps serving an older agent with what both have. A peer from
+// before versioning sends 0: it is served as protocol 1 with no features.
+
+/** The newest protocol version this build speaks. */
+export const protocolVersion = 1;
+/** The oldest protocol version this build still speaks. */
+export const minProtocolVersion = 1;
+
+/** Optional features a session may use, once both sides name them. */
+export const Feature = {
+  /** Revisioned manifest sync over the tunnel. */
+  Sync: 'sync',
+  /** zstd-compressed payloads. */
+  CompressionZstd: 'compression.zstd',
+  /** Large objects in resumable chunks. */
+  Chunks: 'chunks',
+  /** Proxied requests each on their own stream (openStream). */
+  ProxyStreams: 'proxy-streams',
+} as const;
+export type Feature = (typeof Feature)[keyof typeof Feature];
+
+/** What one side offers: its version range and the features it supports. */
+export interface ProtocolOffer {
+  /** Newest version; 0 means a peer from before versioning (served as 1). */
+  protocolVersion: number;
+  /** Oldest version; 0 means the same as protocolVersion. */
+  minProtocolVersion: number;
+  features: readonly string[];
+}
+
+/** What a session speaks, recorded on it so handlers can check a feature before using it. */
+export interface Negotiated {
+  protocolVersion: number;
+  features: ReadonlySet<string>;
+}
+
+/** A peer naming more features than this is only read this far (untrusted input stays bounded). */
+export const maxOfferedFeatures = 64;
+
+/** This build's own offer, with the features it is configured to use. */
+export function localOffer(features: readonly string[]): ProtocolOffer {
+  return { protocolVersion, minProtocolVersion, features };
+}
+
+function range(offer: ProtocolOffer): { min: number; max: number } {
+  // Before versioning there was one protocol: 1.
+  const max = offer.protocolVersion > 0 ? offer.protocolVersion : 1;
+  const min = offer.minProtocolVersion > 0 ? Math.min(offer.minProtocolVersion, max) : max;
+  return { min, max };
+}
+
+/**
+ * The hub's answer to an agent's offer: the newest version both speak and the
+ * features both named, in the hub's order. Throws HAWSER_PROTOCOL_INCOMPATIBLE
+ * when the two ranges do not overlap. Pure.
+ */
+export function negotiate(hub: ProtocolOffer, agent: ProtocolOffer): Negotiated {
+  const h = range(hub);
+  const a = range(agent);
+  const version = Math.min(h.max, a.max);
+  if (version < Math.max(h.min, a.min)) {
+    const older = a.max < h.min ? 'agent' : 'hub';
+    throw new HawserError(
+      ErrorCode.ProtocolIncompatible,
+      `agent speaks protocol versions ${a.min}..${a.max} and hub ${h.min}..${h.max}: no common version; upgrade the ${older}`,
+    );
+  }
+  // Features of an agent from before versioning are ignored: it cannot have any.
+  const offered = agent.protocolVersion > 0 ? new Set(agent.features.slice(0, maxOfferedFeatures)) : new Set<string>();
+  const features = new Set(hub.features.filter((f) => offered.has(f)));
+  return { protocolVersion: version, features };
+}
+
+/**
+ * The agent's check of a welcome: the hub chose a version and features. The
+ * version must lie in the agent's range and every feature be one it offered;
+ * otherwise HAWSER_PROTOCOL_INCOMPATIBLE. A welcome from a hub before
+ * versioning (0) is protocol 1 with no features. Pure.
+ */
+export function acceptWelcome(agent: ProtocolOffer, welcome: { protocolVersion: number; features: readonly string[] }): Negotiated {
+  const a = range(agent);
+  const version = welcome.protocolVersion > 0 ? welcome.protocolVersion : 1;
+  if (version < a.min || version > a.max) {
+    throw new HawserError(
+      ErrorCode.ProtocolIncompatible,
+      `hub chose protocol version ${version}; this agent speaks ${a.min}..${a.max}: upgrade the ${version > a.max ? 'agent' : 'hub'}`,
+    );
+  }
+  const offered = new Set(agent.features);
+  const unasked = welcome.features.filter((f) => !offered.has(f));
+  if (unasked.length > 0) {
+    throw new HawserError(
+      ErrorCode.ProtocolIncompatible,
+      `hub chose features this agent did not offer: ${unasked.slice(0, 8).map((f) => JSON.stringify(f.slice(0, 64))).join(', ')}`,
+    );
+  }
+  return { protocolVersion: version, features: new Set(welcome.features) };
+}
