@@ -38,7 +38,7 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.TooManyDocuments]: 413,
   [ErrorCode.RequestTooLarge]: 413,
   // The store's compare-and-swap refusal (src/hub/store): someone else wrote first.
-  HAWSER_STORE_CONFLICT: 409,
+  [ErrorCode.StoreConflict]: 409,
 };
 
 /** Decodes one path segment; bad percent-encoding is the client's mistake (400), not ours. */

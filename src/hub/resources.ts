@@ -13,6 +13,7 @@ import {
   type ValidObject,
 } from '../api/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
+import type { HubStore, KeyOf, StoreOp } from './store.js';
 
 // Apply, get, list, delete and watch of the resources operators write to the
 // hub: Subscriptions and their kin, and the native objects they feed (kept
@@ -126,7 +127,7 @@ export class ResourceService {
       try {
         return await this.write(valid);
       } catch (err) {
-        const conflict = err instanceof HawserError && (err.code as string) === 'HAWSER_STORE_CONFLICT';
+        const conflict = err instanceof HawserError && err.code === ErrorCode.StoreConflict;
         const userPrecondition = valid.some((v) => v.value.expectResourceVersion);
         if (!conflict || userPrecondition || attempt >= applyAttempts) throw err;
       }
@@ -175,7 +176,7 @@ export class ResourceService {
       const item = { apiVersion: id.apiVersion, kind: id.kind, ...(id.namespace ? { namespace: id.namespace } : {}), name: id.name };
       if (value.expectResourceVersion && value.expectResourceVersion !== (old?.metadata.resourceVersion ?? '')) {
         throw new HawserError(
-          'HAWSER_STORE_CONFLICT' as ErrorCode,
+          ErrorCode.StoreConflict,
           `${identityText(id)}: the document says resourceVersion ${quoteBounded(value.expectResourceVersion)}, the hub has ${old ? quoteBounded(old.metadata.resourceVersion ?? '') : 'no such object'}; get it again and reapply; nothing was applied`,
         );
       }
@@ -269,4 +270,38 @@ export class ResourceService {
 function identityOf(value: ValidObject): ObjectIdentity {
   const { apiVersion, kind, metadata } = value.object;
   return { resourceKind: value.resourceKind, apiVersion, kind, name: metadata.name, ...(metadata.namespace ? { namespace: metadata.namespace } : {}) };
+}
+
+/** The hub store as ResourceService sees it: objects of the resource kinds, lists without their keys. */
+export function resourceStoreOf(store: HubStore): ResourceStore {
+  return {
+    get: (kind, key) => store.get(kind, toStoreKey(kind, key)) as Promise<KubeObject | undefined>,
+    list: async (kind, options) => {
+      const listed = await store.list(kind, options);
+      return { items: listed.items.map((e) => e.object as KubeObject), resourceVersion: listed.resourceVersion };
+    },
+    batch: (ops) =>
+      store.batch(
+        ops.map((op) =>
+          op.op === 'put'
+            ? { op: 'put', kind: op.kind, key: toStoreKey(op.kind, op.key), value: op.value, ...(op.expect ? { expect: op.expect } : {}) }
+            : { op: 'delete', kind: op.kind, key: toStoreKey(op.kind, op.key), ...(op.expect ? { expect: op.expect } : {}) },
+        ) as StoreOp[],
+      ),
+    watch: async function* (kind, options) {
+      for await (const event of store.watch(kind, options)) yield { type: event.type, object: event.object as KubeObject, resourceVersion: event.resourceVersion };
+    },
+  };
+}
+
+function toStoreKey(kind: ResourceKind, key: ResourceKey): KeyOf<ResourceKind> {
+  const namespace = key.namespace ? { namespace: key.namespace } : {};
+  if (kind === 'Feed') return { apiVersion: key.apiVersion ?? '', kind: key.kind ?? '', ...namespace, name: key.name };
+  return { ...namespace, name: key.name };
+}
+
+/** Dedicated namespaces of the registered clusters (ManagedCluster.metadata.namespace). */
+export async function clusterNamespacesOf(store: HubStore): Promise<ReadonlySet<string>> {
+  const clusters = (await store.list('ManagedCluster')).items;
+  return new Set(clusters.map((c) => c.object.metadata.namespace).filter((ns): ns is string => Boolean(ns)));
 }

@@ -108,6 +108,12 @@ describe('apply, get and delete through the CLI', () => {
     expect(await ok(['get', 'bases'])).toContain('No bases found in namespace default.');
   });
 
+  it('has help, and refuses a missing -f as a usage error', async () => {
+    const help = await cli(['apply', '--help']);
+    expect(help.stdout).toMatch(/Usage: hawser apply -f FILE\|DIR\|-/);
+    expect((await cli(['apply'])).code).toBe(2);
+  });
+
   it('lets a viewer read but not apply', async () => {
     expect((await cli(['get', 'subs'], { HAWSER_TOKEN: viewerToken })).code).toBe(0);
     const r = await cli(['apply', '-f', join(dir, 'replication')], { HAWSER_TOKEN: viewerToken });
