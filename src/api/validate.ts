@@ -67,7 +67,7 @@ export interface ObjectIdentity {
 export type Identification = { ok: true; value: ObjectIdentity } | { ok: false; code: ApiErrorCode; message: string };
 
 export interface ValidateOptions {
-  /** Namespace for a namespaced kind that names none (the CLI's -n, else "default"). */
+  /** The CLI's -n: the namespace of a namespaced kind that names none; one that names another is refused. Else "default". */
   defaultNamespace?: string;
   maxObjectBytes?: number;
   /** Accept Base and Manifest (the deployer's own writes). */
@@ -211,6 +211,14 @@ export function validateObject(doc: unknown, options: ValidateOptions = {}): Val
     if (problem && !problem.ok) return { ...problem, message: `${describeDocument(doc)}: ${problem.message}` };
   }
 
+  // As kubectl: a namespace asked for (-n) and another in the document is a mistake, not a choice.
+  const written = object.metadata.namespace;
+  if (options.defaultNamespace && written && written !== options.defaultNamespace && info?.namespaced !== false) {
+    return refuse(
+      'HAWSER_INVALID_OBJECT',
+      `${describeDocument(doc)}: metadata.namespace ${quoteBounded(written)} does not match the namespace asked for (${quoteBounded(options.defaultNamespace)})`,
+    );
+  }
   const expectResourceVersion = object.metadata.resourceVersion || undefined;
   const metadata: Record<string, unknown> = { ...placeNamespace(object.metadata, info, options.defaultNamespace ?? 'default') };
   for (const field of serverOwnedMeta) delete metadata[field];

@@ -36,7 +36,7 @@ export const denySpec: CommandSpec = {
   flags: { ...targetFlags },
 };
 
-const namespaceFlag: FlagSpec = { type: 'string', short: 'n', help: 'namespace (default "default"; objects that name one keep theirs)' };
+const namespaceFlag: FlagSpec = { type: 'string', short: 'n', help: 'namespace (default "default"); a file\'s object that names another namespace is refused, as kubectl does' };
 const fileFlag: FlagSpec = { type: 'string', short: 'f', multiple: true, help: 'a YAML/JSON file, a directory of them (.yaml, .yml, .json), or - for stdin; repeatable' };
 const outputFlag: FlagSpec = { type: 'string', short: 'o', help: 'json or yaml; default a table' };
 

@@ -241,6 +241,11 @@ describe('defaults and aliases', () => {
     const cm = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'c' }, data: { a: 'b' } };
     expect(ok(validateObject(cm)).object.metadata.namespace).toBe('default');
     expect(ok(validateObject(cm, { defaultNamespace: 'edge' })).object.metadata.namespace).toBe('edge');
+    // As kubectl: -n edge and a document in another namespace is refused; a cluster-scoped kind ignores -n.
+    const elsewhere = refused(validateObject({ ...cm, metadata: { name: 'c', namespace: 'other' } }, { defaultNamespace: 'edge' }));
+    expect(elsewhere.code).toBe('HAWSER_INVALID_OBJECT');
+    expect(elsewhere.message).toContain('metadata.namespace "other" does not match');
+    ok(validateObject({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'foo', namespace: 'other' } }, { defaultNamespace: 'edge' }));
     // A kind the hub does not know keeps what it says.
     expect(ok(validateObject({ apiVersion: 'example.com/v1', kind: 'Widget', metadata: { name: 'w' } })).object.metadata.namespace).toBeUndefined();
   });
