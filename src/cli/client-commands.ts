@@ -2,7 +2,7 @@ import type { ClusterRegistrationRequest, ManagedCluster } from '../api/index.js
 import type { PkiState } from '../hub/index.js';
 import { resolveResourceName } from '../api/index.js';
 import { hubRequest } from './client.js';
-import { applyManifests, deleteManifests, deleteResource, getResources, namespaceFlagValue } from './resource-commands.js';
+import { applyManifests, deleteManifests, deleteResource, getFeeds, getResources, namespaceFlagValue } from './resource-commands.js';
 import { type HubTarget, resolveHubTarget } from './config.js';
 import { type CommandSpec, type FlagSpec, helpText, type Parsed, parseFlags, stringFlag, UsageError } from './flags.js';
 import { clustersTable, renderObject, renderObjects, renderTable } from './table.js';
@@ -60,9 +60,11 @@ export const deleteSpec: CommandSpec = {
 
 export const getSpec: CommandSpec = {
   usage:
-    'hawser get subscriptions|descriptions|localizations|globalizations|bases|manifests|clusters|clusterregistrationrequests|pki [NAME] [-n NS | -A] [-o json|yaml] [--hub URL] [--context NAME]',
+    'hawser get subscriptions|descriptions|localizations|globalizations|bases|manifests|feeds|clusters|clusterregistrationrequests|pki [NAME] [-n NS | -A] [-o json|yaml] [--hub URL] [--context NAME]',
   summary:
-    "List or show Subscriptions (subs), Descriptions (desc), Localizations (loc), Globalizations (glob), Bases and Manifests, clusters (ManagedCluster), registration requests, or the hub's CAs and serving certificate (pki).",
+    "List or show Subscriptions (subs), Descriptions (desc), Localizations (loc), Globalizations (glob), Bases and Manifests, " +
+    'the native objects Subscriptions feed (feeds: templates on the hub, every namespace unless -n), ' +
+    "clusters (ManagedCluster), registration requests, or the hub's CAs and serving certificate (pki).",
   flags: {
     ...targetFlags,
     output: outputFlag,
@@ -206,6 +208,10 @@ export async function runGet(argv: string[]): Promise<number> {
   if (p.help) return void console.log(helpText(getSpec)), 0;
   const [kindArg, name, ...rest] = p.positionals;
   const output = outputOf(p);
+  if ((kindArg === 'feeds' || kindArg === 'feed') && !name) {
+    const namespace = namespaceFlagValue(stringFlag(p, 'namespace'));
+    return getFeeds(await target(p), { ...(namespace ? { namespace } : {}), ...(output ? { output } : {}) });
+  }
   const resource = kindArg ? resolveResourceName(kindArg) : undefined;
   if (resource && rest.length === 0) {
     const namespace = namespaceFlagValue(stringFlag(p, 'namespace'));

@@ -202,3 +202,23 @@ export async function getResources(target: HubTarget, resource: ResourceName, o:
   else console.log(resourceTable(resource, list.items, Date.now(), resource.namespaced && o.allNamespaces));
   return 0;
 }
+
+/** The native objects Subscriptions feed (templates on the hub): every namespace unless -n. */
+export async function getFeeds(target: HubTarget, o: { namespace?: string; output?: 'json' | 'yaml' }): Promise<number> {
+  const query = o.namespace ? `?namespace=${encodeURIComponent(o.namespace)}` : '';
+  const list = await hubRequest<{ items: KubeObject[] }>(target, 'GET', `/api/v1/feeds${query}`);
+  if (o.output) {
+    console.log(renderObjects(list.items, o.output));
+    return 0;
+  }
+  if (list.items.length === 0) {
+    console.log(`No feeds found${o.namespace ? ` in namespace ${o.namespace}` : ''}.`);
+    return 0;
+  }
+  const nowMs = Date.now();
+  const rows = list.items
+    .map((f) => [f.metadata.namespace ?? '', f.metadata.name, f.apiVersion, f.kind, age(f, nowMs)])
+    .sort((a, b) => a.slice(0, 4).join('/').localeCompare(b.slice(0, 4).join('/')));
+  console.log(renderTable(['NAMESPACE', 'NAME', 'APIVERSION', 'KIND', 'AGE'], rows));
+  return 0;
+}

@@ -1,15 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import {
   dns1123LabelProblem,
+  identifyObject,
+  type ObjectIdentity,
   parseDocuments,
   quoteBounded,
   resolveResourceName,
+  type ResourceKind,
   type ResourceName,
   resourceNames,
   type SourcedDocument,
 } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
-import type { ResourceKey, ResourceService } from './resources.js';
+import type { ResourceEvent, ResourceKey, ResourceService } from './resources.js';
 
 // The HTTP face of ResourceService: apply and delete take multi-document
 // YAML or JSON; get, list and delete take a resource name as `hawser get`
@@ -144,7 +147,7 @@ export function resourceRoutes(resources: ResourceService, maxRequestBytes = def
         const namespace = resource.namespaced ? namespaceParam(query) : undefined;
         if (query.get('watch') === 'true' || query.get('watch') === '1') {
           const resourceVersion = query.get('resourceVersion') ?? undefined;
-          return [200, watchStream(resources, resource, namespace, resourceVersion)];
+          return [200, watchStream(resources, resource.kind, namespace, resourceVersion)];
         }
         const listed = await resources.list(resource.kind, namespace);
         return [200, { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: listed.resourceVersion }, items: listed.items }];
@@ -173,11 +176,78 @@ export function resourceRoutes(resources: ResourceService, maxRequestBytes = def
         return [200, { kind: 'Status', status: 'Success', details: { kind: resource.kind, ...key } }];
       },
     },
+    ...feedRoutes(resources),
+  ];
+}
+
+/** A feed's key from the query (apiVersion, kind, namespace) and the path's name, placed as an apply places it. */
+function feedKey(name: string, query: URLSearchParams): { kind: ResourceKind; key: ResourceKey } {
+  const id = identified(name, query);
+  return { kind: id.resourceKind, key: { ...(id.resourceKind === 'Feed' ? { apiVersion: id.apiVersion, kind: id.kind } : {}), ...(id.namespace ? { namespace: id.namespace } : {}), name: id.name } };
+}
+
+function identified(name: string, query: URLSearchParams): ObjectIdentity {
+  const apiVersion = query.get('apiVersion') ?? '';
+  const kind = query.get('kind') ?? '';
+  if (!apiVersion || !kind) throw new HawserError(ErrorCode.InvalidOption, 'a feed is named by ?apiVersion=…&kind=… (and &namespace=… when namespaced) with its name in the path');
+  const ns = namespaceParam(query);
+  const id = identifyObject({ apiVersion, kind, metadata: { name, ...(ns ? { namespace: ns } : {}) } });
+  if (!id.ok) throw new HawserError(id.code, id.message);
+  return id.value;
+}
+
+/** The native objects Subscriptions feed by name: templates on the hub, listed, read, deleted and watched. */
+function feedRoutes(resources: ResourceService): ResourceRoute[] {
+  return [
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/feeds$/,
+      access: 'viewer',
+      handle: async ({ query }) => {
+        const namespace = namespaceParam(query);
+        const apiVersion = query.get('apiVersion');
+        const kind = query.get('kind');
+        const wanted = (o: { apiVersion: string; kind: string }) => (!apiVersion || o.apiVersion === apiVersion) && (!kind || o.kind === kind);
+        if (query.get('watch') === 'true' || query.get('watch') === '1') {
+          const resourceVersion = query.get('resourceVersion') ?? undefined;
+          return [200, watchStream(resources, 'Feed', namespace, resourceVersion, (e) => wanted(e.object))];
+        }
+        const listed = await resources.list('Feed', namespace);
+        return [200, { apiVersion: 'v1', kind: 'List', metadata: { resourceVersion: listed.resourceVersion }, items: listed.items.filter(wanted) }];
+      },
+    },
+    {
+      method: 'GET',
+      path: /^\/api\/v1\/feeds\/([^/]+)$/,
+      access: 'viewer',
+      handle: async ({ params: [name], query }) => {
+        const { kind, key } = feedKey(name!, query);
+        return [200, await resources.get(kind, key)];
+      },
+    },
+    {
+      method: 'DELETE',
+      path: /^\/api\/v1\/feeds\/([^/]+)$/,
+      access: 'admin',
+      audit: 'delete-object',
+      handle: async ({ params: [name], query, auditDetails }) => {
+        const { kind, key } = feedKey(name!, query);
+        Object.assign(auditDetails, { kind: key.kind ?? kind, apiVersion: key.apiVersion, ...(key.namespace ? { namespace: key.namespace } : {}) });
+        await resources.deleteOne(kind, key);
+        return [200, { kind: 'Status', status: 'Success', details: { kind: key.kind ?? kind, ...key } }];
+      },
+    },
   ];
 }
 
 /** JSON lines: {"type":"ADDED"|"MODIFIED"|"DELETED","object":…}; a failure ends the stream with {"type":"ERROR","object":{code,message}}. */
-function watchStream(resources: ResourceService, resource: ResourceName, namespace: string | undefined, resourceVersion: string | undefined): StreamBody {
+function watchStream(
+  resources: ResourceService,
+  kind: ResourceKind,
+  namespace: string | undefined,
+  resourceVersion: string | undefined,
+  wanted: (event: ResourceEvent) => boolean = () => true,
+): StreamBody {
   return new StreamBody(async (res, signal) => {
     res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
     // Headers now, not with the first event: a client waits for them before it changes anything.
@@ -186,9 +256,10 @@ function watchStream(resources: ResourceService, resource: ResourceName, namespa
       if (!res.write(`${JSON.stringify(line)}\n`)) await new Promise<void>((resolve) => res.once('drain', resolve).once('close', resolve));
     };
     try {
-      const events = resources.watch(resource.kind, { ...(resourceVersion ? { resourceVersion } : {}), ...(namespace ? { namespace } : {}), signal });
+      const events = resources.watch(kind, { ...(resourceVersion ? { resourceVersion } : {}), ...(namespace ? { namespace } : {}), signal });
       for await (const event of events) {
         if (signal.aborted) break;
+        if (!wanted(event)) continue;
         await writeLine({ type: event.type, object: event.object });
       }
     } catch (err) {

@@ -108,6 +108,21 @@ describe('apply, get and delete through the CLI', () => {
     expect(await ok(['get', 'bases'])).toContain('No bases found in namespace default.');
   });
 
+  it('lists, reads and refuses the native objects fed by name (templates on the hub)', async () => {
+    const feeds = await ok(['get', 'feeds']);
+    expect(feeds).toMatch(/^NAMESPACE\s+NAME\s+APIVERSION\s+KIND\s+AGE/);
+    expect(feeds).toMatch(/foo\s+my-nginx\s+apps\/v1\s+Deployment/);
+    expect(feeds).toMatch(/\s+foo\s+v1\s+Namespace/);
+    const one = await hub.api('GET', '/api/v1/feeds/my-nginx?apiVersion=apps/v1&kind=Deployment&namespace=foo', viewerToken);
+    expect(one.status).toBe(200);
+    expect(((await one.json()) as { spec: { replicas: number } }).spec.replicas).toBe(2);
+    const typo = await hub.api('GET', '/api/v1/feeds/my-nginx?apiVersion=apps/v1&kind=Service&namespace=foo', viewerToken);
+    expect(typo.status).toBe(422);
+    expect(((await typo.json()) as { code: string }).code).toBe('HAWSER_UNKNOWN_KIND');
+    expect((await hub.api('DELETE', '/api/v1/feeds/my-nginx?apiVersion=apps/v1&kind=Deployment&namespace=foo', viewerToken)).status).toBe(403);
+    expect((await hub.api('DELETE', '/api/v1/feeds/none?apiVersion=v1&kind=ConfigMap&namespace=foo')).status).toBe(404);
+  });
+
   it('has help, and refuses a missing -f as a usage error', async () => {
     const help = await cli(['apply', '--help']);
     expect(help.stdout).toMatch(/Usage: hawser apply -f FILE\|DIR\|-/);
