@@ -93,6 +93,15 @@ export const ErrorCode = {
   RotationIncomplete: 'HAWSER_ROTATION_INCOMPLETE',
   /** The hub serves an operator-supplied certificate (--tls-cert-file): the operator rotates it. */
   PkiUnmanaged: 'HAWSER_PKI_UNMANAGED',
+  // Request streams on an agent's connection.
+  /** A stream names no live session of its own connection (a token from elsewhere, or a session that ended). */
+  StreamUnbound: 'HAWSER_STREAM_UNBOUND',
+  /** The session does not take this stream: not yet authenticated, not requested, a bad kind or id. */
+  StreamRefused: 'HAWSER_STREAM_REFUSED',
+  /** The stream's session (its control stream) ended, and with it the stream. */
+  SessionEnded: 'HAWSER_SESSION_ENDED',
+  /** A deadline (an AbortSignal.timeout) passed. */
+  DeadlineExceeded: 'HAWSER_DEADLINE_EXCEEDED',
   // Sessions.
   /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */
   ProtocolIncompatible: 'HAWSER_PROTOCOL_INCOMPATIBLE',
