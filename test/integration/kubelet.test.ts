@@ -30,6 +30,7 @@ interface Env {
   cluster: KubeCluster;
   dir: string;
   logsFile: string;
+  attachFile: string;
   workDir: string;
   server: Server;
   /** Everything the TCP server received, per connection. */
@@ -83,7 +84,9 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
     cleanups.push(() => rm(dir, { recursive: true, force: true }));
     const logsFile = join(dir, 'app.log');
     const workDir = join(dir, 'exec');
+    const attachFile = join(dir, 'attach.log');
     await writeFile(logsFile, '');
+    await writeFile(attachFile, criLogLine('written before attach'));
     await mkdir(workDir);
     const received: string[] = [];
     const { server, port } = await startPongServer(received);
@@ -92,7 +95,7 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
       name: 'kubelet',
       workloads: true,
       nodes: [{ name: 'kubelet-node-1', cpu: '2', memory: '4Gi', pods: 10 }],
-      kubelet: { logsFile, exec: { workDir }, portForward: [{ podPorts: [POD_PORT], host: '127.0.0.1', port }] },
+      kubelet: { logsFile, attachFile, exec: { workDir }, portForward: [{ podPorts: [POD_PORT], host: '127.0.0.1', port }] },
     });
     cleanups.unshift(() => cluster.stop());
     await kubectl(cluster, ['apply', '-f', '-'], { input: podManifest() });
@@ -103,7 +106,7 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
       },
       { timeoutMs: 60_000, what: `pod ${POD} Running`, intervalMs: 250 },
     );
-    env = { cluster, dir, logsFile, workDir, server, received };
+    env = { cluster, dir, logsFile, attachFile, workDir, server, received };
     return env;
   }
 
@@ -142,6 +145,28 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
       expect(follow.running).toBe(true);
     } finally {
       await follow.stop();
+    }
+  });
+
+  it('kubectl attach streams what is appended to the attach file after it attached', { timeout: 300_000 }, async () => {
+    const { cluster, attachFile } = await setup();
+    const attach = await startKubectl(cluster, 'kubectl-attach', ['attach', POD, '-n', 'default']);
+    try {
+      // kubectl says nothing when the stream is up, and kwok attaches at the
+      // file's end: append numbered lines until one comes through.
+      let n = 0;
+      const seen = await waitUntil(
+        async () => {
+          await appendFile(attachFile, criLogLine(`tick ${++n}`));
+          return attach.lines().find((l) => /^tick \d+$/.test(l));
+        },
+        { timeoutMs: 60_000, what: 'kubectl attach prints an appended line', intervalMs: 250, context: () => attach.tail(10) },
+      );
+      expect(Number(seen.slice('tick '.length))).toBeGreaterThan(0);
+      expect(attach.lines()).not.toContain('written before attach');
+      expect(attach.running).toBe(true);
+    } finally {
+      await attach.stop();
     }
   });
 
