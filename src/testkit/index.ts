@@ -31,6 +31,7 @@ export { startKubeCluster, kubeconfigYaml, type KubeCluster, type StartKubeClust
 export { DEFAULT_FAKE_NODES, FAKE_NODE_ANNOTATION, type FakeNodeSpec, type WorkloadComponents } from './workloads.js';
 export { criLogLine, kwokKubeletConfigYaml, makeKubeletTls, validateKubeletOptions, type KubeletOptions, type KubeletTls } from './kwok-kubelet.js';
 export { kubectl, type KubectlOptions, type KubectlResult } from './kubectl.js';
+export { startKubectl, type StartKubectlOptions } from './kubectl-process.js';
 export {
   startToxiproxy,
   ToxiproxyApiError,

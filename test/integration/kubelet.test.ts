@@ -5,7 +5,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  ManagedProcess,
   assertNoLeaks,
   closeAll,
   criLogLine,
@@ -14,6 +13,7 @@ import {
   kubectl,
   requireTestbedBinary,
   startKubeCluster,
+  startKubectl,
   waitUntil,
   type KubeCluster,
 } from '../../src/testkit/index.js';
@@ -59,17 +59,6 @@ function podManifest(): string {
     kind: 'Pod',
     metadata: { name: POD, namespace: 'default' },
     spec: { containers: [{ name: 'app', image: 'registry.k8s.io/pause:3.10', ports: [{ containerPort: POD_PORT }] }] },
-  });
-}
-
-/** A long-running testbed kubectl (logs -f, port-forward), stopped by the test. */
-function startKubectl(cluster: KubeCluster, name: string, args: readonly string[]): Promise<ManagedProcess> {
-  return ManagedProcess.start({
-    name,
-    command: requireTestbedBinary('kubectl'),
-    args: ['--kubeconfig', cluster.kubeconfigPath, '--cache-dir', join(cluster.workDir, 'kubectl-cache'), ...args],
-    logDir: join(cluster.workDir, 'logs'),
-    stopGraceMs: 5_000,
   });
 }
 
@@ -136,7 +125,7 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
   it('kubectl logs -f streams a line appended after it started', { timeout: 300_000 }, async () => {
     const { cluster, logsFile } = await setup();
     await appendFile(logsFile, criLogLine('before follow'));
-    const follow = await startKubectl(cluster, 'kubectl-logs-f', ['logs', '-f', POD, '-n', 'default']);
+    const follow = await startKubectl(cluster, ['logs', '-f', POD, '-n', 'default'], { name: 'kubectl-logs-f' });
     try {
       await follow.waitFor(/^before follow$/, { timeoutMs: 60_000, what: 'logs -f prints the existing lines' });
       expect(follow.lines()).not.toContain('appended while following');
@@ -150,7 +139,7 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
 
   it('kubectl attach streams what is appended to the attach file after it attached', { timeout: 300_000 }, async () => {
     const { cluster, attachFile } = await setup();
-    const attach = await startKubectl(cluster, 'kubectl-attach', ['attach', POD, '-n', 'default']);
+    const attach = await startKubectl(cluster, ['attach', POD, '-n', 'default'], { name: 'kubectl-attach' });
     try {
       // kubectl says nothing when the stream is up, and kwok attaches at the
       // file's end: append numbered lines until one comes through.
@@ -216,7 +205,7 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
   it('kubectl port-forward reaches the TCP server behind the pod port, data both ways', { timeout: 300_000 }, async () => {
     const { cluster, received } = await setup();
     const local = await freePort({ owner: 'kubectl port-forward (test)' });
-    const forward = await startKubectl(cluster, 'kubectl-port-forward', [
+    const forward = await startKubectl(cluster, [
       'port-forward',
       '-n',
       'default',
@@ -224,7 +213,7 @@ describe('testkit: kwok serves the kubelet endpoint (logs, exec, port-forward) t
       '127.0.0.1',
       `pod/${POD}`,
       `${local}:${POD_PORT}`,
-    ]);
+    ], { name: 'kubectl-port-forward' });
     try {
       await forward.waitFor(new RegExp(`Forwarding from 127\\.0\\.0\\.1:${local} -> ${POD_PORT}`), {
         timeoutMs: 60_000,
