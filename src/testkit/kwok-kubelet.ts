@@ -1,8 +1,7 @@
-import { execFile } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { stringify } from 'yaml';
+import { createCertificateAuthority, createServingCertificate } from '../tunnel/index.js';
 import { TestkitError, TestkitErrorCode, errorMessage } from './errors.js';
 
 // The kubelet endpoint of a child cluster's fake nodes: kwok's debugging
@@ -37,34 +36,24 @@ export interface KubeletTls {
   keyFile: string;
 }
 
-const run = promisify(execFile);
-
-async function openssl(args: readonly string[]): Promise<void> {
-  try {
-    await run('openssl', args, { timeout: 30_000 });
-  } catch (err) {
-    throw new TestkitError(TestkitErrorCode.KubeStart, `openssl ${args[0] ?? ''} failed: ${errorMessage(err)}`, { cause: err });
-  }
-}
-
 /**
  * Makes a one-day CA and a serving certificate for IP 127.0.0.1 in `dir`
- * (keys 0600) with the openssl command line: node:crypto cannot issue certificates.
+ * (keys 0600) with the hub's own certificate code, so no openssl binary is needed.
  */
 export async function makeKubeletTls(dir: string): Promise<KubeletTls> {
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  const caKey = join(dir, 'kubelet-ca.key');
   const caFile = join(dir, 'kubelet-ca.crt');
   const keyFile = join(dir, 'kubelet.key');
-  const csr = join(dir, 'kubelet.csr');
   const certFile = join(dir, 'kubelet.crt');
-  const ext = join(dir, 'kubelet.ext');
-  const ecKey = (out: string): Promise<void> => openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', out]);
-  await Promise.all([ecKey(caKey), ecKey(keyFile)]);
-  await openssl(['req', '-x509', '-new', '-key', caKey, '-subj', '/CN=hawser-testkit-kubelet-ca', '-days', '1', '-out', caFile]);
-  await openssl(['req', '-new', '-key', keyFile, '-subj', '/CN=kwok-kubelet', '-out', csr]);
-  await writeFile(ext, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n');
-  await openssl(['x509', '-req', '-in', csr, '-CA', caFile, '-CAkey', caKey, '-CAcreateserial', '-days', '1', '-extfile', ext, '-out', certFile]);
+  try {
+    const ca = await createCertificateAuthority('hawser-testkit-kubelet-ca', 1);
+    const serving = await createServingCertificate(ca, ['127.0.0.1'], 1);
+    await writeFile(caFile, ca.certPem, { mode: 0o644 });
+    await writeFile(certFile, serving.certPem, { mode: 0o644 });
+    await writeFile(keyFile, serving.keyPem, { mode: 0o600 });
+  } catch (err) {
+    throw new TestkitError(TestkitErrorCode.KubeStart, `kubelet endpoint certificate: ${errorMessage(err)}`, { cause: err });
+  }
   return { caFile, certFile, keyFile };
 }
 
