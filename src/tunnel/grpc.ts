@@ -9,7 +9,7 @@ import { ErrorCode, HawserError, isErrorCode } from './errors.js';
 import { FrameQueue } from './queue.js';
 import {
   AgentStreamRegistry,
-  HubStreamRegistry,
+  HubConnectionBase,
   RoomWaiters,
   StreamCore,
   abortError,
@@ -29,7 +29,6 @@ import type {
   HubChannel,
   HubConnection,
   ServerTransportEvents,
-  StreamAcceptor,
   TunnelListener,
 } from './transport.js';
 
@@ -363,39 +362,14 @@ class GrpcStream extends StreamCore {
 }
 
 /** The hub's side of one Connect stream and the Stream calls bound to it. */
-class GrpcHubConnection implements HubConnection {
-  readonly registry = new HubStreamRegistry();
-  readonly closed: Promise<HawserError | undefined>;
-
+class GrpcHubConnection extends HubConnectionBase<GrpcChannel<ConnectRequest, ConnectResponse>> {
   constructor(
-    readonly control: GrpcChannel<ConnectRequest, ConnectResponse>,
+    control: GrpcChannel<ConnectRequest, ConnectResponse>,
     /** The HTTP/2 connection it arrived on; a stream must arrive on the same one. */
     readonly connectionKey: string | undefined,
-    readonly token: string,
+    token: string,
   ) {
-    this.closed = control.closed;
-    void control.closed.then((e) => this.registry.end(e));
-  }
-
-  get peer(): string {
-    return this.control.peer;
-  }
-
-  get openStreams(): number {
-    return this.registry.openStreams;
-  }
-
-  acceptStreams(acceptor: StreamAcceptor): void {
-    this.registry.accept(acceptor);
-  }
-
-  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream> {
-    return this.registry.open(kind, signal);
-  }
-
-  close(error?: HawserError): void {
-    this.registry.end(error);
-    this.control.close(error);
+    super(control, token);
   }
 }
 

@@ -6,7 +6,7 @@ import { FrameQueue } from './queue.js';
 import {
   type Admission,
   AgentStreamRegistry,
-  HubStreamRegistry,
+  HubConnectionBase,
   RoomWaiters,
   StreamCore,
   sessionEnded,
@@ -23,7 +23,6 @@ import type {
   HubChannel,
   HubConnection,
   ServerTransportEvents,
-  StreamAcceptor,
   TunnelListener,
 } from './transport.js';
 
@@ -171,38 +170,13 @@ class MemoryStream extends StreamCore {
   }
 }
 
-class MemoryHubConnection implements HubConnection {
-  readonly registry = new HubStreamRegistry();
-  readonly closed: Promise<HawserError | undefined>;
-
+class MemoryHubConnection extends HubConnectionBase<MemoryEnd<ConnectRequest, ConnectResponse>> {
   constructor(
-    readonly control: MemoryEnd<ConnectRequest, ConnectResponse>,
+    control: MemoryEnd<ConnectRequest, ConnectResponse>,
     readonly link: object,
-    readonly token: string,
+    token: string,
   ) {
-    this.closed = control.closed;
-    void control.closed.then((e) => this.registry.end(e));
-  }
-
-  get peer(): string {
-    return this.control.peer;
-  }
-
-  get openStreams(): number {
-    return this.registry.openStreams;
-  }
-
-  acceptStreams(acceptor: StreamAcceptor): void {
-    this.registry.accept(acceptor);
-  }
-
-  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream> {
-    return this.registry.open(kind, signal);
-  }
-
-  close(error?: HawserError): void {
-    this.registry.end(error);
-    this.control.close(error);
+    super(control, token);
   }
 }
 

@@ -1,5 +1,5 @@
 import { ErrorCode, HawserError } from './errors.js';
-import type { ByteStream, StreamAcceptor, StreamRequest } from './transport.js';
+import type { ByteStream, HubChannel, HubConnection, StreamAcceptor, StreamRequest } from './transport.js';
 
 // What the gRPC and in-memory connections share: a stream's life cycle, its
 // bounded inbound buffer, and each side's registry of the streams it owns.
@@ -428,5 +428,41 @@ export class AgentStreamRegistry {
     this.ended = reason ?? new HawserError(ErrorCode.SessionEnded, 'session ended');
     const error = sessionEnded(reason);
     for (const stream of [...this.live]) stream.abort(error);
+  }
+}
+
+/** The hub's side of one connection, whatever carries it: its control stream and the streams bound to it. */
+export class HubConnectionBase<Control extends HubChannel = HubChannel> implements HubConnection {
+  readonly registry = new HubStreamRegistry();
+  readonly closed: Promise<HawserError | undefined>;
+
+  constructor(
+    readonly control: Control,
+    /** The session's secret: a stream naming it is bound to this connection. */
+    readonly token: string,
+  ) {
+    this.closed = control.closed;
+    void control.closed.then((e) => this.registry.end(e));
+  }
+
+  get peer(): string {
+    return this.control.peer;
+  }
+
+  get openStreams(): number {
+    return this.registry.openStreams;
+  }
+
+  acceptStreams(acceptor: StreamAcceptor): void {
+    this.registry.accept(acceptor);
+  }
+
+  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream> {
+    return this.registry.open(kind, signal);
+  }
+
+  close(error?: HawserError): void {
+    this.registry.end(error);
+    this.control.close(error);
   }
 }
