@@ -175,7 +175,7 @@ describe('deployer', () => {
       expect((templateOf(ms, 'Deployment').spec as { replicas: number }).replicas).toBe(5);
       return ms;
     });
-    const d = templateOf(west, 'Deployment') as KubeObject & { spec: { template: { spec: { containers: Array<{ image: string }> } } } };
+    const d = templateOf(west, 'Deployment') as KubeObject & { spec: { replicas: number; template: { spec: { containers: Array<{ image: string }> } } } };
     expect(d.spec.template.spec.containers[0]!.image).toBe('us-west-registry.example.com/nginx:1.25');
     expect(d.metadata.labels).toEqual({ 'monitoring.example.com/enabled': 'true', team: 'platform' });
     expect(templateOf(west, 'Service').metadata.labels).toEqual({ 'monitoring.example.com/enabled': 'true', team: 'platform' });
