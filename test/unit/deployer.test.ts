@@ -221,6 +221,46 @@ describe('deployer', () => {
     expect((templateOf(ms, 'Deployment').spec as { replicas: number }).replicas).toBe(3);
   });
 
+  it('an ApplyLater override waits for the next change; status names it meanwhile', async () => {
+    const { store, deployer } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    const [description] = docs('replication/description.yaml');
+    for (const d of [description!, ...docs('replication/subscription.yaml')]) await apply(store, d);
+    await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2));
+    const [localization] = docs('overrides/localization.yaml');
+    localization!.metadata.namespace = 'clusternet-west';
+    delete (localization!.spec as { overridePolicy?: string }).overridePolicy;
+    await apply(store, localization!);
+    await waitFor(async () =>
+      expect((await statusOf(store, 'default', 'nginx-replicated')).clusters?.[0]?.waiting).toEqual(['Localization/clusternet-west/nginx-localization-us-west']),
+    );
+    await deployer.settled();
+    expect((templateOf(await manifestsIn(store, 'clusternet-west'), 'Deployment').spec as { replicas: number }).replicas).toBe(3);
+
+    // The next change of the Description brings the waiting override with it.
+    const changed = structuredClone(description!);
+    (changed.spec as { raw: KubeObject[] }).raw[0]!.metadata.annotations = { changed: 'yes' };
+    await apply(store, changed);
+    await waitFor(async () => expect((templateOf(await manifestsIn(store, 'clusternet-west'), 'Deployment').spec as { replicas: number }).replicas).toBe(5));
+  });
+
+  it('Manifests of a subscription deleted while the deployer was down are deleted when it starts', async () => {
+    const { store, deployer } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    for (const d of [...docs('replication/description.yaml'), ...docs('replication/subscription.yaml')]) await apply(store, d);
+    await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2));
+    await deployer.stop();
+    await store.delete('Subscription', { namespace: 'default', name: 'nginx-replicated' });
+    expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2);
+    const again = new Deployer(store, { clock: new ManualClock(startMs) });
+    again.start();
+    try {
+      await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toEqual([]));
+    } finally {
+      await again.stop();
+    }
+  });
+
   it('Static dividing over three clusters by weight conserves the sum, and re-divides when the Deployment changes', async () => {
     const { store } = await harness();
     const names = ['a', 'b', 'c'];
