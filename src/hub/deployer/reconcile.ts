@@ -163,24 +163,25 @@ export async function reconcileSubscription(store: HubStore, key: SubscriptionKe
 
 async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: number): Promise<ReconcileResult> {
   const now = new Date(nowMs);
-  const [subscription, baseList, manifestList] = await Promise.all([
-    store.get('Subscription', key),
-    store.list('Base'),
-    store.list('Manifest'),
-  ]);
+  const [subscription, baseList] = await Promise.all([store.get('Subscription', key), store.list('Base')]);
   const mine = (o: KubeObject): boolean => {
     const owner = ownerOf(o);
     return owner !== undefined && owner.namespace === key.namespace && owner.name === key.name;
   };
   const bases = new Map<string, KubeObject>();
   for (const e of baseList.items) if (mine(e.object)) bases.set(e.object.metadata.namespace ?? '', e.object);
+  // A subscription's Manifests, by cluster namespace: read per namespace where a Base is or is to be (a batch writes them together).
   const manifests = new Map<string, Map<string, ManifestObject>>();
-  for (const e of manifestList.items) {
-    if (!mine(e.object)) continue;
-    const ns = e.object.metadata.namespace ?? '';
-    if (!manifests.has(ns)) manifests.set(ns, new Map());
-    manifests.get(ns)!.set(e.object.metadata.name, e.object as ManifestObject);
-  }
+  const readManifests = async (namespace?: string): Promise<void> => {
+    const list = await store.list('Manifest', namespace === undefined ? {} : { namespace });
+    if (namespace !== undefined) manifests.set(namespace, new Map());
+    for (const e of list.items) {
+      if (!mine(e.object)) continue;
+      const ns = e.object.metadata.namespace ?? '';
+      if (!manifests.has(ns)) manifests.set(ns, new Map());
+      manifests.get(ns)!.set(e.object.metadata.name, e.object as ManifestObject);
+    }
+  };
 
   const manifestOps: StoreOp[] = [];
   const baseOps: StoreOp[] = [];
@@ -191,10 +192,13 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
   };
 
   if (!subscription) {
+    // Rare (a deletion): look everywhere, so Manifests whose Base is gone go too.
+    await readManifests();
     for (const ns of new Set([...manifests.keys(), ...bases.keys()])) dropCluster(ns);
     const ops = [...manifestOps, ...baseOps];
     return ops.length > 0 ? { batch: await store.batch(ops) } : {};
   }
+  for (const ns of bases.keys()) await readManifests(ns);
 
   const sub = subscription as unknown as SubscriptionInput & SubscriptionRef & KubeObject;
   const oldStatus = (subscription.status ?? {}) as Status;
@@ -252,6 +256,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
         const ns = cluster?.metadata.namespace;
         if (!cluster || !ns) continue;
         placedNamespaces.add(ns);
+        if (!manifests.has(ns)) await readManifests(ns);
         const existing = manifests.get(ns) ?? new Map<string, ManifestObject>();
         const prevBase = bases.get(ns);
         const prevState = prevBase?.status as BaseState | undefined;
