@@ -18,6 +18,7 @@ import {
 import { generateOperatorToken, OperatorAuthenticator, type OperatorTokenEntry, parseOperatorTokens, renderOperatorTokens } from './auth.js';
 import { dataDirError, type DataDirLock, lockDataDir, prepareDataDir, privateSubdir } from './datadir.js';
 import { createHubApi, type HubApiServer } from './http.js';
+import { Deployer } from './deployer/index.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
@@ -288,6 +289,7 @@ async function serve(
     clock,
   );
   let httpServer: HubApiServer | undefined;
+  let deployer: Deployer | undefined;
   const maintainer = new PkiMaintainer(
     tls.pki,
     clock,
@@ -314,6 +316,9 @@ async function serve(
     });
     await core.setTrustBundle(tls.pki.trustBundle());
     const tunnelAddress = await core.start(transport);
+    // Subscriptions -> per-cluster Manifests in the store (what sync sends to agents).
+    deployer = new Deployer(store, { clock, log: (line) => deps.logger.warn(line) });
+    deployer.start();
     const apiTls = !isLoopback(api.host);
     const server = createHubApi({
       store,
@@ -363,6 +368,7 @@ async function serve(
       stop: async () => {
         await maintainer.stop();
         await core.stop();
+        await deployer?.stop();
         await new Promise<void>((r) => {
           server.close(() => r());
           server.closeAllConnections();
@@ -375,6 +381,7 @@ async function serve(
   } catch (err) {
     await maintainer.stop();
     await core.stop().catch(() => undefined);
+    await deployer?.stop().catch(() => undefined);
     httpServer?.close();
     await store.close().catch(() => undefined);
     await lock.release();

@@ -8,7 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import type { ManagedCluster } from '../../src/api/index.js';
 import { Deployer, type DeployerStatus, type ManifestObject, manifestName, type ReconcileResult } from '../../src/hub/deployer/index.js';
-import { EmbeddedStore, type HubStore, type KubeObject } from '../../src/hub/store.js';
+import { EmbeddedStore, type HubStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
@@ -28,9 +28,11 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function harness(): Promise<Harness> {
+async function harness(options: { sealing?: boolean } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'hawser-deployer-'));
-  const store = await EmbeddedStore.open(join(dir, 'store'));
+  const embedded = await EmbeddedStore.open(join(dir, 'store'));
+  // As startHub opens it: Manifests and Descriptions sealed at rest.
+  const store: HubStore = options.sealing ? (await SealingStore.open(embedded, join(dir, 'secret-key'))).store : embedded;
   const clock = new ManualClock(startMs);
   const results: Harness['results'] = [];
   const deployer = new Deployer(store, { clock, onReconciled: (key, result) => results.push({ key: `${key.namespace}/${key.name}`, result }) });
@@ -132,8 +134,8 @@ async function replicasByCluster(store: HubStore, clusters: readonly string[]): 
 }
 
 describe('deployer', () => {
-  it('replication example: the full Description in the two production clusters only', async () => {
-    const { store, deployer } = await harness();
+  it.each([{ sealing: false }, { sealing: true }])('replication example: the full Description in the two production clusters only (%o)', async (options) => {
+    const { store, deployer } = await harness(options);
     await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
     await addCluster(store, 'east', { environment: 'production', region: 'us-east' });
     await addCluster(store, 'stage', { environment: 'staging', region: 'us-west' });
