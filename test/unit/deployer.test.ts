@@ -28,7 +28,7 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function harness(options: { sealing?: boolean } = {}): Promise<Harness> {
+async function harness(options: { sealing?: boolean; start?: boolean } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'hawser-deployer-'));
   const embedded = await EmbeddedStore.open(join(dir, 'store'));
   // As startHub opens it: Manifests and Descriptions sealed at rest.
@@ -41,7 +41,7 @@ async function harness(options: { sealing?: boolean } = {}): Promise<Harness> {
     await store.close();
     await rm(dir, { recursive: true, force: true });
   });
-  deployer.start();
+  if (options.start !== false) deployer.start();
   return { store, clock, deployer, results };
 }
 
@@ -261,6 +261,22 @@ describe('deployer', () => {
     } finally {
       await again.stop();
     }
+  });
+
+  it('reconciles queued subscriptions in the scheduler\'s order: higher priority first', async () => {
+    const { store, deployer, results } = await harness({ start: false });
+    await addCluster(store, 'a', {});
+    await apply(store, deployment('web', 1));
+    for (const [name, priority] of [['low', 1], ['high', 5], ['mid', 3]] as const) {
+      const sub = staticSubscription({ a: 1 }, { priority });
+      sub.metadata.name = name;
+      await apply(store, sub);
+    }
+    deployer.start();
+    await waitFor(async () => expect(results.length).toBeGreaterThanOrEqual(3));
+    await deployer.settled();
+    // Each once: the other kinds' first lists queue nothing more.
+    expect(results.map((r) => r.key)).toEqual(['default/high', 'default/mid', 'default/low']);
   });
 
   it('Static dividing over three clusters by weight conserves the sum, and re-divides when the Deployment changes', async () => {

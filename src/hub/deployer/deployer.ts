@@ -106,7 +106,8 @@ export class Deployer {
   enqueue(key: SubscriptionKey): void {
     if (this.stopped) return;
     this.pending.set(keyText(key), { namespace: key.namespace, name: key.name });
-    this.draining ??= this.drain();
+    // Started a microtask later, so a burst (a whole list) is ordered by priority before the first runs.
+    this.draining ??= Promise.resolve().then(() => this.drain());
   }
 
   private enqueueAll(): void {
@@ -118,6 +119,8 @@ export class Deployer {
     const seen = new Map<string, string>();
     this.seen.set(kind, seen);
     const objects = new Map<string, KubeObject>();
+    // The first list of a kind other than Subscription routes nothing: the Subscriptions' own first list queues every one.
+    let quiet = kind !== 'Subscription';
     const observe = (id: string, object: KubeObject | undefined): void => {
       const digest = object ? relevantDigest(kind, object) : undefined;
       if (seen.get(id) === digest) return;
@@ -129,7 +132,7 @@ export class Deployer {
         seen.delete(id);
         objects.delete(id);
       }
-      this.changed(kind, before, object);
+      if (!quiet) this.changed(kind, before, object);
     };
     while (!signal.aborted) {
       try {
@@ -141,6 +144,7 @@ export class Deployer {
           observe(id, e.object as KubeObject);
         }
         for (const id of [...seen.keys()]) if (!listed.has(id)) observe(id, undefined);
+        quiet = false;
         for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) {
           observe(JSON.stringify(event.key), event.type === 'DELETED' ? undefined : (event.object as KubeObject));
         }
