@@ -28,9 +28,9 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function harness(options: { sealing?: boolean; start?: boolean } = {}): Promise<Harness> {
+async function harness(options: { sealing?: boolean; start?: boolean; historyPerKind?: number } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'hawser-deployer-'));
-  const embedded = await EmbeddedStore.open(join(dir, 'store'));
+  const embedded = await EmbeddedStore.open(join(dir, 'store'), options.historyPerKind ? { historyPerKind: options.historyPerKind, recentEvents: 2 } : {});
   // As startHub opens it: Manifests and Descriptions sealed at rest.
   const store: HubStore = options.sealing ? (await SealingStore.open(embedded, join(dir, 'secret-key'))).store : embedded;
   const clock = new ManualClock(startMs);
@@ -319,6 +319,24 @@ describe('deployer', () => {
       return s;
     });
     expect(status.unsupported[0]).toMatchObject({ code: 'HAWSER_UNSUPPORTED', feed: { kind: 'HelmChart', name: 'chart' } });
+  });
+
+  it('a watch that fell behind the kept history relists and still sees the change', async () => {
+    const { store, deployer, results } = await harness({ historyPerKind: 2 });
+    await addCluster(store, 'a', {});
+    await apply(store, staticSubscription({ a: 1 }));
+    await waitFor(async () => expect(results.length).toBeGreaterThan(0));
+    await deployer.settled();
+    // Five Feeds in one batch: the Feed watcher wakes up past the two events kept (HAWSER_RESOURCE_VERSION_TOO_OLD).
+    await store.batch(
+      [deployment('web', 3), deployment('w1', 1), deployment('w2', 1), deployment('w3', 1), deployment('w4', 1)].reverse().map((d) => ({
+        op: 'put' as const,
+        kind: 'Feed' as const,
+        key: { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: d.metadata.name },
+        value: d,
+      })),
+    );
+    await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([3]));
   });
 
   it('a deleted subscription takes its Manifests and Bases with it', async () => {
