@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import type { ManagedCluster } from '../../src/api/index.js';
-import { Deployer, type DeployerStatus, type ManifestObject, manifestName, type ReconcileResult } from '../../src/hub/deployer/index.js';
+import { Deployer, type DeployerStatus, type ManifestObject, manifestName, type ReconcileResult, toManifest } from '../../src/hub/deployer/index.js';
 import { EmbeddedStore, type HubStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 
@@ -425,5 +425,35 @@ describe('deployer', () => {
 
     await store.put('ManagedCluster', 'b', b);
     await waitFor(async () => expect(await replicasByCluster(store, names)).toEqual([2, 2]));
+  });
+});
+
+describe('Manifest shape (the sync layer reads it)', () => {
+  it('names a Manifest from the subscription and the feed key, stable and distinct', () => {
+    const sub = { namespace: 'default', name: 'nginx-replicated' };
+    const name = manifestName(sub, 'apps/v1/Deployment/default/nginx');
+    expect(name).toMatch(/^deployment-nginx-[0-9a-f]{20}$/);
+    expect(manifestName(sub, 'apps/v1/Deployment/default/nginx')).toBe(name);
+    expect(manifestName({ namespace: 'other', name: 'nginx-replicated' }, 'apps/v1/Deployment/default/nginx')).not.toBe(name);
+    expect(manifestName(sub, 'v1/Namespace/Foo_Bar')).toMatch(/^namespace-foo-bar-[0-9a-f]{20}$/);
+    expect(manifestName(sub, 'v1/Service/default/nginx-svc')).toMatch(/^service-nginx-svc-[0-9a-f]{20}$/);
+    expect(manifestName(sub, 'rbac.authorization.k8s.io/v1/ClusterRole/admin')).toMatch(/^clusterrole-admin-[0-9a-f]{20}$/);
+  });
+
+  it('carries the rendered object in template, the feed key in an annotation and the subscription in labels', () => {
+    const template = deployment('web', 2) as Parameters<typeof toManifest>[2]['template'];
+    const feed = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: 'web' };
+    expect(toManifest({ namespace: 'default', name: 's' }, 'clusternet-a', { key: 'apps/v1/Deployment/web/web', feed, template })).toEqual({
+      apiVersion: 'apps.clusternet.io/v1alpha1',
+      kind: 'Manifest',
+      metadata: {
+        name: manifestName({ namespace: 'default', name: 's' }, 'apps/v1/Deployment/web/web'),
+        namespace: 'clusternet-a',
+        labels: { 'apps.clusternet.io/subs.name': 's', 'apps.clusternet.io/subs.namespace': 'default' },
+        annotations: { 'apps.hawser.io/feed-key': 'apps/v1/Deployment/web/web' },
+      },
+      template,
+      feed,
+    });
   });
 });

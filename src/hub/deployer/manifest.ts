@@ -39,8 +39,10 @@ export interface ManifestObject extends KubeObject {
  */
 export function manifestName(subscription: { namespace: string; name: string }, key: string): string {
   const hash = createHash('sha256').update(`${subscription.namespace}/${subscription.name}\n${key}`).digest('hex').slice(0, 20);
+  // key = apiVersion/kind[/namespace]/name; a core apiVersion (v1) has no group segment.
   const parts = key.split('/');
-  const readable = `${parts[parts.length - 2] ?? ''}-${parts[parts.length - 1] ?? ''}`
+  const kind = /^v\d+((alpha|beta)\d+)?$/.test(parts[0] ?? '') ? parts[1] : parts[2];
+  const readable = `${kind ?? ''}-${parts[parts.length - 1] ?? ''}`
     .toLowerCase()
     .replace(/[^a-z0-9-]+/g, '-')
     .replace(/^-+/, '')
