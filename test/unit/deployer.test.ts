@@ -339,6 +339,26 @@ describe('deployer', () => {
     await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([3]));
   });
 
+  it('a scheduling error is the Scheduled condition\'s reason, and what was placed stays', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'a', {});
+    await apply(store, deployment('web', 2));
+    await apply(store, staticSubscription({ a: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([2]));
+    // As the API applies a spec change: status (the placement) stays, as with Kubernetes' status subresource.
+    const current = (await store.get('Subscription', { namespace: 'default', name: 'divided' }))!;
+    await store.put('Subscription', { namespace: 'default', name: 'divided' }, { ...current, spec: staticSubscription({ nowhere: 1 }).spec });
+    const scheduled = await waitFor(async () => {
+      const c = (await statusOf(store, 'default', 'divided')).conditions.find((x) => x.type === 'Scheduled');
+      expect(c?.status).toBe('False');
+      return c!;
+    });
+    expect(scheduled.reason).toBe('HAWSER_NO_MATCHING_CLUSTERS');
+    expect(scheduled.message).toContain('clusternet-a/a');
+    expect(await replicasByCluster(store, ['a'])).toEqual([2]);
+    expect((await statusOf(store, 'default', 'divided')).bindingClusters).toEqual(['clusternet-a/a']);
+  });
+
   it('a deleted subscription takes its Manifests and Bases with it', async () => {
     const { store } = await harness();
     await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
