@@ -52,3 +52,4 @@ export {
 } from './auth.js';
 export { HubPki, type PkiState, PkiMaintainer, servingRenewAtMs, type TrustBundle } from './pki.js';
 export * as render from './render/index.js';
+export * as deployer from './deployer/index.js';

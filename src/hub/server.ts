@@ -21,6 +21,7 @@ import { dataDirError, type DataDirLock, lockDataDir, prepareDataDir, privateSub
 import { createHubApi, type HubApiServer } from './http.js';
 import { defaultMaxRequestBytes } from './resources-http.js';
 import { clusterNamespacesOf, ResourceService, resourceStoreOf } from './resources.js';
+import { Deployer } from './deployer/index.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
@@ -299,6 +300,7 @@ async function serve(
     clock,
   );
   let httpServer: HubApiServer | undefined;
+  let deployer: Deployer | undefined;
   const maintainer = new PkiMaintainer(
     tls.pki,
     clock,
@@ -325,6 +327,9 @@ async function serve(
     });
     await core.setTrustBundle(tls.pki.trustBundle());
     const tunnelAddress = await core.start(transport);
+    // Subscriptions -> per-cluster Manifests in the store (what sync sends to agents).
+    deployer = new Deployer(store, { clock, log: (line) => deps.logger.warn(line) });
+    deployer.start();
     const apiTls = !isLoopback(api.host);
     const server = createHubApi({
       store,
@@ -381,6 +386,7 @@ async function serve(
       stop: async () => {
         await maintainer.stop();
         await core.stop();
+        await deployer?.stop();
         await new Promise<void>((r) => {
           server.close(() => r());
           server.closeAllConnections();
@@ -393,6 +399,7 @@ async function serve(
   } catch (err) {
     await maintainer.stop();
     await core.stop().catch(() => undefined);
+    await deployer?.stop().catch(() => undefined);
     httpServer?.close();
     await store.close().catch(() => undefined);
     await lock.release();

@@ -1,0 +1,236 @@
+import { compareSubscriptions, type SubscriptionInput } from '../../scheduler/index.js';
+import { type Clock, ErrorCode, HawserError, systemClock, type TimerHandle } from '../../tunnel/index.js';
+import { digestOf, feedOf, identityOf, type Feed, type KubeObject as RenderObject } from '../render/index.js';
+import type { HubStore, KubeObject } from '../store/types.js';
+import { ownerOf } from './manifest.js';
+import { reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
+
+// The deployer: watches what subscriptions are made from and re-reconciles
+// the subscriptions a change concerns, one at a time, highest priority first
+// (the scheduler's order). A subscription queued again while queued runs once.
+
+export interface DeployerOptions {
+  clock?: Clock;
+  /** Pause before retrying a reconcile or a watch that failed. */
+  retryMs?: number;
+  log?: (line: string) => void;
+  /** Called after each reconcile (tests, metrics). */
+  onReconciled?: (key: SubscriptionKey, result: ReconcileResult) => void;
+}
+
+const watchedKinds = ['Subscription', 'Feed', 'Description', 'Localization', 'Globalization', 'ManagedCluster'] as const;
+type WatchedKind = (typeof watchedKinds)[number];
+
+function keyText(key: SubscriptionKey): string {
+  return `${key.namespace}/${key.name}`;
+}
+
+/** What of an object can change a rendering or a placement: its status (the deployer's own writes, heartbeats) mostly cannot. */
+function relevantDigest(kind: WatchedKind, object: KubeObject): string {
+  const m = object.metadata;
+  switch (kind) {
+    case 'Subscription':
+    case 'Localization':
+    case 'Globalization':
+      return digestOf({ name: m.name, namespace: m.namespace ?? '', labels: m.labels ?? {}, annotations: m.annotations ?? {}, uid: m.uid ?? '', spec: object.spec ?? null } as never);
+    case 'ManagedCluster': {
+      const status = (object.status ?? {}) as Record<string, unknown>;
+      const conditions = Array.isArray(status.conditions) ? (status.conditions as Array<{ type: string; status: string }>).map((c) => [c.type, c.status]) : [];
+      return digestOf({ metadata: { name: m.name, namespace: m.namespace ?? '', labels: m.labels ?? {} }, spec: object.spec ?? null, allocatable: status.allocatable ?? null, capacity: status.capacity ?? null, requested: status.requested ?? null, conditions } as never);
+    }
+    default: {
+      const copy = structuredClone(object);
+      delete copy.metadata.resourceVersion;
+      delete copy.status;
+      return digestOf(copy as never);
+    }
+  }
+}
+
+export class Deployer {
+  private readonly clock: Clock;
+  private readonly retryMs: number;
+  private readonly log: (line: string) => void;
+  private readonly abort = new AbortController();
+  private readonly seen = new Map<WatchedKind, Map<string, string>>();
+  /** Subscriptions as last watched: their priority orders the queue, their feeds route feed changes. */
+  private readonly subscriptions = new Map<string, KubeObject>();
+  private readonly pending = new Map<string, SubscriptionKey>();
+  private readonly timers = new Map<string, TimerHandle>();
+  private readonly loops: Array<Promise<void>> = [];
+  private draining: Promise<void> | undefined;
+  private idleWaiters: Array<() => void> = [];
+  private stopped = false;
+
+  constructor(
+    private readonly store: HubStore,
+    private readonly options: DeployerOptions = {},
+  ) {
+    this.clock = options.clock ?? systemClock;
+    this.retryMs = options.retryMs ?? 1000;
+    this.log = options.log ?? (() => {});
+  }
+
+  start(): void {
+    for (const kind of watchedKinds) this.loops.push(this.watchKind(kind));
+    // Manifests whose subscription is gone (deleted while the hub was down) are cleaned up.
+    this.loops.push(
+      this.store.list('Manifest').then(
+        (list) => {
+          for (const e of list.items) {
+            const owner = ownerOf(e.object);
+            if (owner) this.enqueue(owner);
+          }
+        },
+        (error: unknown) => this.log(`deployer: listing manifests failed: ${String(error)}`),
+      ),
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.abort.abort();
+    for (const t of this.timers.values()) t.cancel();
+    this.timers.clear();
+    this.pending.clear();
+    await Promise.allSettled(this.loops);
+    await this.draining;
+  }
+
+  /** Resolves once nothing is queued or running. */
+  settled(): Promise<void> {
+    if (!this.draining && this.pending.size === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  enqueue(key: SubscriptionKey): void {
+    if (this.stopped) return;
+    this.pending.set(keyText(key), { namespace: key.namespace, name: key.name });
+    // Started a microtask later, so a burst (a whole list) is ordered by priority before the first runs.
+    this.draining ??= Promise.resolve().then(() => this.drain());
+  }
+
+  private enqueueAll(): void {
+    for (const s of this.subscriptions.values()) this.enqueue({ namespace: s.metadata.namespace ?? '', name: s.metadata.name });
+  }
+
+  private async watchKind(kind: WatchedKind): Promise<void> {
+    const signal = this.abort.signal;
+    const seen = new Map<string, string>();
+    this.seen.set(kind, seen);
+    const objects = new Map<string, KubeObject>();
+    // The first list of a kind other than Subscription routes nothing: the Subscriptions' own first list queues every one.
+    let quiet = kind !== 'Subscription';
+    const observe = (id: string, object: KubeObject | undefined): void => {
+      const digest = object ? relevantDigest(kind, object) : undefined;
+      if (seen.get(id) === digest) return;
+      const before = objects.get(id);
+      if (object && digest !== undefined) {
+        seen.set(id, digest);
+        objects.set(id, object);
+      } else {
+        seen.delete(id);
+        objects.delete(id);
+      }
+      if (!quiet) this.changed(kind, before, object);
+    };
+    while (!signal.aborted) {
+      try {
+        const list = await this.store.list(kind);
+        const listed = new Set<string>();
+        for (const e of list.items) {
+          const id = JSON.stringify(e.key);
+          listed.add(id);
+          observe(id, e.object as KubeObject);
+        }
+        for (const id of [...seen.keys()]) if (!listed.has(id)) observe(id, undefined);
+        quiet = false;
+        for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) {
+          observe(JSON.stringify(event.key), event.type === 'DELETED' ? undefined : (event.object as KubeObject));
+        }
+        return;
+      } catch (error) {
+        if (signal.aborted || (error instanceof HawserError && error.code === ErrorCode.StoreClosed)) return;
+        if (error instanceof HawserError && error.code === ErrorCode.ResourceVersionTooOld) continue;
+        this.log(`deployer: watching ${kind} failed, relisting in ${this.retryMs}ms: ${String(error)}`);
+        await new Promise<void>((resolve) => {
+          const timer = this.clock.setTimeout(resolve, this.retryMs);
+          signal.addEventListener('abort', () => { timer.cancel(); resolve(); }, { once: true });
+        });
+      }
+    }
+  }
+
+  /** Which subscriptions a change concerns. */
+  private changed(kind: WatchedKind, before: KubeObject | undefined, after: KubeObject | undefined): void {
+    const object = after ?? before;
+    if (!object) return;
+    switch (kind) {
+      case 'Subscription': {
+        const key = { namespace: object.metadata.namespace ?? '', name: object.metadata.name };
+        if (after) this.subscriptions.set(keyText(key), after);
+        else this.subscriptions.delete(keyText(key));
+        this.enqueue(key);
+        return;
+      }
+      case 'Feed':
+      case 'Description': {
+        const identity = identityOf(feedOf(object as RenderObject));
+        for (const s of this.subscriptions.values()) {
+          const feeds = (s.spec as { feeds?: Feed[] } | undefined)?.feeds;
+          if (Array.isArray(feeds) && feeds.some((f) => identityOf(f) === identity)) {
+            this.enqueue({ namespace: s.metadata.namespace ?? '', name: s.metadata.name });
+          }
+        }
+        return;
+      }
+      default:
+        // Overrides may name an object inside a Description, and clusters change every placement: all of them.
+        this.enqueueAll();
+    }
+  }
+
+  private next(): [string, SubscriptionKey] {
+    let best: [string, SubscriptionKey] | undefined;
+    let bestSub: SubscriptionInput | undefined;
+    for (const entry of this.pending) {
+      const sub = (this.subscriptions.get(entry[0]) as unknown as SubscriptionInput | undefined) ?? {
+        metadata: { name: entry[1].name, namespace: entry[1].namespace },
+        spec: { subscribers: [], feeds: [] },
+      };
+      if (!best || compareSubscriptions(sub, bestSub!) < 0) {
+        best = entry;
+        bestSub = sub;
+      }
+    }
+    return best!;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.pending.size > 0 && !this.stopped) {
+        const [id, key] = this.next();
+        this.pending.delete(id);
+        try {
+          const result = await reconcileSubscription(this.store, key, this.clock.now());
+          this.options.onReconciled?.(key, result);
+          this.timers.get(id)?.cancel();
+          this.timers.delete(id);
+          if (result.nextEvaluationAt !== undefined && !this.stopped) {
+            this.timers.set(id, this.clock.setTimeout(() => { this.timers.delete(id); this.enqueue(key); }, result.nextEvaluationAt - this.clock.now()));
+          }
+          if (result.retry) this.pending.set(id, key);
+        } catch (error) {
+          if (this.stopped) break;
+          this.log(`deployer: reconciling subscription ${id} failed, retrying in ${this.retryMs}ms: ${String(error)}`);
+          this.timers.get(id)?.cancel();
+          this.timers.set(id, this.clock.setTimeout(() => { this.timers.delete(id); this.enqueue(key); }, this.retryMs));
+        }
+      }
+    } finally {
+      this.draining = undefined;
+      if (this.pending.size > 0 && !this.stopped) this.draining = this.drain();
+      else for (const resolve of this.idleWaiters.splice(0)) resolve();
+    }
+  }
+}

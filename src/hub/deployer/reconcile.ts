@@ -1,0 +1,386 @@
+import { type Condition, setCondition } from '../../api/index.js';
+import {
+  type ClusterInput,
+  feedOrderFor,
+  type FeedOrder,
+  type Placement,
+  rescheduleAnnotation,
+  rescheduleRequested,
+  schedule,
+  type SubscriptionInput,
+  toSubscriptionStatus,
+} from '../../scheduler/index.js';
+import { ErrorCode, HawserError } from '../../tunnel/index.js';
+import {
+  decideRender,
+  digestOf,
+  type Feed,
+  feedKey,
+  type Globalization,
+  groupOf,
+  type KubeObject as RenderObject,
+  type Localization,
+  ownerName,
+  type RenderedManifest,
+  type RenderInput,
+  type RenderInputs,
+  type RenderProblem,
+  renderCluster,
+  renderInputs,
+  type SubscriptionRef,
+} from '../render/index.js';
+import type { HubStore, KubeObject, StoreOp } from '../store/types.js';
+import { feedKeyAnnotation, type ManifestObject, ownerOf, toManifest } from './manifest.js';
+
+// One subscription, from the store to the store: resolve its feeds, schedule,
+// render per selected cluster, and write the Bases, the Manifests and the
+// subscription's status in one batch. Idempotent: what is already so is not
+// written again.
+
+export interface SubscriptionKey {
+  namespace: string;
+  name: string;
+}
+
+export interface ReconcileResult {
+  /** When to look again with nothing changed: the earliest moment a toleration runs out. */
+  nextEvaluationAt?: number;
+  /** The store's versions of the batch, when one was written. */
+  batch?: Array<string | undefined>;
+  /** Someone wrote meanwhile (HAWSER_STORE_CONFLICT): run again. */
+  retry?: boolean;
+}
+
+/** One row per selected cluster. Applied/Healthy and the objects' observed status come from the agents (issue 6 §5). */
+export interface ClusterRow {
+  cluster: string;
+  namespace: string;
+  clusterId: string;
+  /** revisionOf the cluster's Manifest set as last written. */
+  revision?: string;
+  manifests: number;
+  held?: string;
+  message?: string;
+  /** ApplyLater overrides that changed and wait for the next change. */
+  waiting?: string[];
+}
+
+export interface OverrideFailureRow {
+  cluster: string;
+  code: string;
+  reason: string;
+  message: string;
+  override?: string;
+  object?: string;
+}
+
+/** What the deployer writes under a Subscription's status, beside Clusternet's bindingClusters/replicas. */
+export interface DeployerStatus {
+  bindingClusters?: string[];
+  replicas?: Record<string, number[]>;
+  conditions: Condition[];
+  /** The scheduler's last placement: given back as `previous` so placements are sticky. */
+  placement?: Placement;
+  clusters?: ClusterRow[];
+  missingFeeds: Feed[];
+  unsupported: Array<{ code: string; message: string; feed?: Feed; override?: string }>;
+  overrideFailures: OverrideFailureRow[];
+}
+
+const baseApiVersion = 'apps.clusternet.io/v1alpha1';
+
+interface BaseState {
+  revision: string;
+  inputs: RenderInputs;
+}
+
+type Status = Record<string, unknown>;
+
+function withoutVersion<T extends { metadata: object }>(object: T): T {
+  const copy = structuredClone(object);
+  delete (copy.metadata as Record<string, unknown>).resourceVersion;
+  return copy;
+}
+
+function same(a: unknown, b: unknown): boolean {
+  return digestOf(a as never) === digestOf(b as never);
+}
+
+function isConflict(error: unknown): boolean {
+  return error instanceof HawserError && error.code === ErrorCode.StoreConflict;
+}
+
+/** Feeds are stored by name: Descriptions as their own kind, everything else as a native template. */
+async function lookupFeed(store: HubStore, feed: Feed): Promise<KubeObject | undefined> {
+  if (groupOf(feed.apiVersion) === 'apps.hawser.io' && feed.kind === 'Description') {
+    return store.get('Description', { namespace: feed.namespace ?? '', name: feed.name });
+  }
+  return store.get('Feed', { apiVersion: feed.apiVersion, kind: feed.kind, ...(feed.namespace ? { namespace: feed.namespace } : {}), name: feed.name });
+}
+
+/** The earliest future moment a toleration with tolerationSeconds runs out on a tainted cluster. */
+export function nextTolerationDeadline(subscription: SubscriptionInput, clusters: readonly ClusterInput[], nowMs: number): number | undefined {
+  const seconds = (subscription.spec.clusterTolerations ?? []).flatMap((t) => (typeof t.tolerationSeconds === 'number' ? [t.tolerationSeconds] : []));
+  if (seconds.length === 0) return undefined;
+  let next: number | undefined;
+  for (const cluster of clusters) {
+    for (const taint of cluster.spec.taints ?? []) {
+      const added = taint.timeAdded === undefined ? NaN : Date.parse(taint.timeAdded);
+      if (Number.isNaN(added)) continue;
+      // Every limited toleration, matching or not: a look too many costs one idempotent run.
+      for (const s of seconds) {
+        const at = added + Math.max(0, s) * 1000;
+        if (at > nowMs && (next === undefined || at < next)) next = at;
+      }
+    }
+  }
+  return next;
+}
+
+function clusterKey(cluster: ClusterInput): string {
+  return cluster.metadata.namespace ? `${cluster.metadata.namespace}/${cluster.metadata.name}` : cluster.metadata.name;
+}
+
+function problemRow(cluster: string, p: RenderProblem): OverrideFailureRow {
+  return {
+    cluster,
+    code: p.code,
+    reason: p.reason,
+    message: p.message,
+    ...(p.override ? { override: `${ownerName(p.override)}:${p.override.override}` } : {}),
+    ...(p.object ? { object: p.object } : {}),
+  };
+}
+
+export async function reconcileSubscription(store: HubStore, key: SubscriptionKey, nowMs: number): Promise<ReconcileResult> {
+  try {
+    return await reconcileOnce(store, key, nowMs);
+  } catch (error) {
+    if (isConflict(error)) return { retry: true };
+    throw error;
+  }
+}
+
+async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: number): Promise<ReconcileResult> {
+  const now = new Date(nowMs);
+  const [subscription, baseList] = await Promise.all([store.get('Subscription', key), store.list('Base')]);
+  const mine = (o: KubeObject): boolean => {
+    const owner = ownerOf(o);
+    return owner !== undefined && owner.namespace === key.namespace && owner.name === key.name;
+  };
+  const bases = new Map<string, KubeObject>();
+  for (const e of baseList.items) if (mine(e.object)) bases.set(e.object.metadata.namespace ?? '', e.object);
+  // A subscription's Manifests, by cluster namespace: read per namespace where a Base is or is to be (a batch writes them together).
+  const manifests = new Map<string, Map<string, ManifestObject>>();
+  const readManifests = async (namespace?: string): Promise<void> => {
+    const list = await store.list('Manifest', namespace === undefined ? {} : { namespace });
+    if (namespace !== undefined) manifests.set(namespace, new Map());
+    for (const e of list.items) {
+      if (!mine(e.object)) continue;
+      const ns = e.object.metadata.namespace ?? '';
+      if (!manifests.has(ns)) manifests.set(ns, new Map());
+      manifests.get(ns)!.set(e.object.metadata.name, e.object as ManifestObject);
+    }
+  };
+
+  const manifestOps: StoreOp[] = [];
+  const baseOps: StoreOp[] = [];
+  const dropCluster = (ns: string): void => {
+    for (const name of manifests.get(ns)?.keys() ?? []) manifestOps.push({ op: 'delete', kind: 'Manifest', key: { namespace: ns, name } });
+    const base = bases.get(ns);
+    if (base) baseOps.push({ op: 'delete', kind: 'Base', key: { namespace: ns, name: base.metadata.name } });
+  };
+
+  if (!subscription) {
+    // Rare (a deletion): look everywhere, so Manifests whose Base is gone go too.
+    await readManifests();
+    for (const ns of new Set([...manifests.keys(), ...bases.keys()])) dropCluster(ns);
+    const ops = [...manifestOps, ...baseOps];
+    return ops.length > 0 ? { batch: await store.batch(ops) } : {};
+  }
+  for (const ns of bases.keys()) await readManifests(ns);
+
+  const sub = subscription as unknown as SubscriptionInput & SubscriptionRef & KubeObject;
+  const oldStatus = (subscription.status ?? {}) as Status;
+  const status: DeployerStatus = {
+    conditions: Array.isArray(oldStatus.conditions) ? (oldStatus.conditions as Condition[]) : [],
+    missingFeeds: [],
+    unsupported: [],
+    overrideFailures: [],
+  };
+  const spec = subscription.spec as Record<string, unknown> | undefined;
+  let nextEvaluationAt: number | undefined;
+  let rescheduled = false;
+
+  const [clusterList, globList, locList] = await Promise.all([store.list('ManagedCluster'), store.list('Globalization'), store.list('Localization')]);
+  const clusters = clusterList.items.map((e) => e.object as unknown as ClusterInput);
+  const globalizations = globList.items.map((e) => e.object as unknown as Globalization);
+  const localizations = locList.items.map((e) => e.object as unknown as Localization);
+
+  if (!spec || !Array.isArray(spec.feeds) || !Array.isArray(spec.subscribers)) {
+    status.conditions = setCondition(status.conditions, { type: 'Scheduled', status: 'False', reason: ErrorCode.InvalidScheduling, message: 'spec.feeds and spec.subscribers must be lists' }, now);
+  } else {
+    const feeds = spec.feeds as Feed[];
+    const objects: KubeObject[] = [];
+    const feedOrders: FeedOrder[] = [];
+    for (const feed of feeds) {
+      const object = await lookupFeed(store, feed);
+      if (!object) continue;
+      objects.push(object);
+      feedOrders.push(feedOrderFor(feed, object));
+    }
+    const previous = (oldStatus.placement as Placement | undefined) ?? null;
+    const result = schedule({ subscription: sub, feedOrders, clusters, now, previous });
+    nextEvaluationAt = nextTolerationDeadline(sub, clusters, nowMs);
+    if (!result.ok) {
+      // Keep what was placed: a failed scheduling never empties clusters.
+      status.conditions = setCondition(status.conditions, { type: 'Scheduled', status: 'False', reason: result.error.code, message: result.error.message }, now);
+      for (const k of ['bindingClusters', 'replicas', 'placement', 'clusters'] as const) if (oldStatus[k] !== undefined) (status as unknown as Status)[k] = oldStatus[k];
+    } else {
+      rescheduled = rescheduleRequested(sub);
+      const placement = result.placement;
+      Object.assign(status, toSubscriptionStatus(placement));
+      status.placement = placement;
+      status.conditions = setCondition(
+        status.conditions,
+        { type: 'Scheduled', status: 'True', reason: 'Scheduled', message: `placed on ${placement.clusters.length} cluster(s)` },
+        now,
+      );
+      const byKey = new Map(clusters.map((c) => [clusterKey(c), c]));
+      const rows: ClusterRow[] = [];
+      const placedNamespaces = new Set<string>();
+      const unsupported = new Map<string, DeployerStatus['unsupported'][number]>();
+      const missing = new Map<string, Feed>();
+      for (const pc of placement.clusters) {
+        const cluster = byKey.get(pc.cluster.key);
+        const ns = cluster?.metadata.namespace;
+        if (!cluster || !ns) continue;
+        placedNamespaces.add(ns);
+        if (!manifests.has(ns)) await readManifests(ns);
+        const existing = manifests.get(ns) ?? new Map<string, ManifestObject>();
+        const prevBase = bases.get(ns);
+        const prevState = prevBase?.status as BaseState | undefined;
+        const replicas: Record<string, number> = {};
+        for (const f of pc.feeds) if (f.replicas !== undefined) replicas[f.key] = f.replicas;
+        const input: RenderInput = {
+          subscription: sub,
+          objects: objects as RenderObject[],
+          cluster: { name: cluster.metadata.name, namespace: ns, id: cluster.spec.clusterId, labels: { ...(cluster.metadata.labels ?? {}) } },
+          globalizations,
+          localizations: localizations.filter((l) => l.metadata.namespace === ns),
+          replicas,
+          previous: {
+            manifests: [...existing.values()].map(
+              (m): RenderedManifest => ({ key: m.metadata.annotations[feedKeyAnnotation] ?? '', feed: m.feed, template: m.template as RenderObject, applied: [] }),
+            ),
+          },
+        };
+        const row: ClusterRow = { cluster: pc.cluster.key, namespace: ns, clusterId: pc.cluster.clusterId, manifests: existing.size };
+        if (prevState?.revision) row.revision = prevState.revision;
+        if (pc.held) {
+          row.held = pc.held;
+          if (pc.message) row.message = pc.message;
+        }
+        const rendering = renderCluster(input);
+        for (const f of rendering.missing) missing.set(feedKey(f), f);
+        for (const u of rendering.unsupported) {
+          const override = u.override ? `${ownerName(u.override)}:${u.override.override}` : undefined;
+          unsupported.set(u.message, { code: u.code, message: u.message, ...(u.feed ? { feed: u.feed } : {}), ...(override ? { override } : {}) });
+        }
+        // A held cluster gets nothing new: it keeps its last rendering.
+        if (pc.held && prevBase) {
+          rows.push(row);
+          continue;
+        }
+        const decision = decideRender(prevState?.inputs, renderInputs(input));
+        if (!decision.render) {
+          if (decision.waiting.length > 0) row.waiting = decision.waiting;
+          rows.push(row);
+          continue;
+        }
+        status.overrideFailures.push(...rendering.failures.map((p) => problemRow(pc.cluster.key, p)));
+        const desired = new Set<string>();
+        for (const m of rendering.manifests) {
+          const object = toManifest(key, ns, m);
+          desired.add(object.metadata.name);
+          const had = existing.get(object.metadata.name);
+          if (had && same(withoutVersion(had), object)) continue;
+          manifestOps.push({ op: 'put', kind: 'Manifest', key: { namespace: ns, name: object.metadata.name }, value: object });
+        }
+        for (const name of existing.keys()) if (!desired.has(name)) manifestOps.push({ op: 'delete', kind: 'Manifest', key: { namespace: ns, name } });
+        const state: BaseState = { revision: rendering.revision, inputs: rendering.inputs };
+        const base: KubeObject = { apiVersion: baseApiVersion, ...structuredClone(rendering.base), status: state };
+        if (prevBase && prevBase.metadata.name !== base.metadata.name) baseOps.push({ op: 'delete', kind: 'Base', key: { namespace: ns, name: prevBase.metadata.name } });
+        if (!prevBase || !same(withoutVersion(prevBase), base)) baseOps.push({ op: 'put', kind: 'Base', key: { namespace: ns, name: base.metadata.name }, value: base });
+        row.revision = rendering.revision;
+        row.manifests = rendering.manifests.length;
+        rows.push(row);
+      }
+      for (const ns of new Set([...manifests.keys(), ...bases.keys()])) if (!placedNamespaces.has(ns)) dropCluster(ns);
+      status.clusters = rows;
+      status.missingFeeds = [...missing.values()];
+      status.unsupported = [...unsupported.values()];
+    }
+  }
+  const failing = status.overrideFailures.length > 0;
+  status.conditions = setCondition(
+    status.conditions,
+    failing
+      ? { type: 'Rendered', status: 'False', reason: ErrorCode.OverrideFailed, message: `${status.overrideFailures.length} override failure(s); previous renderings stay` }
+      : { type: 'Rendered', status: 'True', reason: 'Rendered', message: 'every selected cluster rendered' },
+    now,
+  );
+
+  const next = withoutVersion(subscription);
+  if (rescheduled) {
+    const annotations = { ...(next.metadata.annotations ?? {}) };
+    delete annotations[rescheduleAnnotation];
+    next.metadata.annotations = annotations;
+  }
+  next.status = { ...oldStatus, ...status };
+  const subOps: StoreOp[] = same(withoutVersion(subscription), next)
+    ? []
+    : [{ op: 'put', kind: 'Subscription', key, value: next, expect: { resourceVersion: subscription.metadata.resourceVersion ?? '0' } }];
+  // Manifests first and together: a watcher of Manifests sees one reconcile's set at consecutive versions.
+  const ops = [...manifestOps, ...baseOps, ...subOps];
+  const out: ReconcileResult = nextEvaluationAt !== undefined ? { nextEvaluationAt } : {};
+  if (ops.length > 0) out.batch = await store.batch(ops);
+  await reportOnOverrides(store, key, status.overrideFailures, globList.items, locList.items);
+  return out;
+}
+
+/** Each Localization/Globalization's status.failures: this subscription's rows replaced by its current ones. */
+async function reportOnOverrides(
+  store: HubStore,
+  key: SubscriptionKey,
+  failures: readonly OverrideFailureRow[],
+  globs: ReadonlyArray<{ object: KubeObject }>,
+  locs: ReadonlyArray<{ object: KubeObject }>,
+): Promise<void> {
+  const subscription = `${key.namespace}/${key.name}`;
+  const byOwner = new Map<string, Array<OverrideFailureRow & { subscription: string }>>();
+  for (const f of failures) {
+    if (!f.override) continue;
+    const owner = f.override.slice(0, f.override.lastIndexOf(':'));
+    if (!byOwner.has(owner)) byOwner.set(owner, []);
+    byOwner.get(owner)!.push({ subscription, ...f });
+  }
+  const owners: Array<{ kind: 'Globalization' | 'Localization'; object: KubeObject }> = [
+    ...globs.map((e) => ({ kind: 'Globalization' as const, object: e.object })),
+    ...locs.map((e) => ({ kind: 'Localization' as const, object: e.object })),
+  ];
+  for (const { kind, object } of owners) {
+    const name = ownerName({ kind, ...(object.metadata.namespace ? { namespace: object.metadata.namespace } : {}), name: object.metadata.name });
+    const status = (object.status ?? {}) as Status;
+    const old = Array.isArray(status.failures) ? (status.failures as Array<{ subscription?: string }>) : [];
+    const kept = old.filter((f) => f.subscription !== subscription);
+    const mineNow = byOwner.get(name) ?? [];
+    if (kept.length === old.length && mineNow.length === 0) continue;
+    const failuresNext = [...kept, ...mineNow];
+    if (same(old, failuresNext)) continue;
+    const next = withoutVersion(object);
+    next.status = { ...status, failures: failuresNext };
+    const objectKey = { ...(object.metadata.namespace ? { namespace: object.metadata.namespace } : {}), name: object.metadata.name };
+    await store.put(kind, objectKey, next, { expect: { resourceVersion: object.metadata.resourceVersion ?? '0' } });
+  }
+}

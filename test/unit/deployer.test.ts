@@ -1,0 +1,479 @@
+import { randomUUID } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { parseAllDocuments } from 'yaml';
+import type { ManagedCluster } from '../../src/api/index.js';
+import { Deployer, type DeployerStatus, type ManifestObject, manifestName, type ReconcileResult, toManifest } from '../../src/hub/deployer/index.js';
+import { EmbeddedStore, type HubStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
+import { ManualClock } from '../../src/tunnel/clock.js';
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const examples = resolve(repoRoot, '../shared/examples/clusternet');
+const startMs = Date.parse('2026-11-22T12:00:00Z');
+const unreachable = 'node.clusternet.io/unreachable';
+
+interface Harness {
+  store: HubStore;
+  clock: ManualClock;
+  deployer: Deployer;
+  results: Array<{ key: string; result: ReconcileResult }>;
+}
+
+const cleanups: Array<() => Promise<void>> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+async function harness(options: { sealing?: boolean; start?: boolean; historyPerKind?: number } = {}): Promise<Harness> {
+  const dir = await mkdtemp(join(tmpdir(), 'hawser-deployer-'));
+  const embedded = await EmbeddedStore.open(join(dir, 'store'), options.historyPerKind ? { historyPerKind: options.historyPerKind, recentEvents: 2 } : {});
+  // As startHub opens it: Manifests and Descriptions sealed at rest.
+  const store: HubStore = options.sealing ? (await SealingStore.open(embedded, join(dir, 'secret-key'))).store : embedded;
+  const clock = new ManualClock(startMs);
+  const results: Harness['results'] = [];
+  const deployer = new Deployer(store, { clock, onReconciled: (key, result) => results.push({ key: `${key.namespace}/${key.name}`, result }) });
+  cleanups.push(async () => {
+    await deployer.stop();
+    await store.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  if (options.start !== false) deployer.start();
+  return { store, clock, deployer, results };
+}
+
+function docs(path: string): KubeObject[] {
+  return parseAllDocuments(readFileSync(join(examples, path), 'utf8')).map((d) => d.toJS() as KubeObject);
+}
+
+function clusterObject(name: string, labels: Record<string, string>): ManagedCluster {
+  return {
+    apiVersion: 'clusters.clusternet.io/v1beta1',
+    kind: 'ManagedCluster',
+    metadata: { name, namespace: `clusternet-${name}`, labels },
+    spec: { clusterId: randomUUID(), clusterType: 'EdgeCluster', syncMode: 'Pull', taints: [] },
+    status: { conditions: [{ type: 'Ready', status: 'True', reason: 'ClusterReady', message: '', lastTransitionTime: new Date(startMs).toISOString() }] },
+  } as unknown as ManagedCluster;
+}
+
+async function addCluster(store: HubStore, name: string, labels: Record<string, string>): Promise<ManagedCluster> {
+  const c = clusterObject(name, labels);
+  await store.put('ManagedCluster', name, c);
+  return c;
+}
+
+/** Puts an object where the API would: Subscriptions etc. under their kind, everything else as a Feed. */
+async function apply(store: HubStore, object: KubeObject): Promise<void> {
+  const { namespace, name } = object.metadata;
+  const key = { ...(namespace ? { namespace } : {}), name };
+  switch (object.kind) {
+    case 'Subscription':
+    case 'Description':
+    case 'Localization':
+    case 'Globalization':
+      await store.put(object.kind, key, object);
+      return;
+    default:
+      await store.put('Feed', { apiVersion: object.apiVersion, kind: object.kind, ...key }, object);
+  }
+}
+
+async function manifestsIn(store: HubStore, namespace: string): Promise<ManifestObject[]> {
+  return (await store.list('Manifest', { namespace })).items.map((e) => e.object as ManifestObject);
+}
+
+function templateOf(ms: readonly ManifestObject[], kind: string): KubeObject {
+  const found = ms.find((m) => m.template.kind === kind);
+  expect(found, `a Manifest of kind ${kind}`).toBeDefined();
+  return found!.template;
+}
+
+async function statusOf(store: HubStore, namespace: string, name: string): Promise<DeployerStatus> {
+  return (await store.get('Subscription', { namespace, name }))!.status as DeployerStatus;
+}
+
+const waitFor = <T>(fn: () => Promise<T>): Promise<T> => vi.waitFor(fn, { timeout: 15_000, interval: 20 });
+
+function deployment(name: string, replicas: number): KubeObject {
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name, namespace: 'web' },
+    spec: { replicas, selector: { matchLabels: { app: name } }, template: { metadata: { labels: { app: name } }, spec: { containers: [{ name, image: 'nginx:1.25' }] } } },
+  };
+}
+
+function staticSubscription(weights: Record<string, number>, extra: Record<string, unknown> = {}): KubeObject {
+  return {
+    apiVersion: 'apps.clusternet.io/v1alpha1',
+    kind: 'Subscription',
+    metadata: { name: 'divided', namespace: 'default' },
+    spec: {
+      subscribers: Object.entries(weights).map(([cluster, weight]) => ({
+        clusterAffinity: { matchLabels: { 'clusters.clusternet.io/cluster-name': cluster } },
+        weight,
+      })),
+      schedulingStrategy: 'Dividing',
+      dividingScheduling: { type: 'Static' },
+      feeds: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', namespace: 'web' }],
+      ...extra,
+    },
+  };
+}
+
+async function replicasByCluster(store: HubStore, clusters: readonly string[]): Promise<number[]> {
+  const out: number[] = [];
+  for (const c of clusters) {
+    const ms = await manifestsIn(store, `clusternet-${c}`);
+    out.push(ms.length === 0 ? 0 : ((templateOf(ms, 'Deployment').spec as { replicas: number }).replicas));
+  }
+  return out;
+}
+
+describe('deployer', () => {
+  it.each([{ sealing: false }, { sealing: true }])('replication example: the full Description in the two production clusters only (%o)', async (options) => {
+    const { store, deployer } = await harness(options);
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    await addCluster(store, 'east', { environment: 'production', region: 'us-east' });
+    await addCluster(store, 'stage', { environment: 'staging', region: 'us-west' });
+    for (const d of [...docs('replication/description.yaml'), ...docs('replication/subscription.yaml')]) await apply(store, d);
+
+    for (const c of ['west', 'east']) {
+      const ms = await waitFor(async () => {
+        const found = await manifestsIn(store, `clusternet-${c}`);
+        expect(found).toHaveLength(2);
+        return found;
+      });
+      expect((templateOf(ms, 'Deployment').spec as { replicas: number }).replicas).toBe(3);
+      expect(templateOf(ms, 'Service').metadata.name).toBe('nginx-svc');
+      for (const m of ms) {
+        expect(m.metadata.labels).toEqual({ 'apps.clusternet.io/subs.name': 'nginx-replicated', 'apps.clusternet.io/subs.namespace': 'default' });
+        expect(m.metadata.name).toBe(manifestName({ namespace: 'default', name: 'nginx-replicated' }, m.metadata.annotations['apps.hawser.io/feed-key']!));
+      }
+    }
+    await deployer.settled();
+    expect(await manifestsIn(store, 'clusternet-stage')).toEqual([]);
+    const status = await statusOf(store, 'default', 'nginx-replicated');
+    expect(status.bindingClusters).toEqual(['clusternet-east/east', 'clusternet-west/west']);
+    expect(status.conditions.find((c) => c.type === 'Scheduled')?.status).toBe('True');
+    expect(status.clusters?.map((r) => r.manifests)).toEqual([2, 2]);
+    expect((await store.list('Base')).items.map((e) => e.object.metadata.namespace).sort()).toEqual(['clusternet-east', 'clusternet-west']);
+  });
+
+  it('overrides example: 5 replicas and the regional image in one cluster, the labels in both', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    await addCluster(store, 'east', { environment: 'production', region: 'us-east' });
+    const [localization] = docs('overrides/localization.yaml');
+    localization!.metadata.namespace = 'clusternet-west';
+    for (const d of [...docs('replication/description.yaml'), ...docs('overrides/globalization.yaml'), localization!, ...docs('replication/subscription.yaml')]) {
+      await apply(store, d);
+    }
+    const west = await waitFor(async () => {
+      const ms = await manifestsIn(store, 'clusternet-west');
+      expect((templateOf(ms, 'Deployment').spec as { replicas: number }).replicas).toBe(5);
+      return ms;
+    });
+    const d = templateOf(west, 'Deployment') as KubeObject & { spec: { replicas: number; template: { spec: { containers: Array<{ image: string }> } } } };
+    expect(d.spec.template.spec.containers[0]!.image).toBe('us-west-registry.example.com/nginx:1.25');
+    expect(d.metadata.labels).toEqual({ 'monitoring.example.com/enabled': 'true', team: 'platform' });
+    expect(templateOf(west, 'Service').metadata.labels).toEqual({ 'monitoring.example.com/enabled': 'true', team: 'platform' });
+    const east = await waitFor(async () => {
+      const ms = await manifestsIn(store, 'clusternet-east');
+      expect(templateOf(ms, 'Deployment').metadata.labels).toEqual({ 'monitoring.example.com/enabled': 'true', team: 'platform' });
+      return ms;
+    });
+    const e = templateOf(east, 'Deployment') as typeof d;
+    expect(e.spec.replicas).toBe(3);
+    expect(e.spec.template.spec.containers[0]!.image).toBe('nginx:1.25');
+  });
+
+  it('a failing override keeps the previous rendering and is reported on the subscription and the Localization', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    for (const d of [...docs('replication/description.yaml'), ...docs('replication/subscription.yaml')]) await apply(store, d);
+    await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2));
+    await apply(store, {
+      apiVersion: 'apps.clusternet.io/v1alpha1',
+      kind: 'Localization',
+      metadata: { name: 'bad', namespace: 'clusternet-west' },
+      spec: {
+        overridePolicy: 'ApplyNow',
+        feed: { apiVersion: 'apps/v1', kind: 'Deployment', name: 'nginx', namespace: 'default' },
+        overrides: [{ name: 'missing-path', type: 'JSONPatch', value: '[{"op":"replace","path":"/spec/nope/x","value":1}]' }],
+      },
+    });
+    const status = await waitFor(async () => {
+      const s = await statusOf(store, 'default', 'nginx-replicated');
+      expect(s.overrideFailures).toHaveLength(1);
+      return s;
+    });
+    expect(status.overrideFailures[0]).toMatchObject({ cluster: 'clusternet-west/west', code: 'HAWSER_OVERRIDE_FAILED', override: 'Localization/clusternet-west/bad:missing-path' });
+    expect(status.conditions.find((c) => c.type === 'Rendered')?.status).toBe('False');
+    const loc = await waitFor(async () => {
+      const l = await store.get('Localization', { namespace: 'clusternet-west', name: 'bad' });
+      expect((l!.status as { failures?: unknown[] } | undefined)?.failures).toHaveLength(1);
+      return l!;
+    });
+    expect((loc.status as { failures: Array<{ subscription: string }> }).failures[0]!.subscription).toBe('default/nginx-replicated');
+    const ms = await manifestsIn(store, 'clusternet-west');
+    expect((templateOf(ms, 'Deployment').spec as { replicas: number }).replicas).toBe(3);
+  });
+
+  it('an ApplyLater override waits for the next change; status names it meanwhile', async () => {
+    const { store, deployer } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    const [description] = docs('replication/description.yaml');
+    for (const d of [description!, ...docs('replication/subscription.yaml')]) await apply(store, d);
+    await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2));
+    const [localization] = docs('overrides/localization.yaml');
+    localization!.metadata.namespace = 'clusternet-west';
+    delete (localization!.spec as { overridePolicy?: string }).overridePolicy;
+    await apply(store, localization!);
+    await waitFor(async () =>
+      expect((await statusOf(store, 'default', 'nginx-replicated')).clusters?.[0]?.waiting).toEqual(['Localization/clusternet-west/nginx-localization-us-west']),
+    );
+    await deployer.settled();
+    expect((templateOf(await manifestsIn(store, 'clusternet-west'), 'Deployment').spec as { replicas: number }).replicas).toBe(3);
+
+    // The next change of the Description brings the waiting override with it.
+    const changed = structuredClone(description!);
+    (changed.spec as { raw: KubeObject[] }).raw[0]!.metadata.annotations = { changed: 'yes' };
+    await apply(store, changed);
+    await waitFor(async () => expect((templateOf(await manifestsIn(store, 'clusternet-west'), 'Deployment').spec as { replicas: number }).replicas).toBe(5));
+  });
+
+  it('Manifests of a subscription deleted while the deployer was down are deleted when it starts', async () => {
+    const { store, deployer } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    for (const d of [...docs('replication/description.yaml'), ...docs('replication/subscription.yaml')]) await apply(store, d);
+    await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2));
+    await deployer.stop();
+    await store.delete('Subscription', { namespace: 'default', name: 'nginx-replicated' });
+    expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2);
+    const again = new Deployer(store, { clock: new ManualClock(startMs) });
+    again.start();
+    try {
+      await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toEqual([]));
+    } finally {
+      await again.stop();
+    }
+  });
+
+  it('reconciles queued subscriptions in the scheduler\'s order: higher priority first', async () => {
+    const { store, deployer, results } = await harness({ start: false });
+    await addCluster(store, 'a', {});
+    await apply(store, deployment('web', 1));
+    for (const [name, priority] of [['low', 1], ['high', 5], ['mid', 3]] as const) {
+      const sub = staticSubscription({ a: 1 }, { priority });
+      sub.metadata.name = name;
+      await apply(store, sub);
+    }
+    deployer.start();
+    await waitFor(async () => expect(results.length).toBeGreaterThanOrEqual(3));
+    await deployer.settled();
+    // Each once: the other kinds' first lists queue nothing more.
+    expect(results.map((r) => r.key)).toEqual(['default/high', 'default/mid', 'default/low']);
+  });
+
+  it('Static dividing over three clusters by weight conserves the sum, and re-divides when the Deployment changes', async () => {
+    const { store } = await harness();
+    const names = ['a', 'b', 'c'];
+    for (const n of names) await addCluster(store, n, {});
+    await apply(store, deployment('web', 6));
+    await apply(store, staticSubscription({ a: 1, b: 2, c: 3 }));
+    await waitFor(async () => expect(await replicasByCluster(store, names)).toEqual([1, 2, 3]));
+    await apply(store, deployment('web', 12));
+    await waitFor(async () => expect(await replicasByCluster(store, names)).toEqual([2, 4, 6]));
+    const status = await statusOf(store, 'default', 'divided');
+    expect(status.replicas).toEqual({ 'apps/v1/Deployment/web/web': [2, 4, 6] });
+  });
+
+  it('a feed applied after its subscription is reported missing, then deploys when it appears', async () => {
+    const { store, deployer } = await harness();
+    await addCluster(store, 'a', {});
+    await apply(store, staticSubscription({ a: 1 }));
+    await waitFor(async () => expect((await statusOf(store, 'default', 'divided'))?.missingFeeds).toEqual([{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', namespace: 'web' }]));
+    await deployer.settled();
+    expect(await manifestsIn(store, 'clusternet-a')).toEqual([]);
+    await apply(store, deployment('web', 2));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([2]));
+    await waitFor(async () => expect((await statusOf(store, 'default', 'divided')).missingFeeds).toEqual([]));
+  });
+
+  it('HelmChart feeds are reported unsupported while the other feeds deploy', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'a', {});
+    await apply(store, deployment('web', 1));
+    await apply(store, { apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'HelmChart', metadata: { name: 'chart', namespace: 'default' }, spec: { repo: 'https://example.com', chart: 'x', version: '1' } });
+    const sub = staticSubscription({ a: 1 });
+    (sub.spec as { feeds: unknown[] }).feeds.push({ apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'HelmChart', name: 'chart', namespace: 'default' });
+    await apply(store, sub);
+    await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([1]));
+    const status = await waitFor(async () => {
+      const s = await statusOf(store, 'default', 'divided');
+      expect(s.unsupported).toHaveLength(1);
+      return s;
+    });
+    expect(status.unsupported[0]).toMatchObject({ code: 'HAWSER_UNSUPPORTED', feed: { kind: 'HelmChart', name: 'chart' } });
+  });
+
+  it('a watch that fell behind the kept history relists and still sees the change', async () => {
+    const { store, deployer, results } = await harness({ historyPerKind: 2 });
+    await addCluster(store, 'a', {});
+    await apply(store, staticSubscription({ a: 1 }));
+    await waitFor(async () => expect(results.length).toBeGreaterThan(0));
+    await deployer.settled();
+    // Five Feeds in one batch: the Feed watcher wakes up past the two events kept (HAWSER_RESOURCE_VERSION_TOO_OLD).
+    await store.batch(
+      [deployment('web', 3), deployment('w1', 1), deployment('w2', 1), deployment('w3', 1), deployment('w4', 1)].reverse().map((d) => ({
+        op: 'put' as const,
+        kind: 'Feed' as const,
+        key: { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: d.metadata.name },
+        value: d,
+      })),
+    );
+    await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([3]));
+  });
+
+  it('a scheduling error is the Scheduled condition\'s reason, and what was placed stays', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'a', {});
+    await apply(store, deployment('web', 2));
+    await apply(store, staticSubscription({ a: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([2]));
+    // As the API applies a spec change: status (the placement) stays, as with Kubernetes' status subresource.
+    const current = (await store.get('Subscription', { namespace: 'default', name: 'divided' }))!;
+    await store.put('Subscription', { namespace: 'default', name: 'divided' }, { ...current, spec: staticSubscription({ nowhere: 1 }).spec });
+    const scheduled = await waitFor(async () => {
+      const c = (await statusOf(store, 'default', 'divided')).conditions.find((x) => x.type === 'Scheduled');
+      expect(c?.status).toBe('False');
+      return c!;
+    });
+    expect(scheduled.reason).toBe('HAWSER_NO_MATCHING_CLUSTERS');
+    expect(scheduled.message).toContain('clusternet-a/a');
+    expect(await replicasByCluster(store, ['a'])).toEqual([2]);
+    expect((await statusOf(store, 'default', 'divided')).bindingClusters).toEqual(['clusternet-a/a']);
+  });
+
+  it('a deleted subscription takes its Manifests and Bases with it', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    for (const d of [...docs('replication/description.yaml'), ...docs('replication/subscription.yaml')]) await apply(store, d);
+    await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toHaveLength(2));
+    await store.delete('Subscription', { namespace: 'default', name: 'nginx-replicated' });
+    await waitFor(async () => expect(await manifestsIn(store, 'clusternet-west')).toEqual([]));
+    await waitFor(async () => expect((await store.list('Base')).items).toEqual([]));
+  });
+
+  it('writes one reconcile as one batch (consecutive versions) and writes nothing when nothing changed', async () => {
+    const { store, deployer, results } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    await addCluster(store, 'east', { environment: 'production', region: 'us-east' });
+    for (const d of docs('replication/description.yaml')) await apply(store, d);
+    await deployer.settled();
+    const from = (await store.info()).resourceVersion;
+    const abort = new AbortController();
+    const seen: number[] = [];
+    const watching = (async () => {
+      for await (const e of store.watch('Manifest', { resourceVersion: from, signal: abort.signal })) {
+        seen.push(Number(e.resourceVersion));
+        if (seen.length === 4) abort.abort();
+      }
+    })();
+    for (const d of docs('replication/subscription.yaml')) await apply(store, d);
+    await waitFor(async () => expect(seen).toHaveLength(4));
+    await watching;
+    expect(seen[3]! - seen[0]!).toBe(3);
+    const written = await waitFor(async () => {
+      const w = results.filter((r) => r.result.batch);
+      expect(w.length).toBeGreaterThan(0);
+      return w;
+    });
+    expect(seen.map(String).every((v) => written[0]!.result.batch!.includes(v))).toBe(true);
+
+    // An unrelated Globalization: every subscription looks again, nothing is written.
+    await deployer.settled();
+    const before = results.length;
+    await apply(store, { apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'Globalization', metadata: { name: 'other' }, spec: { feed: { apiVersion: 'v1', kind: 'ConfigMap', name: 'x', namespace: 'y' }, overrides: [] } });
+    const rv = (await store.info()).resourceVersion;
+    await waitFor(async () => expect(results.length).toBeGreaterThan(before));
+    await deployer.settled();
+    expect(results.slice(before).every((r) => r.result.batch === undefined)).toBe(true);
+    expect((await store.info()).resourceVersion).toBe(rv);
+  });
+
+  it('the reschedule annotation is honoured and cleared', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'a', {});
+    await apply(store, deployment('web', 1));
+    const sub = staticSubscription({ a: 1 });
+    sub.metadata.annotations = { 'apps.clusternet.io/reschedule': 'true', keep: 'me' };
+    await apply(store, sub);
+    await waitFor(async () => {
+      const s = await store.get('Subscription', { namespace: 'default', name: 'divided' });
+      expect(s!.metadata.annotations).toEqual({ keep: 'me' });
+      expect((s!.status as DeployerStatus).bindingClusters).toEqual(['clusternet-a/a']);
+    });
+  });
+
+  it('an unreachable cluster keeps its share while tolerated, loses it when the toleration runs out, and gets it back', async () => {
+    const { store, clock, deployer } = await harness();
+    const names = ['a', 'b'];
+    const clusters = new Map<string, ManagedCluster>();
+    for (const n of names) clusters.set(n, await addCluster(store, n, {}));
+    await apply(store, deployment('web', 4));
+    await apply(store, staticSubscription({ a: 1, b: 1 }, { clusterTolerations: [{ key: unreachable, operator: 'Exists', effect: 'NoSchedule', tolerationSeconds: 60 }] }));
+    await waitFor(async () => expect(await replicasByCluster(store, names)).toEqual([2, 2]));
+
+    const b = clusters.get('b')!;
+    await store.put('ManagedCluster', 'b', { ...b, spec: { ...b.spec, taints: [{ key: unreachable, effect: 'NoSchedule', timeAdded: new Date(clock.now()).toISOString() }] } });
+    await waitFor(async () => expect((await statusOf(store, 'default', 'divided')).clusters?.find((r) => r.cluster === 'clusternet-b/b')?.held).toBe('TemporarilyTolerated'));
+    await deployer.settled();
+    expect(await replicasByCluster(store, names)).toEqual([2, 2]);
+
+    clock.advance(59_000);
+    await deployer.settled();
+    expect(await replicasByCluster(store, names)).toEqual([2, 2]);
+
+    clock.advance(1_000);
+    await waitFor(async () => expect(await replicasByCluster(store, names)).toEqual([4, 0]));
+    expect((await statusOf(store, 'default', 'divided')).bindingClusters).toEqual(['clusternet-a/a']);
+
+    await store.put('ManagedCluster', 'b', b);
+    await waitFor(async () => expect(await replicasByCluster(store, names)).toEqual([2, 2]));
+  });
+});
+
+describe('Manifest shape (the sync layer reads it)', () => {
+  it('names a Manifest from the subscription and the feed key, stable and distinct', () => {
+    const sub = { namespace: 'default', name: 'nginx-replicated' };
+    const name = manifestName(sub, 'apps/v1/Deployment/default/nginx');
+    expect(name).toMatch(/^deployment-nginx-[0-9a-f]{20}$/);
+    expect(manifestName(sub, 'apps/v1/Deployment/default/nginx')).toBe(name);
+    expect(manifestName({ namespace: 'other', name: 'nginx-replicated' }, 'apps/v1/Deployment/default/nginx')).not.toBe(name);
+    expect(manifestName(sub, 'v1/Namespace/Foo_Bar')).toMatch(/^namespace-foo-bar-[0-9a-f]{20}$/);
+    expect(manifestName(sub, 'v1/Service/default/nginx-svc')).toMatch(/^service-nginx-svc-[0-9a-f]{20}$/);
+    expect(manifestName(sub, 'rbac.authorization.k8s.io/v1/ClusterRole/admin')).toMatch(/^clusterrole-admin-[0-9a-f]{20}$/);
+  });
+
+  it('carries the rendered object in template, the feed key in an annotation and the subscription in labels', () => {
+    const template = deployment('web', 2) as Parameters<typeof toManifest>[2]['template'];
+    const feed = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: 'web' };
+    expect(toManifest({ namespace: 'default', name: 's' }, 'clusternet-a', { key: 'apps/v1/Deployment/web/web', feed, template })).toEqual({
+      apiVersion: 'apps.clusternet.io/v1alpha1',
+      kind: 'Manifest',
+      metadata: {
+        name: manifestName({ namespace: 'default', name: 's' }, 'apps/v1/Deployment/web/web'),
+        namespace: 'clusternet-a',
+        labels: { 'apps.clusternet.io/subs.name': 's', 'apps.clusternet.io/subs.namespace': 'default' },
+        annotations: { 'apps.hawser.io/feed-key': 'apps/v1/Deployment/web/web' },
+      },
+      template,
+      feed,
+    });
+  });
+});
