@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import type { ManagedCluster } from '../../src/api/index.js';
 import { Deployer, type DeployerStatus, type ManifestObject, manifestName, type ReconcileResult, toManifest } from '../../src/hub/deployer/index.js';
+import { clusterNamespacesOf, ResourceService, resourceStoreOf } from '../../src/hub/resources.js';
 import { EmbeddedStore, type HubStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 
@@ -475,5 +476,37 @@ describe('Manifest shape (the sync layer reads it)', () => {
       template,
       feed,
     });
+  });
+});
+
+describe('deployer behind the API', () => {
+  // What `hawser apply` stores (aliases canonicalised, defaults filled in, feeds
+  // as written) is what the deployer reads: the examples go through both.
+  it('the examples applied through the ResourceService render in the matching clusters', async () => {
+    const { store } = await harness({ sealing: true });
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    await addCluster(store, 'east', { environment: 'production', region: 'us-east' });
+    await addCluster(store, 'stage', { environment: 'staging', region: 'us-west' });
+    const service = new ResourceService({ store: resourceStoreOf(store), clusterNamespaces: () => clusterNamespacesOf(store) });
+    const [localization] = docs('overrides/localization.yaml');
+    localization!.metadata.namespace = 'clusternet-west';
+    const all = [...docs('replication/description.yaml'), ...docs('replication/subscription.yaml'), ...docs('overrides/globalization.yaml'), localization!];
+    await service.apply(all.map((doc, i) => ({ source: `document ${i + 1}`, doc })));
+
+    const west = await waitFor(async () => {
+      const found = await manifestsIn(store, 'clusternet-west');
+      expect(found).toHaveLength(2);
+      expect((templateOf(found, 'Deployment').spec as { replicas: number }).replicas).toBe(5);
+      return found;
+    });
+    expect(templateOf(west, 'Deployment').metadata.labels).toMatchObject({ team: 'platform' });
+    const east = await waitFor(async () => {
+      const found = await manifestsIn(store, 'clusternet-east');
+      expect(found).toHaveLength(2);
+      expect(templateOf(found, 'Deployment').metadata.labels).toMatchObject({ team: 'platform' });
+      return found;
+    });
+    expect((templateOf(east, 'Deployment').spec as { replicas: number }).replicas).toBe(3);
+    expect(await manifestsIn(store, 'clusternet-stage')).toEqual([]);
   });
 });
