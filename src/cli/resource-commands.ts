@@ -136,11 +136,14 @@ function columns(resource: ResourceName): { header: string[]; row(o: KubeObject)
   switch (resource.kind) {
     case 'Subscription':
       return {
-        header: ['STRATEGY', 'FEEDS', 'CLUSTERS'],
+        header: ['STRATEGY', 'FEEDS', 'CLUSTERS', 'SCHEDULED'],
         row: (o) => {
           const s = o as unknown as Subscription;
           const strategy = s.spec.schedulingStrategy === 'Dividing' ? `Dividing/${s.spec.dividingScheduling?.type ?? 'Static'}` : s.spec.schedulingStrategy;
-          return [strategy, String(s.spec.feeds.length), String(s.status?.bindingClusters?.length ?? 0)];
+          // The deployer's condition: True, or False with the scheduler's reason.
+          const scheduled = (s.status as { conditions?: Array<{ type: string; status: string; reason?: string }> } | undefined)?.conditions?.find((c) => c.type === 'Scheduled');
+          const scheduledText = !scheduled ? '<pending>' : scheduled.status === 'True' ? 'True' : `${scheduled.status} (${scheduled.reason ?? 'unknown'})`;
+          return [strategy, String(s.spec.feeds.length), String(s.status?.bindingClusters?.length ?? 0), scheduledText];
         },
       };
     case 'Description':

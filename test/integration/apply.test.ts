@@ -82,10 +82,12 @@ describe('apply, get and delete through the CLI', () => {
   });
 
   it('gets them back as tables and as objects, with Clusternet defaults under hawser group', async () => {
-    const table = await ok(['get', 'subs']);
-    expect(table).toMatch(/^NAME\s+STRATEGY\s+FEEDS\s+CLUSTERS\s+AGE/);
-    expect(table).toMatch(/app-demo\s+Replication\s+3\s+0/);
-    expect(table).toMatch(/nginx-replicated\s+Replication\s+1\s+0/);
+    // The hub's deployer places them: app-demo on edge-1 by its cluster id; edge-1 has no production label.
+    const table = await until('the deployer to place app-demo', async () => {
+      const t = await ok(['get', 'subs']);
+      return /app-demo\s+Replication\s+3\s+1\s+True/.test(t) && /nginx-replicated\s+Replication\s+1\s+0\s+False/.test(t) ? t : undefined;
+    });
+    expect(table).toMatch(/^NAME\s+STRATEGY\s+FEEDS\s+CLUSTERS\s+SCHEDULED\s+AGE/);
     const sub = await getJson<{ apiVersion: string; spec: { schedulerName: string; schedulingStrategy: string }; metadata: { resourceVersion: string; uid: string } }>([
       'get',
       'subscription',
