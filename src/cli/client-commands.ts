@@ -2,6 +2,7 @@ import type { ClusterRegistrationRequest, ManagedCluster } from '../api/index.js
 import type { PkiState } from '../hub/index.js';
 import { resolveResourceName } from '../api/index.js';
 import { hubRequest } from './client.js';
+import { describeUsageError, runDescribeSubscription } from './describe.js';
 import { applyManifests, deleteManifests, deleteResource, getFeeds, getResources, namespaceFlagValue } from './resource-commands.js';
 import { type HubTarget, resolveHubTarget } from './config.js';
 import { type CommandSpec, type FlagSpec, helpText, type Parsed, parseFlags, stringFlag, UsageError } from './flags.js';
@@ -250,4 +251,19 @@ export async function runGet(argv: string[]): Promise<number> {
     console.log(rows.length === 0 ? 'No registration requests found.' : renderTable(['NAME', 'CLUSTER', 'CLUSTER ID', 'RESULT'], rows));
   }
   return 0;
+}
+
+export const describeSpec: CommandSpec = {
+  usage: 'hawser describe subscription NAME [-n NS] [--hub URL] [--context NAME]',
+  summary: "Show a Subscription's placement, per-cluster replicas, conditions and recent errors (missing feeds, failed overrides, unsupported Helm).",
+  flags: { ...targetFlags, namespace: namespaceFlag },
+};
+
+export async function runDescribe(argv: string[]): Promise<number> {
+  const p = parseFlags(describeSpec, argv);
+  if (p.help) return void console.log(helpText(describeSpec)), 0;
+  const [kindArg, name, ...rest] = p.positionals;
+  if (resolveResourceName(kindArg ?? '')?.kind !== 'Subscription') throw describeUsageError(kindArg);
+  if (!name || rest.length > 0) throw new UsageError(`describe subscription needs exactly one NAME\n\n${helpText(describeSpec)}`);
+  return runDescribeSubscription(await target(p), name, namespaceFlagValue(stringFlag(p, 'namespace')));
 }

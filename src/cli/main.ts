@@ -12,6 +12,7 @@ const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
   deny: { run: async () => (await import('./client-commands.js')).runDeny, summary: 'deny a cluster registration request' },
   apply: { run: async () => (await import('./client-commands.js')).runApply, summary: 'create or replace objects on the hub from files (Clusternet YAML as it is)' },
   get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list subscriptions and their kin, clusters, registration requests or the PKI' },
+  describe: { run: async () => (await import('./client-commands.js')).runDescribe, summary: "show a subscription's placement, replicas per cluster, conditions and errors" },
   delete: { run: async () => (await import('./client-commands.js')).runDelete, summary: 'delete objects (by file or KIND NAME) or a cluster (revoke it, free its name)' },
   rotate: { run: async () => (await import('./client-commands.js')).runRotate, summary: "rotate the hub's CA or serving certificate" },
   demo: {

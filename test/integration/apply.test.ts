@@ -110,6 +110,39 @@ describe('apply, get and delete through the CLI', () => {
     expect(await ok(['get', 'bases'])).toContain('No bases found in namespace default.');
   });
 
+  it('describes a subscription: placement, conditions, and a feed not on the hub yet reported missing', async () => {
+    const placed = await until('app-demo placed', async () => {
+      const text = await ok(['describe', 'subscription', 'app-demo', '-n', 'default']);
+      return /Scheduled\s+True/.test(text) ? text : undefined;
+    });
+    expect(placed).toMatch(/^Name:\s+app-demo$/m);
+    expect(placed, placed).toMatch(new RegExp(`^\\s+edge-1\\s+${cluster.metadata.namespace!}\\s+3\\s`, 'm'));
+    expect(placed).toMatch(/Errors:\n {2}<none>/);
+    const unplaced = await until('nginx-replicated reconciled', async () => {
+      const text = await ok(['describe', 'subs', 'nginx-replicated']);
+      return /Scheduled\s+False/.test(text) ? text : undefined;
+    });
+    expect(unplaced).toMatch(/Placement:\n {2}<none>/);
+
+    const sub = join(bed.dir, 'missing-feed.yaml');
+    await writeFile(
+      sub,
+      'apiVersion: apps.clusternet.io/v1alpha1\nkind: Subscription\nmetadata: {name: waits-for-feed, namespace: default}\n' +
+        `spec:\n  subscribers: [{clusterAffinity: {matchLabels: {clusters.clusternet.io/cluster-id: ${cluster.spec.clusterId}}}}]\n` +
+        '  feeds: [{apiVersion: v1, kind: ConfigMap, name: not-yet, namespace: default}]\n',
+    );
+    await ok(['apply', '-f', sub]);
+    const missing = await until('the missing feed reported', async () => {
+      const text = await ok(['describe', 'subscription', 'waits-for-feed']);
+      return text.includes('missing feed: v1 ConfigMap default/not-yet') ? text : undefined;
+    });
+    expect(missing).toContain('(missing: not on the hub yet');
+    const describeOther = await cli(['describe', 'localization', 'x']);
+    expect(describeOther.code).toBe(2);
+    expect(describeOther.stderr).toContain('describe supports subscriptions');
+    await ok(['delete', 'subscription', 'waits-for-feed', '-n', 'default']);
+  });
+
   it('lists, reads and refuses the native objects fed by name (templates on the hub)', async () => {
     const feeds = await ok(['get', 'feeds']);
     expect(feeds).toMatch(/^NAMESPACE\s+NAME\s+APIVERSION\s+KIND\s+AGE/);
@@ -260,13 +293,18 @@ ${feeds}
     await writeFile(f, text.replace('schedulingStrategy: Replication', 'schedulingStrategy: Replication\n  priority: 7'));
     await ok(['apply', '-f', f]);
     const reader = res.body!.getReader();
+    type Event = { type: string; object: { metadata: { name: string }; spec: { priority?: number } } };
+    // Events replay from that version in order; other writers (the deployer's status, other tests) come between.
     let buffered = '';
-    while (!buffered.includes('\n')) {
+    let event: Event | undefined;
+    while (!event) {
       const { value, done } = await reader.read();
       expect(done).toBe(false);
       buffered += Buffer.from(value!).toString('utf8');
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      event = lines.map((l) => JSON.parse(l) as Event).find((e) => e.object.metadata.name === 'nginx-replicated' && e.object.spec.priority === 7);
     }
-    const event = JSON.parse(buffered.split('\n')[0]!) as { type: string; object: { metadata: { name: string }; spec: { priority: number } } };
     expect(event.type).toBe('MODIFIED');
     expect(event.object.metadata.name).toBe('nginx-replicated');
     expect(event.object.spec.priority).toBe(7);
