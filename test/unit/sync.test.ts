@@ -3,6 +3,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCore } from '../../src/agent/agent.js';
 import { IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
+import type { Applier, ReconcileInput, ReconcileReport } from '../../src/agent/apply-report.js';
+import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from '../../src/agent/sync-apply.js';
 import { SyncReceiver } from '../../src/agent/sync-receiver.js';
 import { readSyncState, writeSyncState } from '../../src/agent/sync-state.js';
 import { OfflineCache } from '../../src/cache/index.js';
@@ -39,7 +41,7 @@ async function agentHome(): Promise<string> {
   return dir.path;
 }
 
-async function agent(h: TestHub, home: string) {
+async function agent(h: TestHub, home: string, applier?: Applier) {
   const cache = await OfflineCache.open({ dir: join(home, 'db') });
   const receiver = new SyncReceiver(cache, silentLogger, () => h.clock.now());
   const core = new AgentCore(
@@ -60,6 +62,12 @@ async function agent(h: TestHub, home: string) {
     { transport: h.transport.client(), reader: new StaticClusterReader(clusterStatus('ok')), cache, identityStore: new IdentityStore(home), logger: silentLogger, clock: h.clock, random: () => 0.5 },
   );
   core.registerHandler(receiver.handlerFactory());
+  const loop = applier ? new SyncApplyLoop({ receiver, applier, logger: silentLogger, clock: h.clock, intervalMs: 60_000 }) : undefined;
+  if (loop) {
+    core.registerHandler(loop.handlerFactory());
+    loop.start();
+    cleanups.push(() => loop.stop());
+  }
   void core.start();
   let stopped = false;
   const stop = async () => {
@@ -69,7 +77,7 @@ async function agent(h: TestHub, home: string) {
     await cache.close();
   };
   cleanups.push(stop);
-  return { core, cache, receiver, stop };
+  return { core, cache, receiver, stop, loop };
 }
 
 async function clusterNamespace(h: TestHub): Promise<string> {
@@ -242,5 +250,86 @@ describe('sync', () => {
     open();
     await waitFor('all 50 acked once the agent stores again', async () => (await ackedRevision(a)) >= rv);
     expect((await a.receiver.desired()).objects).toHaveLength(50);
+  });
+});
+
+/** Records what each pass was asked to apply, and reports every object applied. */
+class RecordingApplier implements Applier {
+  readonly inputs: ReconcileInput[] = [];
+  reconcile(input: ReconcileInput): Promise<ReconcileReport> {
+    this.inputs.push(input);
+    return Promise.resolve({
+      objects: input.objects.map((d) => ({
+        apiVersion: d.object.apiVersion,
+        kind: d.object.kind,
+        ...(d.object.metadata.namespace ? { namespace: d.object.metadata.namespace } : {}),
+        name: d.object.metadata.name ?? '',
+        subscriptions: [d.subscription],
+        action: 'applied' as const,
+        exists: true,
+        status: { replicas: 1 },
+      })),
+      prune: { ran: input.allowPrune, errors: [] },
+    });
+  }
+}
+
+describe('sync apply loop (Pull)', () => {
+  it('applies each committed set and stores the agent report at the hub; from the cache alone after a restart with the hub gone', async () => {
+    const h = await hub();
+    const home = await agentHome();
+    const applier = new RecordingApplier();
+    const a = await agent(h, home, applier);
+    const ns = await clusterNamespace(h);
+    await writeManifests(h.store, ns, 3);
+    await waitFor('a pass over 3 objects', () => applier.inputs.some((i) => i.objects.length === 3 && i.allowPrune));
+    const status = await waitFor('the report stored at the hub', async () => {
+      const s = await h.store.get('ClusterSyncStatus', { namespace: ns, name: 'edge' });
+      return (s?.['status'] as { objects?: unknown[] } | undefined)?.objects?.length === 3 ? s : undefined;
+    });
+    expect((status['status'] as { objects: Array<{ status: unknown; action: string }> }).objects[0]).toMatchObject({ action: 'applied', status: { replicas: 1 } });
+    await a.loop!.stop();
+    await a.stop();
+    await h.close();
+    // The hub is gone; the agent restarts: its desired set comes from the cache.
+    const cache = await OfflineCache.open({ dir: join(home, 'db') });
+    cleanups.push(() => cache.close());
+    const offline = new RecordingApplier();
+    const again = new SyncApplyLoop({ receiver: new SyncReceiver(cache, silentLogger, () => 0), applier: offline, logger: silentLogger, clock: h.clock, intervalMs: 60_000 });
+    again.start();
+    cleanups.push(() => again.stop());
+    await waitFor('a pass from the cache', () => offline.inputs.length > 0);
+    expect(offline.inputs[0]!.objects.map((o) => o.object.metadata.name).sort()).toEqual(['cm-0', 'cm-1', 'cm-2']);
+    expect(offline.inputs[0]!.allowPrune).toBe(true);
+  });
+
+  it('passes allowPrune=false while prune is held', async () => {
+    const home = await agentHome();
+    const cache = await OfflineCache.open({ dir: join(home, 'db') });
+    cleanups.push(() => cache.close());
+    await cache.batch([
+      { type: 'put', key: 'sync/state', value: { hubIncarnation: 'hub-a', lastAckedRevision: 9 } },
+      { type: 'put', key: 'sync/hold', value: { code: ErrorCode.SyncPruneHeld, reason: 'test', since: 0 } },
+    ]);
+    const applier = new RecordingApplier();
+    const loop = new SyncApplyLoop({ receiver: new SyncReceiver(cache, silentLogger, () => 0), applier, logger: silentLogger, intervalMs: 60_000 });
+    loop.start();
+    cleanups.push(() => loop.stop());
+    await waitFor('a pass', () => applier.inputs.length > 0);
+    expect(applier.inputs[0]!.allowPrune).toBe(false);
+    expect(loop.lastReport?.pruneHeldReason).toBe('test');
+  });
+});
+
+describe('feature gates', () => {
+  it('parses AppPusher; Push and Dual without it run as Pull', () => {
+    expect(parseFeatureGates('')).toEqual({ AppPusher: false });
+    expect(parseFeatureGates('AppPusher=true')).toEqual({ AppPusher: true });
+    expect(() => parseFeatureGates('AppPusher=yes')).toThrow(expect.objectContaining({ code: ErrorCode.InvalidOption }) as Error);
+    expect(() => parseFeatureGates('Nope=true')).toThrow(expect.objectContaining({ code: ErrorCode.InvalidOption }) as Error);
+    expect(effectiveSyncMode('Dual', { AppPusher: false })).toBe('Pull');
+    expect(effectiveSyncMode('Push', { AppPusher: false })).toBe('Pull');
+    expect(effectiveSyncMode('Dual', { AppPusher: true })).toBe('Dual');
+    expect(effectiveSyncMode('Pull', { AppPusher: true })).toBe('Pull');
   });
 });
