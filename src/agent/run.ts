@@ -170,6 +170,8 @@ export async function startAgent(
   const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
   deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode }, 'sync mode');
   if (mode === 'Push') deps.logger.warn('Push mode is not built yet: this agent keeps its desired state and applies it itself, as in Dual');
+  // An owned object deleted by hand comes back at once, not at the next interval.
+  const watch = applier instanceof ApplyEngine ? applier.watchOwned({ onDeleted: () => apply.trigger() }) : undefined;
   // From the cache first: with the hub down (and after a restart) the desired set is applied still.
   apply.start();
   void core.start();
@@ -179,6 +181,7 @@ export async function startAgent(
     sync,
     apply,
     stop: async () => {
+      watch?.close();
       await apply.stop();
       await core.stop();
       if (applier instanceof ApplyEngine) applier.close();

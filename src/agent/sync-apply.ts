@@ -81,6 +81,11 @@ export class SyncApplyLoop {
     this.loop.start();
   }
 
+  /** A pass as soon as possible (e.g. an owned object was deleted by hand). */
+  trigger(): void {
+    this.loop.trigger();
+  }
+
   async stop(): Promise<void> {
     this.options.receiver.off('committed', this.onCommitted);
     await this.loop.stop();
