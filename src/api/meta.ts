@@ -23,6 +23,8 @@ export interface ObjectMeta {
   annotations?: Record<string, string>;
   creationTimestamp?: string;
   resourceVersion?: string;
+  /** Bumped by the hub when what an apply sets (all but metadata and status) changes. */
+  generation?: number;
 }
 
 export interface Condition {

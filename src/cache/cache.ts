@@ -53,7 +53,8 @@ function digest(json: string): string {
 }
 
 /** One write of an atomic batch. */
-export type CacheOp = { type: 'put'; key: string; value: unknown } | { type: 'del'; key: string };
+/** `hot: false` keeps a put out of the LRU (written once, rarely read: a log entry). */
+export type CacheOp = { type: 'put'; key: string; value: unknown; hot?: boolean } | { type: 'del'; key: string };
 
 /** A key range; bounds as LevelDB takes them. */
 export interface CacheRange {
@@ -223,7 +224,7 @@ export class OfflineCache {
 
   /** All the writes or none (one LevelDB write batch); durable as put. */
   async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
-    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, ...encodeEnvelope(op.value) } : op));
+    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.value) } : op));
     this.writeEpoch++;
     try {
       await this.db.batch(
@@ -235,7 +236,7 @@ export class OfflineCache {
       for (const op of encoded) this.lru.delete(op.key);
       this.writeEpoch++;
     }
-    for (const op of encoded) if (op.type === 'put') this.lru.set(op.key, { value: op.value });
+    for (const op of encoded) if (op.type === 'put' && op.hot) this.lru.set(op.key, { value: op.value });
   }
 
   /** Every entry whose key starts with prefix, in key order, as of one moment. */

@@ -1,6 +1,8 @@
 import type { ClusterRegistrationRequest, ManagedCluster } from '../api/index.js';
 import type { PkiState } from '../hub/index.js';
+import { resolveResourceName } from '../api/index.js';
 import { hubRequest } from './client.js';
+import { applyManifests, deleteManifests, deleteResource, getFeeds, getResources, namespaceFlagValue } from './resource-commands.js';
 import { type HubTarget, resolveHubTarget } from './config.js';
 import { type CommandSpec, type FlagSpec, helpText, type Parsed, parseFlags, stringFlag, UsageError } from './flags.js';
 import { clustersTable, renderObject, renderObjects, renderTable } from './table.js';
@@ -34,18 +36,41 @@ export const denySpec: CommandSpec = {
   flags: { ...targetFlags },
 };
 
-export const deleteSpec: CommandSpec = {
-  usage: 'hawser delete cluster NAME [--hub URL] [--context NAME]',
+const namespaceFlag: FlagSpec = { type: 'string', short: 'n', help: 'namespace (default "default"); a file\'s object that names another namespace is refused, as kubectl does' };
+const fileFlag: FlagSpec = { type: 'string', short: 'f', multiple: true, help: 'a YAML/JSON file, a directory of them (.yaml, .yml, .json), or - for stdin; repeatable' };
+const outputFlag: FlagSpec = { type: 'string', short: 'o', help: 'json or yaml; default a table' };
+
+export const applySpec: CommandSpec = {
+  usage: 'hawser apply -f FILE|DIR|- [-n NS] [-o json|yaml] [--hub URL] [--context NAME]',
   summary:
-    'Delete a cluster: revoke its credentials, remove its ManagedCluster, registration request and key binding, and close its session. ' +
-    'The name comes free; the agent (or a new one whose cache was lost) registers again and waits for approval.',
-  flags: { ...targetFlags },
+    'Create or replace objects on the hub by name (server-side): Subscriptions, Descriptions, Localizations, Globalizations, HelmCharts, ' +
+    "and the native objects Subscriptions feed (kept on the hub as templates). Clusternet's apps.clusternet.io YAML applies as it is. " +
+    'Every document is validated first; if any is refused, nothing is stored.',
+  flags: { ...targetFlags, filename: fileFlag, namespace: namespaceFlag, output: outputFlag },
+};
+
+export const deleteSpec: CommandSpec = {
+  usage: 'hawser delete -f FILE|DIR|- | hawser delete KIND NAME [-n NS] | hawser delete cluster NAME   [--hub URL] [--context NAME]',
+  summary:
+    'Delete the objects a file names, or one object by kind and name (subscription, description, localization, globalization, base, manifest). ' +
+    '"delete cluster NAME" revokes a cluster\'s credentials, removes its ManagedCluster, registration request and key binding, and closes its session; ' +
+    'the name comes free and the agent registers again and waits for approval.',
+  flags: { ...targetFlags, filename: fileFlag, namespace: namespaceFlag },
 };
 
 export const getSpec: CommandSpec = {
-  usage: 'hawser get clusters|clusterregistrationrequests|pki [NAME] [-o json|yaml] [--hub URL] [--context NAME]',
-  summary: "List clusters (ManagedCluster) or registration requests, or show the hub's CAs and serving certificate (pki).",
-  flags: { ...targetFlags, output: { type: 'string', short: 'o', help: 'json or yaml; default a table' } },
+  usage:
+    'hawser get subscriptions|descriptions|localizations|globalizations|bases|manifests|feeds|clusters|clusterregistrationrequests|pki [NAME] [-n NS | -A] [-o json|yaml] [--hub URL] [--context NAME]',
+  summary:
+    "List or show Subscriptions (subs), Descriptions (desc), Localizations (loc), Globalizations (glob), Bases and Manifests, " +
+    'the native objects Subscriptions feed (feeds: templates on the hub, every namespace unless -n), ' +
+    "clusters (ManagedCluster), registration requests, or the hub's CAs and serving certificate (pki).",
+  flags: {
+    ...targetFlags,
+    output: outputFlag,
+    namespace: namespaceFlag,
+    'all-namespaces': { type: 'boolean', short: 'A', help: 'list in every namespace' },
+  },
 };
 
 export const rotateSpec: CommandSpec = {
@@ -133,12 +158,40 @@ export async function runDeny(argv: string[]): Promise<number> {
   return 0;
 }
 
+function outputOf(p: Parsed): 'json' | 'yaml' | undefined {
+  const output = stringFlag(p, 'output');
+  if (output !== undefined && output !== 'json' && output !== 'yaml') throw new UsageError(`-o must be json or yaml, got "${output}"`);
+  return output;
+}
+
+function filesOf(p: Parsed): string[] {
+  const v = p.values.filename;
+  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+}
+
+export async function runApply(argv: string[]): Promise<number> {
+  const p = parseFlags(applySpec, argv);
+  if (p.help) return void console.log(helpText(applySpec)), 0;
+  const files = filesOf(p);
+  if (files.length === 0 || p.positionals.length > 0) throw new UsageError(`apply takes -f FILE|DIR|- (and no other arguments)\n\n${helpText(applySpec)}`);
+  const output = outputOf(p);
+  return applyManifests(await target(p), files, namespaceFlagValue(stringFlag(p, 'namespace')), output);
+}
+
 export async function runDelete(argv: string[]): Promise<number> {
   const p = parseFlags(deleteSpec, argv);
   if (p.help) return void console.log(helpText(deleteSpec)), 0;
   const [kindArg, name, ...rest] = p.positionals;
+  const files = filesOf(p);
+  const namespace = namespaceFlagValue(stringFlag(p, 'namespace'));
+  if (files.length > 0) {
+    if (p.positionals.length > 0) throw new UsageError(`delete takes -f FILE or KIND NAME, not both\n\n${helpText(deleteSpec)}`);
+    return deleteManifests(await target(p), files, namespace);
+  }
+  const resource = kindArg ? resolveResourceName(kindArg) : undefined;
+  if (resource && name && rest.length === 0) return deleteResource(await target(p), resource, name, namespace);
   if (resourceAliases[kindArg?.toLowerCase() ?? ''] !== 'clusters' || !name || rest.length > 0) {
-    throw new UsageError(`delete takes: cluster NAME${kindArg ? ` (got "${p.positionals.join(' ')}")` : ''}\n\n${helpText(deleteSpec)}`);
+    throw new UsageError(`delete takes: -f FILE, KIND NAME, or cluster NAME${kindArg ? ` (got "${p.positionals.join(' ')}")` : ''}\n\n${helpText(deleteSpec)}`);
   }
   const result = await hubRequest<{ details: { cluster: string; clusterId: string; credentialsRevoked: number } }>(
     await target(p),
@@ -154,12 +207,24 @@ export async function runGet(argv: string[]): Promise<number> {
   const p = parseFlags(getSpec, argv);
   if (p.help) return void console.log(helpText(getSpec)), 0;
   const [kindArg, name, ...rest] = p.positionals;
+  const output = outputOf(p);
+  if ((kindArg === 'feeds' || kindArg === 'feed') && !name) {
+    const namespace = namespaceFlagValue(stringFlag(p, 'namespace'));
+    return getFeeds(await target(p), { ...(namespace ? { namespace } : {}), ...(output ? { output } : {}) });
+  }
+  const resource = kindArg ? resolveResourceName(kindArg) : undefined;
+  if (resource && rest.length === 0) {
+    const namespace = namespaceFlagValue(stringFlag(p, 'namespace'));
+    const allNamespaces = p.values['all-namespaces'] === true;
+    if (allNamespaces && (namespace || name)) throw new UsageError('-A lists every namespace: it goes without -n and NAME');
+    return getResources(await target(p), resource, { ...(name ? { name } : {}), ...(namespace ? { namespace } : {}), allNamespaces, ...(output ? { output } : {}) });
+  }
   const kind = kindArg ? resourceAliases[kindArg.toLowerCase()] : undefined;
   if (!kind || rest.length > 0) {
-    throw new UsageError(`get needs a resource: clusters, clusterregistrationrequests or pki${kindArg ? ` (got "${kindArg}")` : ''}\n\n${helpText(getSpec)}`);
+    throw new UsageError(
+      `get needs a resource: subscriptions, descriptions, localizations, globalizations, bases, manifests, clusters, clusterregistrationrequests or pki${kindArg ? ` (got "${kindArg}")` : ''}\n\n${helpText(getSpec)}`,
+    );
   }
-  const output = stringFlag(p, 'output');
-  if (output !== undefined && output !== 'json' && output !== 'yaml') throw new UsageError(`-o must be json or yaml, got "${output}"`);
   const base = await target(p);
   if (kind === 'pki') {
     if (name) throw new UsageError('get pki takes no NAME');

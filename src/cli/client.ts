@@ -18,10 +18,20 @@ export class HubRequestError extends Error {
 
 const timeoutMs = 15_000;
 
-function roundTrip(target: HubTarget, method: string, path: string): Promise<{ status: number; text: string }> {
+/** A request body: JSON (apply and delete send hawser's ApplyRequest). */
+export interface RequestBody {
+  contentType: string;
+  text: string;
+}
+
+function roundTrip(target: HubTarget, method: string, path: string, body?: RequestBody): Promise<{ status: number; text: string }> {
   const url = new URL(`${target.server}${path}`);
   const headers: Record<string, string> = { accept: 'application/json' };
   if (target.token) headers.authorization = `Bearer ${target.token}`;
+  if (body) {
+    headers['content-type'] = body.contentType;
+    headers['content-length'] = String(Buffer.byteLength(body.text));
+  }
   return new Promise((resolve, reject) => {
     const options = { method, headers, signal: AbortSignal.timeout(timeoutMs) };
     const req =
@@ -35,14 +45,14 @@ function roundTrip(target: HubTarget, method: string, path: string): Promise<{ s
       res.on('error', reject);
     });
     req.on('error', reject);
-    req.end();
+    req.end(body?.text);
   });
 }
 
-export async function hubRequest<T>(target: HubTarget, method: 'GET' | 'POST' | 'DELETE', path: string): Promise<T> {
+export async function hubRequest<T>(target: HubTarget, method: 'GET' | 'POST' | 'DELETE', path: string, body?: RequestBody): Promise<T> {
   let reply: { status: number; text: string };
   try {
-    reply = await roundTrip(target, method, path);
+    reply = await roundTrip(target, method, path, body);
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { errors?: Array<{ code?: string }> };
     const cause = e.code ?? e.errors?.[0]?.code ?? e.message;
@@ -54,14 +64,14 @@ export async function hubRequest<T>(target: HubTarget, method: 'GET' | 'POST' | 
     }
     throw new HubRequestError(ErrorCode.HubUnreachable, `cannot reach the hub at ${target.server} (${cause}); is it running? set --hub, HAWSER_HUB or a context`);
   }
-  let body: unknown;
+  let answer: unknown;
   try {
-    body = JSON.parse(reply.text);
+    answer = JSON.parse(reply.text);
   } catch {
-    body = reply.text;
+    answer = reply.text;
   }
   if (reply.status < 200 || reply.status > 299) {
-    const e = body as { code?: string; message?: string };
+    const e = answer as { code?: string; message?: string };
     const hint =
       reply.status === 401
         ? target.token
@@ -70,5 +80,5 @@ export async function hubRequest<T>(target: HubTarget, method: 'GET' | 'POST' | 
         : '';
     throw new HubRequestError(e.code ?? `HTTP_${reply.status}`, `${e.message ?? reply.text}${hint}`);
   }
-  return body as T;
+  return answer as T;
 }

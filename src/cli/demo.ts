@@ -1,7 +1,7 @@
 import { readFile, rm } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensurePrivateDir } from '../cache/index.js';
+import { ensurePrivateDir, writeFileAtomic } from '../cache/index.js';
 import { generateBootstrapToken, parseOperatorTokens } from '../hub/index.js';
 import {
   DEFAULT_FAKE_NODES,
@@ -15,6 +15,7 @@ import {
 } from '../testkit/index.js';
 import type { ManagedCluster } from '../api/index.js';
 import { hubRequest } from './client.js';
+import { type DemoClusterRecord, demoClusterSpecs, maxDemoClusters } from './demo-clusters.js';
 import { configPath, type HubTarget, saveContext } from './config.js';
 import { type CommandSpec, helpText, intFlag, parseFlags, stringFlag } from './flags.js';
 import { clustersTable } from './table.js';
@@ -28,7 +29,12 @@ export const demoSpec: CommandSpec = {
   usage: 'hawser demo [flags]',
   summary: 'Start a hub and agents next to local kube-apiservers (the main job). Ctrl-C stops everything.',
   flags: {
-    clusters: { type: 'string', help: 'how many edge clusters (1-5)', default: '3' },
+    clusters: { type: 'string', help: 'how many edge clusters (1-5), named edge-1..N', default: '3' },
+    cluster: {
+      type: 'string',
+      multiple: true,
+      help: 'an edge cluster NAME[:key=value,key=value] with the labels its agent registers (repeatable; replaces --clusters)',
+    },
     'data-dir': { type: 'string', help: 'working directory', default: '.hawser/demo' },
     listen: { type: 'string', help: 'hub tunnel address', default: '127.0.0.1:7100' },
     'api-address': { type: 'string', help: 'hub API address', default: '127.0.0.1:7101' },
@@ -37,6 +43,18 @@ export const demoSpec: CommandSpec = {
 };
 
 const mainScript = fileURLToPath(new URL('./main.js', import.meta.url));
+const hawserBin = fileURLToPath(new URL('../../bin/hawser.js', import.meta.url));
+
+/** The CLI as the user can type it from where they are: bin/hawser.js from a checkout. */
+function relativeOrAbsolute(path: string): string {
+  const rel = relative(process.cwd(), path);
+  return rel.startsWith('..') || isAbsolute(rel) ? path : rel;
+}
+
+function listFlagRaw(p: ReturnType<typeof parseFlags>, name: string): string[] {
+  const v = p.values[name];
+  return Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];
+}
 
 function say(text: string): void {
   process.stdout.write(`${text}\n`);
@@ -45,12 +63,14 @@ function say(text: string): void {
 export async function runDemo(argv: string[]): Promise<number> {
   const p = parseFlags(demoSpec, argv);
   if (p.help) return void say(helpText(demoSpec)), 0;
-  const count = intFlag(p, 'clusters', 3, 1, 5);
+  const specs = demoClusterSpecs(listFlagRaw(p, 'cluster'), intFlag(p, 'clusters', 3, 1, maxDemoClusters));
+  const count = specs.length;
   const dataDir = resolve(stringFlag(p, 'data-dir', '.hawser/demo')!);
   const listen = stringFlag(p, 'listen', '127.0.0.1:7100')!;
   const apiAddress = stringFlag(p, 'api-address', '127.0.0.1:7101')!;
   const contextName = stringFlag(p, 'context', 'demo')!;
   const logDir = join(dataDir, 'logs');
+  const clustersFile = join(dataDir, 'clusters.json');
   // A fresh start each run: the demo's clusters are new, so old identities would not match.
   await rm(dataDir, { recursive: true, force: true });
   await ensurePrivateDir(dataDir);
@@ -73,7 +93,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   process.once('SIGTERM', onSignal);
 
   try {
-    const names = Array.from({ length: count }, (_, i) => `edge-${i + 1}`);
+    const names = specs.map((s) => s.name);
     const nodes = DEFAULT_FAKE_NODES.map((n) => `${n.name} ${n.cpu} CPU ${n.memory}`).join(', ');
     say(`starting ${count} edge clusters: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok (nodes ${nodes}) each ...`);
     const started = await Promise.all(
@@ -135,7 +155,7 @@ export async function runDemo(argv: string[]): Promise<number> {
           `--parent-url=${listen}`,
           `--parent-ca-file=${join(hubDir, 'pki', 'ca-bundle.crt')}`,
           `--cluster-reg-name=${names[i]}`,
-          `--cluster-labels=site=${names[i]},tier=edge`,
+          `--cluster-labels=${Object.entries(specs[i]!.labels).map(([k, v]) => `${k}=${v}`).join(',')}`,
           `--cache-dir=${join(dataDir, 'agents', names[i]!)}`,
           `--kubeconfig=${c.kubeconfigPath}`,
           '--cluster-status-update-frequency=10s',
@@ -155,23 +175,31 @@ export async function runDemo(argv: string[]): Promise<number> {
         return list.items.length === count && list.items.every((c) => c.status.readyz === true) ? list.items : undefined;
       },
       { timeoutMs: 90_000, what: `${count} clusters registered and ready`, intervalMs: 500 },
-    ).then((items) => {
+    ).then(async (items) => {
       say('');
       say(clustersTable(items, Date.now()));
+      // Ids and dedicated namespaces are new each run: the examples ask for them to be filled in.
+      const records: DemoClusterRecord[] = started.map((c) => {
+        const m = items.find((item) => item.metadata.name === c.name)!;
+        return { name: c.name, id: m.spec.clusterId, labels: specs.find((s) => s.name === c.name)!.labels, dedicatedNamespace: m.metadata.namespace ?? '', kubeconfig: c.kubeconfigPath };
+      });
+      await writeFileAtomic(clustersFile, `${JSON.stringify(records, null, 2)}\n`, { mode: 0o600 });
     });
 
     const kubeconfigs = started.map((c) => `  ${c.name}: ${c.kubeconfigPath}`).join('\n');
     // The testbed's kubectl matches the clusters' version; the one on PATH may not be a real kubectl.
     const kubectlBin = requireTestbedBinary('kubectl');
+    const cli = relativeOrAbsolute(hawserBin);
     say(`
 hawser is running. In another terminal:
 
-  npx hawser get clusters            # the table above, live (context "${contextName}")
-  npx hawser get clusters -o yaml    # full ManagedCluster objects
+  ${cli} get clusters            # the table above, live (context "${contextName}")
+  ${cli} get clusters -o yaml    # full ManagedCluster objects
   curl -s ${apiUrl}/metrics | grep hawser_cluster
 
 Edge cluster kubeconfigs (${kubectlBin} --kubeconfig ...):
 ${kubeconfigs}
+Clusters (name, id, labels, dedicated namespace, kubeconfig): ${clustersFile}
 Logs: ${logDir}
 Hub CA: ${ready.caFile}   operator tokens: ${ready.operatorTokensFile}
 

@@ -10,8 +10,9 @@ const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
   agent: { run: async () => (await import('./serve.js')).runAgent, summary: 'run an agent in an edge cluster' },
   approve: { run: async () => (await import('./client-commands.js')).runApprove, summary: 'approve a cluster registration request' },
   deny: { run: async () => (await import('./client-commands.js')).runDeny, summary: 'deny a cluster registration request' },
-  delete: { run: async () => (await import('./client-commands.js')).runDelete, summary: 'delete a cluster (revoke it, free its name)' },
-  get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list clusters, registration requests or the PKI' },
+  apply: { run: async () => (await import('./client-commands.js')).runApply, summary: 'create or replace objects on the hub from files (Clusternet YAML as it is)' },
+  get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list subscriptions and their kin, clusters, registration requests or the PKI' },
+  delete: { run: async () => (await import('./client-commands.js')).runDelete, summary: 'delete objects (by file or KIND NAME) or a cluster (revoke it, free its name)' },
   rotate: { run: async () => (await import('./client-commands.js')).runRotate, summary: "rotate the hub's CA or serving certificate" },
   demo: {
     run: async () => (await import('./demo.js')).runDemo,

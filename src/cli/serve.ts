@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { parseLabelSelectorString, type SyncMode } from '../api/index.js';
+import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '../api/index.js';
 import { startAgent } from '../agent/index.js';
 import { defaultHubApiAddress, defaultHubListenAddress, parseBootstrapTokens, startHub } from '../hub/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
@@ -38,6 +38,7 @@ export const hubSpec: CommandSpec = {
     'max-pending-registrations': { type: 'string', help: 'undecided registration requests in total', default: '1000' },
     'pending-registration-ttl': { type: 'string', help: 'drop an undecided registration request after this long (its name comes free)', default: '24h' },
     'credential-ttl': { type: 'string', help: 'lifetime of a cluster credential; agents renew it in its last third', default: '2160h' },
+    'max-object-bytes': { type: 'string', help: 'largest object an apply may store, as JSON (etcd keeps 1.5 MiB)', default: '1572864' },
   },
 };
 
@@ -123,6 +124,7 @@ export async function runHub(argv: string[]): Promise<number> {
       maxPendingRegistrations: intFlag(p, 'max-pending-registrations', 1000, 1),
       pendingRegistrationTtlMs: durationFlag(p, 'pending-registration-ttl', 24 * 3_600_000),
       credentialTtlMs: durationFlag(p, 'credential-ttl', 90 * 24 * 3_600_000),
+      maxObjectBytes: intFlag(p, 'max-object-bytes', defaultMaxObjectBytes, 1024, 64 * 1024 * 1024),
       ...(certFile ? { tlsCertFile: certFile } : {}),
       ...(keyFile ? { tlsKeyFile: keyFile } : {}),
       ...(tokenFile ? { bootstrapTokenFile: tokenFile } : {}),

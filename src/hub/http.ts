@@ -1,16 +1,19 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { defaultQuoteChars, quoteBounded } from '../api/index.js';
+import { boundedText, defaultQuoteChars, quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { HubPki, PkiState } from './pki.js';
 import type { Registrar } from './registration.js';
+import { defaultMaxRequestBytes, resourceRoutes, StreamBody } from './resources-http.js';
+import type { ResourceService } from './resources.js';
 import type { HubStore } from './store.js';
 
 // The operators' HTTP API: read clusters and registration requests, approve
-// requests, scrape metrics. Every route says who may call it and whether the
+// requests, scrape metrics, and apply, read, delete and watch Subscriptions and
+// the objects they feed (resources-http.ts). Every route says who may call it and whether the
 // call is audited; a bearer token (auth.ts) names the operator. Plain HTTP on
 // loopback, TLS anywhere else (server.ts decides).
 
@@ -24,6 +27,18 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.Forbidden]: 403,
   [ErrorCode.RotationIncomplete]: 409,
   [ErrorCode.PkiUnmanaged]: 409,
+  [ErrorCode.InvalidYaml]: 400,
+  [ErrorCode.InvalidObject]: 422,
+  [ErrorCode.UnknownKind]: 422,
+  [ErrorCode.UnknownApiVersion]: 422,
+  [ErrorCode.TooManyFeeds]: 422,
+  [ErrorCode.ReadOnlyKind]: 422,
+  [ErrorCode.UnknownClusterNamespace]: 422,
+  [ErrorCode.ObjectTooLarge]: 413,
+  [ErrorCode.TooManyDocuments]: 413,
+  [ErrorCode.RequestTooLarge]: 413,
+  // The store's compare-and-swap refusal (src/hub/store): someone else wrote first.
+  [ErrorCode.StoreConflict]: 409,
 };
 
 /** Decodes one path segment; bad percent-encoding is the client's mistake (400), not ours. */
@@ -49,6 +64,10 @@ export interface HubApiDeps {
   pki?: HubPki;
   /** Per cluster, the trust bundle version the hub sent it (HubCore.trustBundleSent). */
   trustBundleSent?: () => ReadonlyMap<string, number>;
+  /** Subscriptions and kin, and the objects they feed: apply, get, list, delete, watch. */
+  resources?: ResourceService;
+  /** Largest apply or delete request body. */
+  maxRequestBytes?: number;
 }
 
 export type HubApiServer = Server | TlsServer;
@@ -59,6 +78,8 @@ export type RouteAccess = 'public' | OperatorRole;
 export interface RouteContext {
   /** The path's captured groups, percent-decoded. */
   params: string[];
+  /** The URL's query parameters. */
+  query: URLSearchParams;
   req: IncomingMessage;
   /** The caller; undefined only on public routes. */
   user: Operator | undefined;
@@ -147,6 +168,7 @@ function pkiRoutes(deps: HubApiDeps): Route[] {
 export function hubApiRoutes(deps: HubApiDeps): Route[] {
   return [
     ...pkiRoutes(deps),
+    ...(deps.resources ? resourceRoutes(deps.resources, deps.maxRequestBytes ?? defaultMaxRequestBytes) : []),
     { method: 'GET', path: /^\/healthz$/, access: 'public', handle: async () => [200, 'ok', 'text/plain'] },
     {
       method: 'GET',
@@ -226,7 +248,10 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
   };
 
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
-    const path = (req.url ?? '/').split('?')[0]!;
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const path = q < 0 ? url : url.slice(0, q);
+    const search = q < 0 ? '' : url.slice(q + 1);
     const matching = routes.filter((r) => r.path.test(path));
     const route = matching.find((r) => r.method === req.method);
     if (!route) {
@@ -257,7 +282,7 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
       const error = toHawserError(err);
       return send(res, statusForCode[error.code] ?? 400, error.toJSON());
     }
-    const ctx: RouteContext = { params, req, user, auditDetails: {} };
+    const ctx: RouteContext = { params, query: new URLSearchParams(search), req, user, auditDetails: {} };
     const audit = (outcome: 'ok' | 'failed', code?: string) => {
       if (!route.audit) return;
       deps.logger.info(
@@ -277,13 +302,25 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
     route.handle(ctx).then(
       ([status, body, type]) => {
         audit('ok');
-        send(res, status, body, type);
+        if (!(body instanceof StreamBody)) return send(res, status, body, type);
+        // A stream (watch) runs until the client goes away.
+        const closed = new AbortController();
+        res.once('close', () => closed.abort());
+        body.write(res, closed.signal).catch((err: unknown) => {
+          deps.logger.error({ err, path: quoteBounded(path) }, 'api stream failed');
+          res.destroy();
+        });
       },
       (err: unknown) => {
         const error = toHawserError(err);
         audit('failed', error.code);
         const status = statusForCode[error.code] ?? 500;
         if (status === 500) deps.logger.error({ err, path: quoteBounded(path) }, 'api request failed');
+        else if (status !== 404) {
+          // Bad input (an invalid object, an unknown kind, a body too large) is logged and counted, like a bad frame.
+          deps.metrics.rejected.inc({ code: error.code });
+          deps.logger.warn({ code: error.code, user: user?.name, method: req.method, path: quoteBounded(path), message: boundedText(error.message, 1024) }, 'api request refused');
+        }
         send(res, status, error.toJSON());
       },
     );

@@ -110,6 +110,7 @@ export class HubCore {
   private readonly sessions = new Map<string, Session>();
   private readonly leaseDurations = new Map<string, number>();
   private readonly channels = new Set<HubChannel>();
+  private readonly refused = new WeakSet<HubChannel>();
   private readonly serving = new Set<Promise<void>>();
   private readonly authFailures: FailureLimiter;
   private unwelcomed = 0;
@@ -242,6 +243,9 @@ export class HubCore {
    * goodbyeTimeoutMs to go out). Messages quote untrusted input bounded.
    */
   private async refuse(channel: HubChannel, error: HawserError, context: Record<string, unknown> = {}): Promise<void> {
+    // One refusal per stream: the read loop and a handler can both find fault with the same frames.
+    if (this.refused.has(channel)) return;
+    this.refused.add(channel);
     this.metrics.rejected.inc({ code: error.code });
     this.logger.warn({ code: error.code, peer: channel.peer, ...context }, error.message);
     let timer: TimerHandle | undefined;

@@ -3,6 +3,7 @@ import type { Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { defaultMaxObjectBytes } from '../api/index.js';
 import { writeFileAtomic } from '../cache/index.js';
 import {
   assertCertificatePem,
@@ -19,6 +20,8 @@ import {
 import { generateOperatorToken, OperatorAuthenticator, type OperatorTokenEntry, parseOperatorTokens, renderOperatorTokens } from './auth.js';
 import { dataDirError, type DataDirLock, lockDataDir, prepareDataDir, privateSubdir } from './datadir.js';
 import { createHubApi, type HubApiServer } from './http.js';
+import { defaultMaxRequestBytes } from './resources-http.js';
+import { clusterNamespacesOf, ResourceService, resourceStoreOf } from './resources.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
@@ -65,9 +68,13 @@ export interface HubOptions {
   pendingRegistrationTtlMs: number;
   /** Lifetime of a cluster credential; agents renew it in its last third. */
   credentialTtlMs: number;
+  /** Largest object an apply may store (as JSON), like etcd's request limit. */
+  maxObjectBytes: number;
 }
 
 export const defaultHubListenAddress = '0.0.0.0:7100';
+/** --max-object-bytes at most: objects this large belong in a volume, not in a manifest. */
+const maxMaxObjectBytes = 64 * 1024 * 1024;
 export const defaultHubApiAddress = '127.0.0.1:7101';
 
 export function defaultHubOptions(): HubOptions {
@@ -89,6 +96,7 @@ export function defaultHubOptions(): HubOptions {
     maxPendingRegistrations: defaultHubCoreOptions.maxPendingTotal,
     pendingRegistrationTtlMs: defaultHubCoreOptions.pendingRegistrationTtlMs,
     credentialTtlMs: defaultHubCoreOptions.credentialTtlMs,
+    maxObjectBytes: defaultMaxObjectBytes,
   };
 }
 
@@ -116,6 +124,9 @@ export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
   // An agent renews in the credential's last third, reconnecting to do so: an hour is the least that is not a churn.
   if (o.credentialTtlMs < 3_600_000) {
     throw new HawserError(ErrorCode.InvalidOption, `credential TTL must be at least 1h, got ${o.credentialTtlMs}ms`);
+  }
+  if (!Number.isInteger(o.maxObjectBytes) || o.maxObjectBytes < 1024 || o.maxObjectBytes > maxMaxObjectBytes) {
+    throw new HawserError(ErrorCode.InvalidOption, `max object bytes must be a whole number from 1024 to ${maxMaxObjectBytes}, got ${o.maxObjectBytes}`);
   }
   if (o.pendingRegistrationTtlMs < 60_000) {
     throw new HawserError(ErrorCode.InvalidOption, `pending registration TTL must be at least 1m, got ${o.pendingRegistrationTtlMs}ms`);
@@ -331,6 +342,13 @@ async function serve(
       ...(apiTls ? { tls: { certPem: serving.certPem, keyPem: serving.keyPem } } : {}),
       pki: tls.pki,
       trustBundleSent: () => core.trustBundleSent,
+      resources: new ResourceService({
+        store: resourceStoreOf(store),
+        clusterNamespaces: () => clusterNamespacesOf(store),
+        maxObjectBytes: o.maxObjectBytes,
+      }),
+      // A request holds a few objects at the largest, or a directory of ordinary ones.
+      maxRequestBytes: Math.max(defaultMaxRequestBytes, 4 * o.maxObjectBytes),
     });
     tls.pki.onChange({
       // New handshakes get the new certificate; live connections keep their TLS session.

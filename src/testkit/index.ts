@@ -29,7 +29,9 @@ export { mountSmallDisk, type SmallDisk } from './disk.js';
 export { httpsRequest, type HttpsRequestOptions, type HttpsResponse } from './http.js';
 export { startKubeCluster, kubeconfigYaml, type KubeCluster, type StartKubeClusterOptions } from './kube.js';
 export { DEFAULT_FAKE_NODES, FAKE_NODE_ANNOTATION, type FakeNodeSpec, type WorkloadComponents } from './workloads.js';
+export { criLogLine, kwokKubeletConfigYaml, makeKubeletTls, validateKubeletOptions, type KubeletOptions, type KubeletTls } from './kwok-kubelet.js';
 export { kubectl, type KubectlOptions, type KubectlResult } from './kubectl.js';
+export { startKubectl, type StartKubectlOptions } from './kubectl-process.js';
 export {
   startToxiproxy,
   ToxiproxyApiError,

@@ -7,6 +7,14 @@ import { TestkitError, TestkitErrorCode, errorMessage } from './errors.js';
 import { httpsRequest } from './http.js';
 import { freePort } from './ports.js';
 import { ManagedProcess } from './process.js';
+import {
+  apiserverKubeletArgs,
+  kwokKubeletArgs,
+  kwokKubeletConfigYaml,
+  makeKubeletTls,
+  validateKubeletOptions,
+  type KubeletOptions,
+} from './kwok-kubelet.js';
 import { requireTestbedBinary } from './testbed.js';
 import { defaultTracker, type Tracker } from './tracker.js';
 import {
@@ -36,6 +44,12 @@ export interface StartKubeClusterOptions {
   workloads?: boolean;
   /** The fake nodes (only with workloads). Default DEFAULT_FAKE_NODES. */
   nodes?: readonly FakeNodeSpec[];
+  /**
+   * Only with workloads: kwok also serves the fake nodes' kubelet endpoint
+   * (HTTPS on 127.0.0.1, verified by kube-apiserver), so `kubectl logs`, `exec`,
+   * `attach` and `port-forward` work; see KubeletOptions. Default: no endpoint.
+   */
+  kubelet?: KubeletOptions;
   /** Appended to the kube-apiserver command line (later flags win). */
   extraApiserverArgs?: readonly string[];
   tracker?: Tracker;
@@ -90,7 +104,11 @@ export async function startKubeCluster(options: StartKubeClusterOptions): Promis
   if (options.nodes !== undefined && !options.workloads) {
     throw new TestkitError(TestkitErrorCode.InvalidArgument, `startKubeCluster: nodes need workloads: true (cluster "${options.name}")`);
   }
+  if (options.kubelet !== undefined && !options.workloads) {
+    throw new TestkitError(TestkitErrorCode.InvalidArgument, `startKubeCluster: kubelet needs workloads: true (cluster "${options.name}")`);
+  }
   if (options.workloads) validateFakeNodes(options.nodes ?? DEFAULT_FAKE_NODES);
+  if (options.kubelet !== undefined) validateKubeletOptions(options.kubelet);
   const etcdBin = requireTestbedBinary('etcd');
   const apiserverBin = requireTestbedBinary('kube-apiserver');
   for (let attempt = 1; ; attempt++) {
@@ -138,6 +156,8 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
   const saPub = join(workDir, 'sa.pub');
   const saKey = join(workDir, 'sa.key');
   await Promise.all([writeFile(saPub, sa.publicKey), writeFile(saKey, sa.privateKey, { mode: 0o600 })]);
+
+  const kubeletTls = options.kubelet ? await makeKubeletTls(join(certDir, 'kubelet')) : undefined;
 
   let etcd: ManagedProcess | undefined;
   let readyzDetail = '';
@@ -205,6 +225,7 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
         '--endpoint-reconciler-type=none',
         '--allow-privileged=true',
         '--profiling=false',
+        ...(kubeletTls ? apiserverKubeletArgs(kubeletTls) : []),
         ...(options.extraApiserverArgs ?? []),
       ],
       logDir,
@@ -255,6 +276,13 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
     const kubeconfigPath = join(workDir, 'kubeconfig');
     await writeFile(kubeconfigPath, kubeconfigYaml({ name, url, caPem, token }), { mode: 0o600 });
 
+    let kubelet: { kwokArgs: string[]; port: number; caPem: string } | undefined;
+    if (options.kubelet && kubeletTls) {
+      const port = await freePort({ owner: `kwok kubelet endpoint (${name})`, tracker });
+      const configFile = join(workDir, 'kwok-kubelet.yaml');
+      await writeFile(configFile, kwokKubeletConfigYaml(options.kubelet), { mode: 0o600 });
+      kubelet = { kwokArgs: kwokKubeletArgs({ port, tls: kubeletTls, configFile }), port, caPem: await readFile(kubeletTls.caFile, 'utf8') };
+    }
     const workloads = workloadTokens
       ? await startWorkloads(
           {
@@ -269,6 +297,7 @@ async function startOnce(options: StartKubeClusterOptions, etcdBin: string, apis
             tracker,
             remaining,
             kubeconfig: (user, userToken) => kubeconfigYaml({ name, url, caPem, token: userToken, user }),
+            ...(kubelet ? { kubelet } : {}),
           },
           components,
         )

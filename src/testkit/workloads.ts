@@ -115,6 +115,8 @@ export interface StartWorkloadsOptions {
   remaining: () => number;
   /** Writes a kubeconfig for one identity. */
   kubeconfig: (user: string, token: string) => string;
+  /** kwok also serves the kubelet endpoint (see kwok-kubelet.ts): its flags, port and serving CA. */
+  kubelet?: { kwokArgs: readonly string[]; port: number; caPem: string };
 }
 
 /**
@@ -191,9 +193,11 @@ export async function startWorkloads(options: StartWorkloadsOptions, started: Ma
       '--manage-all-nodes=false',
       `--manage-nodes-with-annotation-selector=${FAKE_NODE_ANNOTATION}=${FAKE_NODE_VALUE}`,
       '--node-lease-duration-seconds=40',
+      ...(options.kubelet?.kwokArgs ?? []),
     ],
     env: { HOME: kwokHome },
     logDir,
+    ports: options.kubelet ? [options.kubelet.port] : [],
     stopGraceMs: 10_000,
     tracker,
   });
@@ -213,9 +217,19 @@ export async function startWorkloads(options: StartWorkloadsOptions, started: Ma
       },
       { timeoutMs: remaining(), what: `nodes ${options.nodes.map((n) => n.name).join(', ')} Ready`, intervalMs: 250 },
     ),
+    ...(options.kubelet ? [waitKubeletEndpoint(kwok, options.kubelet, remaining())] : []),
   ]);
 
   return { controllerManager, scheduler, kwok, nodes: options.nodes };
+}
+
+function waitKubeletEndpoint(kwok: ManagedProcess, kubelet: { port: number; caPem: string }, timeoutMs: number): Promise<void> {
+  const url = `https://127.0.0.1:${kubelet.port}/healthz`;
+  return kwok.waitFor(async (signal) => (await httpsRequest(url, { ca: kubelet.caPem, signal, timeoutMs: 5_000 })).status === 200, {
+    timeoutMs,
+    what: `kwok kubelet endpoint ${url}`,
+    intervalMs: 250,
+  });
 }
 
 function nodeReady(res: { status: number; body: string }): boolean {

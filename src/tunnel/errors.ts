@@ -54,6 +54,27 @@ export const ErrorCode = {
   MalformedPath: 'HAWSER_MALFORMED_PATH',
   /** An HTTP method the endpoint does not serve. */
   MethodNotAllowed: 'HAWSER_METHOD_NOT_ALLOWED',
+  // Resources applied to the hub (src/api validate.ts, documents.ts; src/hub resources.ts).
+  /** An object that fails its kind's schema; the message names the field and the value. */
+  InvalidObject: 'HAWSER_INVALID_OBJECT',
+  /** A kind that its known group/version does not have ("apps/v1 has no kind Service"). */
+  UnknownKind: 'HAWSER_UNKNOWN_KIND',
+  /** A version that a known group (Kubernetes v1.33, Clusternet) does not serve. */
+  UnknownApiVersion: 'HAWSER_UNKNOWN_API_VERSION',
+  /** A Subscription (or Base) naming more feeds than the hub's bound. */
+  TooManyFeeds: 'HAWSER_TOO_MANY_FEEDS',
+  /** An object larger than the hub's object limit (--max-object-bytes). */
+  ObjectTooLarge: 'HAWSER_OBJECT_TOO_LARGE',
+  /** A kind the hub writes itself (Base, Manifest, ManagedCluster, …): not applied. */
+  ReadOnlyKind: 'HAWSER_READ_ONLY_KIND',
+  /** Text that is not YAML or JSON; nothing of it is applied. */
+  InvalidYaml: 'HAWSER_INVALID_YAML',
+  /** More documents in one apply than the hub takes at once. */
+  TooManyDocuments: 'HAWSER_TOO_MANY_DOCUMENTS',
+  /** A Localization in a namespace that is no registered cluster's dedicated namespace. */
+  UnknownClusterNamespace: 'HAWSER_UNKNOWN_CLUSTER_NAMESPACE',
+  /** An apply request body over the hub's bound. */
+  RequestTooLarge: 'HAWSER_REQUEST_TOO_LARGE',
   // Operators' HTTP API and the hub's start-up.
   Unauthenticated: 'HAWSER_UNAUTHENTICATED',
   Forbidden: 'HAWSER_FORBIDDEN',
@@ -72,6 +93,15 @@ export const ErrorCode = {
   RotationIncomplete: 'HAWSER_ROTATION_INCOMPLETE',
   /** The hub serves an operator-supplied certificate (--tls-cert-file): the operator rotates it. */
   PkiUnmanaged: 'HAWSER_PKI_UNMANAGED',
+  // Request streams on an agent's connection.
+  /** A stream names no live session of its own connection (a token from elsewhere, or a session that ended). */
+  StreamUnbound: 'HAWSER_STREAM_UNBOUND',
+  /** The session does not take this stream: not yet authenticated, not requested, a bad kind or id. */
+  StreamRefused: 'HAWSER_STREAM_REFUSED',
+  /** The stream's session (its control stream) ended, and with it the stream. */
+  SessionEnded: 'HAWSER_SESSION_ENDED',
+  /** A deadline (an AbortSignal.timeout) passed. */
+  DeadlineExceeded: 'HAWSER_DEADLINE_EXCEEDED',
   // Sessions.
   /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */
   ProtocolIncompatible: 'HAWSER_PROTOCOL_INCOMPATIBLE',

@@ -1,23 +1,50 @@
 import * as grpc from '@grpc/grpc-js';
+import { randomBytes } from 'node:crypto';
+import { constants as http2Constants } from 'node:http2';
 import { rootCertificates } from 'node:tls';
 import { TunnelServiceService, type ConnectRequest, type ConnectResponse } from '../gen/hawser/v1/tunnel.js';
+import { decodeStreamChunk, encodeStreamChunk, type DecodedChunk } from './chunk.js';
 import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
 import { ErrorCode, HawserError, isErrorCode } from './errors.js';
 import { FrameQueue } from './queue.js';
+import {
+  AgentStreamRegistry,
+  HubStreamRegistry,
+  RoomWaiters,
+  StreamCore,
+  abortError,
+  maxStreamChunkBytes,
+  sessionEnded,
+  streamReadBufferBytes,
+  streamWriteBufferBytes,
+} from './streams.js';
 import type {
   AgentChannel,
-  ClientTransport,
+  AgentConnection,
+  AgentConnectionTestHooks,
+  ByteStream,
+  ConnectionClientTransport,
+  ConnectionServerTransport,
   FrameChannel,
   HubChannel,
-  ServerTransport,
+  HubConnection,
+  ServerTransportEvents,
+  StreamAcceptor,
   TunnelListener,
 } from './transport.js';
 
 // The one place that knows gRPC: statuses translate to HawserError codes here.
 
 const connectPath = TunnelServiceService.connect.path;
+const streamPath = TunnelServiceService.stream.path;
 const errorCodeKey = 'hawser-error-code';
 const retryAfterKey = 'hawser-retry-after-ms';
+/** Response header of a Connect stream: the token its request streams name. */
+const sessionKey = 'hawser-session';
+const streamKindKey = 'hawser-stream-kind';
+const streamIdKey = 'hawser-stream-id';
+/** Response header of a Stream the hub took. */
+const streamAcceptedKey = 'hawser-stream';
 
 const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
   [ErrorCode.BadBootstrapToken]: grpc.status.UNAUTHENTICATED,
@@ -41,6 +68,10 @@ const statusFor: Partial<Record<ErrorCode, grpc.status>> = {
   [ErrorCode.StatusTooLarge]: grpc.status.RESOURCE_EXHAUSTED,
   [ErrorCode.HubBusy]: grpc.status.UNAVAILABLE,
   [ErrorCode.StorageFull]: grpc.status.UNAVAILABLE,
+  [ErrorCode.StreamUnbound]: grpc.status.PERMISSION_DENIED,
+  [ErrorCode.StreamRefused]: grpc.status.FAILED_PRECONDITION,
+  [ErrorCode.SessionEnded]: grpc.status.UNAVAILABLE,
+  [ErrorCode.DeadlineExceeded]: grpc.status.DEADLINE_EXCEEDED,
 };
 
 // What Node's TLS stack says when the hub's certificate chain does not lead to the CA we trust.
@@ -213,6 +244,244 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
   }
 }
 
+/** A stream message: one chunk and its few bytes of framing. */
+const maxStreamMessageBytes = maxStreamChunkBytes + 16;
+
+type StreamCall = grpc.ServerDuplexStream<DecodedChunk, Buffer> | grpc.ClientDuplexStream<Buffer, DecodedChunk>;
+
+/**
+ * Either end of a Stream call as a ByteStream. Writes wait once more than
+ * streamWriteBufferBytes are handed to grpc-js but not yet taken by HTTP/2
+ * (whose flow control stalls them while the peer does not read); reads stop
+ * taking from grpc-js above streamReadBufferBytes.
+ */
+class GrpcStream extends StreamCore {
+  private unsent = 0;
+  private readonly room = new RoomWaiters();
+  private abortingSelf = false;
+
+  constructor(
+    kind: string,
+    id: string,
+    signal: AbortSignal | undefined,
+    private readonly call: StreamCall,
+    private readonly server: { reset(): boolean } | undefined,
+    readonly peer: string,
+  ) {
+    super(kind, id, signal, streamReadBufferBytes);
+    call.on('data', (message: DecodedChunk) => {
+      if (!message.ok) return this.abort(message.error);
+      if (message.data.byteLength > maxStreamChunkBytes) {
+        return this.abort(
+          new HawserError(ErrorCode.OversizedFrame, `stream ${this.describe()} chunk of ${message.data.byteLength} bytes exceeds the limit of ${maxStreamChunkBytes} bytes`),
+        );
+      }
+      if (message.data.byteLength > 0) this.received(message.data);
+      if (message.end) this.receivedEnd();
+    });
+    call.on('error', (err: grpc.ServiceError) => {
+      if (!this.abortingSelf) this.fail(hawserErrorFromStatus(err));
+    });
+    if (server) {
+      // Our agent half-closes only after its end marker; a bare end is grpc-js ending the
+      // readable side of a call the agent reset (its 'cancelled' may come later).
+      call.on('end', () => {
+        if (!this.hasEnded.peer) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
+      });
+      (call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).on('cancelled', () =>
+        this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`)),
+      );
+    } else {
+      call.on('status', (status: grpc.StatusObject) => {
+        if (status.code !== grpc.status.OK) return this.fail(hawserErrorFromStatus(status));
+        this.receivedEnd();
+        this.finish(undefined);
+      });
+    }
+  }
+
+  start(signal: AbortSignal | undefined): void {
+    this.checkSignal(signal);
+  }
+
+  private send(message: Buffer): Promise<void> {
+    const size = message.byteLength;
+    this.unsent += size;
+    try {
+      this.call.write(message, () => {
+        this.unsent -= size;
+        if (this.unsent <= streamWriteBufferBytes) this.room.release();
+      });
+    } catch (err) {
+      const error = new HawserError(ErrorCode.Unavailable, `write to stream ${this.describe()} failed: ${(err as Error).message}`);
+      this.fail(error);
+      return Promise.reject(error);
+    }
+    return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
+  }
+
+  protected transmit(chunk: Uint8Array): Promise<void> {
+    return this.send(encodeStreamChunk(chunk, false));
+  }
+
+  protected transmitEnd(): void {
+    this.send(encodeStreamChunk(undefined, true)).catch(() => undefined);
+    if (!this.server) (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).end();
+  }
+
+  protected override bothEnded(): void {
+    if (this.server) {
+      (this.call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).end();
+      this.finish(undefined);
+    }
+    // The agent's end is over when the hub's status arrives.
+  }
+
+  protected transmitAbort(reason: HawserError): void {
+    this.abortingSelf = true;
+    if (!this.server) {
+      (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).cancel();
+      return;
+    }
+    // A status goes out after the data before it; while the agent does not read, that is never.
+    // Then only a reset ends the stream now (it carries no reason: the agent sees a cancel).
+    if (this.unsent > 0 && this.server.reset()) return;
+    this.call.emit('error', statusFromHawserError(reason));
+  }
+
+  protected pauseInbound(): void {
+    this.call.pause();
+  }
+
+  protected resumeInbound(): void {
+    this.call.resume();
+  }
+
+  protected override onFinish(error: HawserError | undefined): void {
+    this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
+  }
+}
+
+/** The hub's side of one Connect stream and the Stream calls bound to it. */
+class GrpcHubConnection implements HubConnection {
+  readonly registry = new HubStreamRegistry();
+  readonly closed: Promise<HawserError | undefined>;
+
+  constructor(
+    readonly control: GrpcChannel<ConnectRequest, ConnectResponse>,
+    /** The HTTP/2 connection it arrived on; a stream must arrive on the same one. */
+    readonly connectionKey: string | undefined,
+    readonly token: string,
+  ) {
+    this.closed = control.closed;
+    void control.closed.then((e) => this.registry.end(e));
+  }
+
+  get peer(): string {
+    return this.control.peer;
+  }
+
+  get openStreams(): number {
+    return this.registry.openStreams;
+  }
+
+  acceptStreams(acceptor: StreamAcceptor): void {
+    this.registry.accept(acceptor);
+  }
+
+  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream> {
+    return this.registry.open(kind, signal);
+  }
+
+  close(error?: HawserError): void {
+    this.registry.end(error);
+    this.control.close(error);
+  }
+}
+
+/** The agent's side: its Connect stream and the Stream calls it opens on the same grpc-js client (one HTTP/2 connection). */
+class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
+  private readonly registry = new AgentStreamRegistry();
+  private readonly token: Promise<string>;
+  readonly closed: Promise<HawserError | undefined>;
+
+  constructor(
+    private readonly client: grpc.Client,
+    call: grpc.ClientDuplexStream<Buffer, Inbound<ConnectResponse>>,
+    readonly control: GrpcChannel<ConnectResponse, ConnectRequest>,
+    private readonly target: string,
+  ) {
+    this.closed = control.closed;
+    this.token = new Promise((resolve, reject) => {
+      call.once('metadata', (metadata: grpc.Metadata) => {
+        const token = metadata.get(sessionKey)[0];
+        if (typeof token === 'string' && token !== '') resolve(token);
+        else reject(new HawserError(ErrorCode.StreamUnbound, `the hub at ${target} named no session: it serves no request streams`));
+      });
+      void control.closed.then((e) => reject(sessionEnded(e)));
+    });
+    this.token.catch(() => undefined);
+    void control.closed.then((e) => this.registry.end(e));
+  }
+
+  get openStreams(): number {
+    return this.registry.openStreams;
+  }
+
+  async openStream(kind: string, signal?: AbortSignal, options: { requestId?: string } = {}): Promise<ByteStream> {
+    const id = this.registry.check(kind, options.requestId, signal);
+    return this.openAs(await this.sessionToken(signal), kind, id, signal);
+  }
+
+  /** The session token, once the hub's response headers brought it. */
+  sessionToken(signal?: AbortSignal): Promise<string> {
+    if (!signal) return this.token;
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(abortError(signal, 'waiting for the session'));
+      if (signal.aborted) return onAbort();
+      signal.addEventListener('abort', onAbort, { once: true });
+      this.token.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort));
+    });
+  }
+
+  async openStreamNaming(sessionToken: string, kind: string, signal?: AbortSignal): Promise<ByteStream> {
+    return this.openAs(sessionToken, kind, this.registry.check(kind, undefined, signal), signal);
+  }
+
+  private openAs(token: string, kind: string, id: string, signal: AbortSignal | undefined): Promise<ByteStream> {
+    const ended = this.registry.endedWith;
+    if (ended) return Promise.reject(sessionEnded(ended));
+    const metadata = new grpc.Metadata();
+    metadata.set(sessionKey, token);
+    metadata.set(streamKindKey, kind);
+    metadata.set(streamIdKey, id);
+    let call: grpc.ClientDuplexStream<Buffer, DecodedChunk>;
+    try {
+      call = this.client.makeBidiStreamRequest<Buffer, DecodedChunk>(streamPath, passThrough, decodeStreamChunk, metadata, {
+        waitForReady: false,
+      } as grpc.CallOptions);
+    } catch (err) {
+      return Promise.reject(new HawserError(ErrorCode.SessionEnded, `cannot open stream ${kind}/${id}: ${(err as Error).message}`));
+    }
+    const stream = new GrpcStream(kind, id, signal, call, undefined, this.target);
+    const taken = new Promise<ByteStream>((resolve, reject) => {
+      call.on('metadata', (m: grpc.Metadata) => {
+        if (m.get(streamAcceptedKey)[0] === 'accepted') resolve(stream);
+      });
+      void stream.closed.then((e) => reject(e ?? new HawserError(ErrorCode.StreamRefused, `the hub ended stream ${kind}/${id} without taking it`)));
+    });
+    this.registry.track(stream);
+    stream.start(signal);
+    return taken;
+  }
+
+  close(error?: HawserError): void {
+    // Streams first, then the control stream: the hub sees each stream reset before the session ends.
+    this.registry.end(error);
+    this.control.close(error);
+  }
+}
+
 export interface GrpcServerOptions {
   /** host:port; port 0 picks a free one. */
   address: string;
@@ -248,13 +517,24 @@ class BoundedHandshakeCredentials extends grpc.ServerCredentials {
   }
 }
 
-/** Per call: where a frame refused by grpc-js's own size limit should go. */
+/** Per call: where a frame refused by grpc-js's own size limit should go, and what the transport knows of the call. */
 interface OversizeHook {
   deliver?: (error: HawserError) => void;
   fired: boolean;
+  /** Its HTTP/2 connection (local and remote address and port), when the socket is still there. */
+  connection: string | undefined;
+  /** Resets the HTTP/2 stream now (false when grpc-js no longer exposes it). */
+  reset(): boolean;
 }
 
-export class GrpcServerTransport implements ServerTransport {
+/** Identifies a live TCP connection: no two share local and remote address and port. */
+function connectionKeyOf(info: ReturnType<grpc.ServerInterceptingCallInterface['getConnectionInfo']>): string | undefined {
+  const { localAddress, localPort, remoteAddress, remotePort } = info;
+  if (!localAddress || !localPort || !remoteAddress || !remotePort) return undefined;
+  return `${localAddress}:${localPort}|${remoteAddress}:${remotePort}`;
+}
+
+export class GrpcServerTransport implements ConnectionServerTransport {
   private credentials: BoundedHandshakeCredentials | undefined;
 
   constructor(private readonly options: GrpcServerOptions) {}
@@ -271,16 +551,39 @@ export class GrpcServerTransport implements ServerTransport {
     this.credentials.replaceCertificate(tls);
   }
 
-  async listen(onChannel: (channel: HubChannel) => void): Promise<TunnelListener> {
+  listen(onChannel: (channel: HubChannel) => void): Promise<TunnelListener> {
+    return this.listenConnections((connection) => onChannel(connection.control));
+  }
+
+  async listenConnections(onConnection: (connection: HubConnection) => void, events: ServerTransportEvents = {}): Promise<TunnelListener> {
     const maxFrameBytes = this.options.maxFrameBytes ?? defaultMaxFrameBytes;
     const hooks = new WeakMap<object, OversizeHook>();
-    const oversized = (details: string) =>
-      new HawserError(ErrorCode.OversizedFrame, `agent frame exceeds the limit of ${maxFrameBytes} bytes (${details})`);
+    const oversized = (what: string, limit: number, details: string) =>
+      new HawserError(ErrorCode.OversizedFrame, `${what} exceeds the limit of ${limit} bytes (${details})`);
     // grpc-js refuses a frame over its own receive limit with a bare RESOURCE_EXHAUSTED and
     // tells the handler nothing. Catch that status on the way out and hand the hub the refusal
     // instead, so every oversized frame gets our code, a Goodbye, a log line and a count.
-    const oversizeInterceptor: grpc.ServerInterceptor = (_method, call) => {
-      const hook: OversizeHook = { fired: false };
+    const oversizeInterceptor: grpc.ServerInterceptor = (method, call) => {
+      // The base call keeps its HTTP/2 stream as `stream` and its message decoder as
+      // `decoder` (grpc-js 1.14): a reset needs the one, a tighter size limit the other.
+      const internals = call as unknown as { stream?: { close?(code: number): void }; decoder?: { maxReadMessageLength?: number } };
+      const http2Stream = internals.stream;
+      const isStream = method.path === streamPath;
+      // A stream message holds one chunk: refused from its length prefix when larger, so a
+      // reader that paused never has grpc-js buffer big messages on its behalf.
+      if (isStream && typeof internals.decoder?.maxReadMessageLength === 'number') {
+        internals.decoder.maxReadMessageLength = maxStreamMessageBytes;
+      }
+      const [what, limit] = isStream ? ['agent stream message', maxStreamMessageBytes] : ['agent frame', maxFrameBytes];
+      const hook: OversizeHook = {
+        fired: false,
+        connection: connectionKeyOf(call.getConnectionInfo()),
+        reset: () => {
+          if (typeof http2Stream?.close !== 'function') return false;
+          http2Stream.close(http2Constants.NGHTTP2_CANCEL);
+          return true;
+        },
+      };
       const wrapper = new grpc.ServerInterceptingCall(call);
       hooks.set(wrapper, hook);
       // The base call sends the size refusal on itself: patch this call's own method.
@@ -290,7 +593,7 @@ export class GrpcServerTransport implements ServerTransport {
         if (status.code === grpc.status.RESOURCE_EXHAUSTED && !ours) {
           if (hook.fired) return; // later data frames of the same message: already being refused
           hook.fired = true;
-          const error = oversized(status.details);
+          const error = oversized(what, limit, status.details);
           if (hook.deliver) return hook.deliver(error);
           return sendStatus(statusFromHawserError(error));
         }
@@ -313,6 +616,8 @@ export class GrpcServerTransport implements ServerTransport {
     const inCodec = agentFrameCodec(maxFrameBytes);
     const outCodec = hubFrameCodec();
     const open = new Set<GrpcChannel<ConnectRequest, ConnectResponse>>();
+    /** Live sessions by token. */
+    const sessions = new Map<string, GrpcHubConnection>();
     const definition: grpc.ServiceDefinition = {
       connect: {
         path: connectPath,
@@ -326,6 +631,18 @@ export class GrpcServerTransport implements ServerTransport {
         responseDeserialize: (b: Buffer) => outCodec.decode(b),
         originalName: 'connect',
       } as unknown as grpc.MethodDefinition<unknown, unknown>,
+      stream: {
+        path: streamPath,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: () => {
+          throw new Error('the hub never serializes agent chunks');
+        },
+        requestDeserialize: decodeStreamChunk,
+        responseSerialize: passThrough,
+        responseDeserialize: decodeStreamChunk,
+        originalName: 'stream',
+      } as unknown as grpc.MethodDefinition<unknown, unknown>,
     };
     server.addService(definition, {
       connect: (call: grpc.ServerDuplexStream<Inbound<ConnectRequest>, Buffer>) => {
@@ -335,7 +652,43 @@ export class GrpcServerTransport implements ServerTransport {
         if (hook) hook.deliver = (error) => channel.injectInbound({ ok: false, error, bytes: 0 });
         open.add(channel);
         void channel.closed.then(() => open.delete(channel));
-        onChannel(channel);
+        // The session's token goes out in the response headers at once; it is worth
+        // nothing off this HTTP/2 connection, nor before the session accepts streams.
+        const token = randomBytes(16).toString('base64url');
+        const connection = new GrpcHubConnection(channel, hook?.connection, token);
+        sessions.set(token, connection);
+        void channel.closed.then(() => sessions.delete(token));
+        const headers = new grpc.Metadata();
+        headers.set(sessionKey, token);
+        call.sendMetadata(headers);
+        onConnection(connection);
+      },
+      stream: (call: grpc.ServerDuplexStream<DecodedChunk, Buffer>) => {
+        const hook = hooks.get((call as unknown as { call: object }).call);
+        const header = (key: string): string => {
+          const value = call.metadata.get(key)[0];
+          return typeof value === 'string' ? value : '';
+        };
+        const kind = header(streamKindKey);
+        const id = header(streamIdKey);
+        const refuse = (error: HawserError) => {
+          events.streamRefused?.(error, call.getPeer());
+          call.emit('error', statusFromHawserError(error));
+        };
+        const session = sessions.get(header(sessionKey));
+        // Bound to a session only on the HTTP/2 connection that session arrived on: a token
+        // copied to another connection (another agent, a replay) is worth nothing.
+        if (!session || !hook?.connection || session.connectionKey !== hook.connection) {
+          return refuse(new HawserError(ErrorCode.StreamUnbound, 'the stream names no live session of its connection'));
+        }
+        const admission = session.registry.admit(kind, id);
+        if (!admission.ok) return refuse(admission.error);
+        const accepted = new grpc.Metadata();
+        accepted.set(streamAcceptedKey, 'accepted');
+        call.sendMetadata(accepted);
+        const stream = new GrpcStream(kind, id, admission.signal, call, { reset: () => hook.reset() }, call.getPeer());
+        admission.deliver(stream);
+        stream.start(admission.signal);
       },
     });
     const secure =
@@ -380,7 +733,7 @@ export interface GrpcClientOptions {
   keepaliveTimeoutMs?: number;
 }
 
-export class GrpcClientTransport implements ClientTransport {
+export class GrpcClientTransport implements ConnectionClientTransport {
   private client: grpc.Client | undefined;
   private credentials: grpc.ChannelCredentials;
   private readonly channelOptions: grpc.ChannelOptions;
@@ -403,6 +756,9 @@ export class GrpcClientTransport implements ClientTransport {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1_000,
       'grpc.enable_retries': 0,
+      // Each transport dials its own HTTP/2 connection, never one shared through grpc-js's
+      // global pool with another transport to the same hub (another agent in this process).
+      'grpc.use_local_subchannel_pool': 1,
     };
     if (options.tls !== 'insecure' && options.tls.serverNameOverride) {
       channelOptions['grpc.ssl_target_name_override'] = options.tls.serverNameOverride;
@@ -433,7 +789,12 @@ export class GrpcClientTransport implements ClientTransport {
   }
 
   open(): AgentChannel {
-    const call = this.freshClient().makeBidiStreamRequest<Buffer, Inbound<ConnectResponse>>(
+    return this.connect().control;
+  }
+
+  connect(): AgentConnection & AgentConnectionTestHooks {
+    const client = this.freshClient();
+    const call = client.makeBidiStreamRequest<Buffer, Inbound<ConnectResponse>>(
       connectPath,
       passThrough,
       (b) => this.inCodec.decode(b),
@@ -441,7 +802,8 @@ export class GrpcClientTransport implements ClientTransport {
       // Fail fast when the hub cannot be reached instead of queueing the call.
       { waitForReady: false } as grpc.CallOptions,
     );
-    return new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.outCodec, this.options.target, false);
+    const control = new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.outCodec, this.options.target, false);
+    return new GrpcAgentConnection(client, call, control, this.options.target);
   }
 
   /**
@@ -452,6 +814,17 @@ export class GrpcClientTransport implements ClientTransport {
   openRaw(options: { sameConnection?: boolean } = {}): grpc.ClientDuplexStream<Buffer, Buffer> {
     const client = options.sameConnection && this.client ? this.client : this.freshClient();
     return client.makeBidiStreamRequest<Buffer, Buffer>(connectPath, passThrough, passThrough, new grpc.Metadata());
+  }
+
+  /**
+   * Raw access for tests: a Stream call on the current HTTP/2 connection
+   * with the given request headers (an attacker's choice of session, kind, id).
+   */
+  openRawStream(headers: Record<string, string>): grpc.ClientDuplexStream<Buffer, Buffer> {
+    if (!this.client) throw new HawserError(ErrorCode.Unavailable, 'no connection: connect() first');
+    const metadata = new grpc.Metadata();
+    for (const [key, value] of Object.entries(headers)) metadata.set(key, value);
+    return this.client.makeBidiStreamRequest<Buffer, Buffer>(streamPath, passThrough, passThrough, metadata);
   }
 
   close(): void {

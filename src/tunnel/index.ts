@@ -11,13 +11,23 @@ export {
 export { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
 export type {
   AgentChannel,
+  AgentConnection,
+  AgentConnectionTestHooks,
+  ByteStream,
   ClientTransport,
+  ConnectionClientTransport,
+  ConnectionServerTransport,
   FrameChannel,
   HubChannel,
+  HubConnection,
   ServerTransport,
+  ServerTransportEvents,
+  StreamAcceptor,
+  StreamRequest,
   TunnelListener,
 } from './transport.js';
-export { MemoryTransport, memoryChannelPair } from './memory.js';
+export { maxStreamChunkBytes, streamReadBufferBytes, streamWriteBufferBytes } from './streams.js';
+export { MemoryTransport, type MemoryTransportOptions, memoryChannelPair } from './memory.js';
 export {
   GrpcClientTransport,
   type GrpcClientOptions,

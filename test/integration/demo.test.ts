@@ -45,13 +45,36 @@ describe('hawser demo (the main job)', () => {
     const demo = await startProcess({
       name: 'demo',
       command: process.execPath,
-      args: [hawserBin, 'demo', '--clusters=2', `--data-dir=${dataDir}`, `--listen=127.0.0.1:${listen}`, `--api-address=127.0.0.1:${api}`],
+      args: [
+        hawserBin,
+        'demo',
+        '--cluster=edge-1:environment=production,region=us-west',
+        '--cluster=edge-2:environment=staging',
+        `--data-dir=${dataDir}`,
+        `--listen=127.0.0.1:${listen}`,
+        `--api-address=127.0.0.1:${api}`,
+      ],
       env: { HAWSER_CONFIG: config },
       logDir: dir.path,
       tracker,
     });
     await demo.waitFor(/Press Ctrl-C to stop everything/, { timeoutMs: 150_000, what: 'demo running' });
     expect(demo.lines().join('\n')).toMatch(/edge-1\s+[0-9a-f-]{36}\s+Dual\s+v1\.\d+\.\d+\s+ok\s+True/);
+
+    // clusters.json names what the examples ask to be filled in: ids, namespaces, labels, kubeconfigs.
+    const clustersFile = join(dataDir, 'clusters.json');
+    expect((await stat(clustersFile)).mode & 0o777).toBe(0o600);
+    const records = JSON.parse(await readFile(clustersFile, 'utf8')) as Array<{ name: string; id: string; labels: Record<string, string>; dedicatedNamespace: string; kubeconfig: string }>;
+    expect(records.map((r) => [r.name, r.labels])).toEqual([
+      ['edge-1', { environment: 'production', region: 'us-west' }],
+      ['edge-2', { environment: 'staging' }],
+    ]);
+    for (const r of records) {
+      expect(r.id).toMatch(/^[0-9a-f-]{36}$/);
+      expect(r.dedicatedNamespace).toBe(`hawser-${r.id.slice(0, 8)}`);
+      expect((await stat(r.kubeconfig)).isFile()).toBe(true);
+    }
+    expect(demo.lines().join('\n')).toContain(`bin/hawser.js get clusters`);
 
     // The demo made its context current: no hub, no token given.
     const cli = { HAWSER_CONFIG: config, HAWSER_TOKEN: undefined, HAWSER_HUB: undefined };

@@ -62,14 +62,20 @@ async function storedCluster(name: string): Promise<ManagedCluster> {
   return cluster;
 }
 
-/** Everything the hub stores, as text: for "nothing else changes". */
+/**
+ * Everything the hub stores, as text: for "nothing else changes". Contents
+ * only: a write of the same content (a session's markReachable racing the
+ * snapshot) moves resourceVersions without changing anything.
+ */
 async function snapshot(): Promise<string> {
   // Status writes trail their acks (they are queued): compare what the store holds once they landed.
   await hub.core.statusWritesSettled();
+  const contents = async (kind: 'ManagedCluster' | 'ClusterRegistrationRequest' | 'ClusterCredential') =>
+    (await hub.store.list(kind)).items.map(({ object }) => JSON.stringify(object, (k, v: unknown) => (k === 'resourceVersion' ? undefined : v)));
   return JSON.stringify({
-    clusters: await hub.store.list('ManagedCluster'),
-    requests: await hub.store.list('ClusterRegistrationRequest'),
-    credentials: await hub.store.list('ClusterCredential'),
+    clusters: await contents('ManagedCluster'),
+    requests: await contents('ClusterRegistrationRequest'),
+    credentials: await contents('ClusterCredential'),
   });
 }
 
@@ -333,6 +339,8 @@ describe('HubCore refusals change nothing else', () => {
     await first.expectFrame('welcome');
     first.channel.close();
     await waitFor('the first session to end', () => !hub.core.connectedClusters.includes('edge-replayed'));
+    // The first session's own status write lands before "nothing else changes" takes its picture.
+    await waitFor('the first session marked reachable', async () => ((await hub.store.get('ManagedCluster', 'edge-replayed'))?.status.conditions.length ?? 0) > 0);
     // A recorded hello replayed while still inside the time window.
     await expectRefusal(ErrorCode.SignatureReplayed, (a) => a.send(frame));
   });

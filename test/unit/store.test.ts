@@ -179,3 +179,34 @@ describe('EmbeddedStore on a full disk', () => {
     }
   });
 });
+
+describe('OfflineCache batch and views (what the store builds on)', () => {
+  it('a view reads the database as it was when made; batches apply in order; keys() lists without values', async () => {
+    const cache = await OfflineCache.open({ dir: join(await tempDir(), 'db') });
+    try {
+      await cache.batch([
+        { type: 'put', key: 'a', value: 1 },
+        { type: 'put', key: 'log/1', value: 'x', hot: false },
+      ]);
+      const view = cache.view();
+      await cache.batch([
+        { type: 'put', key: 'a', value: 2 },
+        { type: 'del', key: 'log/1' },
+        { type: 'put', key: 'b', value: 3 },
+      ]);
+      expect(await view.get('a')).toBe(1);
+      expect(await view.range({ gte: '', lt: '\uffff' })).toEqual([
+        ['a', 1],
+        ['log/1', 'x'],
+      ]);
+      await view.close();
+      expect(await cache.range({ gte: '', lt: '\uffff' })).toEqual([
+        ['a', 2],
+        ['b', 3],
+      ]);
+      expect(await cache.keys({ gt: 'a' })).toEqual(['b']);
+    } finally {
+      await cache.close();
+    }
+  });
+});

@@ -333,7 +333,7 @@ export class EmbeddedStore implements HubStore {
 
     const cacheOps: CacheOp[] = [];
     for (const [key, record] of pending) cacheOps.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
-    for (const e of events) cacheOps.push({ type: 'put', key: eventKey(e.kind, e.rv), value: e });
+    for (const e of events) cacheOps.push({ type: 'put', key: eventKey(e.kind, e.rv), value: e, hot: false });
     cacheOps.push({ type: 'put', key: metaRv, value: rv });
     const history = this.compact(events, cacheOps);
     try {

@@ -169,10 +169,49 @@ export interface ConnectResponse {
     | //
     /** The CAs the agent should trust from now on, pushed when they change. */
     { $case: "trustBundle"; value: TrustBundle }
-    | { $case: "syncBegin"; value: SyncBegin }
+    | //
+    /** Asks the agent to open a Stream naming stream_id. */
+    { $case: "openStream"; value: OpenStream }
+    | //
+    /** Sync (feature "sync"), bounded frames interleaved with heartbeats. */
+    { $case: "syncBegin"; value: SyncBegin }
     | { $case: "syncObject"; value: SyncObject }
     | { $case: "syncEnd"; value: SyncEnd }
     | undefined;
+}
+
+/**
+ * OpenStream asks the agent for a request stream (e.g. one proxied request):
+ * the agent opens a Stream with hawser-stream-id set to stream_id.
+ */
+export interface OpenStream {
+  /** Unique within the session; chosen by the hub. */
+  streamId: string;
+  /** What the stream carries, e.g. "proxy". */
+  kind: string;
+}
+
+/**
+ * StreamRequest is one message of a Stream from agent to hub. Bytes only, so
+ * the data path needs no decoding beyond a length.
+ */
+export interface StreamRequest {
+  data: Buffer;
+  /** The agent has nothing more to send: its half of the stream is closed. */
+  end: boolean;
+}
+
+/**
+ * StreamResponse is one message of a Stream from hub to agent; its wire
+ * format is StreamRequest's.
+ */
+export interface StreamResponse {
+  data: Buffer;
+  /**
+   * The hub has nothing more to send. (It has no other way to half-close:
+   * a gRPC status ends the whole call.)
+   */
+  end: boolean;
 }
 
 /**
@@ -638,14 +677,17 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "trustBundle":
         TrustBundle.encode(message.frame.value, writer.uint32(42).fork()).join();
         break;
+      case "openStream":
+        OpenStream.encode(message.frame.value, writer.uint32(50).fork()).join();
+        break;
       case "syncBegin":
-        SyncBegin.encode(message.frame.value, writer.uint32(50).fork()).join();
+        SyncBegin.encode(message.frame.value, writer.uint32(58).fork()).join();
         break;
       case "syncObject":
-        SyncObject.encode(message.frame.value, writer.uint32(58).fork()).join();
+        SyncObject.encode(message.frame.value, writer.uint32(66).fork()).join();
         break;
       case "syncEnd":
-        SyncEnd.encode(message.frame.value, writer.uint32(66).fork()).join();
+        SyncEnd.encode(message.frame.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -712,7 +754,7 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
               break;
             }
 
-            message.frame = { $case: "syncBegin", value: SyncBegin.decode(reader, reader.uint32()) };
+            message.frame = { $case: "openStream", value: OpenStream.decode(reader, reader.uint32()) };
             continue;
           }
           case 7: {
@@ -720,11 +762,19 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
               break;
             }
 
-            message.frame = { $case: "syncObject", value: SyncObject.decode(reader, reader.uint32()) };
+            message.frame = { $case: "syncBegin", value: SyncBegin.decode(reader, reader.uint32()) };
             continue;
           }
           case 8: {
             if (tag !== 66) {
+              break;
+            }
+
+            message.frame = { $case: "syncObject", value: SyncObject.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
               break;
             }
 
@@ -761,6 +811,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "trustBundle", value: TrustBundle.fromJSON(object.trustBundle) }
         : isSet(object.trust_bundle)
         ? { $case: "trustBundle", value: TrustBundle.fromJSON(object.trust_bundle) }
+        : isSet(object.openStream)
+        ? { $case: "openStream", value: OpenStream.fromJSON(object.openStream) }
+        : isSet(object.open_stream)
+        ? { $case: "openStream", value: OpenStream.fromJSON(object.open_stream) }
         : isSet(object.syncBegin)
         ? { $case: "syncBegin", value: SyncBegin.fromJSON(object.syncBegin) }
         : isSet(object.sync_begin)
@@ -789,6 +843,8 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.goodbye = Goodbye.toJSON(message.frame.value);
     } else if (message.frame?.$case === "trustBundle") {
       obj.trustBundle = TrustBundle.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "openStream") {
+      obj.openStream = OpenStream.toJSON(message.frame.value);
     } else if (message.frame?.$case === "syncBegin") {
       obj.syncBegin = SyncBegin.toJSON(message.frame.value);
     } else if (message.frame?.$case === "syncObject") {
@@ -835,6 +891,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         }
         break;
       }
+      case "openStream": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "openStream", value: OpenStream.fromPartial(object.frame.value) };
+        }
+        break;
+      }
       case "syncBegin": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "syncBegin", value: SyncBegin.fromPartial(object.frame.value) };
@@ -854,6 +916,265 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         break;
       }
     }
+    return message;
+  },
+};
+
+function createBaseOpenStream(): OpenStream {
+  return { streamId: "", kind: "" };
+}
+
+export const OpenStream: MessageFns<OpenStream> = {
+  encode(message: OpenStream, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.streamId !== "") {
+      writer.uint32(10).string(message.streamId);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenStream {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenStream();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.streamId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenStream {
+    return {
+      streamId: isSet(object.streamId)
+        ? globalThis.String(object.streamId)
+        : isSet(object.stream_id)
+        ? globalThis.String(object.stream_id)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+    };
+  },
+
+  toJSON(message: OpenStream): unknown {
+    const obj: any = {};
+    if (message.streamId !== "") {
+      obj.streamId = message.streamId;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenStream>, I>>(base?: I): OpenStream {
+    return OpenStream.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenStream>, I>>(object: I): OpenStream {
+    const message = createBaseOpenStream();
+    message.streamId = object.streamId ?? "";
+    message.kind = object.kind ?? "";
+    return message;
+  },
+};
+
+function createBaseStreamRequest(): StreamRequest {
+  return { data: Buffer.alloc(0), end: false };
+}
+
+export const StreamRequest: MessageFns<StreamRequest> = {
+  encode(message: StreamRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.end !== false) {
+      writer.uint32(16).bool(message.end);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.end = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamRequest {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      end: isSet(object.end) ? globalThis.Boolean(object.end) : false,
+    };
+  },
+
+  toJSON(message: StreamRequest): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.end !== false) {
+      obj.end = message.end;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamRequest>, I>>(base?: I): StreamRequest {
+    return StreamRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamRequest>, I>>(object: I): StreamRequest {
+    const message = createBaseStreamRequest();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.end = object.end ?? false;
+    return message;
+  },
+};
+
+function createBaseStreamResponse(): StreamResponse {
+  return { data: Buffer.alloc(0), end: false };
+}
+
+export const StreamResponse: MessageFns<StreamResponse> = {
+  encode(message: StreamResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.end !== false) {
+      writer.uint32(16).bool(message.end);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): StreamResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseStreamResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.end = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): StreamResponse {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      end: isSet(object.end) ? globalThis.Boolean(object.end) : false,
+    };
+  },
+
+  toJSON(message: StreamResponse): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.end !== false) {
+      obj.end = message.end;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<StreamResponse>, I>>(base?: I): StreamResponse {
+    return StreamResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<StreamResponse>, I>>(object: I): StreamResponse {
+    const message = createBaseStreamResponse();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.end = object.end ?? false;
     return message;
   },
 };
@@ -4039,6 +4360,31 @@ export const TunnelServiceService = {
     responseSerialize: (value: ConnectResponse): Buffer => Buffer.from(ConnectResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ConnectResponse => ConnectResponse.decode(value),
   },
+  /**
+   * Stream is one request stream on the agent's connection: a proxied
+   * request, a sync stream. The agent opens it, on its own or when the hub
+   * asks with an OpenStream frame on the Connect stream. Request metadata binds it
+   * to one Connect stream of the same HTTP/2 connection:
+   *   hawser-session      the token the hub sent in that Connect stream's
+   *                       response headers (hawser-session)
+   *   hawser-stream-kind  what it carries, e.g. "proxy", "sync"
+   *   hawser-stream-id    the stream_id of the OpenStream it answers, or
+   *                       an id of the agent's own
+   * The hub accepts it with response headers, or refuses it with a status
+   * whose hawser-error-code says why: HAWSER_STREAM_UNBOUND when no live
+   * session of this connection has that token, HAWSER_STREAM_REFUSED when the
+   * session does not take it (not yet authenticated, not requested). It ends
+   * when its session ends.
+   */
+  stream: {
+    path: "/hawser.v1.TunnelService/Stream" as const,
+    requestStream: true as const,
+    responseStream: true as const,
+    requestSerialize: (value: StreamRequest): Buffer => Buffer.from(StreamRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): StreamRequest => StreamRequest.decode(value),
+    responseSerialize: (value: StreamResponse): Buffer => Buffer.from(StreamResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): StreamResponse => StreamResponse.decode(value),
+  },
 } as const;
 
 export interface TunnelServiceServer extends UntypedServiceImplementation {
@@ -4047,6 +4393,23 @@ export interface TunnelServiceServer extends UntypedServiceImplementation {
    * proxy announcements. One per agent.
    */
   connect: handleBidiStreamingCall<ConnectRequest, ConnectResponse>;
+  /**
+   * Stream is one request stream on the agent's connection: a proxied
+   * request, a sync stream. The agent opens it, on its own or when the hub
+   * asks with an OpenStream frame on the Connect stream. Request metadata binds it
+   * to one Connect stream of the same HTTP/2 connection:
+   *   hawser-session      the token the hub sent in that Connect stream's
+   *                       response headers (hawser-session)
+   *   hawser-stream-kind  what it carries, e.g. "proxy", "sync"
+   *   hawser-stream-id    the stream_id of the OpenStream it answers, or
+   *                       an id of the agent's own
+   * The hub accepts it with response headers, or refuses it with a status
+   * whose hawser-error-code says why: HAWSER_STREAM_UNBOUND when no live
+   * session of this connection has that token, HAWSER_STREAM_REFUSED when the
+   * session does not take it (not yet authenticated, not requested). It ends
+   * when its session ends.
+   */
+  stream: handleBidiStreamingCall<StreamRequest, StreamResponse>;
 }
 
 export interface TunnelServiceClient extends Client {
@@ -4057,6 +4420,25 @@ export interface TunnelServiceClient extends Client {
   connect(): ClientDuplexStream<ConnectRequest, ConnectResponse>;
   connect(options: Partial<CallOptions>): ClientDuplexStream<ConnectRequest, ConnectResponse>;
   connect(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<ConnectRequest, ConnectResponse>;
+  /**
+   * Stream is one request stream on the agent's connection: a proxied
+   * request, a sync stream. The agent opens it, on its own or when the hub
+   * asks with an OpenStream frame on the Connect stream. Request metadata binds it
+   * to one Connect stream of the same HTTP/2 connection:
+   *   hawser-session      the token the hub sent in that Connect stream's
+   *                       response headers (hawser-session)
+   *   hawser-stream-kind  what it carries, e.g. "proxy", "sync"
+   *   hawser-stream-id    the stream_id of the OpenStream it answers, or
+   *                       an id of the agent's own
+   * The hub accepts it with response headers, or refuses it with a status
+   * whose hawser-error-code says why: HAWSER_STREAM_UNBOUND when no live
+   * session of this connection has that token, HAWSER_STREAM_REFUSED when the
+   * session does not take it (not yet authenticated, not requested). It ends
+   * when its session ends.
+   */
+  stream(): ClientDuplexStream<StreamRequest, StreamResponse>;
+  stream(options: Partial<CallOptions>): ClientDuplexStream<StreamRequest, StreamResponse>;
+  stream(metadata: Metadata, options?: Partial<CallOptions>): ClientDuplexStream<StreamRequest, StreamResponse>;
 }
 
 export const TunnelServiceClient = makeGenericClientConstructor(
