@@ -122,13 +122,21 @@ export class SyncApplyLoop {
   }
 }
 
+/** Rows of an ApplyReport add up to this many bytes at most (the frame limit is 4 MiB). */
+export const maxApplyReportBytes = 2 * 1024 * 1024;
+
 export function toWire(report: ReconcileReport, revision: number, pruneHeldReason: string, now: number): wire.ApplyReport {
+  // Errors first, so a report cut to size still says what failed.
+  const rows = [...report.objects].sort((a, b) => Number(b.action === 'error') - Number(a.action === 'error'));
+  let bytes = 0;
+  const kept = rows.filter((o) => (bytes += JSON.stringify(o).length + 32) <= maxApplyReportBytes);
   return {
     revision,
     pruneHeldReason,
     pruneRan: report.prune.ran,
     appliedAtUnixMs: now,
-    objects: report.objects.map((o) => ({
+    objectsOmitted: rows.length - kept.length,
+    objects: kept.map((o) => ({
       key: { apiVersion: o.apiVersion, kind: o.kind, namespace: o.namespace ?? '', name: o.name },
       subscriptions: o.subscriptions,
       action: o.action,

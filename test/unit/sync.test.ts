@@ -205,6 +205,38 @@ describe('sync', () => {
     expect(desired.hold?.reason).toContain('behind');
   });
 
+  it('a snapshot that would remove more than half of what the agent holds keeps the objects and holds prune', async () => {
+    const h = await hub();
+    const home = await agentHome();
+    const a1 = await agent(h, home);
+    const ns = await clusterNamespace(h);
+    const rv = await writeManifests(h.store, ns, 30);
+    await waitFor('30 acked', async () => (await ackedRevision(a1)) >= rv);
+    await a1.stop();
+    for (let i = 5; i < 30; i++) await h.store.delete('Manifest', { namespace: ns, name: `cm-${i}` });
+    // Same incarnation, but no revision to resume from: the hub sends a snapshot of 5.
+    await writeSyncStateAt(home, { hubIncarnation: (await h.store.info()).uid, lastAckedRevision: 0 });
+    const a2 = await agent(h, home);
+    await waitFor('the snapshot swapped in', async () => (await ackedRevision(a2)) > 0);
+    const desired = await a2.receiver.desired();
+    expect(desired.objects).toHaveLength(30);
+    expect(desired.allowPrune).toBe(false);
+    expect(desired.hold?.reason).toContain('remove 25 of the 30');
+  });
+
+  it('an object too large for one frame is not sent (HAWSER_SYNC_OBJECT_TOO_LARGE); the others are', async () => {
+    const h = await hub({ maxObjectFrameBytes: 4096 });
+    const a = await agent(h, await agentHome());
+    const ns = await clusterNamespace(h);
+    const big = manifest(ns, 1);
+    (big['template'] as { data: Record<string, string> }).data['pad'] = 'x'.repeat(10_000);
+    await h.store.put('Manifest', { namespace: ns, name: 'cm-1' }, big);
+    const rv = Number(await h.store.put('Manifest', { namespace: ns, name: 'cm-2' }, manifest(ns, 2)));
+    await waitFor('the small one acked', async () => (await ackedRevision(a)) >= rv);
+    expect((await a.receiver.desired()).objects.map((o) => o.object.metadata.name)).toEqual(['cm-2']);
+    expect(h.stats.of('edge').tooLarge).toEqual(['ConfigMap default/cm-1']);
+  });
+
   it('acks only once durable: a crash between receiving and acking re-sends the group, nothing lost', async () => {
     const h = await hub();
     const home = await agentHome();

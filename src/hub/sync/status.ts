@@ -19,6 +19,7 @@ export async function writeApplyReport(store: HubStore, namespace: string, clust
       revision: report.revision,
       appliedAt: new Date(report.appliedAtUnixMs).toISOString(),
       pruneRan: report.pruneRan,
+      ...(report.objectsOmitted ? { objectsOmitted: report.objectsOmitted } : {}),
       ...(report.pruneHeldReason ? { pruneHeldReason: boundedText(report.pruneHeldReason, 1024) } : {}),
       objects: report.objects.slice(0, maxObjects).map((o) => ({
         apiVersion: boundedText(o.key?.apiVersion ?? '', 256),

@@ -493,6 +493,8 @@ export interface ApplyReport {
   pruneHeldReason: string;
   pruneRan: boolean;
   appliedAtUnixMs: number;
+  /** Rows left out to keep the frame under its limit (errors are kept first). */
+  objectsOmitted: number;
 }
 
 export interface ObjectApplyStatus {
@@ -4008,7 +4010,7 @@ export const SyncAck: MessageFns<SyncAck> = {
 };
 
 function createBaseApplyReport(): ApplyReport {
-  return { revision: 0, objects: [], pruneHeldReason: "", pruneRan: false, appliedAtUnixMs: 0 };
+  return { revision: 0, objects: [], pruneHeldReason: "", pruneRan: false, appliedAtUnixMs: 0, objectsOmitted: 0 };
 }
 
 export const ApplyReport: MessageFns<ApplyReport> = {
@@ -4027,6 +4029,9 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     }
     if (message.appliedAtUnixMs !== 0) {
       writer.uint32(40).int64(message.appliedAtUnixMs);
+    }
+    if (message.objectsOmitted !== 0) {
+      writer.uint32(48).uint32(message.objectsOmitted);
     }
     return writer;
   },
@@ -4084,6 +4089,14 @@ export const ApplyReport: MessageFns<ApplyReport> = {
             message.appliedAtUnixMs = longToNumber(reader.int64());
             continue;
           }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.objectsOmitted = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4117,6 +4130,11 @@ export const ApplyReport: MessageFns<ApplyReport> = {
         : isSet(object.applied_at_unix_ms)
         ? globalThis.Number(object.applied_at_unix_ms)
         : 0,
+      objectsOmitted: isSet(object.objectsOmitted)
+        ? globalThis.Number(object.objectsOmitted)
+        : isSet(object.objects_omitted)
+        ? globalThis.Number(object.objects_omitted)
+        : 0,
     };
   },
 
@@ -4137,6 +4155,9 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     if (message.appliedAtUnixMs !== 0) {
       obj.appliedAtUnixMs = Math.round(message.appliedAtUnixMs);
     }
+    if (message.objectsOmitted !== 0) {
+      obj.objectsOmitted = Math.round(message.objectsOmitted);
+    }
     return obj;
   },
 
@@ -4150,6 +4171,7 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     message.pruneHeldReason = object.pruneHeldReason ?? "";
     message.pruneRan = object.pruneRan ?? false;
     message.appliedAtUnixMs = object.appliedAtUnixMs ?? 0;
+    message.objectsOmitted = object.objectsOmitted ?? 0;
     return message;
   },
 };
