@@ -30,6 +30,8 @@ const objectPrefix = 'sync/obj/';
 const stagePrefix = 'sync/stage/';
 const keptPrefix = 'sync/kept/';
 const holdKey = 'sync/hold';
+/** Objects one group may hold at most (the hub closes groups far sooner): a hub past it breaks the protocol. */
+const maxGroupObjects = 4096;
 
 /** What the cache holds per desired object. */
 interface StoredObject {
@@ -156,6 +158,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
             return;
           case 'syncObject':
             if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
+            if (run.pending.length >= maxGroupObjects) throw new HawserError(ErrorCode.SyncProtocol, `sync group of more than ${maxGroupObjects} objects without a SyncEnd`);
             run.pending.push(decodeObject(frame.value));
             return;
           case 'syncEnd': {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCore } from '../../src/agent/agent.js';
@@ -12,6 +13,7 @@ import { EmbeddedStore, type KubeObject } from '../../src/hub/store.js';
 import { type SyncOptions, SyncStats, syncHandlerFactory } from '../../src/hub/sync/index.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
+import { wire } from '../../src/tunnel/index.js';
 import { clusterStatus, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Sync over the in-memory transport: a real hub (HubCore + EmbeddedStore) and
@@ -363,5 +365,46 @@ describe('feature gates', () => {
     expect(effectiveSyncMode('Push', { AppPusher: false })).toBe('Pull');
     expect(effectiveSyncMode('Dual', { AppPusher: true })).toBe('Dual');
     expect(effectiveSyncMode('Pull', { AppPusher: true })).toBe('Pull');
+  });
+});
+
+describe('sync receiver refuses frames that break the protocol', () => {
+  async function handler() {
+    const home = await agentHome();
+    const cache = await OfflineCache.open({ dir: join(home, 'db') });
+    cleanups.push(() => cache.close());
+    const sent: unknown[] = [];
+    const h = new SyncReceiver(cache, silentLogger, () => 0).handlerFactory()({
+      clusterName: 'edge',
+      negotiated: { protocolVersion: 1, features: new Set([Feature.Sync]) },
+      send: (frame) => Promise.resolve(void sent.push(frame)),
+      ended: new AbortController().signal,
+    });
+    await h.handle({ $case: 'syncBegin', value: { incarnation: 'i', fromRevision: 0, snapshot: true, toRevision: 5, reason: 'first-sync' } });
+    return { h, sent };
+  }
+  const payload = Buffer.from(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } }));
+  const object = (over: Partial<wire.SyncObject>): wire.SyncObject => ({
+    key: { apiVersion: 'v1', kind: 'ConfigMap', namespace: '', name: 'a' },
+    subscription: 'default/app',
+    revision: 3,
+    op: wire.SyncOp.SYNC_OP_UPSERT,
+    encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
+    contentSha256: createHash('sha256').update(payload).digest('hex'),
+    totalSize: payload.length,
+    chunkIndex: 0,
+    chunkCount: 1,
+    payload,
+    ...over,
+  });
+
+  it('takes a well-formed object, and refuses a bad checksum, chunks and zstd with HAWSER_SYNC_PROTOCOL', async () => {
+    const { h, sent } = await handler();
+    await h.handle({ $case: 'syncObject', value: object({}) });
+    await h.handle({ $case: 'syncEnd', value: { revision: 5, sequence: 1, partial: false } });
+    expect(sent).toHaveLength(1);
+    for (const bad of [{ contentSha256: '00' }, { chunkCount: 2 }, { encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_ZSTD }]) {
+      await expect(Promise.resolve().then(() => h.handle({ $case: 'syncObject', value: object(bad) }))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+    }
   });
 });
