@@ -3,8 +3,12 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
 import { ensurePrivateDir, OfflineCache } from '../cache/index.js';
-import { type Clock, ErrorCode, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
+import { type Clock, ErrorCode, Feature, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
 import { AgentCore, type AgentCoreOptions } from './agent.js';
+import { ApplyEngine } from './apply.js';
+import type { Applier } from './apply-report.js';
+import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from './sync-apply.js';
+import { SyncReceiver } from './sync-receiver.js';
 import { identityFileName, IdentityStore } from './identity.js';
 import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
@@ -31,6 +35,10 @@ export interface AgentOptions {
   registerTimeoutMs: number;
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
+  /** Clusternet's --feature-gates, e.g. "AppPusher=true" (default: every gate false). */
+  featureGates: string;
+  /** How often the cached desired set is re-applied (drift), besides every sync. */
+  applyIntervalMs: number;
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -50,6 +58,8 @@ export function defaultAgentOptions(): AgentOptions {
     // 20 s pings keep common NAT mappings (often 30-60 s idle) open.
     keepaliveTimeMs: 20_000,
     keepaliveTimeoutMs: 10_000,
+    featureGates: '',
+    applyIntervalMs: 30_000,
   };
 }
 
@@ -72,6 +82,12 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
   if (o.maxReconnectPeriodMs < o.reconnectPeriodMs) problems.push('max-reconnect-period must be at least reconnect-period');
   if (o.clusterLeaseDurationMs < 1_000) problems.push('cluster-lease-duration must be at least 1s');
   if (o.clusterStatusUpdateFrequencyMs < 100) problems.push('cluster-status-update-frequency must be at least 100ms');
+  if (!(o.applyIntervalMs >= 100)) problems.push('apply-interval must be at least 100ms');
+  try {
+    parseFeatureGates(o.featureGates);
+  } catch (err) {
+    problems.push((err as Error).message);
+  }
   if (problems.length > 0) throw new HawserError(ErrorCode.InvalidOption, problems.join('; '));
   return o;
 }
@@ -79,12 +95,15 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
 export interface RunningAgent {
   core: AgentCore;
   cache: OfflineCache;
+  /** Sync receiver and apply loop (Pull and Dual; Push or Dual without AppPusher run as Pull). */
+  sync: SyncReceiver;
+  apply: SyncApplyLoop;
   stop(): Promise<void>;
 }
 
 export async function startAgent(
   partial: Partial<AgentOptions>,
-  deps: { logger: Logger; clock?: Clock; random?: () => number; reader?: ClusterReader; agentVersion?: string },
+  deps: { logger: Logger; clock?: Clock; random?: () => number; reader?: ClusterReader; agentVersion?: string; applier?: (clusterId: string) => Applier },
 ): Promise<RunningAgent> {
   const o = resolveAgentOptions(partial);
   const reader = deps.reader ?? new KubeClusterReader(loadKubeConfig(o.kubeconfig));
@@ -107,6 +126,7 @@ export async function startAgent(
     clusterRegName: o.clusterRegName,
     clusterType: o.clusterType,
     clusterLabels: o.clusterLabels,
+    // Registered as asked (Clusternet reports the gate apart, as status.appPusher); the agent runs effectiveSyncMode.
     clusterSyncMode: o.clusterSyncMode,
     clusterStatusUpdateFrequencyMs: o.clusterStatusUpdateFrequencyMs,
     clusterLeaseDurationMs: o.clusterLeaseDurationMs,
@@ -114,6 +134,7 @@ export async function startAgent(
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',
+    features: [Feature.Sync],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
   };
@@ -140,12 +161,30 @@ export async function startAgent(
       { cause: err },
     );
   }
+  const sync = new SyncReceiver(cache, deps.logger, () => (deps.clock ?? { now: Date.now }).now());
+  const clusterId = core.clusterId!;
+  const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
+  const apply = new SyncApplyLoop({ receiver: sync, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });
+  core.registerHandler(sync.handlerFactory());
+  core.registerHandler(apply.handlerFactory());
+  const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
+  deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode }, 'sync mode');
+  if (mode === 'Push') deps.logger.warn('Push mode is not built yet: this agent keeps its desired state and applies it itself, as in Dual');
+  // An owned object deleted by hand comes back at once, not at the next interval.
+  const watch = applier instanceof ApplyEngine ? applier.watchOwned({ onDeleted: () => apply.trigger() }) : undefined;
+  // From the cache first: with the hub down (and after a restart) the desired set is applied still.
+  apply.start();
   void core.start();
   return {
     core,
     cache,
+    sync,
+    apply,
     stop: async () => {
+      watch?.close();
+      await apply.stop();
       await core.stop();
+      if (applier instanceof ApplyEngine) applier.close();
       await cache.close();
     },
   };

@@ -12,6 +12,7 @@ import {
   defaultMaxFrameBytes,
   defaultTlsHandshakeTimeoutMs,
   ErrorCode,
+  Feature,
   GrpcServerTransport,
   HawserError,
   systemClock,
@@ -26,6 +27,7 @@ import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
 import { EmbeddedStore, type HubStore, SealingStore } from './store.js';
+import { syncHandlerFactory } from './sync/index.js';
 import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
 export interface HubOptions {
@@ -293,12 +295,15 @@ async function serve(
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,
       credentialTtlMs: o.credentialTtlMs,
+      features: [Feature.Sync],
     },
     store,
     metrics,
     deps.logger,
     clock,
   );
+  // Manifests of each cluster's namespace go to its agent (src/hub/sync).
+  core.registerHandler(syncHandlerFactory({ store, logger: deps.logger }));
   let httpServer: HubApiServer | undefined;
   let deployer: Deployer | undefined;
   const maintainer = new PkiMaintainer(

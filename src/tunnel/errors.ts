@@ -164,6 +164,13 @@ export const ErrorCode = {
   SecretKeyFileInsecure: 'HAWSER_SECRET_KEY_FILE_INSECURE',
   /** The secret key file is not a key (wrong length or not a regular file): refused. */
   SecretKeyFileInvalid: 'HAWSER_SECRET_KEY_FILE_INVALID',
+  // Sync over the tunnel (src/hub/sync, src/agent/sync*).
+  /** An object too large for one sync frame (chunks come with the next protocol feature): not sent, reported. */
+  SyncObjectTooLarge: 'HAWSER_SYNC_OBJECT_TOO_LARGE',
+  /** A sync frame that breaks the protocol (bad checksum, unknown encoding, an ack for nothing sent). */
+  SyncProtocol: 'HAWSER_SYNC_PROTOCOL',
+  /** The agent keeps objects a snapshot would remove and does not prune until an operator confirms. */
+  SyncPruneHeld: 'HAWSER_SYNC_PRUNE_HELD',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -40,6 +40,8 @@ export const storedKindTypes = {
   Manifest: holds<KubeObject>(),
   /** Native objects that Subscriptions feed by name, any apiVersion/kind: templates, never run on the hub. */
   Feed: holds<KubeObject>(),
+  /** Per cluster (in its dedicated namespace, named after it): what its agent last applied, from its ApplyReports. */
+  ClusterSyncStatus: holds<KubeObject>(),
 };
 export type StoredKinds = { [K in keyof typeof storedKindTypes]: (typeof storedKindTypes)[K] };
 export type StoredKind = keyof StoredKinds;

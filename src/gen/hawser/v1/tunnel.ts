@@ -68,9 +68,95 @@ export function syncModeToJSON(object: SyncMode): string {
   }
 }
 
+export enum SyncOp {
+  SYNC_OP_UNSPECIFIED = 0,
+  SYNC_OP_UPSERT = 1,
+  SYNC_OP_DELETE = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function syncOpFromJSON(object: any): SyncOp {
+  switch (object) {
+    case 0:
+    case "SYNC_OP_UNSPECIFIED":
+      return SyncOp.SYNC_OP_UNSPECIFIED;
+    case 1:
+    case "SYNC_OP_UPSERT":
+      return SyncOp.SYNC_OP_UPSERT;
+    case 2:
+    case "SYNC_OP_DELETE":
+      return SyncOp.SYNC_OP_DELETE;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SyncOp.UNRECOGNIZED;
+  }
+}
+
+export function syncOpToJSON(object: SyncOp): string {
+  switch (object) {
+    case SyncOp.SYNC_OP_UNSPECIFIED:
+      return "SYNC_OP_UNSPECIFIED";
+    case SyncOp.SYNC_OP_UPSERT:
+      return "SYNC_OP_UPSERT";
+    case SyncOp.SYNC_OP_DELETE:
+      return "SYNC_OP_DELETE";
+    case SyncOp.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+export enum PayloadEncoding {
+  /** PAYLOAD_ENCODING_UNSPECIFIED - Read as identity. */
+  PAYLOAD_ENCODING_UNSPECIFIED = 0,
+  /** PAYLOAD_ENCODING_IDENTITY - JSON bytes as they are. */
+  PAYLOAD_ENCODING_IDENTITY = 1,
+  /** PAYLOAD_ENCODING_ZSTD - zstd-compressed JSON (feature "compression.zstd"; not sent yet). */
+  PAYLOAD_ENCODING_ZSTD = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function payloadEncodingFromJSON(object: any): PayloadEncoding {
+  switch (object) {
+    case 0:
+    case "PAYLOAD_ENCODING_UNSPECIFIED":
+      return PayloadEncoding.PAYLOAD_ENCODING_UNSPECIFIED;
+    case 1:
+    case "PAYLOAD_ENCODING_IDENTITY":
+      return PayloadEncoding.PAYLOAD_ENCODING_IDENTITY;
+    case 2:
+    case "PAYLOAD_ENCODING_ZSTD":
+      return PayloadEncoding.PAYLOAD_ENCODING_ZSTD;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return PayloadEncoding.UNRECOGNIZED;
+  }
+}
+
+export function payloadEncodingToJSON(object: PayloadEncoding): string {
+  switch (object) {
+    case PayloadEncoding.PAYLOAD_ENCODING_UNSPECIFIED:
+      return "PAYLOAD_ENCODING_UNSPECIFIED";
+    case PayloadEncoding.PAYLOAD_ENCODING_IDENTITY:
+      return "PAYLOAD_ENCODING_IDENTITY";
+    case PayloadEncoding.PAYLOAD_ENCODING_ZSTD:
+      return "PAYLOAD_ENCODING_ZSTD";
+    case PayloadEncoding.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** ConnectRequest is one frame from agent to hub. */
 export interface ConnectRequest {
-  frame?: { $case: "hello"; value: Hello } | { $case: "heartbeat"; value: Heartbeat } | undefined;
+  frame?:
+    | { $case: "hello"; value: Hello }
+    | { $case: "heartbeat"; value: Heartbeat }
+    | { $case: "syncAck"; value: SyncAck }
+    | { $case: "applyReport"; value: ApplyReport }
+    | undefined;
 }
 
 /** ConnectResponse is one frame from hub to agent. */
@@ -86,6 +172,11 @@ export interface ConnectResponse {
     | //
     /** Asks the agent to open a Stream naming stream_id. */
     { $case: "openStream"; value: OpenStream }
+    | //
+    /** Sync (feature "sync"), bounded frames interleaved with heartbeats. */
+    { $case: "syncBegin"; value: SyncBegin }
+    | { $case: "syncObject"; value: SyncObject }
+    | { $case: "syncEnd"; value: SyncEnd }
     | undefined;
 }
 
@@ -318,6 +409,107 @@ export interface NodeStatistics {
   unknownNodes: number;
 }
 
+/**
+ * SyncBegin opens a sync run on a session: a snapshot (everything at
+ * to_revision, after which the agent holds exactly that) or the changes
+ * after from_revision. Deltas follow either until the session ends.
+ */
+export interface SyncBegin {
+  incarnation: string;
+  /** The revision the agent said it holds (its hello); 0 for a snapshot. */
+  fromRevision: number;
+  snapshot: boolean;
+  /** The hub's revision when the run began (the snapshot's revision). */
+  toRevision: number;
+  /**
+   * Why a snapshot was chosen, e.g. "first-sync", "other-incarnation",
+   * "agent-ahead", "history-compacted"; empty for deltas.
+   */
+  reason: string;
+}
+
+/** SyncObjectKey names an object in the edge cluster. */
+export interface SyncObjectKey {
+  apiVersion: string;
+  kind: string;
+  namespace: string;
+  name: string;
+}
+
+/** SyncObject is one object (or, later, one chunk of it). */
+export interface SyncObject {
+  key?:
+    | SyncObjectKey
+    | undefined;
+  /** The Subscription it comes from: "namespace/name". */
+  subscription: string;
+  revision: number;
+  op: SyncOp;
+  encoding: PayloadEncoding;
+  /** sha256 (hex) of the whole decoded payload. */
+  contentSha256: string;
+  /** Bytes of the whole decoded payload. */
+  totalSize: number;
+  /** Chunks: only single-chunk objects (0 of 1) are sent yet. */
+  chunkIndex: number;
+  chunkCount: number;
+  /** JSON of the object (UPSERT); empty for DELETE. */
+  payload: Buffer;
+}
+
+/**
+ * SyncEnd closes a group of objects the agent stores in one durable write
+ * and acknowledges with the same sequence.
+ */
+export interface SyncEnd {
+  /** Every change up to this revision is in the group or before it. */
+  revision: number;
+  /** Counts groups on the session, from 1. */
+  sequence: number;
+  /**
+   * A part of a snapshot: the agent stages it; the snapshot takes effect at
+   * the first SyncEnd without partial.
+   */
+  partial: boolean;
+}
+
+/** SyncAck says a group is durably in the agent's cache. */
+export interface SyncAck {
+  incarnation: string;
+  revision: number;
+  sequence: number;
+}
+
+/** ApplyReport is what the agent's last apply pass did, per object. */
+export interface ApplyReport {
+  /** The revision of the desired set the pass applied. */
+  revision: number;
+  objects: ObjectApplyStatus[];
+  /**
+   * Non-empty when the agent holds back prune until an operator confirms
+   * (after a snapshot from another hub incarnation, or one that would delete
+   * more than the agent's bound): the reason, with a HAWSER_ code.
+   */
+  pruneHeldReason: string;
+  pruneRan: boolean;
+  appliedAtUnixMs: number;
+  /** Rows left out to keep the frame under its limit (errors are kept first). */
+  objectsOmitted: number;
+}
+
+export interface ObjectApplyStatus {
+  key?: SyncObjectKey | undefined;
+  subscriptions: string[];
+  /** applied, unchanged, deleted, released, error */
+  action: string;
+  /** Unset when the API server was not reached. */
+  exists?: boolean | undefined;
+  errorCode: string;
+  errorMessage: string;
+  /** JSON of the observed status (replicas, readyReplicas, conditions…). */
+  observedStatusJson: string;
+}
+
 function createBaseConnectRequest(): ConnectRequest {
   return { frame: undefined };
 }
@@ -330,6 +522,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         break;
       case "heartbeat":
         Heartbeat.encode(message.frame.value, writer.uint32(18).fork()).join();
+        break;
+      case "syncAck":
+        SyncAck.encode(message.frame.value, writer.uint32(26).fork()).join();
+        break;
+      case "applyReport":
+        ApplyReport.encode(message.frame.value, writer.uint32(34).fork()).join();
         break;
     }
     return writer;
@@ -364,6 +562,22 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.frame = { $case: "heartbeat", value: Heartbeat.decode(reader, reader.uint32()) };
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.frame = { $case: "syncAck", value: SyncAck.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.frame = { $case: "applyReport", value: ApplyReport.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -382,6 +596,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? { $case: "hello", value: Hello.fromJSON(object.hello) }
         : isSet(object.heartbeat)
         ? { $case: "heartbeat", value: Heartbeat.fromJSON(object.heartbeat) }
+        : isSet(object.syncAck)
+        ? { $case: "syncAck", value: SyncAck.fromJSON(object.syncAck) }
+        : isSet(object.sync_ack)
+        ? { $case: "syncAck", value: SyncAck.fromJSON(object.sync_ack) }
+        : isSet(object.applyReport)
+        ? { $case: "applyReport", value: ApplyReport.fromJSON(object.applyReport) }
+        : isSet(object.apply_report)
+        ? { $case: "applyReport", value: ApplyReport.fromJSON(object.apply_report) }
         : undefined,
     };
   },
@@ -392,6 +614,10 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       obj.hello = Hello.toJSON(message.frame.value);
     } else if (message.frame?.$case === "heartbeat") {
       obj.heartbeat = Heartbeat.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "syncAck") {
+      obj.syncAck = SyncAck.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "applyReport") {
+      obj.applyReport = ApplyReport.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -411,6 +637,18 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "heartbeat": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "heartbeat", value: Heartbeat.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "syncAck": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "syncAck", value: SyncAck.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "applyReport": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "applyReport", value: ApplyReport.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -443,6 +681,15 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         break;
       case "openStream":
         OpenStream.encode(message.frame.value, writer.uint32(50).fork()).join();
+        break;
+      case "syncBegin":
+        SyncBegin.encode(message.frame.value, writer.uint32(58).fork()).join();
+        break;
+      case "syncObject":
+        SyncObject.encode(message.frame.value, writer.uint32(66).fork()).join();
+        break;
+      case "syncEnd":
+        SyncEnd.encode(message.frame.value, writer.uint32(74).fork()).join();
         break;
     }
     return writer;
@@ -512,6 +759,30 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.frame = { $case: "openStream", value: OpenStream.decode(reader, reader.uint32()) };
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.frame = { $case: "syncBegin", value: SyncBegin.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.frame = { $case: "syncObject", value: SyncObject.decode(reader, reader.uint32()) };
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.frame = { $case: "syncEnd", value: SyncEnd.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -546,6 +817,18 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "openStream", value: OpenStream.fromJSON(object.openStream) }
         : isSet(object.open_stream)
         ? { $case: "openStream", value: OpenStream.fromJSON(object.open_stream) }
+        : isSet(object.syncBegin)
+        ? { $case: "syncBegin", value: SyncBegin.fromJSON(object.syncBegin) }
+        : isSet(object.sync_begin)
+        ? { $case: "syncBegin", value: SyncBegin.fromJSON(object.sync_begin) }
+        : isSet(object.syncObject)
+        ? { $case: "syncObject", value: SyncObject.fromJSON(object.syncObject) }
+        : isSet(object.sync_object)
+        ? { $case: "syncObject", value: SyncObject.fromJSON(object.sync_object) }
+        : isSet(object.syncEnd)
+        ? { $case: "syncEnd", value: SyncEnd.fromJSON(object.syncEnd) }
+        : isSet(object.sync_end)
+        ? { $case: "syncEnd", value: SyncEnd.fromJSON(object.sync_end) }
         : undefined,
     };
   },
@@ -564,6 +847,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.trustBundle = TrustBundle.toJSON(message.frame.value);
     } else if (message.frame?.$case === "openStream") {
       obj.openStream = OpenStream.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "syncBegin") {
+      obj.syncBegin = SyncBegin.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "syncObject") {
+      obj.syncObject = SyncObject.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "syncEnd") {
+      obj.syncEnd = SyncEnd.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -607,6 +896,24 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "openStream": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "openStream", value: OpenStream.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "syncBegin": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "syncBegin", value: SyncBegin.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "syncObject": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "syncObject", value: SyncObject.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "syncEnd": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "syncEnd", value: SyncEnd.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -2994,6 +3301,1064 @@ export const NodeStatistics: MessageFns<NodeStatistics> = {
     message.readyNodes = object.readyNodes ?? 0;
     message.notReadyNodes = object.notReadyNodes ?? 0;
     message.unknownNodes = object.unknownNodes ?? 0;
+    return message;
+  },
+};
+
+function createBaseSyncBegin(): SyncBegin {
+  return { incarnation: "", fromRevision: 0, snapshot: false, toRevision: 0, reason: "" };
+}
+
+export const SyncBegin: MessageFns<SyncBegin> = {
+  encode(message: SyncBegin, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incarnation !== "") {
+      writer.uint32(10).string(message.incarnation);
+    }
+    if (message.fromRevision !== 0) {
+      writer.uint32(16).uint64(message.fromRevision);
+    }
+    if (message.snapshot !== false) {
+      writer.uint32(24).bool(message.snapshot);
+    }
+    if (message.toRevision !== 0) {
+      writer.uint32(32).uint64(message.toRevision);
+    }
+    if (message.reason !== "") {
+      writer.uint32(42).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncBegin {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncBegin();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incarnation = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fromRevision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.snapshot = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.toRevision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncBegin {
+    return {
+      incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "",
+      fromRevision: isSet(object.fromRevision)
+        ? globalThis.Number(object.fromRevision)
+        : isSet(object.from_revision)
+        ? globalThis.Number(object.from_revision)
+        : 0,
+      snapshot: isSet(object.snapshot) ? globalThis.Boolean(object.snapshot) : false,
+      toRevision: isSet(object.toRevision)
+        ? globalThis.Number(object.toRevision)
+        : isSet(object.to_revision)
+        ? globalThis.Number(object.to_revision)
+        : 0,
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: SyncBegin): unknown {
+    const obj: any = {};
+    if (message.incarnation !== "") {
+      obj.incarnation = message.incarnation;
+    }
+    if (message.fromRevision !== 0) {
+      obj.fromRevision = Math.round(message.fromRevision);
+    }
+    if (message.snapshot !== false) {
+      obj.snapshot = message.snapshot;
+    }
+    if (message.toRevision !== 0) {
+      obj.toRevision = Math.round(message.toRevision);
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncBegin>, I>>(base?: I): SyncBegin {
+    return SyncBegin.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncBegin>, I>>(object: I): SyncBegin {
+    const message = createBaseSyncBegin();
+    message.incarnation = object.incarnation ?? "";
+    message.fromRevision = object.fromRevision ?? 0;
+    message.snapshot = object.snapshot ?? false;
+    message.toRevision = object.toRevision ?? 0;
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseSyncObjectKey(): SyncObjectKey {
+  return { apiVersion: "", kind: "", namespace: "", name: "" };
+}
+
+export const SyncObjectKey: MessageFns<SyncObjectKey> = {
+  encode(message: SyncObjectKey, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.apiVersion !== "") {
+      writer.uint32(10).string(message.apiVersion);
+    }
+    if (message.kind !== "") {
+      writer.uint32(18).string(message.kind);
+    }
+    if (message.namespace !== "") {
+      writer.uint32(26).string(message.namespace);
+    }
+    if (message.name !== "") {
+      writer.uint32(34).string(message.name);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncObjectKey {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncObjectKey();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.apiVersion = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.namespace = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncObjectKey {
+    return {
+      apiVersion: isSet(object.apiVersion)
+        ? globalThis.String(object.apiVersion)
+        : isSet(object.api_version)
+        ? globalThis.String(object.api_version)
+        : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      namespace: isSet(object.namespace) ? globalThis.String(object.namespace) : "",
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+    };
+  },
+
+  toJSON(message: SyncObjectKey): unknown {
+    const obj: any = {};
+    if (message.apiVersion !== "") {
+      obj.apiVersion = message.apiVersion;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    if (message.namespace !== "") {
+      obj.namespace = message.namespace;
+    }
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncObjectKey>, I>>(base?: I): SyncObjectKey {
+    return SyncObjectKey.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncObjectKey>, I>>(object: I): SyncObjectKey {
+    const message = createBaseSyncObjectKey();
+    message.apiVersion = object.apiVersion ?? "";
+    message.kind = object.kind ?? "";
+    message.namespace = object.namespace ?? "";
+    message.name = object.name ?? "";
+    return message;
+  },
+};
+
+function createBaseSyncObject(): SyncObject {
+  return {
+    key: undefined,
+    subscription: "",
+    revision: 0,
+    op: 0,
+    encoding: 0,
+    contentSha256: "",
+    totalSize: 0,
+    chunkIndex: 0,
+    chunkCount: 0,
+    payload: Buffer.alloc(0),
+  };
+}
+
+export const SyncObject: MessageFns<SyncObject> = {
+  encode(message: SyncObject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== undefined) {
+      SyncObjectKey.encode(message.key, writer.uint32(10).fork()).join();
+    }
+    if (message.subscription !== "") {
+      writer.uint32(18).string(message.subscription);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(24).uint64(message.revision);
+    }
+    if (message.op !== 0) {
+      writer.uint32(32).int32(message.op);
+    }
+    if (message.encoding !== 0) {
+      writer.uint32(40).int32(message.encoding);
+    }
+    if (message.contentSha256 !== "") {
+      writer.uint32(50).string(message.contentSha256);
+    }
+    if (message.totalSize !== 0) {
+      writer.uint32(56).uint64(message.totalSize);
+    }
+    if (message.chunkIndex !== 0) {
+      writer.uint32(64).uint32(message.chunkIndex);
+    }
+    if (message.chunkCount !== 0) {
+      writer.uint32(72).uint32(message.chunkCount);
+    }
+    if (message.payload.length !== 0) {
+      writer.uint32(82).bytes(message.payload);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncObject {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncObject();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = SyncObjectKey.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subscription = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.op = reader.int32() as any;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.encoding = reader.int32() as any;
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.contentSha256 = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.totalSize = longToNumber(reader.uint64());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.chunkIndex = reader.uint32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.chunkCount = reader.uint32();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.payload = Buffer.from(reader.bytes());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncObject {
+    return {
+      key: isSet(object.key) ? SyncObjectKey.fromJSON(object.key) : undefined,
+      subscription: isSet(object.subscription) ? globalThis.String(object.subscription) : "",
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      op: isSet(object.op) ? syncOpFromJSON(object.op) : 0,
+      encoding: isSet(object.encoding) ? payloadEncodingFromJSON(object.encoding) : 0,
+      contentSha256: isSet(object.contentSha256)
+        ? globalThis.String(object.contentSha256)
+        : isSet(object.content_sha256)
+        ? globalThis.String(object.content_sha256)
+        : "",
+      totalSize: isSet(object.totalSize)
+        ? globalThis.Number(object.totalSize)
+        : isSet(object.total_size)
+        ? globalThis.Number(object.total_size)
+        : 0,
+      chunkIndex: isSet(object.chunkIndex)
+        ? globalThis.Number(object.chunkIndex)
+        : isSet(object.chunk_index)
+        ? globalThis.Number(object.chunk_index)
+        : 0,
+      chunkCount: isSet(object.chunkCount)
+        ? globalThis.Number(object.chunkCount)
+        : isSet(object.chunk_count)
+        ? globalThis.Number(object.chunk_count)
+        : 0,
+      payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+    };
+  },
+
+  toJSON(message: SyncObject): unknown {
+    const obj: any = {};
+    if (message.key !== undefined) {
+      obj.key = SyncObjectKey.toJSON(message.key);
+    }
+    if (message.subscription !== "") {
+      obj.subscription = message.subscription;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.op !== 0) {
+      obj.op = syncOpToJSON(message.op);
+    }
+    if (message.encoding !== 0) {
+      obj.encoding = payloadEncodingToJSON(message.encoding);
+    }
+    if (message.contentSha256 !== "") {
+      obj.contentSha256 = message.contentSha256;
+    }
+    if (message.totalSize !== 0) {
+      obj.totalSize = Math.round(message.totalSize);
+    }
+    if (message.chunkIndex !== 0) {
+      obj.chunkIndex = Math.round(message.chunkIndex);
+    }
+    if (message.chunkCount !== 0) {
+      obj.chunkCount = Math.round(message.chunkCount);
+    }
+    if (message.payload.length !== 0) {
+      obj.payload = base64FromBytes(message.payload);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncObject>, I>>(base?: I): SyncObject {
+    return SyncObject.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncObject>, I>>(object: I): SyncObject {
+    const message = createBaseSyncObject();
+    message.key = (object.key !== undefined && object.key !== null) ? SyncObjectKey.fromPartial(object.key) : undefined;
+    message.subscription = object.subscription ?? "";
+    message.revision = object.revision ?? 0;
+    message.op = object.op ?? 0;
+    message.encoding = object.encoding ?? 0;
+    message.contentSha256 = object.contentSha256 ?? "";
+    message.totalSize = object.totalSize ?? 0;
+    message.chunkIndex = object.chunkIndex ?? 0;
+    message.chunkCount = object.chunkCount ?? 0;
+    message.payload = object.payload ?? Buffer.alloc(0);
+    return message;
+  },
+};
+
+function createBaseSyncEnd(): SyncEnd {
+  return { revision: 0, sequence: 0, partial: false };
+}
+
+export const SyncEnd: MessageFns<SyncEnd> = {
+  encode(message: SyncEnd, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0) {
+      writer.uint32(8).uint64(message.revision);
+    }
+    if (message.sequence !== 0) {
+      writer.uint32(16).uint64(message.sequence);
+    }
+    if (message.partial !== false) {
+      writer.uint32(24).bool(message.partial);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncEnd {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncEnd();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.partial = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncEnd {
+    return {
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      partial: isSet(object.partial) ? globalThis.Boolean(object.partial) : false,
+    };
+  },
+
+  toJSON(message: SyncEnd): unknown {
+    const obj: any = {};
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    if (message.partial !== false) {
+      obj.partial = message.partial;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncEnd>, I>>(base?: I): SyncEnd {
+    return SyncEnd.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncEnd>, I>>(object: I): SyncEnd {
+    const message = createBaseSyncEnd();
+    message.revision = object.revision ?? 0;
+    message.sequence = object.sequence ?? 0;
+    message.partial = object.partial ?? false;
+    return message;
+  },
+};
+
+function createBaseSyncAck(): SyncAck {
+  return { incarnation: "", revision: 0, sequence: 0 };
+}
+
+export const SyncAck: MessageFns<SyncAck> = {
+  encode(message: SyncAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incarnation !== "") {
+      writer.uint32(10).string(message.incarnation);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).uint64(message.revision);
+    }
+    if (message.sequence !== 0) {
+      writer.uint32(24).uint64(message.sequence);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incarnation = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sequence = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncAck {
+    return {
+      incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "",
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+    };
+  },
+
+  toJSON(message: SyncAck): unknown {
+    const obj: any = {};
+    if (message.incarnation !== "") {
+      obj.incarnation = message.incarnation;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.sequence !== 0) {
+      obj.sequence = Math.round(message.sequence);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncAck>, I>>(base?: I): SyncAck {
+    return SyncAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncAck>, I>>(object: I): SyncAck {
+    const message = createBaseSyncAck();
+    message.incarnation = object.incarnation ?? "";
+    message.revision = object.revision ?? 0;
+    message.sequence = object.sequence ?? 0;
+    return message;
+  },
+};
+
+function createBaseApplyReport(): ApplyReport {
+  return { revision: 0, objects: [], pruneHeldReason: "", pruneRan: false, appliedAtUnixMs: 0, objectsOmitted: 0 };
+}
+
+export const ApplyReport: MessageFns<ApplyReport> = {
+  encode(message: ApplyReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.revision !== 0) {
+      writer.uint32(8).uint64(message.revision);
+    }
+    for (const v of message.objects) {
+      ObjectApplyStatus.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.pruneHeldReason !== "") {
+      writer.uint32(26).string(message.pruneHeldReason);
+    }
+    if (message.pruneRan !== false) {
+      writer.uint32(32).bool(message.pruneRan);
+    }
+    if (message.appliedAtUnixMs !== 0) {
+      writer.uint32(40).int64(message.appliedAtUnixMs);
+    }
+    if (message.objectsOmitted !== 0) {
+      writer.uint32(48).uint32(message.objectsOmitted);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplyReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplyReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.objects.push(ObjectApplyStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pruneHeldReason = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.pruneRan = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.appliedAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.objectsOmitted = reader.uint32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApplyReport {
+    return {
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      objects: globalThis.Array.isArray(object?.objects)
+        ? object.objects.map((e: any) => ObjectApplyStatus.fromJSON(e))
+        : [],
+      pruneHeldReason: isSet(object.pruneHeldReason)
+        ? globalThis.String(object.pruneHeldReason)
+        : isSet(object.prune_held_reason)
+        ? globalThis.String(object.prune_held_reason)
+        : "",
+      pruneRan: isSet(object.pruneRan)
+        ? globalThis.Boolean(object.pruneRan)
+        : isSet(object.prune_ran)
+        ? globalThis.Boolean(object.prune_ran)
+        : false,
+      appliedAtUnixMs: isSet(object.appliedAtUnixMs)
+        ? globalThis.Number(object.appliedAtUnixMs)
+        : isSet(object.applied_at_unix_ms)
+        ? globalThis.Number(object.applied_at_unix_ms)
+        : 0,
+      objectsOmitted: isSet(object.objectsOmitted)
+        ? globalThis.Number(object.objectsOmitted)
+        : isSet(object.objects_omitted)
+        ? globalThis.Number(object.objects_omitted)
+        : 0,
+    };
+  },
+
+  toJSON(message: ApplyReport): unknown {
+    const obj: any = {};
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.objects?.length) {
+      obj.objects = message.objects.map((e) => ObjectApplyStatus.toJSON(e));
+    }
+    if (message.pruneHeldReason !== "") {
+      obj.pruneHeldReason = message.pruneHeldReason;
+    }
+    if (message.pruneRan !== false) {
+      obj.pruneRan = message.pruneRan;
+    }
+    if (message.appliedAtUnixMs !== 0) {
+      obj.appliedAtUnixMs = Math.round(message.appliedAtUnixMs);
+    }
+    if (message.objectsOmitted !== 0) {
+      obj.objectsOmitted = Math.round(message.objectsOmitted);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApplyReport>, I>>(base?: I): ApplyReport {
+    return ApplyReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApplyReport>, I>>(object: I): ApplyReport {
+    const message = createBaseApplyReport();
+    message.revision = object.revision ?? 0;
+    message.objects = object.objects?.map((e) => ObjectApplyStatus.fromPartial(e)) || [];
+    message.pruneHeldReason = object.pruneHeldReason ?? "";
+    message.pruneRan = object.pruneRan ?? false;
+    message.appliedAtUnixMs = object.appliedAtUnixMs ?? 0;
+    message.objectsOmitted = object.objectsOmitted ?? 0;
+    return message;
+  },
+};
+
+function createBaseObjectApplyStatus(): ObjectApplyStatus {
+  return {
+    key: undefined,
+    subscriptions: [],
+    action: "",
+    exists: undefined,
+    errorCode: "",
+    errorMessage: "",
+    observedStatusJson: "",
+  };
+}
+
+export const ObjectApplyStatus: MessageFns<ObjectApplyStatus> = {
+  encode(message: ObjectApplyStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== undefined) {
+      SyncObjectKey.encode(message.key, writer.uint32(10).fork()).join();
+    }
+    for (const v of message.subscriptions) {
+      writer.uint32(18).string(v!);
+    }
+    if (message.action !== "") {
+      writer.uint32(26).string(message.action);
+    }
+    if (message.exists !== undefined) {
+      writer.uint32(32).bool(message.exists);
+    }
+    if (message.errorCode !== "") {
+      writer.uint32(42).string(message.errorCode);
+    }
+    if (message.errorMessage !== "") {
+      writer.uint32(50).string(message.errorMessage);
+    }
+    if (message.observedStatusJson !== "") {
+      writer.uint32(58).string(message.observedStatusJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ObjectApplyStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseObjectApplyStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = SyncObjectKey.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subscriptions.push(reader.string());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.action = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.exists = reader.bool();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.errorCode = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.errorMessage = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.observedStatusJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ObjectApplyStatus {
+    return {
+      key: isSet(object.key) ? SyncObjectKey.fromJSON(object.key) : undefined,
+      subscriptions: globalThis.Array.isArray(object?.subscriptions)
+        ? object.subscriptions.map((e: any) => globalThis.String(e))
+        : [],
+      action: isSet(object.action) ? globalThis.String(object.action) : "",
+      exists: isSet(object.exists) ? globalThis.Boolean(object.exists) : undefined,
+      errorCode: isSet(object.errorCode)
+        ? globalThis.String(object.errorCode)
+        : isSet(object.error_code)
+        ? globalThis.String(object.error_code)
+        : "",
+      errorMessage: isSet(object.errorMessage)
+        ? globalThis.String(object.errorMessage)
+        : isSet(object.error_message)
+        ? globalThis.String(object.error_message)
+        : "",
+      observedStatusJson: isSet(object.observedStatusJson)
+        ? globalThis.String(object.observedStatusJson)
+        : isSet(object.observed_status_json)
+        ? globalThis.String(object.observed_status_json)
+        : "",
+    };
+  },
+
+  toJSON(message: ObjectApplyStatus): unknown {
+    const obj: any = {};
+    if (message.key !== undefined) {
+      obj.key = SyncObjectKey.toJSON(message.key);
+    }
+    if (message.subscriptions?.length) {
+      obj.subscriptions = message.subscriptions;
+    }
+    if (message.action !== "") {
+      obj.action = message.action;
+    }
+    if (message.exists !== undefined) {
+      obj.exists = message.exists;
+    }
+    if (message.errorCode !== "") {
+      obj.errorCode = message.errorCode;
+    }
+    if (message.errorMessage !== "") {
+      obj.errorMessage = message.errorMessage;
+    }
+    if (message.observedStatusJson !== "") {
+      obj.observedStatusJson = message.observedStatusJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ObjectApplyStatus>, I>>(base?: I): ObjectApplyStatus {
+    return ObjectApplyStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ObjectApplyStatus>, I>>(object: I): ObjectApplyStatus {
+    const message = createBaseObjectApplyStatus();
+    message.key = (object.key !== undefined && object.key !== null) ? SyncObjectKey.fromPartial(object.key) : undefined;
+    message.subscriptions = object.subscriptions?.map((e) => e) || [];
+    message.action = object.action ?? "";
+    message.exists = object.exists ?? undefined;
+    message.errorCode = object.errorCode ?? "";
+    message.errorMessage = object.errorMessage ?? "";
+    message.observedStatusJson = object.observedStatusJson ?? "";
     return message;
   },
 };

@@ -1,0 +1,149 @@
+import type { Logger } from 'pino';
+import type { SyncMode } from '../api/index.js';
+import { type Clock, ErrorCode, Feature, HawserError, type wire } from '../tunnel/index.js';
+import { ReconcileLoop } from './apply-loop.js';
+import type { Applier, ReconcileReport } from './apply-report.js';
+import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
+import type { SyncReceiver } from './sync-receiver.js';
+
+// Pull and Dual: the agent applies its cached desired set itself, on every
+// committed sync group and every intervalMs, also while the hub is
+// unreachable and after its own restart (the set is read from the cache).
+// Each pass's report goes to the hub (ApplyReport) when a sync session is up;
+// a new session gets the last one at once.
+
+/** Feature gates the agent knows, as Clusternet's --feature-gates. */
+export interface AgentFeatureGates {
+  /** The hub may push applies (Push and Dual). Default false. */
+  AppPusher: boolean;
+}
+
+export const defaultFeatureGates: AgentFeatureGates = { AppPusher: false };
+
+/** Parses "AppPusher=true,Other=false"; an unknown gate or value is HAWSER_INVALID_OPTION. */
+export function parseFeatureGates(text: string): AgentFeatureGates {
+  const gates = { ...defaultFeatureGates };
+  for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
+    const match = /^([A-Za-z0-9]+)=(true|false)$/.exec(part);
+    if (!match) throw new HawserError(ErrorCode.InvalidOption, `feature-gates entry ${JSON.stringify(part.slice(0, 64))} must be NAME=true|false`);
+    const [, name, value] = match;
+    if (!(name! in gates)) throw new HawserError(ErrorCode.InvalidOption, `feature-gates: unknown gate ${JSON.stringify(name)}; known: ${Object.keys(gates).join(', ')}`);
+    gates[name as keyof AgentFeatureGates] = value === 'true';
+  }
+  return gates;
+}
+
+/**
+ * The mode the agent runs: Push or Dual without the AppPusher gate is Pull,
+ * as in Clusternet. (Push proper, where the agent keeps no desired state and
+ * the hub waits on each apply, is not built yet: with AppPusher it runs as Dual.)
+ */
+export function effectiveSyncMode(mode: SyncMode, gates: AgentFeatureGates): SyncMode {
+  if (!gates.AppPusher && (mode === 'Push' || mode === 'Dual')) return 'Pull';
+  return mode;
+}
+
+export interface SyncApplyOptions {
+  receiver: SyncReceiver;
+  applier: Applier;
+  logger: Logger;
+  clock?: Clock;
+  /** Drift check period. */
+  intervalMs: number;
+}
+
+export class SyncApplyLoop {
+  private readonly loop: ReconcileLoop;
+  private session: AgentSessionContext | undefined;
+  private last: wire.ApplyReport | undefined;
+  private readonly onCommitted = () => this.loop.trigger();
+
+  constructor(private readonly options: SyncApplyOptions) {
+    this.loop = new ReconcileLoop({
+      intervalMs: options.intervalMs,
+      run: (signal) => this.pass(signal),
+      onError: (err) => options.logger.error({ err: (err as Error).message }, 'apply pass failed; trying again at the next interval'),
+      ...(options.clock ? { clock: options.clock } : {}),
+    });
+  }
+
+  get passes(): number {
+    return this.loop.passes;
+  }
+
+  /** The last report made (and sent when a session was up). */
+  get lastReport(): wire.ApplyReport | undefined {
+    return this.last;
+  }
+
+  start(): void {
+    this.options.receiver.on('committed', this.onCommitted);
+    this.loop.start();
+  }
+
+  /** A pass as soon as possible (e.g. an owned object was deleted by hand). */
+  trigger(): void {
+    this.loop.trigger();
+  }
+
+  async stop(): Promise<void> {
+    this.options.receiver.off('committed', this.onCommitted);
+    await this.loop.stop();
+  }
+
+  /** For AgentCore.registerHandler: tracks the session the reports go to (takes no frames). */
+  handlerFactory(): AgentHandlerFactory {
+    return (session) => {
+      if (session.negotiated.features.has(Feature.Sync)) {
+        this.session = session;
+        session.ended.addEventListener('abort', () => {
+          if (this.session === session) this.session = undefined;
+        });
+        if (this.last) this.send(this.last);
+      }
+      const handler: AgentFrameHandler = { name: 'apply-report', kinds: [], queueLimit: 1, handle: () => undefined };
+      return handler;
+    };
+  }
+
+  private async pass(signal: AbortSignal): Promise<void> {
+    const desired = await this.options.receiver.desired();
+    const report = await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, signal });
+    this.last = toWire(report, desired.revision, desired.hold?.reason ?? '', this.options.clock?.now() ?? Date.now());
+    this.send(this.last);
+  }
+
+  private send(report: wire.ApplyReport): void {
+    const session = this.session;
+    if (!session) return;
+    session.send({ frame: { $case: 'applyReport', value: report } }).catch((err: unknown) => {
+      this.options.logger.debug({ err: (err as Error).message }, 'apply report not sent; the next session gets the latest');
+    });
+  }
+}
+
+/** Rows of an ApplyReport add up to this many bytes at most (the frame limit is 4 MiB). */
+export const maxApplyReportBytes = 2 * 1024 * 1024;
+
+export function toWire(report: ReconcileReport, revision: number, pruneHeldReason: string, now: number): wire.ApplyReport {
+  // Errors first, so a report cut to size still says what failed.
+  const rows = [...report.objects].sort((a, b) => Number(b.action === 'error') - Number(a.action === 'error'));
+  let bytes = 0;
+  const kept = rows.filter((o) => (bytes += JSON.stringify(o).length + 32) <= maxApplyReportBytes);
+  return {
+    revision,
+    pruneHeldReason,
+    pruneRan: report.prune.ran,
+    appliedAtUnixMs: now,
+    objectsOmitted: rows.length - kept.length,
+    objects: kept.map((o) => ({
+      key: { apiVersion: o.apiVersion, kind: o.kind, namespace: o.namespace ?? '', name: o.name },
+      subscriptions: o.subscriptions,
+      action: o.action,
+      ...(o.exists === undefined ? {} : { exists: o.exists }),
+      errorCode: o.error?.code ?? '',
+      errorMessage: o.error?.message ?? '',
+      observedStatusJson: o.status ? JSON.stringify(o.status) : '',
+    })),
+  };
+}

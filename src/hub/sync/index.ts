@@ -1,0 +1,3 @@
+export { type ClusterSyncCounters, defaultSyncOptions, type SyncDeps, syncHandlerFactory, type SyncOptions, SyncStats } from './handler.js';
+export { manifestContent, subsNameLabel, subsNamespaceLabel } from './objects.js';
+export { clusterSyncStatusApiVersion, writeApplyReport } from './status.js';

@@ -1,0 +1,55 @@
+import { createHash } from 'node:crypto';
+import type { KubeObject } from '../store.js';
+import { wire } from '../../tunnel/index.js';
+
+// Manifest -> SyncObject: what the agent applies is the Manifest's `template`;
+// the Subscription it comes from is in the Manifest's labels (the deployer
+// writes them as Clusternet does).
+
+export const subsNameLabel = 'apps.clusternet.io/subs.name';
+export const subsNamespaceLabel = 'apps.clusternet.io/subs.namespace';
+
+export interface ManifestContent {
+  key: wire.SyncObjectKey;
+  subscription: string;
+  template: KubeObject | undefined;
+}
+
+/** What a Manifest asks the agent to hold; a Manifest without a usable template gives a key from its own name. */
+export function manifestContent(manifest: KubeObject): ManifestContent {
+  const labels = manifest.metadata.labels ?? {};
+  const subscription = `${labels[subsNamespaceLabel] ?? ''}/${labels[subsNameLabel] ?? ''}`;
+  const t = manifest['template'] as Partial<KubeObject> | undefined;
+  const usable = t && typeof t === 'object' && typeof t.apiVersion === 'string' && typeof t.kind === 'string' && typeof t.metadata?.name === 'string';
+  const key: wire.SyncObjectKey = usable
+    ? { apiVersion: t.apiVersion!, kind: t.kind!, namespace: t.metadata!.namespace ?? '', name: t.metadata!.name }
+    : { apiVersion: '', kind: '', namespace: '', name: manifest.metadata.name };
+  return { key, subscription, template: usable ? (t as KubeObject) : undefined };
+}
+
+/** One whole object in one frame (identity encoding, chunk 0 of 1). */
+export function syncObjectFrame(content: ManifestContent, revision: number, op: wire.SyncOp): wire.ConnectResponse {
+  const payload = op === wire.SyncOp.SYNC_OP_UPSERT && content.template ? Buffer.from(JSON.stringify(content.template)) : Buffer.alloc(0);
+  return {
+    frame: {
+      $case: 'syncObject',
+      value: {
+        key: content.key,
+        subscription: content.subscription,
+        revision,
+        op,
+        encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
+        contentSha256: createHash('sha256').update(payload).digest('hex'),
+        totalSize: payload.length,
+        chunkIndex: 0,
+        chunkCount: 1,
+        payload,
+      },
+    },
+  };
+}
+
+/** Bytes the frame takes on the wire (its protobuf encoding). */
+export function frameBytes(frame: wire.ConnectResponse): number {
+  return wire.ConnectResponse.encode(frame).finish().length;
+}
