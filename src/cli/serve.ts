@@ -64,6 +64,11 @@ export const agentSpec: CommandSpec = {
     'keepalive-timeout': { type: 'string', help: 'unanswered ping after which the hub is gone', default: '10s' },
     'cache-dir': { type: 'string', help: 'offline cache directory (identity, credential)', default: '.hawser/agent' },
     kubeconfig: { type: 'string', help: 'kubeconfig of the local cluster; default in-cluster or ~/.kube/config' },
+    'feature-gates': {
+      type: 'string',
+      help: "as clusternet-agent: AppPusher=true|false (default false). Without AppPusher a cluster in Push or Dual mode runs as Pull: it applies the hub's desired state itself, from its cache",
+    },
+    'apply-interval': { type: 'string', help: 'how often the agent reconciles its cluster with the desired state it holds (drift comes back)', default: '30s' },
   },
 };
 
@@ -195,6 +200,8 @@ export async function runAgent(argv: string[]): Promise<number> {
       keepaliveTimeMs: durationFlag(p, 'keepalive-time', 20_000),
       keepaliveTimeoutMs: durationFlag(p, 'keepalive-timeout', 10_000),
       cacheDir: stringFlag(p, 'cache-dir', '.hawser/agent')!,
+      featureGates: stringFlag(p, 'feature-gates', '')!,
+      applyIntervalMs: durationFlag(p, 'apply-interval', 30_000),
       ...(token ? { bootstrapToken: token } : {}),
       ...(ns ? { clusterRegNamespace: ns } : {}),
       ...(caFile ? { parentCaFile: caFile } : {}),

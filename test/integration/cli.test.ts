@@ -64,10 +64,13 @@ describe('hawser CLI', () => {
     const badDuration = await hawser(['agent', '--cluster-reg-name=x', '--reconnect-period=10']);
     expect(badDuration.code).toBe(2);
     expect(badDuration.stderr).toContain('--reconnect-period');
+    const badGate = await hawser(['agent', '--cluster-reg-name=x', '--feature-gates=Bogus=true']);
+    expect(badGate.code).toBe(1);
+    expect(badGate.stderr).toContain('HAWSER_INVALID_OPTION: feature-gates: unknown gate "Bogus"');
   });
 
   it('every command has --help', async () => {
-    for (const cmd of ['hub', 'agent', 'approve', 'deny', 'delete', 'get', 'rotate', 'demo']) {
+    for (const cmd of ['hub', 'agent', 'approve', 'deny', 'apply', 'delete', 'describe', 'get', 'rotate', 'demo']) {
       const r = await hawser([cmd, '--help']);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(new RegExp(`Usage: hawser ${cmd}`));
