@@ -1,11 +1,12 @@
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EmbeddedStore, SealingStore } from '../../src/hub/store.js';
 import { httpsRequest, type KubeCluster, type ManagedProcess } from '../../src/testkit/index.js';
-import { type HubProcess, TestBed, until } from './harness.js';
+import { hawser, type HubProcess, TestBed, until } from './harness.js';
 
-// A real hub and agent process beside a real kube-apiserver: a Manifest the
-// hub holds appears in the child cluster; deleted by hand there, it comes back
+// A real hub and agent process beside a real kube-apiserver: a Subscription
+// applied with the CLI is rendered by the hub's deployer, synced, and applied
+// by the agent in the child cluster; deleted by hand there, it comes back
 // from the agent's cache with the hub stopped, also after the agent restarts.
 
 describe('sync to a real cluster (Pull)', () => {
@@ -28,19 +29,21 @@ describe('sync to a real cluster (Pull)', () => {
 
   it('applies a Manifest from the hub, and restores a hand-deleted object from the cache with the hub down', async () => {
     const cluster = await until('edge-s registered', () => hub.cluster('edge-s'));
-    const ns = cluster.metadata.namespace!;
-    // Write the Manifest as the deployer would, into the hub's own store (hub stopped: the store is its alone).
-    await hub.proc.stop();
-    const inner = await EmbeddedStore.open(join(hub.dataDir, 'store'));
-    const { store } = await SealingStore.open(inner, join(hub.dataDir, 'secret-key'));
-    await store.put('Manifest', { namespace: ns, name: 'synced' }, {
-      apiVersion: 'apps.clusternet.io/v1alpha1',
-      kind: 'Manifest',
-      metadata: { namespace: ns, name: 'synced', labels: { 'apps.clusternet.io/subs.name': 'app', 'apps.clusternet.io/subs.namespace': 'default' } },
-      template: { apiVersion: 'v1', kind: 'ConfigMap', metadata: { namespace: 'default', name: 'synced' }, data: { greeting: 'hello' } },
-    });
-    await store.close();
-    await hub.proc.restart();
+    // What an operator does: a ConfigMap fed by a Subscription that picks this cluster by id.
+    // The hub's deployer renders it into the cluster's Manifest; sync carries it to the agent.
+    const file = join(bed.dir, 'synced.yaml');
+    await writeFile(
+      file,
+      [
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: synced, namespace: default}\ndata: {greeting: hello}',
+        'apiVersion: apps.clusternet.io/v1alpha1\nkind: Subscription\nmetadata: {name: app, namespace: default}\nspec:',
+        `  subscribers: [{clusterAffinity: {matchLabels: {clusters.clusternet.io/cluster-id: ${cluster.spec.clusterId}}}}]`,
+        '  feeds: [{apiVersion: v1, kind: ConfigMap, name: synced, namespace: default}]',
+      ].join('\n').replace('hello}\napiVersion', 'hello}\n---\napiVersion'),
+    );
+    const applyResult = await hawser(['apply', '-f', file, `--hub=${hub.apiUrl}`]);
+    expect(applyResult.stderr).toBe('');
+    expect(applyResult.code).toBe(0);
 
     const applied = await until('the ConfigMap in the child', async () => {
       const r = await configMap();
