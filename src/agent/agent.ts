@@ -111,7 +111,10 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
             registerTimeoutMs: options.registerTimeoutMs,
             heartbeatTiming: (hubIntervalMs) => this.heartbeatTiming(hubIntervalMs),
             readStatus: (previous) => this.readStatus(previous),
-            recordRtt: (ms) => this.recordRtt(ms),
+            recordRtt: (ms) => {
+              this.recordRtt(ms);
+              progress.heartbeatAcked();
+            },
             readSyncState: () => readSyncState(deps.cache, deps.logger),
             handlers: this.handlers,
             unhandled: this.unhandledFrames,
