@@ -51,6 +51,11 @@ export class ReconnectLoop {
     return this.current;
   }
 
+  /** stop() was called: a session whose stream opens only now must close it at once. */
+  get stopping(): boolean {
+    return this.stopRequested;
+  }
+
   private setState(next: AgentState): void {
     if (!canTransition(this.current.kind, next.kind)) {
       throw new Error(`agent state ${this.current.kind} -> ${next.kind} is not allowed`);

@@ -684,6 +684,26 @@ describe('AgentCore quick retry after a healthy connection', () => {
   });
 });
 
+describe('AgentCore stop during a dial', () => {
+  it('stop() right as a backoff ends (the next dial not yet open) still ends the loop', async () => {
+    const hub = await scriptedHub(ackAll);
+    const agent = await startAgent(hub, await openCache(await cacheDir()), () => 0.5);
+    await waitFor('ready', () => hub.channels.length === 1 && agent.core.state.kind === 'ready');
+    hub.channels[0]!.close();
+    await waitFor('backing off', () => backingOff(agent.states).length === 1);
+    // stop() lands as the next dial begins, before its stream exists (nothing to interrupt yet).
+    let stopped: Promise<void> | undefined;
+    agent.core.on('state', (state) => {
+      if (state.kind === 'connecting' && state.attempt === 1) stopped = agent.stop();
+    });
+    hub.clock.advance(backingOff(agent.states)[0]!.delayMs);
+    await waitFor('stop() called', () => stopped !== undefined);
+    await stopped;
+    await agent.loop;
+    expect(agent.core.state.kind).toBe('stopped');
+  });
+});
+
 describe('AgentCore sessions', () => {
   it('sends the revision and hub incarnation its cache holds in the hello, read at each hello', async () => {
     const hub = await hubFixture();
