@@ -111,11 +111,18 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
             registerTimeoutMs: options.registerTimeoutMs,
             heartbeatTiming: (hubIntervalMs) => this.heartbeatTiming(hubIntervalMs),
             readStatus: (previous) => this.readStatus(previous),
-            recordRtt: (ms) => this.recordRtt(ms),
+            recordRtt: (ms) => {
+              this.recordRtt(ms);
+              progress.heartbeatAcked();
+            },
             readSyncState: () => readSyncState(deps.cache, deps.logger),
             handlers: this.handlers,
             unhandled: this.unhandledFrames,
-            onChannel: (channel) => (this.channel = channel),
+            onChannel: (channel) => {
+              this.channel = channel;
+              // stop() before this dial's stream existed found nothing to interrupt.
+              if (channel && this.loop.stopping) channel.close();
+            },
             onSession: (session) => (this.current = session),
           },
           progress,

@@ -3,8 +3,8 @@ import { Backoff, type BackoffPolicy, type Clock, type HawserError, isPermanent,
 import { type AgentState, canTransition } from './state.js';
 
 // The agent's connection as a state machine with one reconnect loop: dial a
-// session, and when it ends back off (jittered, capped, reset after a stable
-// connection) and dial again, until stopped. Only one loop runs at a time;
+// session, and when it ends back off (jittered, capped; one quick jittered
+// retry after a healthy connection dropped, see Backoff) and dial again, until stopped. Only one loop runs at a time;
 // asking again returns the running one (nats.js). setState is the only way
 // the state changes, and only along the listed transitions.
 
@@ -13,6 +13,8 @@ export interface SessionProgress {
   registering(pendingRequest?: string): void;
   /** Welcomed: the connection counts as up from now (for the backoff reset). */
   ready(clusterName: string): void;
+  /** The hub acked a heartbeat on this session: the connection worked (earns a quick retry when it drops). */
+  heartbeatAcked(): void;
 }
 
 export interface ReconnectDeps {
@@ -47,6 +49,11 @@ export class ReconnectLoop {
 
   get state(): AgentState {
     return this.current;
+  }
+
+  /** stop() was called: a session whose stream opens only now must close it at once. */
+  get stopping(): boolean {
+    return this.stopRequested;
   }
 
   private setState(next: AgentState): void {
@@ -85,6 +92,7 @@ export class ReconnectLoop {
         this.backoff.markConnected(clock.now());
         this.setState({ kind: 'ready', clusterName, since: clock.now() });
       },
+      heartbeatAcked: () => this.backoff.markHealthy(),
     };
     while (!this.stopRequested) {
       this.setState({ kind: 'connecting', attempt: this.attempt++ });
@@ -93,7 +101,10 @@ export class ReconnectLoop {
       if (this.stopRequested) break;
       this.lastError = error;
       // A mistake only an operator can fix (a wrong CA) is retried, but only at the backoff cap.
+      const quickRetry = this.backoff.quickRetryDue;
       const delayMs = this.backoff.next(needsOperator(error.code) ? Number.POSITIVE_INFINITY : error.retryAfterMs);
+      // Which rule chose the wait, for operators and the link tests reading this log.
+      logger.info({ delayMs, quickRetry, attempts: this.backoff.attempts, code: error.code }, 'agent reconnect wait');
       this.setState({ kind: 'backing-off', delayMs, reason: error });
       if (isPermanent(error.code) || needsOperator(error.code)) {
         logger.error({ code: error.code, attempts: this.backoff.attempts }, `hub refused this agent: ${error.message}`);

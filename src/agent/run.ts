@@ -29,6 +29,8 @@ export interface AgentOptions {
   maxReconnectPeriodMs: number;
   /** A connection up this long resets the backoff. */
   stableConnectionMs: number;
+  /** After a healthy connection (welcomed, a heartbeat acked) drops, the first redial waits uniform in [0, this), at most max-reconnect-period; 0 disables. */
+  reconnectJitterMs: number;
   cacheDir: string;
   bootstrapToken?: string;
   kubeconfig?: string;
@@ -53,6 +55,7 @@ export function defaultAgentOptions(): AgentOptions {
     reconnectPeriodMs: defaultBackoffPolicy.baseMs,
     maxReconnectPeriodMs: defaultBackoffPolicy.capMs,
     stableConnectionMs: defaultBackoffPolicy.stableAfterMs,
+    reconnectJitterMs: defaultBackoffPolicy.quickRetryMs ?? 0,
     cacheDir: '.hawser/agent',
     registerTimeoutMs: 30_000,
     // 20 s pings keep common NAT mappings (often 30-60 s idle) open.
@@ -80,6 +83,7 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
   if (!/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(o.parentUrl.replace(/^grpcs?:\/\//, ''))) problems.push(`parent-url "${o.parentUrl}" must be host:port`);
   if (o.reconnectPeriodMs <= 0) problems.push('reconnect-period must be positive');
   if (o.maxReconnectPeriodMs < o.reconnectPeriodMs) problems.push('max-reconnect-period must be at least reconnect-period');
+  if (!(o.reconnectJitterMs >= 0)) problems.push(`reconnect-jitter ${o.reconnectJitterMs}ms must not be negative`);
   if (o.clusterLeaseDurationMs < 1_000) problems.push('cluster-lease-duration must be at least 1s');
   if (o.clusterStatusUpdateFrequencyMs < 100) problems.push('cluster-status-update-frequency must be at least 100ms');
   if (!(o.applyIntervalMs >= 100)) problems.push('apply-interval must be at least 100ms');
@@ -130,7 +134,7 @@ export async function startAgent(
     clusterSyncMode: o.clusterSyncMode,
     clusterStatusUpdateFrequencyMs: o.clusterStatusUpdateFrequencyMs,
     clusterLeaseDurationMs: o.clusterLeaseDurationMs,
-    backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs },
+    backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs, quickRetryMs: Math.min(o.reconnectJitterMs, o.maxReconnectPeriodMs) },
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',

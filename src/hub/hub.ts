@@ -17,6 +17,7 @@ import {
   type TunnelListener,
   wire,
 } from '../tunnel/index.js';
+import { defaultHandshakeAdmission, HandshakeAdmission, type HandshakeAdmissionOptions } from './admission.js';
 import { ClusterStatusWriter } from './cluster-status.js';
 import { markUnreachable, readyValue } from './clusters.js';
 import { HeartbeatHandler } from './heartbeats.js';
@@ -52,6 +53,8 @@ export interface HubCoreOptions extends RegistrarLimits {
   maxUnwelcomedStreams: number;
   /** What a busy hub asks a refused stream to wait. */
   busyRetryAfterMs: number;
+  /** Handshakes in progress at once, and the spread of the retry-after a hello past them gets (HAWSER_HUB_BUSY). */
+  handshakes: HandshakeAdmissionOptions;
   /** What a hub with a full disk asks a registration to wait. */
   storageFullRetryAfterMs: number;
   /** A refusal waits this long for its Goodbye to go out, then ends the stream regardless. */
@@ -74,6 +77,7 @@ export const defaultHubCoreOptions: HubCoreOptions = {
   features: [],
   maxUnwelcomedStreams: 1_024,
   busyRetryAfterMs: 5_000,
+  handshakes: defaultHandshakeAdmission,
   storageFullRetryAfterMs: 60_000,
   goodbyeTimeoutMs: 5_000,
 };
@@ -113,6 +117,7 @@ export class HubCore {
   private readonly refused = new WeakSet<HubChannel>();
   private readonly serving = new Set<Promise<void>>();
   private readonly authFailures: FailureLimiter;
+  private readonly handshakes: HandshakeAdmission;
   private unwelcomed = 0;
   private listener: TunnelListener | undefined;
   private stopping = false;
@@ -127,7 +132,9 @@ export class HubCore {
     private readonly metrics: HubMetrics,
     private readonly logger: Logger,
     private readonly clock: Clock = systemClock,
+    random: () => number = Math.random,
   ) {
+    this.handshakes = new HandshakeAdmission(options.handshakes, clock, random);
     this.registrar = new Registrar(store, this.mutex, clock, {
       ...options,
       bootstrapTokens: () => this.options.bootstrapTokens,
@@ -210,6 +217,11 @@ export class HubCore {
   /** Which clusters were sent which trust bundle version, so operators see when a CA rotation may go on. */
   get trustBundleSent(): ReadonlyMap<string, number> {
     return new Map(this.bundleSent);
+  }
+
+  /** Handshakes in progress (hello received, neither welcomed nor waiting for approval yet). */
+  get handshakesInProgress(): number {
+    return this.handshakes.active;
   }
 
   get connectedClusters(): string[] {
@@ -306,7 +318,21 @@ export class HubCore {
       } catch (err) {
         return await this.refuse(channel, toHawserError(err), { clusterId: quoteBounded(hello.clusterId, 64), agentVersion: quoteBounded(hello.agentVersion, 64) });
       }
-      session = await this.establish(channel, hello, negotiated);
+      const slot = this.handshakes.tryEnter();
+      if (!slot.admitted) {
+        return await this.refuse(
+          channel,
+          new HawserError(ErrorCode.HubBusy, `hub has ${slot.inProgress} handshakes in progress; try again in ${slot.retryAfterMs}ms`, {
+            retryAfterMs: slot.retryAfterMs,
+          }),
+          { clusterId: quoteBounded(hello.clusterId, 64) },
+        );
+      }
+      try {
+        session = await this.establish(channel, hello, negotiated, slot.release);
+      } finally {
+        slot.release();
+      }
       welcomed();
       if (!session) return;
       // A fresh session rewrites Ready and taints; queued like every status write.
@@ -371,7 +397,13 @@ export class HubCore {
   }
 
   /** Authenticates and registers; returns the live session, or undefined if refused or abandoned. */
-  private async establish(channel: HubChannel, hello: wire.Hello, negotiated: Negotiated): Promise<Session | undefined> {
+  private async establish(
+    channel: HubChannel,
+    hello: wire.Hello,
+    negotiated: Negotiated,
+    /** Called once the request waits for an operator: waiting is not a handshake in progress. */
+    handshakeDone: () => void,
+  ): Promise<Session | undefined> {
     let admission;
     // Listen for approval before anything can make the request pending: an
     // approve that lands while RegistrationPending is on the wire must not be lost.
@@ -398,6 +430,7 @@ export class HubCore {
             value: { requestName, message: `waiting for an operator to run: hawser approve ${admission.request.spec.clusterName}` },
           },
         });
+        handshakeDone();
         if (!(await approved)) return undefined;
         admission = await this.registrar.admit(hello);
         if (admission.kind === 'pending') throw new HawserError(ErrorCode.Internal, `request ${requestName} approved but still pending`);

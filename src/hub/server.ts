@@ -62,6 +62,8 @@ export interface HubOptions {
   maxConcurrentStreams: number;
   /** Streams still registering (not yet welcomed), at most, per hub. */
   maxUnwelcomedStreams: number;
+  /** Handshakes (hello to welcome) in progress at once; a hello past them is HAWSER_HUB_BUSY with a spread retry-after. */
+  maxConcurrentHandshakes: number;
   /** Pending registration requests one bootstrap token may hold, and all tokens together. */
   maxPendingRegistrationsPerToken: number;
   maxPendingRegistrations: number;
@@ -93,6 +95,7 @@ export function defaultHubOptions(): HubOptions {
     tlsHandshakeTimeoutMs: defaultTlsHandshakeTimeoutMs,
     maxConcurrentStreams: defaultMaxConcurrentStreams,
     maxUnwelcomedStreams: defaultHubCoreOptions.maxUnwelcomedStreams,
+    maxConcurrentHandshakes: defaultHubCoreOptions.handshakes.maxConcurrent,
     maxPendingRegistrationsPerToken: defaultHubCoreOptions.maxPendingPerToken,
     maxPendingRegistrations: defaultHubCoreOptions.maxPendingTotal,
     pendingRegistrationTtlMs: defaultHubCoreOptions.pendingRegistrationTtlMs,
@@ -291,6 +294,7 @@ async function serve(
       autoApprove: o.autoApprove,
       clusterLeaseDurationMs: o.clusterLeaseDurationMs,
       maxUnwelcomedStreams: o.maxUnwelcomedStreams,
+      handshakes: { ...defaultHubCoreOptions.handshakes, maxConcurrent: o.maxConcurrentHandshakes },
       maxPendingPerToken: o.maxPendingRegistrationsPerToken,
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,

@@ -6,6 +6,7 @@ export {
   backoffCeilingMs,
   backoffDelayMs,
   defaultBackoffPolicy,
+  quickRetryDelayMs,
   retryAfterFloorMs,
 } from './backoff.js';
 export { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';

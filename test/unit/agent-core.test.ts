@@ -635,6 +635,75 @@ describe('AgentCore against a scripted hub', () => {
   });
 });
 
+describe('AgentCore quick retry after a healthy connection', () => {
+  it('redials quickly after a connection whose heartbeat was acked, and backs off after one that was not', async () => {
+    let acking = true;
+    const hub = await scriptedHub(async (end, frame) => {
+      if (frame.frame?.$case === 'hello') await end.send(welcome());
+      if (frame.frame?.$case === 'heartbeat' && acking) {
+        await end.send({ frame: { $case: 'heartbeatAck', value: { sequence: frame.frame.value.sequence, leaseExpiresAtUnixMs: 0 } } });
+      }
+    });
+    const quick: BackoffPolicy = { ...policy, quickRetryMs: 1_500 };
+    const agent = await startAgent(hub, await openCache(await cacheDir()), () => 0.5, { backoff: quick });
+    let acks = 0;
+    agent.core.on('rtt', () => acks++);
+    const connected = (n: number) => waitFor(`connection ${n}`, () => hub.channels.length === n && agent.core.state.kind === 'ready');
+    const dropAndReadDelay = async (n: number) => {
+      hub.channels[n - 1]!.close();
+      await waitFor(`backoff ${n}`, () => backingOff(agent.states).length === n);
+      return backingOff(agent.states)[n - 1]!.delayMs;
+    };
+    const redial = async (n: number) => hub.clock.advance(await dropAndReadDelay(n));
+
+    // Healthy (an ack arrived): one quick retry, jittered over the window.
+    await connected(1);
+    await waitFor('an ack', () => acks === 1);
+    const first = await dropAndReadDelay(1);
+    expect(first).toBe(Math.floor(0.5 * 1_500));
+    hub.clock.advance(first);
+
+    // Welcomed but no ack before the drop: a failed dial, backing off from the first step
+    // (the healthy connection before it forgot earlier failures), then growing.
+    acking = false;
+    await connected(2);
+    await redial(2);
+    await connected(3);
+    await redial(3);
+    expect(backingOff(agent.states).slice(1, 3).map((s) => s.delayMs)).toEqual([
+      Math.floor(0.5 * backoffCeilingMs(quick, 0)),
+      Math.floor(0.5 * backoffCeilingMs(quick, 1)),
+    ]);
+
+    // Healthy again: quick again, however many drops came before.
+    acking = true;
+    await connected(4);
+    await waitFor('an ack', () => acks === 2);
+    expect(await dropAndReadDelay(4)).toBe(Math.floor(0.5 * 1_500));
+    expect(acks).toBe(2);
+  });
+});
+
+describe('AgentCore stop during a dial', () => {
+  it('stop() right as a backoff ends (the next dial not yet open) still ends the loop', async () => {
+    const hub = await scriptedHub(ackAll);
+    const agent = await startAgent(hub, await openCache(await cacheDir()), () => 0.5);
+    await waitFor('ready', () => hub.channels.length === 1 && agent.core.state.kind === 'ready');
+    hub.channels[0]!.close();
+    await waitFor('backing off', () => backingOff(agent.states).length === 1);
+    // stop() lands as the next dial begins, before its stream exists (nothing to interrupt yet).
+    let stopped: Promise<void> | undefined;
+    agent.core.on('state', (state) => {
+      if (state.kind === 'connecting' && state.attempt === 1) stopped = agent.stop();
+    });
+    hub.clock.advance(backingOff(agent.states)[0]!.delayMs);
+    await waitFor('stop() called', () => stopped !== undefined);
+    await stopped;
+    await agent.loop;
+    expect(agent.core.state.kind).toBe('stopped');
+  });
+});
+
 describe('AgentCore sessions', () => {
   it('sends the revision and hub incarnation its cache holds in the hello, read at each hello', async () => {
     const hub = await hubFixture();

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { HubStore } from '../../src/hub/store.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { clusterStatus, FakeAgent, helloFrame, metricValue, rejectedCount, startTestHub, type TestHub, waitFor } from './support.js';
 
@@ -106,5 +107,82 @@ describe('HubCore failed-authentication rate limit', () => {
     const ok = await attempt({ clusterId: randomUUID(), token: hub.token, name: 'edge-ok' });
     expect((await ok.expectFrame('welcome')).clusterName).toBe('edge-ok');
     await waitFor('no rate limiting', async () => (await rejectedCount(hub.metrics, ErrorCode.RateLimited)) === 0);
+  });
+});
+
+/** The store, with every read and write held while `closed` (writes then go on in order). */
+function gatedStore() {
+  let open!: () => void;
+  let gate: Promise<void> | undefined;
+  const held = new Set(['get', 'read', 'list', 'put', 'delete', 'batch']);
+  return {
+    close: () => (gate = new Promise<void>((resolve) => (open = resolve))),
+    open: () => {
+      gate = undefined;
+      open();
+    },
+    wrap: (store: HubStore): HubStore =>
+      new Proxy(store, {
+        get(target, prop, receiver) {
+          const value = Reflect.get(target, prop, receiver) as unknown;
+          if (typeof prop !== 'string' || !held.has(prop) || typeof value !== 'function') return value;
+          return async (...args: unknown[]) => {
+            while (gate) await gate;
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      }),
+  };
+}
+
+describe('HubCore handshake admission', () => {
+  it('refuses hellos past the concurrent handshakes with a spread retry-after, admits them later, and never sheds heartbeats', async () => {
+    const gate = gatedStore();
+    const maxConcurrent = 3;
+    const extra = 2;
+    hub = await startTestHub(
+      { handshakes: { maxConcurrent, retryAfterMinMs: 1_000, retryAfterMaxMs: 5_000 } },
+      { wrapStore: gate.wrap, random: () => 0.5 },
+    );
+    const { agent: live } = await register('edge-live');
+    await live.heartbeat();
+
+    // The store stalls: registrations stay in progress.
+    gate.close();
+    const hellos = Array.from({ length: maxConcurrent + extra }, (_, i) => ({ clusterId: randomUUID(), token: hub.token, name: `edge-herd-${i}` }));
+    const herd = hellos.map(() => FakeAgent.open(hub));
+    await Promise.all(herd.map((agent, i) => agent.send(helloFrame(hellos[i]!))));
+    await waitFor('the refusals', async () => (await rejectedCount(hub.metrics, ErrorCode.HubBusy)) === extra);
+    expect(hub.core.handshakesInProgress).toBe(maxConcurrent);
+    const refused = herd.filter((agent) => agent.isClosed);
+    expect(refused).toHaveLength(extra);
+    for (const agent of refused) {
+      const goodbye = await agent.expectGoodbye(ErrorCode.HubBusy);
+      expect(goodbye.retryAfterMs).toBeGreaterThanOrEqual(1_000);
+      expect(goodbye.retryAfterMs).toBeLessThan(5_000);
+    }
+    // The second refusal in the window waited longer than the first: the spread grows with the herd.
+    const waits = refused.map((agent) => (agent.received[0]!.frame as { value: { retryAfterMs: number } }).value.retryAfterMs).sort((a, b) => a - b);
+    expect(waits[1]!).toBeGreaterThan(waits[0]!);
+
+    // Meanwhile the connected agent's heartbeats are all acked (the acks do not wait for the store).
+    for (let sequence = 100; sequence < 110; sequence++) {
+      await live.send({ frame: { $case: 'heartbeat', value: { sequence, sentAtUnixMs: 0, lastRttMs: 0, statusUnchanged: true } } });
+      expect((await live.expectFrame('heartbeatAck')).sequence).toBe(sequence);
+    }
+
+    gate.open();
+    const admitted = herd.filter((agent) => !agent.isClosed);
+    for (const agent of admitted) await agent.expectFrame('welcome');
+    // The refused ones come back after their retry-after and are admitted.
+    for (const agent of refused) {
+      const i = herd.indexOf(agent);
+      const again = FakeAgent.open(hub);
+      await again.send(helloFrame(hellos[i]!));
+      expect((await again.expectFrame('welcome')).clusterName).toBe(`edge-herd-${i}`);
+    }
+    expect(hub.core.handshakesInProgress).toBe(0);
+    expect(await metricValue(hub.metrics, 'hawser_hub_connected_agents')).toBe(1 + maxConcurrent + extra);
+    expect(await rejectedCount(hub.metrics, ErrorCode.HubBusy)).toBe(extra);
   });
 });

@@ -15,7 +15,7 @@ import {
 } from '../../src/gen/hawser/v1/tunnel.js';
 import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
-import { EmbeddedStore } from '../../src/hub/store.js';
+import { EmbeddedStore, type HubStore } from '../../src/hub/store.js';
 import { generateBootstrapToken } from '../../src/hub/tokens.js';
 import { type AgentKeyPair, generateAgentKeyPair, signHello } from '../../src/tunnel/proof.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
@@ -68,7 +68,7 @@ export interface TestHub {
 
 export async function startTestHub(
   options: Partial<HubCoreOptions> = {},
-  extra: { maxFrameBytes?: number; clock?: ManualClock } = {},
+  extra: { maxFrameBytes?: number; clock?: ManualClock; random?: () => number; wrapStore?: (store: HubStore) => HubStore } = {},
 ): Promise<TestHub> {
   const dir = await tempDir('hub');
   const store = await EmbeddedStore.open(dir.path);
@@ -78,10 +78,11 @@ export async function startTestHub(
   const token = generateBootstrapToken();
   const core = new HubCore(
     { ...defaultHubCoreOptions, bootstrapTokens: [token], autoApprove: true, ...options },
-    store,
+    extra.wrapStore ? extra.wrapStore(store) : store,
     metrics,
     silentLogger,
     clock,
+    extra.random,
   );
   const transport = new MemoryTransport(extra.maxFrameBytes);
   await core.start(transport);

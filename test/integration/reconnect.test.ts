@@ -1,0 +1,120 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, type KubeCluster, type ManagedProcess, startToxiproxy, type Toxiproxy } from '../../src/testkit/index.js';
+import { type HubProcess, readyStatus, startHubProcess, TestBed, until } from './harness.js';
+
+// A link that drops right after every reconnect, and a hub killed outright:
+// the agent's waits come from its own log ("agent reconnect wait"), never
+// from wall-clock timings.
+
+interface ReconnectWait {
+  delayMs: number;
+  quickRetry: boolean;
+  attempts: number;
+  code: string;
+}
+
+/** Collects the agent's reconnect waits and ready transitions as they are logged. */
+function watchAgent(agent: ManagedProcess) {
+  const waits: ReconnectWait[] = [];
+  // Lines logged before this call are counted too (read and subscribed in one turn).
+  let readies = agent.lines().filter((l) => l.startsWith('{') && l.includes('"to":"ready"')).length;
+  agent.onLine((line) => {
+    if (!line.startsWith('{')) return;
+    const e = JSON.parse(line) as { msg?: string; to?: string } & ReconnectWait;
+    if (e.msg === 'agent reconnect wait') waits.push({ delayMs: e.delayMs, quickRetry: e.quickRetry, attempts: e.attempts, code: e.code });
+    if (e.to === 'ready') readies++;
+  });
+  return { waits, readies: () => readies };
+}
+
+const jitterMs = 1_500;
+
+describe('reconnect after a working link drops', () => {
+  let bed: TestBed;
+  let kube: KubeCluster;
+  let toxi: Toxiproxy;
+
+  beforeAll(async () => {
+    bed = await TestBed.create('reconnect');
+    [kube, toxi] = await Promise.all([bed.kube('edge-reconnect'), startToxiproxy({ baseDir: bed.dir, tracker: bed.tracker })]);
+  });
+
+  afterAll(async () => {
+    await toxi?.stop();
+    await bed?.close();
+  });
+
+  it('a link cut three times right after each reconnect: every wait is a quick retry within the jitter window', async () => {
+    const hub: HubProcess = await bed.hub(['--auto-approve']);
+    const proxy = await toxi.createProxy('hub-flap', hub.tunnel);
+    // The default backoff (10 s base, 5 min cap): a cut treated as a failed dial would show in the waits.
+    const agent = await bed.agent(
+      'edge-flap',
+      hub,
+      kube,
+      ['--cluster-lease-duration=3s', '--cluster-status-update-frequency=1s', `--reconnect-jitter=${jitterMs}ms`],
+      proxy.listen,
+    );
+    const seen = watchAgent(agent);
+    // Agents report the round trip of an acked heartbeat on their next one: with one agent on this
+    // hub, two more reports after the agent is ready mean a heartbeat of this session was acked.
+    const rttReports = () => hub.metric('hawser_tunnel_rtt_seconds_count');
+
+    for (let cut = 1; cut <= 3; cut++) {
+      await until(`edge-flap ready before cut ${cut}`, async () => seen.readies() === cut && readyStatus(await hub.cluster('edge-flap')) === 'True');
+      const reports = await rttReports();
+      await until(`a heartbeat acked before cut ${cut}`, async () => (await rttReports()) >= reports + 2);
+      await proxy.disable();
+      await proxy.enable();
+      await until(`edge-flap back after cut ${cut}`, async () => seen.readies() === cut + 1, 30_000);
+    }
+
+    expect(seen.waits).toHaveLength(3);
+    for (const wait of seen.waits) {
+      expect(wait.quickRetry).toBe(true);
+      expect(wait.delayMs).toBeGreaterThanOrEqual(0);
+      expect(wait.delayMs).toBeLessThan(jitterMs);
+    }
+    await agent.stop();
+    await hub.proc.stop();
+  });
+
+  it('a hub killed with SIGKILL and restarted: the agent is back', async () => {
+    const tunnelPort = await freePort({ owner: 'hub tunnel (killed)', tracker: bed.tracker });
+    const apiPort = await freePort({ owner: 'hub api (killed)', tracker: bed.tracker });
+    const hub = await startHubProcess({
+      dataDir: join(bed.dir, 'hub-killed'),
+      logDir: bed.logDir,
+      tracker: bed.tracker,
+      args: ['--auto-approve'],
+      tunnelPort,
+      apiPort,
+    });
+    const agent = await bed.agent('edge-killed', hub, kube, [
+      '--cluster-lease-duration=3s',
+      '--cluster-status-update-frequency=1s',
+      '--reconnect-period=1s',
+      '--max-reconnect-period=4s',
+      `--reconnect-jitter=${jitterMs}ms`,
+    ]);
+    const seen = watchAgent(agent);
+    await until('edge-killed ready', async () => readyStatus(await hub.cluster('edge-killed')) === 'True');
+    const reports = await hub.metric('hawser_tunnel_rtt_seconds_count');
+    await until('edge-killed heartbeated', async () => (await hub.metric('hawser_tunnel_rtt_seconds_count')) >= reports + 2);
+    const readiesBefore = seen.readies();
+
+    hub.proc.kill('SIGKILL');
+    await hub.proc.exited;
+    await until('the agent noticed the dead hub', async () => seen.waits.length >= 1);
+    await hub.proc.restart();
+    await until('edge-killed back on the restarted hub', async () => seen.readies() > readiesBefore && readyStatus(await hub.cluster('edge-killed')) === 'True', 90_000);
+
+    // The first wait after the kill was the quick retry (the link had worked); failed dials after it back off.
+    expect(seen.waits[0]!.quickRetry).toBe(true);
+    expect(seen.waits[0]!.delayMs).toBeLessThan(jitterMs);
+    for (const wait of seen.waits.slice(1)) expect(wait.quickRetry).toBe(false);
+    await agent.stop();
+    await hub.proc.stop();
+  });
+});

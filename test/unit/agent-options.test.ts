@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest';
+import { resolveAgentOptions } from '../../src/agent/run.js';
+import { ErrorCode } from '../../src/tunnel/errors.js';
+
+describe('agent options: --reconnect-jitter', () => {
+  it('defaults to 1.5 s, and a cap below it is still a valid configuration (the window is capped)', () => {
+    expect(resolveAgentOptions({ clusterRegName: 'edge-1' }).reconnectJitterMs).toBe(1_500);
+    const o = resolveAgentOptions({ clusterRegName: 'edge-1', reconnectPeriodMs: 200, maxReconnectPeriodMs: 1_000 });
+    expect(o.reconnectJitterMs).toBe(1_500);
+  });
+
+  it('refuses a negative window, naming the flag', () => {
+    expect(() => resolveAgentOptions({ clusterRegName: 'edge-1', reconnectJitterMs: -1 })).toThrow(
+      expect.objectContaining({ code: ErrorCode.InvalidOption, message: expect.stringContaining('reconnect-jitter') }),
+    );
+  });
+});

@@ -1,0 +1,134 @@
+import { describe, expect, it } from 'vitest';
+import { Backoff, type BackoffPolicy, backoffCeilingMs, defaultBackoffPolicy } from '../../src/tunnel/backoff.js';
+import { ManualClock } from '../../src/tunnel/clock.js';
+
+// The quick retry after a healthy connection dropped, against the old policy
+// (only a connection up for stableAfterMs resets the backoff).
+
+/** Deterministic pseudo-random values in [0, 1) (mulberry32), so runs are reproducible. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const quick: BackoffPolicy = defaultBackoffPolicy;
+const old: BackoffPolicy = { baseMs: quick.baseMs, capMs: quick.capMs, stableAfterMs: quick.stableAfterMs };
+
+/**
+ * The issue's link: the agent is welcomed, a heartbeat is acked, and the link
+ * drops 30 s later; the agent waits the delay it is given and dials again.
+ * Returns the waits.
+ */
+function dropEvery30s(policy: BackoffPolicy, seed: number, drops: number): number[] {
+  const clock = new ManualClock(0);
+  const backoff = new Backoff(policy, seeded(seed));
+  const waits: number[] = [];
+  for (let i = 0; i < drops; i++) {
+    backoff.markConnected(clock.now());
+    clock.advance(600); // a round trip at 300 ms each way
+    backoff.markHealthy();
+    clock.advance(30_000 - 600);
+    backoff.markDisconnected(clock.now());
+    const wait = backoff.next();
+    waits.push(wait);
+    clock.advance(wait);
+  }
+  return waits;
+}
+
+describe('Backoff quick retry after a healthy connection', () => {
+  it('keeps every wait within the jitter window on a link that drops every 30 s (the old policy grows to minutes)', () => {
+    for (const seed of [1, 2, 3, 42, 1234]) {
+      const waits = dropEvery30s(quick, seed, 50);
+      for (const wait of waits) {
+        expect(wait).toBeGreaterThanOrEqual(0);
+        expect(wait).toBeLessThan(quick.quickRetryMs!);
+      }
+      // The same link and random draws under the old policy: the envelope reaches the cap.
+      const before = dropEvery30s(old, seed, 50);
+      expect(Math.max(...before)).toBeGreaterThan(60_000);
+    }
+  });
+
+  it('still grows exponentially for dials that fail', () => {
+    const backoff = new Backoff(quick, () => 0.999);
+    const delays = Array.from({ length: 8 }, () => backoff.next());
+    expect(delays).toEqual(Array.from({ length: 8 }, (_, attempt) => Math.floor(0.999 * backoffCeilingMs(quick, attempt))));
+    expect(delays[7]).toBeGreaterThan(quick.capMs * 0.99);
+  });
+
+  it('grants the quick retry once per healthy connection, then backs off from the first step', () => {
+    const backoff = new Backoff(quick, () => 0.5);
+    for (let i = 0; i < 5; i++) backoff.next(); // earlier failed dials
+    backoff.markConnected(0);
+    backoff.markHealthy();
+    backoff.markDisconnected(30_000);
+    expect(backoff.quickRetryDue).toBe(true);
+    expect(backoff.next()).toBe(750);
+    expect(backoff.quickRetryDue).toBe(false);
+    // The quick redial failed: the usual backoff, starting over (the connection worked).
+    expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 0)));
+    expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 1)));
+    // A disconnect without a connection in between earns nothing.
+    backoff.markDisconnected(90_000);
+    expect(backoff.quickRetryDue).toBe(false);
+    expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 2)));
+  });
+
+  it('counts a connection that drops before its first heartbeat ack as a failed dial', () => {
+    const backoff = new Backoff(quick, () => 0.5);
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      backoff.markConnected(i * 1_000);
+      // Welcomed, then dropped before the hub acked a heartbeat: no markHealthy().
+      backoff.markDisconnected(i * 1_000 + 500);
+      expect(backoff.quickRetryDue).toBe(false);
+      delays.push(backoff.next());
+    }
+    expect(delays).toEqual(Array.from({ length: 6 }, (_, attempt) => Math.floor(0.5 * backoffCeilingMs(quick, attempt))));
+  });
+
+  it('ignores an ack before any welcome', () => {
+    const backoff = new Backoff(quick, () => 0.5);
+    backoff.markHealthy();
+    backoff.markDisconnected(1_000);
+    expect(backoff.quickRetryDue).toBe(false);
+    expect(backoff.next()).toBe(Math.floor(0.5 * quick.baseMs));
+  });
+
+  it('honours a hub retry-after as a floor on the quick retry', () => {
+    const backoff = new Backoff(quick, () => 0.5);
+    backoff.markConnected(0);
+    backoff.markHealthy();
+    backoff.markDisconnected(10_000);
+    expect(backoff.next(4_000)).toBe(4_000);
+    backoff.markConnected(20_000);
+    backoff.markHealthy();
+    backoff.markDisconnected(30_000);
+    expect(backoff.next(100)).toBe(750); // the jitter is over the floor: jitter wins
+  });
+
+  it('without a window keeps the old policy: a healthy but short connection resets nothing', () => {
+    const backoff = new Backoff(old, () => 0.5);
+    backoff.next();
+    backoff.next();
+    backoff.markConnected(0);
+    backoff.markHealthy();
+    backoff.markDisconnected(30_000);
+    expect(backoff.quickRetryDue).toBe(false);
+    expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(old, 2)));
+  });
+
+  it('refuses a window below zero or above the cap', () => {
+    expect(() => new Backoff({ ...quick, quickRetryMs: -1 })).toThrow(RangeError);
+    expect(() => new Backoff({ ...quick, quickRetryMs: quick.capMs + 1 })).toThrow(RangeError);
+    expect(() => new Backoff({ ...quick, quickRetryMs: Number.NaN })).toThrow(RangeError);
+    expect(() => new Backoff({ ...quick, quickRetryMs: 0 })).not.toThrow();
+  });
+});
