@@ -20,7 +20,17 @@ interface DescribedStatus {
   bindingClusters?: string[];
   replicas?: Record<string, number[]>;
   conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }>;
-  clusters?: Array<{ cluster: string; namespace: string; clusterId: string; revision?: string; manifests: number; held?: string; message?: string; waiting?: string[] }>;
+  clusters?: Array<{
+    cluster: string;
+    namespace: string;
+    clusterId: string;
+    revision?: string;
+    manifests: number;
+    held?: string;
+    message?: string;
+    waiting?: string[];
+    health?: { applied: number; reported: number; ready?: { ready: number; workloads: number }; errors: Array<{ object: string; code: string; message: string }>; pruneHeld?: string };
+  }>;
   missingFeeds?: FeedRef[];
   unsupported?: Array<{ code: string; message: string }>;
   overrideFailures?: Array<{ cluster: string; code: string; message: string }>;
@@ -56,13 +66,23 @@ export function describeSubscription(sub: Subscription, nowMs: number): string {
     // Clusternet's replicas: per feed, a list in bindingClusters' order.
     const binding = status.bindingClusters ?? [];
     const divided = Object.entries(status.replicas ?? {}).filter(([, list]) => list.length > 0);
-    const header = ['CLUSTER', 'NAMESPACE', 'MANIFESTS', ...divided.map(([feed]) => `REPLICAS ${feed.split('/').slice(-2).join('/')}`), 'NOTE'];
+    const header = ['CLUSTER', 'NAMESPACE', 'MANIFESTS', 'APPLIED', 'READY', ...divided.map(([feed]) => `REPLICAS ${feed.split('/').slice(-2).join('/')}`), 'NOTE'];
     const table = rows.map((r) => {
       // The deployer names a cluster by its scheduler key, "<dedicated namespace>/<name>".
       const key = r.cluster.includes('/') ? r.cluster : `${r.namespace}/${r.cluster}`;
       const i = binding.indexOf(key);
-      const note = [r.held ? `held: ${r.held}` : '', r.message ?? '', r.waiting?.length ? `waiting (ApplyLater): ${r.waiting.join(', ')}` : ''].filter(Boolean).join('; ');
-      return [key.slice(key.indexOf('/') + 1), r.namespace, String(r.manifests), ...divided.map(([, list]) => (i >= 0 ? String(list[i] ?? 0) : '-')), note || '-'];
+      const note = [
+        r.held ? `held: ${r.held}` : '',
+        r.message ?? '',
+        r.waiting?.length ? `waiting (ApplyLater): ${r.waiting.join(', ')}` : '',
+        r.health?.pruneHeld ? `prune held: ${r.health.pruneHeld}` : '',
+      ]
+        .filter(Boolean)
+        .join('; ');
+      const h = r.health;
+      const applied = h ? `${h.applied}/${r.manifests}` : '<no report>';
+      const ready = h?.ready ? `${h.ready.ready}/${h.ready.workloads}` : '-';
+      return [key.slice(key.indexOf('/') + 1), r.namespace, String(r.manifests), applied, ready, ...divided.map(([, list]) => (i >= 0 ? String(list[i] ?? 0) : '-')), note || '-'];
     });
     out.push(indent(renderTable(header, table)));
   }
@@ -82,6 +102,7 @@ export function describeSubscription(sub: Subscription, nowMs: number): string {
   }
 
   const problems = [
+    ...(status.clusters ?? []).flatMap((r) => (r.health?.errors ?? []).map((e) => `${e.code} (cluster ${r.cluster.slice(r.cluster.indexOf('/') + 1)}, ${e.object}): ${e.message}`)),
     ...(status.overrideFailures ?? []).map((f) => `${f.code} (cluster ${f.cluster}): ${f.message}`),
     ...(status.unsupported ?? []).map((u) => `${u.code}: ${u.message}`),
     ...[...missing].map((m) => `missing feed: ${m}`),

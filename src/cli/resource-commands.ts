@@ -136,14 +136,17 @@ function columns(resource: ResourceName): { header: string[]; row(o: KubeObject)
   switch (resource.kind) {
     case 'Subscription':
       return {
-        header: ['STRATEGY', 'FEEDS', 'CLUSTERS', 'SCHEDULED'],
+        header: ['STRATEGY', 'FEEDS', 'CLUSTERS', 'SCHEDULED', 'APPLIED', 'HEALTHY'],
         row: (o) => {
           const s = o as unknown as Subscription;
           const strategy = s.spec.schedulingStrategy === 'Dividing' ? `Dividing/${s.spec.dividingScheduling?.type ?? 'Static'}` : s.spec.schedulingStrategy;
-          // The deployer's condition: True, or False with the scheduler's reason.
-          const scheduled = (s.status as { conditions?: Array<{ type: string; status: string; reason?: string }> } | undefined)?.conditions?.find((c) => c.type === 'Scheduled');
-          const scheduledText = !scheduled ? '<pending>' : scheduled.status === 'True' ? 'True' : `${scheduled.status} (${scheduled.reason ?? 'unknown'})`;
-          return [strategy, String(s.spec.feeds.length), String(s.status?.bindingClusters?.length ?? 0), scheduledText];
+          // The deployer's conditions: True, or the status with its reason.
+          const conditions = (s.status as { conditions?: Array<{ type: string; status: string; reason?: string }> } | undefined)?.conditions ?? [];
+          const text = (type: string) => {
+            const c = conditions.find((x) => x.type === type);
+            return !c ? '<pending>' : c.status === 'True' ? 'True' : `${c.status} (${c.reason ?? 'unknown'})`;
+          };
+          return [strategy, String(s.spec.feeds.length), String(s.status?.bindingClusters?.length ?? 0), text('Scheduled'), text('Applied'), text('Healthy')];
         },
       };
     case 'Description':

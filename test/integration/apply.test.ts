@@ -87,7 +87,7 @@ describe('apply, get and delete through the CLI', () => {
       const t = await ok(['get', 'subs']);
       return /app-demo\s+Replication\s+3\s+1\s+True/.test(t) && /nginx-replicated\s+Replication\s+1\s+0\s+False/.test(t) ? t : undefined;
     });
-    expect(table).toMatch(/^NAME\s+STRATEGY\s+FEEDS\s+CLUSTERS\s+SCHEDULED\s+AGE/);
+    expect(table).toMatch(/^NAME\s+STRATEGY\s+FEEDS\s+CLUSTERS\s+SCHEDULED\s+APPLIED\s+HEALTHY\s+AGE/);
     const sub = await getJson<{ apiVersion: string; spec: { schedulerName: string; schedulingStrategy: string }; metadata: { resourceVersion: string; uid: string } }>([
       'get',
       'subscription',
@@ -117,7 +117,14 @@ describe('apply, get and delete through the CLI', () => {
     });
     expect(placed).toMatch(/^Name:\s+app-demo$/m);
     expect(placed, placed).toMatch(new RegExp(`^\\s+edge-1\\s+${cluster.metadata.namespace!}\\s+3\\s`, 'm'));
-    expect(placed).toMatch(/Errors:\n {2}<none>/);
+    // This agent's kubeconfig points nowhere: its apply errors come back to the subscription's status.
+    const failed = await until('the agent to report its apply errors', async () => {
+      const text = await ok(['describe', 'subscription', 'app-demo', '-n', 'default']);
+      return /Applied\s+False\s+ApplyFailed/.test(text) ? text : undefined;
+    });
+    expect(failed).toMatch(/HAWSER_UNAVAILABLE \(cluster edge-1, (Namespace\/foo|Service\/foo\/my-nginx-svc|Deployment\/foo\/my-nginx)\)/);
+    expect(failed).toMatch(new RegExp(`^\\s+edge-1\\s+${cluster.metadata.namespace!}\\s+3\\s+0/3\\s`, 'm'));
+    expect(await ok(['get', 'subs'])).toMatch(/app-demo\s+Replication\s+3\s+1\s+True\s+False \(ApplyFailed\)\s+Unknown \(ApplyFailed\)/);
     const unplaced = await until('nginx-replicated reconciled', async () => {
       const text = await ok(['describe', 'subs', 'nginx-replicated']);
       return /Scheduled\s+False/.test(text) ? text : undefined;

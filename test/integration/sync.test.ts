@@ -50,6 +50,14 @@ describe('sync to a real cluster (Pull)', () => {
       return r.status === 200 ? (JSON.parse(r.body) as { data: Record<string, string> }) : undefined;
     });
     expect(applied.data).toEqual({ greeting: 'hello' });
+    // The agent's report comes back: the subscription is Applied and Healthy in its cluster.
+    const subs = await until('the subscription Applied and Healthy', async () => {
+      const r = await hawser(['get', 'subs', `--hub=${hub.apiUrl}`]);
+      return /^app\s+Replication\s+1\s+1\s+True\s+True\s+True\s/m.test(r.stdout) ? r.stdout : undefined;
+    });
+    expect(subs).toMatch(/^NAME\s+STRATEGY/);
+    const described = await hawser(['describe', 'subscription', 'app', `--hub=${hub.apiUrl}`]);
+    expect(described.stdout).toMatch(/^\s+edge-s\s+\S+\s+1\s+1\/1\s/m);
 
     // Hub down; someone deletes the object by hand: the agent puts it back from its cache.
     await hub.proc.stop();

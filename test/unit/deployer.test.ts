@@ -510,3 +510,45 @@ describe('deployer behind the API', () => {
     expect(await manifestsIn(store, 'clusternet-stage')).toEqual([]);
   });
 });
+
+describe('deployer: what agents report back', () => {
+  const report = (ns: string, cluster: string, objects: unknown[]) => ({
+    apiVersion: 'hawser.io/v1alpha1',
+    kind: 'ClusterSyncStatus',
+    metadata: { name: cluster, namespace: ns },
+    status: { revision: 1, appliedAt: new Date(startMs).toISOString(), pruneRan: true, objects },
+  });
+  const deploymentRow = (ready: number, extra: Record<string, unknown> = {}) => ({
+    apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'default', name: 'nginx', subscriptions: ['default/nginx-replicated'],
+    action: 'applied', exists: true, status: { replicas: 3, readyReplicas: ready }, ...extra,
+  });
+  const serviceRow = { apiVersion: 'v1', kind: 'Service', namespace: 'default', name: 'nginx-svc', subscriptions: ['default/nginx-replicated'], action: 'applied', exists: true };
+  const conditions = async (store: HubStore) =>
+    Object.fromEntries((await statusOf(store, 'default', 'nginx-replicated')).conditions.filter((c) => c.type === 'Applied' || c.type === 'Healthy').map((c) => [c.type, `${c.status}/${c.reason}`]));
+
+  it('Applied and Healthy follow the agents: pending, applied but not ready, ready, failed', async () => {
+    const { store } = await harness();
+    await addCluster(store, 'west', { environment: 'production', region: 'us-west' });
+    await addCluster(store, 'east', { environment: 'production', region: 'us-east' });
+    for (const d of [...docs('replication/description.yaml'), ...docs('replication/subscription.yaml')]) await apply(store, d);
+    await waitFor(async () => expect(await conditions(store)).toEqual({ Applied: 'Unknown/Pending', Healthy: 'Unknown/Pending' }));
+
+    await store.put('ClusterSyncStatus', { namespace: 'clusternet-west', name: 'west' }, report('clusternet-west', 'west', [deploymentRow(1), serviceRow]));
+    await store.put('ClusterSyncStatus', { namespace: 'clusternet-east', name: 'east' }, report('clusternet-east', 'east', [deploymentRow(3), serviceRow]));
+    await waitFor(async () => expect(await conditions(store)).toEqual({ Applied: 'True/Applied', Healthy: 'False/NotReady' }));
+    const rows = (await statusOf(store, 'default', 'nginx-replicated')).clusters!;
+    expect(rows.map((r) => [r.cluster, r.health?.applied, r.health?.ready])).toEqual([
+      ['clusternet-east/east', 2, { ready: 1, workloads: 1 }],
+      ['clusternet-west/west', 2, { ready: 0, workloads: 1 }],
+    ]);
+
+    await store.put('ClusterSyncStatus', { namespace: 'clusternet-west', name: 'west' }, report('clusternet-west', 'west', [deploymentRow(3), serviceRow]));
+    await waitFor(async () => expect(await conditions(store)).toEqual({ Applied: 'True/Applied', Healthy: 'True/Ready' }));
+
+    const rejected = { ...serviceRow, action: 'error', exists: false, error: { code: 'HAWSER_APPLY_REJECTED', message: 'port out of range' } };
+    await store.put('ClusterSyncStatus', { namespace: 'clusternet-east', name: 'east' }, report('clusternet-east', 'east', [deploymentRow(3), rejected]));
+    await waitFor(async () => expect(await conditions(store)).toEqual({ Applied: 'False/ApplyFailed', Healthy: 'Unknown/ApplyFailed' }));
+    const east = (await statusOf(store, 'default', 'nginx-replicated')).clusters!.find((r) => r.cluster.endsWith('/east'))!;
+    expect(east.health?.errors).toEqual([{ object: 'Service/default/nginx-svc', code: 'HAWSER_APPLY_REJECTED', message: 'port out of range' }]);
+  });
+});

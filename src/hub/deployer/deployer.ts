@@ -18,7 +18,7 @@ export interface DeployerOptions {
   onReconciled?: (key: SubscriptionKey, result: ReconcileResult) => void;
 }
 
-const watchedKinds = ['Subscription', 'Feed', 'Description', 'Localization', 'Globalization', 'ManagedCluster'] as const;
+const watchedKinds = ['Subscription', 'Feed', 'Description', 'Localization', 'Globalization', 'ManagedCluster', 'ClusterSyncStatus'] as const;
 type WatchedKind = (typeof watchedKinds)[number];
 
 function keyText(key: SubscriptionKey): string {
@@ -37,6 +37,11 @@ function relevantDigest(kind: WatchedKind, object: KubeObject): string {
       const status = (object.status ?? {}) as Record<string, unknown>;
       const conditions = Array.isArray(status.conditions) ? (status.conditions as Array<{ type: string; status: string }>).map((c) => [c.type, c.status]) : [];
       return digestOf({ metadata: { name: m.name, namespace: m.namespace ?? '', labels: m.labels ?? {} }, spec: object.spec ?? null, allocatable: status.allocatable ?? null, capacity: status.capacity ?? null, requested: status.requested ?? null, conditions } as never);
+    }
+    case 'ClusterSyncStatus': {
+      // An agent writes one every apply pass; only what it says about objects matters, not when.
+      const status = (object.status ?? {}) as { objects?: unknown; pruneHeldReason?: unknown };
+      return digestOf({ name: m.name, namespace: m.namespace ?? '', objects: status.objects ?? [], pruneHeldReason: status.pruneHeldReason ?? '' } as never);
     }
     default: {
       const copy = structuredClone(object);
@@ -181,6 +186,17 @@ export class Deployer {
           if (Array.isArray(feeds) && feeds.some((f) => identityOf(f) === identity)) {
             this.enqueue({ namespace: s.metadata.namespace ?? '', name: s.metadata.name });
           }
+        }
+        return;
+      }
+      case 'ClusterSyncStatus': {
+        // An agent's report changed (relevantDigest): the subscriptions its objects name, before and after.
+        const objectsOf = (o: KubeObject | undefined) => ((o?.status ?? {}) as { objects?: Array<{ subscriptions?: string[] }> }).objects ?? [];
+        const refs = new Set<string>();
+        for (const o of [...objectsOf(before), ...objectsOf(after)]) for (const ref of o.subscriptions ?? []) refs.add(ref);
+        for (const ref of refs) {
+          const slash = ref.indexOf('/');
+          if (slash > 0) this.enqueue({ namespace: ref.slice(0, slash), name: ref.slice(slash + 1) });
         }
         return;
       }

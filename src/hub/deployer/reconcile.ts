@@ -30,6 +30,7 @@ import {
   type SubscriptionRef,
 } from '../render/index.js';
 import type { HubStore, KubeObject, StoreOp } from '../store/types.js';
+import { type ClusterHealth, clusterHealth, healthConditions } from './health.js';
 import { feedKeyAnnotation, type ManifestObject, ownerOf, toManifest } from './manifest.js';
 
 // One subscription, from the store to the store: resolve its feeds, schedule,
@@ -63,6 +64,8 @@ export interface ClusterRow {
   message?: string;
   /** ApplyLater overrides that changed and wait for the next change. */
   waiting?: string[];
+  /** What the cluster's agent last reported applying for this subscription. */
+  health?: ClusterHealth;
 }
 
 export interface OverrideFailureRow {
@@ -248,6 +251,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
       );
       const byKey = new Map(clusters.map((c) => [clusterKey(c), c]));
       const rows: ClusterRow[] = [];
+      const renderedTemplates = new Map<string, KubeObject[]>();
       const placedNamespaces = new Set<string>();
       const unsupported = new Map<string, DeployerStatus['unsupported'][number]>();
       const missing = new Map<string, Feed>();
@@ -314,8 +318,23 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
         if (!prevBase || !same(withoutVersion(prevBase), base)) baseOps.push({ op: 'put', kind: 'Base', key: { namespace: ns, name: base.metadata.name }, value: base });
         row.revision = rendering.revision;
         row.manifests = rendering.manifests.length;
+        renderedTemplates.set(ns, rendering.manifests.map((m) => m.template as KubeObject));
         rows.push(row);
       }
+      // What each cluster's agent reports back: Applied and Healthy (Clusternet's aggregated status).
+      const subscriptionRef = `${key.namespace}/${key.name}`;
+      for (const row of rows) {
+        const clusterName = row.cluster.slice(row.cluster.indexOf('/') + 1);
+        const templates = renderedTemplates.get(row.namespace) ?? [...(manifests.get(row.namespace)?.values() ?? [])].map((m) => m.template as KubeObject);
+        const desired = new Map<string, number>();
+        for (const t of templates) {
+          const spec = t.spec as { replicas?: unknown } | undefined;
+          if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
+        }
+        const report = await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
+        if (report) row.health = clusterHealth(report, subscriptionRef, desired);
+      }
+      for (const c of healthConditions(rows)) status.conditions = setCondition(status.conditions, c, now);
       for (const ns of new Set([...manifests.keys(), ...bases.keys()])) if (!placedNamespaces.has(ns)) dropCluster(ns);
       status.clusters = rows;
       status.missingFeeds = [...missing.values()];
