@@ -2,7 +2,7 @@ import { chmod, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
-import { ensurePrivateDir, OfflineCache } from '../cache/index.js';
+import { ensurePrivateDir, loadOrCreateSealKey, OfflineCache, type SealKey } from '../cache/index.js';
 import { type Clock, ErrorCode, Feature, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
 import { AgentCore, type AgentCoreOptions } from './agent.js';
 import { ApplyEngine } from './apply.js';
@@ -165,7 +165,15 @@ export async function startAgent(
       { cause: err },
     );
   }
-  const sync = new SyncReceiver(cache, deps.logger, () => (deps.clock ?? { now: Date.now }).now());
+  // Fed Secrets are sealed in the cache with a key of the agent's own, 0600 beside identity.json.
+  let sealKey: SealKey;
+  try {
+    sealKey = (await loadOrCreateSealKey(join(o.cacheDir, secretKeyFileName))).key;
+  } catch (err) {
+    await cache.close();
+    throw new HawserError(ErrorCode.InvalidOption, `agent secret key ${join(o.cacheDir, secretKeyFileName)}: ${(err as Error).message}`, { cause: err });
+  }
+  const sync = new SyncReceiver(cache, deps.logger, () => (deps.clock ?? { now: Date.now }).now(), {}, sealKey);
   const clusterId = core.clusterId!;
   const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
   const apply = new SyncApplyLoop({ receiver: sync, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });
@@ -197,6 +205,9 @@ export async function startAgent(
 /** The LevelDB database lives here, beside identity.json. */
 export const cacheDbDirName = 'db';
 
+/** The agent's key for Secrets in its cache (AES-256-GCM), in its cache dir. */
+export const secretKeyFileName = 'secret-key';
+
 /**
  * Opens the agent's cache directory: 0700, every file 0600 (a umask for
  * what LevelDB creates), the LevelDB database in <cache-dir>/db. A database
@@ -213,7 +224,7 @@ export async function openAgentCache(cacheDir: string, logger: Logger): Promise<
   if (entries.includes('CURRENT') && !entries.includes(cacheDbDirName)) {
     await ensurePrivateDir(dbDir);
     for (const name of entries) {
-      if (name.startsWith(identityFileName) || name.startsWith(trustBundleFileName) || name.startsWith('.') || name.startsWith(`${cacheDbDirName}.`)) continue;
+      if (name.startsWith(identityFileName) || name.startsWith(trustBundleFileName) || name.startsWith(secretKeyFileName) || name.startsWith('.') || name.startsWith(`${cacheDbDirName}.`)) continue;
       if ((await stat(join(cacheDir, name))).isFile()) await rename(join(cacheDir, name), join(dbDir, name));
     }
     logger.info({ cacheDir }, 'moved the LevelDB cache into its own directory beside identity.json');

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { CacheOp, OfflineCache } from '../cache/index.js';
+import { quoteBounded } from '../api/index.js';
+import { type CacheOp, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
 import { ErrorCode, Feature, HawserError, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
@@ -37,7 +38,15 @@ const maxGroupObjects = 4096;
 interface StoredObject {
   subscription: string;
   revision: number;
-  object: KubeObject;
+  /** The object, except a Secret when the receiver has a seal key: then `sealed`. */
+  object?: KubeObject;
+  /** A Secret sealed with AES-256-GCM (base64), bound to its object id. */
+  sealed?: string;
+}
+
+/** Secrets fed through the hub are encrypted at rest in the agent's cache too. */
+function isSecret(object: KubeObject): boolean {
+  return object.apiVersion === 'v1' && object.kind === 'Secret';
 }
 
 export interface PruneHold {
@@ -97,6 +106,8 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     private readonly logger: Logger,
     private readonly now: () => number,
     options: Partial<SyncReceiverOptions> = {},
+    /** Seals Secrets before they reach the cache (the agent's <cache-dir>/secret-key). */
+    private readonly sealKey?: SealKey,
   ) {
     super();
     this.options = { ...defaultSyncReceiverOptions, ...options };
@@ -115,14 +126,42 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
       const hold = await view.get<PruneHold>(holdKey);
       const held = await view.range<StoredObject>({ gte: objectPrefix, lt: `${objectPrefix}\uffff` });
       const kept = hold ? await view.range<StoredObject>({ gte: keptPrefix, lt: `${keptPrefix}\uffff` }) : [];
+      const objects: DesiredObject[] = [];
+      let unreadable = 0;
+      for (const [key, stored] of [...held, ...kept]) {
+        const object = this.openStored(key.slice(key.indexOf('/', 'sync/'.length) + 1), stored);
+        if (object) objects.push({ subscription: stored.subscription, object });
+        else unreadable++;
+      }
       return {
-        objects: [...held, ...kept].map(([, s]) => ({ subscription: s.subscription, object: s.object })),
-        allowPrune: !hold && state.hubIncarnation !== '',
+        objects,
+        // An object the agent cannot read is still desired: nothing may be pruned while it is missing.
+        allowPrune: !hold && state.hubIncarnation !== '' && unreadable === 0,
         revision: state.lastAckedRevision,
         hold,
       };
     } finally {
       await view.close();
+    }
+  }
+
+  private sealReceived(received: Received): Received {
+    const stored = received.stored;
+    if (!stored?.object || !this.sealKey || !isSecret(stored.object)) return received;
+    const sealed = this.sealKey.seal(Buffer.from(JSON.stringify(stored.object)), Buffer.from(received.id)).toString('base64');
+    return { ...received, stored: { subscription: stored.subscription, revision: stored.revision, sealed } };
+  }
+
+  /** The object a cache entry holds, opening a sealed Secret; undefined (logged) when it cannot be read. */
+  private openStored(id: string, stored: StoredObject): KubeObject | undefined {
+    if (stored.object) return stored.object;
+    try {
+      if (!stored.sealed || !this.sealKey) throw new SealError('HAWSER_SECRET_KEY_FILE_INVALID', 'a sealed Secret is cached but the agent has no secret key');
+      return JSON.parse(this.sealKey.open(Buffer.from(stored.sealed, 'base64'), Buffer.from(id)).toString('utf8')) as KubeObject;
+    } catch (err) {
+      const code = err instanceof SealError ? err.code : ErrorCode.CacheCorrupt;
+      this.logger.error({ code, object: quoteBounded(id, 256) }, `a cached Secret cannot be opened: ${(err as Error).message}`);
+      return undefined;
     }
   }
 
@@ -159,7 +198,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
           case 'syncObject':
             if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
             if (run.pending.length >= maxGroupObjects) throw new HawserError(ErrorCode.SyncProtocol, `sync group of more than ${maxGroupObjects} objects without a SyncEnd`);
-            run.pending.push(decodeObject(frame.value));
+            run.pending.push(this.sealReceived(decodeObject(frame.value)));
             return;
           case 'syncEnd': {
             if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync end before any SyncBegin');
