@@ -15,6 +15,9 @@ import {
 } from './protowire.js';
 
 /** Every kind of case the generator makes; each must show up in a run of a few thousand. */
+/** The first ConnectRequest oneof number no hub knows yet (see proto/hawser/v1/tunnel.proto). */
+export const firstUnknownRequestCase = 5;
+
 export const caseClasses = [
   'random-bytes',
   'empty-frame',
@@ -343,8 +346,8 @@ export function generateCase(o: GeneratorOptions, index: number, forceClass?: Ca
       const base = someValidFrame(prng, o, sessionOrNot);
       const inner = parseFields(base.bytes)?.[0]?.payload ?? Buffer.alloc(0);
       if (prng.chance(0.6) || base.what !== 'hello') {
-        // A ConnectRequest frame case from a future version (numbers 3..).
-        const field = prng.chance(0.7) ? prng.between(3, 16) : prng.between(17, 10_000);
+        // A ConnectRequest frame case this hub does not know: after hello=1, heartbeat=2, sync_ack=3, apply_report=4.
+        const field = prng.chance(0.7) ? prng.between(firstUnknownRequestCase, 16) : prng.between(17, 10_000);
         return make(sessionOrNot, [step(encodeFields([lenField(field, inner)]), `ConnectRequest oneof case ${field}`)]);
       }
       // A Hello whose auth oneof is a case this hub does not know.

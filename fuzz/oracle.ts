@@ -12,6 +12,8 @@ export type FrameKind =
   | { kind: 'hello' }
   | { kind: 'heartbeat'; sequence: number }
   | { kind: 'malformed' }
+  /** A frame this hub knows (e.g. sync_ack) that the fuzzer's streams never negotiate or expect. */
+  | { kind: 'unexpected'; frameCase: string }
   /** Past --max-frame-bytes: the hub's codec refuses it. */
   | { kind: 'oversized' }
   /** Past grpc-js's receive limit (2x --max-frame-bytes): grpc-js refuses it before the codec. */
@@ -24,7 +26,7 @@ export function frameKind(bytes: Uint8Array, maxFrameBytes: number): FrameKind {
   const frame = inbound.frame.frame;
   if (frame?.$case === 'hello') return { kind: 'hello' };
   if (frame?.$case === 'heartbeat') return { kind: 'heartbeat', sequence: frame.value.sequence };
-  return { kind: 'malformed' };
+  return frame ? { kind: 'unexpected', frameCase: frame.$case } : { kind: 'malformed' };
 }
 
 /** What came back for a frame. */
@@ -69,6 +71,8 @@ function expectedFrameCode(kind: FrameKind, state: StreamState): string | undefi
       return state === 'fresh' ? ErrorCode.UnexpectedFrame : undefined;
     case 'hello':
       return state === 'session' ? ErrorCode.UnexpectedFrame : undefined;
+    case 'unexpected':
+      return ErrorCode.UnexpectedFrame;
   }
 }
 

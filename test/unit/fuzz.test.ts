@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { caseClasses, encodeHeartbeat, generateCase, type GeneratorOptions, randomHeartbeat, strangerPool } from '../../fuzz/frames.js';
+import { caseClasses, encodeHeartbeat, firstUnknownRequestCase, generateCase, type GeneratorOptions, randomHeartbeat, strangerPool } from '../../fuzz/frames.js';
 import { frameKind, judgeEndOfStream, judgeReply, judgeStatusAfterGoodbye, type Reply } from '../../fuzz/oracle.js';
 import { parseVmRssBytes } from '../../fuzz/monitor.js';
 import { Prng } from '../../fuzz/prng.js';
@@ -178,6 +178,21 @@ describe('oracle', () => {
     expect(judgeReply({ kind: 'hello' }, 'session', welcome)).toMatchObject({ ok: false });
     expect(judgeReply({ kind: 'malformed' }, 'fresh', welcome)).toMatchObject({ ok: false, finding: { signature: 'wrong-answer:welcome-to-malformed-in-fresh' } });
     expect(judgeReply({ kind: 'hello' }, 'session', goodbye(ErrorCode.UnexpectedFrame))).toMatchObject({ ok: true });
+  });
+});
+
+describe('oracle: frames this hub knows but the fuzzer never negotiates', () => {
+  it('a sync_ack is "unexpected" (UNEXPECTED_FRAME in any state); the first unknown oneof case is malformed', () => {
+    const syncAck = Buffer.from(wire.ConnectRequest.encode({ frame: { $case: 'syncAck', value: { incarnation: 'x', revision: 1, sequence: 1 } } }).finish());
+    const kind = frameKind(syncAck, maxFrameBytes);
+    expect(kind).toEqual({ kind: 'unexpected', frameCase: 'syncAck' });
+    const refusal: Reply = { kind: 'status', grpcCode: 9, hawserCode: ErrorCode.UnexpectedFrame, details: '' };
+    expect(judgeReply(kind, 'session', refusal)).toMatchObject({ ok: true });
+    expect(judgeReply(kind, 'fresh', { ...refusal, hawserCode: ErrorCode.MalformedFrame })).toMatchObject({ ok: false });
+    // The fuzzer's "unknown oneof case" must really be unknown to this build, and the one before it known.
+    const inner = encodeFields([varintField(1, 1)]);
+    expect(frameKind(encodeFields([lenField(firstUnknownRequestCase, inner)]), maxFrameBytes)).toEqual({ kind: 'malformed' });
+    expect(frameKind(encodeFields([lenField(firstUnknownRequestCase - 1, inner)]), maxFrameBytes).kind).toBe('unexpected');
   });
 });
 
