@@ -1,4 +1,5 @@
 import { resolveResourceName, type Subscription } from '../api/index.js';
+import type { deployer } from '../hub/index.js';
 import { formatDuration } from '../tunnel/index.js';
 import { hubRequest } from './client.js';
 import type { HubTarget } from './config.js';
@@ -9,31 +10,13 @@ import { renderTable } from './table.js';
 // `kubectl describe subscription` and its Description, in one place —
 // placement, per-cluster replicas, conditions and what went wrong.
 
+type DescribedStatus = Partial<deployer.DeployerStatus>;
+
 interface FeedRef {
   apiVersion: string;
   kind: string;
   namespace?: string;
   name: string;
-}
-
-interface DescribedStatus {
-  bindingClusters?: string[];
-  replicas?: Record<string, number[]>;
-  conditions?: Array<{ type: string; status: string; reason?: string; message?: string; lastTransitionTime?: string }>;
-  clusters?: Array<{
-    cluster: string;
-    namespace: string;
-    clusterId: string;
-    revision?: string;
-    manifests: number;
-    held?: string;
-    message?: string;
-    waiting?: string[];
-    health?: { applied: number; reported: number; ready?: { ready: number; workloads: number }; errors: Array<{ object: string; code: string; message: string }>; pruneHeld?: string };
-  }>;
-  missingFeeds?: FeedRef[];
-  unsupported?: Array<{ code: string; message: string }>;
-  overrideFailures?: Array<{ cluster: string; code: string; message: string }>;
 }
 
 const feedText = (f: FeedRef): string => `${f.apiVersion} ${f.kind} ${f.namespace ? `${f.namespace}/` : ''}${f.name}`;
