@@ -13,6 +13,5 @@ export {
   revisionOf,
   type SubscriptionRenderInput,
 } from './render.js';
-export { matchesSelector } from './selector.js';
 export type * from './types.js';
 export { overrideTypes } from './types.js';

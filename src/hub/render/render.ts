@@ -23,7 +23,7 @@ import { ErrorCode } from '../../tunnel/index.js';
 import { digestOf } from './digest.js';
 import { describeFeed, feedKey, feedOf, groupOf, identityOf, isAppsKind } from './identity.js';
 import { applyFieldPatch, applyJsonPatch, applyMergePatch, parseJsonOrYaml, type PatchResult } from './patch.js';
-import { matchesSelector } from './selector.js';
+import { selectorMatches, selectorProblems } from '../../scheduler/index.js';
 import type {
   Base,
   ClusterRendering,
@@ -264,9 +264,10 @@ function ownersFor(fed: FedSet, input: Pick<RenderInput, 'cluster' | 'globalizat
     if (!concerns(g.spec)) continue;
     const owner: Owner = { kind: 'Globalization', name: g.metadata.name, spec: g.spec };
     if (g.spec.clusterAffinity) {
-      const matched = matchesSelector(g.spec.clusterAffinity, labels);
-      if (matched === false) continue;
-      if (typeof matched === 'string') owner.invalidAffinity = matched;
+      // An invalid selector selects no cluster silently: the override reports it on every cluster it names.
+      const [problem] = selectorProblems(g.spec.clusterAffinity, 'spec.clusterAffinity');
+      if (problem) owner.invalidAffinity = problem;
+      else if (!selectorMatches(g.spec.clusterAffinity, labels)) continue;
     }
     globs.push(owner);
   }
