@@ -67,6 +67,7 @@ import { parseArgs } from 'node:util';
 import { agentFrameCodec, createCertificateAuthority, createServingCertificate, parseDuration } from '../src/tunnel/index.js';
 import {
   benchClusterStatus,
+  findRepoRoot,
   freePort,
   type FromBaselineServer,
   type FromSwarm,
@@ -81,13 +82,6 @@ import {
 
 const here = dirname(fileURLToPath(import.meta.url));
 
-function findRepoRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'hawser') return dir;
-    if (dirname(dir) === dir) throw new Error(`no hawser package.json above ${from}`);
-  }
-}
 const repoRoot = findRepoRoot(here);
 /** node flags for measured processes: GC on SIGUSR2 (see header). */
 const gcFlags = ['--expose-gc', '--import', pathToFileURL(join(here, 'gc-on-signal.js')).href];

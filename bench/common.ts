@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { dirname, join } from 'node:path';
 import type { wire } from '../src/tunnel/index.js';
 
 // Shared by bench/agents.ts (the orchestrator) and the processes it forks:
@@ -132,3 +133,12 @@ export const benchClusterStatus: wire.ClusterStatus = {
   serviceCidr: '10.96.0.0/12',
   observedAtUnixMs: 0,
 };
+
+/** The checkout a compiled benchmark runs from (its package.json says hawser). */
+export function findRepoRoot(from: string): string {
+  for (let dir = from; ; dir = dirname(dir)) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'hawser') return dir;
+    if (dirname(dir) === dir) throw new Error(`no hawser package.json above ${from}`);
+  }
+}

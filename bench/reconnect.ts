@@ -19,7 +19,7 @@
 //   npm run bench:reconnect                      # 200 agents
 //   npm run bench:reconnect -- --agents 1000     # on demand, not on a shared machine
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,16 +28,9 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { type RunningAgent, StaticClusterReader, startAgent } from '../src/agent/index.js';
 import { createCertificateAuthority, createServingCertificate } from '../src/tunnel/index.js';
-import { agentName, benchClusterStatus, freePort, readCpuMs, sleep } from './common.js';
+import { agentName, benchClusterStatus, findRepoRoot, freePort, readCpuMs, sleep } from './common.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
-function findRepoRoot(from: string): string {
-  for (let dir = from; ; dir = dirname(dir)) {
-    const pkg = join(dir, 'package.json');
-    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'hawser') return dir;
-    if (dirname(dir) === dir) throw new Error(`no hawser package.json above ${from}`);
-  }
-}
 const repoRoot = findRepoRoot(here);
 const bootstrapToken = 'abcdef.0123456789abcdef';
 

@@ -1,21 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { Backoff, type BackoffPolicy, backoffCeilingMs, defaultBackoffPolicy } from '../../src/tunnel/backoff.js';
+import { seeded } from './support.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 
 // The quick retry after a healthy connection dropped, against the old policy
 // (only a connection up for stableAfterMs resets the backoff).
-
-/** Deterministic pseudo-random values in [0, 1) (mulberry32), so runs are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const quick: BackoffPolicy = defaultBackoffPolicy;
 const old: BackoffPolicy = { baseMs: quick.baseMs, capMs: quick.capMs, stableAfterMs: quick.stableAfterMs };

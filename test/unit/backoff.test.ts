@@ -1,6 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { Backoff, type BackoffPolicy, backoffCeilingMs, backoffDelayMs, defaultBackoffPolicy } from '../../src/tunnel/backoff.js';
+import { seeded } from './support.js';
 
 /** A random source that replays the given values, then fails loudly if asked for more. */
 function sequence(values: readonly number[]): () => number {
@@ -8,18 +9,6 @@ function sequence(values: readonly number[]): () => number {
   return () => {
     if (i >= values.length) throw new Error(`random source exhausted after ${values.length} values`);
     return values[i++]!;
-  };
-}
-
-/** Deterministic pseudo-random values in [0, 1) (mulberry32), so runs are reproducible. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
 
