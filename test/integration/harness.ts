@@ -11,6 +11,7 @@ import {
   type KubeCluster,
   type ManagedProcess,
   startKubeCluster,
+  type StartKubeClusterOptions,
   startProcess,
   Tracker,
   waitUntil,
@@ -242,8 +243,9 @@ export class TestBed {
     return join(this.temp.path, 'logs');
   }
 
-  async kube(name: string): Promise<KubeCluster> {
-    const cluster = await startKubeCluster({ name, baseDir: this.dir, tracker: this.tracker });
+  /** A child cluster; with `workloads`, Deployments really get Ready pods on kwok's fake nodes. */
+  async kube(name: string, options: Pick<StartKubeClusterOptions, 'workloads' | 'nodes' | 'startTimeoutMs'> = {}): Promise<KubeCluster> {
+    const cluster = await startKubeCluster({ name, baseDir: this.dir, tracker: this.tracker, ...options });
     this.clusters.push(cluster);
     return cluster;
   }
