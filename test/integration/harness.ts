@@ -187,7 +187,7 @@ export async function hawser(
   const merged: Record<string, string | undefined> = { ...process.env, HAWSER_CONFIG: noCliConfig, HAWSER_TOKEN: adminToken, ...env };
   for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
   try {
-    const { stdout, stderr } = await run(process.execPath, [hawserBin, ...args], { env: merged, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [hawserBin, ...args], { env: merged, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
