@@ -138,6 +138,73 @@ describe('distribution to real child clusters', () => {
     });
   });
 
+  it('override order: Globalizations apply before Localizations whatever their priority, a higher-priority Localization wins; a JSONPatch whose path is missing leaves the previous rendering', async () => {
+    const [west, east] = [fleet.member('west'), fleet.member('east')];
+    const replication = await fleet.example('replication');
+    await fleet.ok(['apply', '-f', replication]);
+    await readyIn('nginx', { west: 3, east: 3 });
+
+    const labelsPatch = (labels: Record<string, string>) =>
+      `      type: MergePatch\n      value: |\n        metadata:\n          labels:\n${Object.entries(labels).map(([k, v]) => `            ${k}: ${v}\n`).join('')}`;
+    // ApplyNow: Clusternet's default, ApplyLater, would wait for the next change of the feed.
+    const deploymentFeed = '  overridePolicy: ApplyNow\n  feed: {apiVersion: apps/v1, kind: Deployment, name: nginx, namespace: default}\n';
+    const order = join(fleet.bed.dir, 'override-order.yaml');
+    await writeFile(
+      order,
+      [
+        `apiVersion: apps.clusternet.io/v1alpha1\nkind: Globalization\nmetadata: {name: order-global}\nspec:\n  priority: 1000\n  overridePolicy: ApplyNow\n` +
+          `  feed: {apiVersion: apps.clusternet.io/v1alpha1, kind: Description, name: nginx-desc, namespace: default}\n` +
+          `  clusterAffinity: {matchLabels: {environment: production}}\n  overrides:\n    - name: labels\n${labelsPatch({ first: 'global', second: 'global' })}`,
+        `apiVersion: apps.clusternet.io/v1alpha1\nkind: Localization\nmetadata: {name: order-low, namespace: ${west.cluster.metadata.namespace}}\nspec:\n  priority: 100\n` +
+          `${deploymentFeed}  overrides:\n    - name: labels\n${labelsPatch({ first: 'local-low', second: 'local-low' })}`,
+        `apiVersion: apps.clusternet.io/v1alpha1\nkind: Localization\nmetadata: {name: order-high, namespace: ${west.cluster.metadata.namespace}}\nspec:\n  priority: 900\n` +
+          `${deploymentFeed}  overrides:\n    - name: labels\n${labelsPatch({ second: 'local-high' })}`,
+      ].join('---\n'),
+    );
+    await fleet.ok(['apply', '-f', order]);
+    const labelsOf = async (name: Name) => (await deployment(name, 'nginx'))?.metadata.labels ?? {};
+    // west: the Globalization (1000) first, then Localizations 100 and 900; east: the Globalization only.
+    const westLabels = await fleet.eventually('west relabelled', async () => ((await labelsOf('west'))['second'] === 'local-high' ? labelsOf('west') : undefined));
+    expect(westLabels).toMatchObject({ first: 'local-low', second: 'local-high' });
+    const eastLabels = await fleet.eventually('east relabelled', async () => ((await labelsOf('east'))['first'] === 'global' ? labelsOf('east') : undefined));
+    expect(eastLabels).toMatchObject({ first: 'global', second: 'global' });
+
+    // A Localization for east whose JSONPatch path is not in the object: reported, and nothing of it applies.
+    const bad = join(fleet.bed.dir, 'bad-path.yaml');
+    await writeFile(
+      bad,
+      `apiVersion: apps.clusternet.io/v1alpha1\nkind: Localization\nmetadata: {name: bad-path, namespace: ${east.cluster.metadata.namespace}}\nspec:\n  priority: 500\n` +
+        `${deploymentFeed}  overrides:\n    - name: labels\n${labelsPatch({ half: 'applied' })}` +
+        `    - name: missing-path\n      type: JSONPatch\n      value: |\n        - op: replace\n          path: /spec/template/spec/notThere/x\n          value: 1\n`,
+    );
+    await fleet.ok(['apply', '-f', bad]);
+    const described = await fleet.eventually('the failed override in describe', async () => {
+      const text = await fleet.ok(['describe', 'subscription', 'nginx-replicated', '-n', 'default']);
+      return text.includes('HAWSER_OVERRIDE_FAILED (cluster') ? text : undefined;
+    }, 60_000);
+    expect(described).toMatch(/Rendered\s+False\s+HAWSER_OVERRIDE_FAILED/);
+    expect(described).toContain('missing-path');
+    const loc = JSON.parse(await fleet.ok(['get', 'localization', 'bad-path', '-n', east.cluster.metadata.namespace!, '-o', 'json'])) as {
+      status?: { failures?: Array<{ code: string; override?: string; subscription: string }> };
+    };
+    expect(loc.status?.failures).toEqual([expect.objectContaining({ code: 'HAWSER_OVERRIDE_FAILED', subscription: 'default/nginx-replicated' })]);
+    expect(loc.status?.failures?.[0]?.override).toContain('missing-path');
+    // east keeps its previous rendering, on the hub and in the child: no half-applied label, the Globalization's labels, 3 replicas.
+    const eastManifests = JSON.parse(await fleet.ok(['get', 'manifests', '-n', east.cluster.metadata.namespace!, '-o', 'json'])) as {
+      items: Array<{ template: DeploymentJson & { kind: string } }>;
+    };
+    const rendered = eastManifests.items.find((m) => m.template.kind === 'Deployment')!.template;
+    expect(rendered.metadata.labels).toMatchObject({ first: 'global', second: 'global' });
+    expect(rendered.metadata.labels?.['half']).toBeUndefined();
+    const eastNow = (await deployment('east', 'nginx'))!;
+    expect(eastNow.metadata.labels?.['half']).toBeUndefined();
+    expect(eastNow.metadata.labels).toMatchObject({ first: 'global', second: 'global' });
+    expect(eastNow.spec.replicas).toBe(3);
+    expect(await labelsOf('west')).toMatchObject({ first: 'local-low', second: 'local-high' });
+
+    await removeAndWait([bad, order, replication], [['deployment', 'nginx', 'default'], ['service', 'nginx-svc', 'default']]);
+  }, 300_000);
+
   /** A Deployment of pause pods with small requests, and a Subscription dividing it (Static) by cluster name. */
   async function dividedApp(app: string, replicas: number, weights: Partial<Record<Name, number>>, extraSpec = ''): Promise<string> {
     const file = join(fleet.bed.dir, `${app}-${replicas}.yaml`);
