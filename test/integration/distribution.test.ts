@@ -259,7 +259,8 @@ ${subscribers}  feeds:
 
   it("toleration: lab's link cut past its lease keeps its share for tolerationSeconds, then the share moves, and comes back when the link returns", async () => {
     const lab = fleet.member('lab');
-    const tolerationSeconds = 20;
+    // Long enough that a loaded machine still sees the hold (lease expiry, deployer, CLI) before it runs out.
+    const tolerationSeconds = 30;
     const file = await dividedApp(
       'tol',
       6,
