@@ -31,7 +31,8 @@ describe('a large object over a slow link cut mid-transfer (real toxiproxy)', ()
 
   it('arrives whole in the child cluster, resumed at the last acked chunk after each cut, not restarted', async () => {
     const proxy = await toxi.createProxy('hub-big', hub.tunnel);
-    await bed.agent('edge-big', hub, kube, ['--reconnect-period=200ms', '--max-reconnect-period=1s', '--register-timeout=5s'], proxy.listen);
+    // The agent takes objects up to 1.35 MB: the 1.33 MB one here, not the 1.39 MB one of the next test.
+    await bed.agent('edge-big', hub, kube, ['--reconnect-period=200ms', '--max-reconnect-period=1s', '--register-timeout=5s', '--max-object-bytes=1350000'], proxy.listen);
     const cluster = await until('edge-big registered', () => hub.cluster('edge-big'));
     // Kubernetes refuses ConfigMaps over 1 MiB of data: this one is just under, 1.33 MB as JSON (base64).
     const blob = randomBytes(1_000_000);
@@ -81,5 +82,38 @@ describe('a large object over a slow link cut mid-transfer (real toxiproxy)', ()
     expect(sent).toBeLessThan(payloadBytes * 1.25);
     // The transfer never cost the cluster its lease.
     expect(await hub.metric('hawser_cluster_lease_expiries_total', { cluster: 'edge-big' })).toBe(0);
+  });
+
+  it("an object past the agent's --max-object-bytes is HAWSER_SYNC_OBJECT_TOO_LARGE on its subscription; the others of it still sync", async () => {
+    const cluster = await until('edge-big registered', () => hub.cluster('edge-big'));
+    const file = join(bed.dir, 'too-big.yaml');
+    // 1.04 MB of data is a ConfigMap Kubernetes and the hub take (1.39 MB as JSON), but past this agent's limit.
+    await writeFile(
+      file,
+      [
+        `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: too-big, namespace: default}\nbinaryData: {blob: ${randomBytes(1_040_000).toString('base64')}}`,
+        '---',
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: small, namespace: default}\ndata: {greeting: hello}',
+        '---',
+        'apiVersion: apps.clusternet.io/v1alpha1\nkind: Subscription\nmetadata: {name: too-big, namespace: default}\nspec:',
+        `  subscribers: [{clusterAffinity: {matchLabels: {clusters.clusternet.io/cluster-id: ${cluster.spec.clusterId}}}}]`,
+        '  feeds: [{apiVersion: v1, kind: ConfigMap, name: too-big, namespace: default}, {apiVersion: v1, kind: ConfigMap, name: small, namespace: default}]',
+      ].join('\n'),
+    );
+    const applied = await hawser(['apply', '-f', file, `--hub=${hub.apiUrl}`]);
+    expect(applied.stderr).toBe('');
+    const smallUrl = `${kube.url}/api/v1/namespaces/default/configmaps/small`;
+    await until('the small ConfigMap in the child cluster', async () => (await httpsRequest(smallUrl, { ca: kube.caPem, token: kube.token })).status === 200, 120_000);
+    const described = await until(
+      'the refusal on the subscription',
+      async () => {
+        const r = await hawser(['describe', 'subscription', 'too-big', `--hub=${hub.apiUrl}`]);
+        return r.stdout.includes('HAWSER_SYNC_OBJECT_TOO_LARGE') ? r.stdout : undefined;
+      },
+      120_000,
+    );
+    expect(described).toMatch(/too-big/);
+    expect((await httpsRequest(`${kube.url}/api/v1/namespaces/default/configmaps/too-big`, { ca: kube.caPem, token: kube.token })).status).toBe(404);
+    expect(await hub.metric('hawser_hub_sync_objects_refused_total', { cluster: 'edge-big', code: 'HAWSER_SYNC_OBJECT_TOO_LARGE' })).toBeGreaterThanOrEqual(1);
   });
 });
