@@ -8,7 +8,7 @@ import type { Applier, ReconcileInput, ReconcileReport } from '../../src/agent/a
 import { IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
 import type { AgentHandlerFactory } from '../../src/agent/router.js';
-import { SyncApplyLoop } from '../../src/agent/sync-apply.js';
+import { SyncApplyLoop, withRefusals } from '../../src/agent/sync-apply.js';
 import { SyncReceiver, type SyncReceiverOptions } from '../../src/agent/sync-receiver.js';
 import { readSyncState } from '../../src/agent/sync-state.js';
 import { OfflineCache } from '../../src/cache/index.js';
@@ -406,5 +406,21 @@ describe('sync limits: a clear error on the subscription, the other objects stil
     desired = await a.receiver.desired();
     expect(desired.objects.find((o) => o.object.metadata.name === 'one')?.object).toEqual(first['template']);
     expect(desired.refused.map((r) => r.key.name).sort()).toEqual(['one', 'two']);
+  });
+});
+
+describe('refusals in the apply report', () => {
+  it('a refused object with a copy held from before turns its row into an error; one never held gets an error row of its own', () => {
+    const report: ReconcileReport = {
+      objects: [{ apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name: 'old', subscriptions: ['default/app'], action: 'unchanged', exists: true }],
+      prune: { ran: true, errors: [] },
+    };
+    const refusal = (name: string) => ({ subscription: 'default/app', key: { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name }, code: ErrorCode.SyncCacheFull, message: 'full' });
+    const merged = withRefusals(report, [refusal('old'), refusal('new')]);
+    expect(merged.objects).toEqual([
+      { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name: 'old', subscriptions: ['default/app'], action: 'error', exists: true, error: { code: ErrorCode.SyncCacheFull, message: 'full' } },
+      { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name: 'new', subscriptions: ['default/app'], action: 'error', error: { code: ErrorCode.SyncCacheFull, message: 'full' } },
+    ]);
+    expect(withRefusals(report, [])).toBe(report);
   });
 });
