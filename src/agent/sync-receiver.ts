@@ -307,10 +307,16 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
       return;
     }
     run.skipping = undefined;
+    // A payload encoding applies to each chunk's slice on its own; this build sends chunks as they are.
+    if (o.encoding !== wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY && o.encoding !== wire.PayloadEncoding.PAYLOAD_ENCODING_UNSPECIFIED) {
+      throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id}: chunk with encoding ${o.encoding}, which this agent did not offer`);
+    }
     const outcome = await this.serial(() => this.chunks.accept(id, run.incarnation, o));
     await session.send({ frame: { $case: 'syncChunkAck', value: outcome.ack } });
     if (outcome.kind === 'complete') {
-      run.pending.push(this.sealReceived(decodeObject({ ...o, payload: outcome.payload, chunkIndex: 0, chunkCount: 1, chunkOffset: 0 })));
+      // The reassembled payload is decoded already.
+      const whole = { ...o, encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY, payload: outcome.payload, chunkIndex: 0, chunkCount: 1, chunkOffset: 0 };
+      run.pending.push(this.sealReceived(decodeObject(whole)));
       run.pendingBytes += outcome.payload.length;
       run.cleanup.push(...outcome.cleanup);
     }

@@ -268,7 +268,7 @@ describe('sync: large objects in chunks', () => {
     expect(logged).toHaveLength(1);
   });
 
-  it('chunks in flight stay within the chunk window while the agent withholds its acks', async () => {
+  it('chunks in flight stay within the chunk window while the agent withholds its acks; heartbeats are acked meanwhile', async () => {
     const h = await hub({ chunkWindowBytes: 3 * chunkBytes });
     const a = await agent(h, await agentHome());
     const ns = await clusterNamespace(h);
@@ -283,6 +283,14 @@ describe('sync: large objects in chunks', () => {
     // Each chunk frame is a little over chunkBytes: two fit in a window of three chunk sizes, a third does not.
     await waitFor('the chunk window filled', () => h.stats.of('edge').chunkFrames === 2);
     for (let i = 0; i < 200; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(h.stats.of('edge').chunkFrames).toBe(2);
+    // The transfer is stalled at its window, the lease is not: a heartbeat goes out and its ack comes back.
+    let acks = 0;
+    a.core.on('rtt', () => acks++);
+    await waitFor('a heartbeat acked during the transfer', () => {
+      h.clock.advance(1_000);
+      return acks > 0;
+    });
     expect(h.stats.of('edge').chunkFrames).toBe(2);
     open();
     await waitFor('all acked once the agent stores again', async () => (await ackedRevision(a)) >= rv);
@@ -406,6 +414,58 @@ describe('sync limits: a clear error on the subscription, the other objects stil
     desired = await a.receiver.desired();
     expect(desired.objects.find((o) => o.object.metadata.name === 'one')?.object).toEqual(first['template']);
     expect(desired.refused.map((r) => r.key.name).sort()).toEqual(['one', 'two']);
+  });
+});
+
+describe('chunk frames that break the protocol', () => {
+  async function handler() {
+    const home = await agentHome();
+    const cache = await OfflineCache.open({ dir: join(home, 'db') });
+    cleanups.push(() => cache.close());
+    const receiver = new SyncReceiver(cache, silentLogger, () => 0);
+    const h = receiver.handlerFactory()({
+      clusterName: 'edge',
+      negotiated: { protocolVersion: 1, features: new Set([Feature.Sync, Feature.Chunks]) },
+      send: () => Promise.resolve(),
+      ended: new AbortController().signal,
+    });
+    await h.handle({ $case: 'syncBegin', value: { incarnation: 'i', fromRevision: 0, snapshot: false, toRevision: 3, reason: '' } });
+    return { h, receiver };
+  }
+  const payload = Buffer.from(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' }, data: { x: 'y'.repeat(3000) } }));
+  const half = Math.ceil(payload.length / 2);
+  const chunk = (index: number, over: Partial<wire.SyncObject> = {}): wire.SyncObject => ({
+    key: { apiVersion: 'v1', kind: 'ConfigMap', namespace: '', name: 'a' },
+    subscription: 'default/app',
+    revision: 3,
+    op: wire.SyncOp.SYNC_OP_UPSERT,
+    encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
+    contentSha256: createHash('sha256').update(payload).digest('hex'),
+    totalSize: payload.length,
+    chunkIndex: index,
+    chunkCount: 2,
+    chunkOffset: index === 0 ? 0 : half,
+    payload: index === 0 ? payload.subarray(0, half) : payload.subarray(half),
+    ...over,
+  });
+  const handled = (h: Awaited<ReturnType<typeof handler>>['h'], o: wire.SyncObject) => Promise.resolve().then(() => h.handle({ $case: 'syncObject', value: o }));
+
+  it('a chunk that does not continue what the agent holds, or comes encoded, is HAWSER_SYNC_PROTOCOL', async () => {
+    const { h } = await handler();
+    await expect(handled(h, chunk(1))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+    await handled(h, chunk(0));
+    await expect(handled(h, chunk(1, { chunkOffset: half + 1 }))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+    await expect(handled(h, chunk(1, { encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_ZSTD }))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+  });
+
+  it('a whole that fails its checksum is HAWSER_SYNC_CHECKSUM_MISMATCH and its chunks are dropped', async () => {
+    const { h, receiver } = await handler();
+    const wrong = createHash('sha256').update('something else').digest('hex');
+    await handled(h, chunk(0, { contentSha256: wrong }));
+    expect((await receiver.helloFields()).partialObject?.receivedChunks).toBe(1);
+    await expect(handled(h, chunk(1, { contentSha256: wrong }))).rejects.toMatchObject({ code: ErrorCode.SyncChecksumMismatch });
+    expect((await receiver.helloFields()).partialObject).toBeUndefined();
+    expect((await receiver.desired()).objects).toEqual([]);
   });
 });
 

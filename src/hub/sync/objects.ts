@@ -53,9 +53,18 @@ export function syncObjectFrame(content: ManifestContent, revision: number, op: 
   };
 }
 
-/** One chunk of an object: the whole object's frame with a slice of its payload. */
+/**
+ * One chunk of an object: the whole object's frame with a slice of its
+ * decoded payload. A payload encoding, when there is one, applies to each
+ * chunk's slice on its own (here: identity).
+ */
 export function syncChunkFrame(whole: wire.SyncObject, slice: Buffer, index: number, count: number, offset: number): wire.ConnectResponse {
-  return { frame: { $case: 'syncObject', value: { ...whole, chunkIndex: index, chunkCount: count, chunkOffset: offset, payload: slice } } };
+  return {
+    frame: {
+      $case: 'syncObject',
+      value: { ...whole, encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY, chunkIndex: index, chunkCount: count, chunkOffset: offset, payload: slice },
+    },
+  };
 }
 
 /** An object the hub does not send because it breaks a limit: the agent keeps what it held and reports `code`. */
