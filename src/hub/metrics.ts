@@ -82,9 +82,9 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
-  readonly syncBytes = new Counter({
-    name: 'hawser_hub_sync_bytes_total',
-    help: 'Bytes of sync frames the hub sent, by cluster (protobuf encoding, as handed to the transport).',
+  readonly syncSentBytes = new Counter({
+    name: 'hawser_hub_sync_sent_bytes_total',
+    help: 'Bytes of sync frames the hub handed to the transport, by cluster (as they go on the wire).',
     labelNames: ['cluster'] as const,
     registers: [this.registry],
   });

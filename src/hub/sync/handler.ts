@@ -426,7 +426,7 @@ class SessionSync implements FrameHandler {
   private async sendFrame(frame: wire.ConnectResponse, bytes = frameBytes(frame)): Promise<void> {
     if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
     this.counters.bytes += bytes;
-    this.metrics?.syncBytes.inc({ cluster: this.session.clusterName }, bytes);
+    this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
     await this.session.send(frame);
   }
 }
