@@ -142,6 +142,12 @@ export class ChunkAssembler {
     return { kind: 'complete', ack, payload, cleanup: await this.dropOps() };
   }
 
+  /** Deletes of the partial object's chunks when it is `id` (a whole copy or a delete of it supersedes them); none otherwise. */
+  async supersededOps(id: string): Promise<CacheOp[]> {
+    const m = await this.load();
+    return m && m.id === id ? this.dropOps() : [];
+  }
+
   /** The partial object was committed (its cleanup ops went in the batch): forget it. */
   committed(): void {
     this.meta = null;

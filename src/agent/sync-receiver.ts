@@ -304,6 +304,8 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     if (!isChunk) {
       run.pending.push(this.sealReceived(decodeObject(o)));
       run.pendingBytes += o.payload.length;
+      // A whole copy (or a delete) of the object held in part: the chunks go with this group.
+      run.cleanup.push(...(await this.serial(() => this.chunks.supersededOps(id))));
       return;
     }
     run.skipping = undefined;

@@ -430,7 +430,7 @@ describe('chunk frames that break the protocol', () => {
       ended: new AbortController().signal,
     });
     await h.handle({ $case: 'syncBegin', value: { incarnation: 'i', fromRevision: 0, snapshot: false, toRevision: 3, reason: '' } });
-    return { h, receiver };
+    return { h, receiver, cache };
   }
   const payload = Buffer.from(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' }, data: { x: 'y'.repeat(3000) } }));
   const half = Math.ceil(payload.length / 2);
@@ -456,6 +456,17 @@ describe('chunk frames that break the protocol', () => {
     await handled(h, chunk(0));
     await expect(handled(h, chunk(1, { chunkOffset: half + 1 }))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
     await expect(handled(h, chunk(1, { encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_ZSTD }))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+  });
+
+  it('a delete of the object held in part drops its chunks with the group', async () => {
+    const { h, receiver, cache } = await handler();
+    await handled(h, chunk(0));
+    expect((await receiver.helloFields()).partialObject?.receivedChunks).toBe(1);
+    await handled(h, { ...chunk(0), op: wire.SyncOp.SYNC_OP_DELETE, payload: Buffer.alloc(0), chunkCount: 1, totalSize: 0 });
+    await h.handle({ $case: 'syncEnd', value: { revision: 3, sequence: 1, partial: false } });
+    expect((await receiver.helloFields()).partialObject).toBeUndefined();
+    // Durably: a receiver opened afresh on the cache finds none either.
+    expect((await new SyncReceiver(cache, silentLogger, () => 0).helloFields()).partialObject).toBeUndefined();
   });
 
   it('a whole that fails its checksum is HAWSER_SYNC_CHECKSUM_MISMATCH and its chunks are dropped', async () => {
