@@ -290,7 +290,8 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
       return;
     }
     if (first && o.op === wire.SyncOp.SYNC_OP_UPSERT) {
-      const limit = await this.limitProblem(run, id, Number(o.totalSize));
+      // A first chunk replaces the object held in part; a whole object comes beside it.
+      const limit = await this.limitProblem(run, id, Number(o.totalSize), isChunk ? 0 : await this.serial(() => this.chunks.heldBytes()));
       if (limit) {
         run.pending.push(this.refusedReceived(id, o, limit.code, limit.message));
         this.logger.error({ code: limit.code, object: quoteBounded(id, 200), bytes: Number(o.totalSize) }, `sync object not taken: ${limit.message}`);
@@ -330,14 +331,14 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   }
 
   /** Why an object of `bytes` cannot be taken, if it cannot. */
-  private async limitProblem(run: Run, id: string, bytes: number): Promise<{ code: ErrorCode; message: string } | undefined> {
+  private async limitProblem(run: Run, id: string, bytes: number, partBytes: number): Promise<{ code: ErrorCode; message: string } | undefined> {
     const { maxObjectBytes, maxCacheBytes } = this.options;
     if (bytes > maxObjectBytes) {
       return { code: ErrorCode.SyncObjectTooLarge, message: `${bytes} bytes exceed the agent's --max-object-bytes of ${maxObjectBytes}` };
     }
     if (maxCacheBytes <= 0) return undefined;
     const sizes = await this.serial(() => this.loadSizes());
-    const held = this.sizesTotal - (sizes.get(objectPrefix + id) ?? 0) + run.pendingBytes;
+    const held = this.sizesTotal - (sizes.get(objectPrefix + id) ?? 0) + run.pendingBytes + partBytes;
     if (held + bytes > maxCacheBytes) {
       return { code: ErrorCode.SyncCacheFull, message: `${bytes} bytes would take the desired state this agent caches to ${held + bytes}, past its --cache-size-limit of ${maxCacheBytes}` };
     }

@@ -418,11 +418,11 @@ describe('sync limits: a clear error on the subscription, the other objects stil
 });
 
 describe('chunk frames that break the protocol', () => {
-  async function handler() {
+  async function handler(options: Partial<SyncReceiverOptions> = {}) {
     const home = await agentHome();
     const cache = await OfflineCache.open({ dir: join(home, 'db') });
     cleanups.push(() => cache.close());
-    const receiver = new SyncReceiver(cache, silentLogger, () => 0);
+    const receiver = new SyncReceiver(cache, silentLogger, () => 0, options);
     const h = receiver.handlerFactory()({
       clusterName: 'edge',
       negotiated: { protocolVersion: 1, features: new Set([Feature.Sync, Feature.Chunks]) },
@@ -467,6 +467,17 @@ describe('chunk frames that break the protocol', () => {
     expect((await receiver.helloFields()).partialObject).toBeUndefined();
     // Durably: a receiver opened afresh on the cache finds none either.
     expect((await new SyncReceiver(cache, silentLogger, () => 0).helloFields()).partialObject).toBeUndefined();
+  });
+
+  it('chunks held count against --cache-size-limit: a whole object that fits alone but not beside them is HAWSER_SYNC_CACHE_FULL', async () => {
+    const { h, receiver } = await handler({ maxCacheBytes: payload.length + 1000 });
+    await handled(h, chunk(0));
+    const other = Buffer.from(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'b' }, data: { x: 'z'.repeat(payload.length - 500) } }));
+    const whole = { ...chunk(0), key: { apiVersion: 'v1', kind: 'ConfigMap', namespace: '', name: 'b' }, chunkCount: 1, totalSize: other.length, payload: other };
+    expect(other.length).toBeLessThan(payload.length + 1000);
+    await handled(h, { ...whole, contentSha256: createHash('sha256').update(other).digest('hex') });
+    await h.handle({ $case: 'syncEnd', value: { revision: 3, sequence: 1, partial: false } });
+    expect((await receiver.desired()).refused.map((r) => [r.key.name, r.code])).toEqual([['b', ErrorCode.SyncCacheFull]]);
   });
 
   it('a whole that fails its checksum is HAWSER_SYNC_CHECKSUM_MISMATCH and its chunks are dropped', async () => {
