@@ -1,15 +1,16 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { boundedText, defaultQuoteChars, quoteBounded } from '../api/index.js';
+import { boundedText, defaultQuoteChars, type ManagedCluster, quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { HubPki, PkiState } from './pki.js';
 import type { Registrar } from './registration.js';
-import { defaultMaxRequestBytes, resourceRoutes, StreamBody } from './resources-http.js';
+import { defaultMaxRequestBytes, readBody, resourceRoutes, StreamBody } from './resources-http.js';
 import type { ResourceService } from './resources.js';
 import type { HubStore } from './store.js';
+import { confirmPrune, parseConfirmPrune, readSyncStatus, type SyncSessions } from './sync/index.js';
 
 // The operators' HTTP API: read clusters and registration requests, approve
 // requests, scrape metrics, and apply, read, delete and watch Subscriptions and
@@ -39,6 +40,8 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.RequestTooLarge]: 413,
   // The store's compare-and-swap refusal (src/hub/store): someone else wrote first.
   [ErrorCode.StoreConflict]: 409,
+  [ErrorCode.PruneConfirmStale]: 409,
+  [ErrorCode.ClusterOffline]: 503,
 };
 
 /** Decodes one path segment; bad percent-encoding is the client's mistake (400), not ours. */
@@ -68,6 +71,27 @@ export interface HubApiDeps {
   resources?: ResourceService;
   /** Largest apply or delete request body. */
   maxRequestBytes?: number;
+  /** Live sync sessions: confirm-prune reaches an agent through them. */
+  syncSessions?: SyncSessions;
+}
+
+/**
+ * A cluster as the API shows it: with status.sync, what its agent last
+ * reported of sync (the mode it runs, a held prune and the command that
+ * releases it), from its ClusterSyncStatus.
+ */
+async function withSyncStatus(store: HubStore, cluster: ManagedCluster): Promise<unknown> {
+  const namespace = cluster.metadata.namespace;
+  if (!namespace) return cluster;
+  const sync = await readSyncStatus(store, namespace, cluster.metadata.name);
+  if (!sync) return cluster;
+  const shown = {
+    ...(sync.syncMode ? { syncMode: sync.syncMode } : {}),
+    ...(sync.revision !== undefined ? { revision: sync.revision } : {}),
+    ...(sync.appliedAt ? { appliedAt: sync.appliedAt } : {}),
+    ...(sync.pruneHeld ? { pruneHeld: sync.pruneHeld } : {}),
+  };
+  return { ...cluster, status: { ...cluster.status, sync: shown } };
 }
 
 export type HubApiServer = Server | TlsServer;
@@ -180,7 +204,10 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/clusters$/,
       access: 'viewer',
-      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ManagedCluster')).items.map((e) => e.object) }],
+      handle: async () => [
+        200,
+        { apiVersion: 'v1', kind: 'List', items: await Promise.all((await deps.store.list('ManagedCluster')).items.map((e) => withSyncStatus(deps.store, e.object))) },
+      ],
     },
     {
       method: 'GET',
@@ -189,7 +216,27 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       handle: async ({ params: [name] }) => {
         const c = await deps.store.get('ManagedCluster', name!);
         if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name!)}`);
-        return [200, c];
+        return [200, await withSyncStatus(deps.store, c)];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/v1\/clusters\/([^/]+)\/sync\/confirm-prune$/,
+      access: 'admin',
+      audit: 'confirm-prune',
+      handle: async (ctx) => {
+        if (!deps.syncSessions) throw new HawserError(ErrorCode.ClusterOffline, 'this hub runs no sync');
+        let body: unknown;
+        try {
+          body = JSON.parse(await readBody(ctx.req, 64 * 1024));
+        } catch (err) {
+          if (err instanceof HawserError) throw err;
+          throw new HawserError(ErrorCode.InvalidOption, `confirm-prune body is not JSON: ${(err as Error).message}`);
+        }
+        const named = parseConfirmPrune(body);
+        Object.assign(ctx.auditDetails, { incarnation: boundedText(named.incarnation, 64), revision: named.revision });
+        const result = await confirmPrune(deps.store, deps.syncSessions, ctx.params[0]!, named, actor(ctx));
+        return [200, { kind: 'Status', status: 'Success', details: result }];
       },
     },
     {

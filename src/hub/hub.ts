@@ -476,8 +476,8 @@ export class HubCore {
     // An incarnation id longer than any this hub makes is not one of its own: resume from nothing.
     const resume =
       hello.hubIncarnation.length <= maxIncarnationLength
-        ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision }
-        : { hubIncarnation: '', lastAckedRevision: 0 };
+        ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision, desiredDigest: hello.desiredDigest.slice(0, 128), syncModeInEffect: hello.syncModeInEffect }
+        : { hubIncarnation: '', lastAckedRevision: 0, syncModeInEffect: hello.syncModeInEffect };
     const session = this.newSession(name, channel, leaseDurationMs, negotiated, resume);
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);

@@ -27,7 +27,7 @@ import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
 import { EmbeddedStore, type HubStore, SealingStore } from './store.js';
-import { syncHandlerFactory } from './sync/index.js';
+import { syncHandlerFactory, SyncSessions } from './sync/index.js';
 import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
 export interface HubOptions {
@@ -307,7 +307,8 @@ async function serve(
     clock,
   );
   // Manifests of each cluster's namespace go to its agent (src/hub/sync).
-  core.registerHandler(syncHandlerFactory({ store, logger: deps.logger }));
+  const syncSessions = new SyncSessions();
+  core.registerHandler(syncHandlerFactory({ store, logger: deps.logger, metrics, sessions: syncSessions }));
   let httpServer: HubApiServer | undefined;
   let deployer: Deployer | undefined;
   const maintainer = new PkiMaintainer(
@@ -351,6 +352,7 @@ async function serve(
       ...(apiTls ? { tls: { certPem: serving.certPem, keyPem: serving.keyPem } } : {}),
       pki: tls.pki,
       trustBundleSent: () => core.trustBundleSent,
+      syncSessions,
       resources: new ResourceService({
         store: resourceStoreOf(store),
         clusterNamespaces: () => clusterNamespacesOf(store),
