@@ -131,7 +131,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     const view = this.cache.view();
     try {
       const state = (await view.get<SyncState>(syncStateCacheKey)) ?? { hubIncarnation: '', lastAckedRevision: 0 };
-      const hold = await view.get<PruneHold>(holdKey);
+      const hold = namedHold(await view.get<PruneHold>(holdKey), state);
       const held = await view.range<StoredObject>({ gte: objectPrefix, lt: `${objectPrefix}\uffff` });
       const kept = hold ? await view.range<StoredObject>({ gte: keptPrefix, lt: `${keptPrefix}\uffff` }) : [];
       const objects: DesiredObject[] = [];
@@ -181,7 +181,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
    */
   async confirmPrune(named?: HoldRef): Promise<void> {
     await this.serial(async () => {
-      const hold = await this.cache.get<PruneHold>(holdKey);
+      const hold = namedHold(await this.cache.get<PruneHold>(holdKey), await readSyncState(this.cache, this.logger));
       if (named) staleConfirmation(hold, named);
       const kept = await this.cache.keys({ gte: keptPrefix, lt: `${keptPrefix}\uffff` });
       await this.cache.batch([...kept.map((key) => ({ type: 'del' as const, key })), { type: 'del', key: holdKey }]);
@@ -336,6 +336,15 @@ export function holdFor(
   if (!reason) return undefined;
   const kept = removals === undefined ? 'objects it lacks are kept' : `${removals} objects kept`;
   return { code: ErrorCode.SyncPruneHeld, reason: `${reason}: ${kept}; prune held until an operator confirms`, since: now, incarnation: snapshot.incarnation, revision: snapshot.toRevision };
+}
+
+/**
+ * A hold stored before holds named their snapshot names the one the agent
+ * swapped in with it (its sync state then), so an operator can still confirm it.
+ */
+function namedHold(hold: PruneHold | undefined, state: SyncState): PruneHold | undefined {
+  if (!hold || hold.incarnation !== undefined) return hold;
+  return { ...hold, incarnation: state.hubIncarnation, revision: state.lastAckedRevision };
 }
 
 /** Throws HAWSER_PRUNE_CONFIRM_STALE unless `hold` is the one `named`. */

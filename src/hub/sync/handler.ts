@@ -302,8 +302,7 @@ export class SessionSync implements FrameHandler {
       if (this.stop.signal.aborted) return revision;
       await this.sendObject(item.object, parseResourceVersion(item.resourceVersion), wire.SyncOp.SYNC_OP_UPSERT, true, revision);
     }
-    const last = await this.endGroup(revision, false, true);
-    if (last !== undefined) this.snapshotSequences.add(last);
+    await this.endGroup(revision, false, true, true);
     return revision;
   }
 
@@ -399,11 +398,13 @@ export class SessionSync implements FrameHandler {
   }
 
   /** Closes the open group (an empty final snapshot group too: the agent swaps at it); returns its sequence. */
-  private async endGroup(revision: number, partial: boolean, always: boolean): Promise<number | undefined> {
+  private async endGroup(revision: number, partial: boolean, always: boolean, endsSnapshot = false): Promise<number | undefined> {
     if (!this.open && !always) return undefined;
     const group = this.open ?? { sequence: ++this.sequence, frames: 0, bytes: 0 };
     this.open = undefined;
     this.inFlight.push(group);
+    // Before the send: the agent's ack (with its result) may come back before the send resolves.
+    if (endsSnapshot) this.snapshotSequences.add(group.sequence);
     await this.sendFrame({ frame: { $case: 'syncEnd', value: { revision, sequence: group.sequence, partial } } });
     return group.sequence;
   }
