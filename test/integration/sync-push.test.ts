@@ -66,6 +66,16 @@ describe('sync modes, confirm-prune and the hello digest on real clusters', () =
     expect(r.code).toBe(0);
   }
 
+  /** Snapshots the hub sent a cluster, by reason. */
+  function snapshotsOf(metrics: string, cluster: string): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const m of metrics.matchAll(/^hawser_hub_sync_snapshots_total\{([^}]*)\} (\d+)/gm)) {
+      if (!m[1]!.includes(`cluster="${cluster}"`)) continue;
+      out[/reason="([^"]*)"/.exec(m[1]!)![1]!] = Number(m[2]);
+    }
+    return out;
+  }
+
   /** The agent's cache keys of the desired set (the agent must be stopped: LevelDB is single-process). */
   async function desiredKeys(name: string): Promise<string[]> {
     const cache = await OfflineCache.open({ dir: join(bed.dir, 'agents', name, 'db') });
@@ -80,25 +90,31 @@ describe('sync modes, confirm-prune and the hello digest on real clusters', () =
 
   it('Push: the hub pushes the apply, the object is in the child, status says Push, and the cache holds no desired state', async () => {
     const cluster = await until('edge-push registered', () => hub.cluster('edge-push'));
-    await subscribe('pushed', cluster.spec.clusterId, ['pushed-cm']);
+    await subscribe('pushed', cluster.spec.clusterId, ['pushed-cm', 'pushed-gone']);
     expect(await until('the pushed ConfigMap in the child', () => dataOf(pushKube, 'pushed-cm'))).toEqual({ greeting: 'hello' });
     // The push result comes back: Applied and Healthy for this cluster.
     await until('the subscription Applied', async () => {
       const r = await hawser(['get', 'subs', hubFlag()]);
-      return /^pushed\s+Replication\s+1\s+1\s+True\s+True\s+True\s/m.test(r.stdout) ? r.stdout : undefined;
+      return /^pushed\s+Replication\s+2\s+1\s+True\s+True\s+True\s/m.test(r.stdout) ? r.stdout : undefined;
     });
     expect((await until('mode recorded', async () => (await syncOf('edge-push'))?.syncMode))).toBe('Push');
     const table = await hawser(['get', 'clusters', hubFlag()]);
     expect(table.stdout).toMatch(/^edge-push\s+\S+\s+Push\s/m);
     expect(table.stdout).toMatch(/^edge-pull\s+\S+\s+Pull \(Dual asked\)\s/m);
 
-    // A change is pushed too.
+    // A change is pushed too, and a feed that left the subscription is deleted by name (the agent holds no set to prune against).
+    expect(await dataOf(pushKube, 'pushed-gone')).toEqual({ greeting: 'hello' });
     await subscribe('pushed', cluster.spec.clusterId, ['pushed-cm'], 'again');
     await until('the change pushed', async () => (await dataOf(pushKube, 'pushed-cm'))?.greeting === 'again');
+    await until('the dropped feed deleted', async () => (await configMap(pushKube, 'pushed-gone')).status === 404);
 
     await pushAgent.stop();
     expect(await desiredKeys('edge-push')).toEqual([]);
+    // A change while the agent is away is pushed after it reconnects, from the hub's own record: no snapshot.
+    await subscribe('pushed', cluster.spec.clusterId, ['pushed-cm'], 'while-away');
     await pushAgent.restart();
+    await until('pushed after the reconnect', async () => (await dataOf(pushKube, 'pushed-cm'))?.greeting === 'while-away');
+    expect(snapshotsOf(await hub.metrics(), 'edge-push')).toEqual({ 'first-sync': 1 });
   });
 
   it('Pull caches its desired set (the Push check above can fail)', async () => {
