@@ -213,6 +213,8 @@ export async function startAgent(
   const receiver = new SyncReceiver(cache, deps.logger, now, {}, sealKey);
   receiverRef.current = receiver;
   const apply = new SyncApplyLoop({ receiver, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });
+  // Dual with AppPusher: the hub drives each apply too (the ack carries its result); Pull applies on its own only.
+  if (mode === 'Dual') receiver.applyOnCommit = (signal) => apply.applyNow(signal);
   core.registerHandler(receiver.handlerFactory());
   core.registerHandler(apply.handlerFactory());
   // An owned object deleted by hand comes back at once, not at the next interval.

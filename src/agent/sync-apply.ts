@@ -106,11 +106,19 @@ export class SyncApplyLoop {
     };
   }
 
-  private async pass(signal: AbortSignal): Promise<void> {
+  /**
+   * Dual: a pass over the cached set right after a group is committed, whose
+   * report goes back in the group's ack (the hub waits for it), not on its own.
+   */
+  async applyNow(signal?: AbortSignal): Promise<wire.ApplyReport> {
     const desired = await this.options.receiver.desired();
-    const report = await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, signal });
+    const report = await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, ...(signal ? { signal } : {}) });
     this.last = toWire(report, desired.revision, desired.hold, this.options.clock?.now() ?? Date.now());
-    this.send(this.last);
+    return this.last;
+  }
+
+  private async pass(signal: AbortSignal): Promise<void> {
+    this.send(await this.applyNow(signal));
   }
 
   private send(report: wire.ApplyReport): void {

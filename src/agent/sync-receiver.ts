@@ -106,6 +106,12 @@ interface Run {
  */
 export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   private readonly options: SyncReceiverOptions;
+  /**
+   * Dual (AppPusher): applies the cached set once a group is durable; its
+   * report goes back in the group's ack, so the hub drives each apply and
+   * waits for it. Unset (Pull): the ack says only that the group is durable.
+   */
+  applyOnCommit: ((signal: AbortSignal) => Promise<wire.ApplyReport>) | undefined;
   /** Writes on one cache go one at a time (a confirm never interleaves a swap). */
   private chain: Promise<unknown> = Promise.resolve();
 
@@ -236,7 +242,8 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
             const end = frame.value;
             await this.serial(() => this.commit(r, end));
             r.pending = [];
-            await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence } } });
+            const result = !end.partial && this.applyOnCommit ? await this.applyOnCommit(session.ended) : undefined;
+            await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence, ...(result ? { pushResult: result } : {}) } } });
             return;
           }
           case 'confirmPrune':

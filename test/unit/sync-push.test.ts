@@ -85,7 +85,7 @@ async function agentHome(): Promise<string> {
 }
 
 /** An agent running `mode`: Push gets a PushReceiver, the others the caching receiver and apply loop. */
-async function agent(h: TestHub, home: string, mode: SyncMode, applier: RecordingApplier) {
+async function agent(h: TestHub, home: string, mode: SyncMode, applier: RecordingApplier, options: { applyReports?: boolean } = {}) {
   const cache = await OfflineCache.open({ dir: join(home, 'db') });
   const receiver = mode === 'Push' ? undefined : new SyncReceiver(cache, silentLogger, () => h.clock.now());
   const push = mode === 'Push' ? new PushReceiver(cache, applier, silentLogger, () => h.clock.now()) : undefined;
@@ -120,9 +120,11 @@ async function agent(h: TestHub, home: string, mode: SyncMode, applier: Recordin
   if (push) core.registerHandler(push.handlerFactory());
   if (receiver) {
     core.registerHandler(receiver.handlerFactory());
-    loop = new SyncApplyLoop({ receiver, applier, logger: silentLogger, clock: h.clock, intervalMs: 60_000 });
-    core.registerHandler(loop.handlerFactory());
-    loop.start();
+    const l = new SyncApplyLoop({ receiver, applier, logger: silentLogger, clock: h.clock, intervalMs: 60_000 });
+    loop = l;
+    if (mode === 'Dual') receiver.applyOnCommit = (signal) => l.applyNow(signal);
+    if (options.applyReports !== false) core.registerHandler(l.handlerFactory());
+    l.start();
   }
   void core.start();
   let stopped = false;
@@ -309,6 +311,34 @@ describe('Push mode', () => {
     expect(await a.push!.hold()).toBeUndefined();
     await waitFor('status shows no hold', async () => (await readSyncStatus(h.store, ns, 'edge'))?.pruneHeld === undefined);
     expect(h.stats.of('edge').snapshots).toBe(2);
+  });
+});
+
+describe('Dual mode (AppPusher)', () => {
+  it('the hub drives each apply (the ack carries its result) and the agent also keeps the set in its cache', async () => {
+    const h = await hub();
+    const home = await agentHome();
+    // No ApplyReport frames: what status shows can only come from the acks.
+    const a = await agent(h, home, 'Dual', new RecordingApplier(), { applyReports: false });
+    const ns = await clusterNamespace(h);
+    await put(h.store, ns, 'cm-0');
+    const status = await waitFor('the result in the ack', async () => {
+      const s = await readSyncStatus(h.store, ns, 'edge');
+      return s?.objects?.length === 1 ? s : undefined;
+    });
+    expect(status.syncMode).toBe('Dual');
+    expect(status.push).toBeUndefined();
+    expect((await cacheKeys(a.cache)).filter((k) => k.startsWith('sync/obj/'))).toHaveLength(1);
+  });
+
+  it('Pull acks without a result: with no ApplyReport frames, status gets no rows', async () => {
+    const h = await hub();
+    const home = await agentHome();
+    const a = await agent(h, home, 'Pull', new RecordingApplier(), { applyReports: false });
+    const ns = await clusterNamespace(h);
+    const rv = await put(h.store, ns, 'cm-0');
+    await waitFor('acked', async () => (await readSyncState(a.cache, silentLogger)).lastAckedRevision >= rv);
+    expect((await readSyncStatus(h.store, ns, 'edge'))?.objects).toBeUndefined();
   });
 });
 

@@ -207,6 +207,11 @@ export class SessionSync implements FrameHandler {
    * group's revision, unless this or an earlier push of the session failed.
    */
   private async pushed(ack: wire.SyncAck, result: wire.ApplyReport): Promise<void> {
+    if (this.syncMode === 'Dual') {
+      // Dual: a pass over the agent's whole cached set; the agent's cache, not the hub's record, is where it resumes.
+      await writeApplyReport(this.store, this.namespace, this.session.clusterName, result, { syncMode: 'Dual' });
+      return;
+    }
     if (!this.push) throw new HawserError(ErrorCode.SyncProtocol, `a push result from an agent that runs ${this.syncMode ?? 'an unknown mode'}`);
     if (result.objects.some((o) => o.errorCode !== '')) this.pushBlocked = true;
     const snapshot = this.snapshotSequences.delete(Number(ack.sequence));
