@@ -421,3 +421,41 @@ describe('Pull: digest in hello and confirm-prune', () => {
     await expect(confirmPrune(h.store, h.sessions, 'edge', { incarnation: held.incarnation, revision: held.revision }, 'ops')).rejects.toMatchObject({ code: ErrorCode.ClusterOffline });
   });
 });
+
+describe('Push receiver refuses what breaks the protocol', () => {
+  async function handler() {
+    const home = await agentHome();
+    const cache = await OfflineCache.open({ dir: join(home, 'db') });
+    cleanups.push(() => cache.close());
+    const sent: wire.ConnectRequest[] = [];
+    const applier = new RecordingApplier();
+    const receiver = new PushReceiver(cache, applier, silentLogger, () => 0);
+    const h = receiver.handlerFactory()({
+      clusterName: 'edge',
+      negotiated: { protocolVersion: 1, features: new Set([Feature.Sync]) },
+      send: (frame) => Promise.resolve(void sent.push(frame)),
+      ended: new AbortController().signal,
+    });
+    return { h, sent, receiver, cache, applier };
+  }
+
+  it('a partial SyncEnd outside a snapshot, or objects before any SyncBegin: HAWSER_SYNC_PROTOCOL, nothing applied', async () => {
+    const { h, applier } = await handler();
+    await expect(Promise.resolve().then(() => h.handle({ $case: 'syncEnd', value: { revision: 1, sequence: 1, partial: false } }))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+    await h.handle({ $case: 'syncBegin', value: { incarnation: 'i', fromRevision: 3, snapshot: false, toRevision: 5, reason: '' } });
+    await expect(Promise.resolve().then(() => h.handle({ $case: 'syncEnd', value: { revision: 5, sequence: 1, partial: true } }))).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+    expect(applier.inputs).toEqual([]);
+  });
+
+  it('a stale ConfirmPrune frame is logged and changes nothing; the named one clears the hold', async () => {
+    const { h, receiver, cache } = await handler();
+    await writeSyncState(cache, { hubIncarnation: 'old', lastAckedRevision: 2 });
+    await h.handle({ $case: 'syncBegin', value: { incarnation: 'new', fromRevision: 0, snapshot: true, toRevision: 9, reason: 'other-incarnation' } });
+    await h.handle({ $case: 'syncEnd', value: { revision: 9, sequence: 1, partial: false } });
+    expect(await receiver.hold()).toMatchObject({ incarnation: 'new', revision: 9 });
+    await h.handle({ $case: 'confirmPrune', value: { incarnation: 'new', revision: 8, confirmedBy: 'ops' } });
+    expect(await receiver.hold()).toBeDefined();
+    await h.handle({ $case: 'confirmPrune', value: { incarnation: 'new', revision: 9, confirmedBy: 'ops' } });
+    expect(await receiver.hold()).toBeUndefined();
+  });
+});
