@@ -12,7 +12,8 @@ import { desiredSetPrefixes, SyncReceiver } from './sync-receiver.js';
 import { PushReceiver } from './sync-push.js';
 import { readSyncState } from './sync-state.js';
 import { identityFileName, IdentityStore } from './identity.js';
-import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
+import { type ClusterReader, KubeClusterReader } from './kube.js';
+import { loadKubeConfig } from './kubeconfig.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
 
 export interface AgentOptions {

@@ -71,6 +71,8 @@ export interface HubApiDeps {
   resources?: ResourceService;
   /** Largest apply or delete request body. */
   maxRequestBytes?: number;
+  /** A cluster as readers see it: with state the hub holds in memory (HubCore.clusterView). */
+  clusterView?: (c: ManagedCluster) => ManagedCluster;
   /** Live sync sessions: confirm-prune reaches an agent through them. */
   syncSessions?: SyncSessions;
 }
@@ -190,6 +192,7 @@ function pkiRoutes(deps: HubApiDeps): Route[] {
 }
 
 export function hubApiRoutes(deps: HubApiDeps): Route[] {
+  const view = deps.clusterView ?? ((c: ManagedCluster) => c);
   return [
     ...pkiRoutes(deps),
     ...(deps.resources ? resourceRoutes(deps.resources, deps.maxRequestBytes ?? defaultMaxRequestBytes) : []),
@@ -206,7 +209,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       access: 'viewer',
       handle: async () => [
         200,
-        { apiVersion: 'v1', kind: 'List', items: await Promise.all((await deps.store.list('ManagedCluster')).items.map((e) => withSyncStatus(deps.store, e.object))) },
+        { apiVersion: 'v1', kind: 'List', items: await Promise.all((await deps.store.list('ManagedCluster')).items.map((e) => withSyncStatus(deps.store, view(e.object)))) },
       ],
     },
     {
@@ -216,7 +219,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       handle: async ({ params: [name] }) => {
         const c = await deps.store.get('ManagedCluster', name!);
         if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name!)}`);
-        return [200, await withSyncStatus(deps.store, c)];
+        return [200, await withSyncStatus(deps.store, view(c))];
       },
     },
     {

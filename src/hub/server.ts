@@ -353,6 +353,7 @@ async function serve(
       pki: tls.pki,
       trustBundleSent: () => core.trustBundleSent,
       syncSessions,
+      clusterView: (c) => core.clusterView(c),
       resources: new ResourceService({
         store: resourceStoreOf(store),
         clusterNamespaces: () => clusterNamespacesOf(store),
