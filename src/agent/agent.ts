@@ -19,7 +19,7 @@ import { ReconnectLoop } from './reconnect.js';
 import type { AgentHandlerFactory, UnhandledFrameCounts } from './router.js';
 import { type AgentSession, runSession } from './session.js';
 import type { AgentState } from './state.js';
-import { type HelloSyncFields, readSyncState } from './sync-state.js';
+import { readSyncState, type SyncResume } from './sync-state.js';
 import type { StoredTrustBundle, TrustStore } from './trust.js';
 
 export interface AgentCoreOptions {
@@ -28,6 +28,8 @@ export interface AgentCoreOptions {
   clusterType: string;
   clusterLabels: Record<string, string>;
   clusterSyncMode: SyncMode;
+  /** The mode the agent runs (clusterSyncMode with its feature gates applied); default clusterSyncMode. */
+  clusterSyncModeInEffect?: SyncMode;
   clusterStatusUpdateFrequencyMs: number;
   clusterLeaseDurationMs: number;
   backoff: BackoffPolicy;
@@ -58,6 +60,8 @@ export interface AgentDeps {
   logger: Logger;
   clock?: Clock;
   random?: () => number;
+  /** What each hello says of sync (state and digest); default: the state in the cache, no digest. */
+  syncResume?: () => Promise<SyncResume>;
 }
 
 /**
@@ -74,7 +78,6 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
   private readonly loop: ReconnectLoop;
   private readonly handlers: AgentHandlerFactory[] = [];
   private channel: AgentChannel | undefined;
-  private helloSync: (() => Promise<HelloSyncFields>) | undefined;
   private current: AgentSession | undefined;
   lastRttMs: number | undefined;
   /** Frames from the hub that no handler took, by kind: logged once per session, counted always. */
@@ -116,7 +119,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
               this.recordRtt(ms);
               progress.heartbeatAcked();
             },
-            readSyncState: async () => ({ ...(await readSyncState(deps.cache, deps.logger)), ...(await this.helloSync?.()) }),
+            readSyncState: () => (deps.syncResume ? deps.syncResume() : readSyncState(deps.cache, deps.logger)),
             handlers: this.handlers,
             unhandled: this.unhandledFrames,
             onChannel: (channel) => {
@@ -162,11 +165,6 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
    */
   registerHandler(factory: AgentHandlerFactory): void {
     this.handlers.push(factory);
-  }
-
-  /** Where sync adds to every hello (the sync receiver's helloFields): read once per dial. */
-  registerHelloSync(source: () => Promise<HelloSyncFields>): void {
-    this.helloSync = source;
   }
 
   /** Loads (or creates) the cluster identity; a damaged cache fails here, before any dial. */

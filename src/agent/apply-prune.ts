@@ -4,7 +4,7 @@ import { apiVersionOf, gkKey, groupVersionPath, objectKey, resourcePath, type Re
 import { codeForStatus, type KubeHttp, type KubeResponse, metadataListAccept, statusMessage } from './apply-http.js';
 import { deleteOrder, type GroupKind } from './apply-order.js';
 import { maxErrorChars, type ObjectReport } from './apply-report.js';
-import { managedByLabel, type ObjectMeta, otherOwners, subscriptionsOf } from './ownership.js';
+import { isOwnedBy, managedByLabel, type ObjectMeta, otherOwners, subscriptionsOf } from './ownership.js';
 
 // Prune: deletes this cluster id's objects that the desired set no longer
 // holds, and only those (apply.ts says when it runs).
@@ -13,6 +13,16 @@ import { managedByLabel, type ObjectMeta, otherOwners, subscriptionsOf } from '.
 // that may hold our objects: those applied, plus, once per engine, every type
 // the API server serves (so what an earlier run applied is found without any
 // record of it). A type with nothing of ours left is dropped from the list.
+
+/** An object that left the desired set, by name (Push deltas). */
+export interface NamedTarget {
+  apiVersion: string;
+  kind: string;
+  namespace: string;
+  name: string;
+  /** The subscription whose object it was: "namespace/name". */
+  subscription: string;
+}
 
 /** A desired object: prune keeps it. */
 export interface PruneKeep {
@@ -121,6 +131,53 @@ export class Pruner {
     for (const c of deleteOrder(candidates)) {
       throwIfAborted(signal);
       reports.push(await this.pruneOne(c, signal));
+    }
+    return reports;
+  }
+
+  /**
+   * Deletes (or releases) the named objects, each only when it is this
+   * cluster id's and no other subscription of it still wants it (Push: the
+   * hub names what left the desired set; the agent holds no set to prune
+   * against). An object already gone is reported deleted.
+   */
+  async pruneNamed(targets: readonly NamedTarget[], signal: AbortSignal | undefined): Promise<ObjectReport[]> {
+    const reports: ObjectReport[] = [];
+    for (const t of targets) {
+      throwIfAborted(signal);
+      const gone: ObjectReport = {
+        apiVersion: t.apiVersion,
+        kind: t.kind,
+        ...(t.namespace ? { namespace: t.namespace } : {}),
+        name: t.name,
+        subscriptions: [t.subscription],
+        action: 'deleted',
+        exists: false,
+      };
+      try {
+        const m = await this.mapper.resolve(t.apiVersion, t.kind);
+        // A kind the API server does not serve has no object left to delete.
+        if (!m) {
+          reports.push(gone);
+          continue;
+        }
+        const namespace = m.namespaced ? t.namespace || 'default' : undefined;
+        const res = await this.http.request({ method: 'GET', path: resourcePath(m, namespace, t.name), ...(signal ? { signal } : {}) });
+        if (res.status === 404) {
+          reports.push(gone);
+          continue;
+        }
+        if (res.status !== 200) throw new HawserError(codeForStatus(res.status), `get ${gkKey(m)} ${t.name}: ${statusMessage(res)}`);
+        const meta = (JSON.parse(res.body) as { metadata?: ObjectMeta }).metadata ?? {};
+        if (!isOwnedBy(meta, this.clusterId) || meta.deletionTimestamp) continue;
+        if (subscriptionsOf(meta, this.clusterId).some((s) => s !== t.subscription)) continue;
+        reports.push(await this.pruneOne({ mapping: m, meta, group: m.group, kind: m.kind, name: t.name, namespace }, signal));
+      } catch (err) {
+        if (signal?.aborted) throw err;
+        const h = toHawserError(err, ErrorCode.Unavailable);
+        const { exists: _unknown, ...rest } = gone;
+        reports.push({ ...rest, action: 'error', error: { code: h.code, message: boundedText(h.message, maxErrorChars) } });
+      }
     }
     return reports;
   }

@@ -68,6 +68,11 @@ export interface ReconcileReport {
 /** What sync needs of an applier: the engine, or a fake one for benchmarks without clusters. */
 export interface Applier {
   reconcile(input: ReconcileInput): Promise<ReconcileReport>;
+  /**
+   * Deletes the named objects of this cluster id (Push: what the hub says
+   * left the desired set). Appliers without it cannot run Push deletes.
+   */
+  remove?(targets: ReadonlyArray<{ apiVersion: string; kind: string; namespace: string; name: string; subscription: string }>, signal?: AbortSignal): Promise<ObjectReport[]>;
 }
 
 /** Bounds on what a report carries from the API server. */

@@ -4,7 +4,7 @@ import { type Clock, ErrorCode, HawserError, systemClock, toHawserError } from '
 import { gkKey, objectKey, resourcePath, RestMapper, type RestMapping, splitApiVersion } from './apply-discovery.js';
 import { codeForStatus, KubeHttp, type KubeResponse, statusMessage, statusOf } from './apply-http.js';
 import { applyOrder, type GroupKind, phaseOf } from './apply-order.js';
-import { Pruner } from './apply-prune.js';
+import { type NamedTarget, Pruner } from './apply-prune.js';
 import {
   type Applier,
   type ApplyAction,
@@ -167,6 +167,18 @@ export class ApplyEngine implements Applier {
     this.running = run;
     try {
       return await run;
+    } finally {
+      if (this.running === run) this.running = undefined;
+    }
+  }
+
+  /** Deletes the named objects of this cluster id that no other subscription wants (Push deletes), one pass at a time with reconcile. */
+  async remove(targets: readonly NamedTarget[], signal?: AbortSignal): Promise<ObjectReport[]> {
+    while (this.running) await this.running.catch(() => undefined);
+    const run = this.pruner.pruneNamed(targets, signal).then((objects) => ({ objects, prune: { ran: false, errors: [] } }));
+    this.running = run;
+    try {
+      return (await run).objects;
     } finally {
       if (this.running === run) this.running = undefined;
     }

@@ -15,7 +15,7 @@ import {
   wire,
 } from '../tunnel/index.js';
 import type { AgentIdentity, IdentityStore } from './identity.js';
-import type { HelloSyncFields, SyncState } from './sync-state.js';
+import type { SyncResume } from './sync-state.js';
 import type { StoredTrustBundle, TrustStore } from './trust.js';
 
 // Who this agent is to the hub, and what it keeps from a welcome: the hello
@@ -29,6 +29,8 @@ export interface HandshakeOptions {
   clusterType: string;
   clusterLabels: Record<string, string>;
   clusterSyncMode: SyncMode;
+  /** The mode the agent runs (clusterSyncMode with its feature gates applied); default clusterSyncMode. */
+  clusterSyncModeInEffect?: SyncMode;
   clusterLeaseDurationMs: number;
   bootstrapToken?: string;
   agentVersion: string;
@@ -91,7 +93,7 @@ export class Handshake {
   }
 
   /** The credential when we have one the hub has not refused; else the bootstrap token. Both signed with our key. */
-  helloFrame(sync: SyncState & HelloSyncFields): wire.ConnectRequest {
+  helloFrame(sync: SyncResume): wire.ConnectRequest {
     const identity = this.identity!;
     const o = this.options;
     const auth: wire.Hello['auth'] = this.usesCredential()
@@ -112,6 +114,8 @@ export class Handshake {
       hubIncarnation: sync.hubIncarnation,
       ...(sync.partialObject ? { partialObject: sync.partialObject } : {}),
       ...(sync.maxObjectBytes ? { maxObjectBytes: sync.maxObjectBytes } : {}),
+      syncModeInEffect: syncModeToWire[o.clusterSyncModeInEffect ?? o.clusterSyncMode],
+      desiredDigest: sync.desiredDigest ?? '',
       leaseDurationMs: o.clusterLeaseDurationMs,
       agentVersion: o.agentVersion,
       publicKey: Buffer.alloc(0),

@@ -8,7 +8,9 @@ import { AgentCore, type AgentCoreOptions } from './agent.js';
 import { ApplyEngine } from './apply.js';
 import type { Applier } from './apply-report.js';
 import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from './sync-apply.js';
-import { SyncReceiver } from './sync-receiver.js';
+import { desiredSetPrefixes, SyncReceiver } from './sync-receiver.js';
+import { PushReceiver } from './sync-push.js';
+import { readSyncState } from './sync-state.js';
 import { identityFileName, IdentityStore } from './identity.js';
 import { type ClusterReader, KubeClusterReader } from './kube.js';
 import { loadKubeConfig } from './kubeconfig.js';
@@ -108,9 +110,13 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
 export interface RunningAgent {
   core: AgentCore;
   cache: OfflineCache;
-  /** Sync receiver and apply loop (Pull and Dual; Push or Dual without AppPusher run as Pull). */
-  sync: SyncReceiver;
-  apply: SyncApplyLoop;
+  /** The mode the agent runs: its registered mode with its feature gates applied. */
+  syncMode: SyncMode;
+  /** Sync receiver and apply loop (Pull and Dual; Push or Dual without AppPusher run as Pull); absent in Push. */
+  sync?: SyncReceiver;
+  apply?: SyncApplyLoop;
+  /** Push: applies what the hub pushes, keeps no desired state. */
+  push?: PushReceiver;
   stop(): Promise<void>;
 }
 
@@ -135,19 +141,24 @@ export async function startAgent(
     keepaliveTimeoutMs: o.keepaliveTimeoutMs,
   });
   const { cache, quarantines } = await openAgentCache(o.cacheDir, deps.logger);
+  const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
+  // Set once the receiver exists (after the identity is read); hellos come later still.
+  const receiverRef: { current?: SyncReceiver } = {};
   const coreOptions: AgentCoreOptions = {
     clusterRegName: o.clusterRegName,
     clusterType: o.clusterType,
     clusterLabels: o.clusterLabels,
     // Registered as asked (Clusternet reports the gate apart, as status.appPusher); the agent runs effectiveSyncMode.
     clusterSyncMode: o.clusterSyncMode,
+    clusterSyncModeInEffect: mode,
     clusterStatusUpdateFrequencyMs: o.clusterStatusUpdateFrequencyMs,
     clusterLeaseDurationMs: o.clusterLeaseDurationMs,
     backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs, quickRetryMs: Math.min(o.reconnectJitterMs, o.maxReconnectPeriodMs) },
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',
-    features: [Feature.Sync, Feature.Chunks],
+    // Push applies each object as it arrives and reassembles no chunks: it offers sync alone.
+    features: mode === 'Push' ? [Feature.Sync] : [Feature.Sync, Feature.Chunks],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
   };
@@ -160,6 +171,13 @@ export async function startAgent(
     trust: { store: new TrustStore(o.cacheDir), apply: (caPems) => transport.setExtraTrustedCas(caPems) },
     cacheQuarantines: quarantines,
     logger: deps.logger,
+    // Pull and Dual tell the hub what they hold (a digest), so a cache changed behind the agent's back is found.
+    syncResume: async () => {
+      const state = await readSyncState(cache, deps.logger);
+      const receiver = receiverRef.current;
+      // Every hello also names the large object held in part, so the hub resumes it there.
+      return receiver ? { ...state, desiredDigest: await receiver.digest(), ...(await receiver.helloFields()) } : state;
+    },
     ...(deps.clock ? { clock: deps.clock } : {}),
     ...(deps.random ? { random: deps.random } : {}),
   });
@@ -182,17 +200,35 @@ export async function startAgent(
     await cache.close();
     throw new HawserError(ErrorCode.InvalidOption, `agent secret key ${join(o.cacheDir, secretKeyFileName)}: ${(err as Error).message}`, { cause: err });
   }
-  const sync = new SyncReceiver(cache, deps.logger, () => (deps.clock ?? { now: Date.now }).now(), { maxObjectBytes: o.maxObjectBytes, maxCacheBytes: o.cacheSizeLimitBytes }, sealKey);
-  // Every hello names the large object held in part, so the hub resumes it there.
-  core.registerHelloSync(() => sync.helloFields());
+  const now = () => (deps.clock ?? { now: Date.now }).now();
   const clusterId = core.clusterId!;
   const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
-  const apply = new SyncApplyLoop({ receiver: sync, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });
-  core.registerHandler(sync.handlerFactory());
+  deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode, appPusher: parseFeatureGates(o.featureGates).AppPusher }, `sync mode ${o.clusterSyncMode}, running as ${mode}`);
+  if (mode === 'Push') {
+    // The hub drives every apply; nothing of the desired set is kept here (a set cached by an earlier Pull or Dual run goes).
+    await dropDesiredSet(cache, deps.logger);
+    const push = new PushReceiver(cache, applier, deps.logger, now);
+    core.registerHandler(push.handlerFactory());
+    void core.start();
+    return {
+      core,
+      cache,
+      syncMode: mode,
+      push,
+      stop: async () => {
+        await core.stop();
+        if (applier instanceof ApplyEngine) applier.close();
+        await cache.close();
+      },
+    };
+  }
+  const receiver = new SyncReceiver(cache, deps.logger, now, { maxObjectBytes: o.maxObjectBytes, maxCacheBytes: o.cacheSizeLimitBytes }, sealKey);
+  receiverRef.current = receiver;
+  const apply = new SyncApplyLoop({ receiver, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });
+  // Dual with AppPusher: the hub drives each apply too (the ack carries its result); Pull applies on its own only.
+  if (mode === 'Dual') receiver.applyOnCommit = (signal) => apply.applyNow(signal);
+  core.registerHandler(receiver.handlerFactory());
   core.registerHandler(apply.handlerFactory());
-  const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
-  deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode }, 'sync mode');
-  if (mode === 'Push') deps.logger.warn('Push mode is not built yet: this agent keeps its desired state and applies it itself, as in Dual');
   // An owned object deleted by hand comes back at once, not at the next interval.
   const watch = applier instanceof ApplyEngine ? applier.watchOwned({ onDeleted: () => apply.trigger() }) : undefined;
   // From the cache first: with the hub down (and after a restart) the desired set is applied still.
@@ -201,7 +237,8 @@ export async function startAgent(
   return {
     core,
     cache,
-    sync,
+    syncMode: mode,
+    sync: receiver,
     apply,
     stop: async () => {
       watch?.close();
@@ -211,6 +248,14 @@ export async function startAgent(
       await cache.close();
     },
   };
+}
+
+/** Push keeps no desired state: drops a set an earlier Pull or Dual run cached. */
+async function dropDesiredSet(cache: OfflineCache, logger: Logger): Promise<void> {
+  const keys = (await Promise.all(desiredSetPrefixes.map((p) => cache.keys({ gte: p, lt: `${p}\uffff` })))).flat();
+  if (keys.length === 0) return;
+  await cache.batch(keys.map((key) => ({ type: 'del' as const, key })));
+  logger.info({ objects: keys.length }, 'Push mode: dropped the desired set an earlier run cached (the hub holds it)');
 }
 
 /** The LevelDB database lives here, beside identity.json. */

@@ -4,7 +4,7 @@ import { type Clock, ErrorCode, Feature, HawserError, type wire } from '../tunne
 import { ReconcileLoop } from './apply-loop.js';
 import type { Applier, ObjectReport, ReconcileReport } from './apply-report.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
-import type { Refusal, SyncReceiver } from './sync-receiver.js';
+import type { PruneHold, Refusal, SyncReceiver } from './sync-receiver.js';
 
 // Pull and Dual: the agent applies its cached desired set itself, on every
 // committed sync group and every intervalMs, also while the hub is
@@ -35,8 +35,8 @@ export function parseFeatureGates(text: string): AgentFeatureGates {
 
 /**
  * The mode the agent runs: Push or Dual without the AppPusher gate is Pull,
- * as in Clusternet. (Push proper, where the agent keeps no desired state and
- * the hub waits on each apply, is not built yet: with AppPusher it runs as Dual.)
+ * as in Clusternet. Push keeps no desired state (src/agent/sync-push.ts);
+ * Dual and Pull cache it and reconcile from it, also with the hub away.
  */
 export function effectiveSyncMode(mode: SyncMode, gates: AgentFeatureGates): SyncMode {
   if (!gates.AppPusher && (mode === 'Push' || mode === 'Dual')) return 'Pull';
@@ -106,11 +106,22 @@ export class SyncApplyLoop {
     };
   }
 
-  private async pass(signal: AbortSignal): Promise<void> {
+  /**
+   * Dual: a pass over the cached set right after a group is committed, whose
+   * report goes back in the group's ack (the hub waits for it), not on its own.
+   */
+  async applyNow(signal?: AbortSignal): Promise<wire.ApplyReport> {
     const desired = await this.options.receiver.desired();
-    const report = withRefusals(await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, signal }), desired.refused);
-    this.last = toWire(report, desired.revision, desired.hold?.reason ?? '', this.options.clock?.now() ?? Date.now());
-    this.send(this.last);
+    const report = withRefusals(
+      await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, ...(signal ? { signal } : {}) }),
+      desired.refused,
+    );
+    this.last = toWire(report, desired.revision, desired.hold, this.options.clock?.now() ?? Date.now());
+    return this.last;
+  }
+
+  private async pass(signal: AbortSignal): Promise<void> {
+    this.send(await this.applyNow(signal));
   }
 
   private send(report: wire.ApplyReport): void {
@@ -154,14 +165,16 @@ export function withRefusals(report: ReconcileReport, refused: readonly Refusal[
 /** Rows of an ApplyReport add up to this many bytes at most (the frame limit is 4 MiB). */
 export const maxApplyReportBytes = 2 * 1024 * 1024;
 
-export function toWire(report: ReconcileReport, revision: number, pruneHeldReason: string, now: number): wire.ApplyReport {
+export function toWire(report: ReconcileReport, revision: number, hold: PruneHold | undefined, now: number): wire.ApplyReport {
   // Errors first, so a report cut to size still says what failed.
   const rows = [...report.objects].sort((a, b) => Number(b.action === 'error') - Number(a.action === 'error'));
   let bytes = 0;
   const kept = rows.filter((o) => (bytes += JSON.stringify(o).length + 32) <= maxApplyReportBytes);
   return {
     revision,
-    pruneHeldReason,
+    pruneHeldReason: hold?.reason ?? '',
+    pruneHeldIncarnation: hold?.incarnation ?? '',
+    pruneHeldRevision: hold?.revision ?? 0,
     pruneRan: report.prune.ran,
     appliedAtUnixMs: now,
     objectsOmitted: rows.length - kept.length,

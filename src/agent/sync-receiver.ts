@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { defaultMaxObjectBytes, quoteBounded } from '../api/index.js';
 import { type CacheOp, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
-import { ErrorCode, Feature, HawserError, wire } from '../tunnel/index.js';
+import { contentSha256, desiredSetDigest, ErrorCode, Feature, HawserError, syncObjectId, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext, HubFrame } from './router.js';
@@ -34,6 +34,8 @@ const keptPrefix = 'sync/kept/';
 /** Objects not taken because they break a limit (the hub's or this agent's): reported on their subscription. */
 const refusedPrefix = 'sync/refused/';
 const holdKey = 'sync/hold';
+/** Where the cache holds objects of the desired set (Push keeps none of them). */
+export const desiredSetPrefixes = [objectPrefix, stagePrefix, keptPrefix] as const;
 /** Objects one group may hold at most (the hub closes groups far sooner): a hub past it breaks the protocol. */
 const maxGroupObjects = 4096;
 
@@ -66,6 +68,15 @@ export interface PruneHold {
   code: string;
   reason: string;
   since: number;
+  /** The snapshot that caused the hold (a confirmation must name it); absent in holds from before they were named. */
+  incarnation?: string;
+  revision?: number;
+}
+
+/** What an operator's confirmation names: the hold's snapshot. */
+export interface HoldRef {
+  incarnation: string;
+  revision: number;
 }
 
 export interface DesiredSet {
@@ -91,11 +102,8 @@ export interface SyncReceiverOptions {
 
 export const defaultSyncReceiverOptions: SyncReceiverOptions = { maxRemovalShare: 0.5, minHeldRemovals: 10, maxObjectBytes: defaultMaxObjectBytes, maxCacheBytes: 0 };
 
-function objectId(subscription: string, key: wire.SyncObjectKey): string {
-  return [subscription, key.apiVersion, key.kind, key.namespace, key.name].map(encodeURIComponent).join('/');
-}
 
-interface Received {
+export interface Received {
   id: string;
   op: wire.SyncOp;
   stored?: StoredObject;
@@ -124,6 +132,12 @@ interface Run {
  */
 export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   private readonly options: SyncReceiverOptions;
+  /**
+   * Dual (AppPusher): applies the cached set once a group is durable; its
+   * report goes back in the group's ack, so the hub drives each apply and
+   * waits for it. Unset (Pull): the ack says only that the group is durable.
+   */
+  applyOnCommit: ((signal: AbortSignal) => Promise<wire.ApplyReport>) | undefined;
   /** Writes on one cache go one at a time (a confirm never interleaves a swap). */
   private chain: Promise<unknown> = Promise.resolve();
   private readonly chunks: ChunkAssembler;
@@ -160,7 +174,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     const view = this.cache.view();
     try {
       const state = (await view.get<SyncState>(syncStateCacheKey)) ?? { hubIncarnation: '', lastAckedRevision: 0 };
-      const hold = await view.get<PruneHold>(holdKey);
+      const hold = namedHold(await view.get<PruneHold>(holdKey), state);
       const held = await view.range<StoredObject>({ gte: objectPrefix, lt: `${objectPrefix}\uffff` });
       const kept = hold ? await view.range<StoredObject>({ gte: keptPrefix, lt: `${keptPrefix}\uffff` }) : [];
       const refused = (await view.range<Refusal>({ gte: refusedPrefix, lt: `${refusedPrefix}\uffff` })).map(([, r]) => r);
@@ -204,13 +218,35 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     }
   }
 
-  /** The operator's confirmation: objects kept from before a held snapshot go, and prune runs again. */
-  async confirmPrune(): Promise<void> {
+  /**
+   * The operator's confirmation: objects kept from before a held snapshot go,
+   * and prune runs again. With `named`, only when the hold is the one named
+   * (HAWSER_PRUNE_CONFIRM_STALE otherwise, nothing changed): a confirmation
+   * never approves a later hold.
+   */
+  async confirmPrune(named?: HoldRef): Promise<void> {
     await this.serial(async () => {
+      const hold = namedHold(await this.cache.get<PruneHold>(holdKey), await readSyncState(this.cache, this.logger));
+      if (named) staleConfirmation(hold, named);
       const kept = await this.cache.keys({ gte: keptPrefix, lt: `${keptPrefix}\uffff` });
       await this.cache.batch([...kept.map((key) => ({ type: 'del' as const, key })), { type: 'del', key: holdKey }]);
     });
     this.emit('committed');
+  }
+
+  /**
+   * The hello's desired_digest: over what the agent holds at its last acked
+   * revision (sync/obj/; objects kept by a hold are not the hub's). An object
+   * it cannot read counts with a hash no hub sends, so the hub snapshots.
+   */
+  async digest(): Promise<string> {
+    const entries: Array<{ id: string; sha256: string }> = [];
+    for (const [key, stored] of await this.cache.entries<StoredObject>(objectPrefix)) {
+      const id = key.slice(objectPrefix.length);
+      const object = this.openStored(id, stored);
+      entries.push({ id, sha256: object ? contentSha256(JSON.stringify(object)) : 'unreadable' });
+    }
+    return desiredSetDigest(entries);
   }
 
   private serial<T>(work: () => Promise<T>): Promise<T> {
@@ -225,7 +261,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     let run: Run | undefined;
     return {
       name: 'sync',
-      kinds: ['syncBegin', 'syncObject', 'syncEnd'],
+      kinds: ['syncBegin', 'syncObject', 'syncEnd', 'confirmPrune'],
       // The hub's window bounds what it sends unacked; this is above it.
       queueLimit: 4096,
       admit: (frame) => (enabled ? undefined : new HawserError(ErrorCode.UnexpectedFrame, `${frame.$case} frame on a session without the "sync" feature`)),
@@ -259,9 +295,13 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
             r.pending = [];
             r.pendingBytes = 0;
             r.cleanup = [];
-            await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence } } });
+            const result = !end.partial && this.applyOnCommit ? await this.applyOnCommit(session.ended) : undefined;
+            await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence, ...(result ? { pushResult: result } : {}) } } });
             return;
           }
+          case 'confirmPrune':
+            await this.confirmed(frame.value);
+            return;
           default:
             return;
         }
@@ -378,6 +418,17 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     }
   }
 
+  /** A ConfirmPrune from the hub: applied when it names the hold, logged and ignored when stale. */
+  private async confirmed(c: wire.ConfirmPrune): Promise<void> {
+    try {
+      await this.confirmPrune({ incarnation: c.incarnation, revision: Number(c.revision) });
+      this.logger.warn({ confirmedBy: quoteBounded(c.confirmedBy, 64), incarnation: quoteBounded(c.incarnation, 64), revision: Number(c.revision) }, 'an operator confirmed the held prune: prune runs again');
+    } catch (err) {
+      if (!(err instanceof HawserError) || err.code !== ErrorCode.PruneConfirmStale) throw err;
+      this.logger.warn({ code: err.code, confirmedBy: quoteBounded(c.confirmedBy, 64) }, err.message);
+    }
+  }
+
   private async clearStage(): Promise<void> {
     const staged = await this.cache.keys({ gte: stagePrefix, lt: `${stagePrefix}\uffff` });
     if (staged.length > 0) await this.cache.batch(staged.map((key) => ({ type: 'del' as const, key })));
@@ -420,7 +471,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     const held = await this.cache.entries<StoredObject>(objectPrefix);
     // A refused object of the snapshot keeps the copy held of it: not a removal.
     const removed = held.filter(([k]) => !staged.has(k.slice(objectPrefix.length)));
-    const hold = this.holdFor(state, run, removed.length, held.length);
+    const hold = holdFor(state, run, removed.length, held.length, this.options, this.now());
     const ops: CacheOp[] = [];
     for (const [key] of await this.cache.entries<unknown>(stagePrefix)) ops.push({ type: 'del', key });
     for (const [key] of removed) ops.push({ type: 'del', key });
@@ -441,23 +492,58 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     this.sizes = undefined;
   }
 
-  private holdFor(state: SyncState, run: Run, removals: number, held: number): PruneHold | undefined {
-    if (removals === 0) return undefined;
-    let reason: string | undefined;
-    if (state.hubIncarnation !== '' && state.hubIncarnation !== run.incarnation) {
-      reason = `snapshot from hub incarnation ${run.incarnation.slice(0, 64)}, not ${state.hubIncarnation.slice(0, 64)} that this agent followed (hub restored or replaced)`;
-    } else if (state.hubIncarnation !== '' && state.lastAckedRevision > run.toRevision) {
-      reason = `snapshot at revision ${run.toRevision}, behind the ${state.lastAckedRevision} this agent holds (hub restored from a backup or emptied)`;
-    } else if (removals > Math.max(this.options.minHeldRemovals, Math.floor(held * this.options.maxRemovalShare))) {
-      reason = `snapshot would remove ${removals} of the ${held} objects this agent holds`;
-    }
-    return reason ? { code: ErrorCode.SyncPruneHeld, reason: `${reason}: ${removals} objects kept; prune held until an operator confirms`, since: this.now() } : undefined;
+}
+
+/**
+ * The hold a snapshot calls for, or undefined. `removals`/`held` count the
+ * objects it would remove of those held; undefined (Push: the agent holds no
+ * set) checks the incarnation and revision only.
+ */
+export function holdFor(
+  state: SyncState,
+  snapshot: { incarnation: string; toRevision: number },
+  removals: number | undefined,
+  held: number | undefined,
+  options: Pick<SyncReceiverOptions, 'maxRemovalShare' | 'minHeldRemovals'>,
+  now: number,
+): PruneHold | undefined {
+  if (removals === 0) return undefined;
+  let reason: string | undefined;
+  if (state.hubIncarnation !== '' && state.hubIncarnation !== snapshot.incarnation) {
+    reason = `snapshot from hub incarnation ${snapshot.incarnation.slice(0, 64)}, not ${state.hubIncarnation.slice(0, 64)} that this agent followed (hub restored or replaced)`;
+  } else if (state.hubIncarnation !== '' && state.lastAckedRevision > snapshot.toRevision) {
+    reason = `snapshot at revision ${snapshot.toRevision}, behind the ${state.lastAckedRevision} this agent holds (hub restored from a backup or emptied)`;
+  } else if (removals !== undefined && held !== undefined && removals > Math.max(options.minHeldRemovals, Math.floor(held * options.maxRemovalShare))) {
+    reason = `snapshot would remove ${removals} of the ${held} objects this agent holds`;
+  }
+  if (!reason) return undefined;
+  const kept = removals === undefined ? 'objects it lacks are kept' : `${removals} objects kept`;
+  return { code: ErrorCode.SyncPruneHeld, reason: `${reason}: ${kept}; prune held until an operator confirms`, since: now, incarnation: snapshot.incarnation, revision: snapshot.toRevision };
+}
+
+/**
+ * A hold stored before holds named their snapshot names the one the agent
+ * swapped in with it (its sync state then), so an operator can still confirm it.
+ */
+function namedHold(hold: PruneHold | undefined, state: SyncState): PruneHold | undefined {
+  if (!hold || hold.incarnation !== undefined) return hold;
+  return { ...hold, incarnation: state.hubIncarnation, revision: state.lastAckedRevision };
+}
+
+/** Throws HAWSER_PRUNE_CONFIRM_STALE unless `hold` is the one `named`. */
+export function staleConfirmation(hold: PruneHold | undefined, named: HoldRef): void {
+  if (!hold) throw new HawserError(ErrorCode.PruneConfirmStale, `no prune is held: confirmation of incarnation ${quoteBounded(named.incarnation, 64)} revision ${named.revision} released nothing`);
+  if (hold.incarnation !== named.incarnation || hold.revision !== named.revision) {
+    throw new HawserError(
+      ErrorCode.PruneConfirmStale,
+      `the held prune is for incarnation ${quoteBounded(hold.incarnation ?? '', 64)} revision ${hold.revision ?? 0}, not incarnation ${quoteBounded(named.incarnation, 64)} revision ${named.revision}: nothing released`,
+    );
   }
 }
 
 function objectKeyId(o: wire.SyncObject): string {
   if (!o.key) throw new HawserError(ErrorCode.SyncProtocol, 'sync object without a key');
-  return objectId(o.subscription, o.key);
+  return syncObjectId(o.subscription, o.key);
 }
 
 /** The ack of a chunk this agent does not keep (its object was refused): frees the hub's window all the same. */
@@ -465,7 +551,7 @@ function chunkAck(incarnation: string, o: wire.SyncObject): wire.SyncChunkAck {
   return { incarnation, key: o.key, subscription: o.subscription, contentSha256: o.contentSha256, chunkIndex: o.chunkIndex, receivedBytes: Number(o.chunkOffset ?? 0) + o.payload.length };
 }
 
-function decodeObject(o: wire.SyncObject): Received {
+export function decodeObject(o: wire.SyncObject): Received {
   const id = objectKeyId(o);
   if (o.op === wire.SyncOp.SYNC_OP_DELETE) return { id, op: o.op };
   if (o.op !== wire.SyncOp.SYNC_OP_UPSERT) throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id} has op ${o.op}`);

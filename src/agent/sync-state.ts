@@ -14,6 +14,12 @@ export interface SyncState {
   lastAckedRevision: number;
 }
 
+/** What a hello says of sync: the state, and a digest of the desired set at it when the agent keeps one. */
+export interface SyncResume extends SyncState, HelloSyncFields {
+  /** See Hello.desired_digest; empty when not computed. */
+  desiredDigest?: string;
+}
+
 export const syncStateCacheKey = 'sync/state';
 
 /** What sync adds to a hello beside its state (feature "chunks"): the partial large object held, the agent's object limit. */

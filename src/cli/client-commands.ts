@@ -5,7 +5,7 @@ import { hubRequest } from './client.js';
 import { describeUsageError, runDescribeSubscription } from './describe.js';
 import { applyManifests, deleteManifests, deleteResource, getFeeds, getResources, namespaceFlagValue } from './resource-commands.js';
 import { type HubTarget, resolveHubTarget } from './config.js';
-import { type CommandSpec, type FlagSpec, helpText, type Parsed, parseFlags, stringFlag, UsageError } from './flags.js';
+import { type CommandSpec, type FlagSpec, helpText, intFlag, type Parsed, parseFlags, stringFlag, UsageError } from './flags.js';
 import { clustersTable, renderObject, renderObjects, renderTable } from './table.js';
 
 /** Where the hub is and who is asking; see config.ts for the order they are looked up in. */
@@ -128,6 +128,39 @@ export async function runRotate(argv: string[]): Promise<number> {
   const state = await hubRequest<PkiState>(await target(p), 'POST', path);
   const done = what === 'serving-cert' ? 'serving certificate rotated' : finish ? 'CA rotation finished: older CAs retired' : 'new CA added to the trust bundle (agents get it now; run "hawser rotate serving-cert" next)';
   console.log(`${done}\n\n${pkiTable(state)}`);
+  return 0;
+}
+
+export const syncSpec: CommandSpec = {
+  usage: 'hawser sync confirm-prune CLUSTER --incarnation ID --revision N [--hub URL] [--context NAME]',
+  summary:
+    "Release a prune the cluster's agent holds (HAWSER_SYNC_PRUNE_HELD: after a snapshot from another hub incarnation, a hub behind it, " +
+    'or one that would delete more than its bound). Name the hold exactly as "hawser get clusters" or "describe subscription" show it: ' +
+    'a confirmation of another hold is refused (HAWSER_PRUNE_CONFIRM_STALE) and approves no later deletion. Needs the admin role; audited.',
+  flags: {
+    ...targetFlags,
+    incarnation: { type: 'string', help: "the held snapshot's hub incarnation (status.sync.pruneHeld.incarnation)" },
+    revision: { type: 'string', help: "the held snapshot's revision (status.sync.pruneHeld.revision)" },
+  },
+};
+
+export async function runSync(argv: string[]): Promise<number> {
+  const p = parseFlags(syncSpec, argv);
+  if (p.help) return void console.log(helpText(syncSpec)), 0;
+  const [verb, cluster, ...rest] = p.positionals;
+  if (verb !== 'confirm-prune' || !cluster || rest.length > 0) throw new UsageError(`sync takes: confirm-prune CLUSTER\n\n${helpText(syncSpec)}`);
+  const incarnation = stringFlag(p, 'incarnation');
+  if (!incarnation) throw new UsageError(`--incarnation is required: the held snapshot's incarnation, as "hawser get clusters ${cluster} -o yaml" shows it`);
+  if (stringFlag(p, 'revision') === undefined) throw new UsageError(`--revision is required: the held snapshot's revision, as "hawser get clusters ${cluster} -o yaml" shows it`);
+  const revision = intFlag(p, 'revision', 0, 1);
+  const reply = await hubRequest<{ details: { cluster: string; incarnation: string; revision: number; next: string } }>(
+    await target(p),
+    'POST',
+    `/api/v1/clusters/${encodeURIComponent(cluster)}/sync/confirm-prune`,
+    { contentType: 'application/json', text: JSON.stringify({ incarnation, revision }) },
+  );
+  const d = reply.details;
+  console.log(`cluster/${d.cluster}: held prune of incarnation ${d.incarnation} revision ${d.revision} released; ${d.next}`);
   return 0;
 }
 

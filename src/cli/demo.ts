@@ -145,7 +145,11 @@ export async function runDemo(argv: string[]): Promise<number> {
     );
     say(`hub: tunnel ${listen}, API ${apiUrl}; context "${contextName}" (current) in ${config}`);
 
+    // The first cluster shows Push (Clusternet's AppPusher gate on): the hub drives each apply and its agent keeps
+    // no desired state. The others register Dual without the gate, so they run as Pull: cached, applied offline too.
+    const pushCluster = names[0]!;
     for (const [i, c] of started.entries()) {
+      const push = names[i] === pushCluster;
       const agent = await startProcess({
         name: `agent-${names[i]}`,
         command: process.execPath,
@@ -162,6 +166,7 @@ export async function runDemo(argv: string[]): Promise<number> {
           '--cluster-lease-duration=30s',
           '--reconnect-period=1s',
           '--max-reconnect-period=30s',
+          ...(push ? ['--cluster-sync-mode=Push', '--feature-gates=AppPusher=true'] : []),
         ],
         env: { PARENT_CLUSTER_TOKEN: token },
         logDir,
@@ -177,6 +182,7 @@ export async function runDemo(argv: string[]): Promise<number> {
       { timeoutMs: 90_000, what: `${count} clusters registered and ready`, intervalMs: 500 },
     ).then(async (items) => {
       say('');
+      say(`sync modes: ${names.map((n) => `${n} ${n === pushCluster ? 'Push (AppPusher=true: the hub pushes each apply, the agent caches nothing)' : 'Pull (Dual asked, AppPusher off: the agent caches and applies offline too)'}`).join('; ')}`);
       say(clustersTable(items, Date.now()));
       // Ids and dedicated namespaces are new each run: the examples ask for them to be filled in.
       const records: DemoClusterRecord[] = started.map((c) => {

@@ -15,6 +15,7 @@ const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
   describe: { run: async () => (await import('./client-commands.js')).runDescribe, summary: "show a subscription's placement, replicas per cluster, conditions and errors" },
   delete: { run: async () => (await import('./client-commands.js')).runDelete, summary: 'delete objects (by file or KIND NAME) or a cluster (revoke it, free its name)' },
   rotate: { run: async () => (await import('./client-commands.js')).runRotate, summary: "rotate the hub's CA or serving certificate" },
+  sync: { run: async () => (await import('./client-commands.js')).runSync, summary: "release a prune a cluster's agent holds (confirm-prune)" },
   demo: {
     run: async () => (await import('./demo.js')).runDemo,
     summary: 'start a hub and agents beside local kube-apiservers (the main job)',

@@ -12,21 +12,42 @@ function health(v: boolean | undefined): string {
   return v === undefined ? '<unknown>' : v ? 'ok' : 'failed';
 }
 
+/** What the hub API adds to a cluster's status: its agent's sync, as last reported (src/hub/http.ts). */
+interface ClusterSyncView {
+  syncMode?: string;
+  pruneHeld?: { reason: string; incarnation: string; revision: number; command: string };
+}
+
+function syncOf(c: ManagedCluster): ClusterSyncView | undefined {
+  return (c.status as { sync?: ClusterSyncView }).sync;
+}
+
+/** The mode the agent runs; "Pull (Push asked)" when its feature gates made it Pull. */
+function syncModeShown(c: ManagedCluster): string {
+  const running = syncOf(c)?.syncMode;
+  if (!running) return c.spec.syncMode;
+  return running === c.spec.syncMode ? running : `${running} (${c.spec.syncMode} asked)`;
+}
+
 export function clustersTable(clusters: ManagedCluster[], nowMs: number): string {
-  const header = ['NAME', 'CLUSTER ID', 'SYNC MODE', 'KUBERNETES', 'READYZ', 'READY', 'AGE'];
-  const rows = clusters
-    .slice()
-    .sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))
+  const header = ['NAME', 'CLUSTER ID', 'SYNC MODE', 'KUBERNETES', 'READYZ', 'READY', 'AGE', 'PRUNE'];
+  const sorted = clusters.slice().sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const rows = sorted
     .map((c) => [
       c.metadata.name,
       c.spec.clusterId,
-      c.spec.syncMode,
+      syncModeShown(c),
       c.status.k8sVersion || '<unknown>',
       health(c.status.readyz),
       readyCondition(c)?.status ?? 'Unknown',
       c.metadata.creationTimestamp ? formatDuration(Math.max(0, nowMs - Date.parse(c.metadata.creationTimestamp))) : '<unknown>',
+      syncOf(c)?.pruneHeld ? 'held' : '-',
     ]);
-  return renderTable(header, rows);
+  const held = sorted.flatMap((c) => {
+    const h = syncOf(c)?.pruneHeld;
+    return h ? [`${c.metadata.name}: prune held: ${h.reason}\n  release with: ${h.command}`] : [];
+  });
+  return [renderTable(header, rows), ...(held.length > 0 ? ['', ...held] : [])].join('\n');
 }
 
 export function renderObjects(items: unknown[], format: 'json' | 'yaml'): string {

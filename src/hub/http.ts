@@ -7,9 +7,10 @@ import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllow
 import type { HubMetrics } from './metrics.js';
 import type { HubPki, PkiState } from './pki.js';
 import type { Registrar } from './registration.js';
-import { defaultMaxRequestBytes, resourceRoutes, StreamBody } from './resources-http.js';
+import { defaultMaxRequestBytes, readBody, resourceRoutes, StreamBody } from './resources-http.js';
 import type { ResourceService } from './resources.js';
 import type { HubStore } from './store.js';
+import { confirmPrune, parseConfirmPrune, readSyncStatus, type SyncSessions } from './sync/index.js';
 
 // The operators' HTTP API: read clusters and registration requests, approve
 // requests, scrape metrics, and apply, read, delete and watch Subscriptions and
@@ -39,6 +40,8 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.RequestTooLarge]: 413,
   // The store's compare-and-swap refusal (src/hub/store): someone else wrote first.
   [ErrorCode.StoreConflict]: 409,
+  [ErrorCode.PruneConfirmStale]: 409,
+  [ErrorCode.ClusterOffline]: 503,
 };
 
 /** Decodes one path segment; bad percent-encoding is the client's mistake (400), not ours. */
@@ -70,6 +73,27 @@ export interface HubApiDeps {
   maxRequestBytes?: number;
   /** A cluster as readers see it: with state the hub holds in memory (HubCore.clusterView). */
   clusterView?: (c: ManagedCluster) => ManagedCluster;
+  /** Live sync sessions: confirm-prune reaches an agent through them. */
+  syncSessions?: SyncSessions;
+}
+
+/**
+ * A cluster as the API shows it: with status.sync, what its agent last
+ * reported of sync (the mode it runs, a held prune and the command that
+ * releases it), from its ClusterSyncStatus.
+ */
+async function withSyncStatus(store: HubStore, cluster: ManagedCluster): Promise<unknown> {
+  const namespace = cluster.metadata.namespace;
+  if (!namespace) return cluster;
+  const sync = await readSyncStatus(store, namespace, cluster.metadata.name);
+  if (!sync) return cluster;
+  const shown = {
+    ...(sync.syncMode ? { syncMode: sync.syncMode } : {}),
+    ...(sync.revision !== undefined ? { revision: sync.revision } : {}),
+    ...(sync.appliedAt ? { appliedAt: sync.appliedAt } : {}),
+    ...(sync.pruneHeld ? { pruneHeld: sync.pruneHeld } : {}),
+  };
+  return { ...cluster, status: { ...cluster.status, sync: shown } };
 }
 
 export type HubApiServer = Server | TlsServer;
@@ -183,7 +207,10 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/clusters$/,
       access: 'viewer',
-      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ManagedCluster')).items.map((e) => view(e.object)) }],
+      handle: async () => [
+        200,
+        { apiVersion: 'v1', kind: 'List', items: await Promise.all((await deps.store.list('ManagedCluster')).items.map((e) => withSyncStatus(deps.store, view(e.object)))) },
+      ],
     },
     {
       method: 'GET',
@@ -192,7 +219,27 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       handle: async ({ params: [name] }) => {
         const c = await deps.store.get('ManagedCluster', name!);
         if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name!)}`);
-        return [200, view(c)];
+        return [200, await withSyncStatus(deps.store, view(c))];
+      },
+    },
+    {
+      method: 'POST',
+      path: /^\/api\/v1\/clusters\/([^/]+)\/sync\/confirm-prune$/,
+      access: 'admin',
+      audit: 'confirm-prune',
+      handle: async (ctx) => {
+        if (!deps.syncSessions) throw new HawserError(ErrorCode.ClusterOffline, 'this hub runs no sync');
+        let body: unknown;
+        try {
+          body = JSON.parse(await readBody(ctx.req, 64 * 1024));
+        } catch (err) {
+          if (err instanceof HawserError) throw err;
+          throw new HawserError(ErrorCode.InvalidOption, `confirm-prune body is not JSON: ${(err as Error).message}`);
+        }
+        const named = parseConfirmPrune(body);
+        Object.assign(ctx.auditDetails, { incarnation: boundedText(named.incarnation, 64), revision: named.revision });
+        const result = await confirmPrune(deps.store, deps.syncSessions, ctx.params[0]!, named, actor(ctx));
+        return [200, { kind: 'Status', status: 'Success', details: result }];
       },
     },
     {

@@ -483,8 +483,9 @@ export class HubCore {
     // An incarnation id longer than any this hub makes is not one of its own: resume from nothing.
     const resume: SessionContext['resume'] = {
       ...(hello.hubIncarnation.length <= maxIncarnationLength
-        ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision }
+        ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision, desiredDigest: hello.desiredDigest.slice(0, 128) }
         : { hubIncarnation: '', lastAckedRevision: 0 }),
+      syncModeInEffect: hello.syncModeInEffect,
       // Feature "chunks": where a large object's transfer stopped, and the agent's own size limit.
       ...(hello.partialObject ? { partialObject: hello.partialObject } : {}),
       ...(hello.maxObjectBytes ? { maxObjectBytes: Number(hello.maxObjectBytes) } : {}),

@@ -107,6 +107,12 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
+  readonly syncSnapshots = new Counter({
+    name: 'hawser_hub_sync_snapshots_total',
+    help: 'Sync snapshots sent, by cluster and reason (first-sync, other-incarnation, agent-ahead, history-compacted, digest-mismatch, prune-confirmed).',
+    labelNames: ['cluster', 'reason'] as const,
+    registers: [this.registry],
+  });
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'hawser_hub_' });
   }

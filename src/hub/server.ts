@@ -27,7 +27,7 @@ import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
 import { EmbeddedStore, type HubStore, SealingStore } from './store.js';
-import { defaultSyncOptions, syncHandlerFactory } from './sync/index.js';
+import { defaultSyncOptions, syncHandlerFactory, SyncSessions } from './sync/index.js';
 import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
 export interface HubOptions {
@@ -313,11 +313,13 @@ async function serve(
     clock,
   );
   // Manifests of each cluster's namespace go to its agent (src/hub/sync).
+  const syncSessions = new SyncSessions();
   core.registerHandler(
     syncHandlerFactory({
       store,
       logger: deps.logger,
       metrics,
+      sessions: syncSessions,
       // Four chunks in flight keep a 300 ms link busy and a heartbeat ack behind at most four chunks.
       options: { maxObjectBytes: o.maxObjectBytes, chunkBytes: o.syncChunkBytes, chunkWindowBytes: 4 * o.syncChunkBytes },
     }),
@@ -365,6 +367,7 @@ async function serve(
       ...(apiTls ? { tls: { certPem: serving.certPem, keyPem: serving.keyPem } } : {}),
       pki: tls.pki,
       trustBundleSent: () => core.trustBundleSent,
+      syncSessions,
       clusterView: (c) => core.clusterView(c),
       resources: new ResourceService({
         store: resourceStoreOf(store),

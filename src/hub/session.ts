@@ -22,6 +22,10 @@ export interface SessionContext {
     readonly partialObject?: wire.SyncPartialObject;
     /** The largest object the agent takes (0: no limit of its own). */
     readonly maxObjectBytes?: number;
+    /** The hello's desired_digest (empty: none). */
+    readonly desiredDigest?: string;
+    /** The mode the agent runs, as its hello said (UNSPECIFIED: an agent from before; it caches). */
+    readonly syncModeInEffect?: wire.SyncMode;
   };
   /** Resolves once the transport took the frame (waits for drain); rejects when the stream is closed. */
   send(frame: wire.ConnectResponse): Promise<void>;

@@ -175,6 +175,10 @@ export const ErrorCode = {
   SyncProtocol: 'HAWSER_SYNC_PROTOCOL',
   /** The agent keeps objects a snapshot would remove and does not prune until an operator confirms. */
   SyncPruneHeld: 'HAWSER_SYNC_PRUNE_HELD',
+  /** A prune confirmation names a hold the cluster no longer has (or never had): nothing is released. */
+  PruneConfirmStale: 'HAWSER_PRUNE_CONFIRM_STALE',
+  /** The cluster has no live session with the hub: what needs its agent cannot reach it now. */
+  ClusterOffline: 'HAWSER_CLUSTER_OFFLINE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -78,3 +78,4 @@ export {
   signProof,
 } from './proof.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';
+export { contentSha256, desiredSetDigest, syncObjectId } from './sync-digest.js';

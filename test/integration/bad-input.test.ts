@@ -82,6 +82,8 @@ describe('bad input is refused, counted, and changes nothing else', () => {
       minProtocolVersion: 0,
       features: [],
       hubIncarnation: '',
+      syncModeInEffect: wire.SyncMode.SYNC_MODE_UNSPECIFIED,
+      desiredDigest: '',
       ...fields,
     };
     let signer = key ?? keys.get(value.clusterId);

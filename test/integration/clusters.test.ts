@@ -74,10 +74,11 @@ describe('registration and status against real kube-apiservers', () => {
     const table = await hawser(['get', 'clusters', `--hub=${hub.apiUrl}`]);
     expect(table.code).toBe(0);
     const lines = table.stdout.trim().split('\n');
-    expect(lines[0]).toMatch(/^NAME\s+CLUSTER ID\s+SYNC MODE\s+KUBERNETES\s+READYZ\s+READY\s+AGE$/);
+    expect(lines[0]).toMatch(/^NAME\s+CLUSTER ID\s+SYNC MODE\s+KUBERNETES\s+READYZ\s+READY\s+AGE\s+PRUNE$/);
     for (const name of ['edge-a', 'edge-b']) {
       const row = lines.find((l) => l.startsWith(`${name} `));
-      expect(row).toMatch(new RegExp(`^${name}\\s+[0-9a-f-]{36}\\s+Dual\\s+${kubeA.version.replace(/\./g, '\\.')}\\s+ok\\s+True\\s+\\S+$`));
+      // Dual without AppPusher runs as Pull: shown once the agent's sync session has said so.
+      expect(row).toMatch(new RegExp(`^${name}\\s+[0-9a-f-]{36}\\s+(Dual|Pull \\(Dual asked\\))\\s+${kubeA.version.replace(/\./g, '\\.')}\\s+ok\\s+True\\s+\\S+\\s+-$`));
     }
     const json = await hawser(['get', 'clusters', '-o', 'json'], { HAWSER_HUB: hub.apiUrl });
     expect(json.code).toBe(0);

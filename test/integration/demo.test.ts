@@ -59,7 +59,10 @@ describe('hawser demo (the main job)', () => {
       tracker,
     });
     await demo.waitFor(/Press Ctrl-C to stop everything/, { timeoutMs: 150_000, what: 'demo running' });
-    expect(demo.lines().join('\n')).toMatch(/edge-1\s+[0-9a-f-]{36}\s+Dual\s+v1\.\d+\.\d+\s+ok\s+True/);
+    // The first cluster shows Push (AppPusher on); the other registers Dual without the gate and runs as Pull.
+    expect(demo.lines().join('\n')).toMatch(/edge-1\s+[0-9a-f-]{36}\s+Push\s+v1\.\d+\.\d+\s+ok\s+True/);
+    expect(demo.lines().join('\n')).toMatch(/edge-2\s+[0-9a-f-]{36}\s+(Pull \(Dual asked\)|Dual)\s+v1\./);
+    expect(demo.lines().join('\n')).toContain('sync modes: edge-1 Push (AppPusher=true');
 
     // clusters.json names what the examples ask to be filled in: ids, namespaces, labels, kubeconfigs.
     const clustersFile = join(dataDir, 'clusters.json');

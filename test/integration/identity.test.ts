@@ -94,6 +94,8 @@ describe('agent identity against real processes', () => {
           minProtocolVersion: 0,
           features: [],
           hubIncarnation: '',
+          syncModeInEffect: wire.SyncMode.SYNC_MODE_UNSPECIFIED,
+          desiredDigest: '',
         },
       },
     };

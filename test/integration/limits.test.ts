@@ -55,6 +55,8 @@ describe('limits and operator mistakes, with real processes', () => {
           minProtocolVersion: 0,
           features: [],
           hubIncarnation: '',
+          syncModeInEffect: wire.SyncMode.SYNC_MODE_UNSPECIFIED,
+          desiredDigest: '',
         }),
       );
       let goodbye: wire.Goodbye | undefined;

@@ -711,7 +711,7 @@ describe('AgentCore sessions', () => {
     await writeSyncState(cache, { hubIncarnation: 'hub-incarnation-1', lastAckedRevision: 42 });
     const agent = await startAgent(hub, cache);
     await waitFor('ready', () => agent.core.state.kind === 'ready');
-    expect(hub.core.session('edge-agent')?.resume).toEqual({ hubIncarnation: 'hub-incarnation-1', lastAckedRevision: 42 });
+    expect(hub.core.session('edge-agent')?.resume).toMatchObject({ hubIncarnation: 'hub-incarnation-1', lastAckedRevision: 42 });
 
   });
 
@@ -742,13 +742,13 @@ describe('AgentCore sessions', () => {
     const cache = await openCache(await cacheDir());
     const agent = await startAgent(hub, cache);
     await waitFor('ready', () => agent.core.state.kind === 'ready');
-    expect(hub.core.session('edge-agent')?.resume).toEqual({ hubIncarnation: '', lastAckedRevision: 0 });
+    expect(hub.core.session('edge-agent')?.resume).toMatchObject({ hubIncarnation: '', lastAckedRevision: 0 });
     await agent.stop();
 
     await cache.put(syncStateCacheKey, { hubIncarnation: 7, lastAckedRevision: -1 });
     const again = await startAgent(hub, cache);
     await waitFor('ready', () => again.core.state.kind === 'ready');
-    expect(hub.core.session('edge-agent')?.resume).toEqual({ hubIncarnation: '', lastAckedRevision: 0 });
+    expect(hub.core.session('edge-agent')?.resume).toMatchObject({ hubIncarnation: '', lastAckedRevision: 0 });
   });
 
   it('records the protocol and features it negotiated with the hub on its session, as the hub does on its own', async () => {

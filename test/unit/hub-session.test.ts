@@ -26,6 +26,8 @@ const other: AgentFrame = {
     minProtocolVersion: 0,
     features: [],
     hubIncarnation: '',
+    syncModeInEffect: 0,
+    desiredDigest: '',
   },
 };
 

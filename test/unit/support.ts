@@ -188,6 +188,8 @@ export function helloFrame(spec: HelloSpec): ConnectRequest {
     minProtocolVersion: spec.minProtocolVersion ?? 0,
     features: spec.features ?? [],
     hubIncarnation: '',
+    syncModeInEffect: SyncMode.SYNC_MODE_UNSPECIFIED,
+    desiredDigest: '',
   };
   return { frame: { $case: 'hello', value: spec.unsigned ? hello : signHello(hello, key, spec.signedAtMs ?? signingClock()) } };
 }

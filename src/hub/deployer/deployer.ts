@@ -40,8 +40,8 @@ function relevantDigest(kind: WatchedKind, object: KubeObject): string {
     }
     case 'ClusterSyncStatus': {
       // An agent writes one every apply pass; only what it says about objects matters, not when.
-      const status = (object.status ?? {}) as { objects?: unknown; pruneHeldReason?: unknown };
-      return digestOf({ name: m.name, namespace: m.namespace ?? '', objects: status.objects ?? [], pruneHeldReason: status.pruneHeldReason ?? '' } as never);
+      const status = (object.status ?? {}) as { objects?: unknown; pruneHeldReason?: unknown; pruneHeld?: unknown };
+      return digestOf({ name: m.name, namespace: m.namespace ?? '', objects: status.objects ?? [], pruneHeldReason: status.pruneHeldReason ?? '', pruneHeld: status.pruneHeld ?? null } as never);
     }
     default: {
       const copy = structuredClone(object);

@@ -49,10 +49,10 @@ function workloadReady(o: ReportedObject, desiredReplicas: number | undefined): 
  * the new pods are.
  */
 export function clusterHealth(syncStatus: KubeObject | undefined, subscription: string, desiredReplicas: ReadonlyMap<string, number>): ClusterHealth {
-  const status = (syncStatus?.status ?? {}) as { objects?: ReportedObject[]; pruneHeldReason?: string };
+  const status = (syncStatus?.status ?? {}) as { objects?: ReportedObject[]; pruneHeldReason?: string; pruneHeld?: { command?: string } };
   const mine = (status.objects ?? []).filter((o) => o.subscriptions?.includes(subscription));
   const health: ClusterHealth = { applied: 0, reported: mine.length, errors: [] };
-  if (status.pruneHeldReason) health.pruneHeld = status.pruneHeldReason;
+  if (status.pruneHeldReason) health.pruneHeld = status.pruneHeld?.command ? `${status.pruneHeldReason}; release with: ${status.pruneHeld.command}` : status.pruneHeldReason;
   let workloads = 0;
   let ready = 0;
   for (const o of mine) {

@@ -1,13 +1,12 @@
 import type { Logger } from 'pino';
-import { boundedText } from '../../api/index.js';
-import { defaultMaxFrameBytes, ErrorCode, Feature, HawserError, toHawserError, wire } from '../../tunnel/index.js';
+import { boundedText, defaultMaxObjectBytes, type SyncMode } from '../../api/index.js';
+import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, HawserError, syncObjectId, toHawserError, wire } from '../../tunnel/index.js';
 import type { HubMetrics } from '../metrics.js';
 import type { FrameHandler, HandlerFactory, SessionContext } from '../session.js';
-import { type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
-import { defaultMaxObjectBytes } from '../../api/index.js';
+import { type Entry, type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
 import { ChunkWindow, chunkTag, planChunks, resumePointFor } from './chunks.js';
 import { frameBytes, type ManifestContent, manifestContent, objectPayload, refusedObjectFrame, syncChunkFrame, syncObjectFrame } from './objects.js';
-import { writeApplyReport } from './status.js';
+import { readSyncStatus, writeApplyReport, writeSyncMode } from './status.js';
 
 // The hub's side of sync, one per session with the "sync" feature. The
 // revisioned log of a cluster is the store's watch of Manifests in the
@@ -94,13 +93,58 @@ export interface SyncDeps {
   metrics?: HubMetrics;
   stats?: SyncStats;
   options?: Partial<SyncOptions>;
+  /** Live sync sessions by cluster (for confirm-prune); one per hub. */
+  sessions?: SyncSessions;
+}
+
+/** The live sync session of each cluster: what an operator's command reaches. */
+export class SyncSessions {
+  private readonly live = new Map<string, SessionSync>();
+  /** @internal */
+  add(s: SessionSync): void {
+    this.live.set(s.clusterName, s);
+    s.ended.addEventListener('abort', () => {
+      if (this.live.get(s.clusterName) === s) this.live.delete(s.clusterName);
+    }, { once: true });
+  }
+  get(clusterName: string): SessionSync | undefined {
+    return this.live.get(clusterName);
+  }
 }
 
 /** Registers with HubCore.registerHandler: every session that negotiated "sync" gets its Manifests. */
 export function syncHandlerFactory(deps: SyncDeps): HandlerFactory {
   const options = { ...defaultSyncOptions, ...deps.options };
   const stats = deps.stats ?? new SyncStats();
-  return (session) => new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName), deps.metrics);
+  return (session) => {
+    const s = new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName), deps.metrics);
+    deps.sessions?.add(s);
+    return s;
+  };
+}
+
+const modeFromWire: Partial<Record<wire.SyncMode, SyncMode>> = {
+  [wire.SyncMode.SYNC_MODE_PUSH]: 'Push',
+  [wire.SyncMode.SYNC_MODE_PULL]: 'Pull',
+  [wire.SyncMode.SYNC_MODE_DUAL]: 'Dual',
+};
+
+/**
+ * The digest of a cluster's Manifests as the agent computes it over what it
+ * holds (src/tunnel/sync-digest.ts), or undefined when it cannot be known at
+ * `revision`: a Manifest written after it (the hub keeps no older content).
+ * A deletion after `revision` cannot be seen here: it makes a mismatch, and a
+ * snapshot, which is correct, only not the cheapest.
+ */
+export function manifestsDigestAt(items: ReadonlyArray<Entry<'Manifest'>>, revision: number): string | undefined {
+  const entries: Array<{ id: string; sha256: string }> = [];
+  for (const item of items) {
+    if (parseResourceVersion(item.resourceVersion) > revision) return undefined;
+    const content = manifestContent(item.object);
+    if (!content.template) continue;
+    entries.push({ id: syncObjectId(content.subscription, content.key), sha256: contentSha256(JSON.stringify(content.template)) });
+  }
+  return desiredSetDigest(entries);
 }
 
 interface Group {
@@ -111,8 +155,16 @@ interface Group {
 
 type Change = { type: 'event'; event: WatchEvent<'Manifest'> } | { type: 'failed'; error: unknown };
 
-class SessionSync implements FrameHandler {
+export class SessionSync implements FrameHandler {
   readonly name = 'sync';
+  /** The mode the agent runs; undefined from an agent before the hello said it (it caches: served as Dual). */
+  readonly syncMode: SyncMode | undefined;
+  /** Push: the agent applies each group and acks with its result; the hub's record is where sync resumes. */
+  private readonly push: boolean;
+  /** A push result had errors: the record stays where it was, so a reconnect re-pushes from there. */
+  private pushBlocked = false;
+  /** An operator asked for a new snapshot (Push, after confirm-prune): the delta loop ends and one is sent. */
+  private resnapshot: string | undefined;
   readonly kinds = ['syncAck', 'syncChunkAck', 'applyReport'] as const;
   readonly queueLimit = 64;
   private readonly enabled: boolean;
@@ -131,6 +183,8 @@ class SessionSync implements FrameHandler {
   private open: Group | undefined;
   /** Revision of the last object sent: a group closed before the next object ends here. */
   private lastSent = 0;
+  /** Sequences of groups that end a snapshot: their push result replaces the status rows. */
+  private readonly snapshotSequences = new Set<number>();
   private wake: (() => void) | undefined;
   private readonly stop = new AbortController();
 
@@ -147,6 +201,8 @@ class SessionSync implements FrameHandler {
     this.resumePartial = this.chunked ? session.resume.partialObject : undefined;
     const agentLimit = this.chunked ? (session.resume.maxObjectBytes ?? 0) : 0;
     this.maxObjectBytes = agentLimit > 0 ? Math.min(agentLimit, options.maxObjectBytes) : options.maxObjectBytes;
+    this.syncMode = modeFromWire[session.resume.syncModeInEffect ?? wire.SyncMode.SYNC_MODE_UNSPECIFIED];
+    this.push = this.syncMode === 'Push';
     session.ended.addEventListener('abort', () => this.close(), { once: true });
     if (this.enabled) void this.run().catch((err: unknown) => this.failed(err));
   }
@@ -156,11 +212,57 @@ class SessionSync implements FrameHandler {
     return undefined;
   }
 
+  get clusterName(): string {
+    return this.session.clusterName;
+  }
+
+  get ended(): AbortSignal {
+    return this.session.ended;
+  }
+
   async handle(frame: NonNullable<wire.ConnectRequest['frame']>): Promise<void> {
-    if (frame.$case === 'syncAck') return this.acked(frame.value);
+    if (frame.$case === 'syncAck') {
+      this.acked(frame.value);
+      if (frame.value.pushResult) await this.pushed(frame.value, frame.value.pushResult);
+      return;
+    }
     if (frame.$case === 'syncChunkAck') return this.chunkAcked(frame.value);
     if (frame.$case === 'applyReport' && this.namespace) {
-      await writeApplyReport(this.store, this.namespace, this.session.clusterName, frame.value);
+      await writeApplyReport(this.store, this.namespace, this.session.clusterName, frame.value, this.syncMode ? { syncMode: this.syncMode } : {});
+    }
+  }
+
+  /**
+   * A Push group's result: merged into the cluster's status (a snapshot's
+   * replaces it), and the hub's record of what was applied moves to the
+   * group's revision, unless this or an earlier push of the session failed.
+   */
+  private async pushed(ack: wire.SyncAck, result: wire.ApplyReport): Promise<void> {
+    if (this.syncMode === 'Dual') {
+      // Dual: a pass over the agent's whole cached set; the agent's cache, not the hub's record, is where it resumes.
+      await writeApplyReport(this.store, this.namespace, this.session.clusterName, result, { syncMode: 'Dual' });
+      return;
+    }
+    if (!this.push) throw new HawserError(ErrorCode.SyncProtocol, `a push result from an agent that runs ${this.syncMode ?? 'an unknown mode'}`);
+    if (result.objects.some((o) => o.errorCode !== '')) this.pushBlocked = true;
+    const snapshot = this.snapshotSequences.delete(Number(ack.sequence));
+    await writeApplyReport(this.store, this.namespace, this.session.clusterName, result, {
+      syncMode: 'Push',
+      merge: !snapshot,
+      ...(this.pushBlocked ? {} : { push: { incarnation: this.incarnation, revision: Number(ack.revision) } }),
+    });
+  }
+
+  /**
+   * Sends the agent an operator's confirmation of the hold it names. A Push
+   * agent holds no desired set to prune from: a snapshot follows, which it
+   * prunes against now that the hold is gone.
+   */
+  async confirmPrune(named: { incarnation: string; revision: number }, confirmedBy: string): Promise<void> {
+    await this.session.send({ frame: { $case: 'confirmPrune', value: { incarnation: named.incarnation, revision: named.revision, confirmedBy } } });
+    if (this.push) {
+      this.resnapshot = 'prune-confirmed';
+      this.wake?.();
     }
   }
 
@@ -195,21 +297,40 @@ class SessionSync implements FrameHandler {
     const cluster = await this.store.get('ManagedCluster', this.session.clusterName);
     this.namespace = cluster?.metadata.namespace ?? '';
     if (!this.namespace) throw new HawserError(ErrorCode.NotFound, `cluster ${this.session.clusterName} has no dedicated namespace`);
+    if (this.syncMode) await writeSyncMode(this.store, this.namespace, this.session.clusterName, this.syncMode);
     const info = await this.store.info();
     this.incarnation = info.uid;
     const current = parseResourceVersion(info.resourceVersion);
-    const { hubIncarnation, lastAckedRevision } = this.session.resume;
+    // A Push agent keeps nothing: its sync resumes where the hub's record of its applied pushes says.
+    const record = this.push ? (await readSyncStatus(this.store, this.namespace, this.session.clusterName))?.push : undefined;
+    const { hubIncarnation, lastAckedRevision } = this.push
+      ? { hubIncarnation: record?.incarnation ?? '', lastAckedRevision: record?.revision ?? 0 }
+      : this.session.resume;
     let reason = '';
     if (hubIncarnation === '' || lastAckedRevision === 0) reason = 'first-sync';
     else if (hubIncarnation !== info.uid) reason = 'other-incarnation';
     else if (lastAckedRevision > current) reason = 'agent-ahead';
+    else if (!this.push && this.session.resume.desiredDigest) {
+      const listed = await this.store.list('Manifest', { namespace: this.namespace });
+      const ours = manifestsDigestAt(listed.items, lastAckedRevision);
+      if (ours !== undefined && ours !== this.session.resume.desiredDigest) reason = 'digest-mismatch';
+    }
+    let revision: number;
     if (!reason) {
       const first = await this.deltas(lastAckedRevision, { from: lastAckedRevision, to: current });
+      if (first === 'ended') return;
       if (first === 'too-old') reason = 'history-compacted';
-      else return;
+      revision = first === 'too-old' ? 0 : lastAckedRevision;
     }
-    const revision = await this.snapshot(reason);
-    await this.deltas(revision, undefined);
+    for (;;) {
+      if (reason || this.resnapshot) {
+        reason ||= this.resnapshot!;
+        this.resnapshot = undefined;
+        revision = await this.snapshot(reason);
+        reason = '';
+      }
+      if ((await this.deltas(revision!, undefined)) !== 'restart') return;
+    }
   }
 
   /** Everything in the cluster's namespace at one revision; returns it. */
@@ -217,12 +338,14 @@ class SessionSync implements FrameHandler {
     const listed = await this.store.list('Manifest', { namespace: this.namespace });
     const revision = parseResourceVersion(listed.resourceVersion);
     this.counters.snapshots++;
+    this.metrics?.syncSnapshots.inc({ cluster: this.session.clusterName, reason });
+    this.logger.info({ cluster: this.session.clusterName, reason, revision, objects: listed.items.length }, 'sync: sending a snapshot');
     await this.sendFrame({ frame: { $case: 'syncBegin', value: { incarnation: this.incarnation, fromRevision: 0, snapshot: true, toRevision: revision, reason } } });
     for (const item of listed.items) {
       if (this.stop.signal.aborted) return revision;
       await this.sendObject(item.object, parseResourceVersion(item.resourceVersion), wire.SyncOp.SYNC_OP_UPSERT, true, revision);
     }
-    await this.endGroup(revision, false, true);
+    await this.endGroup(revision, false, true, true);
     return revision;
   }
 
@@ -231,7 +354,7 @@ class SessionSync implements FrameHandler {
    * deltas goes out before the first change; a compacted history before any
    * change is 'too-old' (the caller snapshots instead).
    */
-  private async deltas(from: number, begin: { from: number; to: number } | undefined): Promise<'too-old' | 'ended'> {
+  private async deltas(from: number, begin: { from: number; to: number } | undefined): Promise<'too-old' | 'ended' | 'restart'> {
     const queue: Change[] = [];
     let notify: (() => void) | undefined;
     const watching = new AbortController();
@@ -252,6 +375,10 @@ class SessionSync implements FrameHandler {
     let last = from;
     try {
       while (!this.stop.signal.aborted) {
+        if (this.resnapshot) {
+          if (this.open) await this.endGroup(last, false, false);
+          return 'restart';
+        }
         const change = queue.shift();
         if (!change) {
           // Nothing more ready: close the group so the agent can store and ack it.
@@ -259,7 +386,7 @@ class SessionSync implements FrameHandler {
           await new Promise<void>((resolve) => {
             notify = resolve;
             this.wake = resolve;
-            if (queue.length > 0 || this.stop.signal.aborted) resolve();
+            if (queue.length > 0 || this.stop.signal.aborted || this.resnapshot) resolve();
           });
           notify = undefined;
           continue;
@@ -392,13 +519,16 @@ class SessionSync implements FrameHandler {
     }
   }
 
-  /** Closes the open group (an empty final snapshot group too: the agent swaps at it). */
-  private async endGroup(revision: number, partial: boolean, always: boolean): Promise<void> {
-    if (!this.open && !always) return;
+  /** Closes the open group (an empty final snapshot group too: the agent swaps at it); returns its sequence. */
+  private async endGroup(revision: number, partial: boolean, always: boolean, endsSnapshot = false): Promise<number | undefined> {
+    if (!this.open && !always) return undefined;
     const group = this.open ?? { sequence: ++this.sequence, frames: 0, bytes: 0 };
     this.open = undefined;
     this.inFlight.push(group);
+    // Before the send: the agent's ack (with its result) may come back before the send resolves.
+    if (endsSnapshot) this.snapshotSequences.add(group.sequence);
     await this.sendFrame({ frame: { $case: 'syncEnd', value: { revision, sequence: group.sequence, partial } } });
+    return group.sequence;
   }
 
   private unacked(): { frames: number; bytes: number } {

@@ -1,3 +1,12 @@
-export { type ClusterSyncCounters, defaultSyncOptions, type SyncDeps, syncHandlerFactory, type SyncOptions, SyncStats } from './handler.js';
+export { type ClusterSyncCounters, defaultSyncOptions, manifestsDigestAt, type SyncDeps, syncHandlerFactory, type SyncOptions, SyncSessions, SyncStats } from './handler.js';
+export { confirmPrune, type ConfirmPruneRequest, type ConfirmPruneResult, parseConfirmPrune } from './confirm.js';
 export { manifestContent, subsNameLabel, subsNamespaceLabel } from './objects.js';
-export { clusterSyncStatusApiVersion, writeApplyReport } from './status.js';
+export {
+  type ClusterSyncStatusBody,
+  clusterSyncStatusApiVersion,
+  confirmPruneCommand,
+  type PruneHeldStatus,
+  readSyncStatus,
+  syncStatusAfter,
+  writeApplyReport,
+} from './status.js';

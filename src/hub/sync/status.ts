@@ -1,4 +1,5 @@
 import { boundedText } from '../../api/index.js';
+import type { SyncMode } from '../../api/index.js';
 import type { wire } from '../../tunnel/index.js';
 import type { HubStore, KubeObject } from '../store.js';
 
@@ -6,36 +7,144 @@ import type { HubStore, KubeObject } from '../store.js';
 // dedicated namespace, named after it), for the deployer to aggregate into
 // Subscription status. Not on the Manifests themselves: a status write there
 // would be a Manifest change, sent back to the agent as a delta.
+//
+// A Push agent keeps no desired state: the hub's record here of how far its
+// pushes were applied (status.push) is where its sync resumes, and each
+// push's result (for that push's objects only) is merged into the rows.
 
 export const clusterSyncStatusApiVersion = 'hawser.io/v1alpha1';
 const maxObjects = 10_000;
 
-export async function writeApplyReport(store: HubStore, namespace: string, clusterName: string, report: wire.ApplyReport): Promise<void> {
-  const record: KubeObject = {
-    apiVersion: clusterSyncStatusApiVersion,
-    kind: 'ClusterSyncStatus',
-    metadata: { name: clusterName, namespace },
-    status: {
-      revision: report.revision,
-      appliedAt: new Date(report.appliedAtUnixMs).toISOString(),
-      pruneRan: report.pruneRan,
-      ...(report.objectsOmitted ? { objectsOmitted: report.objectsOmitted } : {}),
-      ...(report.pruneHeldReason ? { pruneHeldReason: boundedText(report.pruneHeldReason, 1024) } : {}),
-      objects: report.objects.slice(0, maxObjects).map((o) => ({
-        apiVersion: boundedText(o.key?.apiVersion ?? '', 256),
-        kind: boundedText(o.key?.kind ?? '', 128),
-        ...(o.key?.namespace ? { namespace: boundedText(o.key.namespace, 256) } : {}),
-        name: boundedText(o.key?.name ?? '', 256),
-        subscriptions: o.subscriptions.slice(0, 64).map((s) => boundedText(s, 512)),
-        action: boundedText(o.action, 32),
-        ...(o.exists === undefined ? {} : { exists: o.exists }),
-        ...(o.errorCode ? { error: { code: boundedText(o.errorCode, 64), message: boundedText(o.errorMessage, 1024) } } : {}),
-        ...(o.observedStatusJson ? { status: parseStatus(o.observedStatusJson) } : {}),
-      })),
-    },
+/** A held prune as status shows it, with the command that releases it. */
+export interface PruneHeldStatus {
+  reason: string;
+  incarnation: string;
+  revision: number;
+  command: string;
+}
+
+/** Where a Push cluster's sync stands: every push up to `revision` of `incarnation` was applied. */
+export interface PushRecord {
+  incarnation: string;
+  revision: number;
+}
+
+export interface ClusterSyncStatusBody {
+  /** The mode the agent runs (its registered mode with its feature gates applied). */
+  syncMode?: SyncMode;
+  revision?: number;
+  appliedAt?: string;
+  pruneRan?: boolean;
+  objectsOmitted?: number;
+  pruneHeldReason?: string;
+  pruneHeld?: PruneHeldStatus;
+  objects?: ReportedRow[];
+  push?: PushRecord;
+}
+
+interface ReportedRow {
+  apiVersion: string;
+  kind: string;
+  namespace?: string;
+  name: string;
+  subscriptions: string[];
+  action: string;
+  exists?: boolean;
+  error?: { code: string; message: string };
+  status?: unknown;
+}
+
+/** The command an operator runs to release a held prune (shown by get clusters and describe). */
+export function confirmPruneCommand(clusterName: string, incarnation: string, revision: number): string {
+  return `hawser sync confirm-prune ${clusterName} --incarnation ${incarnation} --revision ${revision}`;
+}
+
+function rowsOf(report: wire.ApplyReport): ReportedRow[] {
+  return report.objects.slice(0, maxObjects).map((o) => ({
+    apiVersion: boundedText(o.key?.apiVersion ?? '', 256),
+    kind: boundedText(o.key?.kind ?? '', 128),
+    ...(o.key?.namespace ? { namespace: boundedText(o.key.namespace, 256) } : {}),
+    name: boundedText(o.key?.name ?? '', 256),
+    subscriptions: o.subscriptions.slice(0, 64).map((s) => boundedText(s, 512)),
+    action: boundedText(o.action, 32),
+    ...(o.exists === undefined ? {} : { exists: o.exists }),
+    ...(o.errorCode ? { error: { code: boundedText(o.errorCode, 64), message: boundedText(o.errorMessage, 1024) } } : {}),
+    ...(o.observedStatusJson ? { status: parseStatus(o.observedStatusJson) } : {}),
+  }));
+}
+
+function rowKey(r: ReportedRow): string {
+  return JSON.stringify([r.apiVersion, r.kind, r.namespace ?? '', r.name]);
+}
+
+/**
+ * The status after `report`. `merge` (a Push delta's result) replaces the
+ * rows of the objects it names and drops those it deleted, keeping the rest;
+ * otherwise the report's rows are the whole set.
+ */
+export function syncStatusAfter(
+  previous: ClusterSyncStatusBody | undefined,
+  clusterName: string,
+  report: wire.ApplyReport,
+  context: { syncMode?: SyncMode; merge?: boolean; push?: PushRecord },
+): ClusterSyncStatusBody {
+  let objects = rowsOf(report);
+  if (context.merge) {
+    const byKey = new Map((previous?.objects ?? []).map((r) => [rowKey(r), r]));
+    for (const r of objects) {
+      if (r.action === 'deleted') byKey.delete(rowKey(r));
+      else byKey.set(rowKey(r), r);
+    }
+    objects = [...byKey.values()].slice(0, maxObjects);
+  }
+  const held = report.pruneHeldReason
+    ? {
+        reason: boundedText(report.pruneHeldReason, 1024),
+        incarnation: boundedText(report.pruneHeldIncarnation, 128),
+        revision: Number(report.pruneHeldRevision),
+        command: confirmPruneCommand(clusterName, boundedText(report.pruneHeldIncarnation, 128), Number(report.pruneHeldRevision)),
+      }
+    : undefined;
+  const push = context.push ?? previous?.push;
+  return {
+    ...(context.syncMode ? { syncMode: context.syncMode } : previous?.syncMode ? { syncMode: previous.syncMode } : {}),
+    revision: Number(report.revision),
+    appliedAt: new Date(Number(report.appliedAtUnixMs)).toISOString(),
+    pruneRan: report.pruneRan,
+    ...(report.objectsOmitted ? { objectsOmitted: report.objectsOmitted } : {}),
+    ...(held ? { pruneHeldReason: held.reason, pruneHeld: held } : {}),
+    objects,
+    ...(push ? { push } : {}),
   };
-  // The next report replaces it: not worth a synchronous disk write per pass.
-  await store.put('ClusterSyncStatus', { namespace, name: clusterName }, record, { durable: false });
+}
+
+function record(namespace: string, clusterName: string, status: ClusterSyncStatusBody): KubeObject {
+  return { apiVersion: clusterSyncStatusApiVersion, kind: 'ClusterSyncStatus', metadata: { name: clusterName, namespace }, status: status as Record<string, unknown> };
+}
+
+export async function readSyncStatus(store: HubStore, namespace: string, clusterName: string): Promise<ClusterSyncStatusBody | undefined> {
+  return (await store.get('ClusterSyncStatus', { namespace, name: clusterName }))?.status as ClusterSyncStatusBody | undefined;
+}
+
+export async function writeApplyReport(
+  store: HubStore,
+  namespace: string,
+  clusterName: string,
+  report: wire.ApplyReport,
+  context: { syncMode?: SyncMode; merge?: boolean; push?: PushRecord } = {},
+): Promise<void> {
+  const previous = context.merge || context.push || !context.syncMode ? await readSyncStatus(store, namespace, clusterName) : undefined;
+  const status = syncStatusAfter(previous, clusterName, report, context);
+  // The next report replaces it: not worth a synchronous disk write per pass
+  // (except where a Push cluster's sync resumes: that record must survive a crash).
+  await store.put('ClusterSyncStatus', { namespace, name: clusterName }, record(namespace, clusterName, status), { durable: context.push !== undefined });
+}
+
+/** Records the mode a cluster's agent runs (at each session's start), keeping the rest. */
+export async function writeSyncMode(store: HubStore, namespace: string, clusterName: string, syncMode: SyncMode): Promise<void> {
+  const previous = await readSyncStatus(store, namespace, clusterName);
+  if (previous?.syncMode === syncMode) return;
+  await store.put('ClusterSyncStatus', { namespace, name: clusterName }, record(namespace, clusterName, { ...previous, syncMode }), { durable: false });
 }
 
 function parseStatus(json: string): unknown {

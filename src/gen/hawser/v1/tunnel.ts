@@ -180,6 +180,12 @@ export interface ConnectResponse {
     { $case: "syncBegin"; value: SyncBegin }
     | { $case: "syncObject"; value: SyncObject }
     | { $case: "syncEnd"; value: SyncEnd }
+    | //
+    /**
+     * An operator released the prune the agent holds (hawser sync
+     * confirm-prune): it takes effect only for the hold it names.
+     */
+    { $case: "confirmPrune"; value: ConfirmPrune }
     | undefined;
 }
 
@@ -276,7 +282,23 @@ export interface Hello {
    * Largest object (decoded payload bytes) the agent takes; 0: no limit of
    * its own. The hub refuses larger ones on its behalf (see SyncObject.refused_code).
    */
-  maxObjectBytes?: number | undefined;
+  maxObjectBytes?:
+    | number
+    | undefined;
+  /**
+   * The sync mode the agent runs: its registered mode with its feature gates
+   * applied (Push or Dual without AppPusher run as Pull). UNSPECIFIED from an
+   * agent before this field: served as it always was (the agent caches).
+   */
+  syncModeInEffect: SyncMode;
+  /**
+   * What the agent holds at last_acked_revision: sha256 (hex) over its desired
+   * objects' "<object id> <content sha256>" lines, sorted, each ending in a
+   * newline (src/tunnel/sync-digest.ts). Empty: not computed (Push holds no
+   * desired set). The hub compares it with its own when it can and sends a
+   * snapshot (reason "digest-mismatch") when they differ.
+   */
+  desiredDigest: string;
 }
 
 /**
@@ -534,6 +556,28 @@ export interface SyncAck {
   incarnation: string;
   revision: number;
   sequence: number;
+  /**
+   * Push mode: the group was applied (nothing cached) and this is what the
+   * apply did, for this group's objects (a snapshot's: every object). Absent
+   * for a partial snapshot group and in Pull and Dual.
+   */
+  pushResult?: ApplyReport | undefined;
+}
+
+/**
+ * ConfirmPrune releases one held prune: the agent compares the hold it has
+ * with the one named and refuses (logs HAWSER_PRUNE_CONFIRM_STALE, changes
+ * nothing) when they differ, so a confirmation never approves a later hold.
+ */
+export interface ConfirmPrune {
+  /**
+   * The snapshot that caused the hold: its incarnation and revision, as the
+   * agent reported them (ApplyReport.prune_held_incarnation / _revision).
+   */
+  incarnation: string;
+  revision: number;
+  /** The operator who confirmed (for the agent's log). */
+  confirmedBy: string;
 }
 
 /** ApplyReport is what the agent's last apply pass did, per object. */
@@ -551,6 +595,12 @@ export interface ApplyReport {
   appliedAtUnixMs: number;
   /** Rows left out to keep the frame under its limit (errors are kept first). */
   objectsOmitted: number;
+  /**
+   * With prune_held_reason: the snapshot that caused the hold, which a
+   * confirmation must name.
+   */
+  pruneHeldIncarnation: string;
+  pruneHeldRevision: number;
 }
 
 export interface ObjectApplyStatus {
@@ -770,6 +820,9 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "syncEnd":
         SyncEnd.encode(message.frame.value, writer.uint32(74).fork()).join();
         break;
+      case "confirmPrune":
+        ConfirmPrune.encode(message.frame.value, writer.uint32(82).fork()).join();
+        break;
     }
     return writer;
   },
@@ -862,6 +915,14 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.frame = { $case: "syncEnd", value: SyncEnd.decode(reader, reader.uint32()) };
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.frame = { $case: "confirmPrune", value: ConfirmPrune.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -908,6 +969,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "syncEnd", value: SyncEnd.fromJSON(object.syncEnd) }
         : isSet(object.sync_end)
         ? { $case: "syncEnd", value: SyncEnd.fromJSON(object.sync_end) }
+        : isSet(object.confirmPrune)
+        ? { $case: "confirmPrune", value: ConfirmPrune.fromJSON(object.confirmPrune) }
+        : isSet(object.confirm_prune)
+        ? { $case: "confirmPrune", value: ConfirmPrune.fromJSON(object.confirm_prune) }
         : undefined,
     };
   },
@@ -932,6 +997,8 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.syncObject = SyncObject.toJSON(message.frame.value);
     } else if (message.frame?.$case === "syncEnd") {
       obj.syncEnd = SyncEnd.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "confirmPrune") {
+      obj.confirmPrune = ConfirmPrune.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -993,6 +1060,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "syncEnd": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "syncEnd", value: SyncEnd.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "confirmPrune": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "confirmPrune", value: ConfirmPrune.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -1277,6 +1350,8 @@ function createBaseHello(): Hello {
     hubIncarnation: "",
     partialObject: undefined,
     maxObjectBytes: undefined,
+    syncModeInEffect: 0,
+    desiredDigest: "",
   };
 }
 
@@ -1331,6 +1406,12 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.maxObjectBytes !== undefined) {
       writer.uint32(128).uint64(message.maxObjectBytes);
+    }
+    if (message.syncModeInEffect !== 0) {
+      writer.uint32(136).int32(message.syncModeInEffect);
+    }
+    if (message.desiredDigest !== "") {
+      writer.uint32(146).string(message.desiredDigest);
     }
     return writer;
   },
@@ -1476,6 +1557,22 @@ export const Hello: MessageFns<Hello> = {
             message.maxObjectBytes = longToNumber(reader.uint64());
             continue;
           }
+          case 17: {
+            if (tag !== 136) {
+              break;
+            }
+
+            message.syncModeInEffect = reader.int32() as any;
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.desiredDigest = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1559,6 +1656,16 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.max_object_bytes)
         ? globalThis.Number(object.max_object_bytes)
         : undefined,
+      syncModeInEffect: isSet(object.syncModeInEffect)
+        ? syncModeFromJSON(object.syncModeInEffect)
+        : isSet(object.sync_mode_in_effect)
+        ? syncModeFromJSON(object.sync_mode_in_effect)
+        : 0,
+      desiredDigest: isSet(object.desiredDigest)
+        ? globalThis.String(object.desiredDigest)
+        : isSet(object.desired_digest)
+        ? globalThis.String(object.desired_digest)
+        : "",
     };
   },
 
@@ -1611,6 +1718,12 @@ export const Hello: MessageFns<Hello> = {
     if (message.maxObjectBytes !== undefined) {
       obj.maxObjectBytes = Math.round(message.maxObjectBytes);
     }
+    if (message.syncModeInEffect !== 0) {
+      obj.syncModeInEffect = syncModeToJSON(message.syncModeInEffect);
+    }
+    if (message.desiredDigest !== "") {
+      obj.desiredDigest = message.desiredDigest;
+    }
     return obj;
   },
 
@@ -1653,6 +1766,8 @@ export const Hello: MessageFns<Hello> = {
       ? SyncPartialObject.fromPartial(object.partialObject)
       : undefined;
     message.maxObjectBytes = object.maxObjectBytes ?? undefined;
+    message.syncModeInEffect = object.syncModeInEffect ?? 0;
+    message.desiredDigest = object.desiredDigest ?? "";
     return message;
   },
 };
@@ -4445,7 +4560,7 @@ export const SyncEnd: MessageFns<SyncEnd> = {
 };
 
 function createBaseSyncAck(): SyncAck {
-  return { incarnation: "", revision: 0, sequence: 0 };
+  return { incarnation: "", revision: 0, sequence: 0, pushResult: undefined };
 }
 
 export const SyncAck: MessageFns<SyncAck> = {
@@ -4458,6 +4573,9 @@ export const SyncAck: MessageFns<SyncAck> = {
     }
     if (message.sequence !== 0) {
       writer.uint32(24).uint64(message.sequence);
+    }
+    if (message.pushResult !== undefined) {
+      ApplyReport.encode(message.pushResult, writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -4499,6 +4617,14 @@ export const SyncAck: MessageFns<SyncAck> = {
             message.sequence = longToNumber(reader.uint64());
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.pushResult = ApplyReport.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4516,6 +4642,11 @@ export const SyncAck: MessageFns<SyncAck> = {
       incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "",
       revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
       sequence: isSet(object.sequence) ? globalThis.Number(object.sequence) : 0,
+      pushResult: isSet(object.pushResult)
+        ? ApplyReport.fromJSON(object.pushResult)
+        : isSet(object.push_result)
+        ? ApplyReport.fromJSON(object.push_result)
+        : undefined,
     };
   },
 
@@ -4530,6 +4661,9 @@ export const SyncAck: MessageFns<SyncAck> = {
     if (message.sequence !== 0) {
       obj.sequence = Math.round(message.sequence);
     }
+    if (message.pushResult !== undefined) {
+      obj.pushResult = ApplyReport.toJSON(message.pushResult);
+    }
     return obj;
   },
 
@@ -4541,12 +4675,129 @@ export const SyncAck: MessageFns<SyncAck> = {
     message.incarnation = object.incarnation ?? "";
     message.revision = object.revision ?? 0;
     message.sequence = object.sequence ?? 0;
+    message.pushResult = (object.pushResult !== undefined && object.pushResult !== null)
+      ? ApplyReport.fromPartial(object.pushResult)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseConfirmPrune(): ConfirmPrune {
+  return { incarnation: "", revision: 0, confirmedBy: "" };
+}
+
+export const ConfirmPrune: MessageFns<ConfirmPrune> = {
+  encode(message: ConfirmPrune, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incarnation !== "") {
+      writer.uint32(10).string(message.incarnation);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(16).uint64(message.revision);
+    }
+    if (message.confirmedBy !== "") {
+      writer.uint32(26).string(message.confirmedBy);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ConfirmPrune {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseConfirmPrune();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incarnation = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.confirmedBy = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ConfirmPrune {
+    return {
+      incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "",
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      confirmedBy: isSet(object.confirmedBy)
+        ? globalThis.String(object.confirmedBy)
+        : isSet(object.confirmed_by)
+        ? globalThis.String(object.confirmed_by)
+        : "",
+    };
+  },
+
+  toJSON(message: ConfirmPrune): unknown {
+    const obj: any = {};
+    if (message.incarnation !== "") {
+      obj.incarnation = message.incarnation;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.confirmedBy !== "") {
+      obj.confirmedBy = message.confirmedBy;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ConfirmPrune>, I>>(base?: I): ConfirmPrune {
+    return ConfirmPrune.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ConfirmPrune>, I>>(object: I): ConfirmPrune {
+    const message = createBaseConfirmPrune();
+    message.incarnation = object.incarnation ?? "";
+    message.revision = object.revision ?? 0;
+    message.confirmedBy = object.confirmedBy ?? "";
     return message;
   },
 };
 
 function createBaseApplyReport(): ApplyReport {
-  return { revision: 0, objects: [], pruneHeldReason: "", pruneRan: false, appliedAtUnixMs: 0, objectsOmitted: 0 };
+  return {
+    revision: 0,
+    objects: [],
+    pruneHeldReason: "",
+    pruneRan: false,
+    appliedAtUnixMs: 0,
+    objectsOmitted: 0,
+    pruneHeldIncarnation: "",
+    pruneHeldRevision: 0,
+  };
 }
 
 export const ApplyReport: MessageFns<ApplyReport> = {
@@ -4568,6 +4819,12 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     }
     if (message.objectsOmitted !== 0) {
       writer.uint32(48).uint32(message.objectsOmitted);
+    }
+    if (message.pruneHeldIncarnation !== "") {
+      writer.uint32(58).string(message.pruneHeldIncarnation);
+    }
+    if (message.pruneHeldRevision !== 0) {
+      writer.uint32(64).uint64(message.pruneHeldRevision);
     }
     return writer;
   },
@@ -4633,6 +4890,22 @@ export const ApplyReport: MessageFns<ApplyReport> = {
             message.objectsOmitted = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.pruneHeldIncarnation = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.pruneHeldRevision = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4671,6 +4944,16 @@ export const ApplyReport: MessageFns<ApplyReport> = {
         : isSet(object.objects_omitted)
         ? globalThis.Number(object.objects_omitted)
         : 0,
+      pruneHeldIncarnation: isSet(object.pruneHeldIncarnation)
+        ? globalThis.String(object.pruneHeldIncarnation)
+        : isSet(object.prune_held_incarnation)
+        ? globalThis.String(object.prune_held_incarnation)
+        : "",
+      pruneHeldRevision: isSet(object.pruneHeldRevision)
+        ? globalThis.Number(object.pruneHeldRevision)
+        : isSet(object.prune_held_revision)
+        ? globalThis.Number(object.prune_held_revision)
+        : 0,
     };
   },
 
@@ -4694,6 +4977,12 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     if (message.objectsOmitted !== 0) {
       obj.objectsOmitted = Math.round(message.objectsOmitted);
     }
+    if (message.pruneHeldIncarnation !== "") {
+      obj.pruneHeldIncarnation = message.pruneHeldIncarnation;
+    }
+    if (message.pruneHeldRevision !== 0) {
+      obj.pruneHeldRevision = Math.round(message.pruneHeldRevision);
+    }
     return obj;
   },
 
@@ -4708,6 +4997,8 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     message.pruneRan = object.pruneRan ?? false;
     message.appliedAtUnixMs = object.appliedAtUnixMs ?? 0;
     message.objectsOmitted = object.objectsOmitted ?? 0;
+    message.pruneHeldIncarnation = object.pruneHeldIncarnation ?? "";
+    message.pruneHeldRevision = object.pruneHeldRevision ?? 0;
     return message;
   },
 };
