@@ -78,3 +78,14 @@ export {
   signProof,
 } from './proof.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';
+export {
+  bodyAfter,
+  encodeRequestHead,
+  encodeResponseHead,
+  type HeadRead,
+  maxProxyHeadBytes,
+  proxyStreamKind,
+  readRequestHead,
+  readResponseHead,
+} from './proxy.js';
+export * as proxyWire from '../gen/hawser/v1/proxy.js';
