@@ -36,6 +36,7 @@ export {
   type GrpcServerOptions,
   defaultMaxConcurrentStreams,
   defaultTlsHandshakeTimeoutMs,
+  grpcMaxStreamWindowBytes,
   hawserErrorFromStatus,
 } from './grpc.js';
 export {
@@ -89,3 +90,4 @@ export {
   readResponseHead,
 } from './proxy.js';
 export * as proxyWire from '../gen/hawser/v1/proxy.js';
+export { forwardedRequestHeaders, forwardedResponseHeaders, isUpgradeRequest } from './proxy-headers.js';
