@@ -2,7 +2,6 @@ import { type ClientRequest, type IncomingMessage, request as httpRequest } from
 import { Agent, request as httpsRequest, type RequestOptions } from 'node:https';
 import type { Socket } from 'node:net';
 import { rootCertificates } from 'node:tls';
-import type { KubeConfig } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { boundedText, quoteBounded } from '../api/index.js';
 import {
@@ -20,6 +19,7 @@ import {
   toHawserError,
 } from '../tunnel/index.js';
 import { impersonationHeaders } from './impersonation.js';
+import type { KubeAccess } from './kubeconfig.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
 
@@ -34,7 +34,7 @@ import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from
 const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/;
 
 export interface ProxyBackendOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   /** PEM CAs trusted for proxy/https targets besides the system roots (and the cluster's CA). */
   httpsTargetCaPem?: string;
   metrics: AgentMetrics;

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse, S
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { boundedText, defaultQuoteChars, quoteBounded } from '../api/index.js';
+import { boundedText, defaultQuoteChars, type ManagedCluster, quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
@@ -71,6 +71,8 @@ export interface HubApiDeps {
   resources?: ResourceService;
   /** Largest apply or delete request body. */
   maxRequestBytes?: number;
+  /** A cluster as readers see it: with state the hub holds in memory (HubCore.clusterView). */
+  clusterView?: (c: ManagedCluster) => ManagedCluster;
   /** kubectl through the hub: /clusters/NAME/... and Clusternet's sockets proxy paths. */
   proxy?: HubProxy;
 }
@@ -171,6 +173,7 @@ function pkiRoutes(deps: HubApiDeps): Route[] {
 }
 
 export function hubApiRoutes(deps: HubApiDeps): Route[] {
+  const view = deps.clusterView ?? ((c: ManagedCluster) => c);
   return [
     ...pkiRoutes(deps),
     ...(deps.resources ? resourceRoutes(deps.resources, deps.maxRequestBytes ?? defaultMaxRequestBytes) : []),
@@ -185,7 +188,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/clusters$/,
       access: 'viewer',
-      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ManagedCluster')).items.map((e) => e.object) }],
+      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ManagedCluster')).items.map((e) => view(e.object)) }],
     },
     {
       method: 'GET',
@@ -194,7 +197,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       handle: async ({ params: [name] }) => {
         const c = await deps.store.get('ManagedCluster', name!);
         if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name!)}`);
-        return [200, c];
+        return [200, view(c)];
       },
     },
     {
