@@ -77,6 +77,15 @@ export function wsParse(buffer: Buffer): { texts: string[]; rest: Buffer } {
   return { texts, rest: buffer.subarray(offset) };
 }
 
+const largeChunk = Buffer.from(Array.from({ length: 64 * 1024 }, (_, i) => (i * 31 + 7) & 0xff));
+
+/** What GET /large?bytes=N on the echo server answers. */
+export function largeBody(total: number): Buffer {
+  const out = Buffer.alloc(total);
+  for (let at = 0; at < total; at += largeChunk.byteLength) largeChunk.copy(out, at, 0, Math.min(largeChunk.byteLength, total - at));
+  return out;
+}
+
 /** An HTTPS WebSocket server (its own CA) that answers each text frame with "echo:<text>"; also answers GET / with "hello over https". */
 export async function startWebSocketEchoServer(): Promise<{ server: Server; address: string; caPem: string; received: string[]; close(): Promise<void> }> {
   const ca = await createCertificateAuthority('proxy-test edge CA');
@@ -84,7 +93,21 @@ export async function startWebSocketEchoServer(): Promise<{ server: Server; addr
   const received: string[] = [];
   const sockets = new Set<Socket>();
   const server = createHttpsServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello over https ${req.url}`);
+    const large = /^\/large\?bytes=(\d+)$/.exec(req.url ?? '');
+    if (!large) return void res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello over https ${req.url}`);
+    // A large download, written with backpressure: largeBody(n) is what arrives.
+    const total = Number(large[1]);
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': String(total) });
+    let sent = 0;
+    const more = () => {
+      while (sent < total) {
+        const piece = largeChunk.subarray(0, Math.min(largeChunk.byteLength, total - sent));
+        sent += piece.byteLength;
+        if (!res.write(piece)) return void res.once('drain', more);
+      }
+      res.end();
+    };
+    more();
   });
   server.on('upgrade', (req, socket: Socket) => {
     sockets.add(socket);
