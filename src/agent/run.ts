@@ -15,6 +15,9 @@ import { identityFileName, IdentityStore } from './identity.js';
 import { type ClusterReader, KubeClusterReader } from './kube.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
+import { AgentMetrics, serveAgentMetrics } from './metrics.js';
+import { ProxyBackend } from './proxy.js';
+import type { Server } from 'node:http';
 
 export interface AgentOptions {
   /** Hub tunnel address: host:port (TLS). */
@@ -48,6 +51,10 @@ export interface AgentOptions {
   maxObjectBytes: number;
   /** Desired-state bytes the cache holds at most; 0: no limit. */
   cacheSizeLimitBytes: number;
+  /** host:port to serve /metrics on; not served without it. */
+  metricsAddress?: string;
+  /** CAs trusted for proxy/https/HOST:PORT targets besides the system roots. */
+  proxyCaFile?: string;
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -77,7 +84,7 @@ export function defaultAgentOptions(): AgentOptions {
 
 export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOptions {
   const defaults = defaultAgentOptions();
-  const optional = ['parentCaFile', 'clusterRegNamespace', 'bootstrapToken', 'kubeconfig'];
+  const optional = ['parentCaFile', 'clusterRegNamespace', 'bootstrapToken', 'kubeconfig', 'metricsAddress', 'proxyCaFile'];
   for (const key of Object.keys(partial)) {
     if (!(key in defaults) && !optional.includes(key)) {
       throw new HawserError(ErrorCode.InvalidOption, `unknown agent option "${key}"`);
@@ -103,6 +110,7 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
   } catch (err) {
     problems.push((err as Error).message);
   }
+  if (o.metricsAddress !== undefined && !/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(o.metricsAddress)) problems.push(`metrics-address "${o.metricsAddress}" must be host:port`);
   if (problems.length > 0) throw new HawserError(ErrorCode.InvalidOption, problems.join('; '));
   return o;
 }
@@ -117,6 +125,9 @@ export interface RunningAgent {
   apply?: SyncApplyLoop;
   /** Push: applies what the hub pushes, keeps no desired state. */
   push?: PushReceiver;
+  metrics: AgentMetrics;
+  /** host:port /metrics is served on, when asked for. */
+  metricsAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -140,6 +151,17 @@ export async function startAgent(
     keepaliveTimeMs: o.keepaliveTimeMs,
     keepaliveTimeoutMs: o.keepaliveTimeoutMs,
   });
+  let proxyCaPem: string | undefined;
+  if (o.proxyCaFile) {
+    try {
+      proxyCaPem = await readFile(o.proxyCaFile, 'utf8');
+    } catch (err) {
+      throw new HawserError(ErrorCode.InvalidOption, `cannot read proxy CA file ${o.proxyCaFile}: ${(err as Error).message}`);
+    }
+  }
+  // kubectl through the hub needs the cluster's kubeconfig; an agent run with only a status reader (a benchmark) has none.
+  const proxyKube = deps.reader && !o.kubeconfig ? undefined : loadKubeConfig(o.kubeconfig);
+  const metrics = new AgentMetrics();
   const { cache, quarantines } = await openAgentCache(o.cacheDir, deps.logger);
   const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
   // Set once the receiver exists (after the identity is read); hellos come later still.
@@ -157,8 +179,8 @@ export async function startAgent(
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',
-    // Push applies each object as it arrives and reassembles no chunks: it offers sync alone.
-    features: mode === 'Push' ? [Feature.Sync] : [Feature.Sync, Feature.Chunks],
+    // Push applies each object as it arrives and reassembles no chunks; proxy streams need a kubeconfig to forward with.
+    features: [Feature.Sync, ...(mode === 'Push' ? [] : [Feature.Chunks]), ...(proxyKube ? [Feature.ProxyStreams] : [])],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
   };
@@ -204,6 +226,27 @@ export async function startAgent(
   const clusterId = core.clusterId!;
   const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
   deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode, appPusher: parseFeatureGates(o.featureGates).AppPusher }, `sync mode ${o.clusterSyncMode}, running as ${mode}`);
+  if (proxyKube) {
+    const proxy = new ProxyBackend({ kubeConfig: proxyKube, metrics, logger: deps.logger, ...(proxyCaPem ? { httpsTargetCaPem: proxyCaPem } : {}) });
+    core.registerHandler(proxy.handlerFactory());
+  }
+  let metricsServer: Server | undefined;
+  let metricsAddress: string | undefined;
+  if (o.metricsAddress) {
+    const i = o.metricsAddress.lastIndexOf(':');
+    try {
+      ({ server: metricsServer, address: metricsAddress } = await serveAgentMetrics(metrics, o.metricsAddress.slice(0, i).replace(/^\[|\]$/g, ''), Number(o.metricsAddress.slice(i + 1))));
+    } catch (err) {
+      await cache.close();
+      throw new HawserError(ErrorCode.InvalidOption, `cannot serve metrics on ${o.metricsAddress}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  const closeMetrics = async () => {
+    if (!metricsServer) return;
+    const closed = new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
+    metricsServer.closeAllConnections();
+    await closed;
+  };
   if (mode === 'Push') {
     // The hub drives every apply; nothing of the desired set is kept here (a set cached by an earlier Pull or Dual run goes).
     await dropDesiredSet(cache, deps.logger);
@@ -215,7 +258,10 @@ export async function startAgent(
       cache,
       syncMode: mode,
       push,
+      metrics,
+      ...(metricsAddress ? { metricsAddress } : {}),
       stop: async () => {
+        await closeMetrics();
         await core.stop();
         if (applier instanceof ApplyEngine) applier.close();
         await cache.close();
@@ -240,8 +286,11 @@ export async function startAgent(
     syncMode: mode,
     sync: receiver,
     apply,
+    metrics,
+    ...(metricsAddress ? { metricsAddress } : {}),
     stop: async () => {
       watch?.close();
+      await closeMetrics();
       await apply.stop();
       await core.stop();
       if (applier instanceof ApplyEngine) applier.close();

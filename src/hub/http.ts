@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { boundedText, defaultQuoteChars, type ManagedCluster, quoteBounded } from '../api/index.js';
@@ -6,6 +7,8 @@ import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { HubPki, PkiState } from './pki.js';
+import { authorizeProxy, type HubProxy, proxyErrorBody } from './proxy.js';
+import { parseProxyPath, type ProxyRoute } from './proxy-paths.js';
 import type { Registrar } from './registration.js';
 import { defaultMaxRequestBytes, readBody, resourceRoutes, StreamBody } from './resources-http.js';
 import type { ResourceService } from './resources.js';
@@ -75,6 +78,8 @@ export interface HubApiDeps {
   clusterView?: (c: ManagedCluster) => ManagedCluster;
   /** Live sync sessions: confirm-prune reaches an agent through them. */
   syncSessions?: SyncSessions;
+  /** kubectl through the hub: /clusters/NAME/... and Clusternet's sockets proxy paths. */
+  proxy?: HubProxy;
 }
 
 /**
@@ -297,7 +302,43 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
     send(res, statusForCode[error.code]!, error.toJSON(), 'application/json', headers);
   };
 
+  /**
+   * The proxy route of a request, with its operator, or the refusal: 400 for
+   * a bad path, 401 without a valid token, 403 outside the operator's scope.
+   * undefined when the URL is no proxy route.
+   */
+  const proxyAccess = (req: IncomingMessage): { route: ProxyRoute; user: Operator } | { error: HawserError } | undefined => {
+    if (!deps.proxy) return undefined;
+    let route: ProxyRoute | undefined;
+    try {
+      route = parseProxyPath(req.url ?? '/');
+    } catch (err) {
+      return { error: toHawserError(err) };
+    }
+    if (!route) return undefined;
+    const user = deps.authenticator.authenticate(req.headers.authorization);
+    if (!user) {
+      const why = req.headers.authorization ? 'the bearer token is not valid' : 'no bearer token (Authorization: Bearer TOKEN)';
+      return { error: new HawserError(ErrorCode.Unauthenticated, `${why}; operators' tokens are in the hub's operator tokens file`) };
+    }
+    const refused = authorizeProxy(user, route.cluster);
+    return refused ? { error: refused } : { route, user };
+  };
+
+  const proxyRefused = (req: IncomingMessage, error: HawserError) => {
+    deps.metrics.rejected.inc({ code: error.code });
+    deps.logger.warn({ code: error.code, method: req.method, path: quoteBounded((req.url ?? '/').split('?')[0]!), peer: req.socket.remoteAddress }, 'proxy request refused');
+  };
+
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const access = proxyAccess(req);
+    if (access && 'error' in access) {
+      proxyRefused(req, access.error);
+      const headers: Record<string, string> = access.error.code === ErrorCode.Unauthenticated ? { 'www-authenticate': 'Bearer realm="hawser"' } : {};
+      const { status, body } = proxyErrorBody(access.error);
+      return send(res, status, body, 'application/json', headers);
+    }
+    if (access) return void deps.proxy!.request(req, res, access.user, access.route);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
@@ -376,5 +417,17 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
     );
   };
 
-  return deps.tls ? createTlsServer({ cert: deps.tls.certPem, key: deps.tls.keyPem }, handler) : createServer(handler);
+  const server = deps.tls ? createTlsServer({ cert: deps.tls.certPem, key: deps.tls.keyPem }, handler) : createServer(handler);
+  // Upgrades (kubectl exec, attach, port-forward) reach only the proxy.
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const access = proxyAccess(req);
+    if (access && !('error' in access)) return void deps.proxy!.upgrade(req, socket, head, access.user, access.route);
+    const error = access?.error ?? new HawserError(ErrorCode.NotFound, `no upgrade endpoint: ${quoteBounded((req.url ?? '/').split('?')[0]!)}`);
+    if (access) proxyRefused(req, error);
+    const { status, body } = proxyErrorBody(error);
+    const challenge = error.code === ErrorCode.Unauthenticated ? 'WWW-Authenticate: Bearer realm="hawser"\r\n' : '';
+    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${challenge}Connection: close\r\n\r\n${body}`);
+  });
+  return server;
 }

@@ -102,6 +102,17 @@ export const ErrorCode = {
   SessionEnded: 'HAWSER_SESSION_ENDED',
   /** A deadline (an AbortSignal.timeout) passed. */
   DeadlineExceeded: 'HAWSER_DEADLINE_EXCEEDED',
+  // The proxy (kubectl through the hub).
+  /** The cluster's agent is not connected: the proxy answers 503 at once, saying since when. */
+  ClusterOffline: 'HAWSER_CLUSTER_OFFLINE',
+  /** The cluster's agent did not negotiate proxy streams (an older agent): upgrade it. */
+  ProxyUnsupported: 'HAWSER_PROXY_UNSUPPORTED',
+  /** The agent could not reach the proxied request's target (its kube-apiserver, or HOST:PORT). */
+  ProxyUpstream: 'HAWSER_PROXY_UPSTREAM',
+  /** A proxy head that breaks the protocol (too large, not decodable, a bad target). */
+  ProxyProtocol: 'HAWSER_PROXY_PROTOCOL',
+  /** The agent will not impersonate this user or group (a system: name not allowed, or none at all). */
+  ImpersonationRefused: 'HAWSER_IMPERSONATION_REFUSED',
   // Sessions.
   /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */
   ProtocolIncompatible: 'HAWSER_PROTOCOL_INCOMPATIBLE',
@@ -177,8 +188,6 @@ export const ErrorCode = {
   SyncPruneHeld: 'HAWSER_SYNC_PRUNE_HELD',
   /** A prune confirmation names a hold the cluster no longer has (or never had): nothing is released. */
   PruneConfirmStale: 'HAWSER_PRUNE_CONFIRM_STALE',
-  /** The cluster has no live session with the hub: what needs its agent cannot reach it now. */
-  ClusterOffline: 'HAWSER_CLUSTER_OFFLINE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

@@ -36,6 +36,7 @@ export {
   type GrpcServerOptions,
   defaultMaxConcurrentStreams,
   defaultTlsHandshakeTimeoutMs,
+  grpcMaxStreamWindowBytes,
   hawserErrorFromStatus,
 } from './grpc.js';
 export {
@@ -79,3 +80,15 @@ export {
 } from './proof.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';
 export { contentSha256, desiredSetDigest, syncObjectId } from './sync-digest.js';
+export {
+  bodyAfter,
+  encodeRequestHead,
+  encodeResponseHead,
+  type HeadRead,
+  maxProxyHeadBytes,
+  proxyStreamKind,
+  readRequestHead,
+  readResponseHead,
+} from './proxy.js';
+export * as proxyWire from '../gen/hawser/v1/proxy.js';
+export { forwardedRequestHeaders, forwardedResponseHeaders, isUpgradeRequest } from './proxy-headers.js';
