@@ -25,6 +25,7 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.MalformedPath]: 400,
   [ErrorCode.Unauthenticated]: 401,
   [ErrorCode.Forbidden]: 403,
+  [ErrorCode.ClusterOutOfScope]: 403,
   [ErrorCode.RotationIncomplete]: 409,
   [ErrorCode.PkiUnmanaged]: 409,
   [ErrorCode.InvalidYaml]: 400,

@@ -80,6 +80,10 @@ export const ErrorCode = {
   Forbidden: 'HAWSER_FORBIDDEN',
   InvalidBootstrapToken: 'HAWSER_INVALID_BOOTSTRAP_TOKEN',
   InvalidOperatorTokens: 'HAWSER_INVALID_OPERATOR_TOKENS',
+  /** A valid operator token on a cluster outside that operator's cluster scope (403). */
+  ClusterOutOfScope: 'HAWSER_CLUSTER_OUT_OF_SCOPE',
+  /** The agent will not impersonate this user or group (its --proxy-impersonate-* policy, or a system: name): 403. */
+  ImpersonationRefused: 'HAWSER_IMPERSONATION_REFUSED',
   DataDirInUse: 'HAWSER_DATA_DIR_IN_USE',
   DataDirNotDirectory: 'HAWSER_DATA_DIR_NOT_DIRECTORY',
   DataDirUnwritable: 'HAWSER_DATA_DIR_UNWRITABLE',
