@@ -2,7 +2,7 @@ export { AgentCore, type AgentCoreOptions, type AgentDeps } from './agent.js';
 export { type AgentState, type AgentStateKind, canTransition } from './state.js';
 export { type ClusterReader, KubeClusterReader, loadKubeConfig, StaticClusterReader } from './kube.js';
 export { type AgentIdentity, identityFileName, IdentityStore, newIdentity } from './identity.js';
-export { type AgentOptions, defaultAgentOptions, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
+export { type AgentOptions, defaultAgentOptions, impersonationPolicyOf, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
 export { parseQuantity, sumQuantities } from './quantity.js';
 export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust.js';
 export { type AgentFrameHandler, type AgentHandlerFactory, type AgentSessionContext, type HubFrame, type HubFrameKind } from './router.js';
@@ -31,3 +31,13 @@ export {
   subscriptionsAnnotationPrefix,
   fieldManagerFor,
 } from './ownership.js';
+export {
+  clientImpersonationRefusal,
+  defaultImpersonationPolicy,
+  groupPatternsFlag,
+  type ImpersonationPolicy,
+  impersonationRefusal,
+  parseImpersonationPatterns,
+  type ProxyIdentity,
+  userPatternsFlag,
+} from './impersonation-policy.js';

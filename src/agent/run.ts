@@ -10,6 +10,7 @@ import type { Applier } from './apply-report.js';
 import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from './sync-apply.js';
 import { SyncReceiver } from './sync-receiver.js';
 import { identityFileName, IdentityStore } from './identity.js';
+import { groupPatternsFlag, type ImpersonationPolicy, parseImpersonationPatterns, userPatternsFlag } from './impersonation-policy.js';
 import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
 
@@ -41,6 +42,9 @@ export interface AgentOptions {
   featureGates: string;
   /** How often the cached desired set is re-applied (drift), besides every sync. */
   applyIntervalMs: number;
+  /** Users and groups the proxy may impersonate (exact names and * patterns; system: names only exactly). */
+  proxyImpersonateUsers: string[];
+  proxyImpersonateGroups: string[];
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -63,7 +67,15 @@ export function defaultAgentOptions(): AgentOptions {
     keepaliveTimeoutMs: 10_000,
     featureGates: '',
     applyIntervalMs: 30_000,
+    // Any operator the hub vouches for, never a system: name: the cluster's RBAC decides the rest.
+    proxyImpersonateUsers: ['*'],
+    proxyImpersonateGroups: ['*'],
   };
+}
+
+/** The impersonation policy the proxy back end applies. */
+export function impersonationPolicyOf(o: AgentOptions): ImpersonationPolicy {
+  return { users: o.proxyImpersonateUsers, groups: o.proxyImpersonateGroups };
 }
 
 export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOptions {
@@ -91,6 +103,14 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
     parseFeatureGates(o.featureGates);
   } catch (err) {
     problems.push((err as Error).message);
+  }
+  for (const [list, flag] of [[o.proxyImpersonateUsers, userPatternsFlag], [o.proxyImpersonateGroups, groupPatternsFlag]] as const) {
+    try {
+      if (list.some((p) => p.includes(','))) throw new Error(`${flag}: a pattern must not contain a comma`);
+      parseImpersonationPatterns(list.join(','), flag);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
   }
   if (problems.length > 0) throw new HawserError(ErrorCode.InvalidOption, problems.join('; '));
   return o;

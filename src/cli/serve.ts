@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '../api/index.js';
-import { startAgent } from '../agent/index.js';
+import { parseImpersonationPatterns, startAgent } from '../agent/index.js';
 import { defaultHubApiAddress, defaultHubListenAddress, parseBootstrapTokens, startHub } from '../hub/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 import { type CommandSpec, durationFlag, helpText, intFlag, listFlag, parseFlags, stringFlag, UsageError } from './flags.js';
@@ -79,6 +79,16 @@ export const agentSpec: CommandSpec = {
       help: "as clusternet-agent: AppPusher=true|false (default false). Without AppPusher a cluster in Push or Dual mode runs as Pull: it applies the hub's desired state itself, from its cache",
     },
     'apply-interval': { type: 'string', help: 'how often the agent reconciles its cluster with the desired state it holds (drift comes back)', default: '30s' },
+    'proxy-impersonate-users': {
+      type: 'string',
+      help: "users kubectl requests through the hub may run as here (the hub operator's name), comma-separated names and * patterns; empty: none. A system: user passes only when listed exactly",
+      default: '*',
+    },
+    'proxy-impersonate-groups': {
+      type: 'string',
+      help: "groups those requests may carry (the operator's groups), as --proxy-impersonate-users; system:masters and other system: groups only when listed exactly",
+      default: '*',
+    },
   },
 };
 
@@ -214,6 +224,8 @@ export async function runAgent(argv: string[]): Promise<number> {
       cacheDir: stringFlag(p, 'cache-dir', '.hawser/agent')!,
       featureGates: stringFlag(p, 'feature-gates', '')!,
       applyIntervalMs: durationFlag(p, 'apply-interval', 30_000),
+      proxyImpersonateUsers: parseImpersonationPatterns(stringFlag(p, 'proxy-impersonate-users', '*')!, '--proxy-impersonate-users'),
+      proxyImpersonateGroups: parseImpersonationPatterns(stringFlag(p, 'proxy-impersonate-groups', '*')!, '--proxy-impersonate-groups'),
       ...(token ? { bootstrapToken: token } : {}),
       ...(ns ? { clusterRegNamespace: ns } : {}),
       ...(caFile ? { parentCaFile: caFile } : {}),
