@@ -197,6 +197,11 @@ hawser is running. In another terminal:
   ${cli} get clusters -o yaml    # full ManagedCluster objects
   curl -s ${apiUrl}/metrics | grep hawser_cluster
 
+kubectl through the hub (the kubeconfig holds your operator token; --output writes it 0600):
+
+  ${cli} kubeconfig ${names[0]} --output ${names[0]}.kubeconfig
+  ${kubectlBin} --kubeconfig ${names[0]}.kubeconfig get ns
+
 Edge cluster kubeconfigs (${kubectlBin} --kubeconfig ...):
 ${kubeconfigs}
 Clusters (name, id, labels, dedicated namespace, kubeconfig): ${clustersFile}
