@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OperatorAuthenticator, parseOperatorTokens, proxyScopeError, renderOperatorTokens } from '../../src/hub/auth.js';
+import { authorizeProxyScope, findProxyCluster } from '../../src/hub/proxy-auth.js';
 import { ErrorCode } from '../../src/tunnel/index.js';
 
 // Operators' groups and cluster scopes (issue 8 §2): who may reach which cluster through the proxy.
@@ -135,5 +136,32 @@ describe('proxy scope', () => {
   it('a name in the URL is quoted bounded in the message', () => {
     const err = proxyScopeError(bob_!, 'x'.repeat(500), undefined);
     expect(err!.message.length).toBeLessThan(400);
+  });
+});
+
+describe('proxy scope on the hub: the cluster a path names', () => {
+  const edge1 = { metadata: { name: 'edge-1', labels: { region: 'eu' } }, spec: { clusterId: '7e0a5b5a-0000-4000-8000-000000000001' } };
+  let lookups = 0;
+  // A fake of the store's two reads: the lookup logic is what is under test.
+  const store = {
+    get: async (_kind: 'ManagedCluster', name: string) => (lookups++, name === 'edge-1' ? edge1 : undefined),
+    list: async () => (lookups++, { items: [{ object: edge1 }] }),
+  } as unknown as Parameters<typeof authorizeProxyScope>[0];
+
+  it('finds a cluster by name or by cluster id (Clusternet socket paths)', async () => {
+    expect((await findProxyCluster(store, 'edge-1'))?.metadata.name).toBe('edge-1');
+    expect((await findProxyCluster(store, edge1.spec.clusterId))?.metadata.name).toBe('edge-1');
+    expect(await findProxyCluster(store, 'nope')).toBeUndefined();
+  });
+
+  it('checks the scope against the cluster found, by name or id; an unscoped operator costs no lookup', async () => {
+    const eu = { name: 'eu-op', role: 'viewer' as const, clusters: { selector: { matchLabels: { region: 'eu' } } } };
+    const us = { name: 'us-op', role: 'viewer' as const, clusters: { selector: { matchLabels: { region: 'us' } } } };
+    expect(await authorizeProxyScope(store, eu, 'edge-1')).toBeUndefined();
+    expect(await authorizeProxyScope(store, eu, edge1.spec.clusterId)).toBeUndefined();
+    expect((await authorizeProxyScope(store, us, edge1.spec.clusterId))?.code).toBe(ErrorCode.ClusterOutOfScope);
+    lookups = 0;
+    expect(await authorizeProxyScope(store, { name: 'root', role: 'admin' }, 'edge-1')).toBeUndefined();
+    expect(lookups).toBe(0);
   });
 });
