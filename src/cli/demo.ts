@@ -6,6 +6,7 @@ import { generateBootstrapToken, parseOperatorTokens } from '../hub/index.js';
 import {
   DEFAULT_FAKE_NODES,
   type KubeCluster,
+  kubectl,
   type ManagedProcess,
   requireTestbedBinary,
   startKubeCluster,
@@ -144,6 +145,11 @@ export async function runDemo(argv: string[]): Promise<number> {
       true,
     );
     say(`hub: tunnel ${listen}, API ${apiUrl}; context "${contextName}" (current) in ${config}`);
+    // Through the hub, kubectl runs in each edge cluster as the operator (impersonated), and the
+    // cluster's own RBAC decides: the demo grants its admin operator cluster-admin there, as a cluster admin would.
+    await Promise.all(
+      started.map((c) => kubectl(c, ['create', 'clusterrolebinding', 'hawser-operator-admin', '--clusterrole=cluster-admin', `--user=${admin.name}`])),
+    );
 
     for (const [i, c] of started.entries()) {
       const agent = await startProcess({
@@ -197,7 +203,8 @@ hawser is running. In another terminal:
   ${cli} get clusters -o yaml    # full ManagedCluster objects
   curl -s ${apiUrl}/metrics | grep hawser_cluster
 
-kubectl through the hub (the kubeconfig holds your operator token; --output writes it 0600):
+kubectl through the hub as operator "${admin.name}" (bound to cluster-admin in each edge cluster; the kubeconfig
+holds your operator token, --output writes it 0600):
 
   ${cli} kubeconfig ${names[0]} --output ${names[0]}.kubeconfig
   ${kubectlBin} --kubeconfig ${names[0]}.kubeconfig get ns
