@@ -84,21 +84,3 @@ export function impersonationRefusal(policy: ImpersonationPolicy, identity: Prox
   }
   return undefined;
 }
-
-/**
- * A request that asks to impersonate by itself (kubectl --as, --as-group) is refused: the
- * agent's credential must not lend its impersonation rights, and dropping the headers would
- * run the request as someone the user did not ask for.
- */
-export function clientImpersonationRefusal(headerNames: Iterable<string>): HawserError | undefined {
-  for (const name of headerNames) {
-    const lower = name.toLowerCase();
-    if (lower.startsWith('impersonate-')) {
-      return new HawserError(
-        ErrorCode.ImpersonationRefused,
-        `the request carries ${quoteBounded(lower, 64)}: impersonation (kubectl --as) is not available through the hub; the cluster sees you as your hub operator`,
-      );
-    }
-  }
-  return undefined;
-}

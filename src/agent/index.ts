@@ -32,7 +32,6 @@ export {
   fieldManagerFor,
 } from './ownership.js';
 export {
-  clientImpersonationRefusal,
   defaultImpersonationPolicy,
   groupPatternsFlag,
   type ImpersonationPolicy,

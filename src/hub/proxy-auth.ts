@@ -1,5 +1,6 @@
 import type { ManagedCluster } from '../api/index.js';
-import type { HawserError } from '../tunnel/index.js';
+import { quoteBounded } from '../api/index.js';
+import { ErrorCode, HawserError } from '../tunnel/index.js';
 import { type Operator, proxyScopeError } from './auth.js';
 import type { HubStore } from './store.js';
 
@@ -21,4 +22,22 @@ export async function findProxyCluster(store: Pick<HubStore, 'get' | 'list'>, re
 export async function authorizeProxyScope(store: Pick<HubStore, 'get' | 'list'>, operator: Operator, ref: string): Promise<HawserError | undefined> {
   if (!operator.clusters) return undefined;
   return proxyScopeError(operator, ref, await findProxyCluster(store, ref));
+}
+
+/**
+ * A request that asks to impersonate by itself (kubectl --as, --as-group) is refused: the
+ * agent's credential must not lend its impersonation rights, and dropping the headers would
+ * run the request as someone the user did not ask for.
+ */
+export function clientImpersonationRefusal(headerNames: Iterable<string>): HawserError | undefined {
+  for (const name of headerNames) {
+    const lower = name.toLowerCase();
+    if (lower.startsWith('impersonate-')) {
+      return new HawserError(
+        ErrorCode.ImpersonationRefused,
+        `the request carries ${quoteBounded(lower, 64)}: impersonation (kubectl --as) is not available through the hub; the cluster sees you as your hub operator`,
+      );
+    }
+  }
+  return undefined;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { OperatorAuthenticator, parseOperatorTokens, proxyScopeError, renderOperatorTokens } from '../../src/hub/auth.js';
-import { authorizeProxyScope, findProxyCluster } from '../../src/hub/proxy-auth.js';
+import { authorizeProxyScope, clientImpersonationRefusal, findProxyCluster } from '../../src/hub/proxy-auth.js';
 import { ErrorCode } from '../../src/tunnel/index.js';
 
 // Operators' groups and cluster scopes (issue 8 §2): who may reach which cluster through the proxy.
@@ -163,5 +163,16 @@ describe('proxy scope on the hub: the cluster a path names', () => {
     lookups = 0;
     expect(await authorizeProxyScope(store, { name: 'root', role: 'admin' }, 'edge-1')).toBeUndefined();
     expect(lookups).toBe(0);
+  });
+});
+
+describe('a request that impersonates by itself', () => {
+  it("a request carrying its own Impersonate-* headers (kubectl --as) is refused, not passed on or dropped", () => {
+    expect(clientImpersonationRefusal(['accept', 'authorization', 'user-agent'])).toBeUndefined();
+    for (const header of ['Impersonate-User', 'impersonate-group', 'Impersonate-Uid', 'impersonate-extra-scopes']) {
+      const err = clientImpersonationRefusal(['accept', header]);
+      expect(err?.code).toBe(ErrorCode.ImpersonationRefused);
+      expect(err?.message).toContain(header.toLowerCase());
+    }
   });
 });
