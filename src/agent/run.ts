@@ -11,7 +11,8 @@ import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from './sync-appl
 import { SyncReceiver } from './sync-receiver.js';
 import { identityFileName, IdentityStore } from './identity.js';
 import { groupPatternsFlag, type ImpersonationPolicy, parseImpersonationPatterns, userPatternsFlag } from './impersonation-policy.js';
-import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
+import { type ClusterReader, KubeClusterReader } from './kube.js';
+import { loadKubeConfig } from './kubeconfig.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
 
 export interface AgentOptions {
