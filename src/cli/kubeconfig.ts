@@ -63,6 +63,13 @@ export async function runKubeconfig(argv: string[]): Promise<number> {
     context: stringFlag(p, 'context'),
     caFile: stringFlag(p, 'ca-file'),
   });
+  // kubectl (client-go) never sends a bearer token over plain HTTP: such a kubeconfig could not log in.
+  if (!target.server.startsWith('https:')) {
+    throw new HawserError(
+      ErrorCode.InvalidOption,
+      `the hub at ${target.server} serves plain HTTP, and kubectl sends its token only over HTTPS: run the hub with --api-tls (off loopback it always serves HTTPS) and use its https:// URL and CA`,
+    );
+  }
   if (!target.token) {
     throw new HawserError(
       ErrorCode.InvalidOption,

@@ -26,12 +26,10 @@ describe('hawser kubeconfig', () => {
   beforeAll(async () => {
     dir = await tempDir('kubeconfig');
     config = join(dir.path, 'home', '.hawser', 'config');
-    await saveContext(config, { name: 'demo', server: 'http://127.0.0.1:7101', token: operatorToken }, true);
-    await saveContext(
-      config,
-      { name: 'remote', server: 'https://hub.example.com:7101', token: operatorToken, 'certificate-authority-data': Buffer.from(caPem).toString('base64') },
-      false,
-    );
+    const caData = Buffer.from(caPem).toString('base64');
+    await saveContext(config, { name: 'demo', server: 'https://127.0.0.1:7101', token: operatorToken, 'certificate-authority-data': caData }, true);
+    await saveContext(config, { name: 'remote', server: 'https://hub.example.com:7101', token: operatorToken, 'certificate-authority-data': caData }, false);
+    await saveContext(config, { name: 'plain', server: 'http://127.0.0.1:7101', token: operatorToken }, false);
   });
 
   afterAll(() => dir?.remove());
@@ -40,7 +38,7 @@ describe('hawser kubeconfig', () => {
     const r = await hawser(['kubeconfig', 'edge-1'], cli());
     expect(r.code).toBe(0);
     const kc = parse(r.stdout) as Kubeconfig;
-    expect(kc.clusters).toEqual([{ name: 'edge-1', cluster: { server: 'http://127.0.0.1:7101/clusters/edge-1' } }]);
+    expect(kc.clusters).toEqual([{ name: 'edge-1', cluster: { server: 'https://127.0.0.1:7101/clusters/edge-1', 'certificate-authority-data': Buffer.from(caPem).toString('base64') } }]);
     expect(kc.users).toEqual([{ name: 'hawser', user: { token: operatorToken } }]);
     expect(kc.contexts).toEqual([{ name: 'edge-1', context: { cluster: 'edge-1', user: 'hawser' } }]);
     expect(kc['current-context']).toBe('edge-1');
@@ -78,10 +76,18 @@ describe('hawser kubeconfig', () => {
   it('without a token anywhere it fails, saying where a token comes from', async () => {
     const empty = join(dir.path, 'empty', 'config');
     await mkdir(join(dir.path, 'empty'), { recursive: true });
-    const r = await hawser(['kubeconfig', 'edge-1'], { HAWSER_CONFIG: empty, HAWSER_TOKEN: undefined });
+    const r = await hawser(['kubeconfig', 'edge-1', '--hub=https://127.0.0.1:7101'], { HAWSER_CONFIG: empty, HAWSER_TOKEN: undefined });
     expect(r.code).toBe(1);
     expect(r.stderr).toContain('HAWSER_INVALID_OPTION');
     expect(r.stderr).toContain('--token-file');
+    expect(r.stdout).toBe('');
+  });
+
+  it('refuses a plain-HTTP hub, whose kubeconfig kubectl could never log in with (it sends tokens only over HTTPS)', async () => {
+    const r = await hawser(['kubeconfig', 'edge-1', '--context=plain'], cli());
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain('HAWSER_INVALID_OPTION');
+    expect(r.stderr).toContain('--api-tls');
     expect(r.stdout).toBe('');
   });
 
