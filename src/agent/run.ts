@@ -14,6 +14,9 @@ import { groupPatternsFlag, type ImpersonationPolicy, parseImpersonationPatterns
 import { type ClusterReader, KubeClusterReader } from './kube.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
+import { AgentMetrics, serveAgentMetrics } from './metrics.js';
+import { ProxyBackend } from './proxy.js';
+import type { Server } from 'node:http';
 
 export interface AgentOptions {
   /** Hub tunnel address: host:port (TLS). */
@@ -46,6 +49,10 @@ export interface AgentOptions {
   /** Users and groups the proxy may impersonate (exact names and * patterns; system: names only exactly). */
   proxyImpersonateUsers: string[];
   proxyImpersonateGroups: string[];
+  /** host:port to serve /metrics on; not served without it. */
+  metricsAddress?: string;
+  /** CAs trusted for proxy/https/HOST:PORT targets besides the system roots. */
+  proxyCaFile?: string;
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -81,7 +88,7 @@ export function impersonationPolicyOf(o: AgentOptions): ImpersonationPolicy {
 
 export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOptions {
   const defaults = defaultAgentOptions();
-  const optional = ['parentCaFile', 'clusterRegNamespace', 'bootstrapToken', 'kubeconfig'];
+  const optional = ['parentCaFile', 'clusterRegNamespace', 'bootstrapToken', 'kubeconfig', 'metricsAddress', 'proxyCaFile'];
   for (const key of Object.keys(partial)) {
     if (!(key in defaults) && !optional.includes(key)) {
       throw new HawserError(ErrorCode.InvalidOption, `unknown agent option "${key}"`);
@@ -113,6 +120,7 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
       problems.push((err as Error).message);
     }
   }
+  if (o.metricsAddress !== undefined && !/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(o.metricsAddress)) problems.push(`metrics-address "${o.metricsAddress}" must be host:port`);
   if (problems.length > 0) throw new HawserError(ErrorCode.InvalidOption, problems.join('; '));
   return o;
 }
@@ -123,6 +131,9 @@ export interface RunningAgent {
   /** Sync receiver and apply loop (Pull and Dual; Push or Dual without AppPusher run as Pull). */
   sync: SyncReceiver;
   apply: SyncApplyLoop;
+  metrics: AgentMetrics;
+  /** host:port /metrics is served on, when asked for. */
+  metricsAddress?: string;
   stop(): Promise<void>;
 }
 
@@ -146,6 +157,17 @@ export async function startAgent(
     keepaliveTimeMs: o.keepaliveTimeMs,
     keepaliveTimeoutMs: o.keepaliveTimeoutMs,
   });
+  let proxyCaPem: string | undefined;
+  if (o.proxyCaFile) {
+    try {
+      proxyCaPem = await readFile(o.proxyCaFile, 'utf8');
+    } catch (err) {
+      throw new HawserError(ErrorCode.InvalidOption, `cannot read proxy CA file ${o.proxyCaFile}: ${(err as Error).message}`);
+    }
+  }
+  // kubectl through the hub needs the cluster's kubeconfig; an agent run with only a status reader (a benchmark) has none.
+  const proxyKube = deps.reader && !o.kubeconfig ? undefined : loadKubeConfig(o.kubeconfig);
+  const metrics = new AgentMetrics();
   const { cache, quarantines } = await openAgentCache(o.cacheDir, deps.logger);
   const coreOptions: AgentCoreOptions = {
     clusterRegName: o.clusterRegName,
@@ -159,7 +181,7 @@ export async function startAgent(
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',
-    features: [Feature.Sync],
+    features: proxyKube ? [Feature.Sync, Feature.ProxyStreams] : [Feature.Sync],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
   };
@@ -200,6 +222,21 @@ export async function startAgent(
   const apply = new SyncApplyLoop({ receiver: sync, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });
   core.registerHandler(sync.handlerFactory());
   core.registerHandler(apply.handlerFactory());
+  if (proxyKube) {
+    const proxy = new ProxyBackend({ kubeConfig: proxyKube, impersonation: impersonationPolicyOf(o), metrics, logger: deps.logger, ...(proxyCaPem ? { httpsTargetCaPem: proxyCaPem } : {}) });
+    core.registerHandler(proxy.handlerFactory());
+  }
+  let metricsServer: Server | undefined;
+  let metricsAddress: string | undefined;
+  if (o.metricsAddress) {
+    const i = o.metricsAddress.lastIndexOf(':');
+    try {
+      ({ server: metricsServer, address: metricsAddress } = await serveAgentMetrics(metrics, o.metricsAddress.slice(0, i).replace(/^\[|\]$/g, ''), Number(o.metricsAddress.slice(i + 1))));
+    } catch (err) {
+      await cache.close();
+      throw new HawserError(ErrorCode.InvalidOption, `cannot serve metrics on ${o.metricsAddress}: ${(err as Error).message}`, { cause: err });
+    }
+  }
   const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
   deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode }, 'sync mode');
   if (mode === 'Push') deps.logger.warn('Push mode is not built yet: this agent keeps its desired state and applies it itself, as in Dual');
@@ -213,8 +250,15 @@ export async function startAgent(
     cache,
     sync,
     apply,
+    metrics,
+    ...(metricsAddress ? { metricsAddress } : {}),
     stop: async () => {
       watch?.close();
+      if (metricsServer) {
+        const closed = new Promise<void>((resolve) => metricsServer!.close(() => resolve()));
+        metricsServer.closeAllConnections();
+        await closed;
+      }
       await apply.stop();
       await core.stop();
       if (applier instanceof ApplyEngine) applier.close();

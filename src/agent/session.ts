@@ -2,7 +2,9 @@ import type { Logger } from 'pino';
 import { boundedText, quoteBounded } from '../api/index.js';
 import {
   type AgentChannel,
+  type AgentConnection,
   type ClientTransport,
+  type ConnectionClientTransport,
   type Clock,
   ErrorCode,
   HawserError,
@@ -61,7 +63,9 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
   const refusal = handshake.cannotDial();
   if (refusal) return refusal;
   const sync = await deps.readSyncState();
-  const channel = deps.transport.open();
+  // A transport whose connections carry request streams (proxy) hands over the connection too.
+  const connection = 'connect' in deps.transport ? (deps.transport as ConnectionClientTransport).connect() : undefined;
+  const channel = connection?.control ?? deps.transport.open();
   deps.onChannel(channel);
   let registerTimer: TimerHandle | undefined;
   let renewTimer: TimerHandle | undefined;
@@ -111,7 +115,7 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
           }
           renewTimer = handshake.scheduleRenewal(() => fail(new HawserError(ErrorCode.Unavailable, 'reconnecting to renew the cluster credential')));
           progress.ready(frame.value.clusterName);
-          router = startRouting(deps, channel, frame.value, taken.negotiated, fail);
+          router = startRouting(deps, channel, connection, frame.value, taken.negotiated, fail);
           break;
         }
         case 'trustBundle':
@@ -144,6 +148,7 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
 function startRouting(
   deps: SessionDeps,
   channel: AgentChannel,
+  connection: AgentConnection | undefined,
   welcome: wire.Welcome,
   negotiated: Negotiated,
   fail: (error: HawserError) => void,
@@ -157,6 +162,13 @@ function startRouting(
     send: (frame) => channel.send(frame),
     ended: ending.signal,
   };
+  if (connection) {
+    // Defined, not spread: openStreams is read live.
+    Object.defineProperties(session, {
+      openStream: { value: (kind: string, signal?: AbortSignal, options?: { requestId?: string }) => connection.openStream(kind, signal, options) },
+      openStreams: { get: () => connection.openStreams },
+    });
+  }
   const heartbeater = new Heartbeater(
     {
       send: (heartbeat) => channel.send({ frame: { $case: 'heartbeat', value: heartbeat } }),

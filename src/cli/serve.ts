@@ -24,6 +24,7 @@ export const hubSpec: CommandSpec = {
       help: "operators' API tokens (YAML: operators: [{name, role: admin|viewer, token}]); default: <data-dir>/operator-tokens, generated with one admin",
     },
     'metrics-anonymous': { type: 'boolean', help: 'serve /metrics without a token (default: needs a viewer token)' },
+    'api-tls': { type: 'boolean', help: 'serve the API over TLS on loopback too (always off loopback); kubectl through the hub sends its token only over TLS' },
     'auto-approve': { type: 'boolean', help: 'approve cluster registration requests at once' },
     'cluster-lease-duration': { type: 'string', help: 'lease for agents that do not ask for one', default: '60s' },
     'tls-cert-file': { type: 'string', help: 'serving certificate (PEM); default: generated from the data dir CA' },
@@ -89,6 +90,8 @@ export const agentSpec: CommandSpec = {
       help: "groups those requests may carry (the operator's groups), as --proxy-impersonate-users; system:masters and other system: groups only when listed exactly",
       default: '*',
     },
+    'metrics-address': { type: 'string', help: 'serve the agent\'s /metrics on host:port (e.g. 127.0.0.1:7102); default: not served' },
+    'proxy-ca-file': { type: 'string', help: 'CAs (PEM) trusted for proxy/https/HOST:PORT targets in the edge network, besides the system roots' },
   },
 };
 
@@ -138,6 +141,7 @@ export async function runHub(argv: string[]): Promise<number> {
       bootstrapTokens: envToken === undefined ? [] : parseBootstrapTokens(envToken, 'the environment variable HAWSER_BOOTSTRAP_TOKEN'),
       autoApprove: p.values['auto-approve'] === true,
       metricsAnonymous: p.values['metrics-anonymous'] === true,
+      apiTls: p.values['api-tls'] === true,
       clusterLeaseDurationMs: durationFlag(p, 'cluster-lease-duration', 60_000),
       tlsSans: listFlag(p, 'tls-san'),
       maxFrameBytes: intFlag(p, 'max-frame-bytes', 4 * 1024 * 1024, 1024),
@@ -205,6 +209,8 @@ export async function runAgent(argv: string[]): Promise<number> {
   const ns = stringFlag(p, 'cluster-reg-namespace');
   const caFile = stringFlag(p, 'parent-ca-file');
   const kubeconfig = stringFlag(p, 'kubeconfig');
+  const metricsAddress = stringFlag(p, 'metrics-address');
+  const proxyCaFile = stringFlag(p, 'proxy-ca-file');
   const agent = await startAgent(
     {
       parentUrl: stringFlag(p, 'parent-url', '127.0.0.1:7100')!,
@@ -230,10 +236,12 @@ export async function runAgent(argv: string[]): Promise<number> {
       ...(ns ? { clusterRegNamespace: ns } : {}),
       ...(caFile ? { parentCaFile: caFile } : {}),
       ...(kubeconfig ? { kubeconfig } : {}),
+      ...(metricsAddress ? { metricsAddress } : {}),
+      ...(proxyCaFile ? { proxyCaFile } : {}),
     },
     { logger },
   );
-  logger.info({ clusterId: agent.core.clusterId }, 'agent started');
+  logger.info({ clusterId: agent.core.clusterId, ...(agent.metricsAddress ? { metricsAddress: agent.metricsAddress } : {}) }, 'agent started');
   onSignals(async () => {
     logger.info('agent stopping');
     await agent.stop();

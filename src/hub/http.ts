@@ -1,4 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, type Server, type ServerResponse, STATUS_CODES } from 'node:http';
+import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
 import { boundedText, defaultQuoteChars, type ManagedCluster, quoteBounded } from '../api/index.js';
@@ -6,6 +7,8 @@ import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { HubPki, PkiState } from './pki.js';
+import { authorizeProxy, type HubProxy, proxyErrorBody } from './proxy.js';
+import { parseProxyPath, type ProxyRoute } from './proxy-paths.js';
 import type { Registrar } from './registration.js';
 import { defaultMaxRequestBytes, resourceRoutes, StreamBody } from './resources-http.js';
 import type { ResourceService } from './resources.js';
@@ -71,6 +74,8 @@ export interface HubApiDeps {
   maxRequestBytes?: number;
   /** A cluster as readers see it: with state the hub holds in memory (HubCore.clusterView). */
   clusterView?: (c: ManagedCluster) => ManagedCluster;
+  /** kubectl through the hub: /clusters/NAME/... and Clusternet's sockets proxy paths. */
+  proxy?: HubProxy;
 }
 
 export type HubApiServer = Server | TlsServer;
@@ -251,7 +256,59 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
     send(res, statusForCode[error.code]!, error.toJSON(), 'application/json', headers);
   };
 
+  /**
+   * The proxy route of a request, with its operator, or the refusal: 400 for
+   * a bad path, 401 without a valid token, 403 outside the operator's scope.
+   * undefined when the URL is no proxy route.
+   */
+  const proxyAccess = (req: IncomingMessage): { route: ProxyRoute; user: Operator } | { error: HawserError } | undefined => {
+    if (!deps.proxy) return undefined;
+    let route: ProxyRoute | undefined;
+    try {
+      route = parseProxyPath(req.url ?? '/');
+    } catch (err) {
+      return { error: toHawserError(err) };
+    }
+    if (!route) return undefined;
+    const user = deps.authenticator.authenticate(req.headers.authorization);
+    if (!user) {
+      const why = req.headers.authorization ? 'the bearer token is not valid' : 'no bearer token (Authorization: Bearer TOKEN)';
+      return { error: new HawserError(ErrorCode.Unauthenticated, `${why}; operators' tokens are in the hub's operator tokens file`) };
+    }
+    return { route, user };
+  };
+
+  const proxyRefused = (req: IncomingMessage, error: HawserError) => {
+    deps.metrics.rejected.inc({ code: error.code });
+    deps.logger.warn({ code: error.code, method: req.method, path: quoteBounded((req.url ?? '/').split('?')[0]!), peer: req.socket.remoteAddress }, 'proxy request refused');
+  };
+
+  const refuseProxyRequest = (req: IncomingMessage, res: ServerResponse, error: HawserError) => {
+    proxyRefused(req, error);
+    const headers: Record<string, string> = error.code === ErrorCode.Unauthenticated ? { 'www-authenticate': 'Bearer realm="hawser"' } : {};
+    let path: string | undefined;
+    try {
+      path = parseProxyPath(req.url ?? '/')?.path;
+    } catch {
+      // A path that does not parse gets the Status.
+    }
+    const { status, body, contentType } = proxyErrorBody(error, path);
+    send(res, status, body, contentType, headers);
+  };
+
+  /** Authenticated: may this operator send this request to this cluster (proxy.ts authorizeProxy)? */
+  const authorized = (req: IncomingMessage, access: { route: ProxyRoute; user: Operator }): Promise<HawserError | undefined> =>
+    authorizeProxy(deps.store, access.user, access.route.cluster, Object.keys(req.headers)).catch((err: unknown) => toHawserError(err));
+
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const access = proxyAccess(req);
+    if (access && 'error' in access) return refuseProxyRequest(req, res, access.error);
+    if (access) {
+      void authorized(req, access).then((refused) =>
+        refused ? refuseProxyRequest(req, res, refused) : deps.proxy!.request(req, res, access.user, access.route),
+      );
+      return;
+    }
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
@@ -330,5 +387,22 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
     );
   };
 
-  return deps.tls ? createTlsServer({ cert: deps.tls.certPem, key: deps.tls.keyPem }, handler) : createServer(handler);
+  const server = deps.tls ? createTlsServer({ cert: deps.tls.certPem, key: deps.tls.keyPem }, handler) : createServer(handler);
+  // Upgrades (kubectl exec, attach, port-forward) reach only the proxy.
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => undefined);
+    const access = proxyAccess(req);
+    const refuse = (error: HawserError) => {
+      if (access) proxyRefused(req, error);
+      const { status, body } = proxyErrorBody(error);
+      const challenge = error.code === ErrorCode.Unauthenticated ? 'WWW-Authenticate: Bearer realm="hawser"\r\n' : '';
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${challenge}Connection: close\r\n\r\n${body}`);
+    };
+    if (access && !('error' in access)) {
+      void authorized(req, access).then((refused) => (refused ? refuse(refused) : deps.proxy!.upgrade(req, socket, head, access.user, access.route)));
+      return;
+    }
+    refuse(access?.error ?? new HawserError(ErrorCode.NotFound, `no upgrade endpoint: ${quoteBounded((req.url ?? '/').split('?')[0]!)}`));
+  });
+  return server;
 }

@@ -1,10 +1,14 @@
 import type { Logger } from 'pino';
 import { type ManagedCluster, registrationRequestName, quoteBounded } from '../api/index.js';
 import {
+  type ByteStream,
   type Clock,
+  type ConnectionServerTransport,
   ErrorCode,
+  Feature,
   HawserError,
   type HubChannel,
+  type HubConnection,
   isAuthFailure,
   type Inbound,
   localOffer,
@@ -84,6 +88,8 @@ export const defaultHubCoreOptions: HubCoreOptions = {
 
 interface Session extends SessionContext {
   channel: HubChannel;
+  /** The agent's UUID (Clusternet's cluster id), as its hello named it. */
+  clusterId: string;
   leaseDurationMs: number;
   router: SessionRouter;
 }
@@ -112,6 +118,8 @@ export class HubCore {
   /** Handlers other components plug in (sync, proxy control), built for every welcomed session. */
   private readonly handlerFactories: HandlerFactory[] = [];
   private readonly sessions = new Map<string, Session>();
+  /** When each cluster's last session ended, for the proxy's "offline since". */
+  private readonly disconnectedAt = new Map<string, number>();
   private readonly leaseDurations = new Map<string, number>();
   private readonly channels = new Set<HubChannel>();
   private readonly refused = new WeakSet<HubChannel>();
@@ -159,7 +167,30 @@ export class HubCore {
     const session = this.sessions.get(clusterName);
     if (!session) return undefined;
     const { clusterName: name, peer, negotiated, resume, send, ended } = session;
-    return { clusterName: name, peer, negotiated, resume, send, ended };
+    return {
+      clusterName: name,
+      peer,
+      negotiated,
+      resume,
+      send,
+      ended,
+      openStream: (kind, signal) => session.openStream(kind, signal),
+      get openStreams() {
+        return session.openStreams;
+      },
+    };
+  }
+
+  /** The live session of a cluster named by its name or its cluster id (Clusternet's sockets/CLUSTER-ID). */
+  sessionFor(nameOrId: string): SessionContext | undefined {
+    if (this.sessions.has(nameOrId)) return this.session(nameOrId);
+    for (const s of this.sessions.values()) if (s.clusterId === nameOrId) return this.session(s.clusterName);
+    return undefined;
+  }
+
+  /** When the cluster's last session ended in this hub's life (undefined: none has ended since the hub started). */
+  disconnectedSince(clusterName: string): number | undefined {
+    return this.disconnectedAt.get(clusterName);
   }
 
   /** A cluster as readers should see it: with its newest observed time, which may still be in memory. */
@@ -182,11 +213,16 @@ export class HubCore {
       this.leases.renew(cluster.metadata.name, duration);
       this.metrics.ready.set({ cluster: cluster.metadata.name }, readyValue(cluster));
     }
-    this.listener = await transport.listen((channel) => {
+    const serve = (channel: HubChannel, connection: HubConnection | undefined) => {
       // Owned until it ends: stop() waits for it, so the store never closes under a stream.
-      const serving = this.serve(channel).finally(() => this.serving.delete(serving));
+      const serving = this.serve(channel, connection).finally(() => this.serving.delete(serving));
       this.serving.add(serving);
-    });
+    };
+    // A transport whose connections carry request streams (proxy) hands over the connection too.
+    this.listener =
+      'listenConnections' in transport
+        ? await (transport as ConnectionServerTransport).listenConnections((connection) => serve(connection.control, connection))
+        : await transport.listen((channel) => serve(channel, undefined));
     return this.listener.address;
   }
 
@@ -282,7 +318,7 @@ export class HubCore {
     channel.close(error);
   }
 
-  private async serve(channel: HubChannel): Promise<void> {
+  private async serve(channel: HubChannel, connection: HubConnection | undefined): Promise<void> {
     if (this.stopping) {
       channel.close(new HawserError(ErrorCode.HubShuttingDown, 'hub is shutting down'));
       return;
@@ -336,7 +372,7 @@ export class HubCore {
         );
       }
       try {
-        session = await this.establish(channel, hello, negotiated, slot.release);
+        session = await this.establish(channel, connection, hello, negotiated, slot.release);
       } finally {
         slot.release();
       }
@@ -380,7 +416,10 @@ export class HubCore {
       this.channels.delete(channel);
       this.metrics.openStreams.dec();
       if (session) this.metrics.connectedAgents.dec();
-      if (session && this.sessions.get(session.clusterName) === session) this.sessions.delete(session.clusterName);
+      if (session && this.sessions.get(session.clusterName) === session) {
+        this.sessions.delete(session.clusterName);
+        this.disconnectedAt.set(session.clusterName, this.clock.now());
+      }
       if (session) this.logger.info({ cluster: session.clusterName, peer: channel.peer }, 'agent disconnected');
     }
   }
@@ -406,6 +445,7 @@ export class HubCore {
   /** Authenticates and registers; returns the live session, or undefined if refused or abandoned. */
   private async establish(
     channel: HubChannel,
+    connection: HubConnection | undefined,
     hello: wire.Hello,
     negotiated: Negotiated,
     /** Called once the request waits for an operator: waiting is not a handshake in progress. */
@@ -459,6 +499,12 @@ export class HubCore {
     const cluster = admission.cluster;
     const name = cluster.metadata.name;
     const leaseDurationMs = this.leaseDurationFor(hello);
+    // Proxy streams are taken only from a session that negotiated them, and from before its
+    // welcome on: the agent may open one as soon as it reads the welcome.
+    const streams = negotiated.features.has(Feature.ProxyStreams) ? connection : undefined;
+    streams?.acceptStreams({
+      announce: (request) => channel.send({ frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind } } }),
+    });
     // Welcome first, record after: a stream that ends before its welcome went out
     // must leave no session and no connected-agents count behind. Nothing awaits
     // between recording and returning, so serve() always cleans up what was recorded.
@@ -485,7 +531,7 @@ export class HubCore {
       hello.hubIncarnation.length <= maxIncarnationLength
         ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision }
         : { hubIncarnation: '', lastAckedRevision: 0 };
-    const session = this.newSession(name, channel, leaseDurationMs, negotiated, resume);
+    const session = this.newSession(name, hello.clusterId, channel, streams, leaseDurationMs, negotiated, resume);
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);
     if (previous) {
@@ -514,14 +560,35 @@ export class HubCore {
   /** A welcomed session with its router: the built-in heartbeat handler, then every registered one. */
   private newSession(
     clusterName: string,
+    clusterId: string,
     channel: HubChannel,
+    streams: HubConnection | undefined,
     leaseDurationMs: number,
     negotiated: Negotiated,
     resume: SessionContext['resume'],
   ): Session {
     const ending = new AbortController();
     void channel.closed.then(() => ending.abort());
-    const context: SessionContext = { clusterName, peer: channel.peer, negotiated, resume, send: (frame) => channel.send(frame), ended: ending.signal };
+    const context: SessionContext = {
+      clusterName,
+      peer: channel.peer,
+      negotiated,
+      resume,
+      send: (frame) => channel.send(frame),
+      ended: ending.signal,
+      openStream: (kind, signal): Promise<ByteStream> =>
+        streams
+          ? streams.openStream(kind, signal)
+          : Promise.reject(
+              new HawserError(
+                ErrorCode.ProxyUnsupported,
+                `the agent of cluster "${clusterName}" did not negotiate request streams (feature "${Feature.ProxyStreams}"): it is older than this hub; upgrade it`,
+              ),
+            ),
+      get openStreams() {
+        return streams?.openStreams ?? 0;
+      },
+    };
     const handlers: FrameHandler[] = [
       new HeartbeatHandler(context, leaseDurationMs, this.options, {
         leases: this.leases,
@@ -537,7 +604,8 @@ export class HubCore {
       if (error.code === ErrorCode.Unavailable || error.code === ErrorCode.Cancelled) channel.close(error);
       else void this.refuse(channel, error, { cluster: clusterName });
     });
-    return { ...context, channel, leaseDurationMs, router };
+    // On top of the context, not a copy of it: a spread would freeze the openStreams getter.
+    return Object.assign(Object.create(context) as SessionContext, { channel, clusterId, leaseDurationMs, router }) as Session;
   }
 
   /** Renews a new session's lease and queues the rewrite of Ready and taints (never waits for the store). */

@@ -75,6 +75,18 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
+  readonly proxyStreamsOpen = new Gauge({
+    name: 'hawser_hub_proxy_streams_open',
+    help: 'Proxied requests (kubectl through the hub) in flight now, each on its own stream to an agent.',
+    registers: [this.registry],
+  });
+  readonly proxyRequests = new Counter({
+    name: 'hawser_hub_proxy_requests_total',
+    help: 'Proxied requests, by the HTTP status sent to the client (101 for upgrades; "aborted" when the client or the link went away mid-answer).',
+    labelNames: ['code'] as const,
+    registers: [this.registry],
+  });
+
   readonly agentCacheQuarantines = new Counter({
     name: 'hawser_agent_cache_quarantines_total',
     help: 'Corrupt offline caches that agents quarantined and rebuilt, as they report in their hello.',

@@ -25,6 +25,7 @@ import { clusterNamespacesOf, ResourceService, resourceStoreOf } from './resourc
 import { Deployer } from './deployer/index.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
+import { HubProxy } from './proxy.js';
 import { HubPki, PkiMaintainer } from './pki.js';
 import { EmbeddedStore, type HubStore, SealingStore } from './store.js';
 import { syncHandlerFactory } from './sync/index.js';
@@ -47,6 +48,8 @@ export interface HubOptions {
   operatorTokensFile?: string;
   /** Serve /metrics without a token (default: a viewer token is needed). */
   metricsAnonymous: boolean;
+  /** Serve the API over TLS on loopback too (always off loopback): kubectl sends a token only over TLS. */
+  apiTls: boolean;
   autoApprove: boolean;
   clusterLeaseDurationMs: number;
   /** Own certificate; otherwise one is generated from the data dir's CA. */
@@ -88,6 +91,7 @@ export function defaultHubOptions(): HubOptions {
     bootstrapTokens: [],
     autoApprove: false,
     metricsAnonymous: false,
+    apiTls: false,
     clusterLeaseDurationMs: defaultHubCoreOptions.clusterLeaseDurationMs,
     tlsSans: [],
     maxFrameBytes: defaultMaxFrameBytes,
@@ -299,7 +303,7 @@ async function serve(
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,
       credentialTtlMs: o.credentialTtlMs,
-      features: [Feature.Sync],
+      features: [Feature.Sync, Feature.ProxyStreams],
     },
     store,
     metrics,
@@ -339,7 +343,7 @@ async function serve(
     // Subscriptions -> per-cluster Manifests in the store (what sync sends to agents).
     deployer = new Deployer(store, { clock, log: (line) => deps.logger.warn(line) });
     deployer.start();
-    const apiTls = !isLoopback(api.host);
+    const apiTls = o.apiTls || !isLoopback(api.host);
     const server = createHubApi({
       store,
       registrar: core.registrar,
@@ -359,6 +363,7 @@ async function serve(
       }),
       // A request holds a few objects at the largest, or a directory of ordinary ones.
       maxRequestBytes: Math.max(defaultMaxRequestBytes, 4 * o.maxObjectBytes),
+      proxy: new HubProxy({ sessions: core, store, metrics, logger: deps.logger, now: () => clock.now() }),
     });
     tls.pki.onChange({
       // New handshakes get the new certificate; live connections keep their TLS session.

@@ -1,4 +1,4 @@
-import { ErrorCode, type FrameHandler as TunnelFrameHandler, FrameRouter, HawserError, type Negotiated, type wire } from '../tunnel/index.js';
+import { type ByteStream, ErrorCode, type FrameHandler as TunnelFrameHandler, FrameRouter, HawserError, type Negotiated, type wire } from '../tunnel/index.js';
 
 // A welcomed session routes each inbound frame by kind to the handler that
 // registered for it (FrameRouter in src/tunnel): each handler owns a bounded
@@ -20,6 +20,15 @@ export interface SessionContext {
   send(frame: wire.ConnectResponse): Promise<void>;
   /** Aborted when the session's stream ends: work in hand stops, since the session waits for it. */
   readonly ended: AbortSignal;
+  /**
+   * Asks the agent for a request stream on its connection (e.g. one proxied
+   * request); the session owns it and ends it with itself. The signal cancels
+   * the wait and then the stream. Rejects with HAWSER_PROXY_UNSUPPORTED when the
+   * session did not negotiate proxy streams, HAWSER_SESSION_ENDED when it ended.
+   */
+  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream>;
+  /** Request streams of this session open now. */
+  readonly openStreams: number;
 }
 
 /** A handler of agent frames (see FrameHandler in src/tunnel). */

@@ -82,8 +82,6 @@ export const ErrorCode = {
   InvalidOperatorTokens: 'HAWSER_INVALID_OPERATOR_TOKENS',
   /** A valid operator token on a cluster outside that operator's cluster scope (403). */
   ClusterOutOfScope: 'HAWSER_CLUSTER_OUT_OF_SCOPE',
-  /** The agent will not impersonate this user or group (its --proxy-impersonate-* policy, or a system: name): 403. */
-  ImpersonationRefused: 'HAWSER_IMPERSONATION_REFUSED',
   DataDirInUse: 'HAWSER_DATA_DIR_IN_USE',
   DataDirNotDirectory: 'HAWSER_DATA_DIR_NOT_DIRECTORY',
   DataDirUnwritable: 'HAWSER_DATA_DIR_UNWRITABLE',
@@ -106,6 +104,17 @@ export const ErrorCode = {
   SessionEnded: 'HAWSER_SESSION_ENDED',
   /** A deadline (an AbortSignal.timeout) passed. */
   DeadlineExceeded: 'HAWSER_DEADLINE_EXCEEDED',
+  // The proxy (kubectl through the hub).
+  /** The cluster's agent is not connected: the proxy answers 503 at once, saying since when. */
+  ClusterOffline: 'HAWSER_CLUSTER_OFFLINE',
+  /** The cluster's agent did not negotiate proxy streams (an older agent): upgrade it. */
+  ProxyUnsupported: 'HAWSER_PROXY_UNSUPPORTED',
+  /** The agent could not reach the proxied request's target (its kube-apiserver, or HOST:PORT). */
+  ProxyUpstream: 'HAWSER_PROXY_UPSTREAM',
+  /** A proxy head that breaks the protocol (too large, not decodable, a bad target). */
+  ProxyProtocol: 'HAWSER_PROXY_PROTOCOL',
+  /** The agent will not impersonate this user or group (its --proxy-impersonate-* policy: a system: name only when listed exactly; or none at all): 403. */
+  ImpersonationRefused: 'HAWSER_IMPERSONATION_REFUSED',
   // Sessions.
   /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */
   ProtocolIncompatible: 'HAWSER_PROTOCOL_INCOMPATIBLE',

@@ -243,6 +243,19 @@ class GrpcChannel<In, Out> implements FrameChannel<In, Out> {
   }
 }
 
+/**
+ * HTTP/2 flow-control windows: a stream may have this much in flight before
+ * its reader takes it (as much as a reader buffers), and the connection many
+ * times that, so one bulk transfer neither crawls at HTTP/2's default 64 KiB
+ * window nor holds back the control stream and the other requests.
+ */
+const streamWindowBytes = streamReadBufferBytes;
+const connectionWindowBytes = 64 * 1024 * 1024;
+const agentWindowBytes = 8 * 1024 * 1024;
+
+/** The largest HTTP/2 stream window either side grants: bytes in flight on one stream, unread. */
+export const grpcMaxStreamWindowBytes = Math.max(streamWindowBytes, agentWindowBytes);
+
 /** A stream message: one chunk and its few bytes of framing. */
 const maxStreamMessageBytes = maxStreamChunkBytes + 16;
 
@@ -479,8 +492,16 @@ export const defaultMaxConcurrentStreams = 100;
  * the constructor options given here to http2.createSecureServer.
  */
 class BoundedHandshakeCredentials extends grpc.ServerCredentials {
-  constructor(tls: { keyPem: string; certPem: string }, handshakeTimeoutMs: number) {
-    super({ handshakeTimeout: handshakeTimeoutMs, requestCert: false }, { cert: [Buffer.from(tls.certPem)], key: [Buffer.from(tls.keyPem)] });
+  constructor(tls: { keyPem: string; certPem: string }, handshakeTimeoutMs: number, maxConcurrentStreams: number) {
+    super(
+      {
+        handshakeTimeout: handshakeTimeoutMs,
+        requestCert: false,
+        // These replace grpc-js's own settings (which carry only the stream bound): keep it.
+        settings: { maxConcurrentStreams, initialWindowSize: streamWindowBytes },
+      } as ConstructorParameters<typeof grpc.ServerCredentials>[0],
+      { cert: [Buffer.from(tls.certPem)], key: [Buffer.from(tls.keyPem)] },
+    );
   }
   _equals(other: grpc.ServerCredentials): boolean {
     return other === this;
@@ -532,6 +553,8 @@ export class GrpcServerTransport implements ConnectionServerTransport {
   async listenConnections(onConnection: (connection: HubConnection) => void, events: ServerTransportEvents = {}): Promise<TunnelListener> {
     const maxFrameBytes = this.options.maxFrameBytes ?? defaultMaxFrameBytes;
     const hooks = new WeakMap<object, OversizeHook>();
+    /** HTTP/2 sessions whose connection window is raised already. */
+    const widened = new WeakSet<object>();
     const oversized = (what: string, limit: number, details: string) =>
       new HawserError(ErrorCode.OversizedFrame, `${what} exceeds the limit of ${limit} bytes (${details})`);
     // grpc-js refuses a frame over its own receive limit with a bare RESOURCE_EXHAUSTED and
@@ -540,8 +563,20 @@ export class GrpcServerTransport implements ConnectionServerTransport {
     const oversizeInterceptor: grpc.ServerInterceptor = (method, call) => {
       // The base call keeps its HTTP/2 stream as `stream` and its message decoder as
       // `decoder` (grpc-js 1.14): a reset needs the one, a tighter size limit the other.
-      const internals = call as unknown as { stream?: { close?(code: number): void }; decoder?: { maxReadMessageLength?: number } };
+      const internals = call as unknown as {
+        stream?: { close?(code: number): void; session?: { setLocalWindowSize?(size: number): void } };
+        decoder?: { maxReadMessageLength?: number };
+      };
       const http2Stream = internals.stream;
+      const session = http2Stream?.session;
+      if (session && !widened.has(session)) {
+        widened.add(session);
+        try {
+          session.setLocalWindowSize?.(connectionWindowBytes);
+        } catch {
+          // A session already closing: nothing to widen.
+        }
+      }
       const isStream = method.path === streamPath;
       // A stream message holds one chunk: refused from its length prefix when larger, so a
       // reader that paused never has grpc-js buffer big messages on its behalf.
@@ -668,7 +703,11 @@ export class GrpcServerTransport implements ConnectionServerTransport {
     const secure =
       this.options.tls === 'insecure'
         ? undefined
-        : new BoundedHandshakeCredentials(this.options.tls, this.options.tlsHandshakeTimeoutMs ?? defaultTlsHandshakeTimeoutMs);
+        : new BoundedHandshakeCredentials(
+            this.options.tls,
+            this.options.tlsHandshakeTimeoutMs ?? defaultTlsHandshakeTimeoutMs,
+            this.options.maxConcurrentStreams ?? defaultMaxConcurrentStreams,
+          );
     this.credentials = secure;
     const credentials = secure ?? grpc.ServerCredentials.createInsecure();
     const port = await new Promise<number>((resolve, reject) =>
@@ -733,6 +772,10 @@ export class GrpcClientTransport implements ConnectionClientTransport {
       // Each transport dials its own HTTP/2 connection, never one shared through grpc-js's
       // global pool with another transport to the same hub (another agent in this process).
       'grpc.use_local_subchannel_pool': 1,
+      // grpc-js takes this as both each stream's window and the connection's: a paused
+      // stream keeps its unread bytes out of the connection window, so it must be
+      // several streams' worth, or one slow upload would hold back heartbeat acks.
+      'grpc-node.flow_control_window': agentWindowBytes,
     };
     if (options.tls !== 'insecure' && options.tls.serverNameOverride) {
       channelOptions['grpc.ssl_target_name_override'] = options.tls.serverNameOverride;

@@ -36,6 +36,7 @@ export {
   type GrpcServerOptions,
   defaultMaxConcurrentStreams,
   defaultTlsHandshakeTimeoutMs,
+  grpcMaxStreamWindowBytes,
   hawserErrorFromStatus,
 } from './grpc.js';
 export {
@@ -78,3 +79,15 @@ export {
   signProof,
 } from './proof.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';
+export {
+  bodyAfter,
+  encodeRequestHead,
+  encodeResponseHead,
+  type HeadRead,
+  maxProxyHeadBytes,
+  proxyStreamKind,
+  readRequestHead,
+  readResponseHead,
+} from './proxy.js';
+export * as proxyWire from '../gen/hawser/v1/proxy.js';
+export { forwardedRequestHeaders, forwardedResponseHeaders, isUpgradeRequest, refusalAsText } from './proxy-headers.js';

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -8,6 +8,7 @@ import type { ClusterRegistrationRequest, ManagedCluster } from '../../src/api/i
 import { type AgentKeyPair, generateAgentKeyPair, signHello, type wire } from '../../src/tunnel/index.js';
 import {
   freePort,
+  httpsRequest,
   type KubeCluster,
   type ManagedProcess,
   startKubeCluster,
@@ -98,9 +99,15 @@ export async function startHubProcess(options: {
     ...(options.tracker ? { tracker: options.tracker } : {}),
   });
   await proc.waitFor(/"hub ready"/, { timeoutMs: 60_000, what: 'hub ready' });
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const api = (method: string, path: string, token: string | null = adminToken) =>
-    fetch(`${apiUrl}${path}`, { method, headers: token === null ? {} : { authorization: `Bearer ${token}` } });
+  const caFile = join(options.dataDir, 'pki', 'ca.crt');
+  // --api-tls: the API is HTTPS on loopback too (fetch takes no private CA: httpsRequest does).
+  const tls = options.args?.includes('--api-tls') ?? false;
+  const apiUrl = `${tls ? 'https' : 'http'}://127.0.0.1:${apiPort}`;
+  const api = async (method: string, path: string, token: string | null = adminToken): Promise<Response> => {
+    if (!tls) return fetch(`${apiUrl}${path}`, { method, headers: token === null ? {} : { authorization: `Bearer ${token}` } });
+    const res = await httpsRequest(`${apiUrl}${path}`, { method, ca: await readFile(caFile, 'utf8'), ...(token === null ? {} : { token }) });
+    return new Response(res.body, { status: res.status });
+  };
   const get = async <T>(path: string): Promise<T> => {
     const res = await api('GET', path);
     if (!res.ok) throw new Error(`GET ${path}: HTTP ${res.status} ${await res.text()}`);
@@ -117,7 +124,7 @@ export async function startHubProcess(options: {
     tunnel: `127.0.0.1:${tunnelPort}`,
     tunnelPort,
     apiUrl,
-    caFile: join(options.dataDir, 'pki', 'ca.crt'),
+    caFile,
     dataDir: options.dataDir,
     operatorTokensFile,
     api,

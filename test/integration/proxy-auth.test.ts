@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { saveContext } from '../../src/cli/config.js';
-import { hawser, tempDir } from './harness.js';
+import { type KubeCluster, kubectl } from '../../src/testkit/index.js';
+import { hawser, type HubProcess, operatorTokensYaml, readyStatus, tempDir, TestBed, until } from './harness.js';
 
 // Who may do what through the hub (issue 8 §1-2), through the real CLI.
 
@@ -128,5 +129,141 @@ describe('start-up refusals', () => {
     expect(r.stderr).toContain('HAWSER_INVALID_OPTION');
     expect(r.stderr).toContain('--proxy-impersonate-groups');
     expect(r.stderr).toContain('system:*');
+  });
+});
+
+// Two edge clusters behind one hub, four operators:
+//   alice   scoped to edge-a by name; RBAC in edge-a lets user alice list namespaces
+//   bob     every cluster, group team-a; no RBAC for him anywhere (the child's own 403)
+//   carol   scoped by selector region=eu (edge-b), group team-b, which edge-b's RBAC admits
+//   mallory every cluster, group system:masters; only edge-b's agent lists it exactly
+const tokens = {
+  alice: 'hwo_alice-proxy-0123456789abcdef',
+  bob: 'hwo_bob-proxy-0123456789abcdefgh',
+  carol: 'hwo_carol-proxy-0123456789abcdef',
+  mallory: 'hwo_mallory-proxy-0123456789abcd',
+};
+const scopedOperators = `${operatorTokensYaml}  - { name: alice, role: viewer, token: ${tokens.alice}, clusters: { names: [edge-a] } }
+  - { name: bob, role: viewer, token: ${tokens.bob}, groups: [team-a] }
+  - { name: carol, role: viewer, token: ${tokens.carol}, groups: [team-b], clusters: { selector: { matchLabels: { region: eu } } } }
+  - { name: mallory, role: admin, token: ${tokens.mallory}, groups: [system:masters] }
+`;
+
+const nsReader = (binding: string, subject: string) => `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: { name: ns-reader }
+rules: [{ apiGroups: [""], resources: [namespaces], verbs: [get, list, watch] }]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: { name: ${binding} }
+roleRef: { apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: ns-reader }
+subjects: [${subject}]
+`;
+
+describe('kubectl through the hub: who may do what', () => {
+  let bed: TestBed;
+  let hub: HubProcess;
+  let edgeA: KubeCluster;
+  let edgeB: KubeCluster;
+
+  /** `hawser kubeconfig CLUSTER` for an operator (its token from the environment, as a user would have it), used unmodified. */
+  async function kubeconfigFor(operator: keyof typeof tokens | 'nobody', cluster: string): Promise<{ kubeconfigPath: string; workDir: string }> {
+    const token = operator === 'nobody' ? 'hwo_nobody-0123456789abcdefgh' : tokens[operator];
+    const kubeconfigPath = join(bed.dir, `${operator}-${cluster}.kubeconfig`);
+    // An https hub (--api-tls): the kubeconfig carries its CA.
+    const r = await hawser(['kubeconfig', cluster, `--hub=${hub.apiUrl}`, `--ca-file=${hub.caFile}`, `--user=${operator}`, `--output=${kubeconfigPath}`], { HAWSER_TOKEN: token });
+    expect(r.code).toBe(0);
+    return { kubeconfigPath, workDir: join(bed.dir, `kubectl-${operator}`) };
+  }
+
+  /** kubectl's stderr when it fails; the test fails if it succeeds. */
+  async function kubectlError(as: { kubeconfigPath: string; workDir: string }, args: string[]): Promise<string> {
+    const err = await kubectl(as, args).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(err, `kubectl ${args.join(' ')} should fail`).toBeInstanceOf(Error);
+    return err!.message;
+  }
+
+  beforeAll(async () => {
+    bed = await TestBed.create('proxy-auth');
+    [edgeA, edgeB] = await Promise.all([bed.kube('edge-a'), bed.kube('edge-b')]);
+    const operatorsFile = join(bed.dir, 'scoped-operators');
+    await writeFile(operatorsFile, scopedOperators, { mode: 0o600 });
+    hub = await bed.hub(['--auto-approve', '--api-tls', `--operator-tokens-file=${operatorsFile}`]);
+    await bed.agent('edge-a', hub, edgeA, ['--cluster-labels=region=us', '--cluster-status-update-frequency=1s']);
+    await bed.agent('edge-b', hub, edgeB, ['--cluster-labels=region=eu', '--cluster-status-update-frequency=1s', '--proxy-impersonate-groups=*,system:masters']);
+    await until('edge-a and edge-b ready', async () => readyStatus(await hub.cluster('edge-a')) === 'True' && readyStatus(await hub.cluster('edge-b')) === 'True', 120_000);
+    await kubectl(edgeA, ['apply', '-f', '-'], { input: nsReader('alice-ns-reader', '{ kind: User, name: alice, apiGroup: rbac.authorization.k8s.io }') });
+    await kubectl(edgeB, ['apply', '-f', '-'], { input: nsReader('team-b-ns-reader', '{ kind: Group, name: team-b, apiGroup: rbac.authorization.k8s.io }') });
+  }, 300_000);
+
+  afterAll(() => bed?.close());
+
+  it('`hawser kubeconfig` output works with kubectl unmodified, and the child sees the operator (its RBAC admits alice)', async () => {
+    const alice = await kubeconfigFor('alice', 'edge-a');
+    const { stdout } = await kubectl(alice, ['get', 'ns', '-o', 'name']);
+    expect(stdout.split('\n')).toEqual(expect.arrayContaining(['namespace/default', 'namespace/kube-system']));
+    // The child's own answer to "who am I": the operator, not the agent's admin credential.
+    const whoami = await kubectl(alice, ['auth', 'whoami', '-o', 'json']);
+    expect((JSON.parse(whoami.stdout) as { status: { userInfo: { username: string } } }).status.userInfo.username).toBe('alice');
+  });
+
+  it('an operator allowed on edge-a only gets a clear 403 on edge-b, counted by code', async () => {
+    const before = await hub.metric('hawser_hub_rejected_total', { code: 'HAWSER_CLUSTER_OUT_OF_SCOPE' });
+    const message = await kubectlError(await kubeconfigFor('alice', 'edge-b'), ['get', 'ns']);
+    expect(message).toContain('Forbidden');
+    expect(message).toContain('user "alice" may not reach cluster "edge-b"');
+    expect(await hub.metric('hawser_hub_rejected_total', { code: 'HAWSER_CLUSTER_OUT_OF_SCOPE' })).toBeGreaterThan(before);
+
+    const res = await hub.api('GET', '/clusters/edge-b/api/v1/namespaces', tokens.alice);
+    expect(res.status).toBe(403);
+    const body = (await res.json()) as { kind: string; code: number; message: string };
+    expect(body).toMatchObject({ kind: 'Status', code: 403, reason: 'Forbidden' });
+    expect(body.message).toMatch(/^HAWSER_CLUSTER_OUT_OF_SCOPE: /);
+  });
+
+  it('a selector scope admits the clusters it matches, and the operator\'s group reaches the child (carol reads edge-b through team-b)', async () => {
+    const { stdout } = await kubectl(await kubeconfigFor('carol', 'edge-b'), ['get', 'ns', '-o', 'name']);
+    expect(stdout).toContain('namespace/default');
+    expect(await kubectlError(await kubeconfigFor('carol', 'edge-a'), ['get', 'ns'])).toContain('user "carol" may not reach cluster "edge-a"');
+    // A cluster that does not exist looks the same to a scoped operator: its scope reveals no names.
+    const res = await hub.api('GET', '/clusters/no-such-cluster/api', tokens.carol);
+    expect(res.status).toBe(403);
+  });
+
+  it("an operator whose impersonated user lacks RBAC in the child gets the child's own 403", async () => {
+    const message = await kubectlError(await kubeconfigFor('bob', 'edge-a'), ['get', 'ns']);
+    expect(message).toContain('namespaces is forbidden: User "bob" cannot list resource "namespaces"');
+  });
+
+  it('a bad token gets 401, counted', async () => {
+    const before = await hub.metric('hawser_hub_rejected_total', { code: 'HAWSER_UNAUTHENTICATED' });
+    const message = await kubectlError(await kubeconfigFor('nobody', 'edge-a'), ['get', 'ns']);
+    expect(message).toMatch(/Unauthorized|must be logged in/);
+    const res = await hub.api('GET', '/clusters/edge-a/api', 'hwo_nobody-0123456789abcdefgh');
+    expect(res.status).toBe(401);
+    expect(await hub.metric('hawser_hub_rejected_total', { code: 'HAWSER_UNAUTHENTICATED' })).toBeGreaterThan(before);
+  });
+
+  it('impersonating system:masters is refused, naming the group, unless the agent lists it exactly', async () => {
+    const message = await kubectlError(await kubeconfigFor('mallory', 'edge-a'), ['get', 'ns']);
+    expect(message).toContain('Forbidden');
+    expect(message).toContain('HAWSER_IMPERSONATION_REFUSED');
+    expect(message).toContain('group "system:masters"');
+    const res = await hub.api('GET', '/clusters/edge-a/api/v1/namespaces', tokens.mallory);
+    expect(res.status).toBe(403);
+    expect(((await res.json()) as { message: string }).message).toMatch(/^HAWSER_IMPERSONATION_REFUSED: .*group "system:masters"/);
+    // edge-b's agent runs with --proxy-impersonate-groups=*,system:masters.
+    const { stdout } = await kubectl(await kubeconfigFor('mallory', 'edge-b'), ['get', 'ns', '-o', 'name']);
+    expect(stdout).toContain('namespace/kube-system');
+  });
+
+  it('kubectl --as is refused, never run as someone else nor silently as the operator', async () => {
+    const message = await kubectlError(await kubeconfigFor('alice', 'edge-a'), ['get', 'ns', '--as=bob']);
+    expect(message).toContain('HAWSER_IMPERSONATION_REFUSED');
+    expect(message).toContain('impersonate-user');
   });
 });

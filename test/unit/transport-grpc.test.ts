@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { encodeStreamChunk } from '../../src/tunnel/chunk.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
-import { GrpcClientTransport, GrpcServerTransport, hawserErrorFromStatus } from '../../src/tunnel/grpc.js';
+import { GrpcClientTransport, GrpcServerTransport, grpcMaxStreamWindowBytes, hawserErrorFromStatus } from '../../src/tunnel/grpc.js';
 import { maxStreamChunkBytes, streamReadBufferBytes, streamWriteBufferBytes } from '../../src/tunnel/streams.js';
 import type { HubConnection, TunnelListener } from '../../src/tunnel/transport.js';
 import { waitFor } from './support.js';
@@ -19,8 +19,8 @@ beforeAll(async () => {
   serving = await createServingCertificate(ca, ['localhost', '127.0.0.1']);
 });
 
-/** grpc-js holds up to 16 messages in each call's readable buffer, and HTTP/2 a window (64 KiB by default) in flight. */
-const grpcBufferedBytes = 16 * (maxStreamChunkBytes + 16) + 2 * 65_535;
+/** grpc-js holds up to 16 messages in each call's readable buffer, and HTTP/2 a stream window in flight. */
+const grpcBufferedBytes = 16 * (maxStreamChunkBytes + 16) + 2 * grpcMaxStreamWindowBytes;
 
 transportConformance('gRPC over TLS', async () => {
   const server = new GrpcServerTransport({ address: '127.0.0.1:0', tls: { certPem: serving.certPem, keyPem: serving.keyPem } });
