@@ -112,8 +112,9 @@ export async function runDemo(argv: string[]): Promise<number> {
     const hub = await startProcess({
       name: 'hub',
       command: process.execPath,
-      // The demo is loopback only; /metrics open so curl works without a token.
-      args: [mainScript, 'hub', `--data-dir=${hubDir}`, `--listen=${listen}`, `--api-address=${apiAddress}`, '--auto-approve', '--metrics-anonymous'],
+      // The demo is loopback only; /metrics open so curl works without a token. The API is HTTPS
+      // even so (--api-tls): kubectl sends the operator's token through the hub only over TLS.
+      args: [mainScript, 'hub', `--data-dir=${hubDir}`, `--listen=${listen}`, `--api-address=${apiAddress}`, '--auto-approve', '--metrics-anonymous', '--api-tls'],
       env: { HAWSER_BOOTSTRAP_TOKEN: token },
       logDir,
       tracker,
@@ -201,7 +202,7 @@ hawser is running. In another terminal:
 
   ${cli} get clusters            # the table above, live (context "${contextName}")
   ${cli} get clusters -o yaml    # full ManagedCluster objects
-  curl -s ${apiUrl}/metrics | grep hawser_cluster
+  curl -s --cacert ${ready.caFile} ${apiUrl}/metrics | grep hawser_cluster
 
 kubectl through the hub as operator "${admin.name}" (bound to cluster-admin in each edge cluster; the kubeconfig
 holds your operator token, --output writes it 0600):

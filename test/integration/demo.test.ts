@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -92,6 +92,15 @@ describe('hawser demo (the main job)', () => {
     expect(approve.code).toBe(0);
     expect((await stat(config)).mode & 0o777).toBe(0o600);
     const operatorToken = /token: (\S+)/.exec(await readFile(config, 'utf8'))![1]!;
+
+    // Beside the running demo, `hawser kubeconfig edge-1 > edge-1.kubeconfig` works with no token flag, and kubectl with it, unmodified.
+    const printed = await hawser(['kubeconfig', 'edge-1'], cli);
+    expect(printed.code).toBe(0);
+    expect(printed.stderr).not.toContain(operatorToken);
+    const kubeconfigFile = join(dir.path, 'edge-1.kubeconfig');
+    await writeFile(kubeconfigFile, printed.stdout, { mode: 0o600 });
+    const namespaces = await kubectl({ kubeconfigPath: kubeconfigFile, workDir: dir.path }, ['get', 'ns', '-o', 'name']);
+    expect(namespaces.stdout).toContain('namespace/kube-system');
 
     const processes = await processesMentioning(dataDir);
     expect(processes.length).toBeGreaterThanOrEqual(5);
