@@ -20,8 +20,8 @@ import {
   toHawserError,
 } from '../tunnel/index.js';
 import { impersonationHeaders } from './impersonation.js';
-import type { KubeAccess as KubeConfig } from './kubeconfig.js';
 import type { ImpersonationPolicy } from './impersonation-policy.js';
+import type { KubeAccess } from './kubeconfig.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
 
@@ -36,7 +36,7 @@ import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from
 const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/;
 
 export interface ProxyBackendOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   /** Whom requests may impersonate (--proxy-impersonate-users/-groups); default any non-system: name. */
   impersonation?: ImpersonationPolicy;
   /** PEM CAs trusted for proxy/https targets besides the system roots (and the cluster's CA). */

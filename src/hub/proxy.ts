@@ -164,10 +164,15 @@ export class HubProxy {
     return stream;
   }
 
-  /** A failure on the way, as the client should hear it. */
+  /**
+   * A failure on the way, as the client should hear it. Called only when the
+   * client is still there: a stream that then ends with a cancel or a broken
+   * transport lost its agent connection (the agent itself answers every
+   * failure of its own in a response head).
+   */
   private explain(err: unknown, route: ProxyRoute): HawserError {
     const error = toHawserError(err, ErrorCode.ProxyUpstream);
-    if (error.code === ErrorCode.SessionEnded) {
+    if (error.code === ErrorCode.SessionEnded || error.code === ErrorCode.Cancelled || error.code === ErrorCode.Unavailable) {
       return new HawserError(ErrorCode.SessionEnded, `the link to cluster ${quoteBounded(route.cluster)} dropped while the request was in flight (${boundedText(error.message, 256)})`);
     }
     return error;

@@ -888,3 +888,64 @@ describe('canTransition', () => {
     }
   });
 });
+
+describe('request streams of a session (proxy-streams)', () => {
+  async function agentWithEcho(hub: TestHub, features: string[]): Promise<AgentCore> {
+    const cache = await openCache(await cacheDir());
+    const core = new AgentCore(options(hub, { features }), {
+      transport: hub.transport.client(),
+      reader: new StaticClusterReader(clusterStatus('ok')),
+      cache,
+      identityStore: new IdentityStore(cache.home),
+      logger: silentLogger,
+      clock: hub.clock,
+      random: () => 0.5,
+    });
+    // Answers each OpenStream by opening it and echoing what comes.
+    core.registerHandler((session) => ({
+      name: 'echo',
+      kinds: ['openStream'],
+      queueLimit: 8,
+      handle: (frame) => {
+        if (frame.$case !== 'openStream') return;
+        void session.openStream!(frame.value.kind, session.ended, { requestId: frame.value.streamId }).then(async (stream) => {
+          for await (const chunk of stream.chunks()) await stream.write(chunk);
+          await stream.end();
+        }).catch(() => undefined); // a stream the session's end cut off
+      },
+    }));
+    void core.start();
+    cleanups.push(once(() => core.stop()));
+    await waitFor('ready', () => core.state.kind === 'ready');
+    return core;
+  }
+
+  it('the hub session opens a stream on the agent\'s connection when both negotiated proxy-streams; it closes with both halves', async () => {
+    const hub = await hubFixture({ features: [Feature.Sync, Feature.ProxyStreams] });
+    await agentWithEcho(hub, [Feature.Sync, Feature.ProxyStreams]);
+    const session = hub.core.session('edge-agent')!;
+    const stream = await session.openStream('proxy');
+    expect(session.openStreams).toBe(1);
+    await stream.write(Buffer.from('round trip'));
+    await stream.end();
+    const got: Buffer[] = [];
+    for await (const chunk of stream.chunks()) got.push(Buffer.from(chunk));
+    expect(Buffer.concat(got).toString()).toBe('round trip');
+    expect(await stream.closed).toBeUndefined();
+    expect(session.openStreams).toBe(0);
+  });
+
+  it('an agent that did not negotiate proxy-streams: openStream says so (HAWSER_PROXY_UNSUPPORTED)', async () => {
+    const hub = await hubFixture({ features: [Feature.Sync, Feature.ProxyStreams] });
+    await agentWithEcho(hub, [Feature.Sync]);
+    await expect(hub.core.session('edge-agent')!.openStream('proxy')).rejects.toMatchObject({ code: ErrorCode.ProxyUnsupported });
+  });
+
+  it('a session that ends takes its open streams with it (HAWSER_SESSION_ENDED)', async () => {
+    const hub = await hubFixture({ features: [Feature.Sync, Feature.ProxyStreams] });
+    const agent = await agentWithEcho(hub, [Feature.Sync, Feature.ProxyStreams]);
+    const stream = await hub.core.session('edge-agent')!.openStream('proxy');
+    await agent.stop();
+    expect((await stream.closed)?.code).toMatch(/HAWSER_SESSION_ENDED|HAWSER_CANCELLED/);
+  });
+});
