@@ -1,5 +1,7 @@
-import { quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
+import { defaultImpersonationPolicy, type ImpersonationPolicy, impersonationRefusal, type ProxyIdentity } from './impersonation-policy.js';
+
+export type { ProxyIdentity } from './impersonation-policy.js';
 
 // The agent forwards proxied requests with its own credential and
 // impersonates the operator, so the edge cluster's own RBAC decides (as
@@ -7,28 +9,19 @@ import { ErrorCode, HawserError } from '../tunnel/index.js';
 // word on who asks into Impersonate-* headers: which names it will accept is
 // the policy here.
 
-/** Who the hub says the request comes from. */
-export interface ProxyIdentity {
-  readonly user: string;
-  readonly groups: readonly string[];
-}
-
-const systemPrefix = 'system:';
-
 /**
  * The headers that make the child kube-apiserver act as `identity`. Refuses
  * (HAWSER_IMPERSONATION_REFUSED) a request naming no user, since without
- * impersonation it would run with the agent's own rights, and any `system:`
- * user or group (such as system:masters), which would lift an operator to a
- * component's rights.
+ * impersonation it would run with the agent's own rights, and any user or group
+ * the agent's policy (--proxy-impersonate-users, --proxy-impersonate-groups) does
+ * not allow: a `system:` name such as system:masters only when listed exactly.
+ * A refused group fails the request; it is never dropped.
  */
-export function impersonationHeaders(identity: ProxyIdentity): Array<[string, string]> {
+export function impersonationHeaders(identity: ProxyIdentity, policy: ImpersonationPolicy = defaultImpersonationPolicy()): Array<[string, string]> {
   if (identity.user === '') {
     throw new HawserError(ErrorCode.ImpersonationRefused, 'the proxied request names no user to impersonate: the agent does not forward it with its own rights');
   }
-  const system = [identity.user, ...identity.groups].find((name) => name.startsWith(systemPrefix));
-  if (system !== undefined) {
-    throw new HawserError(ErrorCode.ImpersonationRefused, `the agent does not impersonate ${quoteBounded(system)}: names starting with "${systemPrefix}" are refused`);
-  }
+  const refused = impersonationRefusal(policy, identity);
+  if (refused) throw refused;
   return [['Impersonate-User', identity.user], ...identity.groups.map((group): [string, string] => ['Impersonate-Group', group])];
 }

@@ -3,7 +3,7 @@ export { type AgentState, type AgentStateKind, canTransition } from './state.js'
 export { type ClusterReader, KubeClusterReader, StaticClusterReader } from './kube.js';
 export { type KubeAccess, LeanKubeConfig, loadKubeConfig } from './kubeconfig.js';
 export { type AgentIdentity, identityFileName, IdentityStore, newIdentity } from './identity.js';
-export { type AgentOptions, defaultAgentOptions, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
+export { type AgentOptions, defaultAgentOptions, impersonationPolicyOf, resolveAgentOptions, type RunningAgent, startAgent, openAgentCache, cacheDbDirName } from './run.js';
 export { parseQuantity, sumQuantities } from './quantity.js';
 export { type StoredTrustBundle, trustBundleFileName, TrustStore } from './trust.js';
 export { type AgentFrameHandler, type AgentHandlerFactory, type AgentSessionContext, type HubFrame, type HubFrameKind } from './router.js';
@@ -32,3 +32,12 @@ export {
   subscriptionsAnnotationPrefix,
   fieldManagerFor,
 } from './ownership.js';
+export {
+  defaultImpersonationPolicy,
+  groupPatternsFlag,
+  type ImpersonationPolicy,
+  impersonationRefusal,
+  parseImpersonationPatterns,
+  type ProxyIdentity,
+  userPatternsFlag,
+} from './impersonation-policy.js';

@@ -16,9 +16,11 @@ import {
   proxyStreamKind,
   proxyWire,
   readRequestHead,
+  refusalAsText,
   toHawserError,
 } from '../tunnel/index.js';
 import { impersonationHeaders } from './impersonation.js';
+import type { ImpersonationPolicy } from './impersonation-policy.js';
 import type { KubeAccess } from './kubeconfig.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
@@ -35,16 +37,20 @@ const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/;
 
 export interface ProxyBackendOptions {
   kubeConfig: KubeAccess;
+  /** Whom requests may impersonate (--proxy-impersonate-users/-groups); default any non-system: name. */
+  impersonation?: ImpersonationPolicy;
   /** PEM CAs trusted for proxy/https targets besides the system roots (and the cluster's CA). */
   httpsTargetCaPem?: string;
   metrics: AgentMetrics;
   logger: Logger;
 }
 
-/** A Kubernetes Status body, which kubectl prints as the error. */
-function statusBody(status: number, error: HawserError): Buffer {
+/** A Kubernetes Status body, which kubectl prints as the error; on its discovery paths the same words as text (refusalAsText). */
+function statusBody(status: number, error: HawserError, path?: string): { body: Buffer; contentType: string } {
+  if (refusalAsText(path)) return { body: Buffer.from(`${error.code}: ${error.message}\n`), contentType: 'text/plain; charset=utf-8' };
   const reason = status === 403 ? 'Forbidden' : status === 400 ? 'BadRequest' : 'ServiceUnavailable';
-  return Buffer.from(JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `${error.code}: ${error.message}`, reason, code: status }));
+  const body = Buffer.from(JSON.stringify({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: `${error.code}: ${error.message}`, reason, code: status }));
+  return { body, contentType: 'application/json' };
 }
 
 function statusFor(error: HawserError): number {
@@ -123,7 +129,7 @@ export class ProxyBackend {
       } catch (err) {
         const error = toHawserError(err, ErrorCode.ProxyUpstream);
         code = error.code;
-        await this.answerError(stream, error);
+        await this.answerError(stream, error, read.head.path);
       }
       metrics.proxyRequests.inc({ code });
     } finally {
@@ -133,17 +139,17 @@ export class ProxyBackend {
   }
 
   /** Answers on the stream itself (no response head went out yet), then ends it. */
-  private async answerError(stream: ByteStream, error: HawserError): Promise<void> {
+  private async answerError(stream: ByteStream, error: HawserError, path?: string): Promise<void> {
     const status = statusFor(error);
     this.options.logger.warn({ code: error.code, status }, `proxied request not forwarded: ${boundedText(error.message, 512)}`);
-    const body = statusBody(status, error);
+    const { body, contentType } = statusBody(status, error, path);
     try {
       await stream.write(
         encodeResponseHead({
           status,
           errorCode: error.code,
           headers: [
-            { name: 'Content-Type', value: 'application/json' },
+            { name: 'Content-Type', value: contentType },
             { name: 'Content-Length', value: String(body.byteLength) },
           ],
         }),
@@ -176,7 +182,7 @@ export class ProxyBackend {
     if (head.targetKind !== proxyWire.ProxyTargetKind.PROXY_TARGET_KIND_DIRECT) {
       throw new HawserError(ErrorCode.ProxyProtocol, `proxy target kind ${head.targetKind} is not one this agent knows`);
     }
-    for (const [name, value] of impersonationHeaders({ user: head.user, groups: head.groups })) headers.add(name, value);
+    for (const [name, value] of impersonationHeaders({ user: head.user, groups: head.groups }, this.options.impersonation)) headers.add(name, value);
     const url = new URL(head.path, this.server);
     const options: RequestOptions = { method: head.method };
     // Credentials are read per request: a token file or exec plugin may rotate them.

@@ -12,6 +12,7 @@ import { desiredSetPrefixes, SyncReceiver } from './sync-receiver.js';
 import { PushReceiver } from './sync-push.js';
 import { readSyncState } from './sync-state.js';
 import { identityFileName, IdentityStore } from './identity.js';
+import { groupPatternsFlag, type ImpersonationPolicy, parseImpersonationPatterns, userPatternsFlag } from './impersonation-policy.js';
 import { type ClusterReader, KubeClusterReader } from './kube.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
@@ -51,6 +52,9 @@ export interface AgentOptions {
   maxObjectBytes: number;
   /** Desired-state bytes the cache holds at most; 0: no limit. */
   cacheSizeLimitBytes: number;
+  /** Users and groups the proxy may impersonate (exact names and * patterns; system: names only exactly). */
+  proxyImpersonateUsers: string[];
+  proxyImpersonateGroups: string[];
   /** host:port to serve /metrics on; not served without it. */
   metricsAddress?: string;
   /** CAs trusted for proxy/https/HOST:PORT targets besides the system roots. */
@@ -79,7 +83,15 @@ export function defaultAgentOptions(): AgentOptions {
     applyIntervalMs: 30_000,
     maxObjectBytes: defaultMaxObjectBytes,
     cacheSizeLimitBytes: 1024 * 1024 * 1024,
+    // Any operator the hub vouches for, never a system: name: the cluster's RBAC decides the rest.
+    proxyImpersonateUsers: ['*'],
+    proxyImpersonateGroups: ['*'],
   };
+}
+
+/** The impersonation policy the proxy back end applies. */
+export function impersonationPolicyOf(o: AgentOptions): ImpersonationPolicy {
+  return { users: o.proxyImpersonateUsers, groups: o.proxyImpersonateGroups };
 }
 
 export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOptions {
@@ -109,6 +121,14 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
     parseFeatureGates(o.featureGates);
   } catch (err) {
     problems.push((err as Error).message);
+  }
+  for (const [list, flag] of [[o.proxyImpersonateUsers, userPatternsFlag], [o.proxyImpersonateGroups, groupPatternsFlag]] as const) {
+    try {
+      if (list.some((p) => p.includes(','))) throw new Error(`${flag}: a pattern must not contain a comma`);
+      parseImpersonationPatterns(list.join(','), flag);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
   }
   if (o.metricsAddress !== undefined && !/^[^:]+:\d+$|^\[[^\]]+\]:\d+$/.test(o.metricsAddress)) problems.push(`metrics-address "${o.metricsAddress}" must be host:port`);
   if (problems.length > 0) throw new HawserError(ErrorCode.InvalidOption, problems.join('; '));
@@ -227,7 +247,7 @@ export async function startAgent(
   const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
   deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode, appPusher: parseFeatureGates(o.featureGates).AppPusher }, `sync mode ${o.clusterSyncMode}, running as ${mode}`);
   if (proxyKube) {
-    const proxy = new ProxyBackend({ kubeConfig: proxyKube, metrics, logger: deps.logger, ...(proxyCaPem ? { httpsTargetCaPem: proxyCaPem } : {}) });
+    const proxy = new ProxyBackend({ kubeConfig: proxyKube, impersonation: impersonationPolicyOf(o), metrics, logger: deps.logger, ...(proxyCaPem ? { httpsTargetCaPem: proxyCaPem } : {}) });
     core.registerHandler(proxy.handlerFactory());
   }
   let metricsServer: Server | undefined;

@@ -6,6 +6,7 @@ import { generateBootstrapToken, parseOperatorTokens } from '../hub/index.js';
 import {
   DEFAULT_FAKE_NODES,
   type KubeCluster,
+  kubectl,
   type ManagedProcess,
   requireTestbedBinary,
   startKubeCluster,
@@ -111,8 +112,9 @@ export async function runDemo(argv: string[]): Promise<number> {
     const hub = await startProcess({
       name: 'hub',
       command: process.execPath,
-      // The demo is loopback only; /metrics open so curl works without a token.
-      args: [mainScript, 'hub', `--data-dir=${hubDir}`, `--listen=${listen}`, `--api-address=${apiAddress}`, '--auto-approve', '--metrics-anonymous'],
+      // The demo is loopback only; /metrics open so curl works without a token. The API is HTTPS
+      // even so (--api-tls): kubectl sends the operator's token through the hub only over TLS.
+      args: [mainScript, 'hub', `--data-dir=${hubDir}`, `--listen=${listen}`, `--api-address=${apiAddress}`, '--auto-approve', '--metrics-anonymous', '--api-tls'],
       env: { HAWSER_BOOTSTRAP_TOKEN: token },
       logDir,
       tracker,
@@ -144,6 +146,11 @@ export async function runDemo(argv: string[]): Promise<number> {
       true,
     );
     say(`hub: tunnel ${listen}, API ${apiUrl}; context "${contextName}" (current) in ${config}`);
+    // Through the hub, kubectl runs in each edge cluster as the operator (impersonated), and the
+    // cluster's own RBAC decides: the demo grants its admin operator cluster-admin there, as a cluster admin would.
+    await Promise.all(
+      started.map((c) => kubectl(c, ['create', 'clusterrolebinding', 'hawser-operator-admin', '--clusterrole=cluster-admin', `--user=${admin.name}`])),
+    );
 
     // The first cluster shows Push (Clusternet's AppPusher gate on): the hub drives each apply and its agent keeps
     // no desired state. The others register Dual without the gate, so they run as Pull: cached, applied offline too.
@@ -201,7 +208,13 @@ hawser is running. In another terminal:
 
   ${cli} get clusters            # the table above, live (context "${contextName}")
   ${cli} get clusters -o yaml    # full ManagedCluster objects
-  curl -s ${apiUrl}/metrics | grep hawser_cluster
+  curl -s --cacert ${ready.caFile} ${apiUrl}/metrics | grep hawser_cluster
+
+kubectl through the hub as operator "${admin.name}" (bound to cluster-admin in each edge cluster; the kubeconfig
+holds your operator token, --output writes it 0600):
+
+  ${cli} kubeconfig ${names[0]} --output ${names[0]}.kubeconfig
+  ${kubectlBin} --kubeconfig ${names[0]}.kubeconfig get ns
 
 Edge cluster kubeconfigs (${kubectlBin} --kubeconfig ...):
 ${kubeconfigs}

@@ -14,6 +14,10 @@ const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
   get: { run: async () => (await import('./client-commands.js')).runGet, summary: 'list subscriptions and their kin, clusters, registration requests or the PKI' },
   describe: { run: async () => (await import('./client-commands.js')).runDescribe, summary: "show a subscription's placement, replicas per cluster, conditions and errors" },
   delete: { run: async () => (await import('./client-commands.js')).runDelete, summary: 'delete objects (by file or KIND NAME) or a cluster (revoke it, free its name)' },
+  kubeconfig: {
+    run: async () => (await import('./kubeconfig.js')).runKubeconfig,
+    summary: 'print a kubeconfig for kubectl through the hub to one cluster (holds your token: keep it 0600)',
+  },
   rotate: { run: async () => (await import('./client-commands.js')).runRotate, summary: "rotate the hub's CA or serving certificate" },
   sync: { run: async () => (await import('./client-commands.js')).runSync, summary: "release a prune a cluster's agent holds (confirm-prune)" },
   demo: {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '../api/index.js';
-import { startAgent } from '../agent/index.js';
+import { parseImpersonationPatterns, startAgent } from '../agent/index.js';
 import { defaultHubApiAddress, defaultHubListenAddress, parseBootstrapTokens, startHub } from '../hub/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 import { type CommandSpec, durationFlag, helpText, intFlag, listFlag, parseFlags, stringFlag, UsageError } from './flags.js';
@@ -94,6 +94,16 @@ export const agentSpec: CommandSpec = {
       type: 'string',
       help: 'desired-state bytes the offline cache holds at most; an object past it is an error on its subscription (HAWSER_SYNC_CACHE_FULL); 0: no limit',
       default: '1073741824',
+    },
+    'proxy-impersonate-users': {
+      type: 'string',
+      help: "users kubectl requests through the hub may run as here (the hub operator's name), comma-separated names and * patterns; empty: none. A system: user passes only when listed exactly",
+      default: '*',
+    },
+    'proxy-impersonate-groups': {
+      type: 'string',
+      help: "groups those requests may carry (the operator's groups), as --proxy-impersonate-users; system:masters and other system: groups only when listed exactly",
+      default: '*',
     },
     'metrics-address': { type: 'string', help: 'serve the agent\'s /metrics on host:port (e.g. 127.0.0.1:7102); default: not served' },
     'proxy-ca-file': { type: 'string', help: 'CAs (PEM) trusted for proxy/https/HOST:PORT targets in the edge network, besides the system roots' },
@@ -238,6 +248,8 @@ export async function runAgent(argv: string[]): Promise<number> {
       applyIntervalMs: durationFlag(p, 'apply-interval', 30_000),
       maxObjectBytes: intFlag(p, 'max-object-bytes', defaultMaxObjectBytes, 1024, 64 * 1024 * 1024),
       cacheSizeLimitBytes: intFlag(p, 'cache-size-limit', 1024 * 1024 * 1024, 0),
+      proxyImpersonateUsers: parseImpersonationPatterns(stringFlag(p, 'proxy-impersonate-users', '*')!, '--proxy-impersonate-users'),
+      proxyImpersonateGroups: parseImpersonationPatterns(stringFlag(p, 'proxy-impersonate-groups', '*')!, '--proxy-impersonate-groups'),
       ...(token ? { bootstrapToken: token } : {}),
       ...(ns ? { clusterRegNamespace: ns } : {}),
       ...(caFile ? { parentCaFile: caFile } : {}),

@@ -29,6 +29,7 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.MalformedPath]: 400,
   [ErrorCode.Unauthenticated]: 401,
   [ErrorCode.Forbidden]: 403,
+  [ErrorCode.ClusterOutOfScope]: 403,
   [ErrorCode.RotationIncomplete]: 409,
   [ErrorCode.PkiUnmanaged]: 409,
   [ErrorCode.InvalidYaml]: 400,
@@ -321,8 +322,7 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
       const why = req.headers.authorization ? 'the bearer token is not valid' : 'no bearer token (Authorization: Bearer TOKEN)';
       return { error: new HawserError(ErrorCode.Unauthenticated, `${why}; operators' tokens are in the hub's operator tokens file`) };
     }
-    const refused = authorizeProxy(user, route.cluster);
-    return refused ? { error: refused } : { route, user };
+    return { route, user };
   };
 
   const proxyRefused = (req: IncomingMessage, error: HawserError) => {
@@ -330,15 +330,32 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
     deps.logger.warn({ code: error.code, method: req.method, path: quoteBounded((req.url ?? '/').split('?')[0]!), peer: req.socket.remoteAddress }, 'proxy request refused');
   };
 
+  const refuseProxyRequest = (req: IncomingMessage, res: ServerResponse, error: HawserError) => {
+    proxyRefused(req, error);
+    const headers: Record<string, string> = error.code === ErrorCode.Unauthenticated ? { 'www-authenticate': 'Bearer realm="hawser"' } : {};
+    let path: string | undefined;
+    try {
+      path = parseProxyPath(req.url ?? '/')?.path;
+    } catch {
+      // A path that does not parse gets the Status.
+    }
+    const { status, body, contentType } = proxyErrorBody(error, path);
+    send(res, status, body, contentType, headers);
+  };
+
+  /** Authenticated: may this operator send this request to this cluster (proxy.ts authorizeProxy)? */
+  const authorized = (req: IncomingMessage, access: { route: ProxyRoute; user: Operator }): Promise<HawserError | undefined> =>
+    authorizeProxy(deps.store, access.user, access.route.cluster, Object.keys(req.headers)).catch((err: unknown) => toHawserError(err));
+
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const access = proxyAccess(req);
-    if (access && 'error' in access) {
-      proxyRefused(req, access.error);
-      const headers: Record<string, string> = access.error.code === ErrorCode.Unauthenticated ? { 'www-authenticate': 'Bearer realm="hawser"' } : {};
-      const { status, body } = proxyErrorBody(access.error);
-      return send(res, status, body, 'application/json', headers);
+    if (access && 'error' in access) return refuseProxyRequest(req, res, access.error);
+    if (access) {
+      void authorized(req, access).then((refused) =>
+        refused ? refuseProxyRequest(req, res, refused) : deps.proxy!.request(req, res, access.user, access.route),
+      );
+      return;
     }
-    if (access) return void deps.proxy!.request(req, res, access.user, access.route);
     const url = req.url ?? '/';
     const q = url.indexOf('?');
     const path = q < 0 ? url : url.slice(0, q);
@@ -422,12 +439,17 @@ export function createHubApi(deps: HubApiDeps): HubApiServer {
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on('error', () => undefined);
     const access = proxyAccess(req);
-    if (access && !('error' in access)) return void deps.proxy!.upgrade(req, socket, head, access.user, access.route);
-    const error = access?.error ?? new HawserError(ErrorCode.NotFound, `no upgrade endpoint: ${quoteBounded((req.url ?? '/').split('?')[0]!)}`);
-    if (access) proxyRefused(req, error);
-    const { status, body } = proxyErrorBody(error);
-    const challenge = error.code === ErrorCode.Unauthenticated ? 'WWW-Authenticate: Bearer realm="hawser"\r\n' : '';
-    socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${challenge}Connection: close\r\n\r\n${body}`);
+    const refuse = (error: HawserError) => {
+      if (access) proxyRefused(req, error);
+      const { status, body } = proxyErrorBody(error);
+      const challenge = error.code === ErrorCode.Unauthenticated ? 'WWW-Authenticate: Bearer realm="hawser"\r\n' : '';
+      socket.end(`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${challenge}Connection: close\r\n\r\n${body}`);
+    };
+    if (access && !('error' in access)) {
+      void authorized(req, access).then((refused) => (refused ? refuse(refused) : deps.proxy!.upgrade(req, socket, head, access.user, access.route)));
+      return;
+    }
+    refuse(access?.error ?? new HawserError(ErrorCode.NotFound, `no upgrade endpoint: ${quoteBounded((req.url ?? '/').split('?')[0]!)}`));
   });
   return server;
 }

@@ -43,11 +43,13 @@ export {
 export { applyStatusReport, markReachable, markUnreachable } from './clusters.js';
 export { generateBootstrapToken, bootstrapTokenPattern, parseBootstrapTokens } from './tokens.js';
 export {
+  type ClusterScope,
   generateOperatorToken,
   type Operator,
   type OperatorRole,
   type OperatorTokenEntry,
   parseOperatorTokens,
+  proxyScopeError,
   renderOperatorTokens,
 } from './auth.js';
 export { HubPki, type PkiState, PkiMaintainer, servingRenewAtMs, type TrustBundle } from './pki.js';

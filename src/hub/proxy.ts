@@ -12,11 +12,13 @@ import {
   proxyStreamKind,
   proxyWire,
   readResponseHead,
+  refusalAsText,
   toHawserError,
 } from '../tunnel/index.js';
 import type { Operator } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { ProxyRoute } from './proxy-paths.js';
+import { authorizeProxyScope, clientImpersonationRefusal } from './proxy-auth.js';
 import type { SessionContext } from './session.js';
 import type { HubStore } from './store.js';
 
@@ -28,13 +30,19 @@ import type { HubStore } from './store.js';
 // raw bytes both ways after the agent's 101.
 
 /**
- * May this operator reach this cluster through the proxy? The operator's
- * scopes (auth.ts) decide this; an operator without scopes may reach every
- * cluster, where the cluster's own RBAC then decides as the operator is
- * impersonated. Returns the refusal (HAWSER_FORBIDDEN), or undefined.
+ * May this operator send this request to this cluster through the proxy? Not
+ * when it asks to impersonate by itself (kubectl --as), nor when the cluster is
+ * outside the operator's scope (auth.ts; none: every cluster). Past the hub, the
+ * agent's impersonation policy and then the cluster's own RBAC decide.
+ * Returns the refusal (403), or undefined.
  */
-export function authorizeProxy(_operator: Operator, _cluster: string): HawserError | undefined {
-  return undefined;
+export async function authorizeProxy(
+  store: Pick<HubStore, 'get' | 'list'>,
+  operator: Operator,
+  cluster: string,
+  headerNames: Iterable<string>,
+): Promise<HawserError | undefined> {
+  return clientImpersonationRefusal(headerNames) ?? (await authorizeProxyScope(store, operator, cluster));
 }
 
 /** What the proxy needs of the hub's sessions. */
@@ -61,6 +69,8 @@ const statusForCode: Partial<Record<string, number>> = {
   [ErrorCode.MalformedPath]: 400,
   [ErrorCode.Unauthenticated]: 401,
   [ErrorCode.Forbidden]: 403,
+  [ErrorCode.ClusterOutOfScope]: 403,
+  [ErrorCode.ImpersonationRefused]: 403,
   [ErrorCode.DeadlineExceeded]: 504,
 };
 
@@ -71,9 +81,13 @@ export function proxyErrorStatus(error: HawserError): number {
   return statusForCode[error.code] ?? 502;
 }
 
-/** A Kubernetes Status (kubectl prints its message); the HAWSER_ code is its cause's reason. */
-export function proxyErrorBody(error: HawserError): { status: number; body: string } {
+/**
+ * A Kubernetes Status (kubectl prints its message); the HAWSER_ code is its cause's reason.
+ * On kubectl's discovery paths (`path`, the target's), the same words as text (refusalAsText).
+ */
+export function proxyErrorBody(error: HawserError, path?: string): { status: number; body: string; contentType: string } {
   const status = proxyErrorStatus(error);
+  if (refusalAsText(path)) return { status, body: `${error.code}: ${error.message}\n`, contentType: 'text/plain; charset=utf-8' };
   const body = JSON.stringify({
     kind: 'Status',
     apiVersion: 'v1',
@@ -84,7 +98,7 @@ export function proxyErrorBody(error: HawserError): { status: number; body: stri
     details: { causes: [{ reason: error.code, message: error.message }] },
     code: status,
   });
-  return { status, body };
+  return { status, body, contentType: 'application/json' };
 }
 
 /** Resolves on 'drain', or at once when the writable is gone (nothing more will drain it). */
@@ -138,7 +152,7 @@ export class HubProxy {
       targetKind: route.target.kind === 'https' ? proxyWire.ProxyTargetKind.PROXY_TARGET_KIND_HTTPS : proxyWire.ProxyTargetKind.PROXY_TARGET_KIND_DIRECT,
       targetAddress: route.target.kind === 'https' ? route.target.address : '',
       user: operator.name,
-      groups: [],
+      groups: operator.groups ?? [],
       upgrade,
     };
     try {
@@ -169,11 +183,11 @@ export class HubProxy {
   }
 
   /** Refuses a request before anything was proxied; counted as the hub counts refusals. */
-  refuse(res: ServerResponse, error: HawserError): void {
-    const { status, body } = proxyErrorBody(error);
+  refuse(res: ServerResponse, error: HawserError, path?: string): void {
+    const { status, body, contentType } = proxyErrorBody(error, path);
     this.count(String(status));
     if (res.headersSent) return void res.destroy();
-    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+    res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body) });
     res.end(body);
   }
 
@@ -188,7 +202,7 @@ export class HubProxy {
       stream = await this.open(req, operator, route, false, cancel.signal);
     } catch (err) {
       if (cancel.signal.aborted) return this.count('aborted');
-      return this.refuse(res, this.explain(err, route));
+      return this.refuse(res, this.explain(err, route), route.path);
     }
     let uploaded = false;
     const upload = (async () => {
@@ -214,7 +228,7 @@ export class HubProxy {
     } catch (err) {
       const error = this.explain(err, route);
       if (cancel.signal.aborted || res.destroyed) this.count('aborted');
-      else if (!res.headersSent) this.refuse(res, error);
+      else if (!res.headersSent) this.refuse(res, error, route.path);
       else {
         // Mid-answer: only breaking the connection tells the client the answer is incomplete.
         this.count('aborted');

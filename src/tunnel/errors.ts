@@ -80,6 +80,8 @@ export const ErrorCode = {
   Forbidden: 'HAWSER_FORBIDDEN',
   InvalidBootstrapToken: 'HAWSER_INVALID_BOOTSTRAP_TOKEN',
   InvalidOperatorTokens: 'HAWSER_INVALID_OPERATOR_TOKENS',
+  /** A valid operator token on a cluster outside that operator's cluster scope (403). */
+  ClusterOutOfScope: 'HAWSER_CLUSTER_OUT_OF_SCOPE',
   DataDirInUse: 'HAWSER_DATA_DIR_IN_USE',
   DataDirNotDirectory: 'HAWSER_DATA_DIR_NOT_DIRECTORY',
   DataDirUnwritable: 'HAWSER_DATA_DIR_UNWRITABLE',
@@ -111,7 +113,7 @@ export const ErrorCode = {
   ProxyUpstream: 'HAWSER_PROXY_UPSTREAM',
   /** A proxy head that breaks the protocol (too large, not decodable, a bad target). */
   ProxyProtocol: 'HAWSER_PROXY_PROTOCOL',
-  /** The agent will not impersonate this user or group (a system: name not allowed, or none at all). */
+  /** The agent will not impersonate this user or group (its --proxy-impersonate-* policy: a system: name only when listed exactly; or none at all): 403. */
   ImpersonationRefused: 'HAWSER_IMPERSONATION_REFUSED',
   // Sessions.
   /** Hub and agent share no protocol version (or the hub chose what the agent never offered): upgrade one side. */

@@ -91,4 +91,4 @@ export {
   readResponseHead,
 } from './proxy.js';
 export * as proxyWire from '../gen/hawser/v1/proxy.js';
-export { forwardedRequestHeaders, forwardedResponseHeaders, isUpgradeRequest } from './proxy-headers.js';
+export { forwardedRequestHeaders, forwardedResponseHeaders, isUpgradeRequest, refusalAsText } from './proxy-headers.js';

@@ -58,3 +58,14 @@ export function isUpgradeRequest(raw: readonly string[]): boolean {
   }
   return upgrade && connectionUpgrade;
 }
+
+/**
+ * Whether a refusal the proxy answers itself goes as text rather than a
+ * Kubernetes Status: on the discovery roots (/api, /apis), the first requests
+ * kubectl makes, client-go reads an error body only as text (a JSON Status
+ * shows as "unknown"). Everywhere else kubectl decodes and prints the Status.
+ */
+export function refusalAsText(path: string | undefined): boolean {
+  const p = (path ?? '').split('?')[0]!.replace(/\/+$/, '');
+  return p === '/api' || p === '/apis';
+}

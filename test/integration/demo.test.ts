@@ -1,9 +1,9 @@
 import { execFile } from 'node:child_process';
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort, startProcess, Tracker } from '../../src/testkit/index.js';
+import { freePort, kubectl, startProcess, Tracker } from '../../src/testkit/index.js';
 import { hawser, hawserBin, tempDir } from './harness.js';
 
 // The main job (README's first command runs `hawser demo`): it brings up
@@ -78,6 +78,13 @@ describe('hawser demo (the main job)', () => {
       expect((await stat(r.kubeconfig)).isFile()).toBe(true);
     }
     expect(demo.lines().join('\n')).toContain(`bin/hawser.js get clusters`);
+    // kubectl through the hub: the exact commands, and the demo operator bound to cluster-admin in each edge cluster.
+    expect(demo.lines().join('\n')).toContain('bin/hawser.js kubeconfig edge-1 --output edge-1.kubeconfig');
+    expect(demo.lines().join('\n')).toMatch(/kubectl --kubeconfig edge-1\.kubeconfig get ns/);
+    for (const r of records) {
+      const binding = await kubectl({ kubeconfigPath: r.kubeconfig, workDir: dir.path }, ['get', 'clusterrolebinding', 'hawser-operator-admin', '-o', 'jsonpath={.roleRef.name} {.subjects[0].kind}/{.subjects[0].name}']);
+      expect(binding.stdout).toBe('cluster-admin User/admin');
+    }
 
     // The demo made its context current: no hub, no token given.
     const cli = { HAWSER_CONFIG: config, HAWSER_TOKEN: undefined, HAWSER_HUB: undefined };
@@ -88,6 +95,15 @@ describe('hawser demo (the main job)', () => {
     expect(approve.code).toBe(0);
     expect((await stat(config)).mode & 0o777).toBe(0o600);
     const operatorToken = /token: (\S+)/.exec(await readFile(config, 'utf8'))![1]!;
+
+    // Beside the running demo, `hawser kubeconfig edge-1 > edge-1.kubeconfig` works with no token flag, and kubectl with it, unmodified.
+    const printed = await hawser(['kubeconfig', 'edge-1'], cli);
+    expect(printed.code).toBe(0);
+    expect(printed.stderr).not.toContain(operatorToken);
+    const kubeconfigFile = join(dir.path, 'edge-1.kubeconfig');
+    await writeFile(kubeconfigFile, printed.stdout, { mode: 0o600 });
+    const namespaces = await kubectl({ kubeconfigPath: kubeconfigFile, workDir: dir.path }, ['get', 'ns', '-o', 'name']);
+    expect(namespaces.stdout).toContain('namespace/kube-system');
 
     const processes = await processesMentioning(dataDir);
     expect(processes.length).toBeGreaterThanOrEqual(5);

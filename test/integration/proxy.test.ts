@@ -255,16 +255,21 @@ describe('kubectl through the hub', () => {
     expect(await agentMetric('hawser_agent_proxy_requests_total')).toBe(before);
   });
 
-  it('an operator\'s Impersonate-User header does not reach the child: the agent impersonates the operator', { timeout: 60_000 }, async () => {
-    const res = await hubRequest(`/clusters/${CLUSTER}/apis/authentication.k8s.io/v1/selfsubjectreviews`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'impersonate-user': 'system:admin', 'impersonate-group': 'system:masters' },
-      body: JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' }),
-    });
+  it('an operator\'s own Impersonate-* headers never reach the child: the hub refuses them (403), and without them the child sees the operator', { timeout: 60_000 }, async () => {
+    const review = (headers: Record<string, string>) =>
+      hubRequest(`/clusters/${CLUSTER}/apis/authentication.k8s.io/v1/selfsubjectreviews`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...headers },
+        body: JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'SelfSubjectReview' }),
+      });
+    const refused = await review({ 'impersonate-user': 'system:admin', 'impersonate-group': 'system:masters' });
+    expect(refused.status).toBe(403);
+    expect((JSON.parse(refused.body) as { message: string }).message).toMatch(/^HAWSER_IMPERSONATION_REFUSED: /);
+    const res = await review({});
     expect(res.status).toBe(201);
-    const review = JSON.parse(res.body) as { status: { userInfo: { username: string; groups: string[] } } };
-    expect(review.status.userInfo.username).toBe('harness-admin');
-    expect(review.status.userInfo.groups).not.toContain('system:masters');
+    const who = JSON.parse(res.body) as { status: { userInfo: { username: string; groups: string[] } } };
+    expect(who.status.userInfo.username).toBe('harness-admin');
+    expect(who.status.userInfo.groups).not.toContain('system:masters');
   });
 
   it('many interrupted watches leave no stream open on hub or agent', { timeout: 180_000 }, async () => {

@@ -32,3 +32,20 @@ describe('agent options: sync limits', () => {
     );
   });
 });
+
+describe('agent options: proxy impersonation', () => {
+  it('defaults to any non-system user and group', () => {
+    const o = resolveAgentOptions({ clusterRegName: 'edge-1' });
+    expect(o.proxyImpersonateUsers).toEqual(['*']);
+    expect(o.proxyImpersonateGroups).toEqual(['*']);
+  });
+
+  it('refuses a wildcard over system: names, naming the flag', () => {
+    expect(() => resolveAgentOptions({ clusterRegName: 'edge-1', proxyImpersonateGroups: ['team-*', 'system:*'] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.InvalidOption, message: expect.stringContaining('--proxy-impersonate-groups') }),
+    );
+    expect(() => resolveAgentOptions({ clusterRegName: 'edge-1', proxyImpersonateUsers: ['a,b'] })).toThrow(
+      expect.objectContaining({ code: ErrorCode.InvalidOption, message: expect.stringContaining('--proxy-impersonate-users') }),
+    );
+  });
+});
