@@ -41,6 +41,8 @@ export interface AgentOptions {
   featureGates: string;
   /** How often the cached desired set is re-applied (drift), besides every sync. */
   applyIntervalMs: number;
+  /** Offer compressed sync (feature compression.deflate.k8s1); false: the hub sends frames bare. */
+  enableCompression: boolean;
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -63,6 +65,7 @@ export function defaultAgentOptions(): AgentOptions {
     keepaliveTimeoutMs: 10_000,
     featureGates: '',
     applyIntervalMs: 30_000,
+    enableCompression: true,
   };
 }
 
@@ -138,7 +141,7 @@ export async function startAgent(
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',
-    features: [Feature.Sync],
+    features: o.enableCompression ? [Feature.Sync, Feature.CompressionDeflate] : [Feature.Sync],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
   };

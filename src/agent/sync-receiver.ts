@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { quoteBounded } from '../api/index.js';
 import { type CacheOp, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
-import { ErrorCode, Feature, HawserError, wire } from '../tunnel/index.js';
+import { defaultMaxFrameBytes, ErrorCode, Feature, FrameDecompressor, HawserError, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext, HubFrame } from './router.js';
@@ -68,9 +68,18 @@ export interface SyncReceiverOptions {
   maxRemovalShare: number;
   /** Removals up to this many are never held for their number alone. */
   minHeldRemovals: number;
+  /**
+   * The most one SyncCompressed may inflate to: more is a decompression bomb,
+   * refused with HAWSER_SYNC_DECOMPRESSION_LIMIT (the session ends, the next
+   * one starts a new context). The largest frame the transport takes.
+   */
+  maxDecompressedBytes: number;
 }
 
-export const defaultSyncReceiverOptions: SyncReceiverOptions = { maxRemovalShare: 0.5, minHeldRemovals: 10 };
+export const defaultSyncReceiverOptions: SyncReceiverOptions = { maxRemovalShare: 0.5, minHeldRemovals: 10, maxDecompressedBytes: defaultMaxFrameBytes };
+
+/** Frames a SyncCompressed may hold: sync's own, never another SyncCompressed. */
+const compressibleFrames = new Set(['syncBegin', 'syncObject', 'syncEnd']);
 
 function objectId(subscription: string, key: wire.SyncObjectKey): string {
   return [subscription, key.apiVersion, key.kind, key.namespace, key.name].map(encodeURIComponent).join('/');
@@ -182,37 +191,56 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
 
   private sessionHandler(session: AgentSessionContext): AgentFrameHandler {
     const enabled = session.negotiated.features.has(Feature.Sync);
+    // One context per session: a new session never assumes the last one's window.
+    const decompressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameDecompressor(this.options.maxDecompressedBytes) : undefined;
     let run: Run | undefined;
+    const handle = async (frame: HubFrame): Promise<void> => {
+      switch (frame.$case) {
+        case 'syncCompressed': {
+          if (!decompressor) throw new HawserError(ErrorCode.UnexpectedFrame, `syncCompressed frame on a session without the "${Feature.CompressionDeflate}" feature`);
+          for (const bytes of decompressor.inflate(frame.value)) {
+            let inner: wire.ConnectResponse;
+            try {
+              inner = wire.ConnectResponse.decode(bytes);
+            } catch (err) {
+              throw new HawserError(ErrorCode.SyncProtocol, `a frame of ${bytes.length} bytes inside compressed sync frames does not decode: ${(err as Error).message}`);
+            }
+            if (!inner.frame || !compressibleFrames.has(inner.frame.$case)) {
+              throw new HawserError(ErrorCode.SyncProtocol, `compressed sync frames hold a ${inner.frame?.$case ?? 'empty'} frame; only syncBegin, syncObject and syncEnd may be compressed`);
+            }
+            await handle(inner.frame);
+          }
+          return;
+        }
+        case 'syncBegin':
+          run = { incarnation: frame.value.incarnation, snapshot: frame.value.snapshot, reason: frame.value.reason, toRevision: frame.value.toRevision, swapped: false, pending: [] };
+          if (run.snapshot) await this.serial(() => this.clearStage());
+          return;
+        case 'syncObject':
+          if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
+          if (run.pending.length >= maxGroupObjects) throw new HawserError(ErrorCode.SyncProtocol, `sync group of more than ${maxGroupObjects} objects without a SyncEnd`);
+          run.pending.push(this.sealReceived(decodeObject(frame.value)));
+          return;
+        case 'syncEnd': {
+          if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync end before any SyncBegin');
+          const r = run;
+          const end = frame.value;
+          await this.serial(() => this.commit(r, end));
+          r.pending = [];
+          await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence } } });
+          return;
+        }
+        default:
+          return;
+      }
+    };
     return {
       name: 'sync',
-      kinds: ['syncBegin', 'syncObject', 'syncEnd'],
+      kinds: ['syncBegin', 'syncObject', 'syncEnd', 'syncCompressed'],
       // The hub's window bounds what it sends unacked; this is above it.
       queueLimit: 4096,
       admit: (frame) => (enabled ? undefined : new HawserError(ErrorCode.UnexpectedFrame, `${frame.$case} frame on a session without the "sync" feature`)),
-      handle: async (frame: HubFrame) => {
-        switch (frame.$case) {
-          case 'syncBegin':
-            run = { incarnation: frame.value.incarnation, snapshot: frame.value.snapshot, reason: frame.value.reason, toRevision: frame.value.toRevision, swapped: false, pending: [] };
-            if (run.snapshot) await this.serial(() => this.clearStage());
-            return;
-          case 'syncObject':
-            if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
-            if (run.pending.length >= maxGroupObjects) throw new HawserError(ErrorCode.SyncProtocol, `sync group of more than ${maxGroupObjects} objects without a SyncEnd`);
-            run.pending.push(this.sealReceived(decodeObject(frame.value)));
-            return;
-          case 'syncEnd': {
-            if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync end before any SyncBegin');
-            const r = run;
-            const end = frame.value;
-            await this.serial(() => this.commit(r, end));
-            r.pending = [];
-            await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence } } });
-            return;
-          }
-          default:
-            return;
-        }
-      },
+      handle,
     };
   }
 

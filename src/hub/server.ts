@@ -299,7 +299,7 @@ async function serve(
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,
       credentialTtlMs: o.credentialTtlMs,
-      features: [Feature.Sync],
+      features: [Feature.Sync, Feature.CompressionDeflate],
     },
     store,
     metrics,

@@ -78,3 +78,5 @@ export {
   signProof,
 } from './proof.js';
 export * as wire from '../gen/hawser/v1/tunnel.js';
+export { syncDictionary } from './sync-dictionary.js';
+export { type CompressedFrames, compressionWindowBytes, FrameCompressor, FrameDecompressor } from './compression.js';

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { boundedText } from '../../api/index.js';
-import { defaultMaxFrameBytes, ErrorCode, Feature, HawserError, toHawserError, wire } from '../../tunnel/index.js';
+import { defaultMaxFrameBytes, ErrorCode, Feature, FrameCompressor, HawserError, toHawserError, wire } from '../../tunnel/index.js';
 import type { FrameHandler, HandlerFactory, SessionContext } from '../session.js';
 import { type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
 import { frameBytes, manifestContent, syncObjectFrame } from './objects.js';
@@ -33,6 +33,12 @@ export interface SyncOptions {
   groupBytes: number;
   /** An object frame larger than this is not sent: HAWSER_SYNC_OBJECT_TOO_LARGE (chunks come next). */
   maxObjectFrameBytes: number;
+  /**
+   * With compression negotiated, frames queue until a group ends or this many
+   * bytes wait, then go as one SyncCompressed (larger runs compress better;
+   * a group's end always flushes, since the agent acks only what it received).
+   */
+  compressFlushBytes: number;
 }
 
 // Sync shares the control stream: a heartbeat ack the hub sends waits behind
@@ -46,13 +52,19 @@ export const defaultSyncOptions: SyncOptions = {
   groupBytes: 256 * 1024,
   // Room for the frame's envelope under the transport's limit.
   maxObjectFrameBytes: defaultMaxFrameBytes - 16 * 1024,
+  compressFlushBytes: 64 * 1024,
 };
 
 /** What sync sent, per cluster, over the hub's life (tests and benchmarks count bytes here). */
 export interface ClusterSyncCounters {
   objectFrames: number;
-  /** Bytes of every sync frame sent (protobuf encoding). */
+  /** Bytes of every sync frame sent as it went on the wire (protobuf encoding; SyncCompressed when compressed). */
   bytes: number;
+  /** The same frames before compression (equal to bytes without it). */
+  rawBytes: number;
+  /** SyncCompressed frames sent, and of them those that started a new context. */
+  compressedFrames: number;
+  compressionResets: number;
   snapshots: number;
   /** Objects refused as too large, by "kind namespace/name". */
   tooLarge: string[];
@@ -62,7 +74,7 @@ export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, snapshots: 0, tooLarge: [] }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, snapshots: 0, tooLarge: [] }));
     return c;
   }
 }
@@ -104,6 +116,8 @@ class SessionSync implements FrameHandler {
   private lastSent = 0;
   private wake: (() => void) | undefined;
   private readonly stop = new AbortController();
+  /** The session's compression context, when negotiated (a new session: a new context). */
+  private readonly compressor: FrameCompressor | undefined;
 
   constructor(
     private readonly session: SessionContext,
@@ -113,6 +127,7 @@ class SessionSync implements FrameHandler {
     private readonly counters: ClusterSyncCounters,
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
+    this.compressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameCompressor() : undefined;
     session.ended.addEventListener('abort', () => this.close(), { once: true });
     if (this.enabled) void this.run().catch((err: unknown) => this.failed(err));
   }
@@ -214,6 +229,8 @@ class SessionSync implements FrameHandler {
         if (!change) {
           // Nothing more ready: close the group so the agent can store and ack it.
           if (this.open) await this.endGroup(last, false, false);
+          // Idle: the session holds no compression window; the next change starts a context from the dictionary.
+          this.compressor?.reset();
           await new Promise<void>((resolve) => {
             notify = resolve;
             this.wake = resolve;
@@ -302,9 +319,30 @@ class SessionSync implements FrameHandler {
     }
   }
 
-  private async sendFrame(frame: wire.ConnectResponse, bytes = frameBytes(frame)): Promise<void> {
+  private async sendFrame(frame: wire.ConnectResponse, bytes?: number): Promise<void> {
     if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
-    this.counters.bytes += bytes;
+    if (!this.compressor) {
+      bytes ??= frameBytes(frame);
+      this.counters.bytes += bytes;
+      this.counters.rawBytes += bytes;
+      await this.session.send(frame);
+      return;
+    }
+    const encoded = wire.ConnectResponse.encode(frame).finish();
+    this.counters.rawBytes += encoded.length;
+    // A frame that would make the run too long goes with the next one.
+    if (this.compressor.pendingBytes > 0 && this.compressor.pendingBytes + encoded.length > this.options.compressFlushBytes) await this.flushCompressed();
+    this.compressor.add(encoded);
+    if (frame.frame?.$case === 'syncEnd' || this.compressor.pendingBytes >= this.options.compressFlushBytes) await this.flushCompressed();
+  }
+
+  private async flushCompressed(): Promise<void> {
+    const run = this.compressor?.flush();
+    if (!run) return;
+    const frame: wire.ConnectResponse = { frame: { $case: 'syncCompressed', value: run } };
+    this.counters.bytes += frameBytes(frame);
+    this.counters.compressedFrames++;
+    if (run.reset) this.counters.compressionResets++;
     await this.session.send(frame);
   }
 }
