@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 import { constants, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { seeded } from '../test/unit/support.js';
-import { syncDictionary } from '../src/tunnel/index.js';
+import { FrameCompressor, syncDictionary, wire } from '../src/tunnel/index.js';
 import { findRepoRoot } from './common.js';
 import { generateCorpus, manifestBytes } from './corpus.js';
 
@@ -127,6 +128,48 @@ for (const dict of [undefined, deflateDict]) {
     if (again.ms < r.ms) r = again;
   }
   rows.push({ candidate: 'node:zlib deflate', mode: dict ? 'stream+dict (zlib stream, sync flush)' : 'stream (zlib stream, sync flush)', bytes: r.bytes, compressMsPerMb: r.ms / rawMb, note: 'async stream; time includes a threadpool round trip per object' });
+}
+
+// What sync sends (src/tunnel/compression.ts): SyncObject frames, with their
+// key, subscription, revision and content_sha256, in runs of 64 (a group)
+// through one context per session. And, as a what-if, the same frames without
+// the per-object sha256 (32 bytes no compressor can shrink).
+function syncFrames(withSha: boolean): Buffer[] {
+  return corpus.map((payload, i) => {
+    const m = JSON.parse(payload.toString()) as { apiVersion: string; kind: string; metadata: { name: string; namespace?: string } };
+    const value: wire.SyncObject = {
+      key: { apiVersion: m.apiVersion, kind: m.kind, namespace: m.metadata.namespace ?? '', name: m.metadata.name },
+      subscription: 'default/edge-apps',
+      revision: 1000 + i * 3,
+      op: wire.SyncOp.SYNC_OP_UPSERT,
+      encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
+      contentSha256: withSha ? createHash('sha256').update(payload).digest('hex') : '',
+      totalSize: payload.length,
+      chunkIndex: 0,
+      chunkCount: 1,
+      payload,
+    };
+    return Buffer.from(wire.ConnectResponse.encode({ frame: { $case: 'syncObject', value } }).finish());
+  });
+}
+for (const withSha of [true, false]) {
+  const frames = syncFrames(withSha);
+  const framed = frames.reduce((a, f) => a + f.length, 0);
+  measure(
+    'hawser (node:zlib)',
+    withSha ? 'sync frames, runs of 64, one context' : 'what-if: the same without content_sha256',
+    () => {
+      const c = new FrameCompressor();
+      const out: Buffer[] = [];
+      for (let i = 0; i < frames.length; i += 64) {
+        for (const f of frames.slice(i, i + 64)) c.add(f);
+        out.push(c.flush()!.data);
+      }
+      return out;
+    },
+    undefined,
+    `${framed} B of frames (${(framed / rawBytes).toFixed(2)}× the JSON)`,
+  );
 }
 
 // --- zstd candidates ---------------------------------------------------------

@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveAgentOptions } from '../../src/agent/run.js';
+import { boolFlag, parseFlags } from '../../src/cli/flags.js';
+import { agentSpec } from '../../src/cli/serve.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 
 describe('agent options: --reconnect-jitter', () => {
@@ -13,5 +15,19 @@ describe('agent options: --reconnect-jitter', () => {
     expect(() => resolveAgentOptions({ clusterRegName: 'edge-1', reconnectJitterMs: -1 })).toThrow(
       expect.objectContaining({ code: ErrorCode.InvalidOption, message: expect.stringContaining('reconnect-jitter') }),
     );
+  });
+});
+
+describe('agent options: --enable-compression', () => {
+  it('defaults to true', () => {
+    expect(resolveAgentOptions({ clusterRegName: 'edge-1' }).enableCompression).toBe(true);
+  });
+
+  it('the flag takes true or false, and refuses anything else naming the flag', () => {
+    const parsed = (v: string) => boolFlag(parseFlags(agentSpec, [`--enable-compression=${v}`]), 'enable-compression', true);
+    expect(parsed('false')).toBe(false);
+    expect(parsed('true')).toBe(true);
+    expect(boolFlag(parseFlags(agentSpec, []), 'enable-compression', true)).toBe(true);
+    expect(() => parsed('no')).toThrow(expect.objectContaining({ message: expect.stringContaining('--enable-compression') }));
   });
 });
