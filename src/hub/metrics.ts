@@ -68,6 +68,12 @@ export class HubMetrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+  readonly syncBytes = new Counter({
+    name: 'hawser_sync_bytes_total',
+    help: 'Sync frame bytes sent to agents, by stage: raw (before compression) and wire (as sent; equal to raw for agents without compression).',
+    labelNames: ['stage'] as const,
+    registers: [this.registry],
+  });
   readonly registrations = new Counter({
     name: 'hawser_hub_registrations_total',
     help: 'Registration outcomes.',

@@ -307,7 +307,7 @@ async function serve(
     clock,
   );
   // Manifests of each cluster's namespace go to its agent (src/hub/sync).
-  core.registerHandler(syncHandlerFactory({ store, logger: deps.logger }));
+  core.registerHandler(syncHandlerFactory({ store, logger: deps.logger, metrics }));
   let httpServer: HubApiServer | undefined;
   let deployer: Deployer | undefined;
   const maintainer = new PkiMaintainer(

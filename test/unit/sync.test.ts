@@ -16,7 +16,7 @@ import { FrameCompressor } from '../../src/tunnel/compression.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterStatus, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterStatus, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Sync over the in-memory transport: a real hub (HubCore + EmbeddedStore) and
 // a real agent (AgentCore + OfflineCache) in temp dirs, Manifests written
@@ -34,7 +34,7 @@ interface Hub extends TestHub {
 async function hub(options: Partial<SyncOptions> = {}, features: string[] = [Feature.Sync]): Promise<Hub> {
   const h = await startTestHub({ features });
   const stats = new SyncStats();
-  h.core.registerHandler(syncHandlerFactory({ store: h.store, logger: silentLogger, stats, options }));
+  h.core.registerHandler(syncHandlerFactory({ store: h.store, logger: silentLogger, stats, options, metrics: h.metrics }));
   cleanups.push(() => h.close());
   return Object.assign(h, { stats });
 }
@@ -471,6 +471,9 @@ describe('sync compression (feature compression.deflate.k8s1)', () => {
     const c = h.stats.of('edge');
     expect(c.compressedFrames).toBeGreaterThan(0);
     expect(c.bytes * 4).toBeLessThan(c.rawBytes);
+    // The hub's metric says the same: bytes before and after compression.
+    expect(await metricValue(h.metrics, 'hawser_sync_bytes_total', { stage: 'raw' })).toBe(c.rawBytes);
+    expect(await metricValue(h.metrics, 'hawser_sync_bytes_total', { stage: 'wire' })).toBe(c.bytes);
   });
 
   it('a peer that offers no compression still syncs: the hub sends frames bare', async () => {

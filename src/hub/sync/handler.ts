@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { boundedText } from '../../api/index.js';
 import { defaultMaxFrameBytes, ErrorCode, Feature, FrameCompressor, HawserError, toHawserError, wire } from '../../tunnel/index.js';
+import type { HubMetrics } from '../metrics.js';
 import type { FrameHandler, HandlerFactory, SessionContext } from '../session.js';
 import { type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
 import { frameBytes, manifestContent, syncObjectFrame } from './objects.js';
@@ -83,6 +84,8 @@ export interface SyncDeps {
   store: HubStore;
   logger: Logger;
   stats?: SyncStats;
+  /** hawser_sync_bytes_total (raw and wire). */
+  metrics?: HubMetrics;
   options?: Partial<SyncOptions>;
 }
 
@@ -90,7 +93,7 @@ export interface SyncDeps {
 export function syncHandlerFactory(deps: SyncDeps): HandlerFactory {
   const options = { ...defaultSyncOptions, ...deps.options };
   const stats = deps.stats ?? new SyncStats();
-  return (session) => new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName));
+  return (session) => new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName), deps.metrics);
 }
 
 interface Group {
@@ -125,6 +128,7 @@ class SessionSync implements FrameHandler {
     private readonly logger: Logger,
     private readonly options: SyncOptions,
     private readonly counters: ClusterSyncCounters,
+    private readonly metrics?: HubMetrics,
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
     this.compressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameCompressor() : undefined;
@@ -325,11 +329,14 @@ class SessionSync implements FrameHandler {
       bytes ??= frameBytes(frame);
       this.counters.bytes += bytes;
       this.counters.rawBytes += bytes;
+      this.metrics?.syncBytes.inc({ stage: 'raw' }, bytes);
+      this.metrics?.syncBytes.inc({ stage: 'wire' }, bytes);
       await this.session.send(frame);
       return;
     }
     const encoded = wire.ConnectResponse.encode(frame).finish();
     this.counters.rawBytes += encoded.length;
+    this.metrics?.syncBytes.inc({ stage: 'raw' }, encoded.length);
     // A frame that would make the run too long goes with the next one.
     if (this.compressor.pendingBytes > 0 && this.compressor.pendingBytes + encoded.length > this.options.compressFlushBytes) await this.flushCompressed();
     this.compressor.add(encoded);
@@ -340,7 +347,9 @@ class SessionSync implements FrameHandler {
     const run = this.compressor?.flush();
     if (!run) return;
     const frame: wire.ConnectResponse = { frame: { $case: 'syncCompressed', value: run } };
-    this.counters.bytes += frameBytes(frame);
+    const bytes = frameBytes(frame);
+    this.counters.bytes += bytes;
+    this.metrics?.syncBytes.inc({ stage: 'wire' }, bytes);
     this.counters.compressedFrames++;
     if (run.reset) this.counters.compressionResets++;
     await this.session.send(frame);
