@@ -236,14 +236,14 @@ if (napi) {
   const z = napi.mod as ZstdNapi;
   const b = createRequire(join(napi.dir, 'package.json'))('zstd-napi/binding') as ZstdNapiBinding;
   const name = `zstd-napi (${footprint(napi.dir)})`;
-  const streamed = (dict: Buffer | undefined) => {
+  const streamed = (dict: Buffer | undefined, inputs: Buffer[] = corpus) => {
     const dst = Buffer.alloc(1 << 20);
     return {
       compress: () => {
         const c = new b.CCtx();
         c.setParameter(b.CParameter.compressionLevel, zstdLevel);
         if (dict) c.loadDictionary(dict);
-        return corpus.map((o) => {
+        return inputs.map((o) => {
           const [left, produced] = c.compressStream2(dst, o, b.EndDirective.flush);
           if (left !== 0) throw new Error('zstd flush incomplete');
           return Buffer.from(dst.subarray(0, produced));
@@ -270,6 +270,12 @@ if (napi) {
     const sd = streamed(zdict);
     measure(name, 'stream+dict', sd.compress, sd.decompress);
   }
+  // The same sync frames as hawser's row, in runs of 64 through one zstd context.
+  const frames = syncFrames(true);
+  const runs: Buffer[] = [];
+  for (let i = 0; i < frames.length; i += 64) runs.push(Buffer.concat(frames.slice(i, i + 64)));
+  const fr = streamed(zdict, runs);
+  measure(name, 'sync frames, runs of 64, one context (+dict)', fr.compress, fr.decompress);
 } else rows.push({ candidate: 'zstd-napi', mode: '-', bytes: 0, note: 'not installed' });
 
 interface ZstdCodecModule {
