@@ -1,4 +1,5 @@
 import { deflateRawSync } from 'node:zlib';
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compressionWindowBytes, FrameCompressor, FrameDecompressor } from '../../src/tunnel/compression.js';
 import { ErrorCode, HawserError } from '../../src/tunnel/errors.js';
@@ -122,5 +123,26 @@ describe('frame compression context', () => {
     expect(code(() => d.inflate({ ...first, data: Buffer.from('garbage') }))).toBe(ErrorCode.SyncProtocol);
     c.add(Buffer.from('{"a":2}'));
     expect(code(() => d.inflate(c.flush()!))).toBe(ErrorCode.SyncProtocol);
+  });
+
+  it('any sequence of runs and resets round-trips through one sender and one receiver (property)', () => {
+    const frame = fc.oneof(fc.uint8Array({ maxLength: 2000 }), fc.string({ maxLength: 3000 }).map((t) => Buffer.from(t)));
+    const step = fc.oneof(fc.array(frame, { minLength: 1, maxLength: 6 }), fc.constant('reset' as const));
+    fc.assert(
+      fc.property(fc.array(step, { maxLength: 30 }), (steps) => {
+        const c = new FrameCompressor();
+        const d = new FrameDecompressor(1 << 20);
+        for (const s of steps) {
+          if (s === 'reset') {
+            c.reset();
+            continue;
+          }
+          for (const f of s) c.add(f);
+          const got = d.inflate(c.flush()!).map((f) => Buffer.from(f).toString('hex'));
+          expect(got).toEqual(s.map((f) => Buffer.from(f).toString('hex')));
+        }
+      }),
+      { numRuns: 100 },
+    );
   });
 });
