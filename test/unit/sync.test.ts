@@ -517,6 +517,31 @@ describe('sync compression (feature compression.deflate.k8s1)', () => {
   });
 });
 
+describe('sync compression and the window', () => {
+  it('with acks withheld the hub stops at the window, and nothing it sent waits in its compression queue', async () => {
+    const both = [Feature.Sync, Feature.CompressionDeflate];
+    // The window (8) fills in the middle of a group (5): its first 3 objects must reach the agent.
+    const h = await hub({ windowFrames: 8, groupFrames: 5 }, both);
+    const a = await agent(h, await agentHome(), undefined, undefined, both);
+    const ns = await clusterNamespace(h);
+    const realBatch = a.cache.batch.bind(a.cache);
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    a.cache.batch = async (ops, options) => {
+      await gate;
+      return realBatch(ops, options);
+    };
+    const rv = await writeManifests(h.store, ns, 50);
+    await waitFor('the window filled', () => h.stats.of('edge').objectFrames === 8);
+    for (let i = 0; i < 200; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(h.stats.of('edge').objectFrames).toBe(8);
+    expect(h.stats.of('edge').queuedBytes).toBe(0);
+    open();
+    await waitFor('all 50 acked once the agent stores again', async () => (await ackedRevision(a)) >= rv);
+    expect((await a.receiver.desired()).objects).toHaveLength(50);
+  });
+});
+
 describe('sync receiver refuses compressed frames that break the protocol', () => {
   async function handler(features: string[]) {
     const home = await agentHome();

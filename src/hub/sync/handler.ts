@@ -35,9 +35,11 @@ export interface SyncOptions {
   /** An object frame larger than this is not sent: HAWSER_SYNC_OBJECT_TOO_LARGE (chunks come next). */
   maxObjectFrameBytes: number;
   /**
-   * With compression negotiated, frames queue until a group ends or this many
-   * bytes wait, then go as one SyncCompressed (larger runs compress better;
-   * a group's end always flushes, since the agent acks only what it received).
+   * With compression negotiated, SyncBegin and whole-object frames queue
+   * until this many bytes wait, then go as one SyncCompressed (longer runs
+   * compress better). Every other frame (a group's end, a chunk) flushes the
+   * run at once, and so does every wait for an ack: the agent acks only what
+   * it received.
    */
   compressFlushBytes: number;
 }
@@ -66,6 +68,8 @@ export interface ClusterSyncCounters {
   /** SyncCompressed frames sent, and of them those that started a new context. */
   compressedFrames: number;
   compressionResets: number;
+  /** Frame bytes queued for the next compressed run now (0 whenever the sender waits for an ack). */
+  queuedBytes: number;
   snapshots: number;
   /** Objects refused as too large, by "kind namespace/name". */
   tooLarge: string[];
@@ -75,7 +79,7 @@ export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, snapshots: 0, tooLarge: [] }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [] }));
     return c;
   }
 }
@@ -319,8 +323,14 @@ class SessionSync implements FrameHandler {
       if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
       // The agent acks closed groups only: close ours so the window can drain.
       if (this.open && this.inFlight.length === 0) throw new HawserError(ErrorCode.Internal, 'sync window smaller than one group');
-      await new Promise<void>((resolve) => (this.wake = resolve));
+      await this.waitForAck();
     }
+  }
+
+  /** Waits until an ack (or the end) wakes the sender; frames still queued for compression go first. */
+  private async waitForAck(): Promise<void> {
+    await this.flushCompressed();
+    await new Promise<void>((resolve) => (this.wake = resolve));
   }
 
   private async sendFrame(frame: wire.ConnectResponse, bytes?: number): Promise<void> {
@@ -340,11 +350,15 @@ class SessionSync implements FrameHandler {
     // A frame that would make the run too long goes with the next one.
     if (this.compressor.pendingBytes > 0 && this.compressor.pendingBytes + encoded.length > this.options.compressFlushBytes) await this.flushCompressed();
     this.compressor.add(encoded);
-    if (frame.frame?.$case === 'syncEnd' || this.compressor.pendingBytes >= this.options.compressFlushBytes) await this.flushCompressed();
+    this.counters.queuedBytes = this.compressor.pendingBytes;
+    const f = frame.frame;
+    const queues = f?.$case === 'syncBegin' || (f?.$case === 'syncObject' && f.value.chunkCount <= 1);
+    if (!queues || this.compressor.pendingBytes >= this.options.compressFlushBytes) await this.flushCompressed();
   }
 
   private async flushCompressed(): Promise<void> {
     const run = this.compressor?.flush();
+    this.counters.queuedBytes = 0;
     if (!run) return;
     const frame: wire.ConnectResponse = { frame: { $case: 'syncCompressed', value: run } };
     const bytes = frameBytes(frame);
