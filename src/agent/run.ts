@@ -37,12 +37,12 @@ export interface AgentOptions {
   registerTimeoutMs: number;
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
+  /** Offer compressed sync (feature compression.deflate.k8s1); false: the hub sends frames bare. */
+  enableCompression: boolean;
   /** Clusternet's --feature-gates, e.g. "AppPusher=true" (default: every gate false). */
   featureGates: string;
   /** How often the cached desired set is re-applied (drift), besides every sync. */
   applyIntervalMs: number;
-  /** Offer compressed sync (feature compression.deflate.k8s1); false: the hub sends frames bare. */
-  enableCompression: boolean;
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -63,9 +63,9 @@ export function defaultAgentOptions(): AgentOptions {
     // 20 s pings keep common NAT mappings (often 30-60 s idle) open.
     keepaliveTimeMs: 20_000,
     keepaliveTimeoutMs: 10_000,
+    enableCompression: true,
     featureGates: '',
     applyIntervalMs: 30_000,
-    enableCompression: true,
   };
 }
 

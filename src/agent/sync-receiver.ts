@@ -33,6 +33,8 @@ const keptPrefix = 'sync/kept/';
 const holdKey = 'sync/hold';
 /** Objects one group may hold at most (the hub closes groups far sooner): a hub past it breaks the protocol. */
 const maxGroupObjects = 4096;
+/** Frames a SyncCompressed may hold: sync's own, never another SyncCompressed. */
+const compressibleFrames = new Set(['syncBegin', 'syncObject', 'syncEnd']);
 
 /** What the cache holds per desired object. */
 interface StoredObject {
@@ -64,22 +66,20 @@ export interface DesiredSet {
 }
 
 export interface SyncReceiverOptions {
+  /**
+   * The most one SyncCompressed may inflate to (default: the largest frame
+   * the transport takes); more is a decompression bomb, refused with
+   * HAWSER_SYNC_DECOMPRESSION_LIMIT: the session ends, the next one starts a
+   * new context.
+   */
+  maxDecompressedBytes?: number;
   /** A snapshot that would remove more than this share of the held objects is held (with at least minHeldRemovals). */
   maxRemovalShare: number;
   /** Removals up to this many are never held for their number alone. */
   minHeldRemovals: number;
-  /**
-   * The most one SyncCompressed may inflate to: more is a decompression bomb,
-   * refused with HAWSER_SYNC_DECOMPRESSION_LIMIT (the session ends, the next
-   * one starts a new context). The largest frame the transport takes.
-   */
-  maxDecompressedBytes: number;
 }
 
-export const defaultSyncReceiverOptions: SyncReceiverOptions = { maxRemovalShare: 0.5, minHeldRemovals: 10, maxDecompressedBytes: defaultMaxFrameBytes };
-
-/** Frames a SyncCompressed may hold: sync's own, never another SyncCompressed. */
-const compressibleFrames = new Set(['syncBegin', 'syncObject', 'syncEnd']);
+export const defaultSyncReceiverOptions: SyncReceiverOptions = { maxRemovalShare: 0.5, minHeldRemovals: 10 };
 
 function objectId(subscription: string, key: wire.SyncObjectKey): string {
   return [subscription, key.apiVersion, key.kind, key.namespace, key.name].map(encodeURIComponent).join('/');
@@ -191,57 +191,47 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
 
   private sessionHandler(session: AgentSessionContext): AgentFrameHandler {
     const enabled = session.negotiated.features.has(Feature.Sync);
-    // One context per session: a new session never assumes the last one's window.
-    const decompressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameDecompressor(this.options.maxDecompressedBytes) : undefined;
     let run: Run | undefined;
-    const handle = async (frame: HubFrame): Promise<void> => {
-      switch (frame.$case) {
-        case 'syncCompressed': {
-          if (!decompressor) throw new HawserError(ErrorCode.UnexpectedFrame, `syncCompressed frame on a session without the "${Feature.CompressionDeflate}" feature`);
-          for (const bytes of decompressor.inflate(frame.value)) {
-            let inner: wire.ConnectResponse;
-            try {
-              inner = wire.ConnectResponse.decode(bytes);
-            } catch (err) {
-              throw new HawserError(ErrorCode.SyncProtocol, `a frame of ${bytes.length} bytes inside compressed sync frames does not decode: ${(err as Error).message}`);
-            }
-            if (!inner.frame || !compressibleFrames.has(inner.frame.$case)) {
-              throw new HawserError(ErrorCode.SyncProtocol, `compressed sync frames hold a ${inner.frame?.$case ?? 'empty'} frame; only syncBegin, syncObject and syncEnd may be compressed`);
-            }
-            await handle(inner.frame);
-          }
-          return;
-        }
-        case 'syncBegin':
-          run = { incarnation: frame.value.incarnation, snapshot: frame.value.snapshot, reason: frame.value.reason, toRevision: frame.value.toRevision, swapped: false, pending: [] };
-          if (run.snapshot) await this.serial(() => this.clearStage());
-          return;
-        case 'syncObject':
-          if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
-          if (run.pending.length >= maxGroupObjects) throw new HawserError(ErrorCode.SyncProtocol, `sync group of more than ${maxGroupObjects} objects without a SyncEnd`);
-          run.pending.push(this.sealReceived(decodeObject(frame.value)));
-          return;
-        case 'syncEnd': {
-          if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync end before any SyncBegin');
-          const r = run;
-          const end = frame.value;
-          await this.serial(() => this.commit(r, end));
-          r.pending = [];
-          await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence } } });
-          return;
-        }
-        default:
-          return;
-      }
-    };
-    return {
+    // One context per session: a new session never assumes the last one's window.
+    const decompressor = session.negotiated.features.has(Feature.CompressionDeflate)
+      ? new FrameDecompressor(this.options.maxDecompressedBytes ?? defaultMaxFrameBytes)
+      : undefined;
+    const handler: AgentFrameHandler = {
       name: 'sync',
       kinds: ['syncBegin', 'syncObject', 'syncEnd', 'syncCompressed'],
       // The hub's window bounds what it sends unacked; this is above it.
       queueLimit: 4096,
       admit: (frame) => (enabled ? undefined : new HawserError(ErrorCode.UnexpectedFrame, `${frame.$case} frame on a session without the "sync" feature`)),
-      handle,
+      handle: async (frame: HubFrame) => {
+        switch (frame.$case) {
+          case 'syncCompressed':
+            // The frames it holds are handled as if they came bare, in order.
+            for (const inner of inflateFrames(decompressor, frame.value)) await handler.handle(inner);
+            return;
+          case 'syncBegin':
+            run = { incarnation: frame.value.incarnation, snapshot: frame.value.snapshot, reason: frame.value.reason, toRevision: frame.value.toRevision, swapped: false, pending: [] };
+            if (run.snapshot) await this.serial(() => this.clearStage());
+            return;
+          case 'syncObject':
+            if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
+            if (run.pending.length >= maxGroupObjects) throw new HawserError(ErrorCode.SyncProtocol, `sync group of more than ${maxGroupObjects} objects without a SyncEnd`);
+            run.pending.push(this.sealReceived(decodeObject(frame.value)));
+            return;
+          case 'syncEnd': {
+            if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync end before any SyncBegin');
+            const r = run;
+            const end = frame.value;
+            await this.serial(() => this.commit(r, end));
+            r.pending = [];
+            await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence } } });
+            return;
+          }
+          default:
+            return;
+        }
+      },
     };
+    return handler;
   }
 
   private async clearStage(): Promise<void> {
@@ -305,6 +295,23 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     }
     return reason ? { code: ErrorCode.SyncPruneHeld, reason: `${reason}: ${removals} objects kept; prune held until an operator confirms`, since: this.now() } : undefined;
   }
+}
+
+/** The sync frames a SyncCompressed holds, decoded; throws a HawserError for anything else. */
+function inflateFrames(decompressor: FrameDecompressor | undefined, compressed: wire.SyncCompressed): HubFrame[] {
+  if (!decompressor) throw new HawserError(ErrorCode.UnexpectedFrame, `syncCompressed frame on a session without the "${Feature.CompressionDeflate}" feature`);
+  return decompressor.inflate(compressed).map((bytes) => {
+    let inner: wire.ConnectResponse;
+    try {
+      inner = wire.ConnectResponse.decode(bytes);
+    } catch (err) {
+      throw new HawserError(ErrorCode.SyncProtocol, `a frame of ${bytes.length} bytes inside compressed sync frames does not decode: ${(err as Error).message}`);
+    }
+    if (!inner.frame || !compressibleFrames.has(inner.frame.$case)) {
+      throw new HawserError(ErrorCode.SyncProtocol, `compressed sync frames hold a ${inner.frame?.$case ?? 'empty'} frame; only syncBegin, syncObject and syncEnd may be compressed`);
+    }
+    return inner.frame;
+  });
 }
 
 function decodeObject(o: wire.SyncObject): Received {

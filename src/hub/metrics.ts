@@ -68,12 +68,6 @@ export class HubMetrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
-  readonly syncBytes = new Counter({
-    name: 'hawser_sync_bytes_total',
-    help: 'Sync frame bytes sent to agents, by stage: raw (before compression) and wire (as sent; equal to raw for agents without compression).',
-    labelNames: ['stage'] as const,
-    registers: [this.registry],
-  });
   readonly registrations = new Counter({
     name: 'hawser_hub_registrations_total',
     help: 'Registration outcomes.',
@@ -84,6 +78,19 @@ export class HubMetrics {
   readonly agentCacheQuarantines = new Counter({
     name: 'hawser_agent_cache_quarantines_total',
     help: 'Corrupt offline caches that agents quarantined and rebuilt, as they report in their hello.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+
+  readonly syncBytes = new Counter({
+    name: 'hawser_hub_sync_bytes_total',
+    help: 'Bytes of sync frames the hub sent, by cluster (protobuf encoding, as handed to the transport).',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly syncRawBytes = new Counter({
+    name: 'hawser_hub_sync_raw_bytes_total',
+    help: 'Bytes of the same sync frames before compression, by cluster (equal to hawser_hub_sync_bytes_total without compression).',
     labelNames: ['cluster'] as const,
     registers: [this.registry],
   });

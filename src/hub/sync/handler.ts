@@ -25,6 +25,14 @@ import { writeApplyReport } from './status.js';
 // the control stream keeps room for heartbeats.
 
 export interface SyncOptions {
+  /**
+   * With compression negotiated, SyncBegin and whole-object frames queue
+   * until this many bytes wait, then go as one SyncCompressed (longer runs
+   * compress better). Every other frame (a group's end, a chunk) flushes the
+   * run at once, and so does every wait for an ack: the agent acks only what
+   * it received.
+   */
+  compressFlushBytes: number;
   /** Unacknowledged object frames at most. */
   windowFrames: number;
   /** Unacknowledged object bytes at most. */
@@ -34,14 +42,6 @@ export interface SyncOptions {
   groupBytes: number;
   /** An object frame larger than this is not sent: HAWSER_SYNC_OBJECT_TOO_LARGE (chunks come next). */
   maxObjectFrameBytes: number;
-  /**
-   * With compression negotiated, SyncBegin and whole-object frames queue
-   * until this many bytes wait, then go as one SyncCompressed (longer runs
-   * compress better). Every other frame (a group's end, a chunk) flushes the
-   * run at once, and so does every wait for an ack: the agent acks only what
-   * it received.
-   */
-  compressFlushBytes: number;
 }
 
 // Sync shares the control stream: a heartbeat ack the hub sends waits behind
@@ -49,13 +49,13 @@ export interface SyncOptions {
 // the agent's 3 missed heartbeats). Lease renewals themselves travel agent ->
 // hub and never wait behind sync. A stream of its own is the next step.
 export const defaultSyncOptions: SyncOptions = {
+  compressFlushBytes: 64 * 1024,
   windowFrames: 256,
   windowBytes: 1024 * 1024,
   groupFrames: 64,
   groupBytes: 256 * 1024,
   // Room for the frame's envelope under the transport's limit.
   maxObjectFrameBytes: defaultMaxFrameBytes - 16 * 1024,
-  compressFlushBytes: 64 * 1024,
 };
 
 /** What sync sent, per cluster, over the hub's life (tests and benchmarks count bytes here). */
@@ -87,9 +87,9 @@ export class SyncStats {
 export interface SyncDeps {
   store: HubStore;
   logger: Logger;
-  stats?: SyncStats;
-  /** hawser_sync_bytes_total (raw and wire). */
+  /** Sync bytes, chunks, resumed bytes and refusals are exported here too. */
   metrics?: HubMetrics;
+  stats?: SyncStats;
   options?: Partial<SyncOptions>;
 }
 
@@ -135,8 +135,8 @@ class SessionSync implements FrameHandler {
     private readonly metrics?: HubMetrics,
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
-    this.compressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameCompressor() : undefined;
     session.ended.addEventListener('abort', () => this.close(), { once: true });
+    this.compressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameCompressor() : undefined;
     if (this.enabled) void this.run().catch((err: unknown) => this.failed(err));
   }
 
@@ -339,14 +339,14 @@ class SessionSync implements FrameHandler {
       bytes ??= frameBytes(frame);
       this.counters.bytes += bytes;
       this.counters.rawBytes += bytes;
-      this.metrics?.syncBytes.inc({ stage: 'raw' }, bytes);
-      this.metrics?.syncBytes.inc({ stage: 'wire' }, bytes);
+      this.metrics?.syncRawBytes.inc({ cluster: this.session.clusterName }, bytes);
+      this.metrics?.syncBytes.inc({ cluster: this.session.clusterName }, bytes);
       await this.session.send(frame);
       return;
     }
     const encoded = wire.ConnectResponse.encode(frame).finish();
     this.counters.rawBytes += encoded.length;
-    this.metrics?.syncBytes.inc({ stage: 'raw' }, encoded.length);
+    this.metrics?.syncRawBytes.inc({ cluster: this.session.clusterName }, encoded.length);
     // A frame that would make the run too long goes with the next one.
     if (this.compressor.pendingBytes > 0 && this.compressor.pendingBytes + encoded.length > this.options.compressFlushBytes) await this.flushCompressed();
     this.compressor.add(encoded);
@@ -363,7 +363,7 @@ class SessionSync implements FrameHandler {
     const frame: wire.ConnectResponse = { frame: { $case: 'syncCompressed', value: run } };
     const bytes = frameBytes(frame);
     this.counters.bytes += bytes;
-    this.metrics?.syncBytes.inc({ stage: 'wire' }, bytes);
+    this.metrics?.syncBytes.inc({ cluster: this.session.clusterName }, bytes);
     this.counters.compressedFrames++;
     if (run.reset) this.counters.compressionResets++;
     await this.session.send(frame);
