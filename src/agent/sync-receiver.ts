@@ -51,6 +51,23 @@ function isSecret(object: KubeObject): boolean {
   return object.apiVersion === 'v1' && object.kind === 'Secret';
 }
 
+/** The sync frames a SyncCompressed holds, decoded; throws a HawserError for anything else. */
+function inflateFrames(decompressor: FrameDecompressor | undefined, compressed: wire.SyncCompressed): HubFrame[] {
+  if (!decompressor) throw new HawserError(ErrorCode.UnexpectedFrame, `syncCompressed frame on a session without the "${Feature.CompressionDeflate}" feature`);
+  return decompressor.inflate(compressed).map((bytes) => {
+    let inner: wire.ConnectResponse;
+    try {
+      inner = wire.ConnectResponse.decode(bytes);
+    } catch (err) {
+      throw new HawserError(ErrorCode.SyncProtocol, `a frame of ${bytes.length} bytes inside compressed sync frames does not decode: ${(err as Error).message}`);
+    }
+    if (!inner.frame || !compressibleFrames.has(inner.frame.$case)) {
+      throw new HawserError(ErrorCode.SyncProtocol, `compressed sync frames hold a ${inner.frame?.$case ?? 'empty'} frame; only syncBegin, syncObject and syncEnd may be compressed`);
+    }
+    return inner.frame;
+  });
+}
+
 export interface PruneHold {
   code: string;
   reason: string;
@@ -295,23 +312,6 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     }
     return reason ? { code: ErrorCode.SyncPruneHeld, reason: `${reason}: ${removals} objects kept; prune held until an operator confirms`, since: this.now() } : undefined;
   }
-}
-
-/** The sync frames a SyncCompressed holds, decoded; throws a HawserError for anything else. */
-function inflateFrames(decompressor: FrameDecompressor | undefined, compressed: wire.SyncCompressed): HubFrame[] {
-  if (!decompressor) throw new HawserError(ErrorCode.UnexpectedFrame, `syncCompressed frame on a session without the "${Feature.CompressionDeflate}" feature`);
-  return decompressor.inflate(compressed).map((bytes) => {
-    let inner: wire.ConnectResponse;
-    try {
-      inner = wire.ConnectResponse.decode(bytes);
-    } catch (err) {
-      throw new HawserError(ErrorCode.SyncProtocol, `a frame of ${bytes.length} bytes inside compressed sync frames does not decode: ${(err as Error).message}`);
-    }
-    if (!inner.frame || !compressibleFrames.has(inner.frame.$case)) {
-      throw new HawserError(ErrorCode.SyncProtocol, `compressed sync frames hold a ${inner.frame?.$case ?? 'empty'} frame; only syncBegin, syncObject and syncEnd may be compressed`);
-    }
-    return inner.frame;
-  });
 }
 
 function decodeObject(o: wire.SyncObject): Received {
