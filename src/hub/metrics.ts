@@ -82,15 +82,15 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
-  readonly syncBytes = new Counter({
-    name: 'hawser_hub_sync_bytes_total',
-    help: 'Bytes of sync frames the hub sent, by cluster (protobuf encoding, as handed to the transport).',
+  readonly syncSentBytes = new Counter({
+    name: 'hawser_hub_sync_sent_bytes_total',
+    help: 'Bytes of sync frames the hub handed to the transport, by cluster (as they go on the wire).',
     labelNames: ['cluster'] as const,
     registers: [this.registry],
   });
   readonly syncRawBytes = new Counter({
     name: 'hawser_hub_sync_raw_bytes_total',
-    help: 'Bytes of the same sync frames before compression, by cluster (equal to hawser_hub_sync_bytes_total without compression).',
+    help: 'Bytes of the same sync frames before compression, by cluster (equal to hawser_hub_sync_sent_bytes_total without compression).',
     labelNames: ['cluster'] as const,
     registers: [this.registry],
   });

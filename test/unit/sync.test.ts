@@ -473,7 +473,7 @@ describe('sync compression (feature compression.deflate.k8s1)', () => {
     expect(c.bytes * 4).toBeLessThan(c.rawBytes);
     // The hub's metric says the same: bytes before and after compression.
     expect(await metricValue(h.metrics, 'hawser_hub_sync_raw_bytes_total', { cluster: 'edge' })).toBe(c.rawBytes);
-    expect(await metricValue(h.metrics, 'hawser_hub_sync_bytes_total', { cluster: 'edge' })).toBe(c.bytes);
+    expect(await metricValue(h.metrics, 'hawser_hub_sync_sent_bytes_total', { cluster: 'edge' })).toBe(c.bytes);
   });
 
   it('a peer that offers no compression still syncs: the hub sends frames bare', async () => {

@@ -340,7 +340,7 @@ class SessionSync implements FrameHandler {
       this.counters.bytes += bytes;
       this.counters.rawBytes += bytes;
       this.metrics?.syncRawBytes.inc({ cluster: this.session.clusterName }, bytes);
-      this.metrics?.syncBytes.inc({ cluster: this.session.clusterName }, bytes);
+      this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
       await this.session.send(frame);
       return;
     }
@@ -363,7 +363,7 @@ class SessionSync implements FrameHandler {
     const frame: wire.ConnectResponse = { frame: { $case: 'syncCompressed', value: run } };
     const bytes = frameBytes(frame);
     this.counters.bytes += bytes;
-    this.metrics?.syncBytes.inc({ cluster: this.session.clusterName }, bytes);
+    this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
     this.counters.compressedFrames++;
     if (run.reset) this.counters.compressionResets++;
     await this.session.send(frame);
