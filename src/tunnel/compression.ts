@@ -1,4 +1,4 @@
-import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';
 import { ErrorCode, HawserError } from './errors.js';
 import { syncDictionary } from './sync-dictionary.js';
 
@@ -29,6 +29,8 @@ export interface CompressedFrames {
   data: Buffer;
   rawSize: number;
   reset: boolean;
+  /** CRC-32 of the raw frames: checks that both contexts are in step. */
+  rawCrc32: number;
 }
 
 function slide(window: Buffer, raw: Buffer): Buffer {
@@ -81,7 +83,7 @@ export class FrameCompressor {
     const dict = this.window ?? dictionary;
     const data = deflateRawSync(raw, { level, dictionary: dict });
     this.window = slide(dict, raw);
-    return { data, rawSize: raw.length, reset };
+    return { data, rawSize: raw.length, reset, rawCrc32: crc32(raw) };
   }
 
   /**
@@ -101,7 +103,7 @@ export class FrameDecompressor {
   constructor(private readonly maxRawBytes: number) {}
 
   /** The frames (each the bytes of one ConnectResponse) a SyncCompressed holds. */
-  inflate(message: { data: Uint8Array; rawSize: number; reset: boolean }): Uint8Array[] {
+  inflate(message: { data: Uint8Array; rawSize: number; reset: boolean; rawCrc32: number }): Uint8Array[] {
     const rawSize = message.rawSize;
     // A failure leaves the context unusable: what follows on the session cannot be read.
     const window = message.reset ? dictionary : this.window;
@@ -124,6 +126,10 @@ export class FrameDecompressor {
     if (raw.length !== rawSize) {
       const code = raw.length > rawSize ? ErrorCode.SyncDecompressionLimit : ErrorCode.SyncProtocol;
       throw new HawserError(code, `compressed sync frames inflate to ${raw.length} bytes, not their raw_size ${rawSize}`);
+    }
+    // Raw DEFLATE has no checksum: a context out of step would otherwise inflate to wrong bytes silently.
+    if (crc32(raw) !== message.rawCrc32) {
+      throw new HawserError(ErrorCode.SyncProtocol, `compressed sync frames inflate to bytes whose CRC-32 is not ${message.rawCrc32}: the compression contexts are out of step`);
     }
     const frames = splitFrames(raw);
     this.window = slide(window, raw);

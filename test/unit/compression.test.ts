@@ -1,4 +1,4 @@
-import { deflateRawSync } from 'node:zlib';
+import { crc32, deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { compressionWindowBytes, FrameCompressor, FrameDecompressor } from '../../src/tunnel/compression.js';
@@ -112,7 +112,27 @@ describe('frame compression context', () => {
     // A length prefix (200) longer than what follows.
     const overrun = Buffer.from([200, 1, 0x61, 0x62]);
     const data = deflateRawSync(overrun, { dictionary: Buffer.from(syncDictionary.text) });
-    expect(code(() => new FrameDecompressor(1 << 20).inflate({ data, rawSize: overrun.length, reset: true }))).toBe(ErrorCode.SyncProtocol);
+    expect(code(() => new FrameDecompressor(1 << 20).inflate({ data, rawSize: overrun.length, reset: true, rawCrc32: crc32(overrun) }))).toBe(ErrorCode.SyncProtocol);
+  });
+
+  it('a receiver out of step with the sender (a run it never got) refuses the next run instead of reading wrong bytes', () => {
+    const c = new FrameCompressor();
+    const d = new FrameDecompressor(1 << 20);
+    const frame = (i: number) => Buffer.from(JSON.stringify({ kind: 'ConfigMap', metadata: { name: `cm-${i}` }, data: { value: 'x'.repeat(100 + i) } }));
+    c.add(frame(1));
+    d.inflate(c.flush()!);
+    c.add(frame(2));
+    c.flush(); // never delivered
+    c.add(frame(2));
+    const third = c.flush()!;
+    expect(code(() => d.inflate(third))).toBe(ErrorCode.SyncProtocol);
+  });
+
+  it('a CRC-32 that does not match the inflated bytes is refused (HAWSER_SYNC_PROTOCOL)', () => {
+    const c = new FrameCompressor();
+    c.add(Buffer.from('{"a":1}'));
+    const run = c.flush()!;
+    expect(code(() => new FrameDecompressor(1 << 20).inflate({ ...run, rawCrc32: (run.rawCrc32 + 1) >>> 0 }))).toBe(ErrorCode.SyncProtocol);
   });
 
   it('after a refusal the context is gone: what follows without a reset is refused too', () => {

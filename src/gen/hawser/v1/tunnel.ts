@@ -504,6 +504,11 @@ export interface SyncCompressed {
    * must set it (a context is rebuilt, never assumed).
    */
   reset: boolean;
+  /**
+   * CRC-32 of the decompressed frames: a receiver whose context is out of
+   * step with the sender's refuses the run instead of reading wrong bytes.
+   */
+  rawCrc32: number;
 }
 
 /** SyncAck says a group is durably in the agent's cache. */
@@ -3965,7 +3970,7 @@ export const SyncEnd: MessageFns<SyncEnd> = {
 };
 
 function createBaseSyncCompressed(): SyncCompressed {
-  return { data: Buffer.alloc(0), rawSize: 0, reset: false };
+  return { data: Buffer.alloc(0), rawSize: 0, reset: false, rawCrc32: 0 };
 }
 
 export const SyncCompressed: MessageFns<SyncCompressed> = {
@@ -3978,6 +3983,9 @@ export const SyncCompressed: MessageFns<SyncCompressed> = {
     }
     if (message.reset !== false) {
       writer.uint32(24).bool(message.reset);
+    }
+    if (message.rawCrc32 !== 0) {
+      writer.uint32(37).fixed32(message.rawCrc32);
     }
     return writer;
   },
@@ -4019,6 +4027,14 @@ export const SyncCompressed: MessageFns<SyncCompressed> = {
             message.reset = reader.bool();
             continue;
           }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.rawCrc32 = reader.fixed32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -4040,6 +4056,11 @@ export const SyncCompressed: MessageFns<SyncCompressed> = {
         ? globalThis.Number(object.raw_size)
         : 0,
       reset: isSet(object.reset) ? globalThis.Boolean(object.reset) : false,
+      rawCrc32: isSet(object.rawCrc32)
+        ? globalThis.Number(object.rawCrc32)
+        : isSet(object.raw_crc32)
+        ? globalThis.Number(object.raw_crc32)
+        : 0,
     };
   },
 
@@ -4054,6 +4075,9 @@ export const SyncCompressed: MessageFns<SyncCompressed> = {
     if (message.reset !== false) {
       obj.reset = message.reset;
     }
+    if (message.rawCrc32 !== 0) {
+      obj.rawCrc32 = Math.round(message.rawCrc32);
+    }
     return obj;
   },
 
@@ -4065,6 +4089,7 @@ export const SyncCompressed: MessageFns<SyncCompressed> = {
     message.data = object.data ?? Buffer.alloc(0);
     message.rawSize = object.rawSize ?? 0;
     message.reset = object.reset ?? false;
+    message.rawCrc32 = object.rawCrc32 ?? 0;
     return message;
   },
 };
