@@ -517,6 +517,27 @@ describe('sync compression (feature compression.deflate.k8s1)', () => {
   });
 });
 
+describe('sync compression with chunks', () => {
+  it('a large object goes in chunks, each compressed and flushed at once (the chunk window never waits on a queued chunk), and arrives whole', async () => {
+    const all = [Feature.Sync, Feature.Chunks, Feature.CompressionDeflate];
+    const chunkBytes = 16 * 1024;
+    const h = await hub({ chunkBytes, chunkWindowBytes: 2 * chunkBytes }, all);
+    const a = await agent(h, await agentHome(), undefined, undefined, all);
+    const ns = await clusterNamespace(h);
+    const lines = Array.from({ length: 4000 }, (_, i) => `line ${i}: ${createHash('sha256').update(String(i)).digest('hex').slice(0, 16)}`).join('\n');
+    const big = manifest(ns, 0, lines);
+    const rv = Number(await h.store.put('Manifest', { namespace: ns, name: 'cm-0' }, big));
+    await waitFor('acked', async () => (await ackedRevision(a)) >= rv);
+    const held = (await a.receiver.desired()).objects.find((o) => o.object.metadata.name === 'cm-0')!;
+    expect(held.object).toEqual(big['template']);
+    const c = h.stats.of('edge');
+    const size = Buffer.byteLength(JSON.stringify(big['template']));
+    expect(c.chunkFrames).toBe(Math.ceil(size / chunkBytes));
+    expect(c.compressedFrames).toBeGreaterThan(c.chunkFrames);
+    expect(c.bytes * 1.5).toBeLessThan(c.rawBytes);
+  });
+});
+
 describe('sync compression and the window', () => {
   it('with acks withheld the hub stops at the window, and nothing it sent waits in its compression queue', async () => {
     const both = [Feature.Sync, Feature.CompressionDeflate];
