@@ -44,6 +44,8 @@ export interface AgentOptions {
   registerTimeoutMs: number;
   keepaliveTimeMs: number;
   keepaliveTimeoutMs: number;
+  /** Offer compressed sync (feature compression.deflate.k8s1); false: the hub sends frames bare. */
+  enableCompression: boolean;
   /** Clusternet's --feature-gates, e.g. "AppPusher=true" (default: every gate false). */
   featureGates: string;
   /** How often the cached desired set is re-applied (drift), besides every sync. */
@@ -79,6 +81,7 @@ export function defaultAgentOptions(): AgentOptions {
     // 20 s pings keep common NAT mappings (often 30-60 s idle) open.
     keepaliveTimeMs: 20_000,
     keepaliveTimeoutMs: 10_000,
+    enableCompression: true,
     featureGates: '',
     applyIntervalMs: 30_000,
     maxObjectBytes: defaultMaxObjectBytes,
@@ -199,8 +202,13 @@ export async function startAgent(
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',
-    // Push applies each object as it arrives and reassembles no chunks; proxy streams need a kubeconfig to forward with.
-    features: [Feature.Sync, ...(mode === 'Push' ? [] : [Feature.Chunks]), ...(proxyKube ? [Feature.ProxyStreams] : [])],
+    // Push applies each object as it arrives (no chunk reassembly, no compression context);
+    // proxy streams need a kubeconfig to forward with.
+    features: [
+      Feature.Sync,
+      ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
+      ...(proxyKube ? [Feature.ProxyStreams] : []),
+    ],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
   };

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { defaultMaxObjectBytes, quoteBounded } from '../api/index.js';
 import { type CacheOp, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
-import { contentSha256, desiredSetDigest, ErrorCode, Feature, HawserError, syncObjectId, wire } from '../tunnel/index.js';
+import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, FrameDecompressor, HawserError, syncObjectId, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext, HubFrame } from './router.js';
@@ -38,6 +38,8 @@ const holdKey = 'sync/hold';
 export const desiredSetPrefixes = [objectPrefix, stagePrefix, keptPrefix] as const;
 /** Objects one group may hold at most (the hub closes groups far sooner): a hub past it breaks the protocol. */
 const maxGroupObjects = 4096;
+/** Frames a SyncCompressed may hold: sync's own, never another SyncCompressed. */
+const compressibleFrames = new Set(['syncBegin', 'syncObject', 'syncEnd']);
 
 /** What the cache holds per desired object. */
 interface StoredObject {
@@ -62,6 +64,23 @@ export interface Refusal {
 /** Secrets fed through the hub are encrypted at rest in the agent's cache too. */
 function isSecret(object: KubeObject): boolean {
   return object.apiVersion === 'v1' && object.kind === 'Secret';
+}
+
+/** The sync frames a SyncCompressed holds, decoded; throws a HawserError for anything else. */
+function inflateFrames(decompressor: FrameDecompressor | undefined, compressed: wire.SyncCompressed): HubFrame[] {
+  if (!decompressor) throw new HawserError(ErrorCode.UnexpectedFrame, `syncCompressed frame on a session without the "${Feature.CompressionDeflate}" feature`);
+  return decompressor.inflate(compressed).map((bytes) => {
+    let inner: wire.ConnectResponse;
+    try {
+      inner = wire.ConnectResponse.decode(bytes);
+    } catch (err) {
+      throw new HawserError(ErrorCode.SyncProtocol, `a frame of ${bytes.length} bytes inside compressed sync frames does not decode: ${(err as Error).message}`);
+    }
+    if (!inner.frame || !compressibleFrames.has(inner.frame.$case)) {
+      throw new HawserError(ErrorCode.SyncProtocol, `compressed sync frames hold a ${inner.frame?.$case ?? 'empty'} frame; only syncBegin, syncObject and syncEnd may be compressed`);
+    }
+    return inner.frame;
+  });
 }
 
 export interface PruneHold {
@@ -90,6 +109,13 @@ export interface DesiredSet {
 }
 
 export interface SyncReceiverOptions {
+  /**
+   * The most one SyncCompressed may inflate to (default: the largest frame
+   * the transport takes); more is a decompression bomb, refused with
+   * HAWSER_SYNC_DECOMPRESSION_LIMIT: the session ends, the next one starts a
+   * new context.
+   */
+  maxDecompressedBytes?: number;
   /** A snapshot that would remove more than this share of the held objects is held (with at least minHeldRemovals). */
   maxRemovalShare: number;
   /** Removals up to this many are never held for their number alone. */
@@ -259,14 +285,22 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     const enabled = session.negotiated.features.has(Feature.Sync);
     const chunked = enabled && session.negotiated.features.has(Feature.Chunks);
     let run: Run | undefined;
-    return {
+    // One context per session: a new session never assumes the last one's window.
+    const decompressor = session.negotiated.features.has(Feature.CompressionDeflate)
+      ? new FrameDecompressor(this.options.maxDecompressedBytes ?? defaultMaxFrameBytes)
+      : undefined;
+    const handler: AgentFrameHandler = {
       name: 'sync',
-      kinds: ['syncBegin', 'syncObject', 'syncEnd', 'confirmPrune'],
+      kinds: ['syncBegin', 'syncObject', 'syncEnd', 'syncCompressed', 'confirmPrune'],
       // The hub's window bounds what it sends unacked; this is above it.
       queueLimit: 4096,
       admit: (frame) => (enabled ? undefined : new HawserError(ErrorCode.UnexpectedFrame, `${frame.$case} frame on a session without the "sync" feature`)),
       handle: async (frame: HubFrame) => {
         switch (frame.$case) {
+          case 'syncCompressed':
+            // The frames it holds are handled as if they came bare, in order.
+            for (const inner of inflateFrames(decompressor, frame.value)) await handler.handle(inner);
+            return;
           case 'syncBegin':
             run = {
               incarnation: frame.value.incarnation,
@@ -307,6 +341,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
         }
       },
     };
+    return handler;
   }
 
   /**

@@ -75,6 +75,15 @@ export function intFlag(p: Parsed, name: string, fallback: number, min = 0, max 
   return n;
 }
 
+/** A flag that takes true or false (`--x=false`); absent: the fallback. */
+export function boolFlag(p: Parsed, name: string, fallback: boolean): boolean {
+  const v = stringFlag(p, name);
+  if (v === undefined) return fallback;
+  if (v === 'true') return true;
+  if (v === 'false') return false;
+  throw new UsageError(`--${name}: "${v.slice(0, 32)}" must be true or false`);
+}
+
 export function listFlag(p: Parsed, name: string): string[] {
   const v = p.values[name];
   const items = Array.isArray(v) ? v : typeof v === 'string' ? [v] : [];

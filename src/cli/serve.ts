@@ -3,7 +3,7 @@ import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '
 import { parseImpersonationPatterns, startAgent } from '../agent/index.js';
 import { defaultHubApiAddress, defaultHubListenAddress, parseBootstrapTokens, startHub } from '../hub/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
-import { type CommandSpec, durationFlag, helpText, intFlag, listFlag, parseFlags, stringFlag, UsageError } from './flags.js';
+import { boolFlag, type CommandSpec, durationFlag, helpText, intFlag, listFlag, parseFlags, stringFlag, UsageError } from './flags.js';
 import { stderrLogger } from './log.js';
 
 // The long-running commands: hub and agent. Both stop cleanly on SIGINT/SIGTERM.
@@ -83,6 +83,11 @@ export const agentSpec: CommandSpec = {
     'feature-gates': {
       type: 'string',
       help: "as clusternet-agent: AppPusher=true|false (default false). Without AppPusher a cluster in Push or Dual mode runs as Pull: it applies the hub's desired state itself, from its cache",
+    },
+    'enable-compression': {
+      type: 'string',
+      help: 'compress sync frames (one DEFLATE context per connection, with a dictionary of Kubernetes manifests) when the hub offers it: true or false',
+      default: 'true',
     },
     'apply-interval': { type: 'string', help: 'how often the agent reconciles its cluster with the desired state it holds (drift comes back)', default: '30s' },
     'max-object-bytes': {
@@ -244,6 +249,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       keepaliveTimeMs: durationFlag(p, 'keepalive-time', 20_000),
       keepaliveTimeoutMs: durationFlag(p, 'keepalive-timeout', 10_000),
       cacheDir: stringFlag(p, 'cache-dir', '.hawser/agent')!,
+      enableCompression: boolFlag(p, 'enable-compression', true),
       featureGates: stringFlag(p, 'feature-gates', '')!,
       applyIntervalMs: durationFlag(p, 'apply-interval', 30_000),
       maxObjectBytes: intFlag(p, 'max-object-bytes', defaultMaxObjectBytes, 1024, 64 * 1024 * 1024),

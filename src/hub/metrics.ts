@@ -100,6 +100,12 @@ export class HubMetrics {
     labelNames: ['cluster'] as const,
     registers: [this.registry],
   });
+  readonly syncRawBytes = new Counter({
+    name: 'hawser_hub_sync_raw_bytes_total',
+    help: 'Bytes of the same sync frames before compression, by cluster (equal to hawser_hub_sync_sent_bytes_total without compression).',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
   readonly syncChunks = new Counter({
     name: 'hawser_hub_sync_chunks_total',
     help: 'Chunks of large objects the hub sent, by cluster.',

@@ -186,6 +186,8 @@ export const ErrorCode = {
   SyncChecksumMismatch: 'HAWSER_SYNC_CHECKSUM_MISMATCH',
   /** A sync frame that breaks the protocol (bad checksum, unknown encoding, an ack for nothing sent). */
   SyncProtocol: 'HAWSER_SYNC_PROTOCOL',
+  /** Compressed sync frames that would inflate past the receiver's limit (a decompression bomb): refused, the session ends. */
+  SyncDecompressionLimit: 'HAWSER_SYNC_DECOMPRESSION_LIMIT',
   /** The agent keeps objects a snapshot would remove and does not prune until an operator confirms. */
   SyncPruneHeld: 'HAWSER_SYNC_PRUNE_HELD',
   /** A prune confirmation names a hold the cluster no longer has (or never had): nothing is released. */

@@ -15,8 +15,11 @@ export const minProtocolVersion = 1;
 export const Feature = {
   /** Revisioned manifest sync over the tunnel. */
   Sync: 'sync',
-  /** zstd-compressed payloads. */
-  CompressionZstd: 'compression.zstd',
+  /**
+   * Sync frames compressed in one context per session: raw DEFLATE with the
+   * dictionary of src/tunnel/sync-dictionary.ts, whose id ends the name.
+   */
+  CompressionDeflate: 'compression.deflate.k8s1',
   /** Large objects in resumable chunks. */
   Chunks: 'chunks',
   /** Proxied requests each on their own stream (openStream). */

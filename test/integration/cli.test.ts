@@ -64,6 +64,9 @@ describe('hawser CLI', () => {
     const badDuration = await hawser(['agent', '--cluster-reg-name=x', '--reconnect-period=10']);
     expect(badDuration.code).toBe(2);
     expect(badDuration.stderr).toContain('--reconnect-period');
+    const badBool = await hawser(['agent', '--cluster-reg-name=x', '--enable-compression=maybe']);
+    expect(badBool.code).toBe(2);
+    expect(badBool.stderr).toContain('--enable-compression');
     const badGate = await hawser(['agent', '--cluster-reg-name=x', '--feature-gates=Bogus=true']);
     expect(badGate.code).toBe(1);
     expect(badGate.stderr).toContain('HAWSER_INVALID_OPTION: feature-gates: unknown gate "Bogus"');

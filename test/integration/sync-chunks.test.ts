@@ -48,7 +48,8 @@ describe('a large object over a slow link cut mid-transfer (real toxiproxy)', ()
       ].join('\n'),
     );
     const payloadBytes = Buffer.byteLength(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'big', namespace: 'default' }, binaryData: { blob: blob.toString('base64') } }));
-    const cutBytes = Math.floor(payloadBytes * 0.45);
+    // A cut every 30 % of the object's bytes: with compression (base64 of random bytes goes ~0.75x) still 2 or more cuts.
+    const cutBytes = Math.floor(payloadBytes * 0.3);
     const sessionsBefore = await hub.metric('hawser_hub_sessions_total', { cluster: 'edge-big' });
     // The bandwidth toxic first in the chain (toxiproxy's latency toxic would buffer ahead of it).
     await proxy.addToxic({ name: 'slow', type: 'bandwidth', stream: 'downstream', attributes: { rate: 256 } });
@@ -74,7 +75,7 @@ describe('a large object over a slow link cut mid-transfer (real toxiproxy)', ()
     const sessions = (await hub.metric('hawser_hub_sessions_total', { cluster: 'edge-big' })) - sessionsBefore;
     expect(sessions).toBeGreaterThanOrEqual(2);
     // Resumed: the hub skipped what the agent held, and sent the object about once. A restart from
-    // zero would send at least payloadBytes + cutBytes (1.45x) and, past one cut, never finish.
+    // zero would send at least payloadBytes + cutBytes (1.3x) and, past one cut, never finish.
     // Measured: 1.33 MB object, cut at 600 KB per connection, 3 sessions, 88 chunks of 82, 1.08x its size sent.
     expect(await hub.metric('hawser_hub_sync_resumed_bytes_total', { cluster: 'edge-big' })).toBeGreaterThan(cutBytes / 2);
     const chunks = Math.ceil(payloadBytes / 16384);

@@ -50,6 +50,10 @@ describe('sync to a real cluster (Pull)', () => {
       return r.status === 200 ? (JSON.parse(r.body) as { data: Record<string, string> }) : undefined;
     });
     expect(applied.data).toEqual({ greeting: 'hello' });
+    // The agent offers compression by default: the sync frames went compressed.
+    const rawBytes = await hub.metric('hawser_hub_sync_raw_bytes_total', { cluster: 'edge-s' });
+    expect(rawBytes).toBeGreaterThan(0);
+    expect(await hub.metric('hawser_hub_sync_sent_bytes_total', { cluster: 'edge-s' })).toBeLessThan(rawBytes);
     // The agent's report comes back: the subscription is Applied and Healthy in its cluster.
     const subs = await until('the subscription Applied and Healthy', async () => {
       const r = await hawser(['get', 'subs', `--hub=${hub.apiUrl}`]);

@@ -12,10 +12,11 @@ import { readSyncState, writeSyncState } from '../../src/agent/sync-state.js';
 import { OfflineCache, SealKey } from '../../src/cache/index.js';
 import { EmbeddedStore, type KubeObject } from '../../src/hub/store.js';
 import { type SyncOptions, SyncStats, syncHandlerFactory } from '../../src/hub/sync/index.js';
+import { FrameCompressor } from '../../src/tunnel/compression.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterStatus, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterStatus, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Sync over the in-memory transport: a real hub (HubCore + EmbeddedStore) and
 // a real agent (AgentCore + OfflineCache) in temp dirs, Manifests written
@@ -30,10 +31,10 @@ interface Hub extends TestHub {
   stats: SyncStats;
 }
 
-async function hub(options: Partial<SyncOptions> = {}): Promise<Hub> {
-  const h = await startTestHub({ features: [Feature.Sync] });
+async function hub(options: Partial<SyncOptions> = {}, features: string[] = [Feature.Sync]): Promise<Hub> {
+  const h = await startTestHub({ features });
   const stats = new SyncStats();
-  h.core.registerHandler(syncHandlerFactory({ store: h.store, logger: silentLogger, stats, options }));
+  h.core.registerHandler(syncHandlerFactory({ store: h.store, logger: silentLogger, stats, options, metrics: h.metrics }));
   cleanups.push(() => h.close());
   return Object.assign(h, { stats });
 }
@@ -44,7 +45,7 @@ async function agentHome(): Promise<string> {
   return dir.path;
 }
 
-async function agent(h: TestHub, home: string, applier?: Applier, sealKey?: SealKey) {
+async function agent(h: TestHub, home: string, applier?: Applier, sealKey?: SealKey, features: string[] = [Feature.Sync]) {
   const cache = await OfflineCache.open({ dir: join(home, 'db') });
   const receiver = new SyncReceiver(cache, silentLogger, () => h.clock.now(), {}, sealKey);
   const core = new AgentCore(
@@ -60,7 +61,7 @@ async function agent(h: TestHub, home: string, applier?: Applier, sealKey?: Seal
       registerTimeoutMs: 10_000,
       missedHeartbeatLimit: 3,
       agentVersion: 'unit-test',
-      features: [Feature.Sync],
+      features,
     },
     { transport: h.transport.client(), reader: new StaticClusterReader(clusterStatus('ok')), cache, identityStore: new IdentityStore(home), logger: silentLogger, clock: h.clock, random: () => 0.5 },
   );
@@ -453,5 +454,162 @@ describe('sync: Secrets at rest in the agent cache', () => {
     const desired = await a.receiver.desired();
     expect(desired.objects).toEqual([]);
     expect(desired.allowPrune).toBe(false);
+  });
+});
+
+describe('sync compression (feature compression.deflate.k8s1)', () => {
+  const both = [Feature.Sync, Feature.CompressionDeflate];
+
+  it('negotiated: frames go compressed in one context, every Manifest arrives, and the wire carries a fraction of the bytes', async () => {
+    const h = await hub({}, both);
+    const a = await agent(h, await agentHome(), undefined, undefined, both);
+    const ns = await clusterNamespace(h);
+    const wanted = await writeManifests(h.store, ns, 200);
+    await waitFor('all acked', async () => (await ackedRevision(a)) >= wanted);
+    const desired = await a.receiver.desired();
+    expect(desired.objects.map((o) => o.object.metadata.name).sort()).toEqual(Array.from({ length: 200 }, (_, i) => `cm-${i}`).sort());
+    const c = h.stats.of('edge');
+    expect(c.compressedFrames).toBeGreaterThan(0);
+    expect(c.bytes * 4).toBeLessThan(c.rawBytes);
+    // The hub's metric says the same: bytes before and after compression.
+    expect(await metricValue(h.metrics, 'hawser_hub_sync_raw_bytes_total', { cluster: 'edge' })).toBe(c.rawBytes);
+    expect(await metricValue(h.metrics, 'hawser_hub_sync_sent_bytes_total', { cluster: 'edge' })).toBe(c.bytes);
+  });
+
+  it('a peer that offers no compression still syncs: the hub sends frames bare', async () => {
+    const h = await hub({}, both);
+    const a = await agent(h, await agentHome(), undefined, undefined, [Feature.Sync]);
+    const ns = await clusterNamespace(h);
+    const wanted = await writeManifests(h.store, ns, 50);
+    await waitFor('all acked', async () => (await ackedRevision(a)) >= wanted);
+    expect((await a.receiver.desired()).objects).toHaveLength(50);
+    const c = h.stats.of('edge');
+    expect(c.compressedFrames).toBe(0);
+    expect(c.bytes).toBe(c.rawBytes);
+  });
+
+  it('an agent offering compression to a hub without it syncs bare', async () => {
+    const h = await hub({}, [Feature.Sync]);
+    const a = await agent(h, await agentHome(), undefined, undefined, both);
+    const ns = await clusterNamespace(h);
+    const wanted = await writeManifests(h.store, ns, 20);
+    await waitFor('all acked', async () => (await ackedRevision(a)) >= wanted);
+    expect((await a.receiver.desired()).objects).toHaveLength(20);
+    expect(h.stats.of('edge').compressedFrames).toBe(0);
+  });
+
+  it('a reconnect rebuilds the context: the new session starts with a reset, and a change arrives intact', async () => {
+    const h = await hub({}, both);
+    const home = await agentHome();
+    let a = await agent(h, home, undefined, undefined, both);
+    const ns = await clusterNamespace(h);
+    const first = await writeManifests(h.store, ns, 100);
+    await waitFor('100 acked', async () => (await ackedRevision(a)) >= first);
+    const c = h.stats.of('edge');
+    const resetsBefore = c.compressionResets;
+    await a.stop();
+    const second = Number(await h.store.put('Manifest', { namespace: ns, name: 'cm-7' }, manifest(ns, 7, 'v2')));
+    a = await agent(h, home, undefined, undefined, both);
+    await waitFor('the change acked', async () => (await ackedRevision(a)) >= second);
+    expect(c.compressionResets).toBe(resetsBefore + 1);
+    const desired = await a.receiver.desired();
+    expect(desired.objects.find((o) => o.object.metadata.name === 'cm-7')!.object['data']).toMatchObject({ value: 'v2' });
+  });
+});
+
+describe('sync compression with chunks', () => {
+  it('a large object goes in chunks, each compressed and flushed at once (the chunk window never waits on a queued chunk), and arrives whole', async () => {
+    const all = [Feature.Sync, Feature.Chunks, Feature.CompressionDeflate];
+    const chunkBytes = 16 * 1024;
+    const h = await hub({ chunkBytes, chunkWindowBytes: 2 * chunkBytes }, all);
+    const a = await agent(h, await agentHome(), undefined, undefined, all);
+    const ns = await clusterNamespace(h);
+    const lines = Array.from({ length: 4000 }, (_, i) => `line ${i}: ${createHash('sha256').update(String(i)).digest('hex').slice(0, 16)}`).join('\n');
+    const big = manifest(ns, 0, lines);
+    const rv = Number(await h.store.put('Manifest', { namespace: ns, name: 'cm-0' }, big));
+    await waitFor('acked', async () => (await ackedRevision(a)) >= rv);
+    const held = (await a.receiver.desired()).objects.find((o) => o.object.metadata.name === 'cm-0')!;
+    expect(held.object).toEqual(big['template']);
+    const c = h.stats.of('edge');
+    const size = Buffer.byteLength(JSON.stringify(big['template']));
+    expect(c.chunkFrames).toBe(Math.ceil(size / chunkBytes));
+    expect(c.compressedFrames).toBeGreaterThan(c.chunkFrames);
+    expect(c.bytes * 1.5).toBeLessThan(c.rawBytes);
+  });
+});
+
+describe('sync compression and the window', () => {
+  it('with acks withheld the hub stops at the window, and nothing it sent waits in its compression queue', async () => {
+    const both = [Feature.Sync, Feature.CompressionDeflate];
+    // The window (8) fills in the middle of a group (5): its first 3 objects must reach the agent.
+    const h = await hub({ windowFrames: 8, groupFrames: 5 }, both);
+    const a = await agent(h, await agentHome(), undefined, undefined, both);
+    const ns = await clusterNamespace(h);
+    const realBatch = a.cache.batch.bind(a.cache);
+    let open: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (open = r));
+    a.cache.batch = async (ops, options) => {
+      await gate;
+      return realBatch(ops, options);
+    };
+    const rv = await writeManifests(h.store, ns, 50);
+    await waitFor('the window filled', () => h.stats.of('edge').objectFrames === 8);
+    for (let i = 0; i < 200; i++) await new Promise<void>((r) => setImmediate(r));
+    expect(h.stats.of('edge').objectFrames).toBe(8);
+    expect(h.stats.of('edge').queuedBytes).toBe(0);
+    open();
+    await waitFor('all 50 acked once the agent stores again', async () => (await ackedRevision(a)) >= rv);
+    expect((await a.receiver.desired()).objects).toHaveLength(50);
+  });
+});
+
+describe('sync receiver refuses compressed frames that break the protocol', () => {
+  async function handler(features: string[]) {
+    const home = await agentHome();
+    const cache = await OfflineCache.open({ dir: join(home, 'db') });
+    cleanups.push(() => cache.close());
+    const sent: unknown[] = [];
+    const h = new SyncReceiver(cache, silentLogger, () => 0, { maxDecompressedBytes: 64 * 1024 }).handlerFactory()({
+      clusterName: 'edge',
+      negotiated: { protocolVersion: 1, features: new Set(features) },
+      send: (frame) => Promise.resolve(void sent.push(frame)),
+      ended: new AbortController().signal,
+    });
+    return { h, sent };
+  }
+  const handle = (h: Awaited<ReturnType<typeof handler>>['h'], frame: Parameters<typeof h.handle>[0]) => Promise.resolve().then(() => h.handle(frame));
+  const run = (...frames: wire.ConnectResponse[]) => {
+    const c = new FrameCompressor();
+    for (const f of frames) c.add(wire.ConnectResponse.encode(f).finish());
+    return c.flush()!;
+  };
+  const begin: wire.ConnectResponse = { frame: { $case: 'syncBegin', value: { incarnation: 'i', fromRevision: 0, snapshot: true, toRevision: 5, reason: 'first-sync' } } };
+
+  it('takes a compressed run of sync frames and acks its group', async () => {
+    const { h, sent } = await handler([Feature.Sync, Feature.CompressionDeflate]);
+    await handle(h, { $case: 'syncCompressed', value: run(begin, { frame: { $case: 'syncEnd', value: { revision: 5, sequence: 1, partial: false } } }) });
+    expect(sent).toEqual([{ frame: { $case: 'syncAck', value: { incarnation: 'i', revision: 5, sequence: 1 } } }]);
+  });
+
+  it('without the feature negotiated: HAWSER_UNEXPECTED_FRAME', async () => {
+    const { h } = await handler([Feature.Sync]);
+    await expect(handle(h, { $case: 'syncCompressed', value: run(begin) })).rejects.toMatchObject({ code: ErrorCode.UnexpectedFrame });
+  });
+
+  it('a decompression bomb past the object limit: HAWSER_SYNC_DECOMPRESSION_LIMIT', async () => {
+    const { h } = await handler([Feature.Sync, Feature.CompressionDeflate]);
+    const c = new FrameCompressor();
+    c.add(Buffer.alloc(1 << 20));
+    await expect(handle(h, { $case: 'syncCompressed', value: c.flush()! })).rejects.toMatchObject({ code: ErrorCode.SyncDecompressionLimit });
+  });
+
+  it('a frame other than sync inside, or bytes that are no frame: HAWSER_SYNC_PROTOCOL', async () => {
+    const { h } = await handler([Feature.Sync, Feature.CompressionDeflate]);
+    const ack: wire.ConnectResponse = { frame: { $case: 'heartbeatAck', value: { sequence: 1, leaseExpiresAtUnixMs: 0 } } };
+    await expect(handle(h, { $case: 'syncCompressed', value: run(ack) })).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
+    const { h: h2 } = await handler([Feature.Sync, Feature.CompressionDeflate]);
+    const c = new FrameCompressor();
+    c.add(Buffer.from([0xff, 0xff, 0xff]));
+    await expect(handle(h2, { $case: 'syncCompressed', value: c.flush()! })).rejects.toMatchObject({ code: ErrorCode.SyncProtocol });
   });
 });

@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { boundedText, defaultMaxObjectBytes, type SyncMode } from '../../api/index.js';
-import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, HawserError, syncObjectId, toHawserError, wire } from '../../tunnel/index.js';
+import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, FrameCompressor, HawserError, syncObjectId, toHawserError, wire } from '../../tunnel/index.js';
 import type { HubMetrics } from '../metrics.js';
 import type { FrameHandler, HandlerFactory, SessionContext } from '../session.js';
 import { type Entry, type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
@@ -26,6 +26,14 @@ import { readSyncStatus, writeApplyReport, writeSyncMode } from './status.js';
 // the control stream keeps room for heartbeats.
 
 export interface SyncOptions {
+  /**
+   * With compression negotiated, SyncBegin and whole-object frames queue
+   * until this many bytes wait, then go as one SyncCompressed (longer runs
+   * compress better). Every other frame (a group's end, a chunk) flushes the
+   * run at once, and so does every wait for an ack: the agent acks only what
+   * it received.
+   */
+  compressFlushBytes: number;
   /** Unacknowledged object frames at most. */
   windowFrames: number;
   /** Unacknowledged object bytes at most. */
@@ -48,6 +56,7 @@ export interface SyncOptions {
 // the agent's 3 missed heartbeats). Lease renewals themselves travel agent ->
 // hub and never wait behind sync. A stream of its own is the next step.
 export const defaultSyncOptions: SyncOptions = {
+  compressFlushBytes: 64 * 1024,
   windowFrames: 256,
   windowBytes: 1024 * 1024,
   groupFrames: 64,
@@ -64,8 +73,15 @@ export const defaultSyncOptions: SyncOptions = {
 /** What sync sent, per cluster, over the hub's life (tests and benchmarks count bytes here). */
 export interface ClusterSyncCounters {
   objectFrames: number;
-  /** Bytes of every sync frame sent (protobuf encoding). */
+  /** Bytes of every sync frame sent as it went on the wire (protobuf encoding; SyncCompressed when compressed). */
   bytes: number;
+  /** The same frames before compression (equal to bytes without it). */
+  rawBytes: number;
+  /** SyncCompressed frames sent, and of them those that started a new context. */
+  compressedFrames: number;
+  compressionResets: number;
+  /** Frame bytes queued for the next compressed run now (0 whenever the sender waits for an ack). */
+  queuedBytes: number;
   snapshots: number;
   /** Objects refused as too large, by "kind namespace/name". */
   tooLarge: string[];
@@ -81,7 +97,7 @@ export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0 }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0 }));
     return c;
   }
 }
@@ -187,6 +203,8 @@ export class SessionSync implements FrameHandler {
   private readonly snapshotSequences = new Set<number>();
   private wake: (() => void) | undefined;
   private readonly stop = new AbortController();
+  /** The session's compression context, when negotiated (a new session: a new context). */
+  private readonly compressor: FrameCompressor | undefined;
 
   constructor(
     private readonly session: SessionContext,
@@ -204,6 +222,7 @@ export class SessionSync implements FrameHandler {
     this.syncMode = modeFromWire[session.resume.syncModeInEffect ?? wire.SyncMode.SYNC_MODE_UNSPECIFIED];
     this.push = this.syncMode === 'Push';
     session.ended.addEventListener('abort', () => this.close(), { once: true });
+    this.compressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameCompressor() : undefined;
     if (this.enabled) void this.run().catch((err: unknown) => this.failed(err));
   }
 
@@ -383,6 +402,8 @@ export class SessionSync implements FrameHandler {
         if (!change) {
           // Nothing more ready: close the group so the agent can store and ack it.
           if (this.open) await this.endGroup(last, false, false);
+          // Idle: the session holds no compression window; the next change starts a context from the dictionary.
+          this.compressor?.reset();
           await new Promise<void>((resolve) => {
             notify = resolve;
             this.wake = resolve;
@@ -549,14 +570,49 @@ export class SessionSync implements FrameHandler {
       if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
       // The agent acks closed groups only: close ours so the window can drain.
       if (this.open && this.inFlight.length === 0) throw new HawserError(ErrorCode.Internal, 'sync window smaller than one group');
-      await new Promise<void>((resolve) => (this.wake = resolve));
+      await this.waitForAck();
     }
   }
 
-  private async sendFrame(frame: wire.ConnectResponse, bytes = frameBytes(frame)): Promise<void> {
+  /** Waits until an ack (or the end) wakes the sender; frames still queued for compression go first. */
+  private async waitForAck(): Promise<void> {
+    await this.flushCompressed();
+    await new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  private async sendFrame(frame: wire.ConnectResponse, bytes?: number): Promise<void> {
     if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
+    if (!this.compressor) {
+      bytes ??= frameBytes(frame);
+      this.counters.bytes += bytes;
+      this.counters.rawBytes += bytes;
+      this.metrics?.syncRawBytes.inc({ cluster: this.session.clusterName }, bytes);
+      this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
+      await this.session.send(frame);
+      return;
+    }
+    const encoded = wire.ConnectResponse.encode(frame).finish();
+    this.counters.rawBytes += encoded.length;
+    this.metrics?.syncRawBytes.inc({ cluster: this.session.clusterName }, encoded.length);
+    // A frame that would make the run too long goes with the next one.
+    if (this.compressor.pendingBytes > 0 && this.compressor.pendingBytes + encoded.length > this.options.compressFlushBytes) await this.flushCompressed();
+    this.compressor.add(encoded);
+    this.counters.queuedBytes = this.compressor.pendingBytes;
+    const f = frame.frame;
+    const queues = f?.$case === 'syncBegin' || (f?.$case === 'syncObject' && f.value.chunkCount <= 1);
+    if (!queues || this.compressor.pendingBytes >= this.options.compressFlushBytes) await this.flushCompressed();
+  }
+
+  private async flushCompressed(): Promise<void> {
+    const run = this.compressor?.flush();
+    this.counters.queuedBytes = 0;
+    if (!run) return;
+    const frame: wire.ConnectResponse = { frame: { $case: 'syncCompressed', value: run } };
+    const bytes = frameBytes(frame);
     this.counters.bytes += bytes;
     this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
+    this.counters.compressedFrames++;
+    if (run.reset) this.counters.compressionResets++;
     await this.session.send(frame);
   }
 }

@@ -112,7 +112,10 @@ export enum PayloadEncoding {
   PAYLOAD_ENCODING_UNSPECIFIED = 0,
   /** PAYLOAD_ENCODING_IDENTITY - JSON bytes as they are. */
   PAYLOAD_ENCODING_IDENTITY = 1,
-  /** PAYLOAD_ENCODING_ZSTD - zstd-compressed JSON (feature "compression.zstd"; not sent yet). */
+  /**
+   * PAYLOAD_ENCODING_ZSTD - Never sent: sync compresses whole frames instead (SyncCompressed, feature
+   * "compression.deflate.k8s1"); a receiver refuses it.
+   */
   PAYLOAD_ENCODING_ZSTD = 2,
   UNRECOGNIZED = -1,
 }
@@ -186,6 +189,12 @@ export interface ConnectResponse {
      * confirm-prune): it takes effect only for the hold it names.
      */
     { $case: "confirmPrune"; value: ConfirmPrune }
+    | //
+    /**
+     * Sync frames compressed in the session's context (feature
+     * "compression.deflate.k8s1"); what it holds is handled as if it came bare.
+     */
+    { $case: "syncCompressed"; value: SyncCompressed }
     | undefined;
 }
 
@@ -262,7 +271,7 @@ export interface Hello {
   /** Oldest protocol version the agent still speaks (0: same as protocol_version). */
   minProtocolVersion: number;
   /**
-   * Optional features the agent supports, e.g. "sync", "compression.zstd",
+   * Optional features the agent supports, e.g. "sync", "compression.deflate.k8s1",
    * "chunks", "proxy-streams". The hub answers with those it will use.
    */
   features: string[];
@@ -551,6 +560,35 @@ export interface SyncEnd {
   partial: boolean;
 }
 
+/**
+ * SyncCompressed carries a run of sync frames (SyncBegin, SyncObject,
+ * SyncEnd, each a ConnectResponse) compressed in one context per session:
+ * raw DEFLATE (RFC 1951) whose dictionary is the last 32 KiB of frame bytes
+ * this session sent compressed, and at a reset the dictionary that names
+ * the feature (src/tunnel/sync-dictionary.ts). Compressing frames, not
+ * payloads alone, lets keys, subscriptions and revisions share the context.
+ * A context never outlives its session: a new session starts from a reset.
+ */
+export interface SyncCompressed {
+  /** The frames, each prefixed by its length (varint), compressed. */
+  data: Buffer;
+  /**
+   * Bytes of the decompressed frames; the receiver refuses more than its
+   * limit before it inflates, and stops inflating past this.
+   */
+  rawSize: number;
+  /**
+   * Starts a new context from the dictionary alone; the first of a session
+   * must set it (a context is rebuilt, never assumed).
+   */
+  reset: boolean;
+  /**
+   * CRC-32 of the decompressed frames: a receiver whose context is out of
+   * step with the sender's refuses the run instead of reading wrong bytes.
+   */
+  rawCrc32: number;
+}
+
 /** SyncAck says a group is durably in the agent's cache. */
 export interface SyncAck {
   incarnation: string;
@@ -823,6 +861,9 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "confirmPrune":
         ConfirmPrune.encode(message.frame.value, writer.uint32(82).fork()).join();
         break;
+      case "syncCompressed":
+        SyncCompressed.encode(message.frame.value, writer.uint32(162).fork()).join();
+        break;
     }
     return writer;
   },
@@ -923,6 +964,14 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.frame = { $case: "confirmPrune", value: ConfirmPrune.decode(reader, reader.uint32()) };
             continue;
           }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.frame = { $case: "syncCompressed", value: SyncCompressed.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -973,6 +1022,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "confirmPrune", value: ConfirmPrune.fromJSON(object.confirmPrune) }
         : isSet(object.confirm_prune)
         ? { $case: "confirmPrune", value: ConfirmPrune.fromJSON(object.confirm_prune) }
+        : isSet(object.syncCompressed)
+        ? { $case: "syncCompressed", value: SyncCompressed.fromJSON(object.syncCompressed) }
+        : isSet(object.sync_compressed)
+        ? { $case: "syncCompressed", value: SyncCompressed.fromJSON(object.sync_compressed) }
         : undefined,
     };
   },
@@ -999,6 +1052,8 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.syncEnd = SyncEnd.toJSON(message.frame.value);
     } else if (message.frame?.$case === "confirmPrune") {
       obj.confirmPrune = ConfirmPrune.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "syncCompressed") {
+      obj.syncCompressed = SyncCompressed.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -1066,6 +1121,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "confirmPrune": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "confirmPrune", value: ConfirmPrune.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "syncCompressed": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "syncCompressed", value: SyncCompressed.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -4555,6 +4616,131 @@ export const SyncEnd: MessageFns<SyncEnd> = {
     message.revision = object.revision ?? 0;
     message.sequence = object.sequence ?? 0;
     message.partial = object.partial ?? false;
+    return message;
+  },
+};
+
+function createBaseSyncCompressed(): SyncCompressed {
+  return { data: Buffer.alloc(0), rawSize: 0, reset: false, rawCrc32: 0 };
+}
+
+export const SyncCompressed: MessageFns<SyncCompressed> = {
+  encode(message: SyncCompressed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.data.length !== 0) {
+      writer.uint32(10).bytes(message.data);
+    }
+    if (message.rawSize !== 0) {
+      writer.uint32(16).uint64(message.rawSize);
+    }
+    if (message.reset !== false) {
+      writer.uint32(24).bool(message.reset);
+    }
+    if (message.rawCrc32 !== 0) {
+      writer.uint32(37).fixed32(message.rawCrc32);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncCompressed {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncCompressed();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.rawSize = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.reset = reader.bool();
+            continue;
+          }
+          case 4: {
+            if (tag !== 37) {
+              break;
+            }
+
+            message.rawCrc32 = reader.fixed32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncCompressed {
+    return {
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      rawSize: isSet(object.rawSize)
+        ? globalThis.Number(object.rawSize)
+        : isSet(object.raw_size)
+        ? globalThis.Number(object.raw_size)
+        : 0,
+      reset: isSet(object.reset) ? globalThis.Boolean(object.reset) : false,
+      rawCrc32: isSet(object.rawCrc32)
+        ? globalThis.Number(object.rawCrc32)
+        : isSet(object.raw_crc32)
+        ? globalThis.Number(object.raw_crc32)
+        : 0,
+    };
+  },
+
+  toJSON(message: SyncCompressed): unknown {
+    const obj: any = {};
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.rawSize !== 0) {
+      obj.rawSize = Math.round(message.rawSize);
+    }
+    if (message.reset !== false) {
+      obj.reset = message.reset;
+    }
+    if (message.rawCrc32 !== 0) {
+      obj.rawCrc32 = Math.round(message.rawCrc32);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncCompressed>, I>>(base?: I): SyncCompressed {
+    return SyncCompressed.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncCompressed>, I>>(object: I): SyncCompressed {
+    const message = createBaseSyncCompressed();
+    message.data = object.data ?? Buffer.alloc(0);
+    message.rawSize = object.rawSize ?? 0;
+    message.reset = object.reset ?? false;
+    message.rawCrc32 = object.rawCrc32 ?? 0;
     return message;
   },
 };
