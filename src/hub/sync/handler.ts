@@ -2,7 +2,8 @@ import type { Logger } from 'pino';
 import { boundedText } from '../../api/index.js';
 import { defaultMaxFrameBytes, ErrorCode, Feature, HawserError, toHawserError, wire } from '../../tunnel/index.js';
 import type { FrameHandler, HandlerFactory, SessionContext } from '../session.js';
-import { type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
+import { type HubStore, type KubeObject, parseResourceVersion } from '../store.js';
+import { type FeedChange, ManifestFanout } from './fanout.js';
 import { frameBytes, manifestContent, syncObjectFrame } from './objects.js';
 import { writeApplyReport } from './status.js';
 
@@ -72,13 +73,17 @@ export interface SyncDeps {
   logger: Logger;
   stats?: SyncStats;
   options?: Partial<SyncOptions>;
+  /** The Manifest watch shared by sessions; one of its own by default. */
+  feed?: ManifestFanout;
 }
 
 /** Registers with HubCore.registerHandler: every session that negotiated "sync" gets its Manifests. */
 export function syncHandlerFactory(deps: SyncDeps): HandlerFactory {
   const options = { ...defaultSyncOptions, ...deps.options };
   const stats = deps.stats ?? new SyncStats();
-  return (session) => new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName));
+  // One store watch of Manifests for every session (fanout.ts).
+  const feed = deps.feed ?? new ManifestFanout(deps.store);
+  return (session) => new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName), feed);
 }
 
 interface Group {
@@ -86,8 +91,6 @@ interface Group {
   frames: number;
   bytes: number;
 }
-
-type Change = { type: 'event'; event: WatchEvent<'Manifest'> } | { type: 'failed'; error: unknown };
 
 class SessionSync implements FrameHandler {
   readonly name = 'sync';
@@ -111,6 +114,7 @@ class SessionSync implements FrameHandler {
     private readonly logger: Logger,
     private readonly options: SyncOptions,
     private readonly counters: ClusterSyncCounters,
+    private readonly feed: ManifestFanout,
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
     session.ended.addEventListener('abort', () => this.close(), { once: true });
@@ -190,22 +194,20 @@ class SessionSync implements FrameHandler {
    * change is 'too-old' (the caller snapshots instead).
    */
   private async deltas(from: number, begin: { from: number; to: number } | undefined): Promise<'too-old' | 'ended'> {
-    const queue: Change[] = [];
+    const queue: FeedChange[] = [];
     let notify: (() => void) | undefined;
     const watching = new AbortController();
     const stopWatching = () => watching.abort();
     this.stop.signal.addEventListener('abort', stopWatching, { once: true });
-    const reader = (async () => {
-      try {
-        for await (const event of this.store.watch('Manifest', { resourceVersion: String(from), namespace: this.namespace, signal: watching.signal })) {
-          queue.push({ type: 'event', event });
-          notify?.();
-        }
-      } catch (error) {
-        queue.push({ type: 'failed', error });
+    const reader = this.feed.follow(
+      this.namespace,
+      from,
+      (change) => {
+        queue.push(change);
         notify?.();
-      }
-    })();
+      },
+      watching.signal,
+    );
     let begun = false;
     let last = from;
     try {
