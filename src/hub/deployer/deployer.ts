@@ -1,9 +1,10 @@
 import { compareSubscriptions, type SubscriptionInput } from '../../scheduler/index.js';
 import { type Clock, ErrorCode, HawserError, systemClock, type TimerHandle } from '../../tunnel/index.js';
 import { digestOf, feedOf, identityOf, type Feed, type KubeObject as RenderObject } from '../render/index.js';
+import { encodeKey } from '../store/keys.js';
 import type { HubStore, KubeObject } from '../store/types.js';
 import { ownerOf } from './manifest.js';
-import { reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
+import { type ClusterView, reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
 
 // The deployer: watches what subscriptions are made from and re-reconciles
 // the subscriptions a change concerns, one at a time, highest priority first
@@ -20,6 +21,8 @@ export interface DeployerOptions {
 
 const watchedKinds = ['Subscription', 'Feed', 'Description', 'Localization', 'Globalization', 'ManagedCluster', 'ClusterSyncStatus'] as const;
 type WatchedKind = (typeof watchedKinds)[number];
+/** Kinds reconciles read from the watches (ClusterView) rather than the store. */
+const viewKinds: readonly WatchedKind[] = ['ManagedCluster', 'ClusterSyncStatus'];
 
 function keyText(key: SubscriptionKey): string {
   return `${key.namespace}/${key.name}`;
@@ -58,6 +61,22 @@ export class Deployer {
   private readonly log: (line: string) => void;
   private readonly abort = new AbortController();
   private readonly seen = new Map<WatchedKind, Map<string, string>>();
+  /** Per kind, each object as of its last relevant change (by id): what reconciles read instead of listing. */
+  private readonly objects = new Map<WatchedKind, Map<string, KubeObject>>();
+  /** ManagedClusters in the store's key order; rebuilt after a change. */
+  private clusterOrder: KubeObject[] | undefined;
+  /** Reconciles wait for the first list of what the view serves: an empty view would place on no cluster. */
+  private readonly primed = new Map<WatchedKind, { done: Promise<void>; resolve: () => void }>();
+  private readonly view: ClusterView = {
+    clusters: () => {
+      this.clusterOrder ??= [...(this.objects.get('ManagedCluster')?.values() ?? [])]
+        .map((o) => ({ o, k: encodeKey('ManagedCluster', o.metadata.name) }))
+        .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+        .map(({ o }) => o);
+      return this.clusterOrder;
+    },
+    syncStatus: (namespace, name) => this.objects.get('ClusterSyncStatus')?.get(JSON.stringify({ namespace, name })),
+  };
   /** Subscriptions as last watched: their priority orders the queue, their feeds route feed changes. */
   private readonly subscriptions = new Map<string, KubeObject>();
   private readonly pending = new Map<string, SubscriptionKey>();
@@ -74,6 +93,11 @@ export class Deployer {
     this.clock = options.clock ?? systemClock;
     this.retryMs = options.retryMs ?? 1000;
     this.log = options.log ?? (() => {});
+    for (const kind of viewKinds) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.primed.set(kind, { done, resolve });
+    }
   }
 
   start(): void {
@@ -95,6 +119,7 @@ export class Deployer {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
+    for (const p of this.primed.values()) p.resolve();
     for (const t of this.timers.values()) t.cancel();
     this.timers.clear();
     this.pending.clear();
@@ -124,6 +149,7 @@ export class Deployer {
     const seen = new Map<string, string>();
     this.seen.set(kind, seen);
     const objects = new Map<string, KubeObject>();
+    this.objects.set(kind, objects);
     // The first list of a kind other than Subscription routes nothing: the Subscriptions' own first list queues every one.
     let quiet = kind !== 'Subscription';
     const observe = (id: string, object: KubeObject | undefined): void => {
@@ -137,6 +163,7 @@ export class Deployer {
         seen.delete(id);
         objects.delete(id);
       }
+      if (kind === 'ManagedCluster') this.clusterOrder = undefined;
       if (!quiet) this.changed(kind, before, object);
     };
     while (!signal.aborted) {
@@ -150,6 +177,7 @@ export class Deployer {
         }
         for (const id of [...seen.keys()]) if (!listed.has(id)) observe(id, undefined);
         quiet = false;
+        this.primed.get(kind)?.resolve();
         for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) {
           observe(JSON.stringify(event.key), event.type === 'DELETED' ? undefined : (event.object as KubeObject));
         }
@@ -224,11 +252,12 @@ export class Deployer {
 
   private async drain(): Promise<void> {
     try {
+      await Promise.all([...this.primed.values()].map((p) => p.done));
       while (this.pending.size > 0 && !this.stopped) {
         const [id, key] = this.next();
         this.pending.delete(id);
         try {
-          const result = await reconcileSubscription(this.store, key, this.clock.now());
+          const result = await reconcileSubscription(this.store, key, this.clock.now(), this.view);
           this.options.onReconciled?.(key, result);
           this.timers.get(id)?.cancel();
           this.timers.delete(id);

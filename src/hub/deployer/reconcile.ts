@@ -155,16 +155,31 @@ function problemRow(cluster: string, p: RenderProblem): OverrideFailureRow {
   };
 }
 
-export async function reconcileSubscription(store: HubStore, key: SubscriptionKey, nowMs: number): Promise<ReconcileResult> {
+/**
+ * What a reconcile reads of every cluster, from the Deployer's watches
+ * instead of a list per reconcile (one subscription over 1,000 clusters
+ * listed 1,000 ManagedClusters and read 1,000 reports each time). It holds
+ * each object as of its last change that matters to placement or health
+ * (the Deployer's relevantDigest), so scheduling and health see what a list
+ * would show them.
+ */
+export interface ClusterView {
+  /** Every ManagedCluster, in the store's key order. */
+  clusters(): KubeObject[];
+  /** A cluster's ClusterSyncStatus (in its namespace, named after it). */
+  syncStatus(namespace: string, name: string): KubeObject | undefined;
+}
+
+export async function reconcileSubscription(store: HubStore, key: SubscriptionKey, nowMs: number, view?: ClusterView): Promise<ReconcileResult> {
   try {
-    return await reconcileOnce(store, key, nowMs);
+    return await reconcileOnce(store, key, nowMs, view);
   } catch (error) {
     if (isConflict(error)) return { retry: true };
     throw error;
   }
 }
 
-async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: number): Promise<ReconcileResult> {
+async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: number, view: ClusterView | undefined): Promise<ReconcileResult> {
   const now = new Date(nowMs);
   const [subscription, baseList] = await Promise.all([store.get('Subscription', key), store.list('Base')]);
   const mine = (o: KubeObject): boolean => {
@@ -215,8 +230,12 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
   let nextEvaluationAt: number | undefined;
   let rescheduled = false;
 
-  const [clusterList, globList, locList] = await Promise.all([store.list('ManagedCluster'), store.list('Globalization'), store.list('Localization')]);
-  const clusters = clusterList.items.map((e) => e.object as unknown as ClusterInput);
+  const [clusterObjects, globList, locList] = await Promise.all([
+    view ? view.clusters() : store.list('ManagedCluster').then((l) => l.items.map((e) => e.object as unknown as KubeObject)),
+    store.list('Globalization'),
+    store.list('Localization'),
+  ]);
+  const clusters = clusterObjects as unknown as ClusterInput[];
   const globalizations = globList.items.map((e) => e.object as unknown as Globalization);
   const localizations = locList.items.map((e) => e.object as unknown as Localization);
 
@@ -331,7 +350,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
           const spec = t.spec as { replicas?: unknown } | undefined;
           if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
         }
-        const report = await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
+        const report = view ? view.syncStatus(row.namespace, clusterName) : await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
         if (report) row.health = clusterHealth(report, subscriptionRef, desired);
       }
       for (const c of healthConditions(rows)) status.conditions = setCondition(status.conditions, c, now);
