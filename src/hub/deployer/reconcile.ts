@@ -25,8 +25,7 @@ import {
   type RenderInput,
   type RenderInputs,
   type RenderProblem,
-  renderCluster,
-  renderInputs,
+  renderSubscription,
   type SubscriptionRef,
 } from '../render/index.js';
 import type { HubStore, KubeObject, StoreOp } from '../store/types.js';
@@ -274,6 +273,8 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
       const placedNamespaces = new Set<string>();
       const unsupported = new Map<string, DeployerStatus['unsupported'][number]>();
       const missing = new Map<string, Feed>();
+      // Every placed cluster's input first, then one render for all: the feeds are read and each override parsed once (renderSubscription).
+      const placed: Array<{ pc: (typeof placement.clusters)[number]; ns: string; existing: Map<string, ManifestObject>; input: RenderInput }> = [];
       for (const pc of placement.clusters) {
         const cluster = byKey.get(pc.cluster.key);
         const ns = cluster?.metadata.namespace;
@@ -281,8 +282,6 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
         placedNamespaces.add(ns);
         if (!manifests.has(ns)) await readManifests(ns);
         const existing = manifests.get(ns) ?? new Map<string, ManifestObject>();
-        const prevBase = bases.get(ns);
-        const prevState = prevBase?.status as BaseState | undefined;
         const replicas: Record<string, number> = {};
         for (const f of pc.feeds) if (f.replicas !== undefined) replicas[f.key] = f.replicas;
         const input: RenderInput = {
@@ -298,13 +297,25 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
             ),
           },
         };
+        placed.push({ pc, ns, existing, input });
+      }
+      const renderings = renderSubscription({
+        subscription: sub,
+        objects: objects as RenderObject[],
+        globalizations,
+        localizations,
+        clusters: placed.map(({ input }) => ({ cluster: input.cluster, replicas: input.replicas!, previous: input.previous! })),
+      });
+      for (const [i, { pc, ns, existing }] of placed.entries()) {
+        const prevBase = bases.get(ns);
+        const prevState = prevBase?.status as BaseState | undefined;
         const row: ClusterRow = { cluster: pc.cluster.key, namespace: ns, clusterId: pc.cluster.clusterId, manifests: existing.size };
         if (prevState?.revision) row.revision = prevState.revision;
         if (pc.held) {
           row.held = pc.held;
           if (pc.message) row.message = pc.message;
         }
-        const rendering = renderCluster(input);
+        const rendering = renderings[i]!;
         for (const f of rendering.missing) missing.set(feedKey(f), f);
         for (const u of rendering.unsupported) {
           const override = u.override ? `${ownerName(u.override)}:${u.override.override}` : undefined;
@@ -315,7 +326,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
           rows.push(row);
           continue;
         }
-        const decision = decideRender(prevState?.inputs, renderInputs(input));
+        const decision = decideRender(prevState?.inputs, rendering.inputs);
         if (!decision.render) {
           if (decision.waiting.length > 0) row.waiting = decision.waiting;
           rows.push(row);
