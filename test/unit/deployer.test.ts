@@ -639,6 +639,32 @@ describe('deployer: clusters and agent reports from its watches', () => {
   });
 });
 
+describe('deployer: a subscription over many clusters', () => {
+  it('reads what is placed in one list past 32 clusters: a changed feed replaces the old Manifest in all 40, narrowing drops the rest', async () => {
+    const { store, deployer } = await harness();
+    const names = Array.from({ length: 40 }, (_, i) => `c${String(i).padStart(2, '0')}`);
+    for (const [i, name] of names.entries()) await addCluster(store, name, { fleet: 'many', ...(i < 5 ? { pick: 'yes' } : {}) });
+    for (const n of ['one', 'two']) await apply(store, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: n, namespace: 'web' }, data: { n } });
+    const subscription = (feed: string, labels: Record<string, string>): KubeObject => ({
+      apiVersion: 'apps.clusternet.io/v1alpha1',
+      kind: 'Subscription',
+      metadata: { name: 'many', namespace: 'default' },
+      spec: { subscribers: [{ clusterAffinity: { matchLabels: labels } }], feeds: [{ apiVersion: 'v1', kind: 'ConfigMap', name: feed, namespace: 'web' }] },
+    });
+    const placedIn = async (c: string) => (await manifestsIn(store, `clusternet-${c}`)).map((m) => m.template.metadata.name);
+    await apply(store, subscription('one', { fleet: 'many' }));
+    await waitFor(async () => expect(await Promise.all(names.map(placedIn))).toEqual(names.map(() => ['one'])));
+    await deployer.settled();
+    await apply(store, subscription('two', { fleet: 'many' }));
+    await waitFor(async () => expect(await Promise.all(names.map(placedIn))).toEqual(names.map(() => ['two'])));
+    await deployer.settled();
+    await apply(store, subscription('two', { pick: 'yes' }));
+    await waitFor(async () => expect(await Promise.all(names.map(placedIn))).toEqual(names.map((_, i) => (i < 5 ? ['two'] : []))));
+    await deployer.settled();
+    expect((await store.list('Base')).items).toHaveLength(5);
+  });
+});
+
 /** Lets queued I/O and microtasks run for a number of event-loop turns. */
 async function settle(turns = 50): Promise<void> {
   for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));

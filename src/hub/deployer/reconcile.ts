@@ -90,6 +90,8 @@ export interface DeployerStatus {
 }
 
 const baseApiVersion = 'apps.clusternet.io/v1alpha1';
+/** From this many clusters on, a reconcile reads every Manifest in one list instead of one list per cluster namespace. */
+const manyClusters = 32;
 
 interface BaseState {
   revision: string;
@@ -215,7 +217,14 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
     const ops = [...manifestOps, ...baseOps];
     return ops.length > 0 ? { batch: await store.batch(ops) } : {};
   }
-  for (const ns of bases.keys()) await readManifests(ns);
+  // One list per namespace costs a store snapshot each: past a few clusters, one list of every Manifest is cheaper.
+  let allRead = false;
+  const readAllManifests = async (): Promise<void> => {
+    await readManifests();
+    allRead = true;
+  };
+  if (bases.size >= manyClusters) await readAllManifests();
+  else for (const ns of bases.keys()) await readManifests(ns);
 
   const sub = subscription as unknown as SubscriptionInput & SubscriptionRef & KubeObject;
   const oldStatus = (subscription.status ?? {}) as Status;
@@ -275,12 +284,20 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
       const missing = new Map<string, Feed>();
       // Every placed cluster's input first, then one render for all: the feeds are read and each override parsed once (renderSubscription).
       const placed: Array<{ pc: (typeof placement.clusters)[number]; ns: string; existing: Map<string, ManifestObject>; input: RenderInput }> = [];
+      const unread = placement.clusters.filter((pc) => {
+        const ns = byKey.get(pc.cluster.key)?.metadata.namespace;
+        return ns !== undefined && !manifests.has(ns);
+      }).length;
+      if (!allRead && unread >= manyClusters) await readAllManifests();
       for (const pc of placement.clusters) {
         const cluster = byKey.get(pc.cluster.key);
         const ns = cluster?.metadata.namespace;
         if (!cluster || !ns) continue;
         placedNamespaces.add(ns);
-        if (!manifests.has(ns)) await readManifests(ns);
+        if (!manifests.has(ns)) {
+          if (allRead) manifests.set(ns, new Map());
+          else await readManifests(ns);
+        }
         const existing = manifests.get(ns) ?? new Map<string, ManifestObject>();
         const replicas: Record<string, number> = {};
         for (const f of pc.feeds) if (f.replicas !== undefined) replicas[f.key] = f.replicas;
