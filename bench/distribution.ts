@@ -49,6 +49,8 @@ const { values: flags } = parseArgs({
     ramp: { type: 'string', default: '40' },
     'idle-window': { type: 'string', default: '10' },
     'round-timeout': { type: 'string', default: '120' },
+    /** Seconds for every agent to be ready after the ramp (a loaded hub refuses handshakes with HAWSER_HUB_BUSY; agents back off). */
+    'ready-timeout': { type: 'string', default: '120' },
     'cpu-prof': { type: 'string' },
     label: { type: 'string', default: '' },
   },
@@ -373,7 +375,7 @@ async function main(): Promise<void> {
         }),
       );
     }
-    const readyDeadline = Date.now() + (n / rampPerSec) * 1000 + 120_000;
+    const readyDeadline = Date.now() + (n / rampPerSec) * 1000 + Number(flags['ready-timeout']) * 1000;
     for (;;) {
       const ready = swarms.reduce((a, s) => a + s.stats.ready, 0);
       const synced = swarms.reduce((a, s) => a + s.stats.synced, 0);
