@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import type { ManagedCluster } from '../../src/api/index.js';
-import { Deployer, type DeployerStatus, type ManifestObject, manifestName, type ReconcileResult, toManifest } from '../../src/hub/deployer/index.js';
+import { Deployer, type DeployerStatus, type ManifestObject, manifestName, reconcileSubscription, type ReconcileResult, toManifest } from '../../src/hub/deployer/index.js';
 import { clusterNamespacesOf, ResourceService, resourceStoreOf } from '../../src/hub/resources.js';
 import { EmbeddedStore, type HubStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
@@ -636,6 +636,39 @@ describe('deployer: clusters and agent reports from its watches', () => {
       release();
       await again.stop();
     }
+  });
+});
+
+describe('deployer: an agent report alone', () => {
+  it('folds into the health rows without scheduling or rendering again, and writes what a full reconcile would', async () => {
+    const { store, deployer, clock } = await harness();
+    await addCluster(store, 'a', {});
+    await addCluster(store, 'b', {});
+    await apply(store, deployment('web', 4));
+    await apply(store, staticSubscription({ a: 1, b: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a', 'b'])).toEqual([2, 2]));
+    await deployer.settled();
+    let bases = 0;
+    const list = store.list.bind(store);
+    store.list = ((kind, options) => {
+      if (kind === 'Base') bases++;
+      return list(kind, options);
+    }) as HubStore['list'];
+    await store.put('ClusterSyncStatus', { namespace: 'clusternet-a', name: 'a' }, {
+      apiVersion: 'hawser.io/v1alpha1',
+      kind: 'ClusterSyncStatus',
+      metadata: { name: 'a', namespace: 'clusternet-a' },
+      status: { objects: [{ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: 'web', subscriptions: ['default/divided'], action: 'applied', exists: true, status: { replicas: 2, readyReplicas: 2 } }] },
+    });
+    await waitFor(async () => expect((await statusOf(store, 'default', 'divided')).clusters!.find((r) => r.cluster.endsWith('/a'))!.health?.ready).toEqual({ ready: 1, workloads: 1 }));
+    await deployer.settled();
+    expect(bases).toBe(0);
+    // A full reconcile now finds nothing to write: the fold wrote what it would have.
+    await deployer.stop();
+    const folded = await statusOf(store, 'default', 'divided');
+    const full = await reconcileSubscription(store, { namespace: 'default', name: 'divided' }, clock.now());
+    expect(await statusOf(store, 'default', 'divided')).toEqual(folded);
+    expect(full.batch).toBeUndefined();
   });
 });
 

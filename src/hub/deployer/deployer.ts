@@ -4,7 +4,7 @@ import { digestOf, feedOf, identityOf, type Feed, type KubeObject as RenderObjec
 import { encodeKey } from '../store/keys.js';
 import type { HubStore, KubeObject } from '../store/types.js';
 import { ownerOf } from './manifest.js';
-import { type ClusterView, reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
+import { type ClusterView, reconcileHealth, reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
 
 // The deployer: watches what subscriptions are made from and re-reconciles
 // the subscriptions a change concerns, one at a time, highest priority first
@@ -80,6 +80,8 @@ export class Deployer {
   /** Subscriptions as last watched: their priority orders the queue, their feeds route feed changes. */
   private readonly subscriptions = new Map<string, KubeObject>();
   private readonly pending = new Map<string, SubscriptionKey>();
+  /** Pending subscriptions queued by agents' reports alone. */
+  private readonly healthOnly = new Set<string>();
   private readonly timers = new Map<string, TimerHandle>();
   private readonly loops: Array<Promise<void>> = [];
   private draining: Promise<void> | undefined;
@@ -123,6 +125,7 @@ export class Deployer {
     for (const t of this.timers.values()) t.cancel();
     this.timers.clear();
     this.pending.clear();
+    this.healthOnly.clear();
     await Promise.allSettled(this.loops);
     await this.draining;
   }
@@ -133,9 +136,13 @@ export class Deployer {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  enqueue(key: SubscriptionKey): void {
+  /** `healthOnly`: only an agent's report changed; unless something else queues it too, only its health is folded in (reconcileHealth). */
+  enqueue(key: SubscriptionKey, healthOnly = false): void {
     if (this.stopped) return;
-    this.pending.set(keyText(key), { namespace: key.namespace, name: key.name });
+    const id = keyText(key);
+    if (!healthOnly) this.healthOnly.delete(id);
+    else if (!this.pending.has(id)) this.healthOnly.add(id);
+    this.pending.set(id, { namespace: key.namespace, name: key.name });
     // Started a microtask later, so a burst (a whole list) is ordered by priority before the first runs.
     this.draining ??= Promise.resolve().then(() => this.drain());
   }
@@ -224,7 +231,7 @@ export class Deployer {
         for (const o of [...objectsOf(before), ...objectsOf(after)]) for (const ref of o.subscriptions ?? []) refs.add(ref);
         for (const ref of refs) {
           const slash = ref.indexOf('/');
-          if (slash > 0) this.enqueue({ namespace: ref.slice(0, slash), name: ref.slice(slash + 1) });
+          if (slash > 0) this.enqueue({ namespace: ref.slice(0, slash), name: ref.slice(slash + 1) }, true);
         }
         return;
       }
@@ -257,6 +264,14 @@ export class Deployer {
         const [id, key] = this.next();
         this.pending.delete(id);
         try {
+          if (this.healthOnly.delete(id)) {
+            const folded = await reconcileHealth(this.store, key, this.clock.now(), this.view);
+            if (folded) {
+              this.options.onReconciled?.(key, folded);
+              if (folded.retry) this.pending.set(id, key);
+              continue;
+            }
+          }
           const result = await reconcileSubscription(this.store, key, this.clock.now(), this.view);
           this.options.onReconciled?.(key, result);
           this.timers.get(id)?.cancel();

@@ -369,18 +369,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
         rows.push(row);
       }
       // What each cluster's agent reports back: Applied and Healthy (Clusternet's aggregated status).
-      const subscriptionRef = `${key.namespace}/${key.name}`;
-      for (const row of rows) {
-        const clusterName = row.cluster.slice(row.cluster.indexOf('/') + 1);
-        const templates = renderedTemplates.get(row.namespace) ?? [...(manifests.get(row.namespace)?.values() ?? [])].map((m) => m.template as KubeObject);
-        const desired = new Map<string, number>();
-        for (const t of templates) {
-          const spec = t.spec as { replicas?: unknown } | undefined;
-          if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
-        }
-        const report = view ? view.syncStatus(row.namespace, clusterName) : await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
-        if (report) row.health = clusterHealth(report, subscriptionRef, desired);
-      }
+      await foldHealth(store, key, rows, (ns) => renderedTemplates.get(ns) ?? [...(manifests.get(ns)?.values() ?? [])].map((m) => m.template as KubeObject), view);
       for (const c of healthConditions(rows)) status.conditions = setCondition(status.conditions, c, now);
       for (const ns of new Set([...manifests.keys(), ...bases.keys()])) if (!placedNamespaces.has(ns)) dropCluster(ns);
       status.clusters = rows;
@@ -413,6 +402,69 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
   if (ops.length > 0) out.batch = await store.batch(ops);
   await reportOnOverrides(store, key, status.overrideFailures, globList.items, locList.items);
   return out;
+}
+
+/** Sets each row's health from its cluster's agent report (none: no health). */
+async function foldHealth(store: HubStore, key: SubscriptionKey, rows: ClusterRow[], templatesIn: (namespace: string) => KubeObject[], view: ClusterView | undefined): Promise<void> {
+  const subscriptionRef = `${key.namespace}/${key.name}`;
+  for (const row of rows) {
+    const clusterName = row.cluster.slice(row.cluster.indexOf('/') + 1);
+    const desired = new Map<string, number>();
+    for (const t of templatesIn(row.namespace)) {
+      const spec = t.spec as { replicas?: unknown } | undefined;
+      if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
+    }
+    const report = view ? view.syncStatus(row.namespace, clusterName) : await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
+    if (report) row.health = clusterHealth(report, subscriptionRef, desired);
+    else delete row.health;
+  }
+}
+
+/**
+ * When only agents' reports changed since the last reconcile: the health
+ * rows and the Applied/Healthy conditions, folded into the status the last
+ * reconcile wrote, without scheduling and rendering every cluster again (what
+ * a full reconcile would write, its placement and rendering being the same).
+ * Undefined when that status is not one a full reconcile placed (no
+ * Subscription, not Scheduled): the caller reconciles in full.
+ */
+export async function reconcileHealth(store: HubStore, key: SubscriptionKey, nowMs: number, view: ClusterView): Promise<ReconcileResult | undefined> {
+  try {
+    const subscription = await store.get('Subscription', key);
+    const oldStatus = (subscription?.status ?? {}) as Status;
+    const conditions = Array.isArray(oldStatus.conditions) ? (oldStatus.conditions as Condition[]) : [];
+    if (!subscription || !Array.isArray(oldStatus.clusters) || !conditions.some((c) => c.type === 'Scheduled' && c.status === 'True')) return undefined;
+    const rows = structuredClone(oldStatus.clusters) as ClusterRow[];
+    const mine = (o: KubeObject): boolean => {
+      const owner = ownerOf(o);
+      return owner !== undefined && owner.namespace === key.namespace && owner.name === key.name;
+    };
+    const templates = new Map<string, KubeObject[]>();
+    const namespaces = new Set(rows.map((r) => r.namespace));
+    const lists = namespaces.size >= manyClusters ? [await store.list('Manifest')] : await Promise.all([...namespaces].map((namespace) => store.list('Manifest', { namespace })));
+    for (const list of lists) {
+      for (const e of list.items) {
+        if (!mine(e.object)) continue;
+        const ns = e.object.metadata.namespace ?? '';
+        if (!templates.has(ns)) templates.set(ns, []);
+        templates.get(ns)!.push((e.object as ManifestObject).template);
+      }
+    }
+    await foldHealth(store, key, rows, (ns) => templates.get(ns) ?? [], view);
+    let nextConditions = conditions;
+    const now = new Date(nowMs);
+    for (const c of healthConditions(rows)) nextConditions = setCondition(nextConditions, c, now);
+    // In a full reconcile's order: Rendered is set after Applied and Healthy.
+    const rendered = conditions.find((c) => c.type === 'Rendered');
+    if (rendered) nextConditions = setCondition(nextConditions, { type: rendered.type, status: rendered.status, reason: rendered.reason, message: rendered.message }, now);
+    const next = withoutVersion(subscription);
+    next.status = { ...oldStatus, conditions: nextConditions, clusters: rows };
+    if (same(withoutVersion(subscription), next)) return {};
+    return { batch: await store.batch([{ op: 'put', kind: 'Subscription', key, value: next, expect: { resourceVersion: subscription.metadata.resourceVersion ?? '0' } }]) };
+  } catch (error) {
+    if (isConflict(error)) return { retry: true };
+    throw error;
+  }
 }
 
 /** Each Localization/Globalization's status.failures: this subscription's rows replaced by its current ones. */
