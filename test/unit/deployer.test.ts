@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { parseAllDocuments } from 'yaml';
 import type { ManagedCluster } from '../../src/api/index.js';
-import { Deployer, type DeployerStatus, type ManifestObject, manifestName, type ReconcileResult, toManifest } from '../../src/hub/deployer/index.js';
+import { Deployer, type DeployerStatus, type ManifestObject, manifestName, reconcileSubscription, type ReconcileResult, toManifest } from '../../src/hub/deployer/index.js';
 import { clusterNamespacesOf, ResourceService, resourceStoreOf } from '../../src/hub/resources.js';
 import { EmbeddedStore, type HubStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
@@ -552,3 +552,153 @@ describe('deployer: what agents report back', () => {
     expect(east.health?.errors).toEqual([{ object: 'Service/default/nginx-svc', code: 'HAWSER_APPLY_REJECTED', message: 'port out of range' }]);
   });
 });
+
+describe('deployer: clusters and agent reports from its watches', () => {
+  /** Counts the store's list/get calls by kind (the store itself, its `this` kept). */
+  function countReads(store: HubStore): Map<string, number> {
+    const calls = new Map<string, number>();
+    const list = store.list.bind(store);
+    const get = store.get.bind(store);
+    store.list = ((kind, options) => {
+      calls.set(`list ${kind}`, (calls.get(`list ${kind}`) ?? 0) + 1);
+      return list(kind, options);
+    }) as HubStore['list'];
+    store.get = ((kind, key) => {
+      calls.set(`get ${kind}`, (calls.get(`get ${kind}`) ?? 0) + 1);
+      return get(kind, key);
+    }) as HubStore['get'];
+    return calls;
+  }
+
+  it('a reconcile lists no ManagedClusters and reads no ClusterSyncStatus: the watches hold them, a cluster added later is placed', async () => {
+    const { store, deployer } = await harness({ start: false });
+    const calls = countReads(store);
+    await addCluster(store, 'a', {});
+    await addCluster(store, 'b', {});
+    await apply(store, deployment('web', 4));
+    await store.put('ClusterSyncStatus', { namespace: 'clusternet-a', name: 'a' }, {
+      apiVersion: 'hawser.io/v1alpha1',
+      kind: 'ClusterSyncStatus',
+      metadata: { name: 'a', namespace: 'clusternet-a' },
+      status: { objects: [{ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: 'web', subscriptions: ['default/divided'], action: 'applied', exists: true }] },
+    });
+    deployer.start();
+    await apply(store, staticSubscription({ a: 1, b: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a', 'b'])).toEqual([2, 2]));
+    await addCluster(store, 'c', {});
+    await apply(store, staticSubscription({ a: 1, b: 1, c: 2 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a', 'b', 'c'])).toEqual([1, 1, 2]));
+    await deployer.settled();
+    // The agent's report reached the status through the watch.
+    const a = (await statusOf(store, 'default', 'divided')).clusters!.find((r) => r.cluster.endsWith('/a'))!;
+    expect(a.health?.applied).toBe(1);
+    // Once each, by the deployer's own watches; none per reconcile.
+    expect(calls.get('list ManagedCluster')).toBe(1);
+    expect(calls.get('list ClusterSyncStatus')).toBe(1);
+    expect(calls.get('get ClusterSyncStatus')).toBeUndefined();
+  });
+
+  it('reconciles wait for the first list of clusters: a slow one never makes a restarted deployer drop what is placed', async () => {
+    const { store, deployer } = await harness();
+    await addCluster(store, 'a', {});
+    await addCluster(store, 'b', {});
+    await apply(store, deployment('web', 4));
+    await apply(store, staticSubscription({ a: 1, b: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a', 'b'])).toEqual([2, 2]));
+    await deployer.settled();
+    await deployer.stop();
+
+    // A restart whose list of ManagedClusters takes its time.
+    const calls = countReads(store);
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let subscriptionsListed = false;
+    const list = store.list.bind(store);
+    store.list = (async (kind, options) => {
+      if (kind === 'ManagedCluster') await held;
+      const result = await list(kind, options);
+      if (kind === 'Subscription') subscriptionsListed = true;
+      return result;
+    }) as HubStore['list'];
+    const results: string[] = [];
+    const again = new Deployer(store, { clock: new ManualClock(startMs), onReconciled: (key) => results.push(key.name) });
+    again.start();
+    try {
+      await waitFor(async () => expect(subscriptionsListed).toBe(true));
+      await settle();
+      // Queued, not started: a reconcile begins by reading its Subscription.
+      expect(calls.get('get Subscription')).toBeUndefined();
+      release();
+      await waitFor(async () => expect(results).toContain('divided'));
+      await again.settled();
+      expect(await replicasByCluster(store, ['a', 'b'])).toEqual([2, 2]);
+    } finally {
+      release();
+      await again.stop();
+    }
+  });
+});
+
+describe('deployer: an agent report alone', () => {
+  it('folds into the health rows without scheduling or rendering again, and writes what a full reconcile would', async () => {
+    const { store, deployer, clock } = await harness();
+    await addCluster(store, 'a', {});
+    await addCluster(store, 'b', {});
+    await apply(store, deployment('web', 4));
+    await apply(store, staticSubscription({ a: 1, b: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a', 'b'])).toEqual([2, 2]));
+    await deployer.settled();
+    let bases = 0;
+    const list = store.list.bind(store);
+    store.list = ((kind, options) => {
+      if (kind === 'Base') bases++;
+      return list(kind, options);
+    }) as HubStore['list'];
+    await store.put('ClusterSyncStatus', { namespace: 'clusternet-a', name: 'a' }, {
+      apiVersion: 'hawser.io/v1alpha1',
+      kind: 'ClusterSyncStatus',
+      metadata: { name: 'a', namespace: 'clusternet-a' },
+      status: { objects: [{ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: 'web', subscriptions: ['default/divided'], action: 'applied', exists: true, status: { replicas: 2, readyReplicas: 2 } }] },
+    });
+    await waitFor(async () => expect((await statusOf(store, 'default', 'divided')).clusters!.find((r) => r.cluster.endsWith('/a'))!.health?.ready).toEqual({ ready: 1, workloads: 1 }));
+    await deployer.settled();
+    expect(bases).toBe(0);
+    // A full reconcile now finds nothing to write: the fold wrote what it would have.
+    await deployer.stop();
+    const folded = await statusOf(store, 'default', 'divided');
+    const full = await reconcileSubscription(store, { namespace: 'default', name: 'divided' }, clock.now());
+    expect(await statusOf(store, 'default', 'divided')).toEqual(folded);
+    expect(full.batch).toBeUndefined();
+  });
+});
+
+describe('deployer: a subscription over many clusters', () => {
+  it('reads what is placed in one list past 32 clusters: a changed feed replaces the old Manifest in all 40, narrowing drops the rest', async () => {
+    const { store, deployer } = await harness();
+    const names = Array.from({ length: 40 }, (_, i) => `c${String(i).padStart(2, '0')}`);
+    for (const [i, name] of names.entries()) await addCluster(store, name, { fleet: 'many', ...(i < 5 ? { pick: 'yes' } : {}) });
+    for (const n of ['one', 'two']) await apply(store, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: n, namespace: 'web' }, data: { n } });
+    const subscription = (feed: string, labels: Record<string, string>): KubeObject => ({
+      apiVersion: 'apps.clusternet.io/v1alpha1',
+      kind: 'Subscription',
+      metadata: { name: 'many', namespace: 'default' },
+      spec: { subscribers: [{ clusterAffinity: { matchLabels: labels } }], feeds: [{ apiVersion: 'v1', kind: 'ConfigMap', name: feed, namespace: 'web' }] },
+    });
+    const placedIn = async (c: string) => (await manifestsIn(store, `clusternet-${c}`)).map((m) => m.template.metadata.name);
+    await apply(store, subscription('one', { fleet: 'many' }));
+    await waitFor(async () => expect(await Promise.all(names.map(placedIn))).toEqual(names.map(() => ['one'])));
+    await deployer.settled();
+    await apply(store, subscription('two', { fleet: 'many' }));
+    await waitFor(async () => expect(await Promise.all(names.map(placedIn))).toEqual(names.map(() => ['two'])));
+    await deployer.settled();
+    await apply(store, subscription('two', { pick: 'yes' }));
+    await waitFor(async () => expect(await Promise.all(names.map(placedIn))).toEqual(names.map((_, i) => (i < 5 ? ['two'] : []))));
+    await deployer.settled();
+    expect((await store.list('Base')).items).toHaveLength(5);
+  });
+});
+
+/** Lets queued I/O and microtasks run for a number of event-loop turns. */
+async function settle(turns = 50): Promise<void> {
+  for (let i = 0; i < turns; i++) await new Promise<void>((r) => setImmediate(r));
+}

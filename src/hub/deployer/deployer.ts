@@ -1,9 +1,10 @@
 import { compareSubscriptions, type SubscriptionInput } from '../../scheduler/index.js';
 import { type Clock, ErrorCode, HawserError, systemClock, type TimerHandle } from '../../tunnel/index.js';
 import { digestOf, feedOf, identityOf, type Feed, type KubeObject as RenderObject } from '../render/index.js';
+import { encodeKey } from '../store/keys.js';
 import type { HubStore, KubeObject } from '../store/types.js';
 import { ownerOf } from './manifest.js';
-import { reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
+import { type ClusterView, reconcileHealth, reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
 
 // The deployer: watches what subscriptions are made from and re-reconciles
 // the subscriptions a change concerns, one at a time, highest priority first
@@ -20,6 +21,8 @@ export interface DeployerOptions {
 
 const watchedKinds = ['Subscription', 'Feed', 'Description', 'Localization', 'Globalization', 'ManagedCluster', 'ClusterSyncStatus'] as const;
 type WatchedKind = (typeof watchedKinds)[number];
+/** Kinds reconciles read from the watches (ClusterView) rather than the store. */
+const viewKinds: readonly WatchedKind[] = ['ManagedCluster', 'ClusterSyncStatus'];
 
 function keyText(key: SubscriptionKey): string {
   return `${key.namespace}/${key.name}`;
@@ -58,9 +61,27 @@ export class Deployer {
   private readonly log: (line: string) => void;
   private readonly abort = new AbortController();
   private readonly seen = new Map<WatchedKind, Map<string, string>>();
+  /** Per kind, each object as of its last relevant change (by id): what reconciles read instead of listing. */
+  private readonly objects = new Map<WatchedKind, Map<string, KubeObject>>();
+  /** ManagedClusters in the store's key order; rebuilt after a change. */
+  private clusterOrder: KubeObject[] | undefined;
+  /** Reconciles wait for the first list of what the view serves: an empty view would place on no cluster. */
+  private readonly primed = new Map<WatchedKind, { done: Promise<void>; resolve: () => void }>();
+  private readonly view: ClusterView = {
+    clusters: () => {
+      this.clusterOrder ??= [...(this.objects.get('ManagedCluster')?.values() ?? [])]
+        .map((o) => ({ o, k: encodeKey('ManagedCluster', o.metadata.name) }))
+        .sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0))
+        .map(({ o }) => o);
+      return this.clusterOrder;
+    },
+    syncStatus: (namespace, name) => this.objects.get('ClusterSyncStatus')?.get(JSON.stringify({ namespace, name })),
+  };
   /** Subscriptions as last watched: their priority orders the queue, their feeds route feed changes. */
   private readonly subscriptions = new Map<string, KubeObject>();
   private readonly pending = new Map<string, SubscriptionKey>();
+  /** Pending subscriptions queued by agents' reports alone. */
+  private readonly healthOnly = new Set<string>();
   private readonly timers = new Map<string, TimerHandle>();
   private readonly loops: Array<Promise<void>> = [];
   private draining: Promise<void> | undefined;
@@ -74,6 +95,11 @@ export class Deployer {
     this.clock = options.clock ?? systemClock;
     this.retryMs = options.retryMs ?? 1000;
     this.log = options.log ?? (() => {});
+    for (const kind of viewKinds) {
+      let resolve!: () => void;
+      const done = new Promise<void>((r) => (resolve = r));
+      this.primed.set(kind, { done, resolve });
+    }
   }
 
   start(): void {
@@ -95,9 +121,11 @@ export class Deployer {
   async stop(): Promise<void> {
     this.stopped = true;
     this.abort.abort();
+    for (const p of this.primed.values()) p.resolve();
     for (const t of this.timers.values()) t.cancel();
     this.timers.clear();
     this.pending.clear();
+    this.healthOnly.clear();
     await Promise.allSettled(this.loops);
     await this.draining;
   }
@@ -108,9 +136,13 @@ export class Deployer {
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
-  enqueue(key: SubscriptionKey): void {
+  /** `healthOnly`: only an agent's report changed; unless something else queues it too, only its health is folded in (reconcileHealth). */
+  enqueue(key: SubscriptionKey, healthOnly = false): void {
     if (this.stopped) return;
-    this.pending.set(keyText(key), { namespace: key.namespace, name: key.name });
+    const id = keyText(key);
+    if (!healthOnly) this.healthOnly.delete(id);
+    else if (!this.pending.has(id)) this.healthOnly.add(id);
+    this.pending.set(id, { namespace: key.namespace, name: key.name });
     // Started a microtask later, so a burst (a whole list) is ordered by priority before the first runs.
     this.draining ??= Promise.resolve().then(() => this.drain());
   }
@@ -124,6 +156,7 @@ export class Deployer {
     const seen = new Map<string, string>();
     this.seen.set(kind, seen);
     const objects = new Map<string, KubeObject>();
+    this.objects.set(kind, objects);
     // The first list of a kind other than Subscription routes nothing: the Subscriptions' own first list queues every one.
     let quiet = kind !== 'Subscription';
     const observe = (id: string, object: KubeObject | undefined): void => {
@@ -137,6 +170,7 @@ export class Deployer {
         seen.delete(id);
         objects.delete(id);
       }
+      if (kind === 'ManagedCluster') this.clusterOrder = undefined;
       if (!quiet) this.changed(kind, before, object);
     };
     while (!signal.aborted) {
@@ -150,6 +184,7 @@ export class Deployer {
         }
         for (const id of [...seen.keys()]) if (!listed.has(id)) observe(id, undefined);
         quiet = false;
+        this.primed.get(kind)?.resolve();
         for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) {
           observe(JSON.stringify(event.key), event.type === 'DELETED' ? undefined : (event.object as KubeObject));
         }
@@ -196,7 +231,7 @@ export class Deployer {
         for (const o of [...objectsOf(before), ...objectsOf(after)]) for (const ref of o.subscriptions ?? []) refs.add(ref);
         for (const ref of refs) {
           const slash = ref.indexOf('/');
-          if (slash > 0) this.enqueue({ namespace: ref.slice(0, slash), name: ref.slice(slash + 1) });
+          if (slash > 0) this.enqueue({ namespace: ref.slice(0, slash), name: ref.slice(slash + 1) }, true);
         }
         return;
       }
@@ -224,11 +259,20 @@ export class Deployer {
 
   private async drain(): Promise<void> {
     try {
+      await Promise.all([...this.primed.values()].map((p) => p.done));
       while (this.pending.size > 0 && !this.stopped) {
         const [id, key] = this.next();
         this.pending.delete(id);
         try {
-          const result = await reconcileSubscription(this.store, key, this.clock.now());
+          if (this.healthOnly.delete(id)) {
+            const folded = await reconcileHealth(this.store, key, this.clock.now(), this.view);
+            if (folded) {
+              this.options.onReconciled?.(key, folded);
+              if (folded.retry) this.pending.set(id, key);
+              continue;
+            }
+          }
+          const result = await reconcileSubscription(this.store, key, this.clock.now(), this.view);
           this.options.onReconciled?.(key, result);
           this.timers.get(id)?.cancel();
           this.timers.delete(id);

@@ -3,6 +3,7 @@ export { Deployer, type DeployerOptions } from './deployer.js';
 export { feedKeyAnnotation, manifestApiVersion, type ManifestObject, manifestName, ownerOf, subsNameLabel, subsNamespaceLabel, toManifest } from './manifest.js';
 export {
   type ClusterRow,
+  type ClusterView,
   type DeployerStatus,
   nextTolerationDeadline,
   type OverrideFailureRow,

@@ -25,8 +25,7 @@ import {
   type RenderInput,
   type RenderInputs,
   type RenderProblem,
-  renderCluster,
-  renderInputs,
+  renderSubscription,
   type SubscriptionRef,
 } from '../render/index.js';
 import type { HubStore, KubeObject, StoreOp } from '../store/types.js';
@@ -91,6 +90,8 @@ export interface DeployerStatus {
 }
 
 const baseApiVersion = 'apps.clusternet.io/v1alpha1';
+/** From this many clusters on, a reconcile reads every Manifest in one list instead of one list per cluster namespace. */
+const manyClusters = 32;
 
 interface BaseState {
   revision: string;
@@ -155,16 +156,31 @@ function problemRow(cluster: string, p: RenderProblem): OverrideFailureRow {
   };
 }
 
-export async function reconcileSubscription(store: HubStore, key: SubscriptionKey, nowMs: number): Promise<ReconcileResult> {
+/**
+ * What a reconcile reads of every cluster, from the Deployer's watches
+ * instead of a list per reconcile (one subscription over 1,000 clusters
+ * listed 1,000 ManagedClusters and read 1,000 reports each time). It holds
+ * each object as of its last change that matters to placement or health
+ * (the Deployer's relevantDigest), so scheduling and health see what a list
+ * would show them.
+ */
+export interface ClusterView {
+  /** Every ManagedCluster, in the store's key order. */
+  clusters(): KubeObject[];
+  /** A cluster's ClusterSyncStatus (in its namespace, named after it). */
+  syncStatus(namespace: string, name: string): KubeObject | undefined;
+}
+
+export async function reconcileSubscription(store: HubStore, key: SubscriptionKey, nowMs: number, view?: ClusterView): Promise<ReconcileResult> {
   try {
-    return await reconcileOnce(store, key, nowMs);
+    return await reconcileOnce(store, key, nowMs, view);
   } catch (error) {
     if (isConflict(error)) return { retry: true };
     throw error;
   }
 }
 
-async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: number): Promise<ReconcileResult> {
+async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: number, view: ClusterView | undefined): Promise<ReconcileResult> {
   const now = new Date(nowMs);
   const [subscription, baseList] = await Promise.all([store.get('Subscription', key), store.list('Base')]);
   const mine = (o: KubeObject): boolean => {
@@ -201,7 +217,14 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
     const ops = [...manifestOps, ...baseOps];
     return ops.length > 0 ? { batch: await store.batch(ops) } : {};
   }
-  for (const ns of bases.keys()) await readManifests(ns);
+  // One list per namespace costs a store snapshot each: past a few clusters, one list of every Manifest is cheaper.
+  let allRead = false;
+  const readAllManifests = async (): Promise<void> => {
+    await readManifests();
+    allRead = true;
+  };
+  if (bases.size >= manyClusters) await readAllManifests();
+  else for (const ns of bases.keys()) await readManifests(ns);
 
   const sub = subscription as unknown as SubscriptionInput & SubscriptionRef & KubeObject;
   const oldStatus = (subscription.status ?? {}) as Status;
@@ -215,8 +238,12 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
   let nextEvaluationAt: number | undefined;
   let rescheduled = false;
 
-  const [clusterList, globList, locList] = await Promise.all([store.list('ManagedCluster'), store.list('Globalization'), store.list('Localization')]);
-  const clusters = clusterList.items.map((e) => e.object as unknown as ClusterInput);
+  const [clusterObjects, globList, locList] = await Promise.all([
+    view ? view.clusters() : store.list('ManagedCluster').then((l) => l.items.map((e) => e.object as unknown as KubeObject)),
+    store.list('Globalization'),
+    store.list('Localization'),
+  ]);
+  const clusters = clusterObjects as unknown as ClusterInput[];
   const globalizations = globList.items.map((e) => e.object as unknown as Globalization);
   const localizations = locList.items.map((e) => e.object as unknown as Localization);
 
@@ -255,15 +282,23 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
       const placedNamespaces = new Set<string>();
       const unsupported = new Map<string, DeployerStatus['unsupported'][number]>();
       const missing = new Map<string, Feed>();
+      // Every placed cluster's input first, then one render for all: the feeds are read and each override parsed once (renderSubscription).
+      const placed: Array<{ pc: (typeof placement.clusters)[number]; ns: string; existing: Map<string, ManifestObject>; input: RenderInput }> = [];
+      const unread = placement.clusters.filter((pc) => {
+        const ns = byKey.get(pc.cluster.key)?.metadata.namespace;
+        return ns !== undefined && !manifests.has(ns);
+      }).length;
+      if (!allRead && unread >= manyClusters) await readAllManifests();
       for (const pc of placement.clusters) {
         const cluster = byKey.get(pc.cluster.key);
         const ns = cluster?.metadata.namespace;
         if (!cluster || !ns) continue;
         placedNamespaces.add(ns);
-        if (!manifests.has(ns)) await readManifests(ns);
+        if (!manifests.has(ns)) {
+          if (allRead) manifests.set(ns, new Map());
+          else await readManifests(ns);
+        }
         const existing = manifests.get(ns) ?? new Map<string, ManifestObject>();
-        const prevBase = bases.get(ns);
-        const prevState = prevBase?.status as BaseState | undefined;
         const replicas: Record<string, number> = {};
         for (const f of pc.feeds) if (f.replicas !== undefined) replicas[f.key] = f.replicas;
         const input: RenderInput = {
@@ -279,13 +314,25 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
             ),
           },
         };
+        placed.push({ pc, ns, existing, input });
+      }
+      const renderings = renderSubscription({
+        subscription: sub,
+        objects: objects as RenderObject[],
+        globalizations,
+        localizations,
+        clusters: placed.map(({ input }) => ({ cluster: input.cluster, replicas: input.replicas!, previous: input.previous! })),
+      });
+      for (const [i, { pc, ns, existing }] of placed.entries()) {
+        const prevBase = bases.get(ns);
+        const prevState = prevBase?.status as BaseState | undefined;
         const row: ClusterRow = { cluster: pc.cluster.key, namespace: ns, clusterId: pc.cluster.clusterId, manifests: existing.size };
         if (prevState?.revision) row.revision = prevState.revision;
         if (pc.held) {
           row.held = pc.held;
           if (pc.message) row.message = pc.message;
         }
-        const rendering = renderCluster(input);
+        const rendering = renderings[i]!;
         for (const f of rendering.missing) missing.set(feedKey(f), f);
         for (const u of rendering.unsupported) {
           const override = u.override ? `${ownerName(u.override)}:${u.override.override}` : undefined;
@@ -296,7 +343,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
           rows.push(row);
           continue;
         }
-        const decision = decideRender(prevState?.inputs, renderInputs(input));
+        const decision = decideRender(prevState?.inputs, rendering.inputs);
         if (!decision.render) {
           if (decision.waiting.length > 0) row.waiting = decision.waiting;
           rows.push(row);
@@ -322,18 +369,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
         rows.push(row);
       }
       // What each cluster's agent reports back: Applied and Healthy (Clusternet's aggregated status).
-      const subscriptionRef = `${key.namespace}/${key.name}`;
-      for (const row of rows) {
-        const clusterName = row.cluster.slice(row.cluster.indexOf('/') + 1);
-        const templates = renderedTemplates.get(row.namespace) ?? [...(manifests.get(row.namespace)?.values() ?? [])].map((m) => m.template as KubeObject);
-        const desired = new Map<string, number>();
-        for (const t of templates) {
-          const spec = t.spec as { replicas?: unknown } | undefined;
-          if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
-        }
-        const report = await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
-        if (report) row.health = clusterHealth(report, subscriptionRef, desired);
-      }
+      await foldHealth(store, key, rows, (ns) => renderedTemplates.get(ns) ?? [...(manifests.get(ns)?.values() ?? [])].map((m) => m.template as KubeObject), view);
       for (const c of healthConditions(rows)) status.conditions = setCondition(status.conditions, c, now);
       for (const ns of new Set([...manifests.keys(), ...bases.keys()])) if (!placedNamespaces.has(ns)) dropCluster(ns);
       status.clusters = rows;
@@ -366,6 +402,69 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
   if (ops.length > 0) out.batch = await store.batch(ops);
   await reportOnOverrides(store, key, status.overrideFailures, globList.items, locList.items);
   return out;
+}
+
+/** Sets each row's health from its cluster's agent report (none: no health). */
+async function foldHealth(store: HubStore, key: SubscriptionKey, rows: ClusterRow[], templatesIn: (namespace: string) => KubeObject[], view: ClusterView | undefined): Promise<void> {
+  const subscriptionRef = `${key.namespace}/${key.name}`;
+  for (const row of rows) {
+    const clusterName = row.cluster.slice(row.cluster.indexOf('/') + 1);
+    const desired = new Map<string, number>();
+    for (const t of templatesIn(row.namespace)) {
+      const spec = t.spec as { replicas?: unknown } | undefined;
+      if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
+    }
+    const report = view ? view.syncStatus(row.namespace, clusterName) : await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
+    if (report) row.health = clusterHealth(report, subscriptionRef, desired);
+    else delete row.health;
+  }
+}
+
+/**
+ * When only agents' reports changed since the last reconcile: the health
+ * rows and the Applied/Healthy conditions, folded into the status the last
+ * reconcile wrote, without scheduling and rendering every cluster again (what
+ * a full reconcile would write, its placement and rendering being the same).
+ * Undefined when that status is not one a full reconcile placed (no
+ * Subscription, not Scheduled): the caller reconciles in full.
+ */
+export async function reconcileHealth(store: HubStore, key: SubscriptionKey, nowMs: number, view: ClusterView): Promise<ReconcileResult | undefined> {
+  try {
+    const subscription = await store.get('Subscription', key);
+    const oldStatus = (subscription?.status ?? {}) as Status;
+    const conditions = Array.isArray(oldStatus.conditions) ? (oldStatus.conditions as Condition[]) : [];
+    if (!subscription || !Array.isArray(oldStatus.clusters) || !conditions.some((c) => c.type === 'Scheduled' && c.status === 'True')) return undefined;
+    const rows = structuredClone(oldStatus.clusters) as ClusterRow[];
+    const mine = (o: KubeObject): boolean => {
+      const owner = ownerOf(o);
+      return owner !== undefined && owner.namespace === key.namespace && owner.name === key.name;
+    };
+    const templates = new Map<string, KubeObject[]>();
+    const namespaces = new Set(rows.map((r) => r.namespace));
+    const lists = namespaces.size >= manyClusters ? [await store.list('Manifest')] : await Promise.all([...namespaces].map((namespace) => store.list('Manifest', { namespace })));
+    for (const list of lists) {
+      for (const e of list.items) {
+        if (!mine(e.object)) continue;
+        const ns = e.object.metadata.namespace ?? '';
+        if (!templates.has(ns)) templates.set(ns, []);
+        templates.get(ns)!.push((e.object as ManifestObject).template);
+      }
+    }
+    await foldHealth(store, key, rows, (ns) => templates.get(ns) ?? [], view);
+    let nextConditions = conditions;
+    const now = new Date(nowMs);
+    for (const c of healthConditions(rows)) nextConditions = setCondition(nextConditions, c, now);
+    // In a full reconcile's order: Rendered is set after Applied and Healthy.
+    const rendered = conditions.find((c) => c.type === 'Rendered');
+    if (rendered) nextConditions = setCondition(nextConditions, { type: rendered.type, status: rendered.status, reason: rendered.reason, message: rendered.message }, now);
+    const next = withoutVersion(subscription);
+    next.status = { ...oldStatus, conditions: nextConditions, clusters: rows };
+    if (same(withoutVersion(subscription), next)) return {};
+    return { batch: await store.batch([{ op: 'put', kind: 'Subscription', key, value: next, expect: { resourceVersion: subscription.metadata.resourceVersion ?? '0' } }]) };
+  } catch (error) {
+    if (isConflict(error)) return { retry: true };
+    throw error;
+  }
 }
 
 /** Each Localization/Globalization's status.failures: this subscription's rows replaced by its current ones. */

@@ -3,8 +3,9 @@ import { boundedText, defaultMaxObjectBytes, type SyncMode } from '../../api/ind
 import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, FrameCompressor, HawserError, syncObjectId, toHawserError, wire } from '../../tunnel/index.js';
 import type { HubMetrics } from '../metrics.js';
 import type { FrameHandler, HandlerFactory, SessionContext } from '../session.js';
-import { type Entry, type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
+import { type Entry, type HubStore, type KubeObject, parseResourceVersion } from '../store.js';
 import { ChunkWindow, chunkTag, planChunks, resumePointFor } from './chunks.js';
+import { type FeedChange, ManifestFanout } from './fanout.js';
 import { frameBytes, type ManifestContent, manifestContent, objectPayload, refusedObjectFrame, syncChunkFrame, syncObjectFrame } from './objects.js';
 import { readSyncStatus, writeApplyReport, writeSyncMode } from './status.js';
 
@@ -109,6 +110,8 @@ export interface SyncDeps {
   metrics?: HubMetrics;
   stats?: SyncStats;
   options?: Partial<SyncOptions>;
+  /** The Manifest watch shared by sessions; one of its own by default. */
+  feed?: ManifestFanout;
   /** Live sync sessions by cluster (for confirm-prune); one per hub. */
   sessions?: SyncSessions;
 }
@@ -132,8 +135,10 @@ export class SyncSessions {
 export function syncHandlerFactory(deps: SyncDeps): HandlerFactory {
   const options = { ...defaultSyncOptions, ...deps.options };
   const stats = deps.stats ?? new SyncStats();
+  // One store watch of Manifests for every session (fanout.ts).
+  const feed = deps.feed ?? new ManifestFanout(deps.store);
   return (session) => {
-    const s = new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName), deps.metrics);
+    const s = new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName), feed, deps.metrics);
     deps.sessions?.add(s);
     return s;
   };
@@ -168,8 +173,6 @@ interface Group {
   frames: number;
   bytes: number;
 }
-
-type Change = { type: 'event'; event: WatchEvent<'Manifest'> } | { type: 'failed'; error: unknown };
 
 export class SessionSync implements FrameHandler {
   readonly name = 'sync';
@@ -212,6 +215,7 @@ export class SessionSync implements FrameHandler {
     private readonly logger: Logger,
     private readonly options: SyncOptions,
     private readonly counters: ClusterSyncCounters,
+    private readonly feed: ManifestFanout,
     private readonly metrics?: HubMetrics,
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
@@ -374,22 +378,20 @@ export class SessionSync implements FrameHandler {
    * change is 'too-old' (the caller snapshots instead).
    */
   private async deltas(from: number, begin: { from: number; to: number } | undefined): Promise<'too-old' | 'ended' | 'restart'> {
-    const queue: Change[] = [];
+    const queue: FeedChange[] = [];
     let notify: (() => void) | undefined;
     const watching = new AbortController();
     const stopWatching = () => watching.abort();
     this.stop.signal.addEventListener('abort', stopWatching, { once: true });
-    const reader = (async () => {
-      try {
-        for await (const event of this.store.watch('Manifest', { resourceVersion: String(from), namespace: this.namespace, signal: watching.signal })) {
-          queue.push({ type: 'event', event });
-          notify?.();
-        }
-      } catch (error) {
-        queue.push({ type: 'failed', error });
+    const reader = this.feed.follow(
+      this.namespace,
+      from,
+      (change) => {
+        queue.push(change);
         notify?.();
-      }
-    })();
+      },
+      watching.signal,
+    );
     let begun = false;
     let last = from;
     try {

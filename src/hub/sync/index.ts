@@ -10,3 +10,4 @@ export {
   syncStatusAfter,
   writeApplyReport,
 } from './status.js';
+export { defaultFanoutEvents, type FeedChange, ManifestFanout } from './fanout.js';
