@@ -42,7 +42,7 @@ import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } f
 import { mkdtemp } from 'node:fs/promises';
 import { Agent as HttpAgent, type IncomingHttpHeaders, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { cpus, loadavg, networkInterfaces, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
@@ -89,6 +89,7 @@ const { values: flags } = parseArgs({
     'kube-list-bytes': { type: 'string', default: '16MB' },
     ways: { type: 'string', default: ways.join(',') },
     'target-scheme': { type: 'string', default: 'https' },
+    'proxy-hop': { type: 'string', default: 'https' },
     'keep-tmp': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -105,6 +106,8 @@ if (flags.help) {
   --ways direct,hawser,remotedialer
   --target-scheme https   https or http: how the plain server is reached, alike by every way (hawser's
                           proxy/https/HOST:PORT takes https only, as Clusternet's path in issue 8 does)
+  --proxy-hop https       https or http: the client's hop to the hub or the remotedialer server (https: both
+                          serve TLS on this machine's own address, as an operator reaches a hub; http: loopback)
   --keep-tmp              keep the temp directory (logs of hub, agent, remotedialer)`);
   process.exit(0);
 }
@@ -118,11 +121,31 @@ const args = {
   kubeListBytes: bytesArg(flags['kube-list-bytes'], '--kube-list-bytes'),
   ways: flags.ways.split(',').map((s) => s.trim()) as Way[],
   targetScheme: flags['target-scheme'] as 'http' | 'https',
+  proxyHop: flags['proxy-hop'] as 'http' | 'https',
   keepTmp: flags['keep-tmp'],
 };
 for (const w of args.ways) if (!ways.includes(w)) throw new Error(`--ways: unknown way "${w}" (want ${ways.join(', ')})`);
 if (!args.ways.includes('direct')) throw new Error('--ways must include direct: every figure is a ratio to it');
 if (args.targetScheme !== 'http' && args.targetScheme !== 'https') throw new Error(`--target-scheme: "${args.targetScheme}" (want http or https)`);
+if (args.proxyHop !== 'http' && args.proxyHop !== 'https') throw new Error(`--proxy-hop: "${args.proxyHop}" (want http or https)`);
+
+/**
+ * Where the proxies' client-facing servers listen. The hub serves its API over
+ * TLS only off loopback, so for an https hop both proxies listen on this
+ * machine's own (non-loopback) address: the kernel still carries it over the
+ * loopback device, as fast as 127.0.0.1. With an https hop every way costs the
+ * client one TLS session, as direct does; a plain hop would spare the proxied
+ * ways the client's decryption, which on a busy machine favours them.
+ */
+function proxyHopHost(): string {
+  if (args.proxyHop === 'http') return '127.0.0.1';
+  const own = Object.values(networkInterfaces())
+    .flat()
+    .find((a) => a && a.family === 'IPv4' && !a.internal);
+  if (!own) throw new Error('--proxy-hop https needs a non-loopback IPv4 address on this machine (or use --proxy-hop http)');
+  return own.address;
+}
+const hopHost = proxyHopHost();
 
 // ------------------------------------------------------- processes, cleanup
 
@@ -271,7 +294,7 @@ interface Pki {
 async function makePki(dir: string): Promise<Pki> {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const ca = await createCertificateAuthority('hawser-bench-proxy-ca');
-  const serving = await createServingCertificate(ca, ['localhost', '127.0.0.1']);
+  const serving = await createServingCertificate(ca, [...new Set(['localhost', '127.0.0.1', hopHost])]);
   const pki = { caPem: ca.certPem, caFile: join(dir, 'ca.crt'), certFile: join(dir, 'serving.crt'), keyFile: join(dir, 'serving.key') };
   writeFileSync(pki.caFile, ca.certPem);
   writeFileSync(pki.certFile, serving.certPem);
@@ -348,7 +371,7 @@ async function startHawser(dir: string, pki: Pki, kubeconfigPath: string, target
       hawser, 'hub',
       '--data-dir', join(dir, 'hub'),
       '--listen', `127.0.0.1:${tunnelPort}`,
-      '--api-address', `127.0.0.1:${apiPort}`,
+      '--api-address', `${hopHost}:${apiPort}`,
       '--bootstrap-token-file', bootstrapTokenFile,
       '--operator-tokens-file', operatorTokensFile,
       '--metrics-anonymous',
@@ -359,9 +382,10 @@ async function startHawser(dir: string, pki: Pki, kubeconfigPath: string, target
     hubLog,
     env,
   );
-  const api = `http://127.0.0.1:${apiPort}`;
+  const api = `${args.proxyHop}://${hopHost}:${apiPort}`;
   const hubDead = () => (exited(hub) ? `hub exited (${hub.exitCode ?? hub.signalCode}):\n${tail(hubLog)}` : undefined);
-  await waitFor('hub /healthz', 30_000, async () => ((await fetch(`${api}/healthz`)).ok ? true : undefined), hubDead);
+  const hubApi = (headers: Record<string, string>): Endpoint => ({ prefix: api, headers, agent: newAgent(args.proxyHop === 'https'), ca: pki.caPem });
+  await waitFor('hub /healthz', 30_000, async () => ((await send(hubApi({}), '/healthz')).status === 200 ? true : undefined), hubDead);
   const agentHelp = await new Promise<string>((resolvePromise) => {
     const cp = spawn(process.execPath, [hawser, 'agent', '--help'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -391,7 +415,7 @@ async function startHawser(dir: string, pki: Pki, kubeconfigPath: string, target
     `cluster ${edgeName} Ready on the hub`,
     60_000,
     async () => {
-      const list = (await (await fetch(`${api}/api/v1/clusters`, { headers: auth })).json()) as {
+      const list = JSON.parse((await send(hubApi(auth), '/api/v1/clusters', { keepText: true })).text!) as {
         items: Array<{ metadata: { name: string; labels?: Record<string, string> }; spec: { clusterId: string }; status?: { conditions?: Array<{ type: string; status: string }> } }>;
       };
       const c = list.items.find((i) => i.status?.conditions?.some((k) => k.type === 'Ready' && k.status === 'True'));
@@ -403,12 +427,13 @@ async function startHawser(dir: string, pki: Pki, kubeconfigPath: string, target
     await stopProcess(agent);
     await stopProcess(hub);
   };
-  const kube: Endpoint = { prefix: `${api}/clusters/${name}`, headers: auth, agent: newAgent(false) };
+  const kube: Endpoint = { ...hubApi(auth), prefix: `${api}/clusters/${name}` };
   const targetPort = args.targetScheme === 'https' ? target.httpsPort : target.httpPort;
   const http: Endpoint = {
     prefix: `${api}/apis/proxies.clusternet.io/v1alpha1/sockets/${clusterId}/proxy/${args.targetScheme}/127.0.0.1:${targetPort}`,
     headers: auth,
-    agent: newAgent(false),
+    agent: newAgent(args.proxyHop === 'https'),
+    ca: pki.caPem,
   };
   log(`hawser: cluster ${name} (${clusterId}) Ready; kube via ${kube.prefix}, http via ${http.prefix}`);
   return { pids: () => [hub.pid!, agent.pid!], kube, http, notes: [`hub log ${hubLog}, agent log ${agentLog}`], stop };
@@ -436,7 +461,17 @@ async function startRemotedialer(dir: string, pki: Pki, kubeCaPem: string, kubeP
   const clientLog = join(dir, 'client.log');
   const serverLogFd = openSync(serverLog, 'a');
   const server = track(
-    spawn(bin, ['server', '--tls-cert-file', pki.certFile, '--tls-key-file', pki.keyFile, '--target-ca-file', targetCaFile], {
+    spawn(
+      bin,
+      [
+        'server',
+        '--tls-cert-file', pki.certFile,
+        '--tls-key-file', pki.keyFile,
+        '--target-ca-file', targetCaFile,
+        '--proxy-listen', `${hopHost}:0`,
+        ...(args.proxyHop === 'https' ? ['--proxy-tls'] : []),
+      ],
+      {
       env,
       stdio: ['ignore', 'pipe', serverLogFd],
     }),
@@ -452,10 +487,11 @@ async function startRemotedialer(dir: string, pki: Pki, kubeCaPem: string, kubeP
   const client = spawnLogged(bin, ['client', '--connect', `wss://${ports.tunnel}/connect`, '--id', edgeName, '--ca-file', pki.caFile], clientLog, env);
   const anyDead = () =>
     exited(server) ? `remotedialer server exited:\n${tail(serverLog)}` : exited(client) ? `remotedialer client exited:\n${tail(clientLog)}` : undefined;
-  const proxyBase = `http://${ports.proxy}/proxy/${edgeName}`;
-  const kube: Endpoint = { prefix: `${proxyBase}/https/127.0.0.1:${kubePort}`, headers: { authorization: `Bearer ${kubeToken}` }, agent: newAgent(false) };
+  const proxyBase = `${args.proxyHop}://${ports.proxy}/proxy/${edgeName}`;
+  const hop = { agent: newAgent(args.proxyHop === 'https'), ca: pki.caPem };
+  const kube: Endpoint = { prefix: `${proxyBase}/https/127.0.0.1:${kubePort}`, headers: { authorization: `Bearer ${kubeToken}` }, ...hop };
   const targetPort = args.targetScheme === 'https' ? target.httpsPort : target.httpPort;
-  const http: Endpoint = { prefix: `${proxyBase}/${args.targetScheme}/127.0.0.1:${targetPort}`, headers: {}, agent: newAgent(false) };
+  const http: Endpoint = { prefix: `${proxyBase}/${args.targetScheme}/127.0.0.1:${targetPort}`, headers: {}, ...hop, agent: newAgent(args.proxyHop === 'https') };
   // The server answers 503 until the client's tunnel is up.
   await waitFor('remotedialer tunnel up', 30_000, async () => ((await send(http, '/small')).status === 200 ? true : undefined), anyDead);
   log(`remotedialer: tunnel up (${bin}); kube via ${kube.prefix}`);
@@ -625,7 +661,7 @@ async function main(): Promise<void> {
     const loadAtEnd = loadavg()[0]!;
     console.log(
       `\nbench/proxy: ${cpus().length} cores, load average ${loadAtStart.toFixed(1)} at start and ${loadAtEnd.toFixed(1)} at end, ` +
-        `${process.version}, kube-apiserver ${cluster.version}, plain target over ${args.targetScheme}`,
+        `${process.version}, kube-apiserver ${cluster.version}, plain target over ${args.targetScheme}, client to proxies over ${args.proxyHop} (${hopHost})`,
     );
     console.log(`${args.smallRequests} small GETs per target per way (after ${args.warmup} warm-up), one at a time on one kept-alive connection; ${args.largeReps} large responses (median rate)\n`);
     console.log(renderTable(rows));

@@ -2,8 +2,9 @@
 // roles, shaped as Clusternet uses github.com/rancher/remotedialer:
 //
 //	server  accepts the tunnel (a WebSocket over TLS, as an agent dials its
-//	        hub) and serves plain HTTP on loopback, as hawser's operator API
-//	        does: /proxy/ID/SCHEME/HOST:PORT/PATH is reverse-proxied to
+//	        hub) and serves the proxy over HTTP, or HTTPS with --proxy-tls, as
+//	        hawser's operator API does on and off loopback:
+//	        /proxy/ID/SCHEME/HOST:PORT/PATH is reverse-proxied to
 //	        SCHEME://HOST:PORT/PATH through the tunnel of client ID, with
 //	        an http.Transport whose DialContext is the tunnel's dialer (TLS
 //	        to an https target runs end to end through the tunnel).
@@ -84,6 +85,7 @@ func runServer(ctx context.Context, args []string, token string) {
 	certFile := fs.String("tls-cert-file", "", "serving certificate of the tunnel endpoint")
 	keyFile := fs.String("tls-key-file", "", "key of --tls-cert-file")
 	targetCA := fs.String("target-ca-file", "", "CA bundle that verifies https targets")
+	proxyTLS := fs.Bool("proxy-tls", false, "serve the proxy over TLS too (same certificate)")
 	_ = fs.Parse(args)
 	if *certFile == "" || *keyFile == "" || *targetCA == "" {
 		fatalf("server needs --tls-cert-file, --tls-key-file and --target-ca-file")
@@ -105,7 +107,12 @@ func runServer(ctx context.Context, args []string, token string) {
 	tunnelServer := &http.Server{Handler: tunnelMux, ReadHeaderTimeout: 10 * time.Second}
 	proxyServer := &http.Server{Handler: proxy, ReadHeaderTimeout: 10 * time.Second}
 	go serve(func() error { return tunnelServer.ServeTLS(tunnelListener, *certFile, *keyFile) })
-	go serve(func() error { return proxyServer.Serve(proxyListener) })
+	go serve(func() error {
+		if *proxyTLS {
+			return proxyServer.ServeTLS(proxyListener, *certFile, *keyFile)
+		}
+		return proxyServer.Serve(proxyListener)
+	})
 	// The parent reads the bound ports from this line.
 	fmt.Printf("listening tunnel=%s proxy=%s\n", tunnelListener.Addr(), proxyListener.Addr())
 	<-ctx.Done()
