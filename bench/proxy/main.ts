@@ -90,6 +90,7 @@ const { values: flags } = parseArgs({
     ways: { type: 'string', default: ways.join(',') },
     'target-scheme': { type: 'string', default: 'https' },
     'proxy-hop': { type: 'string', default: 'https' },
+    'hawser-bin': { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -108,6 +109,7 @@ if (flags.help) {
                           proxy/https/HOST:PORT takes https only, as Clusternet's path in issue 8 does)
   --proxy-hop https       https or http: the client's hop to the hub or the remotedialer server (https: both
                           serve TLS on this machine's own address, as an operator reaches a hub; http: loopback)
+  --hawser-bin FILE       the hawser CLI to run (default: this checkout's bin/hawser.js, built by the npm script)
   --keep-tmp              keep the temp directory (logs of hub, agent, remotedialer)`);
   process.exit(0);
 }
@@ -122,6 +124,7 @@ const args = {
   ways: flags.ways.split(',').map((s) => s.trim()) as Way[],
   targetScheme: flags['target-scheme'] as 'http' | 'https',
   proxyHop: flags['proxy-hop'] as 'http' | 'https',
+  hawserBin: resolve(flags['hawser-bin'] ?? join(repoRoot, 'bin/hawser.js')),
   keepTmp: flags['keep-tmp'],
 };
 for (const w of args.ways) if (!ways.includes(w)) throw new Error(`--ways: unknown way "${w}" (want ${ways.join(', ')})`);
@@ -364,7 +367,7 @@ async function startHawser(dir: string, pki: Pki, kubeconfigPath: string, target
   const hubLog = join(dir, 'hub.log');
   const agentLog = join(dir, 'agent.log');
   const env = { ...process.env, HAWSER_LOG_LEVEL: 'warn' };
-  const hawser = join(repoRoot, 'bin/hawser.js');
+  const hawser = args.hawserBin;
   const hub = spawnLogged(
     process.execPath,
     [
