@@ -38,6 +38,7 @@
 // such and the others still run.
 
 import { type ChildProcess, fork, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { Agent as HttpAgent, type IncomingHttpHeaders, request as httpRequest } from 'node:http';
@@ -338,8 +339,9 @@ async function seedKube(kube: Endpoint, count: number): Promise<void> {
   if (rb.status !== 201) throw new Error(`create clusterrolebinding for user ${operatorName}: ${rb.status} ${rb.text}`);
   const ns = await send(kube, '/api/v1/namespaces', { method: 'POST', body: JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: benchNamespace } }), keepText: true });
   if (ns.status !== 201) throw new Error(`create namespace ${benchNamespace}: ${ns.status} ${ns.text}`);
-  const blob = 'k'.repeat(configMapBytes - 1024);
   for (let i = 0; i < count; i++) {
+    // Random, so that no hop gains by compressing it.
+    const blob = randomBytes(((configMapBytes - 1024) * 3) / 4).toString('base64');
     const body = JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: `blob-${i}` }, data: { blob } });
     const r = await send(kube, `/api/v1/namespaces/${benchNamespace}/configmaps`, { method: 'POST', body, keepText: true });
     if (r.status !== 201) throw new Error(`create configmap blob-${i}: ${r.status} ${r.text?.slice(0, 300)}`);

@@ -159,6 +159,9 @@ func (p *tunnelProxy) transport(id string) *http.Transport {
 		MaxIdleConnsPerHost: 100,
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
+		// The client's Accept-Encoding passes unchanged, as through hawser. (Clusternet's
+		// transport leaves Go's default, which asks the target for gzip on the tunnel leg.)
+		DisableCompression: true,
 	}
 	p.transports[id] = t
 	return t
