@@ -1,6 +1,6 @@
 import { Agent, request, type RequestOptions } from 'node:https';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './kubeconfig.js';
 import { boundedText } from '../api/index.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 
@@ -14,7 +14,7 @@ import { ErrorCode, HawserError } from '../tunnel/index.js';
 // its discovery cache never refreshes a group it has seen (a CRD applied in
 // the same set stays unknown), its errors carry whole response bodies and
 // headers, and it takes no deadline. What we need from the library is the
-// kubeconfig (credentials, CA, exec plugins): KubeConfig gives that.
+// kubeconfig (credentials, CA, exec plugins): KubeAccess gives that.
 
 export interface KubeResponse {
   status: number;
@@ -51,7 +51,7 @@ export class KubeHttp {
   private agentKey = '';
 
   constructor(
-    private readonly kc: KubeConfig,
+    private readonly kc: KubeAccess,
     private readonly timeoutMs = 15_000,
   ) {
     const cluster = kc.getCurrentCluster();

@@ -1,4 +1,4 @@
-import type { KubeConfig } from '@kubernetes/client-node';
+import type { KubeAccess } from './kubeconfig.js';
 import { boundedText, quoteBounded } from '../api/index.js';
 import { type Clock, ErrorCode, HawserError, systemClock, toHawserError } from '../tunnel/index.js';
 import { gkKey, objectKey, resourcePath, RestMapper, type RestMapping, splitApiVersion } from './apply-discovery.js';
@@ -55,7 +55,7 @@ import {
 //   do: an object made by hand in a namespace hawser made goes with it.
 
 export interface ApplyEngineOptions {
-  kubeConfig: KubeConfig;
+  kubeConfig: KubeAccess;
   /** This agent's cluster id (a lower-case UUID). */
   clusterId: string;
   /** Field manager base name, e.g. "hawser-agent"; the cluster id is appended. */

@@ -1,7 +1,8 @@
 import { request } from 'node:https';
 import { request as httpRequest } from 'node:http';
-import { KubeConfig, type V1Node, type VersionInfo } from '@kubernetes/client-node';
+import type { V1Node, VersionInfo } from '@kubernetes/client-node';
 import { ErrorCode, HawserError, type wire } from '../tunnel/index.js';
+import type { KubeAccess } from './kubeconfig.js';
 import { sumQuantities } from './quantity.js';
 
 // What the agent reads from its own cluster. Behind an interface so the
@@ -9,19 +10,6 @@ import { sumQuantities } from './quantity.js';
 
 export interface ClusterReader {
   read(): Promise<wire.ClusterStatus>;
-}
-
-export function loadKubeConfig(kubeconfig: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    if (kubeconfig) kc.loadFromFile(kubeconfig);
-    else if (process.env.KUBERNETES_SERVICE_HOST) kc.loadFromCluster();
-    else kc.loadFromDefault();
-  } catch (cause) {
-    throw new HawserError(ErrorCode.InvalidOption, `cannot load kubeconfig ${kubeconfig ?? '(default)'}: ${(cause as Error).message}`, { cause });
-  }
-  if (!kc.getCurrentCluster()) throw new HawserError(ErrorCode.InvalidOption, `kubeconfig ${kubeconfig ?? '(default)'} has no current cluster`);
-  return kc;
 }
 
 function nodeReadiness(node: V1Node): 'ready' | 'notReady' | 'unknown' {
@@ -40,7 +28,7 @@ export class KubeClusterReader implements ClusterReader {
   readonly server: string;
 
   constructor(
-    private readonly kc: KubeConfig,
+    private readonly kc: KubeAccess,
     private readonly timeoutMs = 10_000,
   ) {
     this.server = kc.getCurrentCluster()!.server;

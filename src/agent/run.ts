@@ -10,7 +10,8 @@ import type { Applier } from './apply-report.js';
 import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from './sync-apply.js';
 import { SyncReceiver } from './sync-receiver.js';
 import { identityFileName, IdentityStore } from './identity.js';
-import { type ClusterReader, KubeClusterReader, loadKubeConfig } from './kube.js';
+import { type ClusterReader, KubeClusterReader } from './kube.js';
+import { loadKubeConfig } from './kubeconfig.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
 
 export interface AgentOptions {

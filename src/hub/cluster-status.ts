@@ -1,16 +1,22 @@
 import type { Logger } from 'pino';
 import type { ManagedCluster } from '../api/index.js';
-import type { Clock, wire } from '../tunnel/index.js';
+import { type Clock, ErrorCode, type HawserError, type TimerHandle, type wire } from '../tunnel/index.js';
 import { applyStatusReport, markReachable, markUnreachable, readyValue } from './clusters.js';
 import type { LeaseTracker } from './leases.js';
 import type { HubMetrics } from './metrics.js';
 import type { KeyedMutex } from './mutex.js';
-import type { HubStore } from './store.js';
+import type { HubStore, StoreOp } from './store.js';
 
 // Writes of a ManagedCluster's status: from heartbeats, on lease expiry, on
 // renewal. Heartbeats only queue what they learned and never wait for the
 // store; per cluster one write runs and at most one waits, into which every
 // newer report is folded (only the newest matters: the agent repeats it).
+//
+// A heartbeat that says "status unchanged" moves only lastObservedTime. At
+// 10,000 idle agents that was a whole ManagedCluster rewrite (JSON, sha256,
+// LevelDB) every few milliseconds, for one timestamp. It now stays in memory:
+// readers see it through liveView(), and it reaches the store with the next
+// write of that cluster or in one batch per flush interval.
 
 /** What heartbeats told the hub about one cluster and the store has not heard yet. */
 export interface StatusChange {
@@ -43,6 +49,23 @@ export function needsWrite(change: StatusChange): boolean {
   return change.report !== undefined || change.unchangedAtMs !== undefined || change.renewed === true;
 }
 
+/** Only lastObservedTime moves: kept in memory until a flush. */
+export function isObservationOnly(change: StatusChange): boolean {
+  return change.unchangedAtMs !== undefined && change.report === undefined && change.renewed !== true;
+}
+
+/**
+ * How often observed times held in memory are written, in one batch. Readers
+ * never wait for it (liveView); it only bounds what a crashed hub forgets of
+ * a timestamp that is cosmetic after a restart (every cluster gets a lease).
+ */
+export const defaultObservedFlushIntervalMs = 300_000;
+
+function withObservedTime(cluster: ManagedCluster, atMs: number): ManagedCluster {
+  if (atMs <= Date.parse(cluster.status.lastObservedTime ?? '')) return cluster;
+  return { ...cluster, status: { ...cluster.status, lastObservedTime: new Date(atMs).toISOString() } };
+}
+
 interface Slot {
   waiting: StatusChange | undefined;
   running: Promise<void> | undefined;
@@ -50,6 +73,11 @@ interface Slot {
 
 export class ClusterStatusWriter {
   private readonly slots = new Map<string, Slot>();
+  /** lastObservedTime per cluster from unchanged heartbeats, newer than the store's. */
+  private readonly observed = new Map<string, number>();
+  private flushTimer: TimerHandle | undefined;
+  private flushing: Promise<void> | undefined;
+  private stopped = false;
 
   constructor(
     private readonly store: HubStore,
@@ -58,11 +86,17 @@ export class ClusterStatusWriter {
     private readonly metrics: HubMetrics,
     private readonly logger: Logger,
     private readonly clock: Clock,
+    private readonly observedFlushIntervalMs = defaultObservedFlushIntervalMs,
   ) {}
 
   /** Queues a heartbeat's change; returns at once. */
   queue(name: string, change: StatusChange): void {
     if (!needsWrite(change)) return;
+    if (isObservationOnly(change)) {
+      this.observed.set(name, Math.max(change.unchangedAtMs!, this.observed.get(name) ?? 0));
+      this.flushTimer ??= this.stopped ? undefined : this.clock.setTimeout(() => this.onFlushTimer(), this.observedFlushIntervalMs);
+      return;
+    }
     let slot = this.slots.get(name);
     if (!slot) this.slots.set(name, (slot = { waiting: undefined, running: undefined }));
     slot.waiting = foldStatusChange(slot.waiting, change);
@@ -81,9 +115,7 @@ export class ClusterStatusWriter {
 
   private apply(name: string, cluster: ManagedCluster, change: StatusChange, now: Date): ManagedCluster {
     let next = change.report ? applyStatusReport(cluster, change.report.status, new Date(change.report.atMs)) : cluster;
-    if (change.unchangedAtMs !== undefined) {
-      next = { ...next, status: { ...next.status, lastObservedTime: new Date(change.unchangedAtMs).toISOString() } };
-    }
+    if (change.unchangedAtMs !== undefined) next = withObservedTime(next, change.unchangedAtMs);
     // A store slower than a whole lease: the expiry came after this renewal and stands.
     next = this.leases.isExpired(name) ? markUnreachable(next, change.leaseDurationMs, now) : markReachable(next, now);
     next.status.leaseDurationSeconds = Math.round(change.leaseDurationMs / 1000);
@@ -100,14 +132,77 @@ export class ClusterStatusWriter {
       .run(`cluster-status/${name}`, async () => {
         const cluster = await this.store.get('ManagedCluster', name);
         if (!cluster) return;
-        const next = change(cluster, new Date(this.clock.now()));
-        if (next === cluster) return;
+        // Every write carries the newest observed time, so memory need not hold it any longer.
+        const held = this.observed.get(name);
+        this.observed.delete(name);
+        const changed = change(cluster, new Date(this.clock.now()));
+        const next = held === undefined ? changed : withObservedTime(changed, held);
+        if (next === cluster) {
+          if (held !== undefined) this.observed.set(name, Math.max(held, this.observed.get(name) ?? 0));
+          return;
+        }
         await this.store.put('ManagedCluster', name, next, { durable: false });
         this.metrics.ready.set({ cluster: name }, readyValue(next));
       })
       .catch((err: unknown) => {
         this.logger.error({ err, cluster: name }, 'cannot update cluster');
       });
+  }
+
+  /** The cluster as readers should see it: with an observed time still held in memory. */
+  liveView(cluster: ManagedCluster): ManagedCluster {
+    const held = this.observed.get(cluster.metadata.name);
+    return held === undefined ? cluster : withObservedTime(cluster, held);
+  }
+
+  private onFlushTimer(): void {
+    this.flushTimer = undefined;
+    void this.flushObserved();
+  }
+
+  /**
+   * Writes every observed time held in memory, in one store batch. Each put
+   * expects the version it read; when a cluster was written meanwhile, the
+   * batch is refused whole and each cluster goes through its own
+   * read-modify-write instead (which carries the held time).
+   */
+  flushObserved(): Promise<void> {
+    this.flushing ??= this.flushOnce().finally(() => (this.flushing = undefined));
+    return this.flushing;
+  }
+
+  private async flushOnce(): Promise<void> {
+    const held = [...this.observed];
+    if (held.length === 0) return;
+    const ops: StoreOp[] = [];
+    for (const [name] of held) {
+      const entry = await this.store.read('ManagedCluster', name);
+      const next = entry && this.liveView(entry.object);
+      if (!entry || next === entry.object) {
+        this.observed.delete(name);
+        continue;
+      }
+      ops.push({ op: 'put', kind: 'ManagedCluster', key: name, value: next!, expect: { resourceVersion: entry.resourceVersion } });
+    }
+    if (ops.length === 0) return;
+    try {
+      await this.store.batch(ops, { durable: false });
+      // Only what was written leaves memory: a newer heartbeat during the write stays.
+      for (const [name, atMs] of held) if (this.observed.get(name) === atMs) this.observed.delete(name);
+    } catch (err) {
+      if ((err as HawserError).code !== ErrorCode.StoreConflict) {
+        this.logger.error({ err, clusters: ops.length }, 'cannot write observed times');
+        return;
+      }
+      await Promise.all(held.map(([name]) => (this.observed.has(name) ? this.update(name, (c) => c) : undefined)));
+    }
+  }
+
+  /** Stops the flush timer; then settled() and flushObserved() write what is left. */
+  stop(): void {
+    this.stopped = true;
+    this.flushTimer?.cancel();
+    this.flushTimer = undefined;
   }
 
   /** Resolves once every change queued so far is written (or failed and logged). */

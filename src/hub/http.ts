@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTlsServer, type Server as TlsServer } from 'node:https';
 import type { Logger } from 'pino';
-import { boundedText, defaultQuoteChars, quoteBounded } from '../api/index.js';
+import { boundedText, defaultQuoteChars, type ManagedCluster, quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
@@ -68,6 +68,8 @@ export interface HubApiDeps {
   resources?: ResourceService;
   /** Largest apply or delete request body. */
   maxRequestBytes?: number;
+  /** A cluster as readers see it: with state the hub holds in memory (HubCore.clusterView). */
+  clusterView?: (c: ManagedCluster) => ManagedCluster;
 }
 
 export type HubApiServer = Server | TlsServer;
@@ -166,6 +168,7 @@ function pkiRoutes(deps: HubApiDeps): Route[] {
 }
 
 export function hubApiRoutes(deps: HubApiDeps): Route[] {
+  const view = deps.clusterView ?? ((c: ManagedCluster) => c);
   return [
     ...pkiRoutes(deps),
     ...(deps.resources ? resourceRoutes(deps.resources, deps.maxRequestBytes ?? defaultMaxRequestBytes) : []),
@@ -180,7 +183,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/clusters$/,
       access: 'viewer',
-      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ManagedCluster')).items.map((e) => e.object) }],
+      handle: async () => [200, { apiVersion: 'v1', kind: 'List', items: (await deps.store.list('ManagedCluster')).items.map((e) => view(e.object)) }],
     },
     {
       method: 'GET',
@@ -189,7 +192,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       handle: async ({ params: [name] }) => {
         const c = await deps.store.get('ManagedCluster', name!);
         if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name!)}`);
-        return [200, c];
+        return [200, view(c)];
       },
     },
     {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { registrationRequestName, quoteBounded } from '../api/index.js';
+import { type ManagedCluster, registrationRequestName, quoteBounded } from '../api/index.js';
 import {
   type Clock,
   ErrorCode,
@@ -162,6 +162,11 @@ export class HubCore {
     return { clusterName: name, peer, negotiated, resume, send, ended };
   }
 
+  /** A cluster as readers should see it: with its newest observed time, which may still be in memory. */
+  clusterView(cluster: ManagedCluster): ManagedCluster {
+    return this.statusWriter.liveView(cluster);
+  }
+
   /** Resolves once every status the hub has acked so far is in the store (or failed and was logged). */
   statusWritesSettled(): Promise<void> {
     return this.statusWriter.settled();
@@ -231,6 +236,7 @@ export class HubCore {
   async stop(): Promise<void> {
     this.stopping = true;
     this.leases.stop();
+    this.statusWriter.stop();
     this.registrar.close();
     for (const ch of this.channels) {
       ch.close(new HawserError(ErrorCode.HubShuttingDown, 'hub is shutting down'));
@@ -238,8 +244,9 @@ export class HubCore {
     await this.listener?.close();
     await Promise.allSettled([...this.channels].map((c) => c.closed));
     await Promise.allSettled([...this.serving]);
-    // Acked statuses still queued are written before the caller closes the store.
+    // Acked statuses still queued, and observed times held in memory, are written before the caller closes the store.
     await this.statusWriter.settled();
+    await this.statusWriter.flushObserved();
   }
 
   /** An operator deleted the cluster: its live session ends now, not at its next reconnect. */

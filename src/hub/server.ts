@@ -351,6 +351,7 @@ async function serve(
       ...(apiTls ? { tls: { certPem: serving.certPem, keyPem: serving.keyPem } } : {}),
       pki: tls.pki,
       trustBundleSent: () => core.trustBundleSent,
+      clusterView: (c) => core.clusterView(c),
       resources: new ResourceService({
         store: resourceStoreOf(store),
         clusterNamespaces: () => clusterNamespacesOf(store),

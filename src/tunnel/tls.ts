@@ -1,11 +1,20 @@
-import 'reflect-metadata';
 import { webcrypto, X509Certificate as NodeX509 } from 'node:crypto';
-import * as x509 from '@peculiar/x509';
 
 // The hub makes its own CA and serving certificate on first start, so a
 // fresh install is TLS from the first byte; operators may supply their own.
 
-x509.cryptoProvider.set(webcrypto as never);
+// Loaded on first use: only the hub and tests make certificates, and the
+// library with its reflect-metadata shim costs an agent ~10 MB of RSS.
+let x509Module: Promise<typeof import('@peculiar/x509')> | undefined;
+function loadX509(): Promise<typeof import('@peculiar/x509')> {
+  x509Module ??= (async () => {
+    await import('reflect-metadata');
+    const x509 = await import('@peculiar/x509');
+    x509.cryptoProvider.set(webcrypto as never);
+    return x509;
+  })();
+  return x509Module;
+}
 
 type KeyPair = webcrypto.CryptoKeyPair;
 
@@ -22,6 +31,7 @@ export interface ServingCertificate {
 }
 
 async function keyToPem(key: webcrypto.CryptoKey): Promise<string> {
+  const x509 = await loadX509();
   const der = await webcrypto.subtle.exportKey('pkcs8', key);
   return x509.PemConverter.encode(der, 'PRIVATE KEY');
 }
@@ -31,6 +41,7 @@ function serial(): string {
 }
 
 export async function createCertificateAuthority(commonName = 'hawser-ca', validDays = 3650, nowMs = Date.now()): Promise<CertificateAuthority> {
+  const x509 = await loadX509();
   const keys = (await webcrypto.subtle.generateKey(algorithm, true, ['sign', 'verify'])) as KeyPair;
   const notBefore = new Date(nowMs - 60_000);
   const cert = await x509.X509CertificateGenerator.createSelfSigned({
@@ -55,6 +66,7 @@ export async function createServingCertificate(
   validDays = 825,
   nowMs = Date.now(),
 ): Promise<ServingCertificate> {
+  const x509 = await loadX509();
   const caCert = new x509.X509Certificate(ca.certPem);
   const caKey = await webcrypto.subtle.importKey(
     'pkcs8',

@@ -12,6 +12,7 @@ import {
 import { SyncMode } from '../../src/gen/hawser/v1/tunnel.js';
 import { defaultHubCoreOptions, HubCore } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
+import type { HubStore } from '../../src/hub/store.js';
 import { generateBootstrapToken, hashSecret } from '../../src/hub/tokens.js';
 import { generateAgentKeyPair, publicKeyFingerprint } from '../../src/tunnel/proof.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
@@ -784,23 +785,116 @@ describe('HubCore leases and taints', () => {
     expect(await metricValue(hub.metrics, 'hawser_cluster_ready', { cluster: 'edge-lease' })).toBe(1);
   });
 
-  it('an unchanged-status heartbeat moves lastObservedTime and nothing else', async () => {
+  it('an unchanged-status heartbeat moves lastObservedTime and nothing else, in memory until a batched flush', async () => {
     const { agent } = await register({ name: 'edge-same', leaseDurationMs: 60_000 });
+    const { agent: other } = await register({ name: 'edge-same-2', leaseDurationMs: 60_000 });
     await agent.heartbeat(clusterStatus('ok'));
+    await other.heartbeat(clusterStatus('ok'));
     const first = await storedCluster('edge-same');
+    const versionBefore = (await hub.store.info()).resourceVersion;
     hub.clock.advance(30_000);
     await agent.heartbeat(undefined, 0, true);
-    const second = await waitFor('lastObservedTime to move', async () => {
+    await other.heartbeat(undefined, 0, true);
+    const observedAt = new Date(hub.clock.now()).toISOString();
+    // Readers see it at once; the store has not been written (an idle agent costs no write).
+    expect(hub.core.clusterView(await storedCluster('edge-same')).status.lastObservedTime).toBe(observedAt);
+    expect((await storedCluster('edge-same')).status.lastObservedTime).toBe(first.status.lastObservedTime);
+    expect((await hub.store.info()).resourceVersion).toBe(versionBefore);
+
+    // Plain renewals within their leases write nothing either.
+    for (let t = 0; t < 5; t++) {
+      hub.clock.advance(50_000);
+      await agent.heartbeat();
+      await other.heartbeat();
+    }
+    expect((await hub.store.info()).resourceVersion).toBe(versionBefore);
+    expect((await storedCluster('edge-same')).status.lastObservedTime).toBe(first.status.lastObservedTime);
+    // The flush interval (5 minutes) passes: both clusters' times are written.
+    hub.clock.advance(50_000);
+    const second = await waitFor('lastObservedTime in the store', async () => {
       const c = await storedCluster('edge-same');
-      return c.status.lastObservedTime !== first.status.lastObservedTime ? c : undefined;
+      return c.status.lastObservedTime === observedAt ? c : undefined;
     });
-    expect(second.status.lastObservedTime).toBe(new Date(hub.clock.now()).toISOString());
+    expect((await storedCluster('edge-same-2')).status.lastObservedTime).toBe(observedAt);
     expect({ ...second.status, lastObservedTime: '' }).toEqual({ ...first.status, lastObservedTime: '' });
     // A plain lease renewal does not claim a fresh observation.
     hub.clock.advance(10_000);
     await agent.heartbeat();
     await settle();
     expect((await storedCluster('edge-same')).status.lastObservedTime).toBe(second.status.lastObservedTime);
+    expect(hub.core.clusterView(await storedCluster('edge-same')).status.lastObservedTime).toBe(second.status.lastObservedTime);
+  });
+
+  it('flushes held observed times in one batch; a cluster written meanwhile falls back to its own write', async () => {
+    let batches = 0;
+    let interfere: (() => Promise<void>) | undefined;
+    const wrap = (store: HubStore): HubStore =>
+      new Proxy(store, {
+        get(target, prop, receiver) {
+          if (prop !== 'batch') return Reflect.get(target, prop, receiver) as unknown;
+          return async (...args: Parameters<HubStore['batch']>) => {
+            batches++;
+            const before = interfere;
+            interfere = undefined;
+            await before?.();
+            return target.batch(...args);
+          };
+        },
+      });
+    await hub.close();
+    hub = await startTestHub({}, { maxFrameBytes, wrapStore: wrap });
+    const { agent: a } = await register({ name: 'edge-flush-a', leaseDurationMs: 600_000 });
+    const { agent: b } = await register({ name: 'edge-flush-b', leaseDurationMs: 600_000 });
+    await a.heartbeat(clusterStatus('ok'));
+    await b.heartbeat(clusterStatus('ok'));
+    hub.clock.advance(1_000);
+    await a.heartbeat(undefined, 0, true);
+    await b.heartbeat(undefined, 0, true);
+    const firstAt = new Date(hub.clock.now()).toISOString();
+    const batchesBefore = batches;
+    hub.clock.advance(300_000);
+    await waitFor('both flushed', async () =>
+      (await storedCluster('edge-flush-a')).status.lastObservedTime === firstAt && (await storedCluster('edge-flush-b')).status.lastObservedTime === firstAt,
+    );
+    expect(batches - batchesBefore).toBe(1);
+
+    // Next round, someone writes edge-flush-b between the flush's read and its batch.
+    await a.heartbeat(undefined, 0, true);
+    await b.heartbeat(undefined, 0, true);
+    const secondAt = new Date(hub.clock.now()).toISOString();
+    interfere = async () => {
+      const c = await storedCluster('edge-flush-b');
+      await hub.store.put('ManagedCluster', 'edge-flush-b', { ...c, metadata: { ...c.metadata, labels: { ...c.metadata.labels, touched: 'yes' } } });
+    };
+    hub.clock.advance(300_000);
+    await waitFor('both flushed after the conflict', async () =>
+      (await storedCluster('edge-flush-a')).status.lastObservedTime === secondAt && (await storedCluster('edge-flush-b')).status.lastObservedTime === secondAt,
+    );
+    expect((await storedCluster('edge-flush-b')).metadata.labels).toMatchObject({ touched: 'yes' });
+  });
+
+  it('a held observed time goes out with the next write of its cluster, and on stop', async () => {
+    const { agent } = await register({ name: 'edge-held', leaseDurationMs: 60_000 });
+    await agent.heartbeat(clusterStatus('ok'));
+    hub.clock.advance(5_000);
+    await agent.heartbeat(undefined, 0, true);
+    const heldAt = new Date(hub.clock.now()).toISOString();
+    expect((await storedCluster('edge-held')).status.lastObservedTime).not.toBe(heldAt);
+    // The lease runs out: that write carries the held time along.
+    hub.clock.advance(60_000);
+    const expired = await waitFor('Ready Unknown', async () => {
+      const c = await storedCluster('edge-held');
+      return readyCondition(c)?.status === 'Unknown' ? c : undefined;
+    });
+    expect(expired.status.lastObservedTime).toBe(heldAt);
+
+    const { agent: late } = await register({ name: 'edge-stop', leaseDurationMs: 60_000 });
+    await late.heartbeat(clusterStatus('ok'));
+    hub.clock.advance(1_000);
+    await late.heartbeat(undefined, 0, true);
+    const lateAt = new Date(hub.clock.now()).toISOString();
+    await hub.core.stop();
+    expect((await storedCluster('edge-stop')).status.lastObservedTime).toBe(lateAt);
   });
 
   it('clears the taint on a heartbeat without status, with Ready following the last known readyz', async () => {
