@@ -64,6 +64,7 @@ const bootstrapToken = 'abcdef.0123456789abcdef';
 const operatorToken = 'hwo_bench-proxy-0123456789abcdef';
 const operatorName = 'bench';
 const remotedialerToken = 'rd-bench-0123456789abcdef';
+const requestIdleTimeoutMs = 60_000;
 
 // ---------------------------------------------------------------- arguments
 
@@ -276,6 +277,8 @@ function send(ep: Endpoint, path: string, options: { method?: string; body?: str
       res.on('error', reject);
     });
     req.on('error', reject);
+    // A proxy that stalls fails its way rather than hanging the run.
+    req.setTimeout(requestIdleTimeoutMs, () => req.destroy(new Error(`no data for ${requestIdleTimeoutMs / 1000}s from ${url.host}`)));
     req.end(options.body);
   });
 }
@@ -547,38 +550,66 @@ async function expectOk(reply: Reply | Promise<Reply>, what: string): Promise<Re
   return r;
 }
 
-async function measure(setups: WaySetup[], largePath: Record<Target, string | undefined>, expectedLarge: Record<Target, number>): Promise<Map<Way, WayResult>> {
+/**
+ * Runs the measurement. A proxied way whose request fails (an error status, a
+ * broken or short answer) is dropped with the reason in `failed`, and the
+ * others go on; a failure of direct ends the run.
+ */
+async function measure(
+  setups: WaySetup[],
+  largePath: Record<Target, string | undefined>,
+  expectedLarge: Record<Target, number>,
+  failed: Partial<Record<Way, string>>,
+): Promise<Map<Way, WayResult>> {
   const results = new Map<Way, WayResult>(
     setups.map((s) => [s.way, { latencyMs: { kube: [], http: [] }, large: { kube: [], http: [] }, largeCpuMs: 0, largeBytes: 0 }]),
   );
+  let active = [...setups];
+  const guarded = async (s: WaySetup, work: () => Promise<void>): Promise<void> => {
+    try {
+      await work();
+    } catch (err) {
+      if (s.way === 'direct') throw err;
+      failed[s.way] = `failed during the measurement: ${(err as Error).message}`;
+      log(`${s.way}: ${failed[s.way]}; going on without it`);
+      results.delete(s.way);
+      active = active.filter((a) => a !== s);
+    }
+  };
   for (const s of setups) {
-    for (const t of targets) for (let i = 0; i < args.warmup; i++) await expectOk(send(s[t], smallPath[t]), `${s.way} ${t} warmup`);
+    await guarded(s, async () => {
+      for (const t of targets) for (let i = 0; i < args.warmup; i++) await expectOk(send(s[t], smallPath[t]), `${s.way} ${t} warmup`);
+    });
   }
   const perRound = Math.ceil(args.smallRequests / args.rounds);
   for (let round = 0; round < args.rounds; round++) {
-    for (const s of rotated(setups, round)) {
-      const r = results.get(s.way)!;
-      for (const t of targets) {
-        const n = Math.min(perRound, args.smallRequests - r.latencyMs[t].length);
-        for (let i = 0; i < n; i++) r.latencyMs[t].push((await expectOk(send(s[t], smallPath[t]), `${s.way} ${t} GET`)).ms);
-      }
+    for (const s of rotated(active, round)) {
+      await guarded(s, async () => {
+        const r = results.get(s.way)!;
+        for (const t of targets) {
+          const n = Math.min(perRound, args.smallRequests - r.latencyMs[t].length);
+          for (let i = 0; i < n; i++) r.latencyMs[t].push((await expectOk(send(s[t], smallPath[t]), `${s.way} ${t} GET`)).ms);
+        }
+      });
     }
     log(`small GETs: round ${round + 1}/${args.rounds}`);
   }
   for (let rep = 0; rep < args.largeReps; rep++) {
-    for (const s of rotated(setups, rep)) {
-      const r = results.get(s.way)!;
-      for (const t of targets) {
-        const path = largePath[t];
-        if (!path) continue;
-        const cpu0 = s.pids().reduce((sum, pid) => sum + readCpuMs(pid), 0);
-        const reply = await expectOk(send(s[t], path), `${s.way} ${t} large`);
-        r.largeCpuMs += s.pids().reduce((sum, pid) => sum + readCpuMs(pid), 0) - cpu0;
-        r.largeBytes += reply.bytes;
-        // The kube list's resourceVersion may gain a digit between reads.
-        if (Math.abs(reply.bytes - expectedLarge[t]) > 64) throw new Error(`${s.way} ${t} large: ${reply.bytes} bytes, direct gave ${expectedLarge[t]}`);
-        r.large[t].push({ bytes: reply.bytes, ms: reply.ms });
-      }
+    for (const s of rotated(active, rep)) {
+      await guarded(s, async () => {
+        const r = results.get(s.way)!;
+        for (const t of targets) {
+          const path = largePath[t];
+          if (!path) continue;
+          const cpu0 = s.pids().reduce((sum, pid) => sum + readCpuMs(pid), 0);
+          const reply = await expectOk(send(s[t], path), `${s.way} ${t} large`);
+          r.largeCpuMs += s.pids().reduce((sum, pid) => sum + readCpuMs(pid), 0) - cpu0;
+          r.largeBytes += reply.bytes;
+          // The kube list's resourceVersion may gain a digit between reads.
+          if (Math.abs(reply.bytes - expectedLarge[t]) > 64) throw new Error(`${s.way} ${t} large: ${reply.bytes} bytes, direct gave ${expectedLarge[t]}`);
+          r.large[t].push({ bytes: reply.bytes, ms: reply.ms });
+        }
+      });
     }
     log(`large responses: repetition ${rep + 1}/${args.largeReps}`);
   }
@@ -647,7 +678,7 @@ async function main(): Promise<void> {
     }
 
     log(`measuring ${setups.map((s) => s.way).join(', ')}: ${args.smallRequests} small GETs per target, ${args.largeReps} large responses per target`);
-    const results = await measure(setups, largePath, expectedLarge);
+    const results = await measure(setups, largePath, expectedLarge, unavailable);
 
     const values = (get: (r: WayResult) => number): Partial<Record<Way, number>> =>
       Object.fromEntries([...results].map(([w, r]) => [w, get(r)]));
