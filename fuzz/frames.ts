@@ -16,7 +16,7 @@ import {
 
 /** Every kind of case the generator makes; each must show up in a run of a few thousand. */
 /** The first ConnectRequest oneof number no hub knows yet (see proto/hawser/v1/tunnel.proto). */
-export const firstUnknownRequestCase = 5;
+export const firstUnknownRequestCase = 6;
 
 export const caseClasses = [
   'random-bytes',

@@ -19,7 +19,7 @@ import { ReconnectLoop } from './reconnect.js';
 import type { AgentHandlerFactory, UnhandledFrameCounts } from './router.js';
 import { type AgentSession, runSession } from './session.js';
 import type { AgentState } from './state.js';
-import { readSyncState } from './sync-state.js';
+import { type HelloSyncFields, readSyncState } from './sync-state.js';
 import type { StoredTrustBundle, TrustStore } from './trust.js';
 
 export interface AgentCoreOptions {
@@ -74,6 +74,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
   private readonly loop: ReconnectLoop;
   private readonly handlers: AgentHandlerFactory[] = [];
   private channel: AgentChannel | undefined;
+  private helloSync: (() => Promise<HelloSyncFields>) | undefined;
   private current: AgentSession | undefined;
   lastRttMs: number | undefined;
   /** Frames from the hub that no handler took, by kind: logged once per session, counted always. */
@@ -115,7 +116,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
               this.recordRtt(ms);
               progress.heartbeatAcked();
             },
-            readSyncState: () => readSyncState(deps.cache, deps.logger),
+            readSyncState: async () => ({ ...(await readSyncState(deps.cache, deps.logger)), ...(await this.helloSync?.()) }),
             handlers: this.handlers,
             unhandled: this.unhandledFrames,
             onChannel: (channel) => {
@@ -161,6 +162,11 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
    */
   registerHandler(factory: AgentHandlerFactory): void {
     this.handlers.push(factory);
+  }
+
+  /** Where sync adds to every hello (the sync receiver's helloFields): read once per dial. */
+  registerHelloSync(source: () => Promise<HelloSyncFields>): void {
+    this.helloSync = source;
   }
 
   /** Loads (or creates) the cluster identity; a damaged cache fails here, before any dial. */

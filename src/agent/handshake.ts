@@ -15,7 +15,7 @@ import {
   wire,
 } from '../tunnel/index.js';
 import type { AgentIdentity, IdentityStore } from './identity.js';
-import type { SyncState } from './sync-state.js';
+import type { HelloSyncFields, SyncState } from './sync-state.js';
 import type { StoredTrustBundle, TrustStore } from './trust.js';
 
 // Who this agent is to the hub, and what it keeps from a welcome: the hello
@@ -91,7 +91,7 @@ export class Handshake {
   }
 
   /** The credential when we have one the hub has not refused; else the bootstrap token. Both signed with our key. */
-  helloFrame(sync: SyncState): wire.ConnectRequest {
+  helloFrame(sync: SyncState & HelloSyncFields): wire.ConnectRequest {
     const identity = this.identity!;
     const o = this.options;
     const auth: wire.Hello['auth'] = this.usesCredential()
@@ -110,6 +110,8 @@ export class Handshake {
       },
       lastAckedRevision: sync.lastAckedRevision,
       hubIncarnation: sync.hubIncarnation,
+      ...(sync.partialObject ? { partialObject: sync.partialObject } : {}),
+      ...(sync.maxObjectBytes ? { maxObjectBytes: sync.maxObjectBytes } : {}),
       leaseDurationMs: o.clusterLeaseDurationMs,
       agentVersion: o.agentVersion,
       publicKey: Buffer.alloc(0),

@@ -1,7 +1,7 @@
 import { chmod, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
+import { defaultMaxObjectBytes, type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
 import { ensurePrivateDir, loadOrCreateSealKey, OfflineCache, type SealKey } from '../cache/index.js';
 import { type Clock, ErrorCode, Feature, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
 import { AgentCore, type AgentCoreOptions } from './agent.js';
@@ -42,6 +42,10 @@ export interface AgentOptions {
   featureGates: string;
   /** How often the cached desired set is re-applied (drift), besides every sync. */
   applyIntervalMs: number;
+  /** The largest object sync takes (decoded bytes); larger ones are reported on their subscription, not stored. */
+  maxObjectBytes: number;
+  /** Desired-state bytes the cache holds at most; 0: no limit. */
+  cacheSizeLimitBytes: number;
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -64,6 +68,8 @@ export function defaultAgentOptions(): AgentOptions {
     keepaliveTimeoutMs: 10_000,
     featureGates: '',
     applyIntervalMs: 30_000,
+    maxObjectBytes: defaultMaxObjectBytes,
+    cacheSizeLimitBytes: 1024 * 1024 * 1024,
   };
 }
 
@@ -88,6 +94,8 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
   if (o.clusterLeaseDurationMs < 1_000) problems.push('cluster-lease-duration must be at least 1s');
   if (o.clusterStatusUpdateFrequencyMs < 100) problems.push('cluster-status-update-frequency must be at least 100ms');
   if (!(o.applyIntervalMs >= 100)) problems.push('apply-interval must be at least 100ms');
+  if (!Number.isSafeInteger(o.maxObjectBytes) || o.maxObjectBytes < 1024) problems.push(`max-object-bytes ${o.maxObjectBytes} must be a whole number of at least 1024`);
+  if (!Number.isSafeInteger(o.cacheSizeLimitBytes) || o.cacheSizeLimitBytes < 0) problems.push(`cache-size-limit ${o.cacheSizeLimitBytes} must be a whole number of bytes (0: no limit)`);
   try {
     parseFeatureGates(o.featureGates);
   } catch (err) {
@@ -139,7 +147,7 @@ export async function startAgent(
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     agentVersion: deps.agentVersion ?? '0.1.0',
-    features: [Feature.Sync],
+    features: [Feature.Sync, Feature.Chunks],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
   };
@@ -174,7 +182,9 @@ export async function startAgent(
     await cache.close();
     throw new HawserError(ErrorCode.InvalidOption, `agent secret key ${join(o.cacheDir, secretKeyFileName)}: ${(err as Error).message}`, { cause: err });
   }
-  const sync = new SyncReceiver(cache, deps.logger, () => (deps.clock ?? { now: Date.now }).now(), {}, sealKey);
+  const sync = new SyncReceiver(cache, deps.logger, () => (deps.clock ?? { now: Date.now }).now(), { maxObjectBytes: o.maxObjectBytes, maxCacheBytes: o.cacheSizeLimitBytes }, sealKey);
+  // Every hello names the large object held in part, so the hub resumes it there.
+  core.registerHelloSync(() => sync.helloFields());
   const clusterId = core.clusterId!;
   const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
   const apply = new SyncApplyLoop({ receiver: sync, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });

@@ -16,7 +16,7 @@ import type { Handshake } from './handshake.js';
 import { Heartbeater, type HeartbeatTiming } from './heartbeater.js';
 import type { SessionProgress } from './reconnect.js';
 import { type AgentFrameHandler, type AgentHandlerFactory, type AgentSessionContext, AgentSessionRouter, type HubFrame, type UnhandledFrameCounts } from './router.js';
-import type { SyncState } from './sync-state.js';
+import type { HelloSyncFields, SyncState } from './sync-state.js';
 
 // One stream from dial to close: hello, then registering (maybe pending)
 // until the welcome, then every frame through the session router. Returns
@@ -38,7 +38,7 @@ export interface SessionDeps {
   readStatus(previous: wire.ClusterStatus | undefined): Promise<wire.ClusterStatus>;
   recordRtt(ms: number): void;
   /** Read at every hello. */
-  readSyncState(): Promise<SyncState>;
+  readSyncState(): Promise<SyncState & HelloSyncFields>;
   handlers: readonly AgentHandlerFactory[];
   unhandled: UnhandledFrameCounts;
   /** The stream in use, so stop() can close it; undefined once it ended. */

@@ -2,9 +2,9 @@ import type { Logger } from 'pino';
 import type { SyncMode } from '../api/index.js';
 import { type Clock, ErrorCode, Feature, HawserError, type wire } from '../tunnel/index.js';
 import { ReconcileLoop } from './apply-loop.js';
-import type { Applier, ReconcileReport } from './apply-report.js';
+import type { Applier, ObjectReport, ReconcileReport } from './apply-report.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
-import type { SyncReceiver } from './sync-receiver.js';
+import type { Refusal, SyncReceiver } from './sync-receiver.js';
 
 // Pull and Dual: the agent applies its cached desired set itself, on every
 // committed sync group and every intervalMs, also while the hub is
@@ -108,7 +108,7 @@ export class SyncApplyLoop {
 
   private async pass(signal: AbortSignal): Promise<void> {
     const desired = await this.options.receiver.desired();
-    const report = await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, signal });
+    const report = withRefusals(await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, signal }), desired.refused);
     this.last = toWire(report, desired.revision, desired.hold?.reason ?? '', this.options.clock?.now() ?? Date.now());
     this.send(this.last);
   }
@@ -120,6 +120,35 @@ export class SyncApplyLoop {
       this.options.logger.debug({ err: (err as Error).message }, 'apply report not sent; the next session gets the latest');
     });
   }
+}
+
+/**
+ * Objects sync refused for a limit are errors on their subscription: the row
+ * of a copy held from before (applied still) says so too, keeping what the
+ * cluster showed of it.
+ */
+export function withRefusals(report: ReconcileReport, refused: readonly Refusal[]): ReconcileReport {
+  if (refused.length === 0) return report;
+  const rowKey = (o: { apiVersion: string; kind: string; namespace?: string | undefined; name: string }) => [o.apiVersion, o.kind, o.namespace ?? '', o.name].join('/');
+  const byKey = new Map(refused.map((r) => [rowKey(r.key), r]));
+  const objects: ObjectReport[] = report.objects.map((o) => {
+    const r = byKey.get(rowKey(o));
+    if (!r) return o;
+    byKey.delete(rowKey(o));
+    return { ...o, action: 'error', error: { code: r.code as ErrorCode, message: r.message } };
+  });
+  for (const r of byKey.values()) {
+    objects.push({
+      apiVersion: r.key.apiVersion,
+      kind: r.key.kind,
+      ...(r.key.namespace ? { namespace: r.key.namespace } : {}),
+      name: r.key.name,
+      subscriptions: [r.subscription],
+      action: 'error',
+      error: { code: r.code as ErrorCode, message: r.message },
+    });
+  }
+  return { ...report, objects };
 }
 
 /** Rows of an ApplyReport add up to this many bytes at most (the frame limit is 4 MiB). */

@@ -1,13 +1,14 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { quoteBounded } from '../api/index.js';
+import { defaultMaxObjectBytes, quoteBounded } from '../api/index.js';
 import { type CacheOp, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
 import { ErrorCode, Feature, HawserError, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext, HubFrame } from './router.js';
-import { readSyncState, type SyncState, syncStateCacheKey } from './sync-state.js';
+import { ChunkAssembler, isChunkFrame } from './sync-chunks.js';
+import { type HelloSyncFields, readSyncState, type SyncState, syncStateCacheKey } from './sync-state.js';
 
 // The agent's side of sync. Each group of objects the hub closes with a
 // SyncEnd is written to the offline cache in ONE durable batch together with
@@ -30,6 +31,8 @@ import { readSyncState, type SyncState, syncStateCacheKey } from './sync-state.j
 const objectPrefix = 'sync/obj/';
 const stagePrefix = 'sync/stage/';
 const keptPrefix = 'sync/kept/';
+/** Objects not taken because they break a limit (the hub's or this agent's): reported on their subscription. */
+const refusedPrefix = 'sync/refused/';
 const holdKey = 'sync/hold';
 /** Objects one group may hold at most (the hub closes groups far sooner): a hub past it breaks the protocol. */
 const maxGroupObjects = 4096;
@@ -42,6 +45,16 @@ interface StoredObject {
   object?: KubeObject;
   /** A Secret sealed with AES-256-GCM (base64), bound to its object id. */
   sealed?: string;
+  /** Staged in a snapshot only: the object was refused; what the agent held of it stays. */
+  refusal?: Refusal;
+}
+
+/** An object the agent does not hold because it breaks a limit. */
+export interface Refusal {
+  subscription: string;
+  key: wire.SyncObjectKey;
+  code: string;
+  message: string;
 }
 
 /** Secrets fed through the hub are encrypted at rest in the agent's cache too. */
@@ -61,6 +74,8 @@ export interface DesiredSet {
   allowPrune: boolean;
   revision: number;
   hold: PruneHold | undefined;
+  /** Objects refused for a limit: reported as errors (an older copy held stays desired). */
+  refused: Refusal[];
 }
 
 export interface SyncReceiverOptions {
@@ -68,9 +83,13 @@ export interface SyncReceiverOptions {
   maxRemovalShare: number;
   /** Removals up to this many are never held for their number alone. */
   minHeldRemovals: number;
+  /** The largest object taken (decoded payload bytes; --max-object-bytes). Larger: HAWSER_SYNC_OBJECT_TOO_LARGE on its subscription. */
+  maxObjectBytes: number;
+  /** Desired-state bytes the cache holds at most (--cache-size-limit; 0: no limit). Past it: HAWSER_SYNC_CACHE_FULL. */
+  maxCacheBytes: number;
 }
 
-export const defaultSyncReceiverOptions: SyncReceiverOptions = { maxRemovalShare: 0.5, minHeldRemovals: 10 };
+export const defaultSyncReceiverOptions: SyncReceiverOptions = { maxRemovalShare: 0.5, minHeldRemovals: 10, maxObjectBytes: defaultMaxObjectBytes, maxCacheBytes: 0 };
 
 function objectId(subscription: string, key: wire.SyncObjectKey): string {
   return [subscription, key.apiVersion, key.kind, key.namespace, key.name].map(encodeURIComponent).join('/');
@@ -80,6 +99,7 @@ interface Received {
   id: string;
   op: wire.SyncOp;
   stored?: StoredObject;
+  refusal?: Refusal;
 }
 
 interface Run {
@@ -90,6 +110,12 @@ interface Run {
   /** The snapshot was swapped in; what follows are deltas. */
   swapped: boolean;
   pending: Received[];
+  /** Payload bytes of `pending` (for the cache size limit). */
+  pendingBytes: number;
+  /** Written with the group: the chunks of objects completed in it. */
+  cleanup: CacheOp[];
+  /** The content sha256 of a chunked object refused at its first chunk: its other chunks are acked, not kept. */
+  skipping: string | undefined;
 }
 
 /**
@@ -100,6 +126,10 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   private readonly options: SyncReceiverOptions;
   /** Writes on one cache go one at a time (a confirm never interleaves a swap). */
   private chain: Promise<unknown> = Promise.resolve();
+  private readonly chunks: ChunkAssembler;
+  /** Bytes of each desired object the cache holds (sync/obj/, sync/kept/), read once; undefined: read it again. */
+  private sizes: Map<string, number> | undefined;
+  private sizesTotal = 0;
 
   constructor(
     private readonly cache: OfflineCache,
@@ -111,6 +141,13 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   ) {
     super();
     this.options = { ...defaultSyncReceiverOptions, ...options };
+    this.chunks = new ChunkAssembler(cache, logger);
+  }
+
+  /** For AgentCore.registerHelloSync: the partial large object held and this agent's object limit. */
+  async helloFields(): Promise<HelloSyncFields> {
+    const partialObject = await this.serial(() => this.chunks.helloPartial());
+    return { ...(partialObject ? { partialObject } : {}), maxObjectBytes: this.options.maxObjectBytes };
   }
 
   /** For AgentCore.registerHandler. */
@@ -126,6 +163,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
       const hold = await view.get<PruneHold>(holdKey);
       const held = await view.range<StoredObject>({ gte: objectPrefix, lt: `${objectPrefix}\uffff` });
       const kept = hold ? await view.range<StoredObject>({ gte: keptPrefix, lt: `${keptPrefix}\uffff` }) : [];
+      const refused = (await view.range<Refusal>({ gte: refusedPrefix, lt: `${refusedPrefix}\uffff` })).map(([, r]) => r);
       const objects: DesiredObject[] = [];
       let unreadable = 0;
       for (const [key, stored] of [...held, ...kept]) {
@@ -139,6 +177,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
         allowPrune: !hold && state.hubIncarnation !== '' && unreadable === 0,
         revision: state.lastAckedRevision,
         hold,
+        refused,
       };
     } finally {
       await view.close();
@@ -182,6 +221,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
 
   private sessionHandler(session: AgentSessionContext): AgentFrameHandler {
     const enabled = session.negotiated.features.has(Feature.Sync);
+    const chunked = enabled && session.negotiated.features.has(Feature.Chunks);
     let run: Run | undefined;
     return {
       name: 'sync',
@@ -192,20 +232,33 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
       handle: async (frame: HubFrame) => {
         switch (frame.$case) {
           case 'syncBegin':
-            run = { incarnation: frame.value.incarnation, snapshot: frame.value.snapshot, reason: frame.value.reason, toRevision: frame.value.toRevision, swapped: false, pending: [] };
+            run = {
+              incarnation: frame.value.incarnation,
+              snapshot: frame.value.snapshot,
+              reason: frame.value.reason,
+              toRevision: frame.value.toRevision,
+              swapped: false,
+              pending: [],
+              pendingBytes: 0,
+              cleanup: [],
+              skipping: undefined,
+            };
             if (run.snapshot) await this.serial(() => this.clearStage());
             return;
           case 'syncObject':
             if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
             if (run.pending.length >= maxGroupObjects) throw new HawserError(ErrorCode.SyncProtocol, `sync group of more than ${maxGroupObjects} objects without a SyncEnd`);
-            run.pending.push(this.sealReceived(decodeObject(frame.value)));
+            await this.receiveObject(run, frame.value, chunked, session);
             return;
           case 'syncEnd': {
             if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync end before any SyncBegin');
             const r = run;
             const end = frame.value;
             await this.serial(() => this.commit(r, end));
+            if (r.cleanup.length > 0) this.chunks.committed();
             r.pending = [];
+            r.pendingBytes = 0;
+            r.cleanup = [];
             await session.send({ frame: { $case: 'syncAck', value: { incarnation: r.incarnation, revision: end.revision, sequence: end.sequence } } });
             return;
           }
@@ -216,6 +269,115 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     };
   }
 
+  /**
+   * One SyncObject frame: a whole object, a refusal from the hub, or a chunk
+   * (feature "chunks"), each chunk durable and acked before the next. An
+   * object past this agent's limits is not taken: a refusal goes in the group
+   * instead (reported on its subscription), and the stream goes on.
+   */
+  private async receiveObject(run: Run, o: wire.SyncObject, chunked: boolean, session: AgentSessionContext): Promise<void> {
+    const id = objectKeyId(o);
+    if (o.refusedCode) {
+      if (!chunked) throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id} refused by the hub, but "chunks" was not negotiated`);
+      run.pending.push(this.refusedReceived(id, o, o.refusedCode, o.refusedMessage ?? ''));
+      return;
+    }
+    const isChunk = isChunkFrame(o);
+    if (isChunk && !chunked) throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id} is chunk ${o.chunkIndex} of ${o.chunkCount}; chunks were not negotiated`);
+    const first = !isChunk || Number(o.chunkOffset ?? 0) === 0;
+    if (isChunk && !first && run.skipping === o.contentSha256) {
+      await session.send({ frame: { $case: 'syncChunkAck', value: chunkAck(run.incarnation, o) } });
+      return;
+    }
+    if (first && o.op === wire.SyncOp.SYNC_OP_UPSERT) {
+      // A first chunk replaces the object held in part; a whole object comes beside it.
+      const limit = await this.limitProblem(run, id, Number(o.totalSize), isChunk ? 0 : await this.serial(() => this.chunks.heldBytes()));
+      if (limit) {
+        run.pending.push(this.refusedReceived(id, o, limit.code, limit.message));
+        this.logger.error({ code: limit.code, object: quoteBounded(id, 200), bytes: Number(o.totalSize) }, `sync object not taken: ${limit.message}`);
+        if (isChunk) {
+          run.skipping = o.contentSha256;
+          await session.send({ frame: { $case: 'syncChunkAck', value: chunkAck(run.incarnation, o) } });
+        }
+        return;
+      }
+    }
+    if (!isChunk) {
+      run.pending.push(this.sealReceived(decodeObject(o)));
+      run.pendingBytes += o.payload.length;
+      // A whole copy (or a delete) of the object held in part: the chunks go with this group.
+      run.cleanup.push(...(await this.serial(() => this.chunks.supersededOps(id))));
+      return;
+    }
+    run.skipping = undefined;
+    // A payload encoding applies to each chunk's slice on its own; this build sends chunks as they are.
+    if (o.encoding !== wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY && o.encoding !== wire.PayloadEncoding.PAYLOAD_ENCODING_UNSPECIFIED) {
+      throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id}: chunk with encoding ${o.encoding}, which this agent did not offer`);
+    }
+    const outcome = await this.serial(() => this.chunks.accept(id, run.incarnation, o));
+    await session.send({ frame: { $case: 'syncChunkAck', value: outcome.ack } });
+    if (outcome.kind === 'complete') {
+      // The reassembled payload is decoded already.
+      const whole = { ...o, encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY, payload: outcome.payload, chunkIndex: 0, chunkCount: 1, chunkOffset: 0 };
+      run.pending.push(this.sealReceived(decodeObject(whole)));
+      run.pendingBytes += outcome.payload.length;
+      run.cleanup.push(...outcome.cleanup);
+    }
+  }
+
+  private refusedReceived(id: string, o: wire.SyncObject, code: string, message: string): Received {
+    const refusal: Refusal = { subscription: o.subscription, key: o.key!, code: code.slice(0, 64), message: quoteBounded(message, 1024) };
+    return { id, op: wire.SyncOp.SYNC_OP_UPSERT, refusal };
+  }
+
+  /** Why an object of `bytes` cannot be taken, if it cannot. */
+  private async limitProblem(run: Run, id: string, bytes: number, partBytes: number): Promise<{ code: ErrorCode; message: string } | undefined> {
+    const { maxObjectBytes, maxCacheBytes } = this.options;
+    if (bytes > maxObjectBytes) {
+      return { code: ErrorCode.SyncObjectTooLarge, message: `${bytes} bytes exceed the agent's --max-object-bytes of ${maxObjectBytes}` };
+    }
+    if (maxCacheBytes <= 0) return undefined;
+    const sizes = await this.serial(() => this.loadSizes());
+    const held = this.sizesTotal - (sizes.get(objectPrefix + id) ?? 0) + run.pendingBytes + partBytes;
+    if (held + bytes > maxCacheBytes) {
+      return { code: ErrorCode.SyncCacheFull, message: `${bytes} bytes would take the desired state this agent caches to ${held + bytes}, past its --cache-size-limit of ${maxCacheBytes}` };
+    }
+    return undefined;
+  }
+
+  private async loadSizes(): Promise<Map<string, number>> {
+    if (this.sizes) return this.sizes;
+    const sizes = new Map<string, number>();
+    let total = 0;
+    for (const prefix of [objectPrefix, keptPrefix]) {
+      for (const key of await this.cache.keys({ gte: prefix, lt: `${prefix}\uffff` })) {
+        const value = await this.cache.get<unknown>(key).catch(() => undefined);
+        const size = value === undefined ? 0 : JSON.stringify(value).length;
+        sizes.set(key, size);
+        total += size;
+      }
+    }
+    this.sizes = sizes;
+    this.sizesTotal = total;
+    return sizes;
+  }
+
+  /** Keeps the byte count in step with a batch just written. */
+  private sized(ops: readonly CacheOp[]): void {
+    const sizes = this.sizes;
+    if (!sizes) return;
+    for (const op of ops) {
+      if (!op.key.startsWith(objectPrefix) && !op.key.startsWith(keptPrefix)) continue;
+      this.sizesTotal -= sizes.get(op.key) ?? 0;
+      sizes.delete(op.key);
+      if (op.type === 'put') {
+        const size = JSON.stringify(op.value).length;
+        sizes.set(op.key, size);
+        this.sizesTotal += size;
+      }
+    }
+  }
+
   private async clearStage(): Promise<void> {
     const staged = await this.cache.keys({ gte: stagePrefix, lt: `${stagePrefix}\uffff` });
     if (staged.length > 0) await this.cache.batch(staged.map((key) => ({ type: 'del' as const, key })));
@@ -224,9 +386,11 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   /** One durable batch per group: the objects and, unless only staged, the new sync state. */
   private async commit(run: Run, end: wire.SyncEnd): Promise<void> {
     if (run.snapshot && !run.swapped) {
-      const staging: CacheOp[] = run.pending.filter((r) => r.stored).map((r) => ({ type: 'put', key: stagePrefix + r.id, value: r.stored }));
+      const staging: CacheOp[] = run.pending
+        .filter((r) => r.stored || r.refusal)
+        .map((r) => ({ type: 'put', key: stagePrefix + r.id, value: r.stored ?? ({ subscription: r.refusal!.subscription, revision: 0, refusal: r.refusal } satisfies StoredObject) }));
       if (end.partial) {
-        if (staging.length > 0) await this.cache.batch(staging);
+        if (staging.length > 0 || run.cleanup.length > 0) await this.cache.batch([...staging, ...run.cleanup]);
         return;
       }
       await this.swap(run, end, staging);
@@ -237,11 +401,15 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     if (end.partial) throw new HawserError(ErrorCode.SyncProtocol, `partial SyncEnd ${end.sequence} outside a snapshot`);
     const ops: CacheOp[] = [];
     for (const r of run.pending) {
-      if (r.op === wire.SyncOp.SYNC_OP_DELETE) ops.push({ type: 'del', key: objectPrefix + r.id }, { type: 'del', key: keptPrefix + r.id });
-      else ops.push({ type: 'put', key: objectPrefix + r.id, value: r.stored });
+      if (r.op === wire.SyncOp.SYNC_OP_DELETE) ops.push({ type: 'del', key: objectPrefix + r.id }, { type: 'del', key: keptPrefix + r.id }, { type: 'del', key: refusedPrefix + r.id });
+      // Refused: what the agent held of it stays desired (never pruned for a limit).
+      else if (r.refusal) ops.push({ type: 'put', key: refusedPrefix + r.id, value: r.refusal });
+      else ops.push({ type: 'put', key: objectPrefix + r.id, value: r.stored }, { type: 'del', key: refusedPrefix + r.id });
     }
+    ops.push(...run.cleanup);
     ops.push({ type: 'put', key: syncStateCacheKey, value: { hubIncarnation: run.incarnation, lastAckedRevision: end.revision } satisfies SyncState });
     await this.cache.batch(ops);
+    this.sized(ops);
     this.emit('committed');
   }
 
@@ -250,12 +418,19 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     const staged = new Map<string, unknown>((await this.cache.entries<StoredObject>(stagePrefix)).map(([k, v]) => [k.slice(stagePrefix.length), v]));
     for (const op of staging) if (op.type === 'put') staged.set(op.key.slice(stagePrefix.length), op.value);
     const held = await this.cache.entries<StoredObject>(objectPrefix);
+    // A refused object of the snapshot keeps the copy held of it: not a removal.
     const removed = held.filter(([k]) => !staged.has(k.slice(objectPrefix.length)));
     const hold = this.holdFor(state, run, removed.length, held.length);
     const ops: CacheOp[] = [];
     for (const [key] of await this.cache.entries<unknown>(stagePrefix)) ops.push({ type: 'del', key });
     for (const [key] of removed) ops.push({ type: 'del', key });
-    for (const [id, value] of staged) ops.push({ type: 'put', key: objectPrefix + id, value });
+    for (const key of await this.cache.keys({ gte: refusedPrefix, lt: `${refusedPrefix}\uffff` })) ops.push({ type: 'del', key });
+    for (const [id, value] of staged) {
+      const refusal = (value as StoredObject).refusal;
+      if (refusal) ops.push({ type: 'put', key: refusedPrefix + id, value: refusal });
+      else ops.push({ type: 'put', key: objectPrefix + id, value });
+    }
+    ops.push(...run.cleanup);
     if (hold && removed.length > 0) {
       for (const [key, value] of removed) ops.push({ type: 'put', key: keptPrefix + key.slice(objectPrefix.length), value });
       ops.push({ type: 'put', key: holdKey, value: hold });
@@ -263,6 +438,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     }
     ops.push({ type: 'put', key: syncStateCacheKey, value: { hubIncarnation: run.incarnation, lastAckedRevision: end.revision } satisfies SyncState });
     await this.cache.batch(ops);
+    this.sizes = undefined;
   }
 
   private holdFor(state: SyncState, run: Run, removals: number, held: number): PruneHold | undefined {
@@ -279,9 +455,18 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   }
 }
 
-function decodeObject(o: wire.SyncObject): Received {
+function objectKeyId(o: wire.SyncObject): string {
   if (!o.key) throw new HawserError(ErrorCode.SyncProtocol, 'sync object without a key');
-  const id = objectId(o.subscription, o.key);
+  return objectId(o.subscription, o.key);
+}
+
+/** The ack of a chunk this agent does not keep (its object was refused): frees the hub's window all the same. */
+function chunkAck(incarnation: string, o: wire.SyncObject): wire.SyncChunkAck {
+  return { incarnation, key: o.key, subscription: o.subscription, contentSha256: o.contentSha256, chunkIndex: o.chunkIndex, receivedBytes: Number(o.chunkOffset ?? 0) + o.payload.length };
+}
+
+function decodeObject(o: wire.SyncObject): Received {
+  const id = objectKeyId(o);
   if (o.op === wire.SyncOp.SYNC_OP_DELETE) return { id, op: o.op };
   if (o.op !== wire.SyncOp.SYNC_OP_UPSERT) throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id} has op ${o.op}`);
   if (o.encoding !== wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY && o.encoding !== wire.PayloadEncoding.PAYLOAD_ENCODING_UNSPECIFIED) {

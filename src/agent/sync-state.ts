@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { OfflineCache } from '../cache/index.js';
-import { ErrorCode } from '../tunnel/index.js';
+import { ErrorCode, type wire } from '../tunnel/index.js';
 
 // Where the agent keeps how far its sync has got: the hub incarnation its
 // revisions come from and the highest revision it has durably stored. Read
@@ -15,6 +15,12 @@ export interface SyncState {
 }
 
 export const syncStateCacheKey = 'sync/state';
+
+/** What sync adds to a hello beside its state (feature "chunks"): the partial large object held, the agent's object limit. */
+export interface HelloSyncFields {
+  partialObject?: wire.SyncPartialObject;
+  maxObjectBytes?: number;
+}
 export const emptySyncState: SyncState = Object.freeze({ hubIncarnation: '', lastAckedRevision: 0 });
 
 /** Longest incarnation id kept (it is the hub's, but this is a file the agent trusts). */

@@ -43,7 +43,12 @@ export const hubSpec: CommandSpec = {
     'max-pending-registrations': { type: 'string', help: 'undecided registration requests in total', default: '1000' },
     'pending-registration-ttl': { type: 'string', help: 'drop an undecided registration request after this long (its name comes free)', default: '24h' },
     'credential-ttl': { type: 'string', help: 'lifetime of a cluster credential; agents renew it in its last third', default: '2160h' },
-    'max-object-bytes': { type: 'string', help: 'largest object an apply may store, as JSON (etcd keeps 1.5 MiB)', default: '1572864' },
+    'max-object-bytes': { type: 'string', help: 'largest object an apply may store and sync may send, as JSON (etcd keeps 1.5 MiB)', default: '1572864' },
+    'sync-chunk-bytes': {
+      type: 'string',
+      help: 'sync sends larger objects in chunks of this size, each acknowledged, resuming after a cut at the next chunk (smaller for weak links)',
+      default: '32768',
+    },
   },
 };
 
@@ -79,6 +84,16 @@ export const agentSpec: CommandSpec = {
       help: "as clusternet-agent: AppPusher=true|false (default false). Without AppPusher a cluster in Push or Dual mode runs as Pull: it applies the hub's desired state itself, from its cache",
     },
     'apply-interval': { type: 'string', help: 'how often the agent reconciles its cluster with the desired state it holds (drift comes back)', default: '30s' },
+    'max-object-bytes': {
+      type: 'string',
+      help: 'largest object the agent takes from sync, as JSON; a larger one is an error on its subscription (HAWSER_SYNC_OBJECT_TOO_LARGE)',
+      default: '1572864',
+    },
+    'cache-size-limit': {
+      type: 'string',
+      help: 'desired-state bytes the offline cache holds at most; an object past it is an error on its subscription (HAWSER_SYNC_CACHE_FULL); 0: no limit',
+      default: '1073741824',
+    },
   },
 };
 
@@ -141,6 +156,7 @@ export async function runHub(argv: string[]): Promise<number> {
       pendingRegistrationTtlMs: durationFlag(p, 'pending-registration-ttl', 24 * 3_600_000),
       credentialTtlMs: durationFlag(p, 'credential-ttl', 90 * 24 * 3_600_000),
       maxObjectBytes: intFlag(p, 'max-object-bytes', defaultMaxObjectBytes, 1024, 64 * 1024 * 1024),
+      syncChunkBytes: intFlag(p, 'sync-chunk-bytes', 32 * 1024, 1024, 1024 * 1024),
       ...(certFile ? { tlsCertFile: certFile } : {}),
       ...(keyFile ? { tlsKeyFile: keyFile } : {}),
       ...(tokenFile ? { bootstrapTokenFile: tokenFile } : {}),
@@ -214,6 +230,8 @@ export async function runAgent(argv: string[]): Promise<number> {
       cacheDir: stringFlag(p, 'cache-dir', '.hawser/agent')!,
       featureGates: stringFlag(p, 'feature-gates', '')!,
       applyIntervalMs: durationFlag(p, 'apply-interval', 30_000),
+      maxObjectBytes: intFlag(p, 'max-object-bytes', defaultMaxObjectBytes, 1024, 64 * 1024 * 1024),
+      cacheSizeLimitBytes: intFlag(p, 'cache-size-limit', 1024 * 1024 * 1024, 0),
       ...(token ? { bootstrapToken: token } : {}),
       ...(ns ? { clusterRegNamespace: ns } : {}),
       ...(caFile ? { parentCaFile: caFile } : {}),

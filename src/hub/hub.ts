@@ -481,10 +481,14 @@ export class HubCore {
     });
     if (this.trustBundle) this.bundleSent.set(name, Number(this.trustBundle.version));
     // An incarnation id longer than any this hub makes is not one of its own: resume from nothing.
-    const resume =
-      hello.hubIncarnation.length <= maxIncarnationLength
+    const resume: SessionContext['resume'] = {
+      ...(hello.hubIncarnation.length <= maxIncarnationLength
         ? { hubIncarnation: hello.hubIncarnation, lastAckedRevision: hello.lastAckedRevision }
-        : { hubIncarnation: '', lastAckedRevision: 0 };
+        : { hubIncarnation: '', lastAckedRevision: 0 }),
+      // Feature "chunks": where a large object's transfer stopped, and the agent's own size limit.
+      ...(hello.partialObject ? { partialObject: hello.partialObject } : {}),
+      ...(hello.maxObjectBytes ? { maxObjectBytes: Number(hello.maxObjectBytes) } : {}),
+    };
     const session = this.newSession(name, channel, leaseDurationMs, negotiated, resume);
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);

@@ -82,6 +82,31 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
+  readonly syncSentBytes = new Counter({
+    name: 'hawser_hub_sync_sent_bytes_total',
+    help: 'Bytes of sync frames the hub handed to the transport, by cluster (as they go on the wire).',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly syncChunks = new Counter({
+    name: 'hawser_hub_sync_chunks_total',
+    help: 'Chunks of large objects the hub sent, by cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly syncResumedBytes = new Counter({
+    name: 'hawser_hub_sync_resumed_bytes_total',
+    help: 'Bytes of large objects not sent again because the agent held them from a cut transfer, by cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly syncRefused = new Counter({
+    name: 'hawser_hub_sync_objects_refused_total',
+    help: 'Objects sync did not send because they break a limit, by cluster and error code.',
+    labelNames: ['cluster', 'code'] as const,
+    registers: [this.registry],
+  });
+
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'hawser_hub_' });
   }

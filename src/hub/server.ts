@@ -27,7 +27,7 @@ import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubPki, PkiMaintainer } from './pki.js';
 import { EmbeddedStore, type HubStore, SealingStore } from './store.js';
-import { syncHandlerFactory } from './sync/index.js';
+import { defaultSyncOptions, syncHandlerFactory } from './sync/index.js';
 import { bootstrapTokenPattern, generateBootstrapToken, parseBootstrapTokens } from './tokens.js';
 
 export interface HubOptions {
@@ -71,8 +71,10 @@ export interface HubOptions {
   pendingRegistrationTtlMs: number;
   /** Lifetime of a cluster credential; agents renew it in its last third. */
   credentialTtlMs: number;
-  /** Largest object an apply may store (as JSON), like etcd's request limit. */
+  /** Largest object an apply may store (as JSON), like etcd's request limit; sync sends none larger. */
   maxObjectBytes: number;
+  /** Sync sends objects larger than this in resumable chunks of this size (agents that offer "chunks"). */
+  syncChunkBytes: number;
 }
 
 export const defaultHubListenAddress = '0.0.0.0:7100';
@@ -101,6 +103,7 @@ export function defaultHubOptions(): HubOptions {
     pendingRegistrationTtlMs: defaultHubCoreOptions.pendingRegistrationTtlMs,
     credentialTtlMs: defaultHubCoreOptions.credentialTtlMs,
     maxObjectBytes: defaultMaxObjectBytes,
+    syncChunkBytes: defaultSyncOptions.chunkBytes,
   };
 }
 
@@ -131,6 +134,9 @@ export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
   }
   if (!Number.isInteger(o.maxObjectBytes) || o.maxObjectBytes < 1024 || o.maxObjectBytes > maxMaxObjectBytes) {
     throw new HawserError(ErrorCode.InvalidOption, `max object bytes must be a whole number from 1024 to ${maxMaxObjectBytes}, got ${o.maxObjectBytes}`);
+  }
+  if (!Number.isInteger(o.syncChunkBytes) || o.syncChunkBytes < 1024 || o.syncChunkBytes > 1024 * 1024) {
+    throw new HawserError(ErrorCode.InvalidOption, `sync chunk bytes must be a whole number from 1024 to 1048576, got ${o.syncChunkBytes}`);
   }
   if (o.pendingRegistrationTtlMs < 60_000) {
     throw new HawserError(ErrorCode.InvalidOption, `pending registration TTL must be at least 1m, got ${o.pendingRegistrationTtlMs}ms`);
@@ -299,7 +305,7 @@ async function serve(
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,
       credentialTtlMs: o.credentialTtlMs,
-      features: [Feature.Sync],
+      features: [Feature.Sync, Feature.Chunks],
     },
     store,
     metrics,
@@ -307,7 +313,15 @@ async function serve(
     clock,
   );
   // Manifests of each cluster's namespace go to its agent (src/hub/sync).
-  core.registerHandler(syncHandlerFactory({ store, logger: deps.logger }));
+  core.registerHandler(
+    syncHandlerFactory({
+      store,
+      logger: deps.logger,
+      metrics,
+      // Four chunks in flight keep a 300 ms link busy and a heartbeat ack behind at most four chunks.
+      options: { maxObjectBytes: o.maxObjectBytes, chunkBytes: o.syncChunkBytes, chunkWindowBytes: 4 * o.syncChunkBytes },
+    }),
+  );
   let httpServer: HubApiServer | undefined;
   let deployer: Deployer | undefined;
   const maintainer = new PkiMaintainer(

@@ -15,7 +15,14 @@ export interface SessionContext {
   /** The protocol version and features this session speaks: check a feature before using it. */
   readonly negotiated: Negotiated;
   /** Where the agent's sync stands, as its hello said: sync resumes from here. */
-  readonly resume: { readonly hubIncarnation: string; readonly lastAckedRevision: number };
+  readonly resume: {
+    readonly hubIncarnation: string;
+    readonly lastAckedRevision: number;
+    /** Feature "chunks": the large object the agent holds the first chunks of. */
+    readonly partialObject?: wire.SyncPartialObject;
+    /** The largest object the agent takes (0: no limit of its own). */
+    readonly maxObjectBytes?: number;
+  };
   /** Resolves once the transport took the frame (waits for drain); rejects when the stream is closed. */
   send(frame: wire.ConnectResponse): Promise<void>;
   /** Aborted when the session's stream ends: work in hand stops, since the session waits for it. */

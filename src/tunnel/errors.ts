@@ -165,8 +165,12 @@ export const ErrorCode = {
   /** The secret key file is not a key (wrong length or not a regular file): refused. */
   SecretKeyFileInvalid: 'HAWSER_SECRET_KEY_FILE_INVALID',
   // Sync over the tunnel (src/hub/sync, src/agent/sync*).
-  /** An object too large for one sync frame (chunks come with the next protocol feature): not sent, reported. */
+  /** An object larger than the hub's or the agent's --max-object-bytes (or one frame, without "chunks"): not sent, reported on its subscription. */
   SyncObjectTooLarge: 'HAWSER_SYNC_OBJECT_TOO_LARGE',
+  /** An object would take the agent's desired state past --cache-size-limit: not stored (the older copy stays), reported on its subscription. */
+  SyncCacheFull: 'HAWSER_SYNC_CACHE_FULL',
+  /** A reassembled chunked object does not match its checksum or size: the chunks are discarded and the object fetched again from its start. */
+  SyncChecksumMismatch: 'HAWSER_SYNC_CHECKSUM_MISMATCH',
   /** A sync frame that breaks the protocol (bad checksum, unknown encoding, an ack for nothing sent). */
   SyncProtocol: 'HAWSER_SYNC_PROTOCOL',
   /** The agent keeps objects a snapshot would remove and does not prune until an operator confirms. */

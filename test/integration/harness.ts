@@ -11,6 +11,7 @@ import {
   type KubeCluster,
   type ManagedProcess,
   startKubeCluster,
+  type StartKubeClusterOptions,
   startProcess,
   Tracker,
   waitUntil,
@@ -186,7 +187,7 @@ export async function hawser(
   const merged: Record<string, string | undefined> = { ...process.env, HAWSER_CONFIG: noCliConfig, HAWSER_TOKEN: adminToken, ...env };
   for (const key of Object.keys(merged)) if (merged[key] === undefined) delete merged[key];
   try {
-    const { stdout, stderr } = await run(process.execPath, [hawserBin, ...args], { env: merged, timeout: 60_000 });
+    const { stdout, stderr } = await run(process.execPath, [hawserBin, ...args], { env: merged, timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code?: number; stdout?: string; stderr?: string };
@@ -242,8 +243,9 @@ export class TestBed {
     return join(this.temp.path, 'logs');
   }
 
-  async kube(name: string): Promise<KubeCluster> {
-    const cluster = await startKubeCluster({ name, baseDir: this.dir, tracker: this.tracker });
+  /** A child cluster; with `workloads`, Deployments really get Ready pods on kwok's fake nodes. */
+  async kube(name: string, options: Pick<StartKubeClusterOptions, 'workloads' | 'nodes' | 'startTimeoutMs'> = {}): Promise<KubeCluster> {
+    const cluster = await startKubeCluster({ name, baseDir: this.dir, tracker: this.tracker, ...options });
     this.clusters.push(cluster);
     return cluster;
   }

@@ -15,3 +15,20 @@ describe('agent options: --reconnect-jitter', () => {
     );
   });
 });
+
+describe('agent options: sync limits', () => {
+  it('default to 1.5 MiB objects (etcd) and a 1 GiB desired-state cache', () => {
+    const o = resolveAgentOptions({ clusterRegName: 'edge-1' });
+    expect(o.maxObjectBytes).toBe(1.5 * 1024 * 1024);
+    expect(o.cacheSizeLimitBytes).toBe(1024 * 1024 * 1024);
+  });
+
+  it.each([
+    [{ maxObjectBytes: 10 }, 'max-object-bytes'],
+    [{ cacheSizeLimitBytes: -1 }, 'cache-size-limit'],
+  ])('refuses %j, naming the flag', (partial, flag) => {
+    expect(() => resolveAgentOptions({ clusterRegName: 'edge-1', ...partial })).toThrow(
+      expect.objectContaining({ code: ErrorCode.InvalidOption, message: expect.stringContaining(flag) }),
+    );
+  });
+});

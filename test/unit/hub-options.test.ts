@@ -9,6 +9,7 @@ describe('resolveHubOptions: registration limits', () => {
     expect(o.maxPendingRegistrations).toBe(1_000);
     expect(o.pendingRegistrationTtlMs).toBe(parseDuration('24h', 'ttl'));
     expect(o.credentialTtlMs).toBe(parseDuration('2160h', 'ttl'));
+    expect(o.syncChunkBytes).toBe(32 * 1024);
   });
 
   it.each([
@@ -16,6 +17,8 @@ describe('resolveHubOptions: registration limits', () => {
     [{ pendingRegistrationTtlMs: 1_000 }, /pending registration TTL must be at least 1m/],
     [{ maxPendingRegistrationsPerToken: 0 }, /per token \(0\) must be at least 1/],
     [{ maxPendingRegistrationsPerToken: 50, maxPendingRegistrations: 10 }, /at most the total \(10\)/],
+    [{ syncChunkBytes: 100 }, /sync chunk bytes .* got 100/],
+    [{ syncChunkBytes: 4 * 1024 * 1024 }, /sync chunk bytes .* got 4194304/],
   ])('refuses %j, naming the limit', (partial, message) => {
     const thrown = (() => {
       try {

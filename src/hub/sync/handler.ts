@@ -1,9 +1,12 @@
 import type { Logger } from 'pino';
 import { boundedText } from '../../api/index.js';
 import { defaultMaxFrameBytes, ErrorCode, Feature, HawserError, toHawserError, wire } from '../../tunnel/index.js';
+import type { HubMetrics } from '../metrics.js';
 import type { FrameHandler, HandlerFactory, SessionContext } from '../session.js';
 import { type HubStore, type KubeObject, parseResourceVersion, type WatchEvent } from '../store.js';
-import { frameBytes, manifestContent, syncObjectFrame } from './objects.js';
+import { defaultMaxObjectBytes } from '../../api/index.js';
+import { ChunkWindow, chunkTag, planChunks, resumePointFor } from './chunks.js';
+import { frameBytes, type ManifestContent, manifestContent, objectPayload, refusedObjectFrame, syncChunkFrame, syncObjectFrame } from './objects.js';
 import { writeApplyReport } from './status.js';
 
 // The hub's side of sync, one per session with the "sync" feature. The
@@ -31,8 +34,14 @@ export interface SyncOptions {
   /** A group closes at this many objects (or bytes) so acks flow while a large set is sent. */
   groupFrames: number;
   groupBytes: number;
-  /** An object frame larger than this is not sent: HAWSER_SYNC_OBJECT_TOO_LARGE (chunks come next). */
+  /** Without the "chunks" feature, an object frame larger than this is not sent: HAWSER_SYNC_OBJECT_TOO_LARGE. */
   maxObjectFrameBytes: number;
+  /** With "chunks": an object payload larger than this goes in chunks of this size (--sync-chunk-bytes). */
+  chunkBytes: number;
+  /** Chunk bytes sent and not yet acknowledged at most (an empty window always takes one chunk). */
+  chunkWindowBytes: number;
+  /** The largest object payload sent (--max-object-bytes); larger ones are refused on their subscription's status. */
+  maxObjectBytes: number;
 }
 
 // Sync shares the control stream: a heartbeat ack the hub sends waits behind
@@ -46,6 +55,11 @@ export const defaultSyncOptions: SyncOptions = {
   groupBytes: 256 * 1024,
   // Room for the frame's envelope under the transport's limit.
   maxObjectFrameBytes: defaultMaxFrameBytes - 16 * 1024,
+  // One chunk takes 1 s at 32 KB/s: a heartbeat ack waits behind at most that
+  // much of a large object, whatever its size.
+  chunkBytes: 32 * 1024,
+  chunkWindowBytes: 128 * 1024,
+  maxObjectBytes: defaultMaxObjectBytes,
 };
 
 /** What sync sent, per cluster, over the hub's life (tests and benchmarks count bytes here). */
@@ -56,13 +70,19 @@ export interface ClusterSyncCounters {
   snapshots: number;
   /** Objects refused as too large, by "kind namespace/name". */
   tooLarge: string[];
+  /** Chunk frames sent (feature "chunks"). */
+  chunkFrames: number;
+  /** Payload bytes of large objects not sent again because the agent held them from a cut transfer. */
+  resumedBytes: number;
+  /** Large objects not sent because a newer change of theirs was already in the store. */
+  superseded: number;
 }
 
 export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, snapshots: 0, tooLarge: [] }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0 }));
     return c;
   }
 }
@@ -70,6 +90,8 @@ export class SyncStats {
 export interface SyncDeps {
   store: HubStore;
   logger: Logger;
+  /** Sync bytes, chunks, resumed bytes and refusals are exported here too. */
+  metrics?: HubMetrics;
   stats?: SyncStats;
   options?: Partial<SyncOptions>;
 }
@@ -78,7 +100,7 @@ export interface SyncDeps {
 export function syncHandlerFactory(deps: SyncDeps): HandlerFactory {
   const options = { ...defaultSyncOptions, ...deps.options };
   const stats = deps.stats ?? new SyncStats();
-  return (session) => new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName));
+  return (session) => new SessionSync(session, deps.store, deps.logger, options, stats.of(session.clusterName), deps.metrics);
 }
 
 interface Group {
@@ -91,9 +113,16 @@ type Change = { type: 'event'; event: WatchEvent<'Manifest'> } | { type: 'failed
 
 class SessionSync implements FrameHandler {
   readonly name = 'sync';
-  readonly kinds = ['syncAck', 'applyReport'] as const;
+  readonly kinds = ['syncAck', 'syncChunkAck', 'applyReport'] as const;
   readonly queueLimit = 64;
   private readonly enabled: boolean;
+  /** Feature "chunks": large objects in chunks, refusals sent to the agent. */
+  private readonly chunked: boolean;
+  private readonly chunkWindow = new ChunkWindow();
+  /** Where the agent's cut transfer stopped; used by the first chunked object and then dropped. */
+  private resumePartial: wire.SyncPartialObject | undefined;
+  /** The smaller of the hub's limit and the agent's own. */
+  private readonly maxObjectBytes: number;
   private incarnation = '';
   private namespace = '';
   private sequence = 0;
@@ -111,8 +140,13 @@ class SessionSync implements FrameHandler {
     private readonly logger: Logger,
     private readonly options: SyncOptions,
     private readonly counters: ClusterSyncCounters,
+    private readonly metrics?: HubMetrics,
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
+    this.chunked = this.enabled && session.negotiated.features.has(Feature.Chunks);
+    this.resumePartial = this.chunked ? session.resume.partialObject : undefined;
+    const agentLimit = this.chunked ? (session.resume.maxObjectBytes ?? 0) : 0;
+    this.maxObjectBytes = agentLimit > 0 ? Math.min(agentLimit, options.maxObjectBytes) : options.maxObjectBytes;
     session.ended.addEventListener('abort', () => this.close(), { once: true });
     if (this.enabled) void this.run().catch((err: unknown) => this.failed(err));
   }
@@ -124,6 +158,7 @@ class SessionSync implements FrameHandler {
 
   async handle(frame: NonNullable<wire.ConnectRequest['frame']>): Promise<void> {
     if (frame.$case === 'syncAck') return this.acked(frame.value);
+    if (frame.$case === 'syncChunkAck') return this.chunkAcked(frame.value);
     if (frame.$case === 'applyReport' && this.namespace) {
       await writeApplyReport(this.store, this.namespace, this.session.clusterName, frame.value);
     }
@@ -139,6 +174,13 @@ class SessionSync implements FrameHandler {
       throw new HawserError(ErrorCode.SyncProtocol, `sync ack for group ${ack.sequence} of incarnation ${boundedText(ack.incarnation, 64)} was never sent on this session`);
     }
     while (this.inFlight.length > 0 && this.inFlight[0]!.sequence <= ack.sequence) this.inFlight.shift();
+    this.wake?.();
+  }
+
+  private chunkAcked(ack: wire.SyncChunkAck): void {
+    if (!this.chunked || ack.incarnation !== this.incarnation || !this.chunkWindow.acked(chunkTag(ack.subscription, ack.key, ack.contentSha256), ack.chunkIndex)) {
+      throw new HawserError(ErrorCode.SyncProtocol, `sync chunk ack for chunk ${ack.chunkIndex} of ${boundedText(ack.key?.name ?? '', 64)} was never sent on this session`);
+    }
     this.wake?.();
   }
 
@@ -248,17 +290,26 @@ class SessionSync implements FrameHandler {
 
   private async sendObject(manifest: KubeObject, revision: number, op: wire.SyncOp, partial: boolean, groupRevision: number): Promise<void> {
     const content = manifestContent(manifest);
-    const frame = syncObjectFrame(content, revision, op);
+    const payload = objectPayload(content, op);
+    if (payload.length > this.maxObjectBytes) {
+      const limit = this.maxObjectBytes < this.options.maxObjectBytes ? "the agent's --max-object-bytes" : "the hub's --max-object-bytes";
+      return this.refuse(content, revision, payload.length, `${payload.length} bytes exceed ${limit} of ${this.maxObjectBytes}`, partial, groupRevision);
+    }
+    if (this.chunked && payload.length > this.options.chunkBytes) {
+      // A change the watch replays may be stale already: a large one is not worth sending when a newer one follows.
+      if (!partial && (await this.superseded(manifest, revision))) return;
+      return this.sendChunked(content, revision, op, payload, partial, groupRevision);
+    }
+    const frame = syncObjectFrame(content, revision, op, payload);
     const bytes = frameBytes(frame);
     if (bytes > this.options.maxObjectFrameBytes) {
-      const what = `${content.key.kind} ${content.key.namespace}/${content.key.name}`;
-      this.counters.tooLarge.push(what);
-      this.logger.error(
-        { cluster: this.session.clusterName, code: ErrorCode.SyncObjectTooLarge, object: what, bytes, limit: this.options.maxObjectFrameBytes },
-        'object too large for one sync frame: not sent (chunked sync comes with the "chunks" feature)',
-      );
-      return;
+      return this.refuse(content, revision, payload.length, `a frame of ${bytes} bytes exceeds ${this.options.maxObjectFrameBytes} and the agent did not offer "chunks"`, partial, groupRevision);
     }
+    await this.sendInGroup(frame, bytes, revision, partial, groupRevision);
+  }
+
+  /** One object frame in the open group (closing it first when full). */
+  private async sendInGroup(frame: wire.ConnectResponse, bytes: number, revision: number, partial: boolean, groupRevision: number): Promise<void> {
     if (this.open && (this.open.frames >= this.options.groupFrames || this.open.bytes + bytes > this.options.groupBytes)) {
       await this.endGroup(partial ? groupRevision : this.lastSent, partial, false);
     }
@@ -269,6 +320,76 @@ class SessionSync implements FrameHandler {
     this.counters.objectFrames++;
     this.lastSent = revision;
     await this.sendFrame(frame, bytes);
+  }
+
+  /**
+   * An object past a limit is not sent. With "chunks" the agent hears of it
+   * (a refused frame in the group), keeps what it held and reports the code
+   * on the object's subscription; an older agent only misses it (logged).
+   */
+  private async refuse(content: ManifestContent, revision: number, size: number, why: string, partial: boolean, groupRevision: number): Promise<void> {
+    const what = `${content.key.kind} ${content.key.namespace}/${content.key.name}`;
+    this.counters.tooLarge.push(what);
+    this.metrics?.syncRefused.inc({ cluster: this.session.clusterName, code: ErrorCode.SyncObjectTooLarge });
+    const message = `${what} of subscription ${content.subscription}: ${why}`;
+    this.logger.error({ cluster: this.session.clusterName, code: ErrorCode.SyncObjectTooLarge, object: what, bytes: size }, `object not synced: ${message}`);
+    if (!this.chunked) return;
+    const frame = refusedObjectFrame(content, revision, size, ErrorCode.SyncObjectTooLarge, message);
+    await this.sendInGroup(frame, frameBytes(frame), revision, partial, groupRevision);
+  }
+
+  /**
+   * A large object in chunks, in a group of its own (what came before is
+   * acked on its own; the object commits as soon as its last chunk is in).
+   * At most chunkWindowBytes wait for the agent's chunk acks, so heartbeat
+   * acks never queue behind more. A transfer the agent holds part of (its
+   * hello) resumes where it stopped when the content is still the same.
+   */
+  private async sendChunked(content: ManifestContent, revision: number, op: wire.SyncOp, payload: Buffer, partial: boolean, groupRevision: number): Promise<void> {
+    if (this.open) await this.endGroup(partial ? groupRevision : this.lastSent, partial, false);
+    await this.waitForWindow(0);
+    const whole = (syncObjectFrame(content, revision, op, payload).frame as { value: wire.SyncObject }).value;
+    const resume = resumePointFor(this.resumePartial, { subscription: content.subscription, key: content.key, contentSha256: whole.contentSha256, totalSize: payload.length });
+    // The agent drops what it holds when another large object starts: only the first one may resume.
+    this.resumePartial = undefined;
+    if (resume) {
+      this.counters.resumedBytes += resume.receivedBytes;
+      this.metrics?.syncResumedBytes.inc({ cluster: this.session.clusterName }, resume.receivedBytes);
+      this.logger.info(
+        { cluster: this.session.clusterName, object: `${content.key.kind} ${content.key.namespace}/${content.key.name}`, fromChunk: resume.receivedChunks, fromByte: resume.receivedBytes, totalSize: payload.length },
+        'resuming a large object where the agent stopped',
+      );
+    }
+    const { slices, count } = planChunks(payload.length, this.options.chunkBytes, resume);
+    const tag = chunkTag(content.subscription, content.key, whole.contentSha256);
+    for (const slice of slices) {
+      const frame = syncChunkFrame(whole, payload.subarray(slice.offset, slice.offset + slice.length), slice.index, count, slice.offset);
+      const bytes = frameBytes(frame);
+      await this.waitForChunkWindow(bytes);
+      this.chunkWindow.sent(tag, slice.index, bytes);
+      this.counters.chunkFrames++;
+      this.metrics?.syncChunks.inc({ cluster: this.session.clusterName });
+      await this.sendFrame(frame, bytes);
+    }
+    this.open = { sequence: ++this.sequence, frames: 1, bytes: 0 };
+    this.counters.objectFrames++;
+    this.lastSent = revision;
+    await this.endGroup(partial ? groupRevision : revision, partial, false);
+  }
+
+  /** The Manifest changed (or went) after this revision: its next event in the watch sends the newer state. */
+  private async superseded(manifest: KubeObject, revision: number): Promise<boolean> {
+    const current = await this.store.read('Manifest', { namespace: manifest.metadata.namespace ?? '', name: manifest.metadata.name });
+    if (current && parseResourceVersion(current.resourceVersion) <= revision) return false;
+    this.counters.superseded++;
+    return true;
+  }
+
+  private async waitForChunkWindow(bytes: number): Promise<void> {
+    while (!this.chunkWindow.fits(bytes, this.options.chunkWindowBytes)) {
+      if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
   }
 
   /** Closes the open group (an empty final snapshot group too: the agent swaps at it). */
@@ -305,6 +426,7 @@ class SessionSync implements FrameHandler {
   private async sendFrame(frame: wire.ConnectResponse, bytes = frameBytes(frame)): Promise<void> {
     if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
     this.counters.bytes += bytes;
+    this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
     await this.session.send(frame);
   }
 }

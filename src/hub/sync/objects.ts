@@ -27,9 +27,13 @@ export function manifestContent(manifest: KubeObject): ManifestContent {
   return { key, subscription, template: usable ? (t as KubeObject) : undefined };
 }
 
+/** The JSON the agent applies (UPSERT); empty for DELETE. */
+export function objectPayload(content: ManifestContent, op: wire.SyncOp): Buffer {
+  return op === wire.SyncOp.SYNC_OP_UPSERT && content.template ? Buffer.from(JSON.stringify(content.template)) : Buffer.alloc(0);
+}
+
 /** One whole object in one frame (identity encoding, chunk 0 of 1). */
-export function syncObjectFrame(content: ManifestContent, revision: number, op: wire.SyncOp): wire.ConnectResponse {
-  const payload = op === wire.SyncOp.SYNC_OP_UPSERT && content.template ? Buffer.from(JSON.stringify(content.template)) : Buffer.alloc(0);
+export function syncObjectFrame(content: ManifestContent, revision: number, op: wire.SyncOp, payload = objectPayload(content, op)): wire.ConnectResponse {
   return {
     frame: {
       $case: 'syncObject',
@@ -47,6 +51,26 @@ export function syncObjectFrame(content: ManifestContent, revision: number, op: 
       },
     },
   };
+}
+
+/**
+ * One chunk of an object: the whole object's frame with a slice of its
+ * decoded payload. A payload encoding, when there is one, applies to each
+ * chunk's slice on its own (here: identity).
+ */
+export function syncChunkFrame(whole: wire.SyncObject, slice: Buffer, index: number, count: number, offset: number): wire.ConnectResponse {
+  return {
+    frame: {
+      $case: 'syncObject',
+      value: { ...whole, encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY, chunkIndex: index, chunkCount: count, chunkOffset: offset, payload: slice },
+    },
+  };
+}
+
+/** An object the hub does not send because it breaks a limit: the agent keeps what it held and reports `code`. */
+export function refusedObjectFrame(content: ManifestContent, revision: number, totalSize: number, code: string, message: string): wire.ConnectResponse {
+  const frame = syncObjectFrame(content, revision, wire.SyncOp.SYNC_OP_UPSERT, Buffer.alloc(0));
+  return { frame: { $case: 'syncObject', value: { ...(frame.frame as { value: wire.SyncObject }).value, totalSize, refusedCode: code, refusedMessage: message } } };
 }
 
 /** Bytes the frame takes on the wire (its protobuf encoding). */

@@ -156,6 +156,9 @@ export interface ConnectRequest {
     | { $case: "heartbeat"; value: Heartbeat }
     | { $case: "syncAck"; value: SyncAck }
     | { $case: "applyReport"; value: ApplyReport }
+    | //
+    /** Chunks of a large object are durable (feature "chunks"). */
+    { $case: "syncChunkAck"; value: SyncChunkAck }
     | undefined;
 }
 
@@ -262,6 +265,18 @@ export interface Hello {
    * when the agent has acknowledged nothing yet.
    */
   hubIncarnation: string;
+  /**
+   * Feature "chunks": the large object the agent holds some chunks of
+   * (durably), so the hub resumes it there instead of from its start.
+   */
+  partialObject?:
+    | SyncPartialObject
+    | undefined;
+  /**
+   * Largest object (decoded payload bytes) the agent takes; 0: no limit of
+   * its own. The hub refuses larger ones on its behalf (see SyncObject.refused_code).
+   */
+  maxObjectBytes?: number | undefined;
 }
 
 /**
@@ -450,11 +465,52 @@ export interface SyncObject {
   contentSha256: string;
   /** Bytes of the whole decoded payload. */
   totalSize: number;
-  /** Chunks: only single-chunk objects (0 of 1) are sent yet. */
+  /**
+   * Chunks (feature "chunks"): an object larger than the hub's chunk size
+   * goes in chunk_count frames, chunk_index 0, 1, ..., each a slice of the
+   * whole decoded payload starting at chunk_offset. Without the feature:
+   * 0 of 1. A resumed object starts at the agent's next chunk.
+   */
   chunkIndex: number;
   chunkCount: number;
-  /** JSON of the object (UPSERT); empty for DELETE. */
+  /** JSON of the object (UPSERT), or this chunk's slice of it; empty for DELETE. */
   payload: Buffer;
+  /** Where this chunk's payload starts in the whole decoded payload. */
+  chunkOffset?:
+    | number
+    | undefined;
+  /**
+   * Set when the hub does not send this object because it breaks a limit
+   * (e.g. HAWSER_SYNC_OBJECT_TOO_LARGE); payload is empty, total_size the
+   * object's size. The agent keeps what it held and reports the error.
+   */
+  refusedCode?: string | undefined;
+  refusedMessage?: string | undefined;
+}
+
+/**
+ * SyncChunkAck says chunks 0..chunk_index of an object are durably in the
+ * agent's cache (feature "chunks"); it frees the hub's chunk window.
+ */
+export interface SyncChunkAck {
+  incarnation: string;
+  key?: SyncObjectKey | undefined;
+  subscription: string;
+  contentSha256: string;
+  chunkIndex: number;
+  /** Bytes of the whole decoded payload durable at the agent. */
+  receivedBytes: number;
+}
+
+/** SyncPartialObject is a large object the agent holds the first chunks of. */
+export interface SyncPartialObject {
+  key?: SyncObjectKey | undefined;
+  subscription: string;
+  revision: number;
+  contentSha256: string;
+  totalSize: number;
+  receivedChunks: number;
+  receivedBytes: number;
 }
 
 /**
@@ -529,6 +585,9 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "applyReport":
         ApplyReport.encode(message.frame.value, writer.uint32(34).fork()).join();
         break;
+      case "syncChunkAck":
+        SyncChunkAck.encode(message.frame.value, writer.uint32(42).fork()).join();
+        break;
     }
     return writer;
   },
@@ -578,6 +637,14 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
             message.frame = { $case: "applyReport", value: ApplyReport.decode(reader, reader.uint32()) };
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.frame = { $case: "syncChunkAck", value: SyncChunkAck.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -604,6 +671,10 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
         ? { $case: "applyReport", value: ApplyReport.fromJSON(object.applyReport) }
         : isSet(object.apply_report)
         ? { $case: "applyReport", value: ApplyReport.fromJSON(object.apply_report) }
+        : isSet(object.syncChunkAck)
+        ? { $case: "syncChunkAck", value: SyncChunkAck.fromJSON(object.syncChunkAck) }
+        : isSet(object.sync_chunk_ack)
+        ? { $case: "syncChunkAck", value: SyncChunkAck.fromJSON(object.sync_chunk_ack) }
         : undefined,
     };
   },
@@ -618,6 +689,8 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       obj.syncAck = SyncAck.toJSON(message.frame.value);
     } else if (message.frame?.$case === "applyReport") {
       obj.applyReport = ApplyReport.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "syncChunkAck") {
+      obj.syncChunkAck = SyncChunkAck.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -649,6 +722,12 @@ export const ConnectRequest: MessageFns<ConnectRequest> = {
       case "applyReport": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "applyReport", value: ApplyReport.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "syncChunkAck": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "syncChunkAck", value: SyncChunkAck.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -1196,6 +1275,8 @@ function createBaseHello(): Hello {
     minProtocolVersion: 0,
     features: [],
     hubIncarnation: "",
+    partialObject: undefined,
+    maxObjectBytes: undefined,
   };
 }
 
@@ -1244,6 +1325,12 @@ export const Hello: MessageFns<Hello> = {
     }
     if (message.hubIncarnation !== "") {
       writer.uint32(114).string(message.hubIncarnation);
+    }
+    if (message.partialObject !== undefined) {
+      SyncPartialObject.encode(message.partialObject, writer.uint32(122).fork()).join();
+    }
+    if (message.maxObjectBytes !== undefined) {
+      writer.uint32(128).uint64(message.maxObjectBytes);
     }
     return writer;
   },
@@ -1373,6 +1460,22 @@ export const Hello: MessageFns<Hello> = {
             message.hubIncarnation = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.partialObject = SyncPartialObject.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.maxObjectBytes = longToNumber(reader.uint64());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1446,6 +1549,16 @@ export const Hello: MessageFns<Hello> = {
         : isSet(object.hub_incarnation)
         ? globalThis.String(object.hub_incarnation)
         : "",
+      partialObject: isSet(object.partialObject)
+        ? SyncPartialObject.fromJSON(object.partialObject)
+        : isSet(object.partial_object)
+        ? SyncPartialObject.fromJSON(object.partial_object)
+        : undefined,
+      maxObjectBytes: isSet(object.maxObjectBytes)
+        ? globalThis.Number(object.maxObjectBytes)
+        : isSet(object.max_object_bytes)
+        ? globalThis.Number(object.max_object_bytes)
+        : undefined,
     };
   },
 
@@ -1492,6 +1605,12 @@ export const Hello: MessageFns<Hello> = {
     if (message.hubIncarnation !== "") {
       obj.hubIncarnation = message.hubIncarnation;
     }
+    if (message.partialObject !== undefined) {
+      obj.partialObject = SyncPartialObject.toJSON(message.partialObject);
+    }
+    if (message.maxObjectBytes !== undefined) {
+      obj.maxObjectBytes = Math.round(message.maxObjectBytes);
+    }
     return obj;
   },
 
@@ -1530,6 +1649,10 @@ export const Hello: MessageFns<Hello> = {
     message.minProtocolVersion = object.minProtocolVersion ?? 0;
     message.features = object.features?.map((e) => e) || [];
     message.hubIncarnation = object.hubIncarnation ?? "";
+    message.partialObject = (object.partialObject !== undefined && object.partialObject !== null)
+      ? SyncPartialObject.fromPartial(object.partialObject)
+      : undefined;
+    message.maxObjectBytes = object.maxObjectBytes ?? undefined;
     return message;
   },
 };
@@ -3579,6 +3702,9 @@ function createBaseSyncObject(): SyncObject {
     chunkIndex: 0,
     chunkCount: 0,
     payload: Buffer.alloc(0),
+    chunkOffset: undefined,
+    refusedCode: undefined,
+    refusedMessage: undefined,
   };
 }
 
@@ -3613,6 +3739,15 @@ export const SyncObject: MessageFns<SyncObject> = {
     }
     if (message.payload.length !== 0) {
       writer.uint32(82).bytes(message.payload);
+    }
+    if (message.chunkOffset !== undefined) {
+      writer.uint32(88).uint64(message.chunkOffset);
+    }
+    if (message.refusedCode !== undefined) {
+      writer.uint32(98).string(message.refusedCode);
+    }
+    if (message.refusedMessage !== undefined) {
+      writer.uint32(106).string(message.refusedMessage);
     }
     return writer;
   },
@@ -3710,6 +3845,30 @@ export const SyncObject: MessageFns<SyncObject> = {
             message.payload = Buffer.from(reader.bytes());
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.chunkOffset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.refusedCode = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.refusedMessage = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -3750,6 +3909,21 @@ export const SyncObject: MessageFns<SyncObject> = {
         ? globalThis.Number(object.chunk_count)
         : 0,
       payload: isSet(object.payload) ? Buffer.from(bytesFromBase64(object.payload)) : Buffer.alloc(0),
+      chunkOffset: isSet(object.chunkOffset)
+        ? globalThis.Number(object.chunkOffset)
+        : isSet(object.chunk_offset)
+        ? globalThis.Number(object.chunk_offset)
+        : undefined,
+      refusedCode: isSet(object.refusedCode)
+        ? globalThis.String(object.refusedCode)
+        : isSet(object.refused_code)
+        ? globalThis.String(object.refused_code)
+        : undefined,
+      refusedMessage: isSet(object.refusedMessage)
+        ? globalThis.String(object.refusedMessage)
+        : isSet(object.refused_message)
+        ? globalThis.String(object.refused_message)
+        : undefined,
     };
   },
 
@@ -3785,6 +3959,15 @@ export const SyncObject: MessageFns<SyncObject> = {
     if (message.payload.length !== 0) {
       obj.payload = base64FromBytes(message.payload);
     }
+    if (message.chunkOffset !== undefined) {
+      obj.chunkOffset = Math.round(message.chunkOffset);
+    }
+    if (message.refusedCode !== undefined) {
+      obj.refusedCode = message.refusedCode;
+    }
+    if (message.refusedMessage !== undefined) {
+      obj.refusedMessage = message.refusedMessage;
+    }
     return obj;
   },
 
@@ -3803,6 +3986,359 @@ export const SyncObject: MessageFns<SyncObject> = {
     message.chunkIndex = object.chunkIndex ?? 0;
     message.chunkCount = object.chunkCount ?? 0;
     message.payload = object.payload ?? Buffer.alloc(0);
+    message.chunkOffset = object.chunkOffset ?? undefined;
+    message.refusedCode = object.refusedCode ?? undefined;
+    message.refusedMessage = object.refusedMessage ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSyncChunkAck(): SyncChunkAck {
+  return { incarnation: "", key: undefined, subscription: "", contentSha256: "", chunkIndex: 0, receivedBytes: 0 };
+}
+
+export const SyncChunkAck: MessageFns<SyncChunkAck> = {
+  encode(message: SyncChunkAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.incarnation !== "") {
+      writer.uint32(10).string(message.incarnation);
+    }
+    if (message.key !== undefined) {
+      SyncObjectKey.encode(message.key, writer.uint32(18).fork()).join();
+    }
+    if (message.subscription !== "") {
+      writer.uint32(26).string(message.subscription);
+    }
+    if (message.contentSha256 !== "") {
+      writer.uint32(34).string(message.contentSha256);
+    }
+    if (message.chunkIndex !== 0) {
+      writer.uint32(40).uint32(message.chunkIndex);
+    }
+    if (message.receivedBytes !== 0) {
+      writer.uint32(48).uint64(message.receivedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncChunkAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncChunkAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.incarnation = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.key = SyncObjectKey.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subscription = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.contentSha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.chunkIndex = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.receivedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncChunkAck {
+    return {
+      incarnation: isSet(object.incarnation) ? globalThis.String(object.incarnation) : "",
+      key: isSet(object.key) ? SyncObjectKey.fromJSON(object.key) : undefined,
+      subscription: isSet(object.subscription) ? globalThis.String(object.subscription) : "",
+      contentSha256: isSet(object.contentSha256)
+        ? globalThis.String(object.contentSha256)
+        : isSet(object.content_sha256)
+        ? globalThis.String(object.content_sha256)
+        : "",
+      chunkIndex: isSet(object.chunkIndex)
+        ? globalThis.Number(object.chunkIndex)
+        : isSet(object.chunk_index)
+        ? globalThis.Number(object.chunk_index)
+        : 0,
+      receivedBytes: isSet(object.receivedBytes)
+        ? globalThis.Number(object.receivedBytes)
+        : isSet(object.received_bytes)
+        ? globalThis.Number(object.received_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: SyncChunkAck): unknown {
+    const obj: any = {};
+    if (message.incarnation !== "") {
+      obj.incarnation = message.incarnation;
+    }
+    if (message.key !== undefined) {
+      obj.key = SyncObjectKey.toJSON(message.key);
+    }
+    if (message.subscription !== "") {
+      obj.subscription = message.subscription;
+    }
+    if (message.contentSha256 !== "") {
+      obj.contentSha256 = message.contentSha256;
+    }
+    if (message.chunkIndex !== 0) {
+      obj.chunkIndex = Math.round(message.chunkIndex);
+    }
+    if (message.receivedBytes !== 0) {
+      obj.receivedBytes = Math.round(message.receivedBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncChunkAck>, I>>(base?: I): SyncChunkAck {
+    return SyncChunkAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncChunkAck>, I>>(object: I): SyncChunkAck {
+    const message = createBaseSyncChunkAck();
+    message.incarnation = object.incarnation ?? "";
+    message.key = (object.key !== undefined && object.key !== null) ? SyncObjectKey.fromPartial(object.key) : undefined;
+    message.subscription = object.subscription ?? "";
+    message.contentSha256 = object.contentSha256 ?? "";
+    message.chunkIndex = object.chunkIndex ?? 0;
+    message.receivedBytes = object.receivedBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseSyncPartialObject(): SyncPartialObject {
+  return {
+    key: undefined,
+    subscription: "",
+    revision: 0,
+    contentSha256: "",
+    totalSize: 0,
+    receivedChunks: 0,
+    receivedBytes: 0,
+  };
+}
+
+export const SyncPartialObject: MessageFns<SyncPartialObject> = {
+  encode(message: SyncPartialObject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== undefined) {
+      SyncObjectKey.encode(message.key, writer.uint32(10).fork()).join();
+    }
+    if (message.subscription !== "") {
+      writer.uint32(18).string(message.subscription);
+    }
+    if (message.revision !== 0) {
+      writer.uint32(24).uint64(message.revision);
+    }
+    if (message.contentSha256 !== "") {
+      writer.uint32(34).string(message.contentSha256);
+    }
+    if (message.totalSize !== 0) {
+      writer.uint32(40).uint64(message.totalSize);
+    }
+    if (message.receivedChunks !== 0) {
+      writer.uint32(48).uint32(message.receivedChunks);
+    }
+    if (message.receivedBytes !== 0) {
+      writer.uint32(56).uint64(message.receivedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SyncPartialObject {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSyncPartialObject();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = SyncObjectKey.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subscription = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.revision = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.contentSha256 = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.totalSize = longToNumber(reader.uint64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.receivedChunks = reader.uint32();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.receivedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SyncPartialObject {
+    return {
+      key: isSet(object.key) ? SyncObjectKey.fromJSON(object.key) : undefined,
+      subscription: isSet(object.subscription) ? globalThis.String(object.subscription) : "",
+      revision: isSet(object.revision) ? globalThis.Number(object.revision) : 0,
+      contentSha256: isSet(object.contentSha256)
+        ? globalThis.String(object.contentSha256)
+        : isSet(object.content_sha256)
+        ? globalThis.String(object.content_sha256)
+        : "",
+      totalSize: isSet(object.totalSize)
+        ? globalThis.Number(object.totalSize)
+        : isSet(object.total_size)
+        ? globalThis.Number(object.total_size)
+        : 0,
+      receivedChunks: isSet(object.receivedChunks)
+        ? globalThis.Number(object.receivedChunks)
+        : isSet(object.received_chunks)
+        ? globalThis.Number(object.received_chunks)
+        : 0,
+      receivedBytes: isSet(object.receivedBytes)
+        ? globalThis.Number(object.receivedBytes)
+        : isSet(object.received_bytes)
+        ? globalThis.Number(object.received_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: SyncPartialObject): unknown {
+    const obj: any = {};
+    if (message.key !== undefined) {
+      obj.key = SyncObjectKey.toJSON(message.key);
+    }
+    if (message.subscription !== "") {
+      obj.subscription = message.subscription;
+    }
+    if (message.revision !== 0) {
+      obj.revision = Math.round(message.revision);
+    }
+    if (message.contentSha256 !== "") {
+      obj.contentSha256 = message.contentSha256;
+    }
+    if (message.totalSize !== 0) {
+      obj.totalSize = Math.round(message.totalSize);
+    }
+    if (message.receivedChunks !== 0) {
+      obj.receivedChunks = Math.round(message.receivedChunks);
+    }
+    if (message.receivedBytes !== 0) {
+      obj.receivedBytes = Math.round(message.receivedBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SyncPartialObject>, I>>(base?: I): SyncPartialObject {
+    return SyncPartialObject.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SyncPartialObject>, I>>(object: I): SyncPartialObject {
+    const message = createBaseSyncPartialObject();
+    message.key = (object.key !== undefined && object.key !== null) ? SyncObjectKey.fromPartial(object.key) : undefined;
+    message.subscription = object.subscription ?? "";
+    message.revision = object.revision ?? 0;
+    message.contentSha256 = object.contentSha256 ?? "";
+    message.totalSize = object.totalSize ?? 0;
+    message.receivedChunks = object.receivedChunks ?? 0;
+    message.receivedBytes = object.receivedBytes ?? 0;
     return message;
   },
 };
