@@ -142,3 +142,20 @@ export function findRepoRoot(from: string): string {
     if (dirname(dir) === dir) throw new Error(`no hawser package.json above ${from}`);
   }
 }
+
+/**
+ * The p-th percentile (0 < p <= 100) of `values` by nearest rank: the smallest
+ * value with at least p % of the values at or below it, so always one of the
+ * values measured. NaN for no values.
+ */
+export function percentile(values: readonly number[], p: number): number {
+  if (!(p > 0 && p <= 100)) throw new RangeError(`percentile: p must be in (0, 100], got ${p}`);
+  if (values.length === 0) return Number.NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.ceil((p / 100) * sorted.length) - 1]!;
+}
+
+/** a / b, or NaN when either is not a finite number or b is not positive. */
+export function ratio(a: number, b: number): number {
+  return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : Number.NaN;
+}
