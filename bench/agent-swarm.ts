@@ -94,7 +94,8 @@ async function startHawserAgent(o: SwarmStart, relay: string, index: number, rea
       reconnectPeriodMs: o.reconnectPeriodMs,
       maxReconnectPeriodMs: o.maxReconnectPeriodMs,
     },
-    { logger, reader },
+    // Idle agents: no cluster behind them and nothing subscribed, so nothing to apply.
+    { logger, reader, applier: () => ({ reconcile: async () => ({ objects: [], prune: { ran: false, errors: [] } }) }) },
   );
   agents.push(agent);
   let ready = false;

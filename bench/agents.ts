@@ -11,7 +11,8 @@
 //   hawser    the real hub (`node bin/hawser.js hub`, HAWSER_LOG_LEVEL=warn,
 //             --auto-approve, 90 s lease) and N real agents (startAgent with a
 //             StaticClusterReader, status every 30 s, 90 s lease: one
-//             heartbeat every 30 s, 20 s keepalive, own LevelDB cache each).
+//             heartbeat every 30 s acked within 10 s, keepalive as the agent's
+//             defaults, own LevelDB cache each).
 //
 // Both sides of both phases are measured the same way, and the table prints
 // hawser / baseline ratios (project rule: no absolute thresholds).
@@ -64,6 +65,8 @@ import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { defaultAgentOptions } from '../src/agent/index.js';
+import { defaultHubOptions } from '../src/hub/index.js';
 import { agentFrameCodec, createCertificateAuthority, createServingCertificate, parseDuration } from '../src/tunnel/index.js';
 import {
   benchClusterStatus,
@@ -88,10 +91,15 @@ const gcFlags = ['--expose-gc', '--import', pathToFileURL(join(here, 'gc-on-sign
 
 const bootstrapToken = 'abcdef.0123456789abcdef';
 const operatorToken = 'hwo_bench-admin-0123456789abcdef';
-const hubKeepaliveMs = 30_000;
+const hubKeepaliveMs = defaultHubOptions().keepaliveTimeMs;
 const hubKeepaliveTimeoutMs = 10_000; // GrpcServerTransport's default; the CLI has no flag for it
-const agentKeepaliveMs = 20_000; // agent defaults (src/agent/run.ts)
-const agentKeepaliveTimeoutMs = 10_000;
+// hawser runs its defaults: heartbeats are the liveness probe, pings only the fallback.
+const agentKeepaliveMs = defaultAgentOptions().keepaliveTimeMs;
+const agentKeepaliveTimeoutMs = defaultAgentOptions().keepaliveTimeoutMs;
+// The bare tunnel probes the way one must without heartbeats: client pings every 20 s
+// (NAT mappings, dead links found within 30 s), server pings every 30 s.
+const baselineClientKeepaliveMs = 20_000;
+const baselineServerKeepaliveMs = 30_000;
 const statusFrequencyMs = 30_000;
 const leaseDurationMs = 90_000; // the hub asks for a heartbeat every lease / 3 = 30 s
 const swarmNice = 19;
@@ -309,7 +317,7 @@ async function startBaselineServer(pki: Pki): Promise<ServerProcess> {
   const cp = track(
     fork(
       join(here, 'baseline-server.js'),
-      [pki.certFile, pki.keyFile, String(hubKeepaliveMs), String(hubKeepaliveTimeoutMs)],
+      [pki.certFile, pki.keyFile, String(baselineServerKeepaliveMs), String(hubKeepaliveTimeoutMs)],
       { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: gcFlags },
     ),
   );
@@ -566,7 +574,7 @@ async function runPhase(phase: Phase, n: number, pki: Pki, dir: string, cacheRoo
           bootstrapToken,
           statusFrequencyMs,
           leaseDurationMs,
-          keepaliveTimeMs: agentKeepaliveMs,
+          keepaliveTimeMs: phase === 'hawser' ? agentKeepaliveMs : baselineClientKeepaliveMs,
           keepaliveTimeoutMs: agentKeepaliveTimeoutMs,
           registerTimeoutMs: args.registerTimeoutMs,
           reconnectPeriodMs: args.reconnectPeriodMs,
@@ -764,7 +772,7 @@ function table(n: number, baseline: PhaseResult | undefined, hawser: PhaseResult
   const lines = rows.map((r) => r.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  '));
   const window = hawser?.windowMs ?? baseline?.windowMs ?? args.windowMs;
   const notes = [
-    `N = ${n}: window ${(window / 1000).toFixed(0)}s after all connected + ${args.settleMs / 1000}s; heartbeat every ${statusFrequencyMs / 1000}s; keepalive agent ${agentKeepaliveMs / 1000}s, hub ${hubKeepaliveMs / 1000}s; ramp ${args.rampPerSec}/s (floor ${(n / args.rampPerSec).toFixed(1)}s)`,
+    `N = ${n}: window ${(window / 1000).toFixed(0)}s after all connected + ${args.settleMs / 1000}s; heartbeat every ${statusFrequencyMs / 1000}s; keepalive agent ${agentKeepaliveMs / 1000}s, hub ${hubKeepaliveMs / 1000}s (bare: ${baselineClientKeepaliveMs / 1000}s, ${baselineServerKeepaliveMs / 1000}s); ramp ${args.rampPerSec}/s (floor ${(n / args.rampPerSec).toFixed(1)}s)`,
     ...lines,
     `  connect = ramp start to all ready; CPU ms/conn = server CPU during it / connected (TLS handshake, registration, and the heartbeats of those already connected).`,
     `  RSS/conn = (loaded - idle) / connected, both after a forced GC; as found = (highest RSS in the window, no forced GC - idle) / connected.`,

@@ -38,6 +38,8 @@ export interface AgentCoreOptions {
   registerTimeoutMs: number;
   /** Heartbeats unanswered for this many intervals: the link is dead. */
   missedHeartbeatLimit: number;
+  /** A heartbeat not acked this long after it went out ends the session (0: only missedHeartbeatLimit). */
+  heartbeatAckTimeoutMs?: number;
   agentVersion: string;
   /** Optional protocol features this agent offers (see Feature in src/tunnel); none by default. */
   features?: readonly string[];
@@ -189,6 +191,7 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
       intervalMs: Math.max(50, Math.min(hubIntervalMs || o.clusterLeaseDurationMs / 3, o.clusterStatusUpdateFrequencyMs)),
       statusEveryMs: o.clusterStatusUpdateFrequencyMs,
       missedLimit: o.missedHeartbeatLimit,
+      ackTimeoutMs: o.heartbeatAckTimeoutMs,
       lastRttMs: this.lastRttMs,
     };
   }

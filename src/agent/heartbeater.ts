@@ -24,6 +24,12 @@ export interface HeartbeatTiming {
   statusEveryMs: number;
   /** Heartbeats unanswered for this many intervals: the link is dead. */
   missedLimit: number;
+  /**
+   * A heartbeat whose ack has not come this long after it went out: the link
+   * is dead. Heartbeats are the liveness probe, as HTTP/2 keepalive pings
+   * were (beat every interval, ack within this), so pings can be rare.
+   */
+  ackTimeoutMs?: number | undefined;
   /** The round trip last measured (also in an earlier session), sent with the first heartbeat. */
   lastRttMs?: number | undefined;
 }
@@ -59,6 +65,8 @@ export class Heartbeater implements AgentFrameHandler {
   private stopped = false;
   private tickTimer: TimerHandle | undefined;
   private graceTimer: TimerHandle | undefined;
+  private ackTimer: TimerHandle | undefined;
+  private ackedSequence = 0;
   private readonly sentAt = new Map<number, number>();
 
   constructor(
@@ -78,6 +86,7 @@ export class Heartbeater implements AgentFrameHandler {
     this.stopped = true;
     this.tickTimer?.cancel();
     this.graceTimer?.cancel();
+    this.ackTimer?.cancel();
   }
 
   close(): void {
@@ -91,6 +100,7 @@ export class Heartbeater implements AgentFrameHandler {
   acked(ack: wire.HeartbeatAck): void {
     const now = this.link.clock.now();
     this.lastAckAt = now;
+    this.ackedSequence = Math.max(this.ackedSequence, ack.sequence);
     const sent = this.sentAt.get(ack.sequence);
     if (sent !== undefined) {
       this.lastRttMs = now - sent;
@@ -127,6 +137,18 @@ export class Heartbeater implements AgentFrameHandler {
     this.tickTimer = clock.setTimeout(() => this.tick(), this.timing.intervalMs);
   }
 
+  /** Fails the session unless this heartbeat (or a later one) is acked within ackTimeoutMs of going out. */
+  private expectAck(sequence: number): void {
+    const timeoutMs = this.timing.ackTimeoutMs;
+    if (!timeoutMs || this.stopped) return;
+    this.ackTimer?.cancel();
+    this.ackTimer = this.link.clock.setTimeout(() => {
+      if (this.stopped || this.ackedSequence >= sequence) return;
+      this.stop();
+      this.link.fail(new HawserError(ErrorCode.HeartbeatTimeout, `heartbeat ${sequence} got no ack from the hub within ${timeoutMs}ms`));
+    }, timeoutMs);
+  }
+
   private async beat(): Promise<void> {
     // A send still waiting for drain means the link is slow: do not pile up more.
     if (this.sending || this.stopped) return;
@@ -150,6 +172,7 @@ export class Heartbeater implements AgentFrameHandler {
       this.sentAt.set(sequence, now);
       if (this.sentAt.size > 64) this.sentAt.delete(this.sentAt.keys().next().value!);
       await this.link.send({ sequence, sentAtUnixMs: now, status, lastRttMs: Math.round(this.lastRttMs), statusUnchanged });
+      this.expectAck(sequence);
       if (this.freshStatus === fresh) this.freshStatus = undefined;
       if (status && key) this.sentStatus = { key, at: now };
     } catch (err) {

@@ -78,8 +78,10 @@ export function defaultAgentOptions(): AgentOptions {
     reconnectJitterMs: defaultBackoffPolicy.quickRetryMs ?? 0,
     cacheDir: '.hawser/agent',
     registerTimeoutMs: 30_000,
-    // 20 s pings keep common NAT mappings (often 30-60 s idle) open.
-    keepaliveTimeMs: 20_000,
+    // Heartbeats (every lease/3, at most the status period: 30 s) are the liveness probe and
+    // keep NAT mappings open; pings are the fallback while no heartbeats flow (a registration
+    // waiting for approval), so the idle link carries one probe, not two.
+    keepaliveTimeMs: 60_000,
     keepaliveTimeoutMs: 10_000,
     enableCompression: true,
     featureGates: '',
@@ -201,6 +203,7 @@ export async function startAgent(
     backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs, quickRetryMs: Math.min(o.reconnectJitterMs, o.maxReconnectPeriodMs) },
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
+    heartbeatAckTimeoutMs: o.keepaliveTimeoutMs,
     agentVersion: deps.agentVersion ?? '0.1.0',
     // Push applies each object as it arrives (no chunk reassembly, no compression context);
     // proxy streams need a kubeconfig to forward with.

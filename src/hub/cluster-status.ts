@@ -61,6 +61,11 @@ export function isObservationOnly(change: StatusChange): boolean {
  */
 export const defaultObservedFlushIntervalMs = 300_000;
 
+/** A report's identity, without when it was observed. */
+function reportKey(status: wire.ClusterStatus): string {
+  return JSON.stringify({ ...status, observedAtUnixMs: 0 });
+}
+
 function withObservedTime(cluster: ManagedCluster, atMs: number): ManagedCluster {
   if (atMs <= Date.parse(cluster.status.lastObservedTime ?? '')) return cluster;
   return { ...cluster, status: { ...cluster.status, lastObservedTime: new Date(atMs).toISOString() } };
@@ -75,6 +80,8 @@ export class ClusterStatusWriter {
   private readonly slots = new Map<string, Slot>();
   /** lastObservedTime per cluster from unchanged heartbeats, newer than the store's. */
   private readonly observed = new Map<string, number>();
+  /** Per cluster, the status report last written (its identity, without when it was observed). */
+  private readonly writtenReport = new Map<string, string>();
   private flushTimer: TimerHandle | undefined;
   private flushing: Promise<void> | undefined;
   private stopped = false;
@@ -92,6 +99,11 @@ export class ClusterStatusWriter {
   /** Queues a heartbeat's change; returns at once. */
   queue(name: string, change: StatusChange): void {
     if (!needsWrite(change)) return;
+    // The agent repeats a full report now and then, changed or not: one equal to the last
+    // written is only an observation (a restarted hub holds none, so its first is written).
+    if (change.report && change.renewed !== true && this.writtenReport.get(name) === reportKey(change.report.status)) {
+      change = { leaseDurationMs: change.leaseDurationMs, unchangedAtMs: change.report.atMs };
+    }
     if (isObservationOnly(change)) {
       this.observed.set(name, Math.max(change.unchangedAtMs!, this.observed.get(name) ?? 0));
       this.flushTimer ??= this.stopped ? undefined : this.clock.setTimeout(() => this.onFlushTimer(), this.observedFlushIntervalMs);
@@ -107,7 +119,11 @@ export class ClusterStatusWriter {
     // Cleared in the same turn the slot is seen empty, so a queued change is never stranded.
     for (let change = slot.waiting; change; change = slot.waiting) {
       slot.waiting = undefined;
-      await this.update(name, (cluster, now) => this.apply(name, cluster, change, now));
+      const written = await this.update(name, (cluster, now) => this.apply(name, cluster, change, now));
+      if (change.report) {
+        if (written) this.writtenReport.set(name, reportKey(change.report.status));
+        else this.writtenReport.delete(name);
+      }
     }
     slot.running = undefined;
     this.slots.delete(name);
@@ -127,11 +143,11 @@ export class ClusterStatusWriter {
    * Status and lease changes skip the fsync: the agent repeats them. Failures
    * are logged; the next heartbeat tries again.
    */
-  update(name: string, change: (c: ManagedCluster, now: Date) => ManagedCluster): Promise<void> {
+  update(name: string, change: (c: ManagedCluster, now: Date) => ManagedCluster): Promise<boolean> {
     return this.mutex
       .run(`cluster-status/${name}`, async () => {
         const cluster = await this.store.get('ManagedCluster', name);
-        if (!cluster) return;
+        if (!cluster) return false;
         // Every write carries the newest observed time, so memory need not hold it any longer.
         const held = this.observed.get(name);
         this.observed.delete(name);
@@ -139,14 +155,21 @@ export class ClusterStatusWriter {
         const next = held === undefined ? changed : withObservedTime(changed, held);
         if (next === cluster) {
           if (held !== undefined) this.observed.set(name, Math.max(held, this.observed.get(name) ?? 0));
-          return;
+          return true;
         }
         await this.store.put('ManagedCluster', name, next, { durable: false });
         this.metrics.ready.set({ cluster: name }, readyValue(next));
+        return true;
       })
       .catch((err: unknown) => {
         this.logger.error({ err, cluster: name }, 'cannot update cluster');
+        return false;
       });
+  }
+
+  /** The next report of this cluster is written whatever it holds. */
+  forgetReport(name: string): void {
+    this.writtenReport.delete(name);
   }
 
   /** The cluster as readers should see it: with an observed time still held in memory. */

@@ -539,6 +539,8 @@ export class HubCore {
     const session = this.newSession(name, hello.clusterId, channel, streams, leaseDurationMs, negotiated, resume);
     const previous = this.sessions.get(name);
     this.sessions.set(name, session);
+    // A new session's first report is written even when equal to the last (the cluster may be new under an old name).
+    this.statusWriter.forgetReport(name);
     if (previous) {
       // The newest stream wins: the old one is a half-dead connection the agent gave up on.
       void this.refuse(previous.channel, new HawserError(ErrorCode.Superseded, `cluster "${name}" connected again from ${channel.peer}`));

@@ -97,7 +97,7 @@ export function defaultHubOptions(): HubOptions {
     clusterLeaseDurationMs: defaultHubCoreOptions.clusterLeaseDurationMs,
     tlsSans: [],
     maxFrameBytes: defaultMaxFrameBytes,
-    keepaliveTimeMs: 30_000,
+    keepaliveTimeMs: 120_000,
     tlsHandshakeTimeoutMs: defaultTlsHandshakeTimeoutMs,
     maxConcurrentStreams: defaultMaxConcurrentStreams,
     maxUnwelcomedStreams: defaultHubCoreOptions.maxUnwelcomedStreams,

@@ -90,6 +90,25 @@ describe('link cut past the lease, and reconnect backoff', () => {
     await agent.stop();
   });
 
+  it('with pings all but off, heartbeats are the probe: a stalled link is found by an ack deadline', async () => {
+    const proxy = await toxi.createProxy('hub-stall-hb', hub.tunnel);
+    const agent = await agentThrough(proxy, 'edge-stall-hb', ['--keepalive-time=10m']);
+    await until('edge-stall-hb ready', async () => readyStatus(await hub.cluster('edge-stall-hb')) === 'True');
+    await proxy.addToxic({ name: 'stall-down', type: 'timeout', stream: 'downstream', attributes: { timeout: 0 } });
+    await proxy.addToxic({ name: 'stall-up', type: 'timeout', stream: 'upstream', attributes: { timeout: 0 } });
+    const gaveUp = await until('agent gave up on a heartbeat without ack', async () =>
+      agent.lines().find((l) => l.includes('"to":"backing-off"') && l.includes('HAWSER_HEARTBEAT_TIMEOUT')),
+    );
+    expect(gaveUp).toMatch(/got no ack from the hub within 1000ms/);
+    await proxy.removeToxic('stall-down');
+    await proxy.removeToxic('stall-up');
+    await until('edge-stall-hb ready again', async () => {
+      const c = await hub.cluster('edge-stall-hb');
+      return readyStatus(c) === 'True' && !hasUnreachableTaint(c);
+    });
+    await agent.stop();
+  });
+
   it('reconnect delays over failed dials follow the backoff policy (exponential, jittered, capped)', async () => {
     const proxy = await toxi.createProxy('hub-down', hub.tunnel);
     await proxy.disable();

@@ -86,6 +86,28 @@ describe('Heartbeater', () => {
     expect(link.sent.length).toBe(sent);
   });
 
+  it('with an ack timeout, ends the session when one heartbeat is not acked in time (the liveness probe)', async () => {
+    const link = new FakeLink();
+    const beater = start(link, { ackTimeoutMs: 300 });
+    await waitFor('the first heartbeat', () => link.sent.length === 1);
+    link.clock.advance(299);
+    ack(beater, 1);
+    link.clock.advance(701);
+    await waitFor('the second heartbeat', () => link.sent.length === 2);
+    link.clock.advance(299);
+    await settle();
+    expect(link.failures).toEqual([]);
+    link.clock.advance(1);
+    await waitFor('the ack deadline', () => link.failures.length === 1);
+    expect(link.failures[0]!.code).toBe(ErrorCode.HeartbeatTimeout);
+    expect(link.failures[0]!.message).toMatch(/heartbeat 2 got no ack from the hub within 300ms/);
+    // Long before missedLimit (3 intervals) would have noticed.
+    const sent = link.sent.length;
+    link.clock.advance(5_000);
+    await settle();
+    expect(link.sent.length).toBe(sent);
+  });
+
   it('keeps a link whose acks come', async () => {
     const link = new FakeLink();
     const beater = start(link);

@@ -873,6 +873,29 @@ describe('HubCore leases and taints', () => {
     expect((await storedCluster('edge-flush-b')).metadata.labels).toMatchObject({ touched: 'yes' });
   });
 
+  it('a full report equal to the last written one is only an observation; a changed one is written', async () => {
+    const { agent, clusterId, credential } = await register({ name: 'edge-repeat', leaseDurationMs: 600_000 });
+    await agent.heartbeat(clusterStatus('ok'));
+    const first = await storedCluster('edge-repeat');
+    const versionBefore = (await hub.store.info()).resourceVersion;
+    hub.clock.advance(30_000);
+    await agent.heartbeat(clusterStatus('ok'));
+    expect((await hub.store.info()).resourceVersion).toBe(versionBefore);
+    expect(hub.core.clusterView(await storedCluster('edge-repeat')).status.lastObservedTime).toBe(new Date(hub.clock.now()).toISOString());
+    hub.clock.advance(30_000);
+    await agent.heartbeat(clusterStatus('failed: etcd'));
+    const changed = await storedCluster('edge-repeat');
+    expect(changed.status.readyz).toBe(false);
+    expect(changed.status.lastObservedTime).toBe(new Date(hub.clock.now()).toISOString());
+    expect(first.status.readyz).toBe(true);
+    // A new session writes its first report even when it equals the last.
+    const again = await connectWithCredential(clusterId, credential!, { name: 'edge-repeat', leaseDurationMs: 600_000 });
+    await again.expectFrame('welcome');
+    hub.clock.advance(30_000);
+    await again.heartbeat(clusterStatus('failed: etcd'));
+    expect((await storedCluster('edge-repeat')).status.lastObservedTime).toBe(new Date(hub.clock.now()).toISOString());
+  });
+
   it('a held observed time goes out with the next write of its cluster, and on stop', async () => {
     const { agent } = await register({ name: 'edge-held', leaseDurationMs: 60_000 });
     await agent.heartbeat(clusterStatus('ok'));
