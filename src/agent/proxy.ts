@@ -7,6 +7,7 @@ import { boundedText, quoteBounded } from '../api/index.js';
 import {
   bodyAfter,
   type ByteStream,
+  drained,
   encodeResponseHead,
   ErrorCode,
   Feature,
@@ -249,20 +250,6 @@ export class ProxyBackend {
     await stream.closed;
     return String(status);
   }
-}
-
-/** Resolves on 'drain', or once the writable is gone (then nothing will drain it). */
-function drained(out: ClientRequest | Socket): Promise<void> {
-  return new Promise((resolve) => {
-    if (out.destroyed) return resolve();
-    const done = () => {
-      out.off('drain', done);
-      out.off('close', done);
-      resolve();
-    };
-    out.on('drain', done);
-    out.on('close', done);
-  });
 }
 
 /** The request body from the hub to the target, with backpressure; a failure ends the request. */

@@ -4,6 +4,7 @@ import type { CacheOp, OfflineCache } from '../cache/index.js';
 import { ErrorCode, Feature, HawserError, wire } from '../tunnel/index.js';
 import type { Applier, DesiredObject, ObjectReport, ReconcileReport } from './apply-report.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext, HubFrame } from './router.js';
+import { SerialQueue } from './serial.js';
 import { toWire } from './sync-apply.js';
 import { decodeObject, defaultSyncReceiverOptions, holdFor, type HoldRef, type PruneHold, staleConfirmation, type SyncReceiverOptions } from './sync-receiver.js';
 import { readSyncState, type SyncState, syncStateCacheKey } from './sync-state.js';
@@ -44,7 +45,7 @@ interface PushRun {
 
 export class PushReceiver {
   private readonly options: SyncReceiverOptions;
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
 
   constructor(
     private readonly cache: OfflineCache,
@@ -74,9 +75,7 @@ export class PushReceiver {
   }
 
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(work, work);
-    this.chain = next.catch(() => undefined);
-    return next;
+    return this.queue.run(work);
   }
 
   private sessionHandler(session: AgentSessionContext): AgentFrameHandler {

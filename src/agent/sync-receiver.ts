@@ -7,6 +7,7 @@ import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Featu
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext, HubFrame } from './router.js';
+import { SerialQueue } from './serial.js';
 import { ChunkAssembler, isChunkFrame } from './sync-chunks.js';
 import { type HelloSyncFields, readSyncState, type SyncState, syncStateCacheKey } from './sync-state.js';
 
@@ -165,7 +166,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
    */
   applyOnCommit: ((signal: AbortSignal) => Promise<wire.ApplyReport>) | undefined;
   /** Writes on one cache go one at a time (a confirm never interleaves a swap). */
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly queue = new SerialQueue();
   private readonly chunks: ChunkAssembler;
   /** Bytes of each desired object the cache holds (sync/obj/, sync/kept/), read once; undefined: read it again. */
   private sizes: Map<string, number> | undefined;
@@ -276,9 +277,7 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
   }
 
   private serial<T>(work: () => Promise<T>): Promise<T> {
-    const next = this.chain.then(work, work);
-    this.chain = next.catch(() => undefined);
-    return next;
+    return this.queue.run(work);
   }
 
   private sessionHandler(session: AgentSessionContext): AgentFrameHandler {

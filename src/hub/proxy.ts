@@ -5,6 +5,7 @@ import { boundedText, quoteBounded } from '../api/index.js';
 import {
   bodyAfter,
   type ByteStream,
+  drained,
   encodeRequestHead,
   ErrorCode,
   forwardedRequestHeaders,
@@ -99,20 +100,6 @@ export function proxyErrorBody(error: HawserError, path?: string): { status: num
     code: status,
   });
   return { status, body, contentType: 'application/json' };
-}
-
-/** Resolves on 'drain', or at once when the writable is gone (nothing more will drain it). */
-function drained(out: NodeJS.WritableStream & { destroyed?: boolean }): Promise<void> {
-  return new Promise((resolve) => {
-    if (out.destroyed) return resolve();
-    const done = () => {
-      out.off('drain', done);
-      out.off('close', done);
-      resolve();
-    };
-    out.on('drain', done);
-    out.on('close', done);
-  });
 }
 
 export class HubProxy {

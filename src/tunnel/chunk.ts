@@ -13,7 +13,8 @@ export type DecodedChunk =
   | { readonly ok: true; readonly data: Uint8Array; readonly end: boolean }
   | { readonly ok: false; readonly error: HawserError };
 
-function varintSize(n: number): number {
+/** Bytes of n as a protobuf varint. */
+export function varintSize(n: number): number {
   let size = 1;
   while (n >= 0x80) {
     n = Math.floor(n / 128);

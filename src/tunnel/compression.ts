@@ -1,4 +1,5 @@
 import { crc32, deflateRawSync, inflateRawSync } from 'node:zlib';
+import { varintSize } from './chunk.js';
 import { ErrorCode, HawserError } from './errors.js';
 import { syncDictionary } from './sync-dictionary.js';
 
@@ -39,14 +40,6 @@ function slide(window: Buffer, raw: Buffer): Buffer {
   return Buffer.concat([window.subarray(window.length - keep), raw]);
 }
 
-function varintSize(n: number): number {
-  let size = 1;
-  while (n >= 0x80) {
-    n = Math.floor(n / 128);
-    size++;
-  }
-  return size;
-}
 
 /** The sender's context: one per session. */
 export class FrameCompressor {

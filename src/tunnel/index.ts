@@ -82,6 +82,7 @@ export * as wire from '../gen/hawser/v1/tunnel.js';
 export { contentSha256, desiredSetDigest, syncObjectId } from './sync-digest.js';
 export {
   bodyAfter,
+  drained,
   encodeRequestHead,
   encodeResponseHead,
   type HeadRead,

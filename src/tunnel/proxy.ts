@@ -83,3 +83,17 @@ export async function* bodyAfter<T>(read: HeadRead<T>): AsyncGenerator<Uint8Arra
     yield next.value;
   }
 }
+
+/** Resolves on 'drain', or at once when the writable is gone (nothing more will drain it). */
+export function drained(out: NodeJS.WritableStream & { destroyed?: boolean }): Promise<void> {
+  return new Promise((resolve) => {
+    if (out.destroyed) return resolve();
+    const done = () => {
+      out.off('drain', done);
+      out.off('close', done);
+      resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
+}
