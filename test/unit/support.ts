@@ -13,12 +13,14 @@ import {
   type HeartbeatAck,
   SyncMode,
 } from '../../src/gen/hawser/v1/tunnel.js';
+import type { AgentCoreOptions } from '../../src/agent/agent.js';
 import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
 import { EmbeddedStore, type HubStore } from '../../src/hub/store.js';
 import { generateBootstrapToken } from '../../src/hub/tokens.js';
 import { type AgentKeyPair, generateAgentKeyPair, signHello } from '../../src/tunnel/proof.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
+import { Feature } from '../../src/tunnel/negotiate.js';
 import type { HawserError } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
 import type { AgentChannel } from '../../src/tunnel/transport.js';
@@ -296,4 +298,32 @@ export class FakeAgent {
   get unread(): ConnectResponse[] {
     return this.received.slice(this.cursor);
   }
+}
+
+/**
+ * Options of the one agent, "edge", that the sync tests run against a test
+ * hub: sync offered, a lease and a status period far from what the tests'
+ * clock moves.
+ */
+export function edgeAgentOptions(token: string, extra: Partial<AgentCoreOptions> = {}): AgentCoreOptions {
+  return {
+    clusterRegName: 'edge',
+    clusterType: 'EdgeCluster',
+    clusterLabels: {},
+    clusterSyncMode: 'Pull',
+    clusterStatusUpdateFrequencyMs: 10_000,
+    clusterLeaseDurationMs: 30_000,
+    backoff: { baseMs: 1_000, capMs: 5_000, stableAfterMs: 60_000 },
+    bootstrapToken: token,
+    registerTimeoutMs: 10_000,
+    missedHeartbeatLimit: 3,
+    agentVersion: 'unit-test',
+    features: [Feature.Sync],
+    ...extra,
+  };
+}
+
+/** The dedicated namespace of the one cluster registered with the test hub. */
+export async function clusterNamespace(h: TestHub): Promise<string> {
+  return waitFor('the cluster registered', async () => (await h.store.list('ManagedCluster')).items[0]?.object.metadata.namespace);
 }

@@ -18,7 +18,7 @@ import { planChunks } from '../../src/hub/sync/chunks.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterStatus, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterNamespace, clusterStatus, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Large objects in resumable chunks (feature "chunks") over the in-memory
 // transport: a real hub (HubCore + EmbeddedStore) and a real agent (AgentCore
@@ -62,20 +62,7 @@ async function agent(h: TestHub, home: string, setup: AgentSetup = {}) {
   const cache = await OfflineCache.open({ dir: join(home, 'db') });
   const receiver = new SyncReceiver(cache, logger, () => h.clock.now(), setup.options ?? {});
   const core = new AgentCore(
-    {
-      clusterRegName: 'edge',
-      clusterType: 'EdgeCluster',
-      clusterLabels: {},
-      clusterSyncMode: 'Pull',
-      clusterStatusUpdateFrequencyMs: 10_000,
-      clusterLeaseDurationMs: 30_000,
-      backoff: { baseMs: 1, capMs: 5, stableAfterMs: 60_000 },
-      bootstrapToken: h.token,
-      registerTimeoutMs: 10_000,
-      missedHeartbeatLimit: 3,
-      agentVersion: 'unit-test',
-      features: [Feature.Sync, Feature.Chunks],
-    },
+    edgeAgentOptions(h.token, { backoff: { baseMs: 1, capMs: 5, stableAfterMs: 60_000 }, features: [Feature.Sync, Feature.Chunks] }),
     {
       transport: h.transport.client(),
       reader: new StaticClusterReader(clusterStatus('ok')),
@@ -122,10 +109,6 @@ function cutAfterChunks(k: number): (factory: AgentHandlerFactory) => AgentHandl
       },
     };
   };
-}
-
-async function clusterNamespace(h: TestHub): Promise<string> {
-  return waitFor('the cluster registered', async () => (await h.store.list('ManagedCluster')).items[0]?.object.metadata.namespace);
 }
 
 /** A ConfigMap Manifest with `bytes` of incompressible data. */

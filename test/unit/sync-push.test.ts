@@ -24,7 +24,7 @@ import {
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { contentSha256, desiredSetDigest, wire } from '../../src/tunnel/index.js';
-import { clusterStatus, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterNamespace, clusterStatus, edgeAgentOptions, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Push mode, the hello digest and confirm-prune over the in-memory transport:
 // a real HubCore + EmbeddedStore and a real AgentCore + OfflineCache.
@@ -90,21 +90,7 @@ async function agent(h: TestHub, home: string, mode: SyncMode, applier: Recordin
   const receiver = mode === 'Push' ? undefined : new SyncReceiver(cache, silentLogger, () => h.clock.now());
   const push = mode === 'Push' ? new PushReceiver(cache, applier, silentLogger, () => h.clock.now()) : undefined;
   const core = new AgentCore(
-    {
-      clusterRegName: 'edge',
-      clusterType: 'EdgeCluster',
-      clusterLabels: {},
-      clusterSyncMode: mode,
-      clusterSyncModeInEffect: mode,
-      clusterStatusUpdateFrequencyMs: 10_000,
-      clusterLeaseDurationMs: 30_000,
-      backoff: { baseMs: 1_000, capMs: 5_000, stableAfterMs: 60_000 },
-      bootstrapToken: h.token,
-      registerTimeoutMs: 10_000,
-      missedHeartbeatLimit: 3,
-      agentVersion: 'unit-test',
-      features: [Feature.Sync],
-    },
+    edgeAgentOptions(h.token, { clusterSyncMode: mode, clusterSyncModeInEffect: mode }),
     {
       transport: h.transport.client(),
       reader: new StaticClusterReader(clusterStatus('ok')),
@@ -137,10 +123,6 @@ async function agent(h: TestHub, home: string, mode: SyncMode, applier: Recordin
   };
   cleanups.push(stop);
   return { core, cache, receiver, push, stop };
-}
-
-async function clusterNamespace(h: TestHub): Promise<string> {
-  return waitFor('the cluster registered', async () => (await h.store.list('ManagedCluster')).items[0]?.object.metadata.namespace);
 }
 
 function manifest(ns: string, name: string, data = 'v1'): KubeObject {

@@ -16,7 +16,7 @@ import { FrameCompressor } from '../../src/tunnel/compression.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterStatus, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterNamespace, clusterStatus, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Sync over the in-memory transport: a real hub (HubCore + EmbeddedStore) and
 // a real agent (AgentCore + OfflineCache) in temp dirs, Manifests written
@@ -49,20 +49,7 @@ async function agent(h: TestHub, home: string, applier?: Applier, sealKey?: Seal
   const cache = await OfflineCache.open({ dir: join(home, 'db') });
   const receiver = new SyncReceiver(cache, silentLogger, () => h.clock.now(), {}, sealKey);
   const core = new AgentCore(
-    {
-      clusterRegName: 'edge',
-      clusterType: 'EdgeCluster',
-      clusterLabels: {},
-      clusterSyncMode: 'Pull',
-      clusterStatusUpdateFrequencyMs: 10_000,
-      clusterLeaseDurationMs: 30_000,
-      backoff: { baseMs: 1_000, capMs: 5_000, stableAfterMs: 60_000 },
-      bootstrapToken: h.token,
-      registerTimeoutMs: 10_000,
-      missedHeartbeatLimit: 3,
-      agentVersion: 'unit-test',
-      features,
-    },
+    edgeAgentOptions(h.token, { features }),
     { transport: h.transport.client(), reader: new StaticClusterReader(clusterStatus('ok')), cache, identityStore: new IdentityStore(home), logger: silentLogger, clock: h.clock, random: () => 0.5 },
   );
   core.registerHandler(receiver.handlerFactory());
@@ -82,10 +69,6 @@ async function agent(h: TestHub, home: string, applier?: Applier, sealKey?: Seal
   };
   cleanups.push(stop);
   return { core, cache, receiver, stop, loop };
-}
-
-async function clusterNamespace(h: TestHub): Promise<string> {
-  return waitFor('the cluster registered', async () => (await h.store.list('ManagedCluster')).items[0]?.object.metadata.namespace);
 }
 
 function manifest(ns: string, i: number, data = 'v1'): KubeObject {
