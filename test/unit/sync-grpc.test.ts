@@ -15,7 +15,7 @@ import { ManualClock } from '../../src/tunnel/clock.js';
 import { GrpcClientTransport, GrpcServerTransport } from '../../src/tunnel/grpc.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { type CertificateAuthority, createCertificateAuthority, createServingCertificate, type ServingCertificate } from '../../src/tunnel/tls.js';
-import { clusterStatus, silentLogger, tempDir, waitFor } from './support.js';
+import { clusterStatus, edgeAgentOptions, silentLogger, tempDir, waitFor } from './support.js';
 
 // Compression negotiation over real gRPC (TLS on loopback): one hub that
 // offers compression, an agent that offers it and one that does not (as an
@@ -70,20 +70,7 @@ describe('sync compression over real gRPC', () => {
       const receiver = new SyncReceiver(cache, silentLogger, () => clock.now());
       const transport = new GrpcClientTransport({ target: address, tls: { caPem: ca.certPem, serverNameOverride: 'localhost' } });
       const a = new AgentCore(
-        {
-          clusterRegName: name,
-          clusterType: 'EdgeCluster',
-          clusterLabels: {},
-          clusterSyncMode: 'Pull',
-          clusterStatusUpdateFrequencyMs: 10_000,
-          clusterLeaseDurationMs: 30_000,
-          backoff: { baseMs: 1_000, capMs: 5_000, stableAfterMs: 60_000 },
-          bootstrapToken: token,
-          registerTimeoutMs: 10_000,
-          missedHeartbeatLimit: 3,
-          agentVersion: 'unit-test',
-          features,
-        },
+        edgeAgentOptions(token, { clusterRegName: name, features }),
         { transport, reader: new StaticClusterReader(clusterStatus('ok')), cache, identityStore: new IdentityStore(home.path), logger: silentLogger, clock, random: () => 0.5 },
       );
       a.registerHandler(receiver.handlerFactory());
