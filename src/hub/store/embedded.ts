@@ -455,7 +455,17 @@ export class EmbeddedStore implements HubStore {
   private async next(kind: StoredKind, after: number): Promise<{ events: EventRecord[]; upTo: number }> {
     this.checkHistory(kind, after);
     if (after >= this.recentFloor) {
-      return { events: this.recent.filter((e) => e.rv > after && e.kind === kind), upTo: this.rv };
+      // The ring is in version order: start at the first event after `after` (every watcher wakes on every write; scanning the whole ring each time cost O(ring) per wake).
+      let lo = 0;
+      let hi = this.recent.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.recent[mid]!.rv <= after) lo = mid + 1;
+        else hi = mid;
+      }
+      const events: EventRecord[] = [];
+      for (let i = lo; i < this.recent.length; i++) if (this.recent[i]!.kind === kind) events.push(this.recent[i]!);
+      return { events, upTo: this.rv };
     }
     const upTo = this.rv;
     const page = await this.reading((db) => db.range<EventRecord>({ gt: eventKey(kind, after), lt: eventPrefix(kind) + end, limit: eventPageSize }));
