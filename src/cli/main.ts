@@ -6,8 +6,8 @@ import { UsageError } from './flags.js';
 // Commands load on demand: `hawser get` should not pay for the agent's Kubernetes client.
 type Run = (argv: string[]) => Promise<number>;
 const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
-  hub: { run: async () => (await import('./serve.js')).runHub, summary: 'run the hub' },
-  agent: { run: async () => (await import('./serve.js')).runAgent, summary: 'run an agent in an edge cluster' },
+  hub: { run: async () => (await import('./hub-command.js')).runHub, summary: 'run the hub' },
+  agent: { run: async () => (await import('./agent-command.js')).runAgent, summary: 'run an agent in an edge cluster' },
   approve: { run: async () => (await import('./client-commands.js')).runApprove, summary: 'approve a cluster registration request' },
   deny: { run: async () => (await import('./client-commands.js')).runDeny, summary: 'deny a cluster registration request' },
   apply: { run: async () => (await import('./client-commands.js')).runApply, summary: 'create or replace objects on the hub from files (Clusternet YAML as it is)' },
