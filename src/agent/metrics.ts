@@ -2,8 +2,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 // The agent's own metrics, served on --metrics-address when given. Counted in
-// plain numbers; prom-client (≈ 10 MB of RSS once loaded) is imported only
-// when /metrics is served, so an agent without --metrics-address never pays it.
+// plain numbers; prom-client (84 modules with @opentelemetry/api) is imported
+// only when /metrics is served, so an agent without --metrics-address never loads it.
 
 /** A gauge as the agent counts it: one number. */
 export class AgentGauge {
