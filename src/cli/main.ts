@@ -38,12 +38,14 @@ const commands: Record<string, { run: () => Promise<Run>; summary: string }> = {
  * generation's two semi-spaces from 1 MB to 16 MB under allocation (a sync, a
  * reconcile) and never gives them back: ~30 MB of RSS an idle agent keeps
  * (bench/agent-memory). Held at their first size they cost more, smaller
- * scavenges, which an agent's allocation rate makes cheap. Taken only where the
- * operator set no semi-space flag of their own (node flags, NODE_OPTIONS).
+ * scavenges, which an agent's allocation rate makes cheap; --optimize-for-size
+ * makes V8 favour memory over speed elsewhere too (heap growth, inlining).
+ * Taken only where the operator set no such flag of their own (node flags,
+ * NODE_OPTIONS).
  */
 function keepYoungGenerationSmall(): void {
-  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('semi-space'));
-  if (!given) setFlagsFromString('--semi-space-growth-factor=1');
+  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('semi-space') || a.includes('optimize-for-size'));
+  if (!given) setFlagsFromString('--semi-space-growth-factor=1 --optimize-for-size');
 }
 
 function usage(): string {
