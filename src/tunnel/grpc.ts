@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as http2Constants } from 'node:http2';
 import { rootCertificates } from 'node:tls';
 import { TunnelServiceService, type ConnectRequest, type ConnectResponse } from '../gen/hawser/v1/tunnel.js';
-import { decodeStreamChunk, encodeStreamChunk, type DecodedChunk } from './chunk.js';
+import { decodeStreamChunk, encodeStreamChunk, JoinedChunk, type DecodedChunk } from './chunk.js';
 import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
 import { ErrorCode, HawserError, isErrorCode } from './errors.js';
 import { FrameQueue } from './queue.js';
@@ -268,7 +268,17 @@ type StreamCall = grpc.ServerDuplexStream<DecodedChunk, Buffer> | grpc.ClientDup
  * taking from grpc-js above streamReadBufferBytes.
  */
 class GrpcStream extends StreamCore {
+  /** Bytes written to this stream and not yet through grpc-js's write (in flight, sealed or being joined). */
   private unsent = 0;
+  private inFlight = false;
+  /** Joined messages waiting for the one in flight. */
+  private sealed: Array<{ message: Buffer; dataBytes: number }> = [];
+  /** Chunks being joined into the next message. */
+  private building: JoinedChunk | undefined;
+  private endPending = false;
+  private endWritten = false;
+  private endCallWhenWritten = false;
+  private callEnded = false;
   private readonly room = new RoomWaiters();
   private abortingSelf = false;
 
@@ -316,35 +326,90 @@ class GrpcStream extends StreamCore {
     this.checkSignal(signal);
   }
 
-  private send(message: Buffer): Promise<void> {
-    const size = message.byteLength;
-    this.unsent += size;
+  /**
+   * Hands one message to grpc-js. Only one is in flight at a time: grpc-js's
+   * client sends a call's messages one by one, each after the last one's write
+   * completed, so chunks written meanwhile are joined into one large message
+   * (copied once, into it) instead of queueing as many small ones.
+   */
+  private writeMessage(message: Buffer, dataBytes: number): void {
+    this.inFlight = true;
     try {
       this.call.write(message, () => {
-        this.unsent -= size;
+        this.inFlight = false;
+        this.unsent -= dataBytes;
         if (this.unsent <= streamWriteBufferBytes) this.room.release();
+        this.pump();
       });
     } catch (err) {
-      const error = new HawserError(ErrorCode.Unavailable, `write to stream ${this.describe()} failed: ${(err as Error).message}`);
-      this.fail(error);
-      return Promise.reject(error);
+      this.inFlight = false;
+      this.fail(new HawserError(ErrorCode.Unavailable, `write to stream ${this.describe()} failed: ${(err as Error).message}`));
     }
-    return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
+  }
+
+  /** The chunks joined so far, as one message; the end marker rides on it when nothing else is left. */
+  private sealBuilding(): { message: Buffer; dataBytes: number } | undefined {
+    const b = this.building;
+    if (!b) return undefined;
+    this.building = undefined;
+    const withEnd = this.endPending && this.sealed.length === 0;
+    const message = b.seal(withEnd);
+    if (withEnd) this.endWritten = true;
+    return { message, dataBytes: b.bytes };
+  }
+
+  /** Sends what waits once nothing is in flight: sealed messages, the one being built, then the end marker. */
+  private pump(): void {
+    if (this.inFlight || this.isDone) return;
+    const next = this.sealed.shift() ?? this.sealBuilding();
+    if (next) {
+      this.writeMessage(next.message, next.dataBytes);
+    } else if (this.endPending && !this.endWritten) {
+      this.endWritten = true;
+      this.writeMessage(encodeStreamChunk(undefined, true), 0);
+    }
+    if (this.endWritten && !this.inFlight && this.sealed.length === 0 && !this.building) this.afterEndWritten();
+  }
+
+  private afterEndWritten(): void {
+    if (this.callEnded) return;
+    if (!this.server) {
+      this.callEnded = true;
+      (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).end();
+    } else if (this.endCallWhenWritten) {
+      this.callEnded = true;
+      (this.call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).end();
+      this.finish(undefined);
+    }
   }
 
   protected transmit(chunk: Uint8Array): Promise<void> {
-    return this.send(encodeStreamChunk(chunk, false));
+    this.unsent += chunk.byteLength;
+    if (!this.inFlight && this.sealed.length === 0 && !this.building) {
+      this.writeMessage(encodeStreamChunk(chunk, false), chunk.byteLength);
+    } else {
+      // Joined later, but copied now: the writer may reuse its buffer once write() resolves.
+      if (this.building && !this.building.fits(chunk.byteLength)) {
+        this.sealed.push({ message: this.building.seal(false), dataBytes: this.building.bytes });
+        this.building = undefined;
+      }
+      this.building ??= new JoinedChunk(maxStreamChunkBytes);
+      this.building.append(chunk);
+    }
+    if (this.isDone) return Promise.reject(this.failedWith ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
+    return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
   }
 
   protected transmitEnd(): void {
-    this.send(encodeStreamChunk(undefined, true)).catch(() => undefined);
-    if (!this.server) (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).end();
+    this.endPending = true;
+    this.pump();
   }
 
   protected override bothEnded(): void {
     if (this.server) {
-      (this.call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).end();
-      this.finish(undefined);
+      // The call's status goes once everything before it was handed to grpc-js.
+      this.endCallWhenWritten = true;
+      this.pump();
     }
     // The agent's end is over when the hub's status arrives.
   }
@@ -370,6 +435,8 @@ class GrpcStream extends StreamCore {
   }
 
   protected override onFinish(error: HawserError | undefined): void {
+    this.sealed = [];
+    this.building = undefined;
     this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
   }
 }

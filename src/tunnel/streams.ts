@@ -239,6 +239,11 @@ export abstract class StreamCore implements ByteStream {
     if (this.localEnded) this.bothEnded();
   }
 
+  /** Why the stream failed, once it did. */
+  protected get failedWith(): HawserError | undefined {
+    return this.failure;
+  }
+
   protected get hasEnded(): { local: boolean; peer: boolean } {
     return { local: this.localEnded, peer: this.peerEnded };
   }
