@@ -210,7 +210,7 @@ export async function startAgent(
     features: [
       Feature.Sync,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
-      ...(proxyKube ? [Feature.ProxyStreams] : []),
+      ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude] : []),
     ],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),

@@ -437,7 +437,8 @@ class GrpcStream extends StreamCore {
   protected override onFinish(error: HawserError | undefined): void {
     this.sealed = [];
     this.building = undefined;
-    this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
+    // Most streams end with nobody waiting: no error (and its stack) made for nobody.
+    if (this.room.waiting) this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
   }
 }
 

@@ -21,6 +21,7 @@ export type {
   FrameChannel,
   HubChannel,
   HubConnection,
+  OpenStreamOptions,
   ServerTransport,
   ServerTransportEvents,
   StreamAcceptor,
@@ -82,6 +83,7 @@ export * as wire from '../gen/hawser/v1/tunnel.js';
 export { contentSha256, desiredSetDigest, syncObjectId } from './sync-digest.js';
 export {
   bodyAfter,
+  decodeRequestHead,
   drained,
   encodeRequestHead,
   encodeResponseHead,

@@ -24,6 +24,8 @@ export const Feature = {
   Chunks: 'chunks',
   /** Proxied requests each on their own stream (openStream). */
   ProxyStreams: 'proxy-streams',
+  /** A proxied request's head rides in its OpenStream (prelude): the agent starts it before the stream is open. */
+  ProxyPrelude: 'proxy-prelude',
 } as const;
 export type Feature = (typeof Feature)[keyof typeof Feature];
 

@@ -65,6 +65,14 @@ export interface ByteStream {
 export interface StreamRequest {
   readonly id: string;
   readonly kind: string;
+  /** The stream's first bytes, sent in the request itself (OpenStream.prelude); only to an agent that negotiated it. */
+  readonly prelude?: Uint8Array;
+}
+
+/** How the hub asks for a stream. */
+export interface OpenStreamOptions {
+  /** Bytes the agent gets with the request, before the stream is open (StreamRequest.prelude). */
+  prelude?: Uint8Array;
 }
 
 /** What a hub session does with streams once it is authenticated. */
@@ -96,7 +104,7 @@ export interface HubConnection {
    * arrives. The signal cancels the wait and, later, the stream itself
    * (AbortSignal.timeout gives HAWSER_DEADLINE_EXCEEDED).
    */
-  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream>;
+  openStream(kind: string, signal?: AbortSignal, options?: OpenStreamOptions): Promise<ByteStream>;
   /** Streams open now (a gauge). */
   readonly openStreams: number;
   /** Ends the control stream and, first, every request stream. */
