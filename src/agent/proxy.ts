@@ -242,7 +242,7 @@ export class ProxyBackend {
   private httpsTargets(): { agent: Agent; secureContext: SecureContext } {
     if (!this.httpsTargetPool) {
       const secureContext = createSecureContext({ ca: [...rootCertificates, ...(this.options.httpsTargetCaPem ? [this.options.httpsTargetCaPem] : [])] });
-      this.httpsTargetPool = { secureContext, agent: new Agent({ keepAlive: true, secureContext }) };
+      this.httpsTargetPool = { secureContext, agent: new Agent({ keepAlive: true, noDelay: true, secureContext }) };
     }
     return this.httpsTargetPool;
   }
@@ -254,6 +254,8 @@ export class ProxyBackend {
       this.keepAliveKey = key;
       this.keepAlive = new Agent({
         keepAlive: true,
+        // A request's head goes out at once, not held for the previous segment's ACK.
+        noDelay: true,
         ...(options.ca ? { ca: options.ca } : {}),
         ...(options.cert ? { cert: options.cert } : {}),
         ...(options.key ? { key: options.key } : {}),

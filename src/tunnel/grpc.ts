@@ -308,11 +308,12 @@ class GrpcStream extends StreamCore {
       // Our agent half-closes only after its end marker; a bare end is grpc-js ending the
       // readable side of a call the agent reset (its 'cancelled' may come later).
       call.on('end', () => {
-        if (!this.hasEnded.peer) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
+        if (!this.hasEnded.peer && !this.isDone) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
       });
-      (call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).on('cancelled', () =>
-        this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`)),
-      );
+      // grpc-js reports 'cancelled' after a clean end too: an error (and its stack) only when it is news.
+      (call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).on('cancelled', () => {
+        if (!this.isDone) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
+      });
     } else {
       call.on('status', (status: grpc.StatusObject) => {
         if (status.code !== grpc.status.OK) return this.fail(hawserErrorFromStatus(status));
@@ -519,11 +520,16 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
       return Promise.reject(new HawserError(ErrorCode.SessionEnded, `cannot open stream ${kind}/${id}: ${(err as Error).message}`));
     }
     const stream = new GrpcStream(kind, id, signal, call, undefined, this.target);
+    let isTaken = false;
     const taken = new Promise<ByteStream>((resolve, reject) => {
       call.on('metadata', (m: grpc.Metadata) => {
-        if (m.get(streamAcceptedKey)[0] === 'accepted') resolve(stream);
+        if (m.get(streamAcceptedKey)[0] !== 'accepted') return;
+        isTaken = true;
+        resolve(stream);
       });
-      void stream.closed.then((e) => reject(e ?? new HawserError(ErrorCode.StreamRefused, `the hub ended stream ${kind}/${id} without taking it`)));
+      void stream.closed.then((e) => {
+        if (!isTaken) reject(e ?? new HawserError(ErrorCode.StreamRefused, `the hub ended stream ${kind}/${id} without taking it`));
+      });
     });
     this.registry.track(stream);
     stream.start(signal);
@@ -565,6 +571,9 @@ class BoundedHandshakeCredentials extends grpc.ServerCredentials {
       {
         handshakeTimeout: handshakeTimeoutMs,
         requestCert: false,
+        // No Nagle: a small frame (an OpenStream, a response's last bytes) goes out now, not
+        // after the peer's delayed ACK of the one before it (up to 40 ms per request).
+        noDelay: true,
         // These replace grpc-js's own settings (which carry only the stream bound): keep it.
         settings: { maxConcurrentStreams, initialWindowSize: streamWindowBytes },
       } as ConstructorParameters<typeof grpc.ServerCredentials>[0],
