@@ -107,10 +107,12 @@ export class ProxyBackend {
           this.options.logger.warn({ kind: quoteBounded(kind, 64) }, 'the hub asked for a stream this agent does not serve');
           return;
         }
-        const opened = session.openStream(proxyStreamKind, session.ended, { requestId: streamId });
+        const early = frame.value.prelude.byteLength > 0;
+        // With the head in hand the answer may start before the hub's acceptance comes back.
+        const opened = session.openStream(proxyStreamKind, session.ended, { requestId: streamId, early });
         const failed = (err: unknown) => this.options.logger.debug({ err: toHawserError(err).message, streamId: quoteBounded(streamId, 64) }, 'could not open a proxy stream');
         // The head came with the request (feature proxy-prelude): the target is asked while the stream opens.
-        if (frame.value.prelude.byteLength > 0) void this.serveEarly(opened, frame.value.prelude, failed);
+        if (early) void this.serveEarly(opened, frame.value.prelude, failed);
         else opened.then((stream) => void this.serve(stream), failed);
       },
     };

@@ -21,6 +21,7 @@ import {
 import type {
   AgentChannel,
   AgentConnection,
+  AgentOpenStreamOptions,
   AgentConnectionTestHooks,
   ByteStream,
   ConnectionClientTransport,
@@ -484,9 +485,9 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
     return this.registry.openStreams;
   }
 
-  async openStream(kind: string, signal?: AbortSignal, options: { requestId?: string } = {}): Promise<ByteStream> {
+  async openStream(kind: string, signal?: AbortSignal, options: AgentOpenStreamOptions = {}): Promise<ByteStream> {
     const id = this.registry.check(kind, options.requestId, signal);
-    return this.openAs(await this.sessionToken(signal), kind, id, signal);
+    return this.openAs(await this.sessionToken(signal), kind, id, signal, options.early ?? false);
   }
 
   /** The session token, once the hub's response headers brought it. */
@@ -504,7 +505,7 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
     return this.openAs(sessionToken, kind, this.registry.check(kind, undefined, signal), signal);
   }
 
-  private openAs(token: string, kind: string, id: string, signal: AbortSignal | undefined): Promise<ByteStream> {
+  private openAs(token: string, kind: string, id: string, signal: AbortSignal | undefined, early = false): Promise<ByteStream> {
     const ended = this.registry.endedWith;
     if (ended) return Promise.reject(sessionEnded(ended));
     const metadata = new grpc.Metadata();
@@ -533,6 +534,11 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
     });
     this.registry.track(stream);
     stream.start(signal);
+    if (early) {
+      // grpc-js sends what is written after the call's headers; a refusal fails the stream.
+      taken.catch(() => undefined);
+      return stream.isDone ? taken : Promise.resolve(stream);
+    }
     return taken;
   }
 

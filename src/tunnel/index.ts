@@ -14,6 +14,7 @@ export type {
   AgentChannel,
   AgentConnection,
   AgentConnectionTestHooks,
+  AgentOpenStreamOptions,
   ByteStream,
   ClientTransport,
   ConnectionClientTransport,

@@ -112,6 +112,16 @@ export interface HubConnection {
   readonly closed: Promise<HawserError | undefined>;
 }
 
+export interface AgentOpenStreamOptions {
+  /** Answers the hub's OpenStream with this id; without it the stream is the agent's own. */
+  requestId?: string;
+  /**
+   * Resolves at once, before the hub took the stream, so writes start without waiting a
+   * round trip (for a stream the hub asked for); a refusal then fails the stream instead.
+   */
+  early?: boolean;
+}
+
 /** The agent's side of its connection to the hub. */
 export interface AgentConnection {
   readonly control: AgentChannel;
@@ -121,7 +131,7 @@ export interface AgentConnection {
    * Resolves once the hub took it; rejects with HAWSER_STREAM_REFUSED,
    * HAWSER_STREAM_UNBOUND, HAWSER_SESSION_ENDED or the signal's reason.
    */
-  openStream(kind: string, signal?: AbortSignal, options?: { requestId?: string }): Promise<ByteStream>;
+  openStream(kind: string, signal?: AbortSignal, options?: AgentOpenStreamOptions): Promise<ByteStream>;
   readonly openStreams: number;
   /**
    * Ends every request stream, then the control stream. The HTTP/2

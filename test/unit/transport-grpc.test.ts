@@ -152,4 +152,12 @@ describe('gRPC request streams against a hostile agent', () => {
     expect(received.length).toBeLessThanOrEqual(1 + Math.ceil((pieces.length * 1024) / maxStreamChunkBytes));
     expect(Math.max(...received.map((c) => c.byteLength))).toBe(maxStreamChunkBytes);
   });
+
+  it('an early stream resolves before the hub took it; a refusal then fails the stream with its code', async () => {
+    const { agent, refused } = await hubAndAgent();
+    const stream = await agent.openStream('proxy', undefined, { requestId: 'h999', early: true });
+    expect((await stream.closed)?.code).toBe(ErrorCode.StreamRefused);
+    expect(refused).toEqual([ErrorCode.StreamRefused]);
+    await expect(stream.write(Buffer.from('late'))).rejects.toMatchObject({ code: ErrorCode.StreamRefused });
+  });
 });
