@@ -211,7 +211,7 @@ export async function startAgent(
       Feature.Sync,
       Feature.LocalDigest,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
-      ...(proxyKube ? [Feature.ProxyStreams] : []),
+      ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude] : []),
     ],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
