@@ -849,6 +849,8 @@ export interface GrpcClientOptions {
   keepaliveTimeMs?: number;
   /** A ping unanswered this long means the hub is gone. */
   keepaliveTimeoutMs?: number;
+  /** Tests only: keep the HTTP/2 connection open after its session ended (a hostile agent reusing it). */
+  keepConnectionAfterSession?: boolean;
 }
 
 export class GrpcClientTransport implements ConnectionClientTransport {
@@ -938,6 +940,7 @@ export class GrpcClientTransport implements ConnectionClientTransport {
     // 100 ms..1 s backoff) while the agent backs off, and on a link that came back would
     // open a TCP+TLS connection nobody uses (about 2 KB) just before the agent's own dial.
     void control.closed.then(() => {
+      if (this.options.keepConnectionAfterSession) return;
       client.close();
       if (this.client === client) this.client = undefined;
     });
