@@ -103,11 +103,12 @@ async function startHub(dir: string, ports: { tunnel: number; api: number }, pki
   );
   closeSync(logFd);
   const apiUrl = `http://127.0.0.1:${ports.api}`;
-  const deadline = Date.now() + 30_000;
+  // A restart under 1,000 redialling agents on a loaded machine took over 30 s to answer.
+  const deadline = Date.now() + 180_000;
   for (;;) {
     if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}; see ${join(dir, 'hub.log')}`);
     if (await fetch(`${apiUrl}/healthz`).then((r) => r.ok, () => false)) break;
-    if (Date.now() > deadline) throw new Error('hub not healthy within 30s');
+    if (Date.now() > deadline) throw new Error('hub not healthy within 180s');
     await sleep(100);
   }
   return { cp, apiUrl };

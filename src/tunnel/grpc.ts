@@ -775,8 +775,10 @@ class AgentTlsCredentials extends grpc.ChannelCredentials {
     return other === this;
   }
 
-  _createSecureConnector(channelTarget: { path: string }, _options: grpc.ChannelOptions, callCredentials?: grpc.CallCredentials): grpc.experimental.SecureConnector {
-    const host = hostOf(channelTarget.path);
+  _createSecureConnector(channelTarget: { path: string }, options: grpc.ChannelOptions, callCredentials?: grpc.CallCredentials): grpc.experimental.SecureConnector {
+    // Through an HTTP CONNECT proxy (https_proxy), grpc-js names the real target here.
+    const connectTarget = options['grpc.http_connect_target'] as string | undefined;
+    const host = hostOf(connectTarget ? connectTarget.replace(/^dns:(\/\/[^/]*\/)?/, '') : channelTarget.path);
     const servername = this.serverNameOverride ?? host;
     const cache = this.cache;
     const secureContext = this.secureContext;
