@@ -80,6 +80,12 @@ interface Hub {
   apiUrl: string;
 }
 
+/** Hubs this run started: a failed run must not leave one behind. */
+const hubProcesses = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const cp of hubProcesses) if (cp.exitCode === null && cp.signalCode === null) cp.kill('SIGKILL');
+});
+
 async function startHub(dir: string, ports: { tunnel: number; api: number }, pki: { certFile: string; keyFile: string }, phase: Phase): Promise<Hub> {
   const logFd = openSync(join(dir, 'hub.log'), 'a');
   const operatorTokensFile = join(dir, 'operator-tokens');
@@ -102,6 +108,7 @@ async function startHub(dir: string, ports: { tunnel: number; api: number }, pki
     { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
   );
   closeSync(logFd);
+  hubProcesses.add(cp);
   const apiUrl = `http://127.0.0.1:${ports.api}`;
   // A restart under 1,000 redialling agents on a loaded machine took over 30 s to answer.
   const deadline = Date.now() + 180_000;
