@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { constants as http2Constants } from 'node:http2';
-import { rootCertificates } from 'node:tls';
+import type { Socket } from 'node:net';
+import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { TunnelServiceService, type ConnectRequest, type ConnectResponse } from '../gen/hawser/v1/tunnel.js';
 import { decodeStreamChunk, encodeStreamChunk, JoinedChunk, type DecodedChunk } from './chunk.js';
 import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
@@ -817,6 +818,112 @@ export class GrpcServerTransport implements ConnectionServerTransport {
   }
 }
 
+/** The agent's TLS session to resume on its next dial, one per transport (so per hub address). */
+export interface TlsSessionCache {
+  session: Buffer | undefined;
+  /** Handshakes that resumed the cached session (metrics, tests). */
+  resumed: number;
+  full: number;
+}
+
+/**
+ * The agent's TLS credentials: grpc-js's own createSsl, plus two things it
+ * lacks. (1) Session resumption: the ticket the hub sent on the last
+ * connection is offered on the next dial (TLS 1.3 PSK), which spares the hub
+ * a signature and the link the certificate chain. A ticket is only good with
+ * the hub that issued it; any other server (another certificate, another
+ * process) cannot use it and gets a full handshake, verified against the
+ * trusted CAs as always. (2) A closed channel's connector refuses to connect:
+ * grpc-js keeps a subchannel that failed to connect retrying once after its
+ * backoff even when its channel was closed, and on a link that came back that
+ * retry opened a TLS connection nobody used and nobody closed.
+ */
+class AgentTlsCredentials extends grpc.ChannelCredentials {
+  private readonly secureContext: SecureContext;
+
+  constructor(
+    caPem: string | undefined,
+    private readonly serverNameOverride: string | undefined,
+    private readonly cache: TlsSessionCache,
+  ) {
+    super();
+    this.secureContext = createSecureContext({ ca: caPem ?? [...rootCertificates] });
+  }
+
+  _isSecure(): boolean {
+    return true;
+  }
+
+  _equals(other: grpc.ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  _createSecureConnector(channelTarget: { path: string }, options: grpc.ChannelOptions, callCredentials?: grpc.CallCredentials): grpc.experimental.SecureConnector {
+    // Through an HTTP CONNECT proxy (https_proxy), grpc-js names the real target here.
+    const connectTarget = options['grpc.http_connect_target'] as string | undefined;
+    const host = hostOf(connectTarget ? connectTarget.replace(/^dns:(\/\/[^/]*\/)?/, '') : channelTarget.path);
+    const servername = this.serverNameOverride ?? host;
+    const cache = this.cache;
+    const secureContext = this.secureContext;
+    let destroyed = false;
+    return {
+      connect(socket: Socket) {
+        if (destroyed) {
+          socket.destroy();
+          return Promise.reject(new Error('the channel was closed'));
+        }
+        return new Promise((resolve, reject) => {
+          const tlsSocket = tlsConnect(
+            {
+              socket,
+              secureContext,
+              // An IP address is no SNI name; the certificate check still covers it.
+              ...(isIp(servername) ? {} : { servername }),
+              ALPNProtocols: ['h2'],
+              ...(cache.session ? { session: cache.session } : {}),
+              checkServerIdentity: (_host, cert) => checkServerIdentity(servername, cert),
+            },
+            () => {
+              if (!tlsSocket.authorized) {
+                tlsSocket.destroy();
+                reject(tlsSocket.authorizationError);
+                return;
+              }
+              if (tlsSocket.isSessionReused()) cache.resumed++;
+              else cache.full++;
+              resolve({ socket: tlsSocket, secure: true });
+            },
+          );
+          tlsSocket.on('session', (session: Buffer) => {
+            cache.session = session;
+          });
+          tlsSocket.on('error', (error) => {
+            // A handshake that failed must not be retried with the same ticket.
+            cache.session = undefined;
+            reject(error);
+          });
+        });
+      },
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => callCredentials ?? grpc.credentials.createEmpty(),
+      destroy() {
+        destroyed = true;
+      },
+    };
+  }
+}
+
+function hostOf(target: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(target);
+  if (bracketed) return bracketed[1]!;
+  const i = target.lastIndexOf(':');
+  return i > 0 && target.indexOf(':') === i ? target.slice(0, i) : target;
+}
+
+function isIp(host: string): boolean {
+  return /^\d+\.\d+\.\d+\.\d+$/.test(host) || host.includes(':');
+}
+
 export interface GrpcClientOptions {
   /** host:port of the hub. */
   target: string;
@@ -827,6 +934,8 @@ export interface GrpcClientOptions {
   keepaliveTimeMs?: number;
   /** A ping unanswered this long means the hub is gone. */
   keepaliveTimeoutMs?: number;
+  /** Tests only: keep the HTTP/2 connection open after its session ended (a hostile agent reusing it). */
+  keepConnectionAfterSession?: boolean;
 }
 
 export class GrpcClientTransport implements ConnectionClientTransport {
@@ -835,22 +944,23 @@ export class GrpcClientTransport implements ConnectionClientTransport {
   private readonly channelOptions: grpc.ChannelOptions;
   private readonly inCodec: FrameCodec<ConnectResponse>;
   private readonly outCodec = agentFrameCodec();
+  /** The TLS session offered on the next dial, and how many handshakes resumed one. */
+  readonly tlsSessions: TlsSessionCache = { session: undefined, resumed: 0, full: 0 };
 
   constructor(readonly options: GrpcClientOptions) {
     const maxFrameBytes = options.maxFrameBytes ?? defaultMaxFrameBytes;
     this.inCodec = hubFrameCodec(maxFrameBytes);
-    this.credentials =
-      options.tls === 'insecure'
-        ? grpc.credentials.createInsecure()
-        : grpc.credentials.createSsl(options.tls.caPem ? Buffer.from(options.tls.caPem) : null);
+    this.credentials = options.tls === 'insecure' ? grpc.credentials.createInsecure() : this.tlsCredentials(options.tls.caPem);
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': maxFrameBytes * 2,
       'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 20_000,
       'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs ?? 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       // Our own reconnect loop owns backoff; the channel should not add its own on top.
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1_000,
+      // Each dial is a fresh channel, so grpc-js's retry of a failed connection is never
+      // wanted: an hour keeps a closed channel's leftover subchannel quiet (see AgentTlsCredentials).
+      'grpc.initial_reconnect_backoff_ms': 3_600_000,
+      'grpc.max_reconnect_backoff_ms': 3_600_000,
       'grpc.enable_retries': 0,
       // Each transport dials its own HTTP/2 connection, never one shared through grpc-js's
       // global pool with another transport to the same hub (another agent in this process).
@@ -875,7 +985,14 @@ export class GrpcClientTransport implements ConnectionClientTransport {
   setExtraTrustedCas(caPems: readonly string[]): void {
     if (this.options.tls === 'insecure') return;
     const base = this.options.tls.caPem ? [this.options.tls.caPem] : [...rootCertificates];
-    this.credentials = grpc.credentials.createSsl(Buffer.from([...base, ...caPems].map((p) => p.trimEnd()).join('\n') + '\n'));
+    // A session verified under the old trust must not carry over into the new one.
+    this.tlsSessions.session = undefined;
+    this.credentials = this.tlsCredentials([...base, ...caPems].map((p) => p.trimEnd()).join('\n') + '\n');
+  }
+
+  private tlsCredentials(caPem: string | undefined): grpc.ChannelCredentials {
+    const override = this.options.tls === 'insecure' ? undefined : this.options.tls.serverNameOverride;
+    return new AgentTlsCredentials(caPem, override || undefined, this.tlsSessions);
   }
 
   /**
@@ -903,6 +1020,15 @@ export class GrpcClientTransport implements ConnectionClientTransport {
       { waitForReady: false } as grpc.CallOptions,
     );
     const control = new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.outCodec, this.options.target, false);
+    // The session is over when its control stream is: close its client now, not at the next
+    // dial. An abandoned grpc-js channel keeps redialling in the background (its own
+    // 100 ms..1 s backoff) while the agent backs off, and on a link that came back would
+    // open a TCP+TLS connection nobody uses (about 2 KB) just before the agent's own dial.
+    void control.closed.then(() => {
+      if (this.options.keepConnectionAfterSession) return;
+      client.close();
+      if (this.client === client) this.client = undefined;
+    });
     return new GrpcAgentConnection(client, call, control, this.options.target);
   }
 

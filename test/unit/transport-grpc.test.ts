@@ -65,7 +65,7 @@ describe('gRPC request streams against a hostile agent', () => {
       },
       { streamRefused: (error) => refused.push(error.code) },
     );
-    client = new GrpcClientTransport({ target: listener.address, tls: { caPem: ca.certPem, serverNameOverride: 'localhost' } });
+    client = new GrpcClientTransport({ target: listener.address, tls: { caPem: ca.certPem, serverNameOverride: 'localhost' }, keepConnectionAfterSession: true });
     const agent = client.connect();
     const token = await agent.sessionToken();
     const hub = await waitFor('the hub connection', () => hubs[0]);
