@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { boundedText, quoteBounded } from '../api/index.js';
 import {
+  agentFramePriority,
   type AgentChannel,
   type AgentConnection,
   type ClientTransport,
@@ -10,6 +11,7 @@ import {
   HawserError,
   isErrorCode,
   type Negotiated,
+  PrioritySender,
   type TimerHandle,
   toHawserError,
   type wire,
@@ -155,11 +157,13 @@ function startRouting(
 ): AgentSessionRouter {
   const ending = new AbortController();
   void channel.closed.then(() => ending.abort());
+  // Heartbeats never wait behind apply reports queued here (src/tunnel/queue.ts).
+  const sender = new PrioritySender<wire.ConnectRequest>((frame) => channel.send(frame), agentFramePriority);
   const session: AgentSession = {
     clusterName: welcome.clusterName,
     negotiated,
     since: deps.clock.now(),
-    send: (frame) => channel.send(frame),
+    send: (frame) => sender.send(frame),
     ended: ending.signal,
   };
   if (connection) {
@@ -171,7 +175,7 @@ function startRouting(
   }
   const heartbeater = new Heartbeater(
     {
-      send: (heartbeat) => channel.send({ frame: { $case: 'heartbeat', value: heartbeat } }),
+      send: (heartbeat) => sender.send({ frame: { $case: 'heartbeat', value: heartbeat } }),
       readStatus: (previous) => deps.readStatus(previous),
       clock: deps.clock,
       fail,

@@ -50,3 +50,87 @@ export class FrameQueue<T> {
     }
   }
 }
+
+/**
+ * How a frame waits for the link. `urgent` frames (heartbeats and their acks:
+ * the lease) go to the transport at once, never behind anything queued here;
+ * `normal` ones (control: acks, announcements) wait only behind each other;
+ * `bulk` ones (sync data, reports) go when nothing else waits.
+ */
+export type SendPriority = 'urgent' | 'normal' | 'bulk';
+
+interface Waiting<T> {
+  frame: T;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+/**
+ * A priority send queue over one frame stream. Non-urgent frames go to the
+ * transport one at a time, each once the one before was taken (the transport's
+ * send waits for drain), so what is queued stays here, where an urgent or
+ * control frame can still overtake it, and not in the transport's buffer.
+ * Within a priority, frames keep their order.
+ */
+export class PrioritySender<T> {
+  private readonly waiting: Record<'normal' | 'bulk', Array<Waiting<T>>> = { normal: [], bulk: [] };
+  private busy = false;
+
+  constructor(
+    private readonly transmit: (frame: T) => Promise<void>,
+    private readonly classify: (frame: T) => SendPriority,
+  ) {}
+
+  /** Resolves once the transport took the frame; rejects as the transport's send does. */
+  send(frame: T): Promise<void> {
+    const priority = this.classify(frame);
+    if (priority === 'urgent') return this.transmit(frame);
+    return new Promise<void>((resolve, reject) => {
+      this.waiting[priority].push({ frame, resolve, reject });
+      this.pump();
+    });
+  }
+
+  /** Frames waiting here now (tests). */
+  get queued(): number {
+    return this.waiting.normal.length + this.waiting.bulk.length;
+  }
+
+  private pump(): void {
+    if (this.busy) return;
+    const next = this.waiting.normal.shift() ?? this.waiting.bulk.shift();
+    if (!next) return;
+    this.busy = true;
+    this.transmit(next.frame).then(
+      () => {
+        next.resolve();
+        this.busy = false;
+        this.pump();
+      },
+      (error: unknown) => {
+        next.reject(error);
+        this.busy = false;
+        this.pump();
+      },
+    );
+  }
+}
+
+type FrameCase = { frame?: { $case: string } | undefined };
+
+/** The hub's frames by priority: heartbeat acks first, sync data last. */
+export function hubFramePriority(frame: FrameCase): SendPriority {
+  const kind = frame.frame?.$case;
+  if (kind === 'heartbeatAck') return 'urgent';
+  // confirmPrune keeps its place among the sync frames it follows.
+  if (kind === 'syncBegin' || kind === 'syncObject' || kind === 'syncEnd' || kind === 'syncCompressed' || kind === 'confirmPrune') return 'bulk';
+  return 'normal';
+}
+
+/** The agent's frames by priority: heartbeats (lease renewals) first, apply reports last; sync acks are control (they clock the hub's sending). */
+export function agentFramePriority(frame: FrameCase): SendPriority {
+  const kind = frame.frame?.$case;
+  if (kind === 'heartbeat') return 'urgent';
+  if (kind === 'applyReport') return 'bulk';
+  return 'normal';
+}
