@@ -146,6 +146,13 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
   }
 }
 
+/**
+ * An apply report this large (hundreds of objects) takes seconds of a slow
+ * link: the next one waits until the hub has it, so the socket never holds
+ * more than one ahead of a heartbeat.
+ */
+const reportPaceBytes = 16 * 1024;
+
 /** The welcomed session: its handlers (heartbeats first, then every registered one) behind one router. */
 function startRouting(
   deps: SessionDeps,
@@ -157,8 +164,14 @@ function startRouting(
 ): AgentSessionRouter {
   const ending = new AbortController();
   void channel.closed.then(() => ending.abort());
-  // Heartbeats never wait behind apply reports queued here (src/tunnel/queue.ts).
-  const sender = new PrioritySender<wire.ConnectRequest>((frame) => channel.send(frame), agentFramePriority);
+  // Heartbeats never wait behind apply reports queued here (src/tunnel/queue.ts);
+  // a large report holds the next until a heartbeat sent after it is acked, and
+  // a newer report replaces one still queued.
+  const sender = new PrioritySender<wire.ConnectRequest>((frame) => channel.send(frame), agentFramePriority, {
+    pacing: { paceBytes: reportPaceBytes, bytesOut: () => channel.bytesOut },
+    supersedes: (older, newer) => older.frame?.$case === 'applyReport' && newer.frame?.$case === 'applyReport',
+  });
+  void channel.closed.then((error) => sender.close(error ?? new HawserError(ErrorCode.Unavailable, 'session ended')));
   const session: AgentSession = {
     clusterName: welcome.clusterName,
     negotiated,
@@ -179,7 +192,10 @@ function startRouting(
       readStatus: (previous) => deps.readStatus(previous),
       clock: deps.clock,
       fail,
-      rtt: (ms) => deps.recordRtt(ms),
+      rtt: (ms) => {
+        sender.urgentAcked();
+        deps.recordRtt(ms);
+      },
     },
     deps.heartbeatTiming(welcome.heartbeatIntervalMs),
   );

@@ -65,30 +65,71 @@ interface Waiting<T> {
   reject: (error: unknown) => void;
 }
 
+export interface PacingOptions<T> {
+  /**
+   * A bulk frame of at least this many bytes holds the next one back until an
+   * urgent frame sent after it is acknowledged (urgentAcked): the peer has it,
+   * so it no longer sits in the socket or the link ahead of the next urgent
+   * frame. Without it bulk frames are paced by the transport alone.
+   */
+  paceBytes: number;
+  /** Bytes the transport has taken so far (a frame's size is the difference). */
+  bytesOut(): number;
+}
+
 /**
  * A priority send queue over one frame stream. Non-urgent frames go to the
  * transport one at a time, each once the one before was taken (the transport's
  * send waits for drain), so what is queued stays here, where an urgent or
  * control frame can still overtake it, and not in the transport's buffer.
- * Within a priority, frames keep their order.
+ * Within a priority, frames keep their order; a queued bulk frame that a newer
+ * one supersedes (`supersedes`, e.g. a report replaced by a later one) is
+ * dropped, its send resolved.
  */
 export class PrioritySender<T> {
   private readonly waiting: Record<'normal' | 'bulk', Array<Waiting<T>>> = { normal: [], bulk: [] };
   private busy = false;
+  private closedWith: unknown;
+  private urgentSent = 0;
+  private urgentAcks = 0;
+  /** Bulk waits until this many urgent frames are acknowledged. */
+  private holdUntilAcks = 0;
 
   constructor(
     private readonly transmit: (frame: T) => Promise<void>,
     private readonly classify: (frame: T) => SendPriority,
+    private readonly options: { pacing?: PacingOptions<T>; supersedes?: (older: T, newer: T) => boolean } = {},
   ) {}
 
-  /** Resolves once the transport took the frame; rejects as the transport's send does. */
+  /** Resolves once the transport took the frame; rejects as the transport's send does, or once closed. */
   send(frame: T): Promise<void> {
+    if (this.closedWith !== undefined) return Promise.reject(this.closedWith);
     const priority = this.classify(frame);
-    if (priority === 'urgent') return this.transmit(frame);
+    if (priority === 'urgent') {
+      this.urgentSent++;
+      return this.transmit(frame);
+    }
     return new Promise<void>((resolve, reject) => {
-      this.waiting[priority].push({ frame, resolve, reject });
+      const queue = this.waiting[priority];
+      if (priority === 'bulk' && this.options.supersedes) {
+        const at = queue.findIndex((w) => this.options.supersedes!(w.frame, frame));
+        if (at >= 0) queue.splice(at, 1)[0]!.resolve();
+      }
+      queue.push({ frame, resolve, reject });
       this.pump();
     });
+  }
+
+  /** The peer acknowledged the oldest urgent frame not yet acknowledged (e.g. a heartbeat ack). */
+  urgentAcked(): void {
+    this.urgentAcks++;
+    this.pump();
+  }
+
+  /** Fails every frame still queued, and every later send. */
+  close(error: unknown): void {
+    this.closedWith = error;
+    for (const w of [...this.waiting.normal.splice(0), ...this.waiting.bulk.splice(0)]) w.reject(error);
   }
 
   /** Frames waiting here now (tests). */
@@ -98,17 +139,26 @@ export class PrioritySender<T> {
 
   private pump(): void {
     if (this.busy) return;
-    const next = this.waiting.normal.shift() ?? this.waiting.bulk.shift();
+    let next = this.waiting.normal.shift();
+    let bulk = false;
+    if (!next && this.urgentAcks >= this.holdUntilAcks) {
+      next = this.waiting.bulk.shift();
+      bulk = next !== undefined;
+    }
     if (!next) return;
+    const taken = next;
     this.busy = true;
-    this.transmit(next.frame).then(
+    const before = this.options.pacing?.bytesOut() ?? 0;
+    this.transmit(taken.frame).then(
       () => {
-        next.resolve();
+        const pacing = this.options.pacing;
+        if (bulk && pacing && pacing.bytesOut() - before >= pacing.paceBytes) this.holdUntilAcks = this.urgentSent + 1;
+        taken.resolve();
         this.busy = false;
         this.pump();
       },
       (error: unknown) => {
-        next.reject(error);
+        taken.reject(error);
         this.busy = false;
         this.pump();
       },

@@ -73,6 +73,41 @@ describe('priority send queue', () => {
     await second;
   });
 
+  it('a large bulk frame holds the next until an urgent frame sent after it is acked; a newer report replaces a queued one', async () => {
+    const t = heldTransport();
+    let out = 0;
+    const sizes: Record<string, number> = { b1: 20_000, b2: 20_000, b3: 100, u0: 10, u1: 10 };
+    const sender = new PrioritySender(
+      (f: string) => {
+        out += sizes[f] ?? 0;
+        return t.transmit(f);
+      },
+      byName,
+      { pacing: { paceBytes: 16_000, bytesOut: () => out }, supersedes: (older, newer) => older.startsWith('b') && newer.startsWith('b') },
+    );
+    void sender.send('u0');
+    void sender.send('b1');
+    t.pending.splice(0, 2).forEach((p) => p.release());
+    await settle();
+    // b1 was large: b2 waits; b3 replaces it in the queue (its send resolves at once).
+    const b2 = sender.send('b2');
+    const b3 = sender.send('b3');
+    await b2;
+    expect(t.taken).toEqual(['u0', 'b1']);
+    // The ack of a heartbeat sent before b1 went out does not release it.
+    sender.urgentAcked();
+    await settle();
+    expect(t.taken).toEqual(['u0', 'b1']);
+    void sender.send('u1');
+    sender.urgentAcked();
+    await settle();
+    expect(t.taken).toEqual(['u0', 'b1', 'u1', 'b3']);
+    t.pending.splice(1, 1)[0]!.release();
+    await b3;
+    sender.close(new HawserError(ErrorCode.Unavailable, 'ended'));
+    await expect(sender.send('n1')).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+  });
+
   it('heartbeats and their acks are urgent, sync data and apply reports bulk, sync acks control', () => {
     expect(hubFramePriority({ frame: { $case: 'heartbeatAck' } })).toBe('urgent');
     for (const kind of ['syncBegin', 'syncObject', 'syncEnd', 'syncCompressed', 'confirmPrune']) expect(hubFramePriority({ frame: { $case: kind } })).toBe('bulk');
@@ -253,7 +288,7 @@ describe('a subscription changed again mid-transfer sends the newer rendering', 
     for (let i = 0; i < count; i++) rv = Number(await h.store.put('Manifest', { namespace: ns, name: `o${i}` }, manifest(ns, `o${i}`, { v: 'new', blob: noise(2000) })));
     a.open();
     await waitFor('the newer renderings acked', async () => (await a.acked()) >= rv);
-    const held = (await a.receiver.desired()).objects.map((o) => (o.object as { data: { v: string } }).data.v);
+    const held = (await a.receiver.desired()).objects.map((o) => (o.object as unknown as { data: { v: string } }).data.v);
     expect(held).toEqual(Array.from({ length: count }, () => 'new'));
     const stats = h.stats.of('edge');
     expect(stats.coalesced).toBe(count - sentStale);
