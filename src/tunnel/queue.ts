@@ -65,7 +65,7 @@ interface Waiting<T> {
   reject: (error: unknown) => void;
 }
 
-export interface PacingOptions<T> {
+export interface PacingOptions {
   /**
    * A bulk frame of at least this many bytes holds the next one back until an
    * urgent frame sent after it is acknowledged (urgentAcked): the peer has it,
@@ -98,7 +98,7 @@ export class PrioritySender<T> {
   constructor(
     private readonly transmit: (frame: T) => Promise<void>,
     private readonly classify: (frame: T) => SendPriority,
-    private readonly options: { pacing?: PacingOptions<T>; supersedes?: (older: T, newer: T) => boolean } = {},
+    private readonly options: { pacing?: PacingOptions; supersedes?: (older: T, newer: T) => boolean } = {},
   ) {}
 
   /** Resolves once the transport took the frame; rejects as the transport's send does, or once closed. */
