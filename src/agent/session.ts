@@ -14,7 +14,7 @@ import {
   PrioritySender,
   type TimerHandle,
   toHawserError,
-  type wire,
+  wire,
 } from '../tunnel/index.js';
 import type { Handshake } from './handshake.js';
 import { Heartbeater, type HeartbeatTiming } from './heartbeater.js';
@@ -152,6 +152,8 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
  * more than one ahead of a heartbeat.
  */
 const reportPaceBytes = 16 * 1024;
+/** A transfer's acks this close together are one transfer: reports wait for its end. */
+const reportQuietMs = 1_000;
 
 /** The welcomed session: its handlers (heartbeats first, then every registered one) behind one router. */
 function startRouting(
@@ -169,6 +171,13 @@ function startRouting(
   // a newer report replaces one still queued.
   const sender = new PrioritySender<wire.ConnectRequest>((frame) => channel.send(frame), agentFramePriority, {
     pacing: { paceBytes: reportPaceBytes, bytesOut: () => channel.bytesOut },
+    // Reports wait for a pause in a transfer: they would hold its acks back on a slow link.
+    quiet: {
+      busy: (frame) => frame.frame?.$case === 'syncAck' || frame.frame?.$case === 'syncChunkAck',
+      holds: (frame) => frame.frame?.$case === 'applyReport' && wire.ConnectRequest.encode(frame).finish().length >= reportPaceBytes,
+      quietMs: reportQuietMs,
+      clock: deps.clock,
+    },
     supersedes: (older, newer) => older.frame?.$case === 'applyReport' && newer.frame?.$case === 'applyReport',
   });
   void channel.closed.then((error) => sender.close(error ?? new HawserError(ErrorCode.Unavailable, 'session ended')));

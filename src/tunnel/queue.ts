@@ -1,3 +1,5 @@
+import type { Clock, TimerHandle } from './clock.js';
+
 /**
  * An async queue for inbound frames: producers push, one consumer iterates.
  * Bounded: beyond `limit` items the producer is told to pause.
@@ -78,6 +80,20 @@ export interface PacingOptions {
 }
 
 /**
+ * Bulk frames wait while the link is busy with something that matters more:
+ * until `quietMs` after the last frame `busy` names went out (e.g. the sync
+ * acks of a transfer: a report sent in the middle of one delays its acks and
+ * is stale by its end anyway).
+ */
+export interface QuietOptions<T> {
+  busy(frame: T): boolean;
+  /** The bulk frames that wait (e.g. large ones only). */
+  holds(frame: T): boolean;
+  quietMs: number;
+  clock: Clock;
+}
+
+/**
  * A priority send queue over one frame stream. Non-urgent frames go to the
  * transport one at a time, each once the one before was taken (the transport's
  * send waits for drain), so what is queued stays here, where an urgent or
@@ -94,11 +110,13 @@ export class PrioritySender<T> {
   private urgentAcks = 0;
   /** Bulk waits until this many urgent frames are acknowledged. */
   private holdUntilAcks = 0;
+  private lastBusyAt = Number.NEGATIVE_INFINITY;
+  private quietTimer: TimerHandle | undefined;
 
   constructor(
     private readonly transmit: (frame: T) => Promise<void>,
     private readonly classify: (frame: T) => SendPriority,
-    private readonly options: { pacing?: PacingOptions; supersedes?: (older: T, newer: T) => boolean } = {},
+    private readonly options: { pacing?: PacingOptions; quiet?: QuietOptions<T>; supersedes?: (older: T, newer: T) => boolean } = {},
   ) {}
 
   /** Resolves once the transport took the frame; rejects as the transport's send does, or once closed. */
@@ -129,6 +147,7 @@ export class PrioritySender<T> {
   /** Fails every frame still queued, and every later send. */
   close(error: unknown): void {
     this.closedWith = error;
+    this.quietTimer?.cancel();
     for (const w of [...this.waiting.normal.splice(0), ...this.waiting.bulk.splice(0)]) w.reject(error);
   }
 
@@ -137,15 +156,30 @@ export class PrioritySender<T> {
     return this.waiting.normal.length + this.waiting.bulk.length;
   }
 
+  /** The link has been quiet long enough for bulk; otherwise a timer pumps again when it will be. */
+  private quiet(frame: T): boolean {
+    const q = this.options.quiet;
+    if (!q || !q.holds(frame)) return true;
+    const waitMs = this.lastBusyAt + q.quietMs - q.clock.now();
+    if (waitMs <= 0) return true;
+    this.quietTimer?.cancel();
+    this.quietTimer = q.clock.setTimeout(() => {
+      this.quietTimer = undefined;
+      if (this.closedWith === undefined) this.pump();
+    }, waitMs);
+    return false;
+  }
+
   private pump(): void {
     if (this.busy) return;
     let next = this.waiting.normal.shift();
     let bulk = false;
-    if (!next && this.urgentAcks >= this.holdUntilAcks) {
+    if (!next && this.urgentAcks >= this.holdUntilAcks && this.waiting.bulk.length > 0 && this.quiet(this.waiting.bulk[0]!.frame)) {
       next = this.waiting.bulk.shift();
       bulk = next !== undefined;
     }
     if (!next) return;
+    if (this.options.quiet?.busy(next.frame)) this.lastBusyAt = this.options.quiet.clock.now();
     const taken = next;
     this.busy = true;
     const before = this.options.pacing?.bytesOut() ?? 0;

@@ -9,6 +9,7 @@ import { readSyncState } from '../../src/agent/sync-state.js';
 import { OfflineCache } from '../../src/cache/index.js';
 import type { KubeObject } from '../../src/hub/store.js';
 import { type SyncOptions, SyncStats, syncHandlerFactory } from '../../src/hub/sync/index.js';
+import { ManualClock } from '../../src/tunnel/clock.js';
 import { ErrorCode, HawserError } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { agentFramePriority, hubFramePriority, PrioritySender, type SendPriority } from '../../src/tunnel/queue.js';
@@ -106,6 +107,30 @@ describe('priority send queue', () => {
     await b3;
     sender.close(new HawserError(ErrorCode.Unavailable, 'ended'));
     await expect(sender.send('n1')).rejects.toMatchObject({ code: ErrorCode.Unavailable });
+  });
+
+  it('a large bulk frame waits for a pause of quietMs in the frames that mark a transfer (on the clock); a small one does not', async () => {
+    const t = heldTransport();
+    const clock = new ManualClock(0);
+    const sender = new PrioritySender(t.transmit, byName, {
+      quiet: { busy: (f) => f.startsWith('n'), holds: (f) => f.startsWith('bL'), quietMs: 1_000, clock },
+    });
+    void sender.send('n1');
+    t.pending.shift()!.release();
+    await settle();
+    void sender.send('bSmall');
+    await settle();
+    expect(t.taken).toEqual(['n1', 'bSmall']);
+    t.pending.shift()!.release();
+    void sender.send('bLarge');
+    await settle();
+    expect(t.taken).toEqual(['n1', 'bSmall']);
+    clock.advance(999);
+    await settle();
+    expect(t.taken).toEqual(['n1', 'bSmall']);
+    clock.advance(1);
+    await settle();
+    expect(t.taken).toEqual(['n1', 'bSmall', 'bLarge']);
   });
 
   it('heartbeats and their acks are urgent, sync data and apply reports bulk, sync acks control', () => {
