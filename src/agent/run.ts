@@ -209,8 +209,9 @@ export async function startAgent(
     // proxy streams need a kubeconfig to forward with.
     features: [
       Feature.Sync,
+      Feature.LocalDigest,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
-      ...(proxyKube ? [Feature.ProxyStreams] : []),
+      ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude] : []),
     ],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),

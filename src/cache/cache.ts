@@ -73,9 +73,12 @@ export interface CacheView {
   close(): Promise<void>;
 }
 
-function encodeEnvelope(value: unknown): { stored: string; value: unknown } {
-  const json = JSON.stringify(value);
-  return { stored: JSON.stringify({ sha256: digest(json), value: JSON.parse(json) as unknown }), value: JSON.parse(json) as unknown };
+/** The stored text, and for the LRU (hot) a private copy of the value as it will read back. */
+function encodeEnvelope(value: unknown, hot: boolean): { stored: string; value?: unknown } {
+  const json = JSON.stringify(value) as string | undefined;
+  if (json === undefined) throw new TypeError('an offline cache value must be JSON');
+  // The text JSON.stringify({ sha256, value }) gives (stringifying parsed JSON gives that JSON back), without parsing it to build it.
+  return { stored: `{"sha256":${JSON.stringify(digest(json))},"value":${json}}`, ...(hot ? { value: JSON.parse(json) as unknown } : {}) };
 }
 
 function decodeEnvelope<T>(key: string, raw: string): T {
@@ -224,7 +227,7 @@ export class OfflineCache {
 
   /** All the writes or none (one LevelDB write batch); durable as put. */
   async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
-    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.value) } : op));
+    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.value, op.hot ?? true) } : op));
     this.writeEpoch++;
     try {
       await this.db.batch(

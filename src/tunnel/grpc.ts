@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { constants as http2Constants } from 'node:http2';
 import { rootCertificates } from 'node:tls';
 import { TunnelServiceService, type ConnectRequest, type ConnectResponse } from '../gen/hawser/v1/tunnel.js';
-import { decodeStreamChunk, encodeStreamChunk, type DecodedChunk } from './chunk.js';
+import { decodeStreamChunk, encodeStreamChunk, JoinedChunk, type DecodedChunk } from './chunk.js';
 import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
 import { ErrorCode, HawserError, isErrorCode } from './errors.js';
 import { FrameQueue } from './queue.js';
@@ -21,6 +21,7 @@ import {
 import type {
   AgentChannel,
   AgentConnection,
+  AgentOpenStreamOptions,
   AgentConnectionTestHooks,
   ByteStream,
   ConnectionClientTransport,
@@ -268,7 +269,17 @@ type StreamCall = grpc.ServerDuplexStream<DecodedChunk, Buffer> | grpc.ClientDup
  * taking from grpc-js above streamReadBufferBytes.
  */
 class GrpcStream extends StreamCore {
+  /** Bytes written to this stream and not yet through grpc-js's write (in flight, sealed or being joined). */
   private unsent = 0;
+  private inFlight = false;
+  /** Joined messages waiting for the one in flight. */
+  private sealed: Array<{ message: Buffer; dataBytes: number }> = [];
+  /** Chunks being joined into the next message. */
+  private building: JoinedChunk | undefined;
+  private endPending = false;
+  private endWritten = false;
+  private endCallWhenWritten = false;
+  private callEnded = false;
   private readonly room = new RoomWaiters();
   private abortingSelf = false;
 
@@ -298,11 +309,12 @@ class GrpcStream extends StreamCore {
       // Our agent half-closes only after its end marker; a bare end is grpc-js ending the
       // readable side of a call the agent reset (its 'cancelled' may come later).
       call.on('end', () => {
-        if (!this.hasEnded.peer) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
+        if (!this.hasEnded.peer && !this.isDone) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
       });
-      (call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).on('cancelled', () =>
-        this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`)),
-      );
+      // grpc-js reports 'cancelled' after a clean end too: an error (and its stack) only when it is news.
+      (call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).on('cancelled', () => {
+        if (!this.isDone) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
+      });
     } else {
       call.on('status', (status: grpc.StatusObject) => {
         if (status.code !== grpc.status.OK) return this.fail(hawserErrorFromStatus(status));
@@ -316,35 +328,90 @@ class GrpcStream extends StreamCore {
     this.checkSignal(signal);
   }
 
-  private send(message: Buffer): Promise<void> {
-    const size = message.byteLength;
-    this.unsent += size;
+  /**
+   * Hands one message to grpc-js. Only one is in flight at a time: grpc-js's
+   * client sends a call's messages one by one, each after the last one's write
+   * completed, so chunks written meanwhile are joined into one large message
+   * (copied once, into it) instead of queueing as many small ones.
+   */
+  private writeMessage(message: Buffer, dataBytes: number): void {
+    this.inFlight = true;
     try {
       this.call.write(message, () => {
-        this.unsent -= size;
+        this.inFlight = false;
+        this.unsent -= dataBytes;
         if (this.unsent <= streamWriteBufferBytes) this.room.release();
+        this.pump();
       });
     } catch (err) {
-      const error = new HawserError(ErrorCode.Unavailable, `write to stream ${this.describe()} failed: ${(err as Error).message}`);
-      this.fail(error);
-      return Promise.reject(error);
+      this.inFlight = false;
+      this.fail(new HawserError(ErrorCode.Unavailable, `write to stream ${this.describe()} failed: ${(err as Error).message}`));
     }
-    return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
+  }
+
+  /** The chunks joined so far, as one message; the end marker rides on it when nothing else is left. */
+  private sealBuilding(): { message: Buffer; dataBytes: number } | undefined {
+    const b = this.building;
+    if (!b) return undefined;
+    this.building = undefined;
+    const withEnd = this.endPending && this.sealed.length === 0;
+    const message = b.seal(withEnd);
+    if (withEnd) this.endWritten = true;
+    return { message, dataBytes: b.bytes };
+  }
+
+  /** Sends what waits once nothing is in flight: sealed messages, the one being built, then the end marker. */
+  private pump(): void {
+    if (this.inFlight || this.isDone) return;
+    const next = this.sealed.shift() ?? this.sealBuilding();
+    if (next) {
+      this.writeMessage(next.message, next.dataBytes);
+    } else if (this.endPending && !this.endWritten) {
+      this.endWritten = true;
+      this.writeMessage(encodeStreamChunk(undefined, true), 0);
+    }
+    if (this.endWritten && !this.inFlight && this.sealed.length === 0 && !this.building) this.afterEndWritten();
+  }
+
+  private afterEndWritten(): void {
+    if (this.callEnded) return;
+    if (!this.server) {
+      this.callEnded = true;
+      (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).end();
+    } else if (this.endCallWhenWritten) {
+      this.callEnded = true;
+      (this.call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).end();
+      this.finish(undefined);
+    }
   }
 
   protected transmit(chunk: Uint8Array): Promise<void> {
-    return this.send(encodeStreamChunk(chunk, false));
+    this.unsent += chunk.byteLength;
+    if (!this.inFlight && this.sealed.length === 0 && !this.building) {
+      this.writeMessage(encodeStreamChunk(chunk, false), chunk.byteLength);
+    } else {
+      // Joined later, but copied now: the writer may reuse its buffer once write() resolves.
+      if (this.building && !this.building.fits(chunk.byteLength)) {
+        this.sealed.push({ message: this.building.seal(false), dataBytes: this.building.bytes });
+        this.building = undefined;
+      }
+      this.building ??= new JoinedChunk(maxStreamChunkBytes);
+      this.building.append(chunk);
+    }
+    if (this.isDone) return Promise.reject(this.failedWith ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
+    return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
   }
 
   protected transmitEnd(): void {
-    this.send(encodeStreamChunk(undefined, true)).catch(() => undefined);
-    if (!this.server) (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).end();
+    this.endPending = true;
+    this.pump();
   }
 
   protected override bothEnded(): void {
     if (this.server) {
-      (this.call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).end();
-      this.finish(undefined);
+      // The call's status goes once everything before it was handed to grpc-js.
+      this.endCallWhenWritten = true;
+      this.pump();
     }
     // The agent's end is over when the hub's status arrives.
   }
@@ -370,7 +437,10 @@ class GrpcStream extends StreamCore {
   }
 
   protected override onFinish(error: HawserError | undefined): void {
-    this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
+    this.sealed = [];
+    this.building = undefined;
+    // Most streams end with nobody waiting: no error (and its stack) made for nobody.
+    if (this.room.waiting) this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
   }
 }
 
@@ -415,9 +485,9 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
     return this.registry.openStreams;
   }
 
-  async openStream(kind: string, signal?: AbortSignal, options: { requestId?: string } = {}): Promise<ByteStream> {
+  async openStream(kind: string, signal?: AbortSignal, options: AgentOpenStreamOptions = {}): Promise<ByteStream> {
     const id = this.registry.check(kind, options.requestId, signal);
-    return this.openAs(await this.sessionToken(signal), kind, id, signal);
+    return this.openAs(await this.sessionToken(signal), kind, id, signal, options.early ?? false);
   }
 
   /** The session token, once the hub's response headers brought it. */
@@ -435,7 +505,7 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
     return this.openAs(sessionToken, kind, this.registry.check(kind, undefined, signal), signal);
   }
 
-  private openAs(token: string, kind: string, id: string, signal: AbortSignal | undefined): Promise<ByteStream> {
+  private openAs(token: string, kind: string, id: string, signal: AbortSignal | undefined, early = false): Promise<ByteStream> {
     const ended = this.registry.endedWith;
     if (ended) return Promise.reject(sessionEnded(ended));
     const metadata = new grpc.Metadata();
@@ -451,14 +521,24 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
       return Promise.reject(new HawserError(ErrorCode.SessionEnded, `cannot open stream ${kind}/${id}: ${(err as Error).message}`));
     }
     const stream = new GrpcStream(kind, id, signal, call, undefined, this.target);
+    let isTaken = false;
     const taken = new Promise<ByteStream>((resolve, reject) => {
       call.on('metadata', (m: grpc.Metadata) => {
-        if (m.get(streamAcceptedKey)[0] === 'accepted') resolve(stream);
+        if (m.get(streamAcceptedKey)[0] !== 'accepted') return;
+        isTaken = true;
+        resolve(stream);
       });
-      void stream.closed.then((e) => reject(e ?? new HawserError(ErrorCode.StreamRefused, `the hub ended stream ${kind}/${id} without taking it`)));
+      void stream.closed.then((e) => {
+        if (!isTaken) reject(e ?? new HawserError(ErrorCode.StreamRefused, `the hub ended stream ${kind}/${id} without taking it`));
+      });
     });
     this.registry.track(stream);
     stream.start(signal);
+    if (early) {
+      // grpc-js sends what is written after the call's headers; a refusal fails the stream.
+      taken.catch(() => undefined);
+      return stream.isDone ? taken : Promise.resolve(stream);
+    }
     return taken;
   }
 
@@ -497,6 +577,9 @@ class BoundedHandshakeCredentials extends grpc.ServerCredentials {
       {
         handshakeTimeout: handshakeTimeoutMs,
         requestCert: false,
+        // No Nagle: a small frame (an OpenStream, a response's last bytes) goes out now, not
+        // after the peer's delayed ACK of the one before it (up to 40 ms per request).
+        noDelay: true,
         // These replace grpc-js's own settings (which carry only the stream bound): keep it.
         settings: { maxConcurrentStreams, initialWindowSize: streamWindowBytes },
       } as ConstructorParameters<typeof grpc.ServerCredentials>[0],

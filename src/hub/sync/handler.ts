@@ -230,6 +230,8 @@ export class SessionSync implements FrameHandler {
   private readonly snapshotSequences = new Set<number>();
   private wake: (() => void) | undefined;
   private readonly stop = new AbortController();
+  /** Whole objects go without their sha256 (feature "sync.local-digest"); chunks keep it. */
+  private readonly localDigest: boolean;
   /** The session's compression context, when negotiated (a new session: a new context). */
   private readonly compressor: FrameCompressor | undefined;
   /** This session's sync bytes before and after compression: the ratio that sizes groups on the wire. */
@@ -247,6 +249,7 @@ export class SessionSync implements FrameHandler {
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
     this.chunked = this.enabled && session.negotiated.features.has(Feature.Chunks);
+    this.localDigest = this.enabled && session.negotiated.features.has(Feature.LocalDigest);
     this.resumePartial = this.chunked ? session.resume.partialObject : undefined;
     const agentLimit = this.chunked ? (session.resume.maxObjectBytes ?? 0) : 0;
     this.maxObjectBytes = agentLimit > 0 ? Math.min(agentLimit, options.maxObjectBytes) : options.maxObjectBytes;
@@ -489,7 +492,7 @@ export class SessionSync implements FrameHandler {
       if (!partial && (await this.superseded(manifest, revision))) return;
       return this.sendChunked(content, revision, op, payload, partial, groupRevision, newer);
     }
-    const frame = syncObjectFrame(content, revision, op, payload);
+    const frame = syncObjectFrame(content, revision, op, payload, { localDigest: this.localDigest });
     const bytes = frameBytes(frame);
     if (bytes > this.options.maxObjectFrameBytes) {
       return this.refuse(content, revision, payload.length, `a frame of ${bytes} bytes exceeds ${this.options.maxObjectFrameBytes} and the agent did not offer "chunks"`, partial, groupRevision);
