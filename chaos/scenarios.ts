@@ -110,11 +110,16 @@ export const scenarios: Scenario[] = [
     // With pings all but off, heartbeats are the probe: a stalled link is found by an ack deadline.
     options: { agentArgs: ['--keepalive-time=10m'] },
     async run(r) {
+      // Synced first: mid-sync, the agent's own upstream (its apply report) can fill the HTTP/2 window, so a
+      // heartbeat never leaves and the missed-heartbeat limit finds the stall instead (the timeout row covers that).
       await r.applyDesired();
+      await until(`${r.id} synced before the stall`, async () => (await r.converged()) || undefined, r.scale.convergeTimeoutMs);
       const statesBefore = r.agentStates.length;
       await r.proxy.addToxic({ name: 'stall-down', type: 'timeout', stream: 'downstream', attributes: { timeout: 0 } });
       await r.proxy.addToxic({ name: 'stall-up', type: 'timeout', stream: 'upstream', attributes: { timeout: 0 } });
       r.faults.push('timeout (stall) both ways, pings off');
+      // A new desired state waits at the hub for the link to return.
+      await r.applyDesired();
       const gaveUp = await until(`${r.id}: agent gave up on a heartbeat without ack`, async () =>
         r.agentStates.slice(statesBefore).find((e) => e.to === 'backing-off' && JSON.stringify(e).includes('HAWSER_HEARTBEAT_TIMEOUT')),
       );

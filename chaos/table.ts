@@ -13,14 +13,34 @@ function count(n: number): string {
   return Number.isFinite(n) ? String(n) : '?';
 }
 
-/** Fault lists of repeating scenarios are long: the first few, then how many more. */
-function faults(list: readonly string[]): string {
-  if (list.length <= 3) return list.join('; ');
-  return `${list.slice(0, 3).join('; ')}; +${list.length - 3} more`;
+/**
+ * Fault lists of repeating scenarios are long: faults that differ only in
+ * their numbers go together, as "4× SIGKILL agent +161–1481ms".
+ */
+export function summarizeFaults(list: readonly string[]): string {
+  const groups = new Map<string, number[][]>();
+  for (const fault of list) {
+    const template = fault.replace(/\d+/g, '#');
+    const numbers = [...fault.matchAll(/\d+/g)].map((m) => Number(m[0]));
+    groups.set(template, [...(groups.get(template) ?? []), numbers]);
+  }
+  return [...groups]
+    .map(([template, all]) => {
+      if (all.length === 1) return list.find((f) => f.replace(/\d+/g, '#') === template)!;
+      let i = 0;
+      const text = template.replace(/#/g, () => {
+        const values = all.map((n) => n[i]!);
+        i++;
+        const [min, max] = [Math.min(...values), Math.max(...values)];
+        return min === max ? String(min) : `${min}–${max}`;
+      });
+      return `${all.length}× ${text}`;
+    })
+    .join('; ');
 }
 
 export function renderTable(rows: readonly Row[]): string {
-  const cells = rows.map((r) => [r.scenario, faults(r.faults), r.converged ? seconds(r.convergeMs) : 'never', count(r.ackedLost), count(r.appliedTwice), count(r.leakedStreams), count(r.leakedProcesses), rowPassed(r) ? 'ok' : 'FAIL']);
+  const cells = rows.map((r) => [r.scenario, summarizeFaults(r.faults), r.converged ? seconds(r.convergeMs) : 'never', count(r.ackedLost), count(r.appliedTwice), count(r.leakedStreams), count(r.leakedProcesses), rowPassed(r) ? 'ok' : 'FAIL']);
   const widths = headers.map((h, i) => Math.max(h.length, ...cells.map((c) => c[i]!.length)));
   const line = (c: readonly string[]) => `| ${c.map((x, i) => x.padEnd(widths[i]!)).join(' | ')} |`;
   return [line(headers), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');

@@ -123,9 +123,9 @@ class AckRecord {
     const labels = { cluster: this.cluster };
     this.maxAcked = Math.max(this.maxAcked, sampleValue(text, 'hawser_hub_sync_acked_revision', labels));
     this.lostNow = sampleValue(text, 'hawser_hub_sync_acked_lost_total', labels);
+    // The new hub run sets the resume point once the agent's session started syncing (not at once with the session).
     if (this.floor !== undefined) {
-      const sessions = sampleValue(text, 'hawser_hub_sessions_total', labels);
-      if (sessions > 0) {
+      if (text.split('\n').some((l) => l.startsWith('hawser_hub_sync_resume_revision{') && l.includes(`cluster="${this.cluster}"`))) {
         const resumed = sampleValue(text, 'hawser_hub_sync_resume_revision', labels);
         if (resumed < this.floor) this.behindFloor.push(`after the hub restarted, the agent resumed at ${resumed}, behind the ${this.floor} it had acked`);
         this.floor = undefined;
@@ -183,6 +183,10 @@ export class ScenarioRun {
   /** data.generation of the last desired state applied. */
   generation = 0;
   private readonly pids = new Set<number>();
+  private proxyLoad: AbortController | undefined;
+  private proxyLoops: Promise<void> | undefined;
+  /** Requests through the hub's proxy that answered (any HTTP status from the child) and that failed. */
+  readonly proxied = { ok: 0, failed: 0, last: '' };
   /** Every connection state change the agent logged, across restarts. */
   readonly agentStates: AgentStateEvent[] = [];
 
@@ -248,6 +252,40 @@ export class ScenarioRun {
       return readyStatus(c) === 'True' && !hasUnreachableTaint(c) ? c : undefined;
     });
     this.clusterId = cluster.spec.clusterId;
+    if (!this.proxyLoad) this.startProxyLoad();
+  }
+
+  /**
+   * kubectl-like traffic through the hub's proxy while the faults hit: short
+   * GETs and one long watch, each through a proxy stream on the tunnel, so
+   * the stream gauges have something to leak.
+   */
+  private startProxyLoad(): void {
+    const stop = new AbortController();
+    this.proxyLoad = stop;
+    const base = `${this.hub.apiUrl}/clusters/${this.clusterName}/api/v1/namespaces/${this.namespace}/configmaps`;
+    const headers = { authorization: `Bearer ${adminToken}` };
+    const loop = async (path: string, timeoutMs: number) => {
+      while (!stop.signal.aborted) {
+        try {
+          const res = await fetch(`${base}${path}`, { headers, signal: AbortSignal.any([stop.signal, AbortSignal.timeout(timeoutMs)]) });
+          await res.text();
+          // The child answering 403 (the operator has no RBAC there) went the whole way too.
+          if (res.status < 500) this.proxied.ok++;
+          else {
+            this.proxied.failed++;
+            this.proxied.last = `HTTP ${res.status}`;
+          }
+        } catch (err) {
+          if (!stop.signal.aborted) {
+            this.proxied.failed++;
+            this.proxied.last = (err as Error).message;
+          }
+        }
+        await pause(300);
+      }
+    };
+    this.proxyLoops = Promise.all([loop('?limit=3', 5_000), loop('?watch=true&timeoutSeconds=5', 15_000)]).then(() => undefined);
   }
 
   /** Records a failed expectation: the row fails and names it. */
@@ -371,6 +409,10 @@ export class ScenarioRun {
     if (unseen.length > 0) this.problems.push(`the child watch never saw ${unseen.length} desired objects created`);
     if (twice.length > 0) this.problems.push(`changed needlessly, re-created or deleted: ${twice.slice(0, 5).join(', ')}${twice.length > 5 ? ', ...' : ''}`);
 
+    this.proxyLoad?.abort();
+    await this.proxyLoops;
+    this.log(`through the hub's proxy: ${this.proxied.ok} answered, ${this.proxied.failed} failed (last: ${this.proxied.last})`);
+    this.expect(this.proxied.ok > 0, `no request through the hub's proxy succeeded (${this.proxied.failed} failed)`);
     let leakedStreams = 0;
     if (this.agent.running) {
       const open = await waitZero(() => this.agentMetric('hawser_agent_proxy_streams_open'));
@@ -408,6 +450,7 @@ export class ScenarioRun {
   /** Stops whatever still runs after a scenario threw. */
   async abort(): Promise<void> {
     if (this.sampler) clearInterval(this.sampler);
+    this.proxyLoad?.abort();
     await this.watch?.close();
     for (const p of this.tracker.trackedProcesses()) (p as ManagedProcess).kill?.('SIGCONT');
     await this.tracker.closeAll();
