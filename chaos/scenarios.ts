@@ -123,7 +123,9 @@ export const scenarios: Scenario[] = [
       const gaveUp = await until(`${r.id}: agent gave up on a heartbeat without ack`, async () =>
         r.agentStates.slice(statesBefore).find((e) => e.to === 'backing-off' && JSON.stringify(e).includes('HAWSER_HEARTBEAT_TIMEOUT')),
       );
-      r.expect(/got no ack from the hub within 1000ms/.test(JSON.stringify(gaveUp)), `the give-up does not name the ack deadline: ${JSON.stringify(gaveUp).slice(0, 300)}`);
+      // Which heartbeat check fires depends on the machine's load: the ack deadline (1 s after a heartbeat has
+      // left) or, when the heartbeat's send has not drained, the missed-heartbeat limit (3 intervals).
+      r.expect(/got no ack from the hub within 1000ms|no heartbeat ack from the hub for \d+ms/.test(JSON.stringify(gaveUp)), `the give-up names no heartbeat check: ${JSON.stringify(gaveUp).slice(0, 300)}`);
       await r.proxy.removeToxic('stall-down');
       await r.proxy.removeToxic('stall-up');
       await r.waitReady(`${r.id}: Ready again after the stall`);
