@@ -131,6 +131,24 @@ export class HubMetrics {
     labelNames: ['cluster', 'reason'] as const,
     registers: [this.registry],
   });
+  readonly syncAckedRevision = new Gauge({
+    name: 'hawser_hub_sync_acked_revision',
+    help: 'The highest sync revision the agent acknowledged as durable to this hub run, by cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly syncResumeRevision = new Gauge({
+    name: 'hawser_hub_sync_resume_revision',
+    help: "The revision the agent's last hello said it holds (0: none of this hub's incarnation), by cluster.",
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly syncAckedLost = new Counter({
+    name: 'hawser_hub_sync_acked_lost_total',
+    help: 'Sessions whose hello resumed behind a revision the agent had acknowledged to this hub run (the agent lost durable sync state), by cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
   constructor(options: { processMetrics?: boolean } = {}) {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry, prefix: 'hawser_hub_' });
   }

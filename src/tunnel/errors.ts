@@ -188,6 +188,8 @@ export const ErrorCode = {
   SyncProtocol: 'HAWSER_SYNC_PROTOCOL',
   /** Compressed sync frames that would inflate past the receiver's limit (a decompression bomb): refused, the session ends. */
   SyncDecompressionLimit: 'HAWSER_SYNC_DECOMPRESSION_LIMIT',
+  /** An agent's hello resumed behind a revision it had acknowledged as durable (its cache lost sync state): counted, then synced from where it stands. */
+  SyncAckedRevisionLost: 'HAWSER_SYNC_ACKED_REVISION_LOST',
   /** The agent keeps objects a snapshot would remove and does not prune until an operator confirms. */
   SyncPruneHeld: 'HAWSER_SYNC_PRUNE_HELD',
   /** A prune confirmation names a hold the cluster no longer has (or never had): nothing is released. */

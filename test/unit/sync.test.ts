@@ -248,6 +248,33 @@ describe('sync', () => {
     expect((await b.receiver.desired()).objects).toHaveLength(5);
   });
 
+  it('an agent that resumes behind a revision it acked is counted (HAWSER_SYNC_ACKED_REVISION_LOST); a clean reconnect is not', async () => {
+    const h = await hub();
+    const home = await agentHome();
+    const a = await agent(h, home);
+    const ns = await clusterNamespace(h);
+    const rv = await writeManifests(h.store, ns, 5);
+    await waitFor('5 acked', async () => (await ackedRevision(a)) >= rv);
+    const acked = await waitFor('the hub saw the ack', async () => {
+      const v = await metricValue(h.metrics, 'hawser_hub_sync_acked_revision', { cluster: 'edge' });
+      return v >= rv ? v : undefined;
+    });
+    await a.stop();
+    const clean = await agent(h, home);
+    await waitFor('the clean resume', async () => (await metricValue(h.metrics, 'hawser_hub_sync_resume_revision', { cluster: 'edge' })) === acked);
+    expect(h.stats.of('edge').ackedLost).toBe(0);
+    await clean.stop();
+    // The cache comes back one group short of what the agent acked (a write that did not survive a crash).
+    const uid = (await h.store.info()).uid;
+    await writeSyncStateAt(home, { hubIncarnation: uid, lastAckedRevision: acked - 1 });
+    const behind = await agent(h, home);
+    await waitFor('the loss counted', async () => (await metricValue(h.metrics, 'hawser_hub_sync_acked_lost_total', { cluster: 'edge' })) === 1);
+    expect(await metricValue(h.metrics, 'hawser_hub_sync_resume_revision', { cluster: 'edge' })).toBe(acked - 1);
+    expect(h.stats.of('edge').ackedLost).toBe(1);
+    // Synced again from where it stands.
+    await waitFor('acked again', async () => (await ackedRevision(behind)) >= rv);
+  });
+
   it('the window bounds frames in flight: with acks withheld the hub stops at the window', async () => {
     const h = await hub({ windowFrames: 8, groupFrames: 4 });
     const home = await agentHome();

@@ -110,13 +110,17 @@ export interface ClusterSyncCounters {
   coalesced: number;
   /** The most sync bytes on the wire and not acknowledged at once (inFlightBytes bounds it, give or take one frame). */
   peakInFlightBytes: number;
+  /** The highest revision the agent acknowledged to this hub run, and of which incarnation (a later hello must not start behind it). */
+  acked: { incarnation: string; revision: number };
+  /** Sessions whose hello resumed behind a revision the agent had acknowledged to this hub run. */
+  ackedLost: number;
 }
 
 export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0, abandoned: 0, coalesced: 0, peakInFlightBytes: 0 }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0, abandoned: 0, coalesced: 0, peakInFlightBytes: 0, acked: { incarnation: '', revision: 0 }, ackedLost: 0 }));
     return c;
   }
 }
@@ -324,9 +328,30 @@ export class SessionSync implements FrameHandler {
     this.wake?.();
   }
 
+  /**
+   * An agent that comes back holding less than it acknowledged lost durable
+   * state (a cache that did not survive a crash, or was wiped): counted and
+   * logged, then synced from where it stands.
+   */
+  private checkResume(incarnation: string, resumeRevision: number): void {
+    const cluster = this.session.clusterName;
+    this.metrics?.syncResumeRevision.set({ cluster }, resumeRevision);
+    const acked = this.counters.acked;
+    if (acked.incarnation !== incarnation || resumeRevision >= acked.revision) return;
+    this.counters.ackedLost++;
+    this.metrics?.syncAckedLost.inc({ cluster });
+    this.logger.error({ cluster, code: ErrorCode.SyncAckedRevisionLost, acked: acked.revision, resumed: resumeRevision }, 'agent resumed behind a revision it had acknowledged');
+  }
+
   private acked(ack: wire.SyncAck): void {
     if (ack.incarnation !== this.incarnation || !this.inFlight.some((g) => g.sequence === ack.sequence)) {
       throw new HawserError(ErrorCode.SyncProtocol, `sync ack for group ${ack.sequence} of incarnation ${boundedText(ack.incarnation, 64)} was never sent on this session`);
+    }
+    const revision = Number(ack.revision);
+    const acked = this.counters.acked;
+    if (acked.incarnation !== ack.incarnation || revision > acked.revision) {
+      this.counters.acked = { incarnation: ack.incarnation, revision };
+      this.metrics?.syncAckedRevision.set({ cluster: this.session.clusterName }, revision);
     }
     while (this.inFlight.length > 0 && this.inFlight[0]!.sequence <= ack.sequence) this.inFlight.shift();
     this.wake?.();
@@ -359,6 +384,7 @@ export class SessionSync implements FrameHandler {
     const { hubIncarnation, lastAckedRevision } = this.push
       ? { hubIncarnation: record?.incarnation ?? '', lastAckedRevision: record?.revision ?? 0 }
       : this.session.resume;
+    if (!this.push) this.checkResume(info.uid, hubIncarnation === info.uid ? lastAckedRevision : 0);
     let reason = '';
     if (hubIncarnation === '' || lastAckedRevision === 0) reason = 'first-sync';
     else if (hubIncarnation !== info.uid) reason = 'other-incarnation';
