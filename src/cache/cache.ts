@@ -422,14 +422,14 @@ export class OfflineCache {
   /**
    * Moves damaged records aside: their stored bytes go to a file beside the
    * database (<dir>.quarantine-<time>.json, 0600, for an operator to look
-   * at), then they are deleted, with `alongside` in the same batch. Returns
-   * the file's path.
+   * at), then they are deleted, with `alongside` (given the file's path) in
+   * the same batch. Returns the file's path.
    */
-  async quarantineEntries(corrupt: readonly CorruptEntry[], alongside: readonly CacheOp[], now: number): Promise<string> {
+  async quarantineEntries(corrupt: readonly CorruptEntry[], alongside: readonly CacheOp[] | ((path: string) => CacheOp[]), now: number): Promise<string> {
     const stamp = new Date(now).toISOString().replace(/[:.]/g, '-');
     const path = `${this.dir}.quarantine-${stamp}-${randomBytes(3).toString('hex')}.json`;
     await writeFileAtomic(path, `${JSON.stringify({ quarantinedAt: new Date(now).toISOString(), records: corrupt }, null, 1)}\n`, { mode: 0o600 });
-    await this.batch([...corrupt.map((c) => ({ type: 'del' as const, key: c.key })), ...alongside]);
+    await this.batch([...corrupt.map((c) => ({ type: 'del' as const, key: c.key })), ...(typeof alongside === 'function' ? alongside(path) : alongside)]);
     return path;
   }
 
