@@ -18,6 +18,37 @@ export class AgentMetrics {
     labelNames: ['code'] as const,
     registers: [this.registry],
   });
+  readonly cacheQuarantines = new Counter({
+    name: 'hawser_agent_cache_quarantines_total',
+    help: 'Damaged offline cache data moved aside (kept for an operator) and fetched again from the hub: what="record" (desired-state records) or "database" (the LevelDB database, salvaged on a copy).',
+    labelNames: ['what'] as const,
+    registers: [this.registry],
+  });
+  readonly cacheSizeBytes = new Gauge({
+    name: 'hawser_agent_cache_size_bytes',
+    help: "Bytes the offline cache's database takes on disk.",
+    registers: [this.registry],
+  });
+  readonly cacheDesiredBytes = new Gauge({
+    name: 'hawser_agent_cache_desired_bytes',
+    help: 'Desired-state bytes the offline cache holds, as counted against --cache-size-limit.',
+    registers: [this.registry],
+  });
+  readonly cacheSizeLimitBytes = new Gauge({
+    name: 'hawser_agent_cache_size_limit_bytes',
+    help: '--cache-size-limit (0: no limit).',
+    registers: [this.registry],
+  });
+  readonly cacheStale = new Gauge({
+    name: 'hawser_agent_cache_stale',
+    help: '1 while the cached desired state is older than --cache-max-age (the hub has not confirmed it since); it is still reconciled.',
+    registers: [this.registry],
+  });
+  readonly cacheConfirmedAge = new Gauge({
+    name: 'hawser_agent_cache_confirmed_age_seconds',
+    help: 'Seconds since the hub last confirmed the cached desired state (0: never synced).',
+    registers: [this.registry],
+  });
 }
 
 /** Serves GET /metrics on host:port (loopback is the default place for it); resolves with the bound address. */
