@@ -45,7 +45,8 @@ export class CacheMonitor {
     this.clock = o.clock ?? systemClock;
     o.receiver?.on('quarantined', (e) => {
       this.quarantined += e.keys.length;
-      o.metrics.cacheQuarantines.inc({ what: 'record' }, e.keys.length);
+      if (e.database) o.metrics.cacheQuarantines.inc({ what: 'database' });
+      else o.metrics.cacheQuarantines.inc({ what: 'record' }, e.keys.length);
     });
   }
 

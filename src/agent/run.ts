@@ -213,9 +213,15 @@ export async function startAgent(
   if (quarantined) metrics.cacheQuarantines.inc({ what: 'database' });
   const now = () => (deps.clock ?? { now: Date.now }).now();
   // Damaged records found before the first hello, so that hello already asks for a snapshot.
-  const recordQuarantines = await new SyncReceiver(cache, deps.logger, now).verify();
+  const checker = new SyncReceiver(cache, deps.logger, now);
+  let salvagedOnRead = 0;
+  checker.on('quarantined', (e) => {
+    if (e.database) salvagedOnRead++;
+  });
+  const recordQuarantines = await checker.verify();
   if (recordQuarantines > 0) metrics.cacheQuarantines.inc({ what: 'record' }, recordQuarantines);
-  const quarantines = (quarantined ? 1 : 0) + recordQuarantines;
+  if (salvagedOnRead > 0) metrics.cacheQuarantines.inc({ what: 'database' }, salvagedOnRead);
+  const quarantines = (quarantined ? 1 : 0) + recordQuarantines + salvagedOnRead;
   const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
   // Set once the receiver exists (after the identity is read); hellos come later still.
   const receiverRef: { current?: SyncReceiver } = {};
@@ -350,7 +356,7 @@ export async function startAgent(
   // A salvaged database may lack records without a trace: no prune until the hub's snapshot.
   if (quarantined) await receiver.distrust(`the offline cache database was damaged and salvaged: ${quarantined.reason.slice(0, 300)}`, quarantined.path);
   const monitor = new CacheMonitor({ ...monitorOptions, receiver });
-  receiver.on('quarantined', (e) => core.cacheQuarantined(e.keys.length));
+  receiver.on('quarantined', (e) => core.cacheQuarantined(e.database ? 1 : e.keys.length));
   const apply = new SyncApplyLoop({
     receiver,
     applier,

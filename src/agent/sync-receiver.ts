@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { defaultMaxObjectBytes, quoteBounded } from '../api/index.js';
-import { type CacheOp, type CacheView, type CorruptEntry, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
+import { CacheCorruptError, type CacheOp, type CacheView, type CorruptEntry, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
 import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, FrameDecompressor, HawserError, syncObjectId, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
@@ -121,6 +121,8 @@ export interface Untrusted {
 export interface QuarantineEvent {
   keys: string[];
   path: string;
+  /** The whole database was moved aside (and salvaged), not records. */
+  database?: boolean;
 }
 
 export interface DesiredSet {
@@ -236,13 +238,7 @@ export class SyncReceiver extends EventEmitter<{ committed: []; quarantined: [Qu
    * therefore never removes its object from the cluster.
    */
   async desired(): Promise<DesiredSet> {
-    const view = this.cache.view();
-    let read: Awaited<ReturnType<SyncReceiver['readChecked']>>;
-    try {
-      read = await this.readChecked(view);
-    } finally {
-      await view.close();
-    }
+    const read = await this.readAll();
     if (read.corrupt.length > 0) await this.serial(() => this.quarantine(read.corrupt.map((c) => c.key)));
     const state = (read.single.get(syncStateCacheKey) as SyncState | undefined) ?? { hubIncarnation: '', lastAckedRevision: 0 };
     const hold = namedHold(read.single.get(holdKey) as PruneHold | undefined, state);
@@ -264,6 +260,31 @@ export class SyncReceiver extends EventEmitter<{ committed: []; quarantined: [Qu
       untrusted: untrusted ?? (read.corrupt.length > 0 ? { since: this.now(), reason: 'records quarantined', quarantinedTo: '' } : undefined),
       confirmedAt: (read.single.get(confirmedKey) as { atUnixMs?: number } | undefined)?.atUnixMs ?? 0,
     };
+  }
+
+  /**
+   * readChecked on a view. LevelDB itself reporting corruption (a damaged
+   * table file) salvages the database in place once (moved aside, repaired
+   * copy opened, set untrusted) and reads again.
+   */
+  private async readAll(): Promise<Awaited<ReturnType<SyncReceiver['readChecked']>>> {
+    for (let attempt = 0; ; attempt++) {
+      const view = this.cache.view();
+      try {
+        return await this.readChecked(view);
+      } catch (err) {
+        if (!(err instanceof CacheCorruptError) || err.key !== undefined || attempt > 0) throw err;
+      } finally {
+        await view.close().catch(() => undefined);
+      }
+      await this.serial(async () => {
+        const q = await this.cache.salvageInPlace(this.now);
+        this.sizes = undefined;
+        this.logger.error({ code: ErrorCode.CacheCorrupt, quarantinedTo: q.path, salvaged: q.salvaged }, 'offline cache: LevelDB reported corruption; database moved aside and salvaged; reconciling what checks out without prune, asking the hub for a snapshot');
+        await this.cache.batch([{ type: 'put', key: untrustedKey, value: { since: this.now(), reason: 'database salvaged after LevelDB reported corruption', quarantinedTo: q.path } satisfies Untrusted }, ...(await this.resetRevisionOps())]);
+        this.emit('quarantined', { keys: [], path: q.path, database: true });
+      });
+    }
   }
 
   /** Every record sync keeps, read from one view, checksums verified one by one. */
@@ -294,13 +315,7 @@ export class SyncReceiver extends EventEmitter<{ committed: []; quarantined: [Qu
    * Returns how many were quarantined.
    */
   async verify(): Promise<number> {
-    const view = this.cache.view();
-    let corrupt: CorruptEntry[];
-    try {
-      corrupt = (await this.readChecked(view)).corrupt;
-    } finally {
-      await view.close();
-    }
+    const { corrupt } = await this.readAll();
     if (corrupt.length === 0) return 0;
     return this.serial(() => this.quarantine(corrupt.map((c) => c.key)));
   }

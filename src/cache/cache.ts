@@ -433,6 +433,25 @@ export class OfflineCache {
     return path;
   }
 
+  /**
+   * The database reports corruption while open (a damaged table file): it is
+   * closed, moved aside (kept), and what LevelDB's repair recovers of a copy
+   * is opened in its place (empty when nothing can be). Reads and writes go
+   * on against the new one.
+   */
+  async salvageInPlace(now: () => number = Date.now): Promise<CacheQuarantine> {
+    await this.reopening?.catch(() => undefined);
+    await this.db.close();
+    const path = await OfflineCache.moveAside(this.dir, now);
+    const salvaged = await OfflineCache.salvageInto(path, { dir: this.dir });
+    const next = salvaged ?? (await OfflineCache.open({ dir: this.dir }));
+    this.db = next.db;
+    this.lru.clear();
+    this.broken = false;
+    this.writeEpoch++;
+    return { path, reason: 'LevelDB reported corruption while reading', salvaged: salvaged !== undefined };
+  }
+
   /** Bytes the database's files take on disk now. */
   async sizeOnDisk(): Promise<number> {
     let total = 0;

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -152,5 +152,33 @@ describe('sync receiver: a damaged desired state', () => {
     s.tick(5_000);
     await r.confirm();
     expect((await r.desired()).confirmedAt).toBe(6_000);
+  });
+});
+
+describe('sync receiver: LevelDB itself reports corruption', () => {
+  it('a table file that no longer opens: the database is moved aside and salvaged in place, the set untrusted, reads go on', async () => {
+    const s = await setup();
+    await s.snapshot(s.receiver(), 5, ['a', 'b']);
+    // Reopen twice: the log becomes a table file.
+    await s.damage('sync/state', (raw) => raw);
+    await s.damage('sync/state', (raw) => raw);
+    const table = (await readdir(s.path)).find((f) => f.endsWith('.ldb'))!;
+    const bytes = await readFile(join(s.path, table));
+    bytes.fill(0, bytes.length - 8);
+    await writeFile(join(s.path, table), bytes);
+
+    const r = s.receiver();
+    const events: Array<{ database?: boolean; path: string }> = [];
+    r.on('quarantined', (e) => events.push(e));
+    const desired = await r.desired();
+    expect(events.filter((e) => e.database)).toHaveLength(1);
+    expect(await readdir(events[0]!.path)).toContain(table);
+    expect(desired.allowPrune).toBe(false);
+    expect(desired.untrusted?.reason).toContain('database salvaged');
+    expect((await readSyncState(s.cache, silentLogger)).lastAckedRevision).toBe(0);
+    // Writable again: the hub's snapshot makes it whole.
+    await s.snapshot(r, 6, ['a', 'b']);
+    expect((await r.desired()).objects.map((o) => o.object.metadata.name)).toEqual(['a', 'b']);
+    expect((await r.desired()).allowPrune).toBe(true);
   });
 });
