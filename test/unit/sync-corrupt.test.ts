@@ -9,6 +9,7 @@ import type { AgentFrameHandler } from '../../src/agent/router.js';
 import { OfflineCache } from '../../src/cache/index.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
+import { mountSmallDisk } from '../../src/testkit/index.js';
 import { silentLogger, tempDir } from './support.js';
 
 // A damaged record of the desired set: detected, moved aside (kept in a
@@ -180,5 +181,38 @@ describe('sync receiver: LevelDB itself reports corruption', () => {
     await s.snapshot(r, 6, ['a', 'b']);
     expect((await r.desired()).objects.map((o) => o.object.metadata.name)).toEqual(['a', 'b']);
     expect((await r.desired()).allowPrune).toBe(true);
+  });
+});
+
+describe('sync receiver: a full disk', () => {
+  it('a group that cannot be stored fails its session (not acked, no crash); with room again the next one is stored, and the cache survives a restart', async () => {
+    const disk = await mountSmallDisk(2 * 1024 * 1024);
+    cleanups.push(() => disk.close());
+    const path = join(disk.path, 'db');
+    const cache = await OfflineCache.open({ dir: path });
+    const receiver = new SyncReceiver(cache, silentLogger, () => 0);
+    const sent: string[] = [];
+    const h = receiver.handlerFactory()({
+      clusterName: 'edge',
+      negotiated: { protocolVersion: 1, features: new Set([Feature.Sync]) },
+      send: (frame) => Promise.resolve(void sent.push(frame.frame?.$case ?? '')),
+      ended: new AbortController().signal,
+    });
+    await h.handle({ $case: 'syncBegin', value: { incarnation: 'hub-1', fromRevision: 0, snapshot: false, toRevision: 1, reason: '' } });
+    await h.handle({ $case: 'syncObject', value: configMap('a') });
+    await disk.fill();
+    await expect(h.handle({ $case: 'syncEnd', value: { revision: 1, sequence: 1, partial: false } })).rejects.toThrow(/No space left on device|IO error/);
+    expect(sent).toEqual([]);
+    await disk.unfill();
+    await h.handle({ $case: 'syncBegin', value: { incarnation: 'hub-1', fromRevision: 0, snapshot: false, toRevision: 2, reason: '' } });
+    await h.handle({ $case: 'syncObject', value: configMap('b') });
+    await h.handle({ $case: 'syncEnd', value: { revision: 2, sequence: 2, partial: false } });
+    expect(sent).toEqual(['syncAck']);
+    expect(cache.reopens).toBe(1);
+    await cache.close();
+    const again = await OfflineCache.open({ dir: path });
+    expect((await new SyncReceiver(again, silentLogger, () => 0).desired()).objects.map((o) => o.object.metadata.name)).toEqual(['b']);
+    expect(await readSyncState(again, silentLogger)).toEqual({ hubIncarnation: 'hub-1', lastAckedRevision: 2 });
+    await again.close();
   });
 });
