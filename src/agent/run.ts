@@ -262,8 +262,13 @@ export async function startAgent(
     syncResume: async () => {
       const state = await readSyncState(cache, deps.logger);
       const receiver = receiverRef.current;
-      // Every hello also names the large object held in part, so the hub resumes it there.
-      return receiver ? { ...state, desiredDigest: await receiver.digest(), ...(await receiver.helloFields()) } : state;
+      if (!receiver) return state;
+      // Every hello also names the large object held in part, so the hub resumes it there. A cache
+      // that cannot be read for them must not stop the hello: no partial object, and a digest that
+      // makes the hub send a snapshot.
+      const desiredDigest = await receiver.digest().catch(() => 'unreadable');
+      const fields = await receiver.helloFields().catch(() => ({}));
+      return { ...state, desiredDigest, ...fields };
     },
     ...(deps.clock ? { clock: deps.clock } : {}),
     ...(deps.random ? { random: deps.random } : {}),
@@ -348,7 +353,7 @@ export async function startAgent(
   }
   if (!o.cacheEnabled) {
     // --enable-cache=false: nothing of the desired set outlives a run; the hub sends it all again.
-    await dropDesiredSet(cache, deps.logger);
+    await dropDesiredSet(cache, deps.logger, '--enable-cache=false');
     await cache.batch([{ type: 'del', key: syncStateCacheKey }]);
   }
   const receiver = new SyncReceiver(cache, deps.logger, now, { maxObjectBytes: o.maxObjectBytes, maxCacheBytes: o.cacheSizeLimitBytes }, sealKey);
@@ -397,11 +402,11 @@ export async function startAgent(
 }
 
 /** Push keeps no desired state: drops a set an earlier Pull or Dual run cached. */
-async function dropDesiredSet(cache: OfflineCache, logger: Logger): Promise<void> {
+async function dropDesiredSet(cache: OfflineCache, logger: Logger, why = 'Push mode'): Promise<void> {
   const keys = (await Promise.all(desiredSetPrefixes.map((p) => cache.keys({ gte: p, lt: `${p}\uffff` })))).flat();
   if (keys.length === 0) return;
   await cache.batch(keys.map((key) => ({ type: 'del' as const, key })));
-  logger.info({ objects: keys.length }, 'Push mode: dropped the desired set an earlier run cached (the hub holds it)');
+  logger.info({ objects: keys.length }, `${why}: dropped the desired set an earlier run cached (the hub holds it)`);
 }
 
 /** The LevelDB database lives here, beside identity.json. */

@@ -3,7 +3,7 @@ import { readdir, readFile, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, httpsRequest, type KubeCluster, type ManagedProcess } from '../../src/testkit/index.js';
-import { hawser, type HubProcess, jsonLines, sampleValue, TestBed, until } from './harness.js';
+import { hawser, type HubProcess, jsonLines, sampleValue, startAgentProcess, TestBed, until } from './harness.js';
 
 // §5/§7 "Corrupt cache: detected, rebuilt, converges", against a real hub, a
 // real agent process and a real kube-apiserver: three ConfigMaps synced; the
@@ -21,7 +21,10 @@ describe('offline cache: corrupt, stale (real hub, agent, kube-apiserver)', () =
   let hub: HubProcess;
   let agent: ManagedProcess;
   let metricsPort: number;
-  const markers = Object.fromEntries(['a', 'b', 'c'].map((n) => [n, randomBytes(16).toString('hex')]));
+  // Letters no key, checksum (hex) or JSON of the cache holds, so LevelDB's snappy keeps each
+  // marker literal (a 4-byte match elsewhere in the block would become a back-reference).
+  const letters = 'GHIJKLMNOPQRSTUVWXYZ';
+  const markers = Object.fromEntries(['a', 'b', 'c'].map((n) => [n, [...randomBytes(24)].map((x) => letters[x % letters.length]).join('')]));
   const cacheDir = () => join(bed.dir, 'agents', 'edge-oc');
   const dbDir = () => join(cacheDir(), 'db');
 
@@ -94,7 +97,7 @@ describe('offline cache: corrupt, stale (real hub, agent, kube-apiserver)', () =
       const path = join(dbDir(), f);
       const bytes = await readFile(path);
       for (let at = bytes.indexOf(markers['b']!); at >= 0; at = bytes.indexOf(markers['b']!, at + 1)) {
-        bytes[at + 5] = bytes[at + 5] === 0x30 ? 0x31 : 0x30;
+        bytes[at + 5] = bytes[at + 5] === 0x47 ? 0x48 : 0x47;
         flipped++;
       }
       await writeFile(path, bytes);
@@ -150,5 +153,25 @@ describe('offline cache: corrupt, stale (real hub, agent, kube-apiserver)', () =
     await agent.restart();
     await until('not stale once back', async () => !/offline cache stale/.test(await clustersText()), 60_000);
     for (const n of ['a', 'b', 'c']) expect((await kubeGet(n)).status).toBe(200);
+  });
+
+  it('--offline-cache-enabled=false (alias of --enable-cache): the cached set is dropped at start and fetched again from the hub', { timeout: 120_000 }, async () => {
+    await agent.stop();
+    const before = await hub.metric('hawser_hub_sync_snapshots_total', { cluster: 'edge-oc', reason: 'first-sync' });
+    const uncached = await startAgentProcess({
+      name: 'edge-oc',
+      parentUrl: hub.tunnel,
+      caFile: hub.caFile,
+      cacheDir: cacheDir(),
+      kubeconfig: kube.kubeconfigPath,
+      logDir: bed.logDir,
+      tracker: bed.tracker,
+      args: ['--reconnect-period=300ms', '--max-reconnect-period=1s', '--apply-interval=1s', '--offline-cache-enabled=false', '--use-cache-when-disconnected=false'],
+    });
+    await uncached.waitFor(/dropped the desired set/, { timeoutMs: 30_000, what: 'the cached set dropped' });
+    await until('a first-sync snapshot for the empty cache', async () => (await hub.metric('hawser_hub_sync_snapshots_total', { cluster: 'edge-oc', reason: 'first-sync' })) > before, 60_000);
+    await kubeDelete('a');
+    await until('cm-a back from the refetched set', async () => (await kubeGet('a')).status === 200, 60_000);
+    await uncached.stop();
   });
 });
