@@ -6,12 +6,13 @@
 // protobuf runtime) loaded. Aim: ≤ 70 MB, what KubeEdge's EdgeCore needs.
 //
 //   npm run bench:agent-memory [-- --objects=300]
+//   npm run bench:agent-memory -- --agent-node-flag=--semi-space-growth-factor=2   # the agent as V8 would size it
 //
 // RSS is read after forced full GCs (SIGUSR2 with --expose-gc, see
 // gc-on-signal.ts), repeated until it settles.
 
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -26,6 +27,8 @@ const hawserBin = join(root, 'bin', 'hawser.js');
 const gcFlags = ['--expose-gc', '--import', pathToFileURL(join(here, 'gc-on-signal.js')).href];
 
 const objects = Number(/^--objects=(\d+)$/.exec(process.argv.find((a) => a.startsWith('--objects=')) ?? '')?.[1] ?? 300);
+/** Extra node flags for the agent process (repeatable), e.g. to compare V8 heap settings. */
+const agentNodeFlags = process.argv.filter((a) => a.startsWith('--agent-node-flag=')).map((a) => a.slice('--agent-node-flag='.length));
 const bootstrapToken = 'abcdef.0123456789abcdef';
 const adminToken = `hwo_bench-memory-${'0'.repeat(24)}`;
 const mb = (bytes: number) => bytes / 1048576;
@@ -45,6 +48,12 @@ async function rssAfterGc(pid: number): Promise<number> {
     if (i >= 4 && Math.max(...last) - Math.min(...last) < 1024 * 1024) break;
   }
   return readings[readings.length - 1]!;
+}
+
+/** The V8 heap's part of the agent's RSS as its preload wrote it after the last GC. */
+async function heapOf(file: string): Promise<string> {
+  const u = JSON.parse(await readFile(file, 'utf8')) as NodeJS.MemoryUsage;
+  return `heap ${mb(u.heapTotal).toFixed(1)} MB (used ${mb(u.heapUsed).toFixed(1)}), external ${mb(u.external).toFixed(1)} MB (array buffers ${mb(u.arrayBuffers).toFixed(1)})`;
 }
 
 /** A node process that loads `modules`, collects garbage and reports its RSS. */
@@ -86,6 +95,7 @@ async function main(): Promise<void> {
     const bare = await floor([]);
     const stack = await floor(['@grpc/grpc-js', 'classic-level', 'pino', 'lru-cache', '@bufbuild/protobuf/wire']);
 
+    const memoryFile = join(dir, 'agent-memory.json');
     const tunnelPort = await freePort();
     const apiPort = await freePort();
     const tokens = join(dir, 'operator-tokens.yaml');
@@ -106,6 +116,7 @@ async function main(): Promise<void> {
       command: process.execPath,
       args: [
         ...gcFlags,
+        ...agentNodeFlags,
         hawserBin,
         'agent',
         `--parent-url=127.0.0.1:${tunnelPort}`,
@@ -115,13 +126,14 @@ async function main(): Promise<void> {
         `--cache-dir=${join(dir, 'agent')}`,
         `--kubeconfig=${kube.kubeconfigPath}`,
       ],
-      env: { PARENT_CLUSTER_TOKEN: bootstrapToken },
+      env: { PARENT_CLUSTER_TOKEN: bootstrapToken, HAWSER_BENCH_MEMORY_FILE: memoryFile },
       logDir: join(dir, 'logs'),
     });
     processes.push(agent);
     await agent.waitFor(/"agent ready"/, { timeoutMs: 60_000, what: 'agent welcomed' });
     await sleep(3_000);
     const idle = await rssAfterGc(agent.pid!);
+    const idleHeap = await heapOf(memoryFile);
     log(`idle agent: ${mb(idle).toFixed(1)} MB; applying ${objects} objects`);
 
     const file = join(dir, 'objects.yaml');
@@ -143,6 +155,7 @@ async function main(): Promise<void> {
     log(`all ${objects} applied in ${((Date.now() - started) / 1000).toFixed(1)} s; settling`);
     await sleep(5_000);
     const loaded = await rssAfterGc(agent.pid!);
+    const loadedHeap = await heapOf(memoryFile);
 
     const aim = 70 * 1048576;
     const rows: Array<[string, number]> = [
@@ -151,9 +164,10 @@ async function main(): Promise<void> {
       ['hawser agent, connected, idle', idle],
       [`hawser agent, ${objects} objects synced, cached, applied`, loaded],
     ];
-    console.log(`\nagent RSS after GC (aim ≤ 70 MB; Node ${process.version})\n`);
+    console.log(`\nagent RSS after GC (aim ≤ 70 MB; Node ${process.version}${agentNodeFlags.length > 0 ? `; agent run with ${agentNodeFlags.join(' ')}` : ''})\n`);
     console.log(`${'process'.padEnd(62)} ${'RSS MB'.padStart(8)} ${'÷ floor'.padStart(8)} ${'÷ aim'.padStart(7)}`);
     for (const [name, bytes] of rows) console.log(`${name.padEnd(62)} ${mb(bytes).toFixed(1).padStart(8)} ${(bytes / stack).toFixed(2).padStart(8)} ${(bytes / aim).toFixed(2).padStart(7)}`);
+    console.log(`\nagent idle: ${idleHeap}\nagent with ${objects} objects: ${loadedHeap}`);
   } finally {
     for (const p of processes.reverse()) await p.stop();
     await kube.stop();

@@ -23,6 +23,7 @@
 //   npm run bench:distribution                          # 100 agents
 //   npm run bench:distribution -- --agents 1000         # on demand
 //   npm run bench:distribution -- --cpu-prof /tmp/prof  # hub --cpu-prof (written at its exit)
+//   npm run bench:distribution -- --hawser-bin ../main/bin/hawser.js  # another build's hub
 import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -52,6 +53,8 @@ const { values: flags } = parseArgs({
     /** Seconds for every agent to be ready after the ramp (a loaded hub refuses handshakes with HAWSER_HUB_BUSY; agents back off). */
     'ready-timeout': { type: 'string', default: '120' },
     'cpu-prof': { type: 'string' },
+    /** Another build's bin/hawser.js for the hub (e.g. a baseline checkout); the agents are this checkout's. */
+    'hawser-bin': { type: 'string' },
     label: { type: 'string', default: '' },
   },
 });
@@ -59,6 +62,7 @@ const n = Number(flags.agents);
 const rounds = Number(flags.rounds);
 const perProcess = Number(flags['per-process']);
 const rampPerSec = Number(flags.ramp);
+const hawserBin = resolve(flags['hawser-bin'] ?? join(repoRoot, 'bin/hawser.js'));
 const idleWindowMs = Number(flags['idle-window']) * 1000;
 const roundTimeoutMs = Number(flags['round-timeout']) * 1000;
 for (const [name, v] of [['agents', n], ['rounds', rounds], ['per-process', perProcess], ['ramp', rampPerSec], ['idle-window', idleWindowMs]] as const) {
@@ -97,7 +101,7 @@ async function startHub(dir: string, pki: { certFile: string; keyFile: string })
       [
         ...gcFlags,
         ...(flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(flags['cpu-prof'])] : []),
-        join(repoRoot, 'bin/hawser.js'),
+        hawserBin,
         'hub',
         '--data-dir', join(dir, 'data'),
         '--listen', `127.0.0.1:${tunnelPort}`,
@@ -411,7 +415,7 @@ async function main(): Promise<void> {
       rounds,
       cores: cpus().length,
       node: process.version,
-      commit: gitHead(),
+      commit: gitHead(dirname(dirname(hawserBin))),
       label: flags.label,
       ackP50Ms: percentile(ack, 50),
       ackP99Ms: percentile(ack, 99),
@@ -452,10 +456,11 @@ async function main(): Promise<void> {
   }
 }
 
-function gitHead(): string {
+/** The hub's commit: of the checkout holding its bin/hawser.js. */
+function gitHead(cwd: string): string {
   try {
-    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: repoRoot, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd: repoRoot, encoding: 'utf8' }).trim();
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd, encoding: 'utf8' }).trim();
+    const dirty = execFileSync('git', ['status', '--porcelain', '--untracked-files=no'], { cwd, encoding: 'utf8' }).trim();
     return dirty ? `${head}+changes` : head;
   } catch {
     return 'unknown';

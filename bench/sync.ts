@@ -93,7 +93,7 @@ async function startAgent(h: TestHub, home: string, features: string[]) {
 }
 
 async function run(mode: string, agentFeatures: string[]): Promise<Run> {
-  const h = await startTestHub({ features: [Feature.Sync, Feature.CompressionDeflate] });
+  const h = await startTestHub({ features: [Feature.Sync, Feature.CompressionDeflate, Feature.LocalDigest] });
   const stats = new SyncStats();
   h.core.registerHandler(syncHandlerFactory({ store: h.store, logger: silentLogger, stats }));
   const home = await tempDir('bench-sync');
@@ -147,8 +147,9 @@ async function run(mode: string, agentFeatures: string[]): Promise<Run> {
 const jsons = corpus.map((m) => JSON.stringify(m));
 const rawJson = jsons.reduce((a, s) => a + Buffer.byteLength(s), 0);
 const gzipBatch = gzipSync(Buffer.from(`[${jsons.join(',')}]`)).length;
-const bare = await run('hawser, no compression (agent --enable-compression=false)', [Feature.Sync]);
-const compressed = await run('hawser, compression.deflate.k8s1', [Feature.Sync, Feature.CompressionDeflate]);
+const bare = await run('hawser, no compression (agent --enable-compression=false), sync.local-digest', [Feature.Sync, Feature.LocalDigest]);
+const withDigest = await run('hawser, compression.deflate.k8s1, content_sha256 on the wire (an agent without sync.local-digest)', [Feature.Sync, Feature.CompressionDeflate]);
+const compressed = await run('hawser, compression.deflate.k8s1 + sync.local-digest', [Feature.Sync, Feature.CompressionDeflate, Feature.LocalDigest]);
 
 const x = (n: number) => `${(rawJson / n).toFixed(1)}×`;
 console.log(`initial sync of ${objects} manifests (bench/corpus.ts seed 1), ${rawJson} B of JSON`);
@@ -156,11 +157,11 @@ console.log('| encoding | initial sync bytes | vs raw JSON | 1 change, live | 10
 console.log('|---|---|---|---|---|---|');
 console.log(`| raw JSON | ${rawJson} | 1.0× | ${compressed.changedJsonBytes} | ${compressed.changed10JsonBytes} | ${compressed.reconnectJsonBytes} |`);
 console.log(`| gzip of the batch | ${gzipBatch} | ${x(gzipBatch)} | | | |`);
-for (const r of [bare, compressed]) console.log(`| ${r.mode} | ${r.initialBytes} | ${x(r.initialBytes)} | ${r.live1} | ${r.live10} | ${r.reconnect1} |`);
+for (const r of [bare, withDigest, compressed]) console.log(`| ${r.mode} | ${r.initialBytes} | ${x(r.initialBytes)} | ${r.live1} | ${r.live10} | ${r.reconnect1} |`);
 console.log(`compressed frames carried ${compressed.initialRawBytes} B of sync frames in ${compressed.initialBytes} B: ${(compressed.initialRawBytes / compressed.initialBytes).toFixed(1)}×`);
 
 const root = findRepoRoot(fileURLToPath(import.meta.url));
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 const file = join(root, 'bench/results', `sync-${new Date().toISOString().replace(/:/g, '-').slice(0, 19)}.json`);
-writeFileSync(file, `${JSON.stringify({ objects, rawJson, gzipBatch, runs: [bare, compressed] }, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify({ objects, rawJson, gzipBatch, runs: [bare, withDigest, compressed] }, null, 2)}\n`);
 console.log(`results: ${file}`);

@@ -243,6 +243,7 @@ export async function startAgent(
     // proxy streams need a kubeconfig to forward with.
     features: [
       Feature.Sync,
+      Feature.LocalDigest,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
       ...(proxyKube ? [Feature.ProxyStreams] : []),
     ],

@@ -94,7 +94,7 @@ export class PushReceiver {
           case 'syncObject': {
             if (!run) throw new HawserError(ErrorCode.SyncProtocol, 'sync object before any SyncBegin');
             if (run.staged.length + run.pending.length >= maxSnapshotObjects) throw new HawserError(ErrorCode.SyncProtocol, `more than ${maxSnapshotObjects} objects in one push`);
-            const received = decodeObject(frame.value);
+            const received = decodeObject(frame.value, session.negotiated.features.has(Feature.LocalDigest));
             const key = frame.value.key!;
             run.pending.push({
               key,

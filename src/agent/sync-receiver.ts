@@ -533,7 +533,7 @@ export class SyncReceiver extends EventEmitter<{ committed: []; quarantined: [Qu
       }
     }
     if (!isChunk) {
-      run.pending.push(this.sealReceived(decodeObject(o)));
+      run.pending.push(this.sealReceived(decodeObject(o, session.negotiated.features.has(Feature.LocalDigest))));
       run.pendingBytes += o.payload.length;
       // A whole copy (or a delete) of the object held in part: the chunks go with this group.
       run.cleanup.push(...(await this.serial(() => this.chunks.supersededOps(id))));
@@ -753,7 +753,13 @@ function chunkAck(incarnation: string, o: wire.SyncObject): wire.SyncChunkAck {
   return { incarnation, key: o.key, subscription: o.subscription, contentSha256: o.contentSha256, chunkIndex: o.chunkIndex, receivedBytes: Number(o.chunkOffset ?? 0) + o.payload.length };
 }
 
-export function decodeObject(o: wire.SyncObject): Received {
+/**
+ * A whole object's frame, checked against its size and sha256. With the
+ * feature "sync.local-digest" the hub may leave the sha256 out: the payload's
+ * own digest is then all there is (TLS and each compressed run's CRC-32 guard
+ * it on the way); one that is sent is still checked.
+ */
+export function decodeObject(o: wire.SyncObject, localDigest = false): Received {
   const id = objectKeyId(o);
   if (o.op === wire.SyncOp.SYNC_OP_DELETE) return { id, op: o.op };
   if (o.op !== wire.SyncOp.SYNC_OP_UPSERT) throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id} has op ${o.op}`);
@@ -762,7 +768,7 @@ export function decodeObject(o: wire.SyncObject): Received {
   }
   if (o.chunkCount > 1 || o.chunkIndex !== 0) throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id} is chunk ${o.chunkIndex} of ${o.chunkCount}; chunks were not negotiated`);
   const sha = createHash('sha256').update(o.payload).digest('hex');
-  if (sha !== o.contentSha256 || o.payload.length !== Number(o.totalSize)) {
+  if ((sha !== o.contentSha256 && !(localDigest && o.contentSha256 === '')) || o.payload.length !== Number(o.totalSize)) {
     throw new HawserError(ErrorCode.SyncProtocol, `sync object ${id}: payload of ${o.payload.length} bytes does not match its checksum and size ${o.totalSize}`);
   }
   let object: KubeObject;

@@ -101,9 +101,12 @@ export interface CacheView {
   close(): Promise<void>;
 }
 
-function encodeEnvelope(key: string, value: unknown): { stored: string; value: unknown } {
-  const json = JSON.stringify(value);
-  return { stored: JSON.stringify({ v: 2, sha256: digest(json, key), value: JSON.parse(json) as unknown }), value: JSON.parse(json) as unknown };
+/** The stored text, and for the LRU (hot) a private copy of the value as it will read back. The checksum covers the key too. */
+function encodeEnvelope(key: string, value: unknown, hot: boolean): { stored: string; value?: unknown } {
+  const json = JSON.stringify(value) as string | undefined;
+  if (json === undefined) throw new TypeError('an offline cache value must be JSON');
+  // The text JSON.stringify({ v, sha256, value }) gives (stringifying parsed JSON gives that JSON back), without parsing it to build it.
+  return { stored: `{"v":2,"sha256":${JSON.stringify(digest(json, key))},"value":${json}}`, ...(hot ? { value: JSON.parse(json) as unknown } : {}) };
 }
 
 function decodeEnvelope<T>(key: string, raw: string): T {
@@ -330,7 +333,7 @@ export class OfflineCache {
    * meanwhile.
    */
   async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
-    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.value) } : op));
+    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.value, op.hot ?? true) } : op));
     if (this.broken) await this.reopen();
     this.writeEpoch++;
     try {

@@ -1,11 +1,10 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { ErrorCode, HawserError } from '../tunnel/index.js';
 
-// Bootstrap tokens follow kubeadm's shape (6.16 lower-case alphanumerics);
-// per-cluster credentials are 32 random bytes, stored only as a hash.
+// Per-cluster credentials are 32 random bytes, stored only as a hash. The
+// bootstrap token's shape and parser live in src/tunnel (the agent reads them too).
+export { bootstrapTokenPattern, parseBootstrapTokens } from '../tunnel/index.js';
 
 const alphabet = 'abcdefghijklmnopqrstuvwxyz0123456789';
-export const bootstrapTokenPattern = /^[a-z0-9]{6}\.[a-z0-9]{16}$/;
 
 function randomString(length: number): string {
   const bytes = randomBytes(length);
@@ -14,31 +13,9 @@ function randomString(length: number): string {
   return out;
 }
 
+/** A new bootstrap token, of the shape bootstrapTokenPattern accepts. */
 export function generateBootstrapToken(): string {
   return `${randomString(6)}.${randomString(16)}`;
-}
-
-/**
- * Bootstrap tokens from one source (a file, an environment variable): one per
- * line, blank lines and # comments ignored. None at all, or one of the wrong
- * shape, is refused: an empty file must never become the empty token.
- * Errors name the source and the line, never the token.
- */
-export function parseBootstrapTokens(text: string, source: string): string[] {
-  const tokens: string[] = [];
-  for (const [i, raw] of text.split('\n').entries()) {
-    const line = raw.trim();
-    if (line === '' || line.startsWith('#')) continue;
-    if (!bootstrapTokenPattern.test(line)) {
-      throw new HawserError(
-        ErrorCode.InvalidBootstrapToken,
-        `bootstrap token in ${source} (line ${i + 1}) must look like abcdef.0123456789abcdef ([a-z0-9]{6}.[a-z0-9]{16})`,
-      );
-    }
-    tokens.push(line);
-  }
-  if (tokens.length === 0) throw new HawserError(ErrorCode.InvalidBootstrapToken, `${source} holds no bootstrap token`);
-  return tokens;
 }
 
 export function generateCredential(): string {

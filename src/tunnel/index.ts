@@ -55,6 +55,7 @@ export {
   validateTrustBundle,
 } from './trust.js';
 export { parseDuration, formatDuration } from './duration.js';
+export { bootstrapTokenPattern, parseBootstrapTokens } from './bootstrap-token.js';
 export { type CaseFrame, type FrameHandler, FrameRouter, type RouteResult } from './router.js';
 export {
   acceptWelcome,

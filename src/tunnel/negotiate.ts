@@ -24,6 +24,13 @@ export const Feature = {
   Chunks: 'chunks',
   /** Proxied requests each on their own stream (openStream). */
   ProxyStreams: 'proxy-streams',
+  /**
+   * A whole (unchunked) SyncObject travels without content_sha256: TLS and the
+   * CRC-32 of each compressed run guard it on the way, and the agent computes
+   * the sha256 itself on receipt. Chunks keep it (they are reassembled across
+   * connections). Saves the 64 hex digits no compressor shrinks (bench/sync).
+   */
+  LocalDigest: 'sync.local-digest',
 } as const;
 export type Feature = (typeof Feature)[keyof typeof Feature];
 

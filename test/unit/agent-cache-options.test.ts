@@ -3,7 +3,7 @@ import { isStale } from '../../src/agent/cache-monitor.js';
 import { resolveAgentOptions } from '../../src/agent/run.js';
 import { agentCacheOptions } from '../../src/cli/agent-cache-flags.js';
 import { parseFlags, UsageError } from '../../src/cli/flags.js';
-import { agentSpec } from '../../src/cli/serve.js';
+import { agentSpec } from '../../src/cli/agent-command.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 
 const cacheOptions = (...argv: string[]) => agentCacheOptions(parseFlags(agentSpec, argv));

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { resolveAgentOptions } from '../../src/agent/run.js';
 import { boolFlag, parseFlags } from '../../src/cli/flags.js';
-import { agentSpec } from '../../src/cli/serve.js';
+import { agentSpec } from '../../src/cli/agent-command.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 
 describe('agent options: --enable-compression', () => {

@@ -22,8 +22,8 @@ afterEach(async () => {
 });
 
 async function gauge(metrics: AgentMetrics, name: string): Promise<number> {
-  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
-  return metric?.values[0]?.value ?? Number.NaN;
+  const line = (await metrics.exposition()).text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? Number.NaN : Number(line.split(' ')[1]);
 }
 
 describe('CacheMonitor', () => {

@@ -29,14 +29,15 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-async function harness(options: { sealing?: boolean; start?: boolean; historyPerKind?: number } = {}): Promise<Harness> {
+async function harness(options: { sealing?: boolean; start?: boolean; historyPerKind?: number; healthIntervalMs?: number } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'hawser-deployer-'));
   const embedded = await EmbeddedStore.open(join(dir, 'store'), options.historyPerKind ? { historyPerKind: options.historyPerKind, recentEvents: 2 } : {});
   // As startHub opens it: Manifests and Descriptions sealed at rest.
   const store: HubStore = options.sealing ? (await SealingStore.open(embedded, join(dir, 'secret-key'))).store : embedded;
   const clock = new ManualClock(startMs);
   const results: Harness['results'] = [];
-  const deployer = new Deployer(store, { clock, onReconciled: (key, result) => results.push({ key: `${key.namespace}/${key.name}`, result }) });
+  // The clock is a ManualClock: reports are folded in as they come unless a test says otherwise.
+  const deployer = new Deployer(store, { clock, healthIntervalMs: options.healthIntervalMs ?? 0, onReconciled: (key, result) => results.push({ key: `${key.namespace}/${key.name}`, result }) });
   cleanups.push(async () => {
     await deployer.stop();
     await store.close();
@@ -669,6 +670,75 @@ describe('deployer: an agent report alone', () => {
     const full = await reconcileSubscription(store, { namespace: 'default', name: 'divided' }, clock.now());
     expect(await statusOf(store, 'default', 'divided')).toEqual(folded);
     expect(full.batch).toBeUndefined();
+  });
+});
+
+describe('deployer: an agent report alone, without reading the Manifests', () => {
+  it('the asked replicas come from the rendering (by revision): no Manifest is read per report, and a scale-up is not ready until its pods are', async () => {
+    const { store, deployer } = await harness();
+    await addCluster(store, 'a', {});
+    await addCluster(store, 'b', {});
+    await apply(store, deployment('web', 4));
+    await apply(store, staticSubscription({ a: 1, b: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a', 'b'])).toEqual([2, 2]));
+    await deployer.settled();
+    let manifestReads = 0;
+    const list = store.list.bind(store);
+    store.list = ((kind, options) => {
+      if (kind === 'Manifest') manifestReads++;
+      return list(kind, options);
+    }) as HubStore['list'];
+    const reportA = (replicas: number, ready: number) =>
+      store.put('ClusterSyncStatus', { namespace: 'clusternet-a', name: 'a' }, {
+        apiVersion: 'hawser.io/v1alpha1',
+        kind: 'ClusterSyncStatus',
+        metadata: { name: 'a', namespace: 'clusternet-a' },
+        status: { objects: [{ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: 'web', subscriptions: ['default/divided'], action: 'applied', exists: true, status: { replicas, readyReplicas: ready } }] },
+      });
+    const readyOfA = async () => (await statusOf(store, 'default', 'divided')).clusters!.find((r) => r.cluster.endsWith('/a'))!.health?.ready;
+    // The child still runs 1 replica, all ready; 2 are asked: not ready.
+    await reportA(1, 1);
+    await waitFor(async () => expect(await readyOfA()).toEqual({ ready: 0, workloads: 1 }));
+    await reportA(2, 2);
+    await waitFor(async () => expect(await readyOfA()).toEqual({ ready: 1, workloads: 1 }));
+    await deployer.settled();
+    expect(manifestReads).toBe(0);
+  });
+});
+
+describe('deployer: reports folded in at most every healthIntervalMs', () => {
+  it('the first report is folded in at once; those within the interval after it, together when it has passed', async () => {
+    const { store, deployer, clock, results } = await harness({ healthIntervalMs: 1_000 });
+    await addCluster(store, 'a', {});
+    await addCluster(store, 'b', {});
+    await apply(store, deployment('web', 4));
+    await apply(store, staticSubscription({ a: 1, b: 1 }));
+    await waitFor(async () => expect(await replicasByCluster(store, ['a', 'b'])).toEqual([2, 2]));
+    await deployer.settled();
+    const reportOf = (cluster: string, ready: number) =>
+      store.put('ClusterSyncStatus', { namespace: `clusternet-${cluster}`, name: cluster }, {
+        apiVersion: 'hawser.io/v1alpha1',
+        kind: 'ClusterSyncStatus',
+        metadata: { name: cluster, namespace: `clusternet-${cluster}` },
+        status: { objects: [{ apiVersion: 'apps/v1', kind: 'Deployment', namespace: 'web', name: 'web', subscriptions: ['default/divided'], action: 'applied', exists: true, status: { replicas: 2, readyReplicas: ready } }] },
+      });
+    const readyOf = async (cluster: string) => (await statusOf(store, 'default', 'divided')).clusters!.find((r) => r.cluster.endsWith(`/${cluster}`))!.health?.ready;
+    const runs = () => results.filter((r) => r.key === 'default/divided').length;
+    await reportOf('a', 2);
+    await waitFor(async () => expect(await readyOf('a')).toEqual({ ready: 1, workloads: 1 }));
+    await deployer.settled();
+    const before = runs();
+    await reportOf('b', 1);
+    await reportOf('a', 0);
+    await settle();
+    await deployer.settled();
+    // Within the interval: not yet.
+    expect(runs()).toBe(before);
+    expect(await readyOf('a')).toEqual({ ready: 1, workloads: 1 });
+    clock.advance(1_000);
+    await waitFor(async () => expect([await readyOf('a'), await readyOf('b')]).toEqual([{ ready: 0, workloads: 1 }, { ready: 0, workloads: 1 }]));
+    await deployer.settled();
+    expect(runs()).toBe(before + 1);
   });
 });
 

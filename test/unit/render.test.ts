@@ -19,6 +19,9 @@ import {
   renderCluster,
   renderInputs,
   renderSubscription,
+  sameJson,
+  digestOf,
+  feedKey,
   type SubscriptionRef,
 } from '../../src/hub/render/index.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
@@ -481,6 +484,77 @@ describe('renderSubscription', () => {
     expect(imageOf(west, 'b')).toBe('img:1');
     expect(imageOf(east, 'a')).toBe('img:1');
     expect(imageOf(east, 'b')).toBe('img:1');
+  });
+});
+
+describe('renderSubscription: one rendering per distinct set of overrides and replicas', () => {
+  it('clusters rendered alike share one frozen rendering; a cluster with its own override or replicas gets its own; each is what renderCluster gives', () => {
+    const web = deployment('web', 3);
+    const conf = configMap('conf', { a: '1' });
+    const image = glob('image', feedOf(web), [merge('m', 'spec: {template: {spec: {containers: [{name: c, image: "img:1"}]}}}')]);
+    const local = loc('east-only', feedOf(web), [merge('m', 'metadata: {labels: {east: "yes"}}')], undefined, usEast.namespace);
+    const shared = { subscription: subscription([feedOf(web), feedOf(conf)]), objects: [web, conf], globalizations: [image], localizations: [local] };
+    const clusters = [{ cluster: usWest }, { cluster: staging }, { cluster: usEast }, { cluster: { ...usWest, name: 'edge-west2', namespace: 'clusternet-west2' }, replicas: { [feedKey(feedOf(web))]: 1 } }];
+    const [west, stage, east, divided] = renderSubscription({ ...shared, clusters }) as [ClusterRendering, ClusterRendering, ClusterRendering, ClusterRendering];
+    for (const [i, r] of [west, stage, east, divided].entries()) expect(r).toEqual(renderCluster({ ...shared, ...clusters[i]! }));
+
+    // West and staging: the same overrides, no replicas: the very same objects, frozen.
+    expect(byKind(stage, 'Deployment', 'web')).toBe(byKind(west, 'Deployment', 'web'));
+    expect(byKind(stage, 'ConfigMap', 'conf')).toBe(byKind(west, 'ConfigMap', 'conf'));
+    expect(stage.revision).toBe(west.revision);
+    const template = byKind(west, 'Deployment', 'web');
+    expect(Object.isFrozen(template)).toBe(true);
+    expect(() => {
+      (template.metadata as Record<string, unknown>).name = 'changed';
+    }).toThrow(TypeError);
+    expect(() => {
+      ((template.spec as { template: { spec: { containers: Array<{ image: string }> } } }).template.spec.containers[0]!).image = 'img:evil';
+    }).toThrow(TypeError);
+    // What the caller may change of its own rendering stays its own.
+    west.manifests[0]!.applied.push('mine');
+    expect(stage.manifests[0]!.applied).not.toContain('mine');
+
+    // East has its own Localization, the divided cluster its own replicas: renderings of their own.
+    expect(byKind(east, 'Deployment', 'web')).not.toBe(byKind(west, 'Deployment', 'web'));
+    expect(byKind(east, 'Deployment', 'web').metadata.labels).toMatchObject({ east: 'yes' });
+    expect(byKind(west, 'Deployment', 'web').metadata.labels ?? {}).not.toHaveProperty('east');
+    expect((byKind(divided, 'Deployment', 'web').spec as { replicas: number }).replicas).toBe(1);
+    expect((byKind(west, 'Deployment', 'web').spec as { replicas: number }).replicas).toBe(3);
+    expect(new Set([west.revision, east.revision, divided.revision]).size).toBe(3);
+  });
+
+  it('a failing override keeps each cluster its own previous rendering, even where the failing rendering is shared', () => {
+    const web = deployment('web', 3);
+    const bad = glob('bad', feedOf(web), [jsonPatch('j', '[{"op":"replace","path":"/spec/missing/field","value":1}]')]);
+    const shared = { subscription: subscription([feedOf(web)]), objects: [web], globalizations: [bad], localizations: [] };
+    const previousOf = (replicas: number) => ({ manifests: [{ key: feedKey(feedOf(web)), feed: feedOf(web), template: deployment('web', replicas), applied: [] }] });
+    const clusters = [{ cluster: usWest, previous: previousOf(1) }, { cluster: usEast, previous: previousOf(2) }];
+    const [west, east] = renderSubscription({ ...shared, clusters }) as [ClusterRendering, ClusterRendering];
+    expect(west).toEqual(renderCluster({ ...shared, ...clusters[0]! }));
+    expect(east).toEqual(renderCluster({ ...shared, ...clusters[1]! }));
+    expect((byKind(west, 'Deployment', 'web').spec as { replicas: number }).replicas).toBe(1);
+    expect((byKind(east, 'Deployment', 'web').spec as { replicas: number }).replicas).toBe(2);
+    expect(west.revision).not.toBe(east.revision);
+  });
+});
+
+describe('sameJson', () => {
+  const json: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+    value: fc.oneof({ depthSize: 'small' }, fc.constant(null), fc.constant(undefined), fc.boolean(), fc.integer({ min: -3, max: 3 }), fc.constantFrom('a', 'b', ''), fc.array(tie('value'), { maxLength: 3 }), fc.dictionary(fc.constantFrom('x', 'y', 'z'), tie('value'), { maxKeys: 3 })),
+  })).value;
+
+  it('agrees with comparing digests, on any two JSON values (undefined keys absent, undefined in arrays null)', () => {
+    fc.assert(
+      fc.property(json, json, (a, b) => {
+        expect(sameJson(a, b)).toBe(digestOf(a) === digestOf(b));
+        expect(sameJson(a, structuredClone(a))).toBe(true);
+      }),
+      { numRuns: 2000 },
+    );
+    expect(sameJson({ k: null, j: undefined }, { k: undefined, j: 1 })).toBe(false);
+    expect(sameJson({ k: undefined }, {})).toBe(true);
+    expect(sameJson([undefined], [null])).toBe(true);
+    expect(sameJson({ a: 1, b: 2 }, { b: 2, a: 1 })).toBe(true);
   });
 });
 

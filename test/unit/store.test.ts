@@ -5,6 +5,7 @@ import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { OfflineCache } from '../../src/cache/index.js';
 import { EmbeddedStore, type KubeObject, SealingStore } from '../../src/hub/store.js';
 import { mountSmallDisk } from '../../src/testkit/index.js';
+import { waitFor } from './support.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { storeConformance, type StoreHarness } from './store-conformance.js';
 
@@ -132,6 +133,54 @@ async function collectUntil<T>(iterable: AsyncIterable<T>, n: number): Promise<T
   }
   return out;
 }
+
+describe('EmbeddedStore batches without reading what they replace', () => {
+  it('the versions a store wrote decide preconditions and ADDED/MODIFIED as the database would, across deletes, one batch and a reopen', async () => {
+    const dir = join(await tempDir(), 'store');
+    let store = await EmbeddedStore.open(dir);
+    const seen: string[] = [];
+    const abort = new AbortController();
+    const watching = (async () => {
+      for await (const e of store.watch('Subscription', { resourceVersion: '0', signal: abort.signal })) seen.push(`${e.type} ${e.key.name} ${(e.object.spec as { replicas: number }).replicas}`);
+    })();
+    const key = { namespace: 'default', name: 'a' };
+    const v1 = await store.put('Subscription', key, sub('a', 1), { expect: { absent: true } });
+    await expect(store.put('Subscription', key, sub('a', 9), { expect: { absent: true } })).rejects.toMatchObject({ code: ErrorCode.StoreConflict });
+    const v2 = await store.put('Subscription', key, sub('a', 2), { expect: { resourceVersion: v1 } });
+    await expect(store.put('Subscription', key, sub('a', 9), { expect: { resourceVersion: v1 } })).rejects.toMatchObject({ code: ErrorCode.StoreConflict });
+    // Deleted and put again in one batch, then twice in one batch: DELETED, ADDED, MODIFIED, MODIFIED.
+    const [, v4, v5] = await store.batch([
+      { op: 'delete', kind: 'Subscription', key, expect: { resourceVersion: v2 } },
+      { op: 'put', kind: 'Subscription', key, value: sub('a', 4), expect: { absent: true } },
+      { op: 'put', kind: 'Subscription', key, value: sub('a', 5) },
+    ]);
+    expect(v5).not.toBe(v4);
+    await expect(store.delete('Subscription', key, { expect: { resourceVersion: v4! } })).rejects.toMatchObject({ code: ErrorCode.StoreConflict });
+    await waitFor('five events', () => seen.length >= 5);
+    expect(seen).toEqual(['ADDED a 1', 'MODIFIED a 2', 'DELETED a 2', 'ADDED a 4', 'MODIFIED a 5']);
+    abort.abort();
+    await watching;
+    await store.close();
+
+    // A new instance knows no versions yet: it reads them, and agrees.
+    store = await EmbeddedStore.open(dir);
+    try {
+      await expect(store.put('Subscription', key, sub('a', 9), { expect: { resourceVersion: v4! } })).rejects.toMatchObject({ code: ErrorCode.StoreConflict });
+      const v6 = await store.put('Subscription', key, sub('a', 6), { expect: { resourceVersion: v5! } });
+      const events = store.watch('Subscription', { resourceVersion: v5!, signal: AbortSignal.timeout(5_000) });
+      for await (const e of events) {
+        expect([e.type, e.resourceVersion]).toEqual(['MODIFIED', v6]);
+        break;
+      }
+      expect(await store.delete('Subscription', key, { expect: { resourceVersion: v6 } })).toBeDefined();
+      expect(await store.delete('Subscription', key)).toBeUndefined();
+      await expect(store.put('Subscription', key, sub('a', 7), { expect: { resourceVersion: v6 } })).rejects.toMatchObject({ code: ErrorCode.StoreConflict });
+      expect(await store.put('Subscription', key, sub('a', 7), { expect: { absent: true } })).toBeDefined();
+    } finally {
+      await store.close();
+    }
+  });
+});
 
 describe('EmbeddedStore on a full disk', () => {
   it('a batch that cannot be written leaves nothing: no object, no version, no event, also after a restart', async () => {

@@ -13,7 +13,6 @@ import {
 import { ErrorCode, HawserError } from '../../tunnel/index.js';
 import {
   decideRender,
-  digestOf,
   type Feed,
   feedKey,
   type Globalization,
@@ -26,6 +25,7 @@ import {
   type RenderInputs,
   type RenderProblem,
   renderSubscription,
+  sameJson,
   type SubscriptionRef,
 } from '../render/index.js';
 import type { HubStore, KubeObject, StoreOp } from '../store/types.js';
@@ -100,14 +100,21 @@ interface BaseState {
 
 type Status = Record<string, unknown>;
 
+/** A copy to write back, sharing what it does not replace (callers set top-level fields only; the store copies what it stores). */
 function withoutVersion<T extends { metadata: object }>(object: T): T {
-  const copy = structuredClone(object);
+  const copy = { ...object, metadata: { ...object.metadata } };
   delete (copy.metadata as Record<string, unknown>).resourceVersion;
   return copy;
 }
 
+/** The object as the store would hold it (no metadata.resourceVersion), without copying it: undefined counts as absent. */
+function versionless<T extends { metadata: object }>(object: T): T {
+  return { ...object, metadata: { ...object.metadata, resourceVersion: undefined } };
+}
+
+/** Same content (as digestOf compares), by a walk rather than two digests: a 1,000-cluster status or 1,000 Manifests per reconcile. */
 function same(a: unknown, b: unknown): boolean {
-  return digestOf(a as never) === digestOf(b as never);
+  return sameJson(a, b);
 }
 
 function isConflict(error: unknown): boolean {
@@ -169,6 +176,33 @@ export interface ClusterView {
   clusters(): KubeObject[];
   /** A cluster's ClusterSyncStatus (in its namespace, named after it). */
   syncStatus(namespace: string, name: string): KubeObject | undefined;
+  /**
+   * The workloads' asked replicas of a rendered Manifest set, by the set's
+   * revision (a digest of its content, so it never goes stale): what folding
+   * an agent's report in needs of the Manifests, without reading and
+   * unsealing every one of them per report.
+   */
+  desiredByRevision?: Map<string, ReadonlyMap<string, number>>;
+}
+
+/** Revisions kept in a view's desiredByRevision; past it the map starts again (one Dividing subscription over 1,000 clusters has 1,000). */
+const maxRememberedRevisions = 20_000;
+
+/** Each workload's asked replicas among templates, by "Kind/[namespace/]name" (as agents' reports name objects). */
+function desiredReplicas(templates: readonly KubeObject[]): Map<string, number> {
+  const desired = new Map<string, number>();
+  for (const t of templates) {
+    const spec = t.spec as { replicas?: unknown } | undefined;
+    if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
+  }
+  return desired;
+}
+
+function remember(view: ClusterView | undefined, revision: string | undefined, desired: ReadonlyMap<string, number>): void {
+  const memo = view?.desiredByRevision;
+  if (!memo || revision === undefined || memo.has(revision)) return;
+  if (memo.size >= maxRememberedRevisions) memo.clear();
+  memo.set(revision, desired);
 }
 
 export async function reconcileSubscription(store: HubStore, key: SubscriptionKey, nowMs: number, view?: ClusterView): Promise<ReconcileResult> {
@@ -355,21 +389,31 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
           const object = toManifest(key, ns, m);
           desired.add(object.metadata.name);
           const had = existing.get(object.metadata.name);
-          if (had && same(withoutVersion(had), object)) continue;
+          if (had && same(versionless(had), object)) continue;
           manifestOps.push({ op: 'put', kind: 'Manifest', key: { namespace: ns, name: object.metadata.name }, value: object });
         }
         for (const name of existing.keys()) if (!desired.has(name)) manifestOps.push({ op: 'delete', kind: 'Manifest', key: { namespace: ns, name } });
         const state: BaseState = { revision: rendering.revision, inputs: rendering.inputs };
         const base: KubeObject = { apiVersion: baseApiVersion, ...structuredClone(rendering.base), status: state };
         if (prevBase && prevBase.metadata.name !== base.metadata.name) baseOps.push({ op: 'delete', kind: 'Base', key: { namespace: ns, name: prevBase.metadata.name } });
-        if (!prevBase || !same(withoutVersion(prevBase), base)) baseOps.push({ op: 'put', kind: 'Base', key: { namespace: ns, name: base.metadata.name }, value: base });
+        if (!prevBase || !same(versionless(prevBase), base)) baseOps.push({ op: 'put', kind: 'Base', key: { namespace: ns, name: base.metadata.name }, value: base });
         row.revision = rendering.revision;
         row.manifests = rendering.manifests.length;
         renderedTemplates.set(ns, rendering.manifests.map((m) => m.template as KubeObject));
         rows.push(row);
       }
       // What each cluster's agent reports back: Applied and Healthy (Clusternet's aggregated status).
-      await foldHealth(store, key, rows, (ns) => renderedTemplates.get(ns) ?? [...(manifests.get(ns)?.values() ?? [])].map((m) => m.template as KubeObject), view);
+      const desiredOf = new Map<string, ReadonlyMap<string, number>>();
+      for (const row of rows) {
+        // By revision: the set just rendered, or the one the store holds beside the Base of that revision (written in one batch).
+        let desired = row.revision === undefined ? undefined : view?.desiredByRevision?.get(row.revision);
+        if (!desired) {
+          desired = desiredReplicas(renderedTemplates.get(row.namespace) ?? [...(manifests.get(row.namespace)?.values() ?? [])].map((m) => m.template as KubeObject));
+          remember(view, row.revision, desired);
+        }
+        desiredOf.set(row.namespace, desired);
+      }
+      await foldHealth(store, key, rows, (ns) => desiredOf.get(ns) ?? new Map(), view);
       for (const c of healthConditions(rows)) status.conditions = setCondition(status.conditions, c, now);
       for (const ns of new Set([...manifests.keys(), ...bases.keys()])) if (!placedNamespaces.has(ns)) dropCluster(ns);
       status.clusters = rows;
@@ -393,7 +437,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
     next.metadata.annotations = annotations;
   }
   next.status = { ...oldStatus, ...status };
-  const subOps: StoreOp[] = same(withoutVersion(subscription), next)
+  const subOps: StoreOp[] = same(versionless(subscription), next)
     ? []
     : [{ op: 'put', kind: 'Subscription', key, value: next, expect: { resourceVersion: subscription.metadata.resourceVersion ?? '0' } }];
   // Manifests first and together: a watcher of Manifests sees one reconcile's set at consecutive versions.
@@ -405,15 +449,17 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
 }
 
 /** Sets each row's health from its cluster's agent report (none: no health). */
-async function foldHealth(store: HubStore, key: SubscriptionKey, rows: ClusterRow[], templatesIn: (namespace: string) => KubeObject[], view: ClusterView | undefined): Promise<void> {
+async function foldHealth(
+  store: HubStore,
+  key: SubscriptionKey,
+  rows: ClusterRow[],
+  desiredIn: (namespace: string) => ReadonlyMap<string, number>,
+  view: ClusterView | undefined,
+): Promise<void> {
   const subscriptionRef = `${key.namespace}/${key.name}`;
   for (const row of rows) {
     const clusterName = row.cluster.slice(row.cluster.indexOf('/') + 1);
-    const desired = new Map<string, number>();
-    for (const t of templatesIn(row.namespace)) {
-      const spec = t.spec as { replicas?: unknown } | undefined;
-      if (typeof spec?.replicas === 'number') desired.set(`${t.kind}/${t.metadata.namespace ? `${t.metadata.namespace}/` : ''}${t.metadata.name}`, spec.replicas);
-    }
+    const desired = desiredIn(row.namespace);
     const report = view ? view.syncStatus(row.namespace, clusterName) : await store.get('ClusterSyncStatus', { namespace: row.namespace, name: clusterName });
     if (report) row.health = clusterHealth(report, subscriptionRef, desired);
     else delete row.health;
@@ -439,18 +485,27 @@ export async function reconcileHealth(store: HubStore, key: SubscriptionKey, now
       const owner = ownerOf(o);
       return owner !== undefined && owner.namespace === key.namespace && owner.name === key.name;
     };
-    const templates = new Map<string, KubeObject[]>();
-    const namespaces = new Set(rows.map((r) => r.namespace));
-    const lists = namespaces.size >= manyClusters ? [await store.list('Manifest')] : await Promise.all([...namespaces].map((namespace) => store.list('Manifest', { namespace })));
-    for (const list of lists) {
-      for (const e of list.items) {
-        if (!mine(e.object)) continue;
-        const ns = e.object.metadata.namespace ?? '';
-        if (!templates.has(ns)) templates.set(ns, []);
-        templates.get(ns)!.push((e.object as ManifestObject).template);
-      }
+    // The rows' Manifest sets as the last full reconcile rendered them (by revision); read from the store only for rows it did not render.
+    const desiredOf = new Map<string, ReadonlyMap<string, number>>();
+    for (const r of rows) {
+      const known = r.revision === undefined ? undefined : view.desiredByRevision?.get(r.revision);
+      if (known) desiredOf.set(r.namespace, known);
     }
-    await foldHealth(store, key, rows, (ns) => templates.get(ns) ?? [], view);
+    const namespaces = new Set(rows.map((r) => r.namespace).filter((ns) => !desiredOf.has(ns)));
+    if (namespaces.size > 0) {
+      const templates = new Map<string, KubeObject[]>();
+      const lists = namespaces.size >= manyClusters ? [await store.list('Manifest')] : await Promise.all([...namespaces].map((namespace) => store.list('Manifest', { namespace })));
+      for (const list of lists) {
+        for (const e of list.items) {
+          const ns = e.object.metadata.namespace ?? '';
+          if (!namespaces.has(ns) || !mine(e.object)) continue;
+          if (!templates.has(ns)) templates.set(ns, []);
+          templates.get(ns)!.push((e.object as ManifestObject).template);
+        }
+      }
+      for (const ns of namespaces) desiredOf.set(ns, desiredReplicas(templates.get(ns) ?? []));
+    }
+    await foldHealth(store, key, rows, (ns) => desiredOf.get(ns) ?? new Map(), view);
     let nextConditions = conditions;
     const now = new Date(nowMs);
     for (const c of healthConditions(rows)) nextConditions = setCondition(nextConditions, c, now);
@@ -459,7 +514,7 @@ export async function reconcileHealth(store: HubStore, key: SubscriptionKey, now
     if (rendered) nextConditions = setCondition(nextConditions, { type: rendered.type, status: rendered.status, reason: rendered.reason, message: rendered.message }, now);
     const next = withoutVersion(subscription);
     next.status = { ...oldStatus, conditions: nextConditions, clusters: rows };
-    if (same(withoutVersion(subscription), next)) return {};
+    if (same(versionless(subscription), next)) return {};
     return { batch: await store.batch([{ op: 'put', kind: 'Subscription', key, value: next, expect: { resourceVersion: subscription.metadata.resourceVersion ?? '0' } }]) };
   } catch (error) {
     if (isConflict(error)) return { retry: true };

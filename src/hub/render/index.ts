@@ -1,5 +1,5 @@
 // The deployer's rendering: pure functions over data (no I/O).
-export { canonicalJson, digestOf } from './digest.js';
+export { canonicalJson, digestOf, sameJson } from './digest.js';
 export { describeFeed, feedKey, feedOf, groupOf, identityOf } from './identity.js';
 export { applyFieldPatch, applyJsonPatch, applyMergePatch, maxJsonPatchOperations, parseJsonOrYaml, type PatchResult } from './patch.js';
 export { decideRender, type RenderDecision } from './policy.js';

@@ -20,7 +20,7 @@
 
 import { boundedText, clusterIdLabel, clusterNameLabel } from '../../api/index.js';
 import { ErrorCode } from '../../tunnel/index.js';
-import { digestOf } from './digest.js';
+import { canonicalJson, digestOf } from './digest.js';
 import { describeFeed, feedKey, feedOf, groupOf, identityOf, isAppsKind } from './identity.js';
 import { applyFieldPatch, applyJsonPatch, applyMergePatch, parseJsonOrYaml, type PatchResult } from './patch.js';
 import { selectorMatches, selectorProblems } from '../../scheduler/index.js';
@@ -99,14 +99,34 @@ interface FedSet {
   targets: Set<string>;
 }
 
-/** Work shared by the renderings of one subscription: parsed override values and override digests. */
+/** The objects rendered with one set of overrides and replicas, and their revision when none failed. */
+interface SharedRendering {
+  outcomes: ObjectOutcome[];
+  revision?: string;
+}
+
+/**
+ * Work shared by the renderings of one subscription: parsed override values,
+ * override digests, and each distinct rendering (Replication without
+ * per-cluster overrides renders the same objects for every cluster: once).
+ */
 interface Memo {
   values: Map<string, PatchResult>;
   digests: WeakMap<object, string>;
+  renderings: Map<string, SharedRendering>;
 }
 
 function newMemo(): Memo {
-  return { values: new Map(), digests: new WeakMap() };
+  return { values: new Map(), digests: new WeakMap(), renderings: new Map() };
+}
+
+/** Rendered objects are shared by every cluster that renders them alike: frozen, so no reader can change another cluster's copy. */
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
 }
 
 function priorityOf(spec: OverrideSpec): number {
@@ -447,8 +467,15 @@ function renderFed(fed: FedSet, input: RenderInput, memo: Memo): ClusterRenderin
   const seenUnsupported = new Set<string>();
   const previous = new Map((input.previous?.manifests ?? []).map((m) => [m.key, m]));
   const manifests: RenderedManifest[] = [];
-  for (const unit of fed.units) {
-    const outcome = renderObject(unit, owners, input.replicas ?? {}, memo);
+  // What the objects are rendered from, beside the feeds: the overrides that apply (each one's name names its spec within one subscription's rendering) and the replicas.
+  const sharing = `${owners.map((o) => `${ownerName(o)}${o.invalidAffinity === undefined ? '' : '!'}`).join('\n')}\n\n${canonicalJson(input.replicas ?? {})}`;
+  let shared = memo.renderings.get(sharing);
+  if (!shared) {
+    shared = { outcomes: fed.units.map((unit) => deepFreeze(renderObject(unit, owners, input.replicas ?? {}, memo))) };
+    memo.renderings.set(sharing, shared);
+  }
+  for (const [index, unit] of fed.units.entries()) {
+    const outcome = shared.outcomes[index]!;
     for (const u of outcome.unsupported) {
       const id = u.override ? refText(u.override) : u.message;
       if (seenUnsupported.has(id)) continue;
@@ -456,7 +483,7 @@ function renderFed(fed: FedSet, input: RenderInput, memo: Memo): ClusterRenderin
       unsupported.push(u);
     }
     if (outcome.ok) {
-      manifests.push({ key: unit.key, feed: { ...unit.feed }, template: outcome.template, applied: outcome.applied });
+      manifests.push({ key: unit.key, feed: { ...unit.feed }, template: outcome.template, applied: [...outcome.applied] });
       continue;
     }
     failures.push(outcome.failure);
@@ -464,11 +491,14 @@ function renderFed(fed: FedSet, input: RenderInput, memo: Memo): ClusterRenderin
     if (kept) manifests.push({ ...structuredClone(kept), stale: true });
   }
   manifests.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  // Without a failure, the set is the shared outcomes' alone: its revision too.
+  const fresh = shared.outcomes.every((o) => o.ok);
+  const revision = fresh ? (shared.revision ??= revisionOf(manifests)) : revisionOf(manifests);
   return {
     cluster: input.cluster.name,
     base: baseOf(input),
     manifests,
-    revision: revisionOf(manifests),
+    revision,
     inputs: inputsOf(input, fed, owners, memo),
     failures,
     unsupported,

@@ -99,6 +99,13 @@ function withVersion<T>(value: unknown, rv: number): T {
   return copy as T;
 }
 
+/** withVersion for a value nobody else holds: set in place. */
+function ownVersion<T>(value: unknown, rv: number): T {
+  const o = value as { metadata?: Record<string, unknown> };
+  if (o && typeof o === 'object' && o.metadata && typeof o.metadata === 'object') o.metadata.resourceVersion = String(rv);
+  return o as T;
+}
+
 function closedError(): HawserError {
   return new HawserError(ErrorCode.StoreClosed, 'the hub store is closed');
 }
@@ -114,6 +121,13 @@ export class EmbeddedStore implements HubStore {
   private recent: EventRecord[] = [];
   private recentFloor = 0;
   private readonly waiters = new Set<() => void>();
+  /**
+   * The version of each object this store has written, by full key (deleted
+   * ones leave): what a put checks its precondition against and tells ADDED
+   * from MODIFIED by, without reading the object first. Set only by writes,
+   * which run one at a time, after they landed.
+   */
+  private readonly versions = new Map<string, number>();
 
   /** Set after a failed write: LevelDB's log may end in a torn record, after which appended writes are lost on recovery. */
   private broken = false;
@@ -174,6 +188,7 @@ export class EmbeddedStore implements HubStore {
       this.db = await EmbeddedStore.openDb(this.dir);
       this.history.clear();
       this.compacted.clear();
+      this.versions.clear();
       this.recent = [];
       await this.load();
       this.broken = false;
@@ -273,9 +288,10 @@ export class EmbeddedStore implements HubStore {
         await view.close();
       }
     });
+    // A range read decodes its own copies (never the cache's): each is the caller's as it is.
     const items = records.map(([k, record]) => ({
       key: decodeKey(kind, k.slice(objectPrefix(kind).length)),
-      object: withVersion<StoredKinds[K]>(record.value, record.rv),
+      object: ownVersion<StoredKinds[K]>(record.value, record.rv),
       resourceVersion: String(record.rv),
     }));
     return { items, resourceVersion: String(rv) };
@@ -305,14 +321,25 @@ export class EmbeddedStore implements HubStore {
   /** One batch; writes run one at a time, so what is read here is what the batch replaces. */
   private async write(ops: readonly StoreOp[], options: WriteOptions): Promise<Array<ResourceVersion | undefined>> {
     const db = await this.usable();
+    // What each op replaces, in one pass: a version the store knows, else the record (read together); a delete's value for its event.
+    const keys = ops.map((op) => encodeKey(op.kind, op.key));
+    const known = new Map<string, ObjectRecord | undefined>();
+    const unknown = new Set<string>();
+    for (const [i, op] of ops.entries()) {
+      const full = objectPrefix(op.kind) + keys[i]!;
+      const version = op.op === 'put' ? this.versions.get(full) : undefined;
+      if (version !== undefined) known.set(full, { rv: version, value: undefined });
+      else unknown.add(full);
+    }
+    await Promise.all([...unknown].map(async (full) => known.set(full, await db.get<ObjectRecord>(full))));
     const pending = new Map<string, ObjectRecord | undefined>();
     const events: EventRecord[] = [];
     const results: Array<ResourceVersion | undefined> = [];
     let rv = this.rv;
-    for (const op of ops) {
-      const key = encodeKey(op.kind, op.key);
+    for (const [i, op] of ops.entries()) {
+      const key = keys[i]!;
       const full = objectPrefix(op.kind) + key;
-      const current = pending.has(full) ? pending.get(full) : await db.get<ObjectRecord>(full);
+      const current = pending.has(full) ? pending.get(full) : known.get(full);
       if (!meets(op.expect, current)) throw conflict(op.kind, key, op.expect!, current);
       if (op.op === 'delete' && !current) {
         results.push(undefined);
@@ -345,6 +372,10 @@ export class EmbeddedStore implements HubStore {
     }
 
     this.rv = rv;
+    for (const [key, record] of pending) {
+      if (record) this.versions.set(key, record.rv);
+      else this.versions.delete(key);
+    }
     for (const [kind, versions] of history) this.history.set(kind, versions);
     this.recent.push(...events);
     if (this.recent.length > this.options.recentEvents) {
@@ -424,7 +455,17 @@ export class EmbeddedStore implements HubStore {
   private async next(kind: StoredKind, after: number): Promise<{ events: EventRecord[]; upTo: number }> {
     this.checkHistory(kind, after);
     if (after >= this.recentFloor) {
-      return { events: this.recent.filter((e) => e.rv > after && e.kind === kind), upTo: this.rv };
+      // The ring is in version order: start at the first event after `after` (every watcher wakes on every write; scanning the whole ring each time cost O(ring) per wake).
+      let lo = 0;
+      let hi = this.recent.length;
+      while (lo < hi) {
+        const mid = (lo + hi) >>> 1;
+        if (this.recent[mid]!.rv <= after) lo = mid + 1;
+        else hi = mid;
+      }
+      const events: EventRecord[] = [];
+      for (let i = lo; i < this.recent.length; i++) if (this.recent[i]!.kind === kind) events.push(this.recent[i]!);
+      return { events, upTo: this.rv };
     }
     const upTo = this.rv;
     const page = await this.reading((db) => db.range<EventRecord>({ gt: eventKey(kind, after), lt: eventPrefix(kind) + end, limit: eventPageSize }));

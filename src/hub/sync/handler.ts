@@ -206,6 +206,8 @@ export class SessionSync implements FrameHandler {
   private readonly snapshotSequences = new Set<number>();
   private wake: (() => void) | undefined;
   private readonly stop = new AbortController();
+  /** Whole objects go without their sha256 (feature "sync.local-digest"); chunks keep it. */
+  private readonly localDigest: boolean;
   /** The session's compression context, when negotiated (a new session: a new context). */
   private readonly compressor: FrameCompressor | undefined;
 
@@ -220,6 +222,7 @@ export class SessionSync implements FrameHandler {
   ) {
     this.enabled = session.negotiated.features.has(Feature.Sync);
     this.chunked = this.enabled && session.negotiated.features.has(Feature.Chunks);
+    this.localDigest = this.enabled && session.negotiated.features.has(Feature.LocalDigest);
     this.resumePartial = this.chunked ? session.resume.partialObject : undefined;
     const agentLimit = this.chunked ? (session.resume.maxObjectBytes ?? 0) : 0;
     this.maxObjectBytes = agentLimit > 0 ? Math.min(agentLimit, options.maxObjectBytes) : options.maxObjectBytes;
@@ -450,7 +453,7 @@ export class SessionSync implements FrameHandler {
       if (!partial && (await this.superseded(manifest, revision))) return;
       return this.sendChunked(content, revision, op, payload, partial, groupRevision);
     }
-    const frame = syncObjectFrame(content, revision, op, payload);
+    const frame = syncObjectFrame(content, revision, op, payload, { localDigest: this.localDigest });
     const bytes = frameBytes(frame);
     if (bytes > this.options.maxObjectFrameBytes) {
       return this.refuse(content, revision, payload.length, `a frame of ${bytes} bytes exceeds ${this.options.maxObjectFrameBytes} and the agent did not offer "chunks"`, partial, groupRevision);

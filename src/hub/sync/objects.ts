@@ -32,8 +32,18 @@ export function objectPayload(content: ManifestContent, op: wire.SyncOp): Buffer
   return op === wire.SyncOp.SYNC_OP_UPSERT && content.template ? Buffer.from(JSON.stringify(content.template)) : Buffer.alloc(0);
 }
 
-/** One whole object in one frame (identity encoding, chunk 0 of 1). */
-export function syncObjectFrame(content: ManifestContent, revision: number, op: wire.SyncOp, payload = objectPayload(content, op)): wire.ConnectResponse {
+/**
+ * One whole object in one frame (identity encoding, chunk 0 of 1). With
+ * `localDigest` (feature "sync.local-digest") it goes without its sha256: the
+ * agent computes it on receipt.
+ */
+export function syncObjectFrame(
+  content: ManifestContent,
+  revision: number,
+  op: wire.SyncOp,
+  payload = objectPayload(content, op),
+  options: { localDigest?: boolean } = {},
+): wire.ConnectResponse {
   return {
     frame: {
       $case: 'syncObject',
@@ -43,7 +53,7 @@ export function syncObjectFrame(content: ManifestContent, revision: number, op: 
         revision,
         op,
         encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
-        contentSha256: createHash('sha256').update(payload).digest('hex'),
+        contentSha256: options.localDigest ? '' : createHash('sha256').update(payload).digest('hex'),
         totalSize: payload.length,
         chunkIndex: 0,
         chunkCount: 1,

@@ -1,3 +1,4 @@
+import { isDeepStrictEqual } from 'node:util';
 import { boundedText } from '../../api/index.js';
 import type { SyncMode } from '../../api/index.js';
 import type { wire } from '../../tunnel/index.js';
@@ -156,6 +157,26 @@ export async function readSyncStatus(store: HubStore, namespace: string, cluster
   return (await store.get('ClusterSyncStatus', { namespace, name: clusterName }))?.status as ClusterSyncStatusBody | undefined;
 }
 
+/**
+ * How stale status.appliedAt may grow: a report that changes nothing else
+ * (an agent's periodic pass, every 30 s) is written only this often.
+ */
+export const appliedAtRefreshMs = 5 * 60_000;
+
+/**
+ * Whether `next` is worth a write over `previous`: it changes something a
+ * reader sees (the rows, the revision, a held prune, the mode, a Push
+ * record), or its appliedAt has moved on by appliedAtRefreshMs.
+ */
+export function syncStatusChanged(previous: ClusterSyncStatusBody | undefined, next: ClusterSyncStatusBody): boolean {
+  if (!previous) return true;
+  const { appliedAt: before, ...rest } = previous;
+  const { appliedAt: after, ...nextRest } = next;
+  if (!isDeepStrictEqual(rest, nextRest)) return true;
+  const moved = Date.parse(after ?? '') - Date.parse(before ?? '');
+  return !(moved < appliedAtRefreshMs);
+}
+
 export async function writeApplyReport(
   store: HubStore,
   namespace: string,
@@ -163,8 +184,11 @@ export async function writeApplyReport(
   report: wire.ApplyReport,
   context: { syncMode?: SyncMode; merge?: boolean; push?: PushRecord } = {},
 ): Promise<void> {
-  const previous = context.merge || context.push || !context.syncMode ? await readSyncStatus(store, namespace, clusterName) : undefined;
-  const status = syncStatusAfter(previous, clusterName, report, context);
+  const previous = await readSyncStatus(store, namespace, clusterName);
+  // What the report builds on: the rows a Push delta merges into, a Push record, the mode when the session does not know it.
+  const status = syncStatusAfter(context.merge || context.push || !context.syncMode ? previous : undefined, clusterName, report, context);
+  // An agent reports every apply pass: one that changes nothing is no write (and wakes no watcher).
+  if (!syncStatusChanged(previous, status)) return;
   // The next report replaces it: not worth a synchronous disk write per pass
   // (except where a Push cluster's sync resumes: that record must survive a crash).
   await store.put('ClusterSyncStatus', { namespace, name: clusterName }, record(namespace, clusterName, status), { durable: context.push !== undefined });
