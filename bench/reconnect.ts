@@ -18,6 +18,8 @@
 //
 //   npm run bench:reconnect                      # 200 agents
 //   npm run bench:reconnect -- --agents 1000     # on demand, not on a shared machine
+//   npm run bench:reconnect -- --mode reset --baseline-dir DIR   # one link reset on a weak link (bench/reconnect-reset.ts),
+//                                                # DIR: a built checkout to compare against (e.g. main)
 import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
@@ -29,6 +31,7 @@ import { pino } from 'pino';
 import { type RunningAgent, StaticClusterReader, startAgent } from '../src/agent/index.js';
 import { createCertificateAuthority, createServingCertificate } from '../src/tunnel/index.js';
 import { agentName, benchClusterStatus, findRepoRoot, freePort, readCpuMs, sleep } from './common.js';
+import { runResetBench } from './reconnect-reset.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repoRoot = findRepoRoot(here);
@@ -40,6 +43,11 @@ const { values: flags } = parseArgs({
     ramp: { type: 'string', default: '40' },
     phases: { type: 'string', default: 'old,new' },
     'recover-timeout': { type: 'string', default: '300' },
+    mode: { type: 'string', default: 'restart' },
+    'baseline-dir': { type: 'string' },
+    resets: { type: 'string', default: '5' },
+    latency: { type: 'string', default: '300' },
+    rate: { type: 'string', default: '32' },
   },
 });
 const n = Number(flags.agents);
@@ -72,6 +80,12 @@ interface Hub {
   apiUrl: string;
 }
 
+/** Hubs this run started: a failed run must not leave one behind. */
+const hubProcesses = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const cp of hubProcesses) if (cp.exitCode === null && cp.signalCode === null) cp.kill('SIGKILL');
+});
+
 async function startHub(dir: string, ports: { tunnel: number; api: number }, pki: { certFile: string; keyFile: string }, phase: Phase): Promise<Hub> {
   const logFd = openSync(join(dir, 'hub.log'), 'a');
   const operatorTokensFile = join(dir, 'operator-tokens');
@@ -94,12 +108,14 @@ async function startHub(dir: string, ports: { tunnel: number; api: number }, pki
     { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
   );
   closeSync(logFd);
+  hubProcesses.add(cp);
   const apiUrl = `http://127.0.0.1:${ports.api}`;
-  const deadline = Date.now() + 30_000;
+  // A restart under 1,000 redialling agents on a loaded machine took over 30 s to answer.
+  const deadline = Date.now() + 180_000;
   for (;;) {
     if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}; see ${join(dir, 'hub.log')}`);
     if (await fetch(`${apiUrl}/healthz`).then((r) => r.ok, () => false)) break;
-    if (Date.now() > deadline) throw new Error('hub not healthy within 30s');
+    if (Date.now() > deadline) throw new Error('hub not healthy within 180s');
     await sleep(100);
   }
   return { cp, apiUrl };
@@ -140,9 +156,10 @@ async function runPhase(phase: Phase, root: string, pki: { caFile: string; certF
         cacheDir: join(dir, 'agents', agentName(i)),
         clusterStatusUpdateFrequencyMs: 30_000,
         clusterLeaseDurationMs: 90_000,
-        ...(phase === 'old' ? { reconnectJitterMs: 0 } : {}),
+        ...(phase === 'old' ? { reconnectJitterMs: 0, reconnectSecondJitterMs: 0 } : {}),
       },
-      { logger, reader },
+      // No cluster to apply to: sync's applier does nothing.
+      { logger, reader, applier: () => ({ reconcile: async () => ({ objects: [], prune: { ran: false, errors: [] } }) }) },
     );
     agent.core.on('state', (s) => {
       const now = Date.now();
@@ -224,6 +241,15 @@ async function main(): Promise<void> {
     writeFileSync(pki.caFile, ca.certPem);
     writeFileSync(pki.certFile, serving.certPem);
     writeFileSync(pki.keyFile, serving.keyPem, { mode: 0o600 });
+    if (flags.mode === 'reset') {
+      const builds = [...(flags['baseline-dir'] ? [{ label: 'baseline', dir: flags['baseline-dir'] }] : []), { label: 'this', dir: repoRoot }];
+      const reset = await runResetBench({ builds, resets: Number(flags.resets), latencyMs: Number(flags.latency), rateKBps: Number(flags.rate), root, pki });
+      const out = join(repoRoot, 'bench', 'results', `reconnect-reset-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}.json`);
+      mkdirSync(dirname(out), { recursive: true });
+      writeFileSync(out, `${JSON.stringify({ builds, results: reset }, null, 2)}\n`);
+      console.log(`\nresults: ${out}`);
+      return;
+    }
     const results = new Map<Phase, PhaseResult>();
     for (const phase of flags.phases!.split(',') as Phase[]) results.set(phase, await runPhase(phase, root, pki));
 

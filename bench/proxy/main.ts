@@ -94,6 +94,7 @@ const { values: flags } = parseArgs({
     'proxy-hop': { type: 'string', default: 'https' },
     'hawser-bin': { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
+    'cpu-prof-dir': { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
@@ -112,7 +113,8 @@ if (flags.help) {
   --proxy-hop https       https or http: the client's hop to the hub or the remotedialer server (https: both
                           serve TLS on this machine's own address, as an operator reaches a hub; http: loopback)
   --hawser-bin FILE       the hawser CLI to run (default: this checkout's bin/hawser.js, built by the npm script)
-  --keep-tmp              keep the temp directory (logs of hub, agent, remotedialer)`);
+  --keep-tmp              keep the temp directory (logs of hub, agent, remotedialer)
+  --cpu-prof-dir DIR      run hub and agent with node --cpu-prof, writing their profiles to DIR on exit`);
   process.exit(0);
 }
 
@@ -128,6 +130,8 @@ const args = {
   proxyHop: flags['proxy-hop'] as 'http' | 'https',
   hawserBin: resolve(flags['hawser-bin'] ?? join(repoRoot, 'bin/hawser.js')),
   keepTmp: flags['keep-tmp'],
+  /** node flags of the hub and agent processes: --cpu-prof when asked (NODE_OPTIONS may not carry it). */
+  hawserNodeFlags: flags['cpu-prof-dir'] ? ['--cpu-prof', `--cpu-prof-dir=${resolve(flags['cpu-prof-dir'])}`] : [],
 };
 for (const w of args.ways) if (!ways.includes(w)) throw new Error(`--ways: unknown way "${w}" (want ${ways.join(', ')})`);
 if (!args.ways.includes('direct')) throw new Error('--ways must include direct: every figure is a ratio to it');
@@ -376,6 +380,7 @@ async function startHawser(dir: string, pki: Pki, kubeconfigPath: string, target
   const hub = spawnLogged(
     process.execPath,
     [
+      ...args.hawserNodeFlags,
       hawser, 'hub',
       '--data-dir', join(dir, 'hub'),
       '--listen', `127.0.0.1:${tunnelPort}`,
@@ -404,6 +409,7 @@ async function startHawser(dir: string, pki: Pki, kubeconfigPath: string, target
   const agent = spawnLogged(
     process.execPath,
     [
+      ...args.hawserNodeFlags,
       hawser, 'agent',
       '--parent-url', `127.0.0.1:${tunnelPort}`,
       '--parent-ca-file', pki.caFile,

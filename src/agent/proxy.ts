@@ -7,6 +7,7 @@ import { boundedText, quoteBounded } from '../api/index.js';
 import {
   bodyAfter,
   type ByteStream,
+  decodeRequestHead,
   drained,
   encodeResponseHead,
   ErrorCode,
@@ -106,15 +107,18 @@ export class ProxyBackend {
           this.options.logger.warn({ kind: quoteBounded(kind, 64) }, 'the hub asked for a stream this agent does not serve');
           return;
         }
-        session.openStream(proxyStreamKind, session.ended, { requestId: streamId }).then(
-          (stream) => void this.serve(stream),
-          (err: unknown) => this.options.logger.debug({ err: toHawserError(err).message, streamId: quoteBounded(streamId, 64) }, 'could not open a proxy stream'),
-        );
+        const early = frame.value.prelude.byteLength > 0;
+        // With the head in hand the answer may start before the hub's acceptance comes back.
+        const opened = session.openStream(proxyStreamKind, session.ended, { requestId: streamId, early });
+        const failed = (err: unknown) => this.options.logger.debug({ err: toHawserError(err).message, streamId: quoteBounded(streamId, 64) }, 'could not open a proxy stream');
+        // The head came with the request (feature proxy-prelude): the target is asked while the stream opens.
+        if (early) void this.serveEarly(opened, frame.value.prelude, failed);
+        else opened.then((stream) => void this.serve(stream), failed);
       },
     };
   }
 
-  /** Serves one proxied request on its stream; never rejects. */
+  /** Serves one proxied request on its stream, its head the stream's first bytes; never rejects. */
   async serve(stream: ByteStream): Promise<void> {
     const { metrics } = this.options;
     metrics.proxyStreamsOpen.inc();
@@ -125,19 +129,51 @@ export class ProxyBackend {
       } catch (err) {
         return await this.answerError(stream, toHawserError(err, ErrorCode.ProxyProtocol));
       }
-      let code: string;
-      try {
-        code = await this.forward(stream, read);
-      } catch (err) {
-        const error = toHawserError(err, ErrorCode.ProxyUpstream);
-        code = error.code;
-        await this.answerError(stream, error, read.head.path);
-      }
-      metrics.proxyRequests.inc({ code });
+      await this.forwardAndCount(Promise.resolve(stream), read.head, bodyAfter(read));
     } finally {
       await stream.closed;
       metrics.proxyStreamsOpen.dec();
     }
+  }
+
+  /** Serves one proxied request whose head came in its OpenStream, while its stream opens; never rejects. */
+  private async serveEarly(opened: Promise<ByteStream>, prelude: Uint8Array, failed: (err: unknown) => void): Promise<void> {
+    const { metrics } = this.options;
+    metrics.proxyStreamsOpen.inc();
+    opened.catch(failed);
+    try {
+      let head: proxyWire.ProxyRequestHead;
+      try {
+        head = decodeRequestHead(prelude);
+      } catch (err) {
+        const stream = await opened.catch(() => undefined);
+        if (stream) await this.answerError(stream, toHawserError(err, ErrorCode.ProxyProtocol));
+        return;
+      }
+      // The body, if any, is all the stream brings from the hub.
+      const body = (async function* () {
+        yield* (await opened).chunks();
+      })();
+      await this.forwardAndCount(opened, head, body);
+    } finally {
+      const stream = await opened.catch(() => undefined);
+      await stream?.closed;
+      metrics.proxyStreamsOpen.dec();
+    }
+  }
+
+  private async forwardAndCount(opened: Promise<ByteStream>, head: proxyWire.ProxyRequestHead, body: AsyncIterable<Uint8Array>): Promise<void> {
+    let code: string;
+    try {
+      code = await this.forward(opened, head, body);
+    } catch (err) {
+      const error = toHawserError(err, ErrorCode.ProxyUpstream);
+      code = error.code;
+      const stream = await opened.catch(() => undefined);
+      // No stream: the hub is gone or gave up, and nobody is left to tell.
+      if (stream) await this.answerError(stream, error, head.path);
+    }
+    this.options.metrics.proxyRequests.inc({ code });
   }
 
   /** Answers on the stream itself (no response head went out yet), then ends it. */
@@ -208,7 +244,7 @@ export class ProxyBackend {
   private httpsTargets(): { agent: Agent; secureContext: SecureContext } {
     if (!this.httpsTargetPool) {
       const secureContext = createSecureContext({ ca: [...rootCertificates, ...(this.options.httpsTargetCaPem ? [this.options.httpsTargetCaPem] : [])] });
-      this.httpsTargetPool = { secureContext, agent: new Agent({ keepAlive: true, secureContext }) };
+      this.httpsTargetPool = { secureContext, agent: new Agent({ keepAlive: true, noDelay: true, secureContext }) };
     }
     return this.httpsTargetPool;
   }
@@ -220,6 +256,8 @@ export class ProxyBackend {
       this.keepAliveKey = key;
       this.keepAlive = new Agent({
         keepAlive: true,
+        // A request's head goes out at once, not held for the previous segment's ACK.
+        noDelay: true,
         ...(options.ca ? { ca: options.ca } : {}),
         ...(options.cert ? { cert: options.cert } : {}),
         ...(options.key ? { key: options.key } : {}),
@@ -229,16 +267,24 @@ export class ProxyBackend {
     return this.keepAlive;
   }
 
-  /** Sends the request and streams the answer back; resolves with the outcome's label once the stream is done. */
-  private async forward(stream: ByteStream, read: HeadRead<proxyWire.ProxyRequestHead>): Promise<string> {
-    const head = read.head;
+  /**
+   * Sends the request and streams the answer back; resolves with the outcome's label once
+   * the stream is done. The request goes to the target before the stream is open (when its
+   * head came first); the answer waits for it.
+   */
+  private async forward(opened: Promise<ByteStream>, head: proxyWire.ProxyRequestHead, body: AsyncIterable<Uint8Array>): Promise<string> {
     const { url, options } = await this.target(head);
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
     const req = send(url, options);
-    // The hub cancelled (kubectl went away) or the session ended: the target hears of it at once.
-    void stream.closed.then((error) => {
-      if (error) req.destroy(error);
-    });
+    // The hub cancelled (kubectl went away), the session ended, or the stream never opened:
+    // the target hears of it at once.
+    void opened.then(
+      (stream) =>
+        stream.closed.then((error) => {
+          if (error) req.destroy(error);
+        }),
+      (error: unknown) => req.destroy(error as Error),
+    );
     const answered = new Promise<{ res: IncomingMessage; socket?: Socket; upgradeHead?: Buffer }>((resolve, reject) => {
       req.once('response', (res) => resolve({ res }));
       req.once('upgrade', (res, socket, upgradeHead) => resolve({ res, socket, upgradeHead }));
@@ -247,14 +293,15 @@ export class ProxyBackend {
       );
     });
     answered.catch(() => undefined);
-    if (head.upgrade) req.end();
-    else void pumpRequestBody(bodyAfter(read), req);
+    if (head.upgrade || head.noBody) req.end();
+    else void pumpRequestBody(body, req);
+    const stream = await opened;
     const { res, socket, upgradeHead } = await answered;
     const status = res.statusCode ?? 502;
     const upgraded = socket !== undefined;
     await stream.write(encodeResponseHead({ status, headers: forwardedResponseHeaders(res.rawHeaders, upgraded), errorCode: '' }));
     if (socket) {
-      await spliceUpgraded(stream, bodyAfter(read), socket, upgradeHead);
+      await spliceUpgraded(stream, body, socket, upgradeHead);
     } else {
       try {
         for await (const chunk of res) await stream.write(chunk as Buffer);

@@ -1,10 +1,11 @@
 import type { Logger } from 'pino';
-import { Backoff, type BackoffPolicy, type Clock, type HawserError, isPermanent, needsOperator } from '../tunnel/index.js';
+import { Backoff, type BackoffPolicy, type Clock, ErrorCode, type HawserError, isPermanent, needsOperator } from '../tunnel/index.js';
 import { type AgentState, canTransition } from './state.js';
 
 // The agent's connection as a state machine with one reconnect loop: dial a
-// session, and when it ends back off (jittered, capped; one quick jittered
-// retry after a healthy connection dropped, see Backoff) and dial again, until stopped. Only one loop runs at a time;
+// session, and when it ends back off (jittered, capped; a quick and a second
+// jittered retry after a healthy connection dropped; a busy hub's retry-after
+// as it says, see Backoff) and dial again, until stopped. Only one loop runs at a time;
 // asking again returns the running one (nats.js). setState is the only way
 // the state changes, and only along the listed transitions.
 
@@ -101,10 +102,13 @@ export class ReconnectLoop {
       if (this.stopRequested) break;
       this.lastError = error;
       // A mistake only an operator can fix (a wrong CA) is retried, but only at the backoff cap.
-      const quickRetry = this.backoff.quickRetryDue;
-      const delayMs = this.backoff.next(needsOperator(error.code) ? Number.POSITIVE_INFINITY : error.retryAfterMs);
-      // Which rule chose the wait, for operators and the link tests reading this log.
-      logger.info({ delayMs, quickRetry, attempts: this.backoff.attempts, code: error.code }, 'agent reconnect wait');
+      const delayMs =
+        error.code === ErrorCode.HubBusy
+          ? this.backoff.nextAfterBusy(error.retryAfterMs ?? 0)
+          : this.backoff.next(needsOperator(error.code) ? Number.POSITIVE_INFINITY : error.retryAfterMs);
+      // Which rule chose the wait (quick, second, backoff, retry-after), for operators and the link tests reading this log.
+      const retry = this.backoff.lastRetryKind;
+      logger.info({ delayMs, quickRetry: retry === 'quick', retry, attempts: this.backoff.attempts, code: error.code }, 'agent reconnect wait');
       this.setState({ kind: 'backing-off', delayMs, reason: error });
       if (isPermanent(error.code) || needsOperator(error.code)) {
         logger.error({ code: error.code, attempts: this.backoff.attempts }, `hub refused this agent: ${error.message}`);

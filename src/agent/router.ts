@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { type ByteStream, type FrameHandler, FrameRouter, type HawserError, type Negotiated, type wire } from '../tunnel/index.js';
+import { type AgentOpenStreamOptions, type ByteStream, type FrameHandler, FrameRouter, type HawserError, type Negotiated, type wire } from '../tunnel/index.js';
 
 // The agent's session router: after the welcome, each frame from the hub goes
 // by kind to the handler registered for it (heartbeat acks, trust bundles;
@@ -23,7 +23,7 @@ export interface AgentSessionContext {
    * Opens a request stream on the session's connection; `requestId` answers
    * the hub's OpenStream. Absent when the transport carries no request streams.
    */
-  openStream?(kind: string, signal?: AbortSignal, options?: { requestId?: string }): Promise<ByteStream>;
+  openStream?(kind: string, signal?: AbortSignal, options?: AgentOpenStreamOptions): Promise<ByteStream>;
   /** Request streams of this session open now (0 without a connection). */
   readonly openStreams?: number;
 }

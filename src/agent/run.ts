@@ -39,6 +39,8 @@ export interface AgentOptions {
   stableConnectionMs: number;
   /** After a healthy connection (welcomed, a heartbeat acked) drops, the first redial waits uniform in [0, this), at most max-reconnect-period; 0 disables. */
   reconnectJitterMs: number;
+  /** If that quick redial fails, the next waits uniform in [0, this) before the exponential backoff; 0 disables. */
+  reconnectSecondJitterMs: number;
   cacheDir: string;
   bootstrapToken?: string;
   kubeconfig?: string;
@@ -90,6 +92,7 @@ export function defaultAgentOptions(): AgentOptions {
     maxReconnectPeriodMs: defaultBackoffPolicy.capMs,
     stableConnectionMs: defaultBackoffPolicy.stableAfterMs,
     reconnectJitterMs: defaultBackoffPolicy.quickRetryMs ?? 0,
+    reconnectSecondJitterMs: defaultBackoffPolicy.secondRetryMs ?? 0,
     cacheDir: '.hawser/agent',
     registerTimeoutMs: 30_000,
     // Heartbeats (every lease/3, at most the status period: 30 s) are the liveness probe and
@@ -135,6 +138,7 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
   if (o.reconnectPeriodMs <= 0) problems.push('reconnect-period must be positive');
   if (o.maxReconnectPeriodMs < o.reconnectPeriodMs) problems.push('max-reconnect-period must be at least reconnect-period');
   if (!(o.reconnectJitterMs >= 0)) problems.push(`reconnect-jitter ${o.reconnectJitterMs}ms must not be negative`);
+  if (!(o.reconnectSecondJitterMs >= 0)) problems.push(`reconnect-second-jitter ${o.reconnectSecondJitterMs}ms must not be negative`);
   if (o.clusterLeaseDurationMs < 1_000) problems.push('cluster-lease-duration must be at least 1s');
   if (o.clusterStatusUpdateFrequencyMs < 100) problems.push('cluster-status-update-frequency must be at least 100ms');
   if (!(o.applyIntervalMs >= 100)) problems.push('apply-interval must be at least 100ms');
@@ -234,7 +238,9 @@ export async function startAgent(
     clusterSyncModeInEffect: mode,
     clusterStatusUpdateFrequencyMs: o.clusterStatusUpdateFrequencyMs,
     clusterLeaseDurationMs: o.clusterLeaseDurationMs,
-    backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs, quickRetryMs: Math.min(o.reconnectJitterMs, o.maxReconnectPeriodMs) },
+    backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs, quickRetryMs: Math.min(o.reconnectJitterMs, o.maxReconnectPeriodMs),
+      secondRetryMs: Math.min(o.reconnectSecondJitterMs, o.maxReconnectPeriodMs),
+    },
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,
     heartbeatAckTimeoutMs: o.keepaliveTimeoutMs,
@@ -245,7 +251,7 @@ export async function startAgent(
       Feature.Sync,
       Feature.LocalDigest,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
-      ...(proxyKube ? [Feature.ProxyStreams] : []),
+      ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude] : []),
     ],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),

@@ -3,6 +3,7 @@ import { boundedText, quoteBounded } from '../api/index.js';
 import {
   type AgentChannel,
   type AgentConnection,
+  type AgentOpenStreamOptions,
   type ClientTransport,
   type ConnectionClientTransport,
   type Clock,
@@ -165,7 +166,7 @@ function startRouting(
   if (connection) {
     // Defined, not spread: openStreams is read live.
     Object.defineProperties(session, {
-      openStream: { value: (kind: string, signal?: AbortSignal, options?: { requestId?: string }) => connection.openStream(kind, signal, options) },
+      openStream: { value: (kind: string, signal?: AbortSignal, options?: AgentOpenStreamOptions) => connection.openStream(kind, signal, options) },
       openStreams: { get: () => connection.openStreams },
     });
   }

@@ -4,7 +4,7 @@ import { createServer as createTlsServer, type Server as TlsServer } from 'node:
 import type { Logger } from 'pino';
 import { boundedText, defaultQuoteChars, type ManagedCluster, quoteBounded } from '../api/index.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
-import { type Operator, type OperatorAuthenticator, type OperatorRole, roleAllows } from './auth.js';
+import { type Operator, type OperatorAuthenticator, type OperatorRole, proxyScopeError, roleAllows } from './auth.js';
 import type { HubMetrics } from './metrics.js';
 import type { HubPki, PkiState } from './pki.js';
 import { authorizeProxy, type HubProxy, proxyErrorBody } from './proxy.js';
@@ -147,6 +147,20 @@ function actor(ctx: RouteContext): string {
   return ctx.user?.name ?? 'anonymous';
 }
 
+/** Whether a scoped operator (names or selector) sees this cluster: never one outside its scope. */
+function inScope(user: Operator | undefined, cluster: ManagedCluster): boolean {
+  return !user?.clusters || proxyScopeError(user, cluster.metadata.name, cluster) === undefined;
+}
+
+/** The cluster a route names, for this operator: 403 outside its scope (whether or not it exists, as the proxy), else 404 when there is none. */
+async function scopedCluster(deps: HubApiDeps, user: Operator | undefined, name: string): Promise<ManagedCluster> {
+  const c = await deps.store.get('ManagedCluster', name);
+  const outOfScope = user ? proxyScopeError(user, name, c) : undefined;
+  if (outOfScope) throw outOfScope;
+  if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name)}`);
+  return c;
+}
+
 /** The PKI, or the refusal a hub without one gives. */
 function pkiOf(deps: HubApiDeps): HubPki {
   if (!deps.pki) throw new HawserError(ErrorCode.PkiUnmanaged, 'this hub has no PKI to show or rotate');
@@ -169,11 +183,12 @@ function pkiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/pki$/,
       access: 'viewer',
-      handle: async () => {
+      handle: async ({ user }) => {
         const state = pkiOf(deps).state();
         const sent = deps.trustBundleSent?.() ?? new Map<string, number>();
         // Before `rotate serving-cert`, every agent should have the new bundle: those still waiting are named.
-        const agents = (await deps.store.list('ManagedCluster')).items.map(({ object: c }) => {
+        const clusters = (await deps.store.list('ManagedCluster')).items.filter(({ object: c }) => inScope(user, c));
+        const agents = clusters.map(({ object: c }) => {
           const version = sent.get(c.metadata.name) ?? 0;
           return { cluster: c.metadata.name, bundleVersionSent: version, upToDate: version === state.bundleVersion };
         });
@@ -214,20 +229,16 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       method: 'GET',
       path: /^\/api\/v1\/clusters$/,
       access: 'viewer',
-      handle: async () => [
-        200,
-        { apiVersion: 'v1', kind: 'List', items: await Promise.all((await deps.store.list('ManagedCluster')).items.map((e) => withSyncStatus(deps.store, view(e.object)))) },
-      ],
+      handle: async ({ user }) => {
+        const visible = (await deps.store.list('ManagedCluster')).items.filter((e) => inScope(user, e.object));
+        return [200, { apiVersion: 'v1', kind: 'List', items: await Promise.all(visible.map((e) => withSyncStatus(deps.store, view(e.object)))) }];
+      },
     },
     {
       method: 'GET',
       path: /^\/api\/v1\/clusters\/([^/]+)$/,
       access: 'viewer',
-      handle: async ({ params: [name] }) => {
-        const c = await deps.store.get('ManagedCluster', name!);
-        if (!c) throw new HawserError(ErrorCode.NotFound, `no cluster named ${quoteBounded(name!)}`);
-        return [200, await withSyncStatus(deps.store, view(c))];
-      },
+      handle: async ({ params: [name], user }) => [200, await withSyncStatus(deps.store, view(await scopedCluster(deps, user, name!)))],
     },
     {
       method: 'POST',
@@ -236,6 +247,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       audit: 'confirm-prune',
       handle: async (ctx) => {
         if (!deps.syncSessions) throw new HawserError(ErrorCode.ClusterOffline, 'this hub runs no sync');
+        if (ctx.user?.clusters) await scopedCluster(deps, ctx.user, ctx.params[0]!);
         let body: unknown;
         try {
           body = JSON.parse(await readBody(ctx.req, 64 * 1024));
@@ -283,6 +295,7 @@ export function hubApiRoutes(deps: HubApiDeps): Route[] {
       access: 'admin',
       audit: 'delete-cluster',
       handle: async (ctx) => {
+        if (ctx.user?.clusters) await scopedCluster(deps, ctx.user, ctx.params[0]!);
         const { audit } = await deps.registrar.deleteCluster(ctx.params[0]!, actor(ctx));
         Object.assign(ctx.auditDetails, audit);
         return [200, { kind: 'Status', status: 'Success', details: audit }];

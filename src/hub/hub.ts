@@ -174,7 +174,7 @@ export class HubCore {
       resume,
       send,
       ended,
-      openStream: (kind, signal) => session.openStream(kind, signal),
+      openStream: (kind, signal, options) => session.openStream(kind, signal, options),
       get openStreams() {
         return session.openStreams;
       },
@@ -503,7 +503,8 @@ export class HubCore {
     // welcome on: the agent may open one as soon as it reads the welcome.
     const streams = negotiated.features.has(Feature.ProxyStreams) ? connection : undefined;
     streams?.acceptStreams({
-      announce: (request) => channel.send({ frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind } } }),
+      announce: (request) =>
+        channel.send({ frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind, prelude: request.prelude ? Buffer.from(request.prelude.buffer, request.prelude.byteOffset, request.prelude.byteLength) : Buffer.alloc(0) } } }),
     });
     // Welcome first, record after: a stream that ends before its welcome went out
     // must leave no session and no connected-agents count behind. Nothing awaits
@@ -583,9 +584,9 @@ export class HubCore {
       resume,
       send: (frame) => channel.send(frame),
       ended: ending.signal,
-      openStream: (kind, signal): Promise<ByteStream> =>
+      openStream: (kind, signal, options): Promise<ByteStream> =>
         streams
-          ? streams.openStream(kind, signal)
+          ? streams.openStream(kind, signal, options)
           : Promise.reject(
               new HawserError(
                 ErrorCode.ProxyUnsupported,

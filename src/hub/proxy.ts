@@ -8,6 +8,7 @@ import {
   drained,
   encodeRequestHead,
   ErrorCode,
+  Feature,
   forwardedRequestHeaders,
   HawserError,
   proxyStreamKind,
@@ -102,6 +103,13 @@ export function proxyErrorBody(error: HawserError, path?: string): { status: num
   return { status, body, contentType: 'application/json' };
 }
 
+/** Whether a request carries a body (RFC 9112 6.3): Transfer-Encoding, or a Content-Length above 0. */
+function hasBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && length !== '0';
+}
+
 export class HubProxy {
   private readonly now: () => number;
 
@@ -123,15 +131,14 @@ export class HubProxy {
     );
   }
 
-  /** Opens the request's stream and sends its head. */
-  private async open(req: IncomingMessage, operator: Operator, route: ProxyRoute, upgrade: boolean, signal: AbortSignal): Promise<ByteStream> {
+  /**
+   * Opens the request's stream and sends its head: in the stream's request itself (its
+   * prelude) when the agent negotiated it, so the agent sends the request to its target
+   * while the stream is still opening; else as the stream's first bytes.
+   */
+  private async open(req: IncomingMessage, operator: Operator, route: ProxyRoute, upgrade: boolean, noBody: boolean, signal: AbortSignal): Promise<ByteStream> {
     const session = this.deps.sessions.sessionFor(route.cluster);
     if (!session) throw await this.offline(route.cluster);
-    const stream = await session.openStream(proxyStreamKind, signal);
-    const { metrics } = this.deps;
-    metrics.proxyStreamsOpen.inc();
-    void stream.closed.then(() => metrics.proxyStreamsOpen.dec());
-    // A link that drops mid-request fails the stream with the session's end: say so plainly.
     const head: proxyWire.ProxyRequestHead = {
       method: req.method ?? 'GET',
       path: route.path,
@@ -141,7 +148,14 @@ export class HubProxy {
       user: operator.name,
       groups: operator.groups ?? [],
       upgrade,
+      noBody,
     };
+    const inPrelude = session.negotiated.features.has(Feature.ProxyPrelude);
+    const stream = await session.openStream(proxyStreamKind, signal, inPrelude ? { prelude: encodeRequestHead(head) } : undefined);
+    const { metrics } = this.deps;
+    metrics.proxyStreamsOpen.inc();
+    void stream.closed.then(() => metrics.proxyStreamsOpen.dec());
+    if (inPrelude) return stream;
     try {
       await stream.write(encodeRequestHead(head));
     } catch (err) {
@@ -185,8 +199,9 @@ export class HubProxy {
       if (!res.writableFinished) cancel.abort(new HawserError(ErrorCode.Cancelled, 'the client went away'));
     });
     let stream: ByteStream;
+    const noBody = !hasBody(req);
     try {
-      stream = await this.open(req, operator, route, false, cancel.signal);
+      stream = await this.open(req, operator, route, false, noBody, cancel.signal);
     } catch (err) {
       if (cancel.signal.aborted) return this.count('aborted');
       return this.refuse(res, this.explain(err, route), route.path);
@@ -194,7 +209,7 @@ export class HubProxy {
     let uploaded = false;
     const upload = (async () => {
       try {
-        for await (const chunk of req) await stream.write(chunk as Buffer);
+        if (!noBody) for await (const chunk of req) await stream.write(chunk as Buffer);
         await stream.end();
         uploaded = true;
       } catch {
@@ -236,7 +251,7 @@ export class HubProxy {
     socket.once('close', () => cancel.abort(new HawserError(ErrorCode.Cancelled, 'the client went away')));
     let stream: ByteStream;
     try {
-      stream = await this.open(req, operator, route, true, cancel.signal);
+      stream = await this.open(req, operator, route, true, false, cancel.signal);
     } catch (err) {
       if (cancel.signal.aborted) return this.count('aborted');
       return this.refuseUpgrade(socket, this.explain(err, route));

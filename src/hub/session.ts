@@ -1,4 +1,4 @@
-import { type ByteStream, ErrorCode, type FrameHandler as TunnelFrameHandler, FrameRouter, HawserError, type Negotiated, type wire } from '../tunnel/index.js';
+import { type ByteStream, ErrorCode, type OpenStreamOptions, type FrameHandler as TunnelFrameHandler, FrameRouter, HawserError, type Negotiated, type wire } from '../tunnel/index.js';
 
 // A welcomed session routes each inbound frame by kind to the handler that
 // registered for it (FrameRouter in src/tunnel): each handler owns a bounded
@@ -37,7 +37,7 @@ export interface SessionContext {
    * the wait and then the stream. Rejects with HAWSER_PROXY_UNSUPPORTED when the
    * session did not negotiate proxy streams, HAWSER_SESSION_ENDED when it ended.
    */
-  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream>;
+  openStream(kind: string, signal?: AbortSignal, options?: OpenStreamOptions): Promise<ByteStream>;
   /** Request streams of this session open now. */
   readonly openStreams: number;
 }

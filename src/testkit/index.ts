@@ -43,3 +43,4 @@ export {
   type ProxyState,
   type StartToxiproxyOptions,
 } from './toxiproxy.js';
+export { startTcpRelay, type TcpRelay, type RelayConnection } from './relay.js';

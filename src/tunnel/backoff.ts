@@ -2,15 +2,22 @@
 // a connection has stayed up for a stable period. Pure: randomness and time
 // come from the caller.
 //
-// A dial that failed and a working connection that dropped are told apart. A
-// connection is *healthy* once it was welcomed and the hub acked at least one
-// of its heartbeats (the link carried a round trip after registration). When a
-// healthy connection ends, the failed-dial count starts over and the next
-// wait is one quick retry, jittered over a window (a hub killed with kill -9
-// looks like this to every agent at once: the jitter spreads the herd). The
-// quick retry is granted once per healthy connection; a connection that drops
-// before its first ack counts as a failed dial, so a link that welcomes and
-// dies at once still backs off exponentially rather than looping tightly.
+// Three ways a dial can end lead to three different waits:
+// - a dial or handshake that failed (or a connection that dropped before the
+//   hub acked a heartbeat on it): exponential full-jitter backoff;
+// - a connection that worked (welcomed, a heartbeat acked) and then dropped:
+//   the failed-dial count starts over and the next redial waits uniform in a
+//   quick window (up to 1.5 s); if that redial fails, one more within a second,
+//   wider window (up to 5 s); only then the exponential backoff, from its first
+//   step. A link that works for 30 s between drops therefore returns within
+//   seconds after every drop, forever, and a hub killed with kill -9 (which
+//   looks like this to every agent at once) sees its herd spread over both
+//   windows rather than at one instant;
+// - the hub answered "busy, retry after T" (HAWSER_HUB_BUSY): the hub is up and
+//   spread the herd itself, so the agent waits T (capped) and that answer is
+//   not a failed dial: neither the count nor the windows still due change.
+// A connection that drops before its first ack counts as a failed dial, so a
+// link that welcomes and dies at once still backs off rather than looping tightly.
 
 export interface BackoffPolicy {
   readonly baseMs: number;
@@ -22,6 +29,11 @@ export interface BackoffPolicy {
    * [0, quickRetryMs). Absent or 0: no quick retry (every wait is backoff).
    */
   readonly quickRetryMs?: number;
+  /**
+   * If the quick redial fails, the next waits uniform in [0, secondRetryMs)
+   * before the exponential backoff starts. Absent or 0: straight to backoff.
+   */
+  readonly secondRetryMs?: number;
 }
 
 export const defaultBackoffPolicy: BackoffPolicy = {
@@ -29,7 +41,12 @@ export const defaultBackoffPolicy: BackoffPolicy = {
   capMs: 5 * 60_000,
   stableAfterMs: 60_000,
   quickRetryMs: 1_500,
+  // A hub restarted by its supervisor answers again within a few seconds.
+  secondRetryMs: 5_000,
 };
+
+/** Which rule chose a wait (logged by the agent; the link tests read it). */
+export type RetryKind = 'quick' | 'second' | 'backoff' | 'retry-after';
 
 /** Upper bound of the delay before dial number `attempt` (0-based): min(cap, base * 2^attempt). */
 export function backoffCeilingMs(policy: BackoffPolicy, attempt: number): number {
@@ -56,9 +73,14 @@ export function retryAfterFloorMs(policy: BackoffPolicy, retryAfterMs: number): 
 
 /** The quick retry's delay: uniform in [0, quickRetryMs). */
 export function quickRetryDelayMs(policy: BackoffPolicy, random: () => number): number {
+  return windowDelayMs(policy.quickRetryMs ?? 0, random);
+}
+
+/** Uniform in [0, windowMs). */
+function windowDelayMs(windowMs: number, random: () => number): number {
   const r = random();
   if (!(r >= 0 && r < 1)) throw new RangeError(`random() must return a number in [0, 1), got ${r}`);
-  return Math.floor(r * (policy.quickRetryMs ?? 0));
+  return Math.floor(r * windowMs);
 }
 
 /** Tracks attempts for one reconnect loop. */
@@ -66,7 +88,9 @@ export class Backoff {
   private attempt = 0;
   private connectedAt: number | undefined;
   private healthy = false;
-  private quickRetry = false;
+  /** Retry windows still due after a healthy connection dropped, in order. */
+  private windows: Array<'quick' | 'second'> = [];
+  private lastKind: RetryKind | undefined;
 
   constructor(
     readonly policy: BackoffPolicy,
@@ -75,36 +99,61 @@ export class Backoff {
     if (policy.baseMs <= 0 || policy.capMs < policy.baseMs) {
       throw new RangeError(`backoff needs 0 < base (${policy.baseMs}) <= cap (${policy.capMs})`);
     }
-    const quick = policy.quickRetryMs ?? 0;
-    if (!(quick >= 0 && quick <= policy.capMs)) {
-      throw new RangeError(`backoff needs 0 <= quick retry window (${quick}) <= cap (${policy.capMs})`);
+    for (const [what, ms] of [
+      ['quick retry window', policy.quickRetryMs ?? 0],
+      ['second retry window', policy.secondRetryMs ?? 0],
+    ] as const) {
+      if (!(ms >= 0 && ms <= policy.capMs)) throw new RangeError(`backoff needs 0 <= ${what} (${ms}) <= cap (${policy.capMs})`);
     }
   }
 
+  /** Failed dials counted toward the exponential envelope since the last reset. */
   get attempts(): number {
     return this.attempt;
   }
 
   /** Whether the next wait is the quick retry after a healthy connection dropped. */
   get quickRetryDue(): boolean {
-    return this.quickRetry;
+    return this.windows[0] === 'quick';
+  }
+
+  /** The rule that chose the last wait next() returned. */
+  get lastRetryKind(): RetryKind | undefined {
+    return this.lastKind;
   }
 
   /**
-   * Delay before the next dial; `retryAfterMs` from the hub is a floor, capped
-   * (see retryAfterFloorMs). The quick retry does not count as a failed dial:
-   * if it fails, the next wait is the first backoff step.
+   * Delay before the next dial after a failed dial or a drop; `retryAfterMs`
+   * (a rate limit, a full store, an operator's mistake) is a floor, capped
+   * (see retryAfterFloorMs). A retry window does not count as a failed dial:
+   * after both windows failed, the wait is the first backoff step.
    */
   next(retryAfterMs = 0): number {
     let delay: number;
-    if (this.quickRetry) {
-      this.quickRetry = false;
-      delay = quickRetryDelayMs(this.policy, this.random);
+    const window = this.windows.shift();
+    if (window !== undefined) {
+      delay = windowDelayMs((window === 'quick' ? this.policy.quickRetryMs : this.policy.secondRetryMs) ?? 0, this.random);
+      this.lastKind = window;
     } else {
       delay = backoffDelayMs(this.policy, this.attempt, this.random);
       this.attempt++;
+      this.lastKind = 'backoff';
     }
-    return Math.max(delay, retryAfterFloorMs(this.policy, retryAfterMs));
+    const floor = retryAfterFloorMs(this.policy, retryAfterMs);
+    if (floor > delay) this.lastKind = 'retry-after';
+    return Math.max(delay, floor);
+  }
+
+  /**
+   * Delay after the hub answered busy with a retry-after: the hub is up and
+   * spread its refusals, so its word (capped) is the wait. Not a failed dial:
+   * the count and the windows still due stay as they were.
+   */
+  nextAfterBusy(retryAfterMs: number): number {
+    const floor = retryAfterFloorMs(this.policy, retryAfterMs);
+    if (floor === 0) return this.next();
+    this.lastKind = 'retry-after';
+    return floor;
   }
 
   /** The hub welcomed this connection. */
@@ -119,18 +168,21 @@ export class Backoff {
   }
 
   /**
-   * Call when a connection ends. A healthy one forgets earlier failures and
-   * earns one quick retry (if the policy has a window); one stable for
-   * stableAfterMs forgets them too. Anything else was a failed dial.
-   * (Without a window, healthy alone resets nothing: the pre-quick-retry policy.)
+   * Call when a session ends (a dial that failed, or a connection that
+   * dropped). A healthy connection forgets earlier failures and earns the
+   * retry windows (those the policy has); one stable for stableAfterMs
+   * forgets them too. Anything else was a failed dial.
+   * (Without a quick window, healthy alone resets nothing: the pre-quick-retry policy.)
    */
   markDisconnected(nowMs: number): void {
-    // Without a quick-retry window the policy is the old one: only a stable connection resets.
     const quick = this.healthy && (this.policy.quickRetryMs ?? 0) > 0;
     if (quick || (this.connectedAt !== undefined && nowMs - this.connectedAt >= this.policy.stableAfterMs)) {
       this.attempt = 0;
     }
-    this.quickRetry = quick;
+    if (quick) this.windows = (this.policy.secondRetryMs ?? 0) > 0 ? ['quick', 'second'] : ['quick'];
+    // A welcomed connection that never worked is a failed dial and ends the windows;
+    // a dial that failed before any welcome leaves the windows still due as they were.
+    else if (this.connectedAt !== undefined) this.windows = [];
     this.connectedAt = undefined;
     this.healthy = false;
   }

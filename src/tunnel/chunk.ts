@@ -2,9 +2,10 @@ import { ErrorCode, HawserError } from './errors.js';
 
 // The data path's codec: StreamRequest / StreamResponse (proto/hawser/v1),
 // both `bytes data = 1; bool end = 2;`, written and read by hand. Encoding
-// copies the chunk once, into the message (so a writer may reuse its buffer
-// as soon as write() resolves); decoding copies nothing: the data is a view
-// of the message grpc-js handed over.
+// copies each chunk once, into the message (so a writer may reuse its buffer
+// as soon as write() resolves), and may join several chunks into one message
+// (a large frame); decoding copies nothing: the data is a view of the message
+// grpc-js handed over.
 
 const dataTag = (1 << 3) | 2; // field 1, length-delimited
 const endTag = (2 << 3) | 0; // field 2, varint
@@ -48,6 +49,50 @@ export function encodeStreamChunk(data: Uint8Array | undefined, end: boolean): B
     out[offset++] = 1;
   }
   return out;
+}
+
+/** Room before a joined message's data for its tag and length (a varint of at most 3 bytes: under 2 MiB). */
+const joinHeadroom = 4;
+
+/**
+ * A message being joined from several chunks (a large frame): each chunk is
+ * copied once, straight into its place; seal() writes the header in front of
+ * them, so nothing is copied again.
+ */
+export class JoinedChunk {
+  private readonly buffer: Buffer;
+  bytes = 0;
+
+  constructor(readonly capacity: number) {
+    if (capacity >= 1 << 21) throw new RangeError(`a joined chunk holds less than 2 MiB, not ${capacity} bytes`);
+    this.buffer = Buffer.allocUnsafe(joinHeadroom + capacity + 2);
+  }
+
+  /** Whether `bytes` more fit. */
+  fits(bytes: number): boolean {
+    return this.bytes + bytes <= this.capacity;
+  }
+
+  append(chunk: Uint8Array): void {
+    this.buffer.set(chunk, joinHeadroom + this.bytes);
+    this.bytes += chunk.byteLength;
+  }
+
+  /** The message: its data, and the end marker after it when `end`. */
+  seal(end: boolean): Buffer {
+    // No data field when empty, as encodeStreamChunk writes it.
+    const start = this.bytes > 0 ? joinHeadroom - 1 - varintSize(this.bytes) : joinHeadroom;
+    if (this.bytes > 0) {
+      this.buffer[start] = dataTag;
+      writeVarint(this.buffer, start + 1, this.bytes);
+    }
+    let stop = joinHeadroom + this.bytes;
+    if (end) {
+      this.buffer[stop++] = endTag;
+      this.buffer[stop++] = 1;
+    }
+    return this.buffer.subarray(start, stop);
+  }
 }
 
 const empty = new Uint8Array(0);

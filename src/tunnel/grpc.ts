@@ -1,9 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { randomBytes } from 'node:crypto';
 import { constants as http2Constants } from 'node:http2';
-import { rootCertificates } from 'node:tls';
+import type { Socket } from 'node:net';
+import { checkServerIdentity, connect as tlsConnect, createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import { TunnelServiceService, type ConnectRequest, type ConnectResponse } from '../gen/hawser/v1/tunnel.js';
-import { decodeStreamChunk, encodeStreamChunk, type DecodedChunk } from './chunk.js';
+import { decodeStreamChunk, encodeStreamChunk, JoinedChunk, type DecodedChunk } from './chunk.js';
 import { agentFrameCodec, defaultMaxFrameBytes, hubFrameCodec, type FrameCodec, type Inbound } from './codec.js';
 import { ErrorCode, HawserError, isErrorCode } from './errors.js';
 import { FrameQueue } from './queue.js';
@@ -21,6 +22,7 @@ import {
 import type {
   AgentChannel,
   AgentConnection,
+  AgentOpenStreamOptions,
   AgentConnectionTestHooks,
   ByteStream,
   ConnectionClientTransport,
@@ -268,7 +270,17 @@ type StreamCall = grpc.ServerDuplexStream<DecodedChunk, Buffer> | grpc.ClientDup
  * taking from grpc-js above streamReadBufferBytes.
  */
 class GrpcStream extends StreamCore {
+  /** Bytes written to this stream and not yet through grpc-js's write (in flight, sealed or being joined). */
   private unsent = 0;
+  private inFlight = false;
+  /** Joined messages waiting for the one in flight. */
+  private sealed: Array<{ message: Buffer; dataBytes: number }> = [];
+  /** Chunks being joined into the next message. */
+  private building: JoinedChunk | undefined;
+  private endPending = false;
+  private endWritten = false;
+  private endCallWhenWritten = false;
+  private callEnded = false;
   private readonly room = new RoomWaiters();
   private abortingSelf = false;
 
@@ -298,11 +310,12 @@ class GrpcStream extends StreamCore {
       // Our agent half-closes only after its end marker; a bare end is grpc-js ending the
       // readable side of a call the agent reset (its 'cancelled' may come later).
       call.on('end', () => {
-        if (!this.hasEnded.peer) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
+        if (!this.hasEnded.peer && !this.isDone) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
       });
-      (call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).on('cancelled', () =>
-        this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`)),
-      );
+      // grpc-js reports 'cancelled' after a clean end too: an error (and its stack) only when it is news.
+      (call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).on('cancelled', () => {
+        if (!this.isDone) this.fail(new HawserError(ErrorCode.Cancelled, `agent at ${peer} cancelled stream ${this.describe()}`));
+      });
     } else {
       call.on('status', (status: grpc.StatusObject) => {
         if (status.code !== grpc.status.OK) return this.fail(hawserErrorFromStatus(status));
@@ -316,35 +329,90 @@ class GrpcStream extends StreamCore {
     this.checkSignal(signal);
   }
 
-  private send(message: Buffer): Promise<void> {
-    const size = message.byteLength;
-    this.unsent += size;
+  /**
+   * Hands one message to grpc-js. Only one is in flight at a time: grpc-js's
+   * client sends a call's messages one by one, each after the last one's write
+   * completed, so chunks written meanwhile are joined into one large message
+   * (copied once, into it) instead of queueing as many small ones.
+   */
+  private writeMessage(message: Buffer, dataBytes: number): void {
+    this.inFlight = true;
     try {
       this.call.write(message, () => {
-        this.unsent -= size;
+        this.inFlight = false;
+        this.unsent -= dataBytes;
         if (this.unsent <= streamWriteBufferBytes) this.room.release();
+        this.pump();
       });
     } catch (err) {
-      const error = new HawserError(ErrorCode.Unavailable, `write to stream ${this.describe()} failed: ${(err as Error).message}`);
-      this.fail(error);
-      return Promise.reject(error);
+      this.inFlight = false;
+      this.fail(new HawserError(ErrorCode.Unavailable, `write to stream ${this.describe()} failed: ${(err as Error).message}`));
     }
-    return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
+  }
+
+  /** The chunks joined so far, as one message; the end marker rides on it when nothing else is left. */
+  private sealBuilding(): { message: Buffer; dataBytes: number } | undefined {
+    const b = this.building;
+    if (!b) return undefined;
+    this.building = undefined;
+    const withEnd = this.endPending && this.sealed.length === 0;
+    const message = b.seal(withEnd);
+    if (withEnd) this.endWritten = true;
+    return { message, dataBytes: b.bytes };
+  }
+
+  /** Sends what waits once nothing is in flight: sealed messages, the one being built, then the end marker. */
+  private pump(): void {
+    if (this.inFlight || this.isDone) return;
+    const next = this.sealed.shift() ?? this.sealBuilding();
+    if (next) {
+      this.writeMessage(next.message, next.dataBytes);
+    } else if (this.endPending && !this.endWritten) {
+      this.endWritten = true;
+      this.writeMessage(encodeStreamChunk(undefined, true), 0);
+    }
+    if (this.endWritten && !this.inFlight && this.sealed.length === 0 && !this.building) this.afterEndWritten();
+  }
+
+  private afterEndWritten(): void {
+    if (this.callEnded) return;
+    if (!this.server) {
+      this.callEnded = true;
+      (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).end();
+    } else if (this.endCallWhenWritten) {
+      this.callEnded = true;
+      (this.call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).end();
+      this.finish(undefined);
+    }
   }
 
   protected transmit(chunk: Uint8Array): Promise<void> {
-    return this.send(encodeStreamChunk(chunk, false));
+    this.unsent += chunk.byteLength;
+    if (!this.inFlight && this.sealed.length === 0 && !this.building) {
+      this.writeMessage(encodeStreamChunk(chunk, false), chunk.byteLength);
+    } else {
+      // Joined later, but copied now: the writer may reuse its buffer once write() resolves.
+      if (this.building && !this.building.fits(chunk.byteLength)) {
+        this.sealed.push({ message: this.building.seal(false), dataBytes: this.building.bytes });
+        this.building = undefined;
+      }
+      this.building ??= new JoinedChunk(maxStreamChunkBytes);
+      this.building.append(chunk);
+    }
+    if (this.isDone) return Promise.reject(this.failedWith ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
+    return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
   }
 
   protected transmitEnd(): void {
-    this.send(encodeStreamChunk(undefined, true)).catch(() => undefined);
-    if (!this.server) (this.call as grpc.ClientDuplexStream<Buffer, DecodedChunk>).end();
+    this.endPending = true;
+    this.pump();
   }
 
   protected override bothEnded(): void {
     if (this.server) {
-      (this.call as grpc.ServerDuplexStream<DecodedChunk, Buffer>).end();
-      this.finish(undefined);
+      // The call's status goes once everything before it was handed to grpc-js.
+      this.endCallWhenWritten = true;
+      this.pump();
     }
     // The agent's end is over when the hub's status arrives.
   }
@@ -370,7 +438,10 @@ class GrpcStream extends StreamCore {
   }
 
   protected override onFinish(error: HawserError | undefined): void {
-    this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
+    this.sealed = [];
+    this.building = undefined;
+    // Most streams end with nobody waiting: no error (and its stack) made for nobody.
+    if (this.room.waiting) this.room.reject(error ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
   }
 }
 
@@ -415,9 +486,9 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
     return this.registry.openStreams;
   }
 
-  async openStream(kind: string, signal?: AbortSignal, options: { requestId?: string } = {}): Promise<ByteStream> {
+  async openStream(kind: string, signal?: AbortSignal, options: AgentOpenStreamOptions = {}): Promise<ByteStream> {
     const id = this.registry.check(kind, options.requestId, signal);
-    return this.openAs(await this.sessionToken(signal), kind, id, signal);
+    return this.openAs(await this.sessionToken(signal), kind, id, signal, options.early ?? false);
   }
 
   /** The session token, once the hub's response headers brought it. */
@@ -435,7 +506,7 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
     return this.openAs(sessionToken, kind, this.registry.check(kind, undefined, signal), signal);
   }
 
-  private openAs(token: string, kind: string, id: string, signal: AbortSignal | undefined): Promise<ByteStream> {
+  private openAs(token: string, kind: string, id: string, signal: AbortSignal | undefined, early = false): Promise<ByteStream> {
     const ended = this.registry.endedWith;
     if (ended) return Promise.reject(sessionEnded(ended));
     const metadata = new grpc.Metadata();
@@ -451,14 +522,24 @@ class GrpcAgentConnection implements AgentConnection, AgentConnectionTestHooks {
       return Promise.reject(new HawserError(ErrorCode.SessionEnded, `cannot open stream ${kind}/${id}: ${(err as Error).message}`));
     }
     const stream = new GrpcStream(kind, id, signal, call, undefined, this.target);
+    let isTaken = false;
     const taken = new Promise<ByteStream>((resolve, reject) => {
       call.on('metadata', (m: grpc.Metadata) => {
-        if (m.get(streamAcceptedKey)[0] === 'accepted') resolve(stream);
+        if (m.get(streamAcceptedKey)[0] !== 'accepted') return;
+        isTaken = true;
+        resolve(stream);
       });
-      void stream.closed.then((e) => reject(e ?? new HawserError(ErrorCode.StreamRefused, `the hub ended stream ${kind}/${id} without taking it`)));
+      void stream.closed.then((e) => {
+        if (!isTaken) reject(e ?? new HawserError(ErrorCode.StreamRefused, `the hub ended stream ${kind}/${id} without taking it`));
+      });
     });
     this.registry.track(stream);
     stream.start(signal);
+    if (early) {
+      // grpc-js sends what is written after the call's headers; a refusal fails the stream.
+      taken.catch(() => undefined);
+      return stream.isDone ? taken : Promise.resolve(stream);
+    }
     return taken;
   }
 
@@ -497,6 +578,9 @@ class BoundedHandshakeCredentials extends grpc.ServerCredentials {
       {
         handshakeTimeout: handshakeTimeoutMs,
         requestCert: false,
+        // No Nagle: a small frame (an OpenStream, a response's last bytes) goes out now, not
+        // after the peer's delayed ACK of the one before it (up to 40 ms per request).
+        noDelay: true,
         // These replace grpc-js's own settings (which carry only the stream bound): keep it.
         settings: { maxConcurrentStreams, initialWindowSize: streamWindowBytes },
       } as ConstructorParameters<typeof grpc.ServerCredentials>[0],
@@ -734,6 +818,112 @@ export class GrpcServerTransport implements ConnectionServerTransport {
   }
 }
 
+/** The agent's TLS session to resume on its next dial, one per transport (so per hub address). */
+export interface TlsSessionCache {
+  session: Buffer | undefined;
+  /** Handshakes that resumed the cached session (metrics, tests). */
+  resumed: number;
+  full: number;
+}
+
+/**
+ * The agent's TLS credentials: grpc-js's own createSsl, plus two things it
+ * lacks. (1) Session resumption: the ticket the hub sent on the last
+ * connection is offered on the next dial (TLS 1.3 PSK), which spares the hub
+ * a signature and the link the certificate chain. A ticket is only good with
+ * the hub that issued it; any other server (another certificate, another
+ * process) cannot use it and gets a full handshake, verified against the
+ * trusted CAs as always. (2) A closed channel's connector refuses to connect:
+ * grpc-js keeps a subchannel that failed to connect retrying once after its
+ * backoff even when its channel was closed, and on a link that came back that
+ * retry opened a TLS connection nobody used and nobody closed.
+ */
+class AgentTlsCredentials extends grpc.ChannelCredentials {
+  private readonly secureContext: SecureContext;
+
+  constructor(
+    caPem: string | undefined,
+    private readonly serverNameOverride: string | undefined,
+    private readonly cache: TlsSessionCache,
+  ) {
+    super();
+    this.secureContext = createSecureContext({ ca: caPem ?? [...rootCertificates] });
+  }
+
+  _isSecure(): boolean {
+    return true;
+  }
+
+  _equals(other: grpc.ChannelCredentials): boolean {
+    return other === this;
+  }
+
+  _createSecureConnector(channelTarget: { path: string }, options: grpc.ChannelOptions, callCredentials?: grpc.CallCredentials): grpc.experimental.SecureConnector {
+    // Through an HTTP CONNECT proxy (https_proxy), grpc-js names the real target here.
+    const connectTarget = options['grpc.http_connect_target'] as string | undefined;
+    const host = hostOf(connectTarget ? connectTarget.replace(/^dns:(\/\/[^/]*\/)?/, '') : channelTarget.path);
+    const servername = this.serverNameOverride ?? host;
+    const cache = this.cache;
+    const secureContext = this.secureContext;
+    let destroyed = false;
+    return {
+      connect(socket: Socket) {
+        if (destroyed) {
+          socket.destroy();
+          return Promise.reject(new Error('the channel was closed'));
+        }
+        return new Promise((resolve, reject) => {
+          const tlsSocket = tlsConnect(
+            {
+              socket,
+              secureContext,
+              // An IP address is no SNI name; the certificate check still covers it.
+              ...(isIp(servername) ? {} : { servername }),
+              ALPNProtocols: ['h2'],
+              ...(cache.session ? { session: cache.session } : {}),
+              checkServerIdentity: (_host, cert) => checkServerIdentity(servername, cert),
+            },
+            () => {
+              if (!tlsSocket.authorized) {
+                tlsSocket.destroy();
+                reject(tlsSocket.authorizationError);
+                return;
+              }
+              if (tlsSocket.isSessionReused()) cache.resumed++;
+              else cache.full++;
+              resolve({ socket: tlsSocket, secure: true });
+            },
+          );
+          tlsSocket.on('session', (session: Buffer) => {
+            cache.session = session;
+          });
+          tlsSocket.on('error', (error) => {
+            // A handshake that failed must not be retried with the same ticket.
+            cache.session = undefined;
+            reject(error);
+          });
+        });
+      },
+      waitForReady: () => Promise.resolve(),
+      getCallCredentials: () => callCredentials ?? grpc.credentials.createEmpty(),
+      destroy() {
+        destroyed = true;
+      },
+    };
+  }
+}
+
+function hostOf(target: string): string {
+  const bracketed = /^\[([^\]]+)\](?::\d+)?$/.exec(target);
+  if (bracketed) return bracketed[1]!;
+  const i = target.lastIndexOf(':');
+  return i > 0 && target.indexOf(':') === i ? target.slice(0, i) : target;
+}
+
+function isIp(host: string): boolean {
+  return /^\d+\.\d+\.\d+\.\d+$/.test(host) || host.includes(':');
+}
+
 export interface GrpcClientOptions {
   /** host:port of the hub. */
   target: string;
@@ -744,6 +934,8 @@ export interface GrpcClientOptions {
   keepaliveTimeMs?: number;
   /** A ping unanswered this long means the hub is gone. */
   keepaliveTimeoutMs?: number;
+  /** Tests only: keep the HTTP/2 connection open after its session ended (a hostile agent reusing it). */
+  keepConnectionAfterSession?: boolean;
 }
 
 export class GrpcClientTransport implements ConnectionClientTransport {
@@ -752,22 +944,23 @@ export class GrpcClientTransport implements ConnectionClientTransport {
   private readonly channelOptions: grpc.ChannelOptions;
   private readonly inCodec: FrameCodec<ConnectResponse>;
   private readonly outCodec = agentFrameCodec();
+  /** The TLS session offered on the next dial, and how many handshakes resumed one. */
+  readonly tlsSessions: TlsSessionCache = { session: undefined, resumed: 0, full: 0 };
 
   constructor(readonly options: GrpcClientOptions) {
     const maxFrameBytes = options.maxFrameBytes ?? defaultMaxFrameBytes;
     this.inCodec = hubFrameCodec(maxFrameBytes);
-    this.credentials =
-      options.tls === 'insecure'
-        ? grpc.credentials.createInsecure()
-        : grpc.credentials.createSsl(options.tls.caPem ? Buffer.from(options.tls.caPem) : null);
+    this.credentials = options.tls === 'insecure' ? grpc.credentials.createInsecure() : this.tlsCredentials(options.tls.caPem);
     const channelOptions: grpc.ChannelOptions = {
       'grpc.max_receive_message_length': maxFrameBytes * 2,
       'grpc.keepalive_time_ms': options.keepaliveTimeMs ?? 20_000,
       'grpc.keepalive_timeout_ms': options.keepaliveTimeoutMs ?? 10_000,
       'grpc.keepalive_permit_without_calls': 1,
       // Our own reconnect loop owns backoff; the channel should not add its own on top.
-      'grpc.initial_reconnect_backoff_ms': 100,
-      'grpc.max_reconnect_backoff_ms': 1_000,
+      // Each dial is a fresh channel, so grpc-js's retry of a failed connection is never
+      // wanted: an hour keeps a closed channel's leftover subchannel quiet (see AgentTlsCredentials).
+      'grpc.initial_reconnect_backoff_ms': 3_600_000,
+      'grpc.max_reconnect_backoff_ms': 3_600_000,
       'grpc.enable_retries': 0,
       // Each transport dials its own HTTP/2 connection, never one shared through grpc-js's
       // global pool with another transport to the same hub (another agent in this process).
@@ -792,7 +985,14 @@ export class GrpcClientTransport implements ConnectionClientTransport {
   setExtraTrustedCas(caPems: readonly string[]): void {
     if (this.options.tls === 'insecure') return;
     const base = this.options.tls.caPem ? [this.options.tls.caPem] : [...rootCertificates];
-    this.credentials = grpc.credentials.createSsl(Buffer.from([...base, ...caPems].map((p) => p.trimEnd()).join('\n') + '\n'));
+    // A session verified under the old trust must not carry over into the new one.
+    this.tlsSessions.session = undefined;
+    this.credentials = this.tlsCredentials([...base, ...caPems].map((p) => p.trimEnd()).join('\n') + '\n');
+  }
+
+  private tlsCredentials(caPem: string | undefined): grpc.ChannelCredentials {
+    const override = this.options.tls === 'insecure' ? undefined : this.options.tls.serverNameOverride;
+    return new AgentTlsCredentials(caPem, override || undefined, this.tlsSessions);
   }
 
   /**
@@ -820,6 +1020,15 @@ export class GrpcClientTransport implements ConnectionClientTransport {
       { waitForReady: false } as grpc.CallOptions,
     );
     const control = new GrpcChannel<ConnectResponse, ConnectRequest>(call, this.outCodec, this.options.target, false);
+    // The session is over when its control stream is: close its client now, not at the next
+    // dial. An abandoned grpc-js channel keeps redialling in the background (its own
+    // 100 ms..1 s backoff) while the agent backs off, and on a link that came back would
+    // open a TCP+TLS connection nobody uses (about 2 KB) just before the agent's own dial.
+    void control.closed.then(() => {
+      if (this.options.keepConnectionAfterSession) return;
+      client.close();
+      if (this.client === client) this.client = undefined;
+    });
     return new GrpcAgentConnection(client, call, control, this.options.target);
   }
 

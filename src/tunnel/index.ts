@@ -14,6 +14,7 @@ export type {
   AgentChannel,
   AgentConnection,
   AgentConnectionTestHooks,
+  AgentOpenStreamOptions,
   ByteStream,
   ClientTransport,
   ConnectionClientTransport,
@@ -21,6 +22,7 @@ export type {
   FrameChannel,
   HubChannel,
   HubConnection,
+  OpenStreamOptions,
   ServerTransport,
   ServerTransportEvents,
   StreamAcceptor,
@@ -83,6 +85,7 @@ export * as wire from '../gen/hawser/v1/tunnel.js';
 export { contentSha256, desiredSetDigest, syncObjectId } from './sync-digest.js';
 export {
   bodyAfter,
+  decodeRequestHead,
   drained,
   encodeRequestHead,
   encodeResponseHead,

@@ -16,6 +16,7 @@ import type {
   AgentChannel,
   AgentConnection,
   AgentConnectionTestHooks,
+  AgentOpenStreamOptions,
   ByteStream,
   ConnectionClientTransport,
   ConnectionServerTransport,
@@ -199,7 +200,8 @@ class MemoryAgentConnection implements AgentConnection, AgentConnectionTestHooks
     return this.registry.openStreams;
   }
 
-  async openStream(kind: string, signal?: AbortSignal, options: { requestId?: string } = {}): Promise<ByteStream> {
+  /** `early` changes nothing here: the in-memory hub takes or refuses a stream at once. */
+  async openStream(kind: string, signal?: AbortSignal, options: AgentOpenStreamOptions = {}): Promise<ByteStream> {
     return this.openAs(this.token, kind, this.registry.check(kind, options.requestId, signal), signal);
   }
 

@@ -31,6 +31,8 @@ export const Feature = {
    * connections). Saves the 64 hex digits no compressor shrinks (bench/sync).
    */
   LocalDigest: 'sync.local-digest',
+  /** A proxied request's head rides in its OpenStream (prelude): the agent starts it before the stream is open. */
+  ProxyPrelude: 'proxy-prelude',
 } as const;
 export type Feature = (typeof Feature)[keyof typeof Feature];
 

@@ -66,6 +66,21 @@ async function readHead<T>(stream: ByteStream, decode: (bytes: Uint8Array) => T,
   }
 }
 
+/** A request head sent whole, as encodeRequestHead framed it (an OpenStream's prelude); throws HAWSER_PROXY_PROTOCOL. */
+export function decodeRequestHead(framedHead: Uint8Array): ProxyRequestHead {
+  const bytes = Buffer.from(framedHead.buffer, framedHead.byteOffset, framedHead.byteLength);
+  const need = bytes.byteLength >= 4 ? bytes.readUInt32BE(0) : -1;
+  if (need < 0 || need !== bytes.byteLength - 4) {
+    throw new HawserError(ErrorCode.ProxyProtocol, `proxy request head of ${bytes.byteLength} bytes does not hold the length it names`);
+  }
+  if (need > maxProxyHeadBytes) throw new HawserError(ErrorCode.ProxyProtocol, `proxy request head of ${need} bytes exceeds the limit of ${maxProxyHeadBytes} bytes`);
+  try {
+    return ProxyRequestHead.decode(bytes.subarray(4));
+  } catch (err) {
+    throw new HawserError(ErrorCode.ProxyProtocol, `proxy request head is not decodable: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 export function readRequestHead(stream: ByteStream): Promise<HeadRead<ProxyRequestHead>> {
   return readHead(stream, (b) => ProxyRequestHead.decode(b), 'proxy request head');
 }

@@ -1,5 +1,5 @@
 import { ErrorCode, HawserError } from './errors.js';
-import type { ByteStream, HubChannel, HubConnection, StreamAcceptor, StreamRequest } from './transport.js';
+import type { ByteStream, HubChannel, HubConnection, OpenStreamOptions, StreamAcceptor, StreamRequest } from './transport.js';
 
 // What the gRPC and in-memory connections share: a stream's life cycle, its
 // bounded inbound buffer, and each side's registry of the streams it owns.
@@ -239,6 +239,11 @@ export abstract class StreamCore implements ByteStream {
     if (this.localEnded) this.bothEnded();
   }
 
+  /** Why the stream failed, once it did. */
+  protected get failedWith(): HawserError | undefined {
+    return this.failure;
+  }
+
   protected get hasEnded(): { local: boolean; peer: boolean } {
     return { local: this.localEnded, peer: this.peerEnded };
   }
@@ -270,6 +275,10 @@ export class RoomWaiters {
 
   wait(): Promise<void> {
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));
+  }
+
+  get waiting(): boolean {
+    return this.waiters.length > 0;
   }
 
   release(): void {
@@ -346,7 +355,7 @@ export class HubStreamRegistry {
     });
   }
 
-  async open(kind: string, signal: AbortSignal | undefined): Promise<ByteStream> {
+  async open(kind: string, signal: AbortSignal | undefined, options: OpenStreamOptions = {}): Promise<ByteStream> {
     if (this.ended) throw sessionEnded(this.ended);
     const acceptor = this.acceptor;
     if (!acceptor) throw new HawserError(ErrorCode.StreamRefused, 'the session is not authenticated yet: it has no streams');
@@ -368,7 +377,7 @@ export class HubStreamRegistry {
     // Handled here too: the signal may reject it while the announcement is still going out.
     arrived.catch(() => undefined);
     try {
-      await acceptor.announce({ id, kind } satisfies StreamRequest);
+      await acceptor.announce({ id, kind, ...(options.prelude ? { prelude: options.prelude } : {}) } satisfies StreamRequest);
       return await arrived;
     } catch (err) {
       this.pending.delete(id);
@@ -457,8 +466,8 @@ export class HubConnectionBase<Control extends HubChannel = HubChannel> implemen
     this.registry.accept(acceptor);
   }
 
-  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream> {
-    return this.registry.open(kind, signal);
+  openStream(kind: string, signal?: AbortSignal, options?: OpenStreamOptions): Promise<ByteStream> {
+    return this.registry.open(kind, signal, options);
   }
 
   close(error?: HawserError): void {

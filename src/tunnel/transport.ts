@@ -65,6 +65,14 @@ export interface ByteStream {
 export interface StreamRequest {
   readonly id: string;
   readonly kind: string;
+  /** The stream's first bytes, sent in the request itself (OpenStream.prelude); only to an agent that negotiated it. */
+  readonly prelude?: Uint8Array;
+}
+
+/** How the hub asks for a stream. */
+export interface OpenStreamOptions {
+  /** Bytes the agent gets with the request, before the stream is open (StreamRequest.prelude). */
+  prelude?: Uint8Array;
 }
 
 /** What a hub session does with streams once it is authenticated. */
@@ -96,12 +104,22 @@ export interface HubConnection {
    * arrives. The signal cancels the wait and, later, the stream itself
    * (AbortSignal.timeout gives HAWSER_DEADLINE_EXCEEDED).
    */
-  openStream(kind: string, signal?: AbortSignal): Promise<ByteStream>;
+  openStream(kind: string, signal?: AbortSignal, options?: OpenStreamOptions): Promise<ByteStream>;
   /** Streams open now (a gauge). */
   readonly openStreams: number;
   /** Ends the control stream and, first, every request stream. */
   close(error?: HawserError): void;
   readonly closed: Promise<HawserError | undefined>;
+}
+
+export interface AgentOpenStreamOptions {
+  /** Answers the hub's OpenStream with this id; without it the stream is the agent's own. */
+  requestId?: string;
+  /**
+   * Resolves at once, before the hub took the stream, so writes start without waiting a
+   * round trip (for a stream the hub asked for); a refusal then fails the stream instead.
+   */
+  early?: boolean;
 }
 
 /** The agent's side of its connection to the hub. */
@@ -113,7 +131,7 @@ export interface AgentConnection {
    * Resolves once the hub took it; rejects with HAWSER_STREAM_REFUSED,
    * HAWSER_STREAM_UNBOUND, HAWSER_SESSION_ENDED or the signal's reason.
    */
-  openStream(kind: string, signal?: AbortSignal, options?: { requestId?: string }): Promise<ByteStream>;
+  openStream(kind: string, signal?: AbortSignal, options?: AgentOpenStreamOptions): Promise<ByteStream>;
   readonly openStreams: number;
   /**
    * Ends every request stream, then the control stream. The HTTP/2

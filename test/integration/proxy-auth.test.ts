@@ -261,6 +261,30 @@ describe('kubectl through the hub: who may do what', () => {
     expect(stdout).toContain('namespace/kube-system');
   });
 
+  it('a scoped operator lists, gets and sees in the PKI view only the clusters in its scope (names or selector)', async () => {
+    const names = async (token: string) => {
+      const res = await hub.api('GET', '/api/v1/clusters', token);
+      expect(res.status).toBe(200);
+      return ((await res.json()) as { items: Array<{ metadata: { name: string } }> }).items.map((c) => c.metadata.name).sort();
+    };
+    expect(await names(tokens.alice)).toEqual(['edge-a']);
+    expect(await names(tokens.carol)).toEqual(['edge-b']);
+    expect(await names(tokens.bob)).toEqual(['edge-a', 'edge-b']);
+
+    expect((await hub.api('GET', '/api/v1/clusters/edge-a', tokens.alice)).status).toBe(200);
+    for (const [token, name] of [[tokens.alice, 'edge-b'], [tokens.carol, 'edge-a'], [tokens.carol, 'no-such-cluster']] as const) {
+      const res = await hub.api('GET', `/api/v1/clusters/${name}`, token);
+      expect(res.status).toBe(403);
+      expect(((await res.json()) as { code: string }).code).toBe('HAWSER_CLUSTER_OUT_OF_SCOPE');
+    }
+    expect((await hub.api('GET', '/api/v1/clusters/no-such-cluster', tokens.bob)).status).toBe(404);
+
+    const pkiAgents = async (token: string) =>
+      (((await (await hub.api('GET', '/api/v1/pki', token)).json()) as { agents: Array<{ cluster: string }> }).agents.map((a) => a.cluster).sort());
+    expect(await pkiAgents(tokens.alice)).toEqual(['edge-a']);
+    expect(await pkiAgents(tokens.bob)).toEqual(['edge-a', 'edge-b']);
+  });
+
   it('kubectl --as is refused, never run as someone else nor silently as the operator', async () => {
     const message = await kubectlError(await kubeconfigFor('alice', 'edge-a'), ['get', 'ns', '--as=bob']);
     expect(message).toContain('HAWSER_IMPERSONATION_REFUSED');

@@ -52,7 +52,7 @@ describe('Backoff quick retry after a healthy connection', () => {
     expect(delays[7]).toBeGreaterThan(quick.capMs * 0.99);
   });
 
-  it('grants the quick retry once per healthy connection, then backs off from the first step', () => {
+  it('grants the quick and the second retry once per healthy connection, then backs off from the first step', () => {
     const backoff = new Backoff(quick, () => 0.5);
     for (let i = 0; i < 5; i++) backoff.next(); // earlier failed dials
     backoff.markConnected(0);
@@ -60,14 +60,35 @@ describe('Backoff quick retry after a healthy connection', () => {
     backoff.markDisconnected(30_000);
     expect(backoff.quickRetryDue).toBe(true);
     expect(backoff.next()).toBe(750);
+    expect(backoff.lastRetryKind).toBe('quick');
     expect(backoff.quickRetryDue).toBe(false);
-    // The quick redial failed: the usual backoff, starting over (the connection worked).
+    // The quick redial failed (no welcome): the second window, still not a failed dial.
+    backoff.markDisconnected(31_000);
+    expect(backoff.next()).toBe(2_500);
+    expect(backoff.lastRetryKind).toBe('second');
+    expect(backoff.attempts).toBe(0);
+    // That failed too: the usual backoff, starting over (the connection worked).
+    backoff.markDisconnected(34_000);
     expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 0)));
+    expect(backoff.lastRetryKind).toBe('backoff');
     expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 1)));
     // A disconnect without a connection in between earns nothing.
     backoff.markDisconnected(90_000);
     expect(backoff.quickRetryDue).toBe(false);
     expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 2)));
+  });
+
+  it('a welcomed connection that drops before its ack ends the windows still due', () => {
+    const backoff = new Backoff(quick, () => 0.5);
+    backoff.markConnected(0);
+    backoff.markHealthy();
+    backoff.markDisconnected(30_000);
+    expect(backoff.next()).toBe(750);
+    // The quick redial was welcomed but died before any heartbeat ack: a failed dial.
+    backoff.markConnected(31_000);
+    backoff.markDisconnected(31_500);
+    expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 0)));
+    expect(backoff.lastRetryKind).toBe('backoff');
   });
 
   it('counts a connection that drops before its first heartbeat ack as a failed dial', () => {
@@ -101,6 +122,7 @@ describe('Backoff quick retry after a healthy connection', () => {
     backoff.markHealthy();
     backoff.markDisconnected(30_000);
     expect(backoff.next(100)).toBe(750); // the jitter is over the floor: jitter wins
+    expect(backoff.lastRetryKind).toBe('quick');
   });
 
   it('without a window keeps the old policy: a healthy but short connection resets nothing', () => {
@@ -119,5 +141,7 @@ describe('Backoff quick retry after a healthy connection', () => {
     expect(() => new Backoff({ ...quick, quickRetryMs: quick.capMs + 1 })).toThrow(RangeError);
     expect(() => new Backoff({ ...quick, quickRetryMs: Number.NaN })).toThrow(RangeError);
     expect(() => new Backoff({ ...quick, quickRetryMs: 0 })).not.toThrow();
+    expect(() => new Backoff({ ...quick, secondRetryMs: -1 })).toThrow(RangeError);
+    expect(() => new Backoff({ ...quick, secondRetryMs: quick.capMs + 1 })).toThrow(RangeError);
   });
 });

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { StreamRequest, StreamResponse } from '../../src/gen/hawser/v1/tunnel.js';
-import { decodeStreamChunk, encodeStreamChunk } from '../../src/tunnel/chunk.js';
+import { decodeStreamChunk, encodeStreamChunk, JoinedChunk } from '../../src/tunnel/chunk.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 
 // The data path's hand-written codec must be the wire format proto/ declares.
@@ -24,6 +24,24 @@ describe('stream chunk codec', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('a joined chunk is the message of its parts joined, with the end marker when asked', () => {
+    fc.assert(
+      fc.property(fc.array(fc.uint8Array({ maxLength: 40_000 }), { maxLength: 8 }), fc.boolean(), (parts, end) => {
+        const joined = new JoinedChunk(8 * 40_000);
+        for (const part of parts) {
+          expect(joined.fits(part.byteLength)).toBe(true);
+          joined.append(part);
+        }
+        const all = Buffer.concat(parts);
+        expect(joined.seal(end).equals(encodeStreamChunk(all, end))).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
+    const full = new JoinedChunk(10);
+    full.append(Buffer.alloc(10));
+    expect(full.fits(1)).toBe(false);
   });
 
   it('hands over a view of the message, not a copy', () => {

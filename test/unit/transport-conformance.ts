@@ -167,7 +167,7 @@ export function transportConformance(name: string, make: () => Promise<Transport
           hub.acceptStreams({
             onStream: (s) => agentStreams.push(s),
             announce: (request) => {
-              const frame: ConnectResponse = { frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind } } };
+              const frame: ConnectResponse = { frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind, prelude: Buffer.alloc(0) } } };
               return hub.control.send(frame);
             },
             ...acceptor,
@@ -431,7 +431,7 @@ export function transportConformance(name: string, make: () => Promise<Transport
       s.accept({
         announce: async (request) => {
           controller.abort();
-          await s.hub.control.send({ frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind } } });
+          await s.hub.control.send({ frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind, prelude: Buffer.alloc(0) } } });
         },
       });
       await expect(s.hub.openStream('proxy', controller.signal)).rejects.toMatchObject({ code: ErrorCode.Cancelled });

@@ -4,7 +4,7 @@ import { encodeStreamChunk } from '../../src/tunnel/chunk.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { GrpcClientTransport, GrpcServerTransport, grpcMaxStreamWindowBytes, hawserErrorFromStatus } from '../../src/tunnel/grpc.js';
 import { maxStreamChunkBytes, streamReadBufferBytes, streamWriteBufferBytes } from '../../src/tunnel/streams.js';
-import type { HubConnection, TunnelListener } from '../../src/tunnel/transport.js';
+import type { ByteStream, HubConnection, TunnelListener } from '../../src/tunnel/transport.js';
 import { waitFor } from './support.js';
 import { createCertificateAuthority, createServingCertificate, type CertificateAuthority, type ServingCertificate } from '../../src/tunnel/tls.js';
 import { transportConformance } from './transport-conformance.js';
@@ -65,7 +65,7 @@ describe('gRPC request streams against a hostile agent', () => {
       },
       { streamRefused: (error) => refused.push(error.code) },
     );
-    client = new GrpcClientTransport({ target: listener.address, tls: { caPem: ca.certPem, serverNameOverride: 'localhost' } });
+    client = new GrpcClientTransport({ target: listener.address, tls: { caPem: ca.certPem, serverNameOverride: 'localhost' }, keepConnectionAfterSession: true });
     const agent = client.connect();
     const token = await agent.sessionToken();
     const hub = await waitFor('the hub connection', () => hubs[0]);
@@ -130,5 +130,34 @@ describe('gRPC request streams against a hostile agent', () => {
     expect(await accepted(call)).toBe(true);
     call.write(Buffer.from([0x0a, 0xff, 0xff, 0x01]));
     expect(await ended).toBe(ErrorCode.MalformedFrame);
+  });
+
+  it('joins small writes made while a message is in flight into large messages, intact and in order', async () => {
+    const { agent, hub } = await hubAndAgent();
+    const onHub = new Promise<ByteStream>((resolve) => hub.acceptStreams({ onStream: resolve, announce: async () => {} }));
+    const up = await agent.openStream('sync');
+    const down = await onHub;
+    const pieces = Array.from({ length: 2000 }, (_, i) => Buffer.alloc(1024, i % 251));
+    const received: Uint8Array[] = [];
+    const read = (async () => {
+      for await (const chunk of down.chunks()) received.push(chunk);
+    })();
+    // Each write() resolves at once (there is room): the first goes out, the rest join behind it.
+    for (const piece of pieces) await up.write(piece);
+    await up.end();
+    await down.end();
+    await read;
+    expect(Buffer.concat(received).equals(Buffer.concat(pieces))).toBe(true);
+    // 2,000 KB in messages of at most one chunk (256 KB), not 2,000 messages.
+    expect(received.length).toBeLessThanOrEqual(1 + Math.ceil((pieces.length * 1024) / maxStreamChunkBytes));
+    expect(Math.max(...received.map((c) => c.byteLength))).toBe(maxStreamChunkBytes);
+  });
+
+  it('an early stream resolves before the hub took it; a refusal then fails the stream with its code', async () => {
+    const { agent, refused } = await hubAndAgent();
+    const stream = await agent.openStream('proxy', undefined, { requestId: 'h999', early: true });
+    expect((await stream.closed)?.code).toBe(ErrorCode.StreamRefused);
+    expect(refused).toEqual([ErrorCode.StreamRefused]);
+    await expect(stream.write(Buffer.from('late'))).rejects.toMatchObject({ code: ErrorCode.StreamRefused });
   });
 });

@@ -74,6 +74,12 @@ export interface ProxyRequestHead {
   groups: string[];
   /** An HTTP/1.1 Upgrade (WebSocket, SPDY): after a 101 both ways carry raw bytes. */
   upgrade: boolean;
+  /**
+   * The request has no body (no Content-Length above 0, no Transfer-Encoding):
+   * the agent ends its request to the target at once instead of waiting for
+   * the end of the hub's half of the stream.
+   */
+  noBody: boolean;
 }
 
 /** ProxyResponseHead is what the target answered, or why the agent could not ask it. */
@@ -173,7 +179,17 @@ export const ProxyHeader: MessageFns<ProxyHeader> = {
 };
 
 function createBaseProxyRequestHead(): ProxyRequestHead {
-  return { method: "", path: "", headers: [], targetKind: 0, targetAddress: "", user: "", groups: [], upgrade: false };
+  return {
+    method: "",
+    path: "",
+    headers: [],
+    targetKind: 0,
+    targetAddress: "",
+    user: "",
+    groups: [],
+    upgrade: false,
+    noBody: false,
+  };
 }
 
 export const ProxyRequestHead: MessageFns<ProxyRequestHead> = {
@@ -201,6 +217,9 @@ export const ProxyRequestHead: MessageFns<ProxyRequestHead> = {
     }
     if (message.upgrade !== false) {
       writer.uint32(64).bool(message.upgrade);
+    }
+    if (message.noBody !== false) {
+      writer.uint32(72).bool(message.noBody);
     }
     return writer;
   },
@@ -282,6 +301,14 @@ export const ProxyRequestHead: MessageFns<ProxyRequestHead> = {
             message.upgrade = reader.bool();
             continue;
           }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.noBody = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -312,6 +339,11 @@ export const ProxyRequestHead: MessageFns<ProxyRequestHead> = {
       user: isSet(object.user) ? globalThis.String(object.user) : "",
       groups: globalThis.Array.isArray(object?.groups) ? object.groups.map((e: any) => globalThis.String(e)) : [],
       upgrade: isSet(object.upgrade) ? globalThis.Boolean(object.upgrade) : false,
+      noBody: isSet(object.noBody)
+        ? globalThis.Boolean(object.noBody)
+        : isSet(object.no_body)
+        ? globalThis.Boolean(object.no_body)
+        : false,
     };
   },
 
@@ -341,6 +373,9 @@ export const ProxyRequestHead: MessageFns<ProxyRequestHead> = {
     if (message.upgrade !== false) {
       obj.upgrade = message.upgrade;
     }
+    if (message.noBody !== false) {
+      obj.noBody = message.noBody;
+    }
     return obj;
   },
 
@@ -357,6 +392,7 @@ export const ProxyRequestHead: MessageFns<ProxyRequestHead> = {
     message.user = object.user ?? "";
     message.groups = object.groups?.map((e) => e) || [];
     message.upgrade = object.upgrade ?? false;
+    message.noBody = object.noBody ?? false;
     return message;
   },
 };

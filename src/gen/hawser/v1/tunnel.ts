@@ -207,6 +207,13 @@ export interface OpenStream {
   streamId: string;
   /** What the stream carries, e.g. "proxy". */
   kind: string;
+  /**
+   * The stream's first bytes from the hub, carried in the request itself
+   * (feature "proxy-prelude"), so the agent can act before the stream is open:
+   * for a "proxy" stream its length-prefixed ProxyRequestHead. The hub then
+   * writes only what follows them on the stream.
+   */
+  prelude: Buffer;
 }
 
 /**
@@ -1164,7 +1171,7 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
 };
 
 function createBaseOpenStream(): OpenStream {
-  return { streamId: "", kind: "" };
+  return { streamId: "", kind: "", prelude: Buffer.alloc(0) };
 }
 
 export const OpenStream: MessageFns<OpenStream> = {
@@ -1174,6 +1181,9 @@ export const OpenStream: MessageFns<OpenStream> = {
     }
     if (message.kind !== "") {
       writer.uint32(18).string(message.kind);
+    }
+    if (message.prelude.length !== 0) {
+      writer.uint32(26).bytes(message.prelude);
     }
     return writer;
   },
@@ -1207,6 +1217,14 @@ export const OpenStream: MessageFns<OpenStream> = {
             message.kind = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.prelude = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1227,6 +1245,7 @@ export const OpenStream: MessageFns<OpenStream> = {
         ? globalThis.String(object.stream_id)
         : "",
       kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      prelude: isSet(object.prelude) ? Buffer.from(bytesFromBase64(object.prelude)) : Buffer.alloc(0),
     };
   },
 
@@ -1238,6 +1257,9 @@ export const OpenStream: MessageFns<OpenStream> = {
     if (message.kind !== "") {
       obj.kind = message.kind;
     }
+    if (message.prelude.length !== 0) {
+      obj.prelude = base64FromBytes(message.prelude);
+    }
     return obj;
   },
 
@@ -1248,6 +1270,7 @@ export const OpenStream: MessageFns<OpenStream> = {
     const message = createBaseOpenStream();
     message.streamId = object.streamId ?? "";
     message.kind = object.kind ?? "";
+    message.prelude = object.prelude ?? Buffer.alloc(0);
     return message;
   },
 };
