@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { boundedText, quoteBounded } from '../api/index.js';
 import {
+  agentFramePriority,
   type AgentChannel,
   type AgentConnection,
   type AgentOpenStreamOptions,
@@ -11,9 +12,10 @@ import {
   HawserError,
   isErrorCode,
   type Negotiated,
+  PrioritySender,
   type TimerHandle,
   toHawserError,
-  type wire,
+  wire,
 } from '../tunnel/index.js';
 import type { Handshake } from './handshake.js';
 import { Heartbeater, type HeartbeatTiming } from './heartbeater.js';
@@ -145,6 +147,15 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
   }
 }
 
+/**
+ * An apply report this large (hundreds of objects) takes seconds of a slow
+ * link: the next one waits until the hub has it, so the socket never holds
+ * more than one ahead of a heartbeat.
+ */
+const reportPaceBytes = 16 * 1024;
+/** A transfer's acks this close together are one transfer: reports wait for its end. */
+const reportQuietMs = 1_000;
+
 /** The welcomed session: its handlers (heartbeats first, then every registered one) behind one router. */
 function startRouting(
   deps: SessionDeps,
@@ -156,11 +167,26 @@ function startRouting(
 ): AgentSessionRouter {
   const ending = new AbortController();
   void channel.closed.then(() => ending.abort());
+  // Heartbeats never wait behind apply reports queued here (src/tunnel/queue.ts);
+  // a large report holds the next until a heartbeat sent after it is acked, and
+  // a newer report replaces one still queued.
+  const sender = new PrioritySender<wire.ConnectRequest>((frame) => channel.send(frame), agentFramePriority, {
+    pacing: { paceBytes: reportPaceBytes, bytesOut: () => channel.bytesOut },
+    // Reports wait for a pause in a transfer: they would hold its acks back on a slow link.
+    quiet: {
+      busy: (frame) => frame.frame?.$case === 'syncAck' || frame.frame?.$case === 'syncChunkAck',
+      holds: (frame) => frame.frame?.$case === 'applyReport' && wire.ConnectRequest.encode(frame).finish().length >= reportPaceBytes,
+      quietMs: reportQuietMs,
+      clock: deps.clock,
+    },
+    supersedes: (older, newer) => older.frame?.$case === 'applyReport' && newer.frame?.$case === 'applyReport',
+  });
+  void channel.closed.then((error) => sender.close(error ?? new HawserError(ErrorCode.Unavailable, 'session ended')));
   const session: AgentSession = {
     clusterName: welcome.clusterName,
     negotiated,
     since: deps.clock.now(),
-    send: (frame) => channel.send(frame),
+    send: (frame) => sender.send(frame),
     ended: ending.signal,
   };
   if (connection) {
@@ -172,11 +198,14 @@ function startRouting(
   }
   const heartbeater = new Heartbeater(
     {
-      send: (heartbeat) => channel.send({ frame: { $case: 'heartbeat', value: heartbeat } }),
+      send: (heartbeat) => sender.send({ frame: { $case: 'heartbeat', value: heartbeat } }),
       readStatus: (previous) => deps.readStatus(previous),
       clock: deps.clock,
       fail,
-      rtt: (ms) => deps.recordRtt(ms),
+      rtt: (ms) => {
+        sender.urgentAcked();
+        deps.recordRtt(ms);
+      },
     },
     deps.heartbeatTiming(welcome.heartbeatIntervalMs),
   );

@@ -15,6 +15,8 @@ import {
   negotiate,
   type Negotiated,
   type ServerTransport,
+  hubFramePriority,
+  PrioritySender,
   systemClock,
   toHawserError,
   type TimerHandle,
@@ -577,12 +579,14 @@ export class HubCore {
   ): Session {
     const ending = new AbortController();
     void channel.closed.then(() => ending.abort());
+    // Heartbeat acks never wait behind sync frames queued here (src/tunnel/queue.ts).
+    const sender = new PrioritySender<wire.ConnectResponse>((frame) => channel.send(frame), hubFramePriority);
     const context: SessionContext = {
       clusterName,
       peer: channel.peer,
       negotiated,
       resume,
-      send: (frame) => channel.send(frame),
+      send: (frame) => sender.send(frame),
       ended: ending.signal,
       openStream: (kind, signal, options): Promise<ByteStream> =>
         streams

@@ -99,3 +99,4 @@ export * as proxyWire from '../gen/hawser/v1/proxy.js';
 export { forwardedRequestHeaders, forwardedResponseHeaders, isUpgradeRequest, refusalAsText } from './proxy-headers.js';
 export { syncDictionary } from './sync-dictionary.js';
 export { type CompressedFrames, compressionWindowBytes, FrameCompressor, FrameDecompressor } from './compression.js';
+export { agentFramePriority, hubFramePriority, PrioritySender, type SendPriority } from './queue.js';

@@ -48,14 +48,23 @@ export interface SyncOptions {
   chunkBytes: number;
   /** Chunk bytes sent and not yet acknowledged at most (an empty window always takes one chunk). */
   chunkWindowBytes: number;
+  /**
+   * Sync bytes on the wire (compressed, as sent) not yet acknowledged at
+   * most, groups and chunks together. What is beyond the link's
+   * bandwidth-delay product waits in the socket and toxiproxy-like middle
+   * boxes ahead of every heartbeat ack, so this bounds how long one waits
+   * and how long a cancelled transfer keeps the link busy. Groups close at
+   * half of it so acks keep flowing.
+   */
+  inFlightBytes: number;
   /** The largest object payload sent (--max-object-bytes); larger ones are refused on their subscription's status. */
   maxObjectBytes: number;
 }
 
-// Sync shares the control stream: a heartbeat ack the hub sends waits behind
-// at most windowBytes of sync frames (1 MiB: about 8 s at 1 Mbit/s, inside
-// the agent's 3 missed heartbeats). Lease renewals themselves travel agent ->
-// hub and never wait behind sync. A stream of its own is the next step.
+// Sync shares the control stream. Heartbeat acks overtake sync frames queued
+// in the hub (src/tunnel/queue.ts) but not what the socket and the link hold
+// already: inFlightBytes bounds that. windowFrames/windowBytes bound what the
+// agent holds unacknowledged (before compression).
 export const defaultSyncOptions: SyncOptions = {
   compressFlushBytes: 64 * 1024,
   windowFrames: 256,
@@ -68,6 +77,9 @@ export const defaultSyncOptions: SyncOptions = {
   // much of a large object, whatever its size.
   chunkBytes: 32 * 1024,
   chunkWindowBytes: 128 * 1024,
+  // At 32 KB/s with 300 ms each way the link holds ~20 KB: the rest, about one
+  // chunk, is queue a heartbeat ack waits behind.
+  inFlightBytes: 48 * 1024,
   maxObjectBytes: defaultMaxObjectBytes,
 };
 
@@ -92,13 +104,19 @@ export interface ClusterSyncCounters {
   resumedBytes: number;
   /** Large objects not sent because a newer change of theirs was already in the store. */
   superseded: number;
+  /** Large objects whose transfer stopped part way because a newer change of theirs came (feature "chunks"). */
+  abandoned: number;
+  /** Changes not sent because a newer change of the same Manifest waited behind them. */
+  coalesced: number;
+  /** The most sync bytes on the wire and not acknowledged at once (inFlightBytes bounds it, give or take one frame). */
+  peakInFlightBytes: number;
 }
 
 export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0 }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0, abandoned: 0, coalesced: 0, peakInFlightBytes: 0 }));
     return c;
   }
 }
@@ -172,7 +190,13 @@ interface Group {
   sequence: number;
   frames: number;
   bytes: number;
+  /** Bytes of it on the wire so far (compressed). */
+  wire: number;
+  /** Its SyncEnd is on the wire: an ack for it will come. */
+  ended: boolean;
 }
+
+const newGroup = (sequence: number, frames = 0): Group => ({ sequence, frames, bytes: 0, wire: 0, ended: false });
 
 export class SessionSync implements FrameHandler {
   readonly name = 'sync';
@@ -210,6 +234,9 @@ export class SessionSync implements FrameHandler {
   private readonly localDigest: boolean;
   /** The session's compression context, when negotiated (a new session: a new context). */
   private readonly compressor: FrameCompressor | undefined;
+  /** This session's sync bytes before and after compression: the ratio that sizes groups on the wire. */
+  private rawSent = 0;
+  private wireSent = 0;
 
   constructor(
     private readonly session: SessionContext,
@@ -382,6 +409,8 @@ export class SessionSync implements FrameHandler {
    */
   private async deltas(from: number, begin: { from: number; to: number } | undefined): Promise<'too-old' | 'ended' | 'restart'> {
     const queue: FeedChange[] = [];
+    // The newest revision queued of each Manifest: a change with a newer one behind it is not sent.
+    const newest = new Map<string, number>();
     let notify: (() => void) | undefined;
     const watching = new AbortController();
     const stopWatching = () => watching.abort();
@@ -391,6 +420,7 @@ export class SessionSync implements FrameHandler {
       from,
       (change) => {
         queue.push(change);
+        if (change.type === 'event') newest.set(change.event.object.metadata.name, parseResourceVersion(change.event.resourceVersion));
         notify?.();
       },
       watching.signal,
@@ -429,9 +459,17 @@ export class SessionSync implements FrameHandler {
         }
         begun = true;
         const { event } = change;
-        last = parseResourceVersion(event.resourceVersion);
+        const revision = parseResourceVersion(event.resourceVersion);
+        const name = event.object.metadata.name;
+        // Changed again since (a subscription changed mid-transfer): only the newer rendering goes.
+        if ((newest.get(name) ?? revision) > revision) {
+          this.counters.coalesced++;
+          continue;
+        }
+        last = revision;
         const op = event.type === 'DELETED' ? wire.SyncOp.SYNC_OP_DELETE : wire.SyncOp.SYNC_OP_UPSERT;
-        await this.sendObject(event.object, last, op, false, last);
+        await this.sendObject(event.object, last, op, false, last, () => (newest.get(name) ?? revision) > revision);
+        if (newest.get(name) === revision) newest.delete(name);
       }
       return 'ended';
     } finally {
@@ -441,7 +479,8 @@ export class SessionSync implements FrameHandler {
     }
   }
 
-  private async sendObject(manifest: KubeObject, revision: number, op: wire.SyncOp, partial: boolean, groupRevision: number): Promise<void> {
+  /** `newer` tells whether a newer change of this Manifest waits in the feed (deltas only: a snapshot sends every object it listed). */
+  private async sendObject(manifest: KubeObject, revision: number, op: wire.SyncOp, partial: boolean, groupRevision: number, newer?: () => boolean): Promise<void> {
     const content = manifestContent(manifest);
     const payload = objectPayload(content, op);
     if (payload.length > this.maxObjectBytes) {
@@ -451,7 +490,7 @@ export class SessionSync implements FrameHandler {
     if (this.chunked && payload.length > this.options.chunkBytes) {
       // A change the watch replays may be stale already: a large one is not worth sending when a newer one follows.
       if (!partial && (await this.superseded(manifest, revision))) return;
-      return this.sendChunked(content, revision, op, payload, partial, groupRevision);
+      return this.sendChunked(content, revision, op, payload, partial, groupRevision, newer);
     }
     const frame = syncObjectFrame(content, revision, op, payload, { localDigest: this.localDigest });
     const bytes = frameBytes(frame);
@@ -463,16 +502,29 @@ export class SessionSync implements FrameHandler {
 
   /** One object frame in the open group (closing it first when full). */
   private async sendInGroup(frame: wire.ConnectResponse, bytes: number, revision: number, partial: boolean, groupRevision: number): Promise<void> {
-    if (this.open && (this.open.frames >= this.options.groupFrames || this.open.bytes + bytes > this.options.groupBytes)) {
+    if (this.open && (this.open.frames >= this.options.groupFrames || this.open.bytes + bytes > this.options.groupBytes || this.groupWireFull(bytes))) {
       await this.endGroup(partial ? groupRevision : this.lastSent, partial, false);
     }
     await this.waitForWindow(bytes);
-    this.open ??= { sequence: ++this.sequence, frames: 0, bytes: 0 };
-    this.open.frames++;
-    this.open.bytes += bytes;
+    const group = (this.open ??= newGroup(++this.sequence));
+    group.frames++;
+    group.bytes += bytes;
     this.counters.objectFrames++;
     this.lastSent = revision;
-    await this.sendFrame(frame, bytes);
+    group.wire += await this.sendFrame(frame, bytes);
+  }
+
+  /**
+   * The open group would pass half the in-flight bound on the wire with a
+   * frame of `bytes` more (what waits for compression counted at the
+   * session's ratio so far): it closes, so its ack can come while the next
+   * one is sent.
+   */
+  private groupWireFull(bytes: number): boolean {
+    if (!this.open) return false;
+    const ratio = this.rawSent > 0 ? Math.min(1, this.wireSent / this.rawSent) : 1;
+    const waiting = (this.compressor?.pendingBytes ?? 0) + bytes;
+    return this.open.wire + waiting * ratio > this.options.inFlightBytes / 2;
   }
 
   /**
@@ -498,7 +550,15 @@ export class SessionSync implements FrameHandler {
    * acks never queue behind more. A transfer the agent holds part of (its
    * hello) resumes where it stopped when the content is still the same.
    */
-  private async sendChunked(content: ManifestContent, revision: number, op: wire.SyncOp, payload: Buffer, partial: boolean, groupRevision: number): Promise<void> {
+  private async sendChunked(
+    content: ManifestContent,
+    revision: number,
+    op: wire.SyncOp,
+    payload: Buffer,
+    partial: boolean,
+    groupRevision: number,
+    newer: (() => boolean) | undefined,
+  ): Promise<void> {
     if (this.open) await this.endGroup(partial ? groupRevision : this.lastSent, partial, false);
     await this.waitForWindow(0);
     const whole = (syncObjectFrame(content, revision, op, payload).frame as { value: wire.SyncObject }).value;
@@ -519,12 +579,23 @@ export class SessionSync implements FrameHandler {
       const frame = syncChunkFrame(whole, payload.subarray(slice.offset, slice.offset + slice.length), slice.index, count, slice.offset);
       const bytes = frameBytes(frame);
       await this.waitForChunkWindow(bytes);
-      this.chunkWindow.sent(tag, slice.index, bytes);
+      if (newer?.() && payload.length - slice.offset > this.options.chunkBytes) {
+        // A newer rendering waits in the feed: the rest of this one would be
+        // wasted. Only a last chunk is worth finishing (what is in flight
+        // cannot be called back). The agent drops the chunks it holds when the
+        // newer copy, or a delete, comes.
+        this.counters.abandoned++;
+        this.logger.info(
+          { cluster: this.session.clusterName, object: `${content.key.kind} ${content.key.namespace}/${content.key.name}`, atByte: slice.offset, totalSize: payload.length },
+          'a newer rendering of a large object came mid-transfer: sending it instead',
+        );
+        return;
+      }
       this.counters.chunkFrames++;
       this.metrics?.syncChunks.inc({ cluster: this.session.clusterName });
-      await this.sendFrame(frame, bytes);
+      await this.sendFrame(frame, bytes, () => this.chunkWindow.sent(tag, slice.index, bytes));
     }
-    this.open = { sequence: ++this.sequence, frames: 1, bytes: 0 };
+    this.open = newGroup(++this.sequence, 1);
     this.counters.objectFrames++;
     this.lastSent = revision;
     await this.endGroup(partial ? groupRevision : revision, partial, false);
@@ -548,12 +619,12 @@ export class SessionSync implements FrameHandler {
   /** Closes the open group (an empty final snapshot group too: the agent swaps at it); returns its sequence. */
   private async endGroup(revision: number, partial: boolean, always: boolean, endsSnapshot = false): Promise<number | undefined> {
     if (!this.open && !always) return undefined;
-    const group = this.open ?? { sequence: ++this.sequence, frames: 0, bytes: 0 };
+    const group = this.open ?? newGroup(++this.sequence);
     this.open = undefined;
     this.inFlight.push(group);
     // Before the send: the agent's ack (with its result) may come back before the send resolves.
     if (endsSnapshot) this.snapshotSequences.add(group.sequence);
-    await this.sendFrame({ frame: { $case: 'syncEnd', value: { revision, sequence: group.sequence, partial } } });
+    group.wire += await this.sendFrame({ frame: { $case: 'syncEnd', value: { revision, sequence: group.sequence, partial } } }, undefined, () => (group.ended = true));
     return group.sequence;
   }
 
@@ -581,43 +652,84 @@ export class SessionSync implements FrameHandler {
 
   /** Waits until an ack (or the end) wakes the sender; frames still queued for compression go first. */
   private async waitForAck(): Promise<void> {
-    await this.flushCompressed();
+    const sent = await this.flushCompressed();
+    if (this.open) this.open.wire += sent;
     await new Promise<void>((resolve) => (this.wake = resolve));
   }
 
-  private async sendFrame(frame: wire.ConnectResponse, bytes?: number): Promise<void> {
+  /**
+   * Sends one sync frame, or queues it for the next compressed run; returns
+   * the bytes that went on the wire now (a run flushed with it). `onWire` runs
+   * just before the frame goes on the wire, after the wait for room (frames
+   * that never queue: chunks, SyncEnd).
+   */
+  private async sendFrame(frame: wire.ConnectResponse, bytes?: number, onWire?: () => void): Promise<number> {
     if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
     if (!this.compressor) {
       bytes ??= frameBytes(frame);
-      this.counters.bytes += bytes;
       this.counters.rawBytes += bytes;
       this.metrics?.syncRawBytes.inc({ cluster: this.session.clusterName }, bytes);
-      this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
-      await this.session.send(frame);
-      return;
+      this.rawSent += bytes;
+      await this.transmit(frame, bytes, onWire);
+      return bytes;
     }
     const encoded = wire.ConnectResponse.encode(frame).finish();
     this.counters.rawBytes += encoded.length;
     this.metrics?.syncRawBytes.inc({ cluster: this.session.clusterName }, encoded.length);
+    let sent = 0;
     // A frame that would make the run too long goes with the next one.
-    if (this.compressor.pendingBytes > 0 && this.compressor.pendingBytes + encoded.length > this.options.compressFlushBytes) await this.flushCompressed();
+    if (this.compressor.pendingBytes > 0 && this.compressor.pendingBytes + encoded.length > this.options.compressFlushBytes) sent += await this.flushCompressed();
     this.compressor.add(encoded);
     this.counters.queuedBytes = this.compressor.pendingBytes;
     const f = frame.frame;
     const queues = f?.$case === 'syncBegin' || (f?.$case === 'syncObject' && f.value.chunkCount <= 1);
-    if (!queues || this.compressor.pendingBytes >= this.options.compressFlushBytes) await this.flushCompressed();
+    if (!queues || this.compressor.pendingBytes >= this.options.compressFlushBytes) sent += await this.flushCompressed(queues ? undefined : onWire);
+    return sent;
   }
 
-  private async flushCompressed(): Promise<void> {
+  private async flushCompressed(onWire?: () => void): Promise<number> {
+    const rawBytes = this.compressor?.pendingBytes ?? 0;
     const run = this.compressor?.flush();
     this.counters.queuedBytes = 0;
-    if (!run) return;
+    if (!run) return 0;
     const frame: wire.ConnectResponse = { frame: { $case: 'syncCompressed', value: run } };
     const bytes = frameBytes(frame);
-    this.counters.bytes += bytes;
-    this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
+    this.rawSent += rawBytes;
     this.counters.compressedFrames++;
     if (run.reset) this.counters.compressionResets++;
+    await this.transmit(frame, bytes, onWire);
+    return bytes;
+  }
+
+  /**
+   * Puts one frame on the wire once the bytes in flight leave room for it
+   * (inFlightBytes): while anything an ack will free is in flight, the sender
+   * waits for that ack rather than queue more behind the next heartbeat ack.
+   */
+  private async transmit(frame: wire.ConnectResponse, bytes: number, onWire?: () => void): Promise<void> {
+    for (;;) {
+      if (this.stop.signal.aborted) throw new HawserError(ErrorCode.Cancelled, 'session ended');
+      const inFlight = this.wireInFlight();
+      if (inFlight === 0 || inFlight + bytes <= this.options.inFlightBytes || !this.ackDue()) break;
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+    onWire?.();
+    this.wireSent += bytes;
+    this.counters.bytes += bytes;
+    this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
+    this.counters.peakInFlightBytes = Math.max(this.counters.peakInFlightBytes, this.wireInFlight() + bytes);
     await this.session.send(frame);
+  }
+
+  /** Sync bytes on the wire and not acknowledged: groups (the open one too) and chunks. */
+  private wireInFlight(): number {
+    let bytes = this.chunkWindow.bytes + (this.open?.wire ?? 0);
+    for (const g of this.inFlight) bytes += g.wire;
+    return bytes;
+  }
+
+  /** Something on the wire will be acknowledged: a chunk, or a group whose end went out. */
+  private ackDue(): boolean {
+    return this.chunkWindow.chunks > 0 || this.inFlight.some((g) => g.ended);
   }
 }
