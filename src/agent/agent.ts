@@ -174,6 +174,16 @@ export class AgentCore extends EventEmitter<{ state: [AgentState]; rtt: [number]
     return this.handshake.init();
   }
 
+  /**
+   * Damaged cache data was quarantined: the hub hears of it in the next
+   * hello, and a session up now ends (the agent redials at once), so that
+   * hello asks for the desired state again.
+   */
+  cacheQuarantined(count: number): void {
+    this.handshake.noteQuarantines(count);
+    if (this.current) this.channel?.close();
+  }
+
   /** Starts the reconnect loop; calling again returns the same loop. */
   start(): Promise<void> {
     return this.loop.start();

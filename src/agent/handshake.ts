@@ -66,6 +66,11 @@ export class Handshake {
     private unreportedQuarantines = 0,
   ) {}
 
+  /** Damaged cache data quarantined since start (e.g. desired-state records): told in the next hello. */
+  noteQuarantines(count: number): void {
+    this.unreportedQuarantines += count;
+  }
+
   /** Loads (or creates) the cluster identity; a damaged cache fails here, before any dial. */
   async init(): Promise<AgentIdentity> {
     if (!this.identity) {

@@ -14,16 +14,19 @@ export class AgentGauge {
   dec(): void {
     this.value--;
   }
+  set(value: number): void {
+    this.value = value;
+  }
 }
 
 /** A counter with labels as the agent counts it: one number per label set. */
 export class AgentCounter<L extends string> {
   readonly values = new Map<string, { labels: Record<L, string>; value: number }>();
-  inc(labels: Record<L, string>): void {
+  inc(labels: Record<L, string>, by = 1): void {
     const key = JSON.stringify(labels);
     const entry = this.values.get(key);
-    if (entry) entry.value++;
-    else this.values.set(key, { labels: { ...labels }, value: 1 });
+    if (entry) entry.value += by;
+    else this.values.set(key, { labels: { ...labels }, value: by });
   }
 }
 
@@ -32,6 +35,13 @@ export class AgentMetrics {
   readonly proxyStreamsOpen = new AgentGauge();
   /** Proxied requests this agent served, by the target's HTTP status or the HAWSER_ code that stopped them. */
   readonly proxyRequests = new AgentCounter<'code'>();
+  /** Damaged offline cache data moved aside and fetched again: what="record" or "database". */
+  readonly cacheQuarantines = new AgentCounter<'what'>();
+  readonly cacheSizeBytes = new AgentGauge();
+  readonly cacheDesiredBytes = new AgentGauge();
+  readonly cacheSizeLimitBytes = new AgentGauge();
+  readonly cacheStale = new AgentGauge();
+  readonly cacheConfirmedAge = new AgentGauge();
 
   /** The Prometheus text exposition of these metrics, and its content type. */
   async exposition(): Promise<{ text: string; contentType: string }> {
@@ -46,6 +56,21 @@ export class AgentMetrics {
       registers: [registry],
     });
     for (const { labels, value } of this.proxyRequests.values.values()) requests.inc(labels, value);
+    const quarantines = new Counter({
+      name: 'hawser_agent_cache_quarantines_total',
+      help: 'Damaged offline cache data moved aside (kept for an operator) and fetched again from the hub: what="record" (desired-state records) or "database" (the LevelDB database, salvaged on a copy).',
+      labelNames: ['what'] as const,
+      registers: [registry],
+    });
+    for (const { labels, value } of this.cacheQuarantines.values.values()) quarantines.inc(labels, value);
+    const gauges: Array<[string, string, AgentGauge]> = [
+      ['hawser_agent_cache_size_bytes', "Bytes the offline cache's database takes on disk.", this.cacheSizeBytes],
+      ['hawser_agent_cache_desired_bytes', 'Desired-state bytes the offline cache holds, as counted against --cache-size-limit.', this.cacheDesiredBytes],
+      ['hawser_agent_cache_size_limit_bytes', '--cache-size-limit (0: no limit).', this.cacheSizeLimitBytes],
+      ['hawser_agent_cache_stale', '1 while the cached desired state is older than --cache-max-age (the hub has not confirmed it since); it is still reconciled.', this.cacheStale],
+      ['hawser_agent_cache_confirmed_age_seconds', 'Seconds since the hub last confirmed the cached desired state (0: never synced).', this.cacheConfirmedAge],
+    ];
+    for (const [name, help, gauge] of gauges) new Gauge({ name, help, registers: [registry] }).set(gauge.value);
     return { text: await registry.metrics(), contentType: registry.contentType };
   }
 }

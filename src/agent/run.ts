@@ -2,7 +2,7 @@ import { chmod, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { defaultMaxObjectBytes, type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
-import { ensurePrivateDir, loadOrCreateSealKey, OfflineCache, type SealKey } from '../cache/index.js';
+import { type CacheQuarantine, ensurePrivateDir, loadOrCreateSealKey, OfflineCache, type SealKey } from '../cache/index.js';
 import { type Clock, ErrorCode, Feature, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
 import { AgentCore, type AgentCoreOptions } from './agent.js';
 import { ApplyEngine } from './apply.js';
@@ -10,7 +10,8 @@ import type { Applier } from './apply-report.js';
 import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from './sync-apply.js';
 import { desiredSetPrefixes, SyncReceiver } from './sync-receiver.js';
 import { PushReceiver } from './sync-push.js';
-import { readSyncState } from './sync-state.js';
+import { readSyncState, syncStateCacheKey } from './sync-state.js';
+import { CacheMonitor } from './cache-monitor.js';
 import { identityFileName, IdentityStore } from './identity.js';
 import { groupPatternsFlag, type ImpersonationPolicy, parseImpersonationPatterns, userPatternsFlag } from './impersonation-policy.js';
 import { type ClusterReader, KubeClusterReader } from './kube.js';
@@ -56,6 +57,19 @@ export interface AgentOptions {
   maxObjectBytes: number;
   /** Desired-state bytes the cache holds at most; 0: no limit. */
   cacheSizeLimitBytes: number;
+  /**
+   * --enable-cache / --offline-cache-enabled: keep the desired state across
+   * restarts. false: a set cached before is dropped at start and fetched
+   * again from the hub (it is still held while the agent runs: the apply
+   * loop reconciles from it).
+   */
+  cacheEnabled: boolean;
+  /** --use-cache-when-disconnected: reconcile from the cached set while the hub is unreachable; false: only while a sync session is up. */
+  useCacheWhenDisconnected: boolean;
+  /** --cache-max-age: a cached set the hub has not confirmed for longer is reported stale (never removed for it); 0: never stale. */
+  cacheMaxAgeMs: number;
+  /** --cache-cleanup-interval: how often the cache's size and age are checked (and leftovers of crashed opens removed). */
+  cacheCleanupIntervalMs: number;
   /** Users and groups the proxy may impersonate (exact names and * patterns; system: names only exactly). */
   proxyImpersonateUsers: string[];
   proxyImpersonateGroups: string[];
@@ -91,6 +105,10 @@ export function defaultAgentOptions(): AgentOptions {
     applyIntervalMs: 30_000,
     maxObjectBytes: defaultMaxObjectBytes,
     cacheSizeLimitBytes: 1024 * 1024 * 1024,
+    cacheEnabled: true,
+    useCacheWhenDisconnected: true,
+    cacheMaxAgeMs: 24 * 3600_000,
+    cacheCleanupIntervalMs: 60_000,
     // Any operator the hub vouches for, never a system: name: the cluster's RBAC decides the rest.
     proxyImpersonateUsers: ['*'],
     proxyImpersonateGroups: ['*'],
@@ -126,6 +144,10 @@ export function resolveAgentOptions(partial: Partial<AgentOptions>): AgentOption
   if (!(o.applyIntervalMs >= 100)) problems.push('apply-interval must be at least 100ms');
   if (!Number.isSafeInteger(o.maxObjectBytes) || o.maxObjectBytes < 1024) problems.push(`max-object-bytes ${o.maxObjectBytes} must be a whole number of at least 1024`);
   if (!Number.isSafeInteger(o.cacheSizeLimitBytes) || o.cacheSizeLimitBytes < 0) problems.push(`cache-size-limit ${o.cacheSizeLimitBytes} must be a whole number of bytes (0: no limit)`);
+  if (!(o.cacheMaxAgeMs >= 0) || !Number.isFinite(o.cacheMaxAgeMs)) problems.push(`cache-max-age ${o.cacheMaxAgeMs}ms must not be negative (0: never stale)`);
+  if (!(o.cacheCleanupIntervalMs >= 100) || !Number.isFinite(o.cacheCleanupIntervalMs)) problems.push(`cache-cleanup-interval ${o.cacheCleanupIntervalMs}ms must be at least 100ms`);
+  if (typeof o.cacheEnabled !== 'boolean') problems.push(`enable-cache ${String(o.cacheEnabled)} must be true or false`);
+  if (typeof o.useCacheWhenDisconnected !== 'boolean') problems.push(`use-cache-when-disconnected ${String(o.useCacheWhenDisconnected)} must be true or false`);
   try {
     parseFeatureGates(o.featureGates);
   } catch (err) {
@@ -191,7 +213,19 @@ export async function startAgent(
   // kubectl through the hub needs the cluster's kubeconfig; an agent run with only a status reader (a benchmark) has none.
   const proxyKube = deps.reader && !o.kubeconfig ? undefined : loadKubeConfig(o.kubeconfig);
   const metrics = new AgentMetrics();
-  const { cache, quarantines } = await openAgentCache(o.cacheDir, deps.logger);
+  const { cache, quarantined } = await openAgentCache(o.cacheDir, deps.logger);
+  if (quarantined) metrics.cacheQuarantines.inc({ what: 'database' });
+  const now = () => (deps.clock ?? { now: Date.now }).now();
+  // Damaged records found before the first hello, so that hello already asks for a snapshot.
+  const checker = new SyncReceiver(cache, deps.logger, now);
+  let salvagedOnRead = 0;
+  checker.on('quarantined', (e) => {
+    if (e.database) salvagedOnRead++;
+  });
+  const recordQuarantines = await checker.verify();
+  if (recordQuarantines > 0) metrics.cacheQuarantines.inc({ what: 'record' }, recordQuarantines);
+  if (salvagedOnRead > 0) metrics.cacheQuarantines.inc({ what: 'database' }, salvagedOnRead);
+  const quarantines = (quarantined ? 1 : 0) + recordQuarantines + salvagedOnRead;
   const mode = effectiveSyncMode(o.clusterSyncMode, parseFeatureGates(o.featureGates));
   // Set once the receiver exists (after the identity is read); hellos come later still.
   const receiverRef: { current?: SyncReceiver } = {};
@@ -235,8 +269,13 @@ export async function startAgent(
     syncResume: async () => {
       const state = await readSyncState(cache, deps.logger);
       const receiver = receiverRef.current;
-      // Every hello also names the large object held in part, so the hub resumes it there.
-      return receiver ? { ...state, desiredDigest: await receiver.digest(), ...(await receiver.helloFields()) } : state;
+      if (!receiver) return state;
+      // Every hello also names the large object held in part, so the hub resumes it there. A cache
+      // that cannot be read for them must not stop the hello: no partial object, and a digest that
+      // makes the hub send a snapshot.
+      const desiredDigest = await receiver.digest().catch(() => 'unreadable');
+      const fields = await receiver.helloFields().catch(() => ({}));
+      return { ...state, desiredDigest, ...fields };
     },
     ...(deps.clock ? { clock: deps.clock } : {}),
     ...(deps.random ? { random: deps.random } : {}),
@@ -260,7 +299,6 @@ export async function startAgent(
     await cache.close();
     throw new HawserError(ErrorCode.InvalidOption, `agent secret key ${join(o.cacheDir, secretKeyFileName)}: ${(err as Error).message}`, { cause: err });
   }
-  const now = () => (deps.clock ?? { now: Date.now }).now();
   const clusterId = core.clusterId!;
   const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
   deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode, appPusher: parseFeatureGates(o.featureGates).AppPusher }, `sync mode ${o.clusterSyncMode}, running as ${mode}`);
@@ -285,11 +323,24 @@ export async function startAgent(
     metricsServer.closeAllConnections();
     await closed;
   };
+  const sessionUp = () => core.session?.negotiated.features.has(Feature.Sync) === true;
+  const monitorOptions = {
+    cache,
+    metrics,
+    logger: deps.logger,
+    limitBytes: o.cacheSizeLimitBytes,
+    maxAgeMs: o.cacheMaxAgeMs,
+    cleanupIntervalMs: o.cacheCleanupIntervalMs,
+    connected: sessionUp,
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  };
   if (mode === 'Push') {
     // The hub drives every apply; nothing of the desired set is kept here (a set cached by an earlier Pull or Dual run goes).
     await dropDesiredSet(cache, deps.logger);
     const push = new PushReceiver(cache, applier, deps.logger, now);
     core.registerHandler(push.handlerFactory());
+    const monitor = new CacheMonitor(monitorOptions);
+    monitor.start();
     void core.start();
     return {
       core,
@@ -299,6 +350,7 @@ export async function startAgent(
       metrics,
       ...(metricsAddress ? { metricsAddress } : {}),
       stop: async () => {
+        await monitor.stop();
         await closeMetrics();
         await core.stop();
         if (applier instanceof ApplyEngine) applier.close();
@@ -306,9 +358,26 @@ export async function startAgent(
       },
     };
   }
+  if (!o.cacheEnabled) {
+    // --enable-cache=false: nothing of the desired set outlives a run; the hub sends it all again.
+    await dropDesiredSet(cache, deps.logger, '--enable-cache=false');
+    await cache.batch([{ type: 'del', key: syncStateCacheKey }]);
+  }
   const receiver = new SyncReceiver(cache, deps.logger, now, { maxObjectBytes: o.maxObjectBytes, maxCacheBytes: o.cacheSizeLimitBytes }, sealKey);
   receiverRef.current = receiver;
-  const apply = new SyncApplyLoop({ receiver, applier, logger: deps.logger, intervalMs: o.applyIntervalMs, ...(deps.clock ? { clock: deps.clock } : {}) });
+  // A salvaged database may lack records without a trace: no prune until the hub's snapshot.
+  if (quarantined) await receiver.distrust(`the offline cache database was damaged and salvaged: ${quarantined.reason.slice(0, 300)}`, quarantined.path);
+  const monitor = new CacheMonitor({ ...monitorOptions, receiver });
+  receiver.on('quarantined', (e) => core.cacheQuarantined(e.database ? 1 : e.keys.length));
+  const apply = new SyncApplyLoop({
+    receiver,
+    applier,
+    logger: deps.logger,
+    intervalMs: o.applyIntervalMs,
+    applyWhileDisconnected: o.useCacheWhenDisconnected,
+    cacheReport: () => monitor.report(),
+    ...(deps.clock ? { clock: deps.clock } : {}),
+  });
   // Dual with AppPusher: the hub drives each apply too (the ack carries its result); Pull applies on its own only.
   if (mode === 'Dual') receiver.applyOnCommit = (signal) => apply.applyNow(signal);
   core.registerHandler(receiver.handlerFactory());
@@ -316,6 +385,7 @@ export async function startAgent(
   // An owned object deleted by hand comes back at once, not at the next interval.
   const watch = applier instanceof ApplyEngine ? applier.watchOwned({ onDeleted: () => apply.trigger() }) : undefined;
   // From the cache first: with the hub down (and after a restart) the desired set is applied still.
+  monitor.start();
   apply.start();
   void core.start();
   return {
@@ -329,6 +399,7 @@ export async function startAgent(
     stop: async () => {
       watch?.close();
       await closeMetrics();
+      await monitor.stop();
       await apply.stop();
       await core.stop();
       if (applier instanceof ApplyEngine) applier.close();
@@ -338,11 +409,11 @@ export async function startAgent(
 }
 
 /** Push keeps no desired state: drops a set an earlier Pull or Dual run cached. */
-async function dropDesiredSet(cache: OfflineCache, logger: Logger): Promise<void> {
+async function dropDesiredSet(cache: OfflineCache, logger: Logger, why = 'Push mode'): Promise<void> {
   const keys = (await Promise.all(desiredSetPrefixes.map((p) => cache.keys({ gte: p, lt: `${p}\uffff` })))).flat();
   if (keys.length === 0) return;
   await cache.batch(keys.map((key) => ({ type: 'del' as const, key })));
-  logger.info({ objects: keys.length }, 'Push mode: dropped the desired set an earlier run cached (the hub holds it)');
+  logger.info({ objects: keys.length }, `${why}: dropped the desired set an earlier run cached (the hub holds it)`);
 }
 
 /** The LevelDB database lives here, beside identity.json. */
@@ -359,7 +430,7 @@ export const secretKeyFileName = 'secret-key';
  * fresh one opened: the identity is in its own file, and the rest of the
  * cache is rebuilt from the hub.
  */
-export async function openAgentCache(cacheDir: string, logger: Logger): Promise<{ cache: OfflineCache; quarantines: number }> {
+export async function openAgentCache(cacheDir: string, logger: Logger): Promise<{ cache: OfflineCache; quarantines: number; quarantined?: CacheQuarantine }> {
   process.umask(0o077);
   await ensurePrivateDir(cacheDir);
   const dbDir = join(cacheDir, cacheDbDirName);
@@ -380,12 +451,14 @@ export async function openAgentCache(cacheDir: string, logger: Logger): Promise<
       if (s.isFile() && (s.mode & 0o077) !== 0) await chmod(path, 0o600);
     }
   }
-  const opened = await OfflineCache.openOrQuarantine({ dir: dbDir });
+  const opened = await OfflineCache.openOrQuarantine({ dir: dbDir, salvage: true });
   if (opened.quarantined) {
     logger.error(
-      { code: ErrorCode.CacheCorrupt, quarantinedTo: opened.quarantined.path, reason: opened.quarantined.reason },
-      'offline cache was damaged: moved aside and started afresh (the identity is kept; the rest is rebuilt from the hub)',
+      { code: ErrorCode.CacheCorrupt, quarantinedTo: opened.quarantined.path, reason: opened.quarantined.reason, salvaged: opened.quarantined.salvaged },
+      opened.quarantined.salvaged
+        ? 'offline cache was damaged: moved aside, and what checks out of a repaired copy is reconciled without prune until the hub sends the desired state again'
+        : 'offline cache was damaged: moved aside and started afresh (the identity is kept; the rest is rebuilt from the hub)',
     );
   }
-  return { cache: opened.cache, quarantines: opened.quarantined ? 1 : 0 };
+  return { cache: opened.cache, quarantines: opened.quarantined ? 1 : 0, ...(opened.quarantined ? { quarantined: opened.quarantined } : {}) };
 }

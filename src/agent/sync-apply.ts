@@ -50,6 +50,10 @@ export interface SyncApplyOptions {
   clock?: Clock;
   /** Drift check period. */
   intervalMs: number;
+  /** false (--use-cache-when-disconnected=false): passes run only while a sync session is up. Default true. */
+  applyWhileDisconnected?: boolean;
+  /** The offline cache's state, sent in every ApplyReport (offline_cache). */
+  cacheReport?: () => Promise<wire.OfflineCacheReport>;
 }
 
 export class SyncApplyLoop {
@@ -116,11 +120,14 @@ export class SyncApplyLoop {
       await this.options.applier.reconcile({ objects: desired.objects, allowPrune: desired.allowPrune, ...(signal ? { signal } : {}) }),
       desired.refused,
     );
-    this.last = toWire(report, desired.revision, desired.hold, this.options.clock?.now() ?? Date.now());
+    const offlineCache = this.options.cacheReport ? await this.options.cacheReport().catch(() => undefined) : undefined;
+    this.last = { ...toWire(report, desired.revision, desired.hold, this.options.clock?.now() ?? Date.now()), ...(offlineCache ? { offlineCache } : {}) };
     return this.last;
   }
 
   private async pass(signal: AbortSignal): Promise<void> {
+    // With the hub away, the cluster keeps what it has; the next session's commits trigger passes.
+    if (this.options.applyWhileDisconnected === false && !this.session) return;
     this.send(await this.applyNow(signal));
   }
 

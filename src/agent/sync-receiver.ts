@@ -2,14 +2,14 @@ import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
 import { defaultMaxObjectBytes, quoteBounded } from '../api/index.js';
-import { type CacheOp, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
+import { CacheCorruptError, type CacheOp, type CacheView, type CorruptEntry, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
 import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, FrameDecompressor, HawserError, syncObjectId, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
 import type { KubeObject } from './ownership.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext, HubFrame } from './router.js';
 import { SerialQueue } from './serial.js';
 import { ChunkAssembler, isChunkFrame } from './sync-chunks.js';
-import { type HelloSyncFields, readSyncState, type SyncState, syncStateCacheKey } from './sync-state.js';
+import { type HelloSyncFields, isSyncState, readSyncState, type SyncState, syncStateCacheKey } from './sync-state.js';
 
 // The agent's side of sync. Each group of objects the hub closes with a
 // SyncEnd is written to the offline cache in ONE durable batch together with
@@ -35,6 +35,16 @@ const keptPrefix = 'sync/kept/';
 /** Objects not taken because they break a limit (the hub's or this agent's): reported on their subscription. */
 const refusedPrefix = 'sync/refused/';
 const holdKey = 'sync/hold';
+/**
+ * Set when records of the desired set were quarantined; cleared by the next
+ * snapshot swapped in. While set, the set is not trusted for prune.
+ */
+const untrustedKey = 'sync/untrusted';
+/** When the hub last confirmed the desired set (a group committed, a sync session up): for --cache-max-age. */
+const confirmedKey = 'sync/confirmed';
+/** Records of sync read at start and at every pass: checked, and quarantined when they do not check out. */
+const checkedPrefixes = [objectPrefix, keptPrefix, refusedPrefix, stagePrefix] as const;
+const checkedKeys = [syncStateCacheKey, holdKey, untrustedKey, confirmedKey] as const;
 /** Where the cache holds objects of the desired set (Push keeps none of them). */
 export const desiredSetPrefixes = [objectPrefix, stagePrefix, keptPrefix] as const;
 /** Objects one group may hold at most (the hub closes groups far sooner): a hub past it breaks the protocol. */
@@ -99,6 +109,22 @@ export interface HoldRef {
   revision: number;
 }
 
+/** Why the desired set is not trusted for prune: records were quarantined since the last snapshot. */
+export interface Untrusted {
+  since: number;
+  reason: string;
+  /** The file the damaged records were moved to. */
+  quarantinedTo: string;
+}
+
+/** Damaged records found and moved aside (event 'quarantined'). */
+export interface QuarantineEvent {
+  keys: string[];
+  path: string;
+  /** The whole database was moved aside (and salvaged), not records. */
+  database?: boolean;
+}
+
 export interface DesiredSet {
   objects: DesiredObject[];
   /** True only when the set is this cluster's authoritative desired state (see the safety rule). */
@@ -107,6 +133,10 @@ export interface DesiredSet {
   hold: PruneHold | undefined;
   /** Objects refused for a limit: reported as errors (an older copy held stays desired). */
   refused: Refusal[];
+  /** Set while records quarantined since the last snapshot keep prune off. */
+  untrusted: Untrusted | undefined;
+  /** When the hub last confirmed this set; 0: never. */
+  confirmedAt: number;
 }
 
 export interface SyncReceiverOptions {
@@ -157,7 +187,7 @@ interface Run {
  * Emits 'committed' after every durable group (the apply loop re-reads the
  * desired set). One per agent, across sessions.
  */
-export class SyncReceiver extends EventEmitter<{ committed: [] }> {
+export class SyncReceiver extends EventEmitter<{ committed: []; quarantined: [QuarantineEvent] }> {
   private readonly options: SyncReceiverOptions;
   /**
    * Dual (AppPusher): applies the cached set once a group is durable; its
@@ -196,33 +226,156 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     return (session) => this.sessionHandler(session);
   }
 
-  /** The desired set as the cache holds it now: works with the hub unreachable and after a restart. */
+  /**
+   * The desired set as the cache holds it now: works with the hub
+   * unreachable and after a restart. Records that do not check out are
+   * quarantined (see quarantine) and left out; the rest is returned.
+   *
+   * Prune rule: prune needs a desired set the agent trusts. Every record read
+   * checked out, no record has been quarantined since the last snapshot from
+   * the hub was swapped in (sync/untrusted), the agent follows a hub
+   * incarnation, no prune is held, and every Secret opened. A record gone bad
+   * therefore never removes its object from the cluster.
+   */
   async desired(): Promise<DesiredSet> {
-    const view = this.cache.view();
-    try {
-      const state = (await view.get<SyncState>(syncStateCacheKey)) ?? { hubIncarnation: '', lastAckedRevision: 0 };
-      const hold = namedHold(await view.get<PruneHold>(holdKey), state);
-      const held = await view.range<StoredObject>({ gte: objectPrefix, lt: `${objectPrefix}\uffff` });
-      const kept = hold ? await view.range<StoredObject>({ gte: keptPrefix, lt: `${keptPrefix}\uffff` }) : [];
-      const refused = (await view.range<Refusal>({ gte: refusedPrefix, lt: `${refusedPrefix}\uffff` })).map(([, r]) => r);
-      const objects: DesiredObject[] = [];
-      let unreadable = 0;
-      for (const [key, stored] of [...held, ...kept]) {
-        const object = this.openStored(key.slice(key.indexOf('/', 'sync/'.length) + 1), stored);
-        if (object) objects.push({ subscription: stored.subscription, object });
-        else unreadable++;
-      }
-      return {
-        objects,
-        // An object the agent cannot read is still desired: nothing may be pruned while it is missing.
-        allowPrune: !hold && state.hubIncarnation !== '' && unreadable === 0,
-        revision: state.lastAckedRevision,
-        hold,
-        refused,
-      };
-    } finally {
-      await view.close();
+    const read = await this.readAll();
+    if (read.corrupt.length > 0) await this.serial(() => this.quarantine(read.corrupt.map((c) => c.key)));
+    const state = (read.single.get(syncStateCacheKey) as SyncState | undefined) ?? { hubIncarnation: '', lastAckedRevision: 0 };
+    const hold = namedHold(read.single.get(holdKey) as PruneHold | undefined, state);
+    const untrusted = read.corrupt.length > 0 ? await this.cache.get<Untrusted>(untrustedKey).catch(() => undefined) : (read.single.get(untrustedKey) as Untrusted | undefined);
+    const objects: DesiredObject[] = [];
+    let unreadable = 0;
+    for (const [key, stored] of [...(read.ranges.get(objectPrefix) ?? []), ...(hold ? (read.ranges.get(keptPrefix) ?? []) : [])]) {
+      const object = this.openStored(key.slice(key.indexOf('/', 'sync/'.length) + 1), stored as StoredObject);
+      if (object) objects.push({ subscription: (stored as StoredObject).subscription, object });
+      else unreadable++;
     }
+    return {
+      objects,
+      // An object the agent cannot read is still desired: nothing may be pruned while it is missing.
+      allowPrune: !hold && !untrusted && read.corrupt.length === 0 && state.hubIncarnation !== '' && unreadable === 0,
+      revision: state.lastAckedRevision,
+      hold,
+      refused: (read.ranges.get(refusedPrefix) ?? []).map(([, r]) => r as Refusal),
+      untrusted: untrusted ?? (read.corrupt.length > 0 ? { since: this.now(), reason: 'records quarantined', quarantinedTo: '' } : undefined),
+      confirmedAt: (read.single.get(confirmedKey) as { atUnixMs?: number } | undefined)?.atUnixMs ?? 0,
+    };
+  }
+
+  /**
+   * readChecked on a view. LevelDB itself reporting corruption (a damaged
+   * table file) salvages the database in place once (moved aside, repaired
+   * copy opened, set untrusted) and reads again.
+   */
+  private async readAll(): Promise<Awaited<ReturnType<SyncReceiver['readChecked']>>> {
+    for (let attempt = 0; ; attempt++) {
+      const view = this.cache.view();
+      try {
+        return await this.readChecked(view);
+      } catch (err) {
+        if (!(err instanceof CacheCorruptError) || err.key !== undefined || attempt > 0) throw err;
+      } finally {
+        await view.close().catch(() => undefined);
+      }
+      await this.serial(async () => {
+        const q = await this.cache.salvageInPlace(this.now);
+        this.sizes = undefined;
+        this.logger.error({ code: ErrorCode.CacheCorrupt, quarantinedTo: q.path, salvaged: q.salvaged }, 'offline cache: LevelDB reported corruption; database moved aside and salvaged; reconciling what checks out without prune, asking the hub for a snapshot');
+        await this.cache.batch([{ type: 'put', key: untrustedKey, value: { since: this.now(), reason: 'database salvaged after LevelDB reported corruption', quarantinedTo: q.path } satisfies Untrusted }, ...(await this.resetRevisionOps())]);
+        this.emit('quarantined', { keys: [], path: q.path, database: true });
+      });
+    }
+  }
+
+  /** Every record sync keeps, read from one view, checksums verified one by one. */
+  private async readChecked(view: CacheView): Promise<{ single: Map<string, unknown>; ranges: Map<string, Array<[string, unknown]>>; corrupt: CorruptEntry[] }> {
+    const corrupt: CorruptEntry[] = [];
+    const single = new Map<string, unknown>();
+    for (const key of checkedKeys) {
+      const { entries, corrupt: bad } = await view.scan<unknown>({ gte: key, lte: key });
+      corrupt.push(...bad);
+      if (entries[0]) single.set(key, entries[0][1]);
+    }
+    if (single.has(syncStateCacheKey) && !isSyncState(single.get(syncStateCacheKey))) {
+      corrupt.push({ key: syncStateCacheKey, raw: JSON.stringify(single.get(syncStateCacheKey)).slice(0, 65536), reason: 'not a sync state' });
+      single.delete(syncStateCacheKey);
+    }
+    const ranges = new Map<string, Array<[string, unknown]>>();
+    for (const prefix of checkedPrefixes) {
+      const { entries, corrupt: bad } = await view.scan<unknown>({ gte: prefix, lt: `${prefix}\uffff` });
+      corrupt.push(...bad);
+      ranges.set(prefix, entries);
+    }
+    return { single, ranges, corrupt };
+  }
+
+  /**
+   * Checks every record of the desired set and quarantines the damaged ones
+   * (at start, before the first hello, so that hello asks for a snapshot).
+   * Returns how many were quarantined.
+   */
+  async verify(): Promise<number> {
+    const { corrupt } = await this.readAll();
+    if (corrupt.length === 0) return 0;
+    return this.serial(() => this.quarantine(corrupt.map((c) => c.key)));
+  }
+
+  /**
+   * Marks the whole desired set untrusted (a damaged database was salvaged:
+   * records may be missing without a trace): no prune until a snapshot, and
+   * the next hello asks for one.
+   */
+  async distrust(reason: string, quarantinedTo: string): Promise<void> {
+    await this.serial(async () => {
+      await this.cache.batch([{ type: 'put', key: untrustedKey, value: { since: this.now(), reason, quarantinedTo } satisfies Untrusted }, ...(await this.resetRevisionOps())]);
+    });
+  }
+
+  /**
+   * Moves the records at `keys` that still do not check out to a file beside
+   * the database (kept for an operator), and in the same batch marks the set
+   * untrusted and sets the acked revision to 0, so the next hello asks the
+   * hub for everything (first-sync snapshot). One log line; the
+   * 'quarantined' event feeds the metric and the hello's cache_quarantines.
+   */
+  private async quarantine(keys: readonly string[]): Promise<number> {
+    const still: CorruptEntry[] = [];
+    for (const key of new Set(keys)) {
+      const { entries, corrupt } = await this.cache.scan<unknown>({ gte: key, lte: key });
+      if (corrupt[0]) still.push(corrupt[0]);
+      else if (key === syncStateCacheKey && entries[0] && !isSyncState(entries[0][1])) still.push({ key, raw: JSON.stringify(entries[0][1]).slice(0, 65536), reason: 'not a sync state' });
+    }
+    if (still.length === 0) return 0;
+    const reason = `${still.length} damaged record(s) of the desired state quarantined`;
+    const marker = (path: string): CacheOp => ({ type: 'put', key: untrustedKey, value: { since: this.now(), reason, quarantinedTo: path } satisfies Untrusted });
+    const reset = still.some((c) => c.key === syncStateCacheKey) ? [] : await this.resetRevisionOps();
+    // The file first, then one batch: the records go, the marker and the reset come (a crash between leaves the records, found again).
+    const path = await this.cache.quarantineEntries(still, (file) => [marker(file), ...reset], this.now());
+    this.sizes = undefined;
+    this.logger.error(
+      { code: ErrorCode.CacheCorrupt, records: still.length, keys: still.slice(0, 5).map((c) => quoteBounded(c.key, 200)), quarantinedTo: path },
+      'offline cache: damaged desired-state records moved aside; reconciling the rest without prune, and asking the hub for a snapshot',
+    );
+    this.emit('quarantined', { keys: still.map((c) => c.key), path });
+    return still.length;
+  }
+
+  /** Sets the acked revision to 0, keeping the incarnation: the next hello asks for a snapshot. */
+  private async resetRevisionOps(): Promise<CacheOp[]> {
+    const state = await readSyncState(this.cache, this.logger);
+    if (state.lastAckedRevision === 0) return [];
+    return [{ type: 'put', key: syncStateCacheKey, value: { hubIncarnation: state.hubIncarnation, lastAckedRevision: 0 } satisfies SyncState }];
+  }
+
+  /** Records that the hub confirmed the set now (a sync session is up). Not durable: losing it only makes the set look older. */
+  async confirm(): Promise<void> {
+    await this.serial(() => this.cache.put(confirmedKey, { atUnixMs: this.now() }, { durable: false }));
+  }
+
+  /** Desired-state bytes held (sync/obj/, sync/kept/), as counted for --cache-size-limit. */
+  async desiredBytes(): Promise<number> {
+    await this.serial(() => this.loadSizes());
+    return this.sizesTotal;
   }
 
   private sealReceived(received: Received): Received {
@@ -268,7 +421,10 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
    */
   async digest(): Promise<string> {
     const entries: Array<{ id: string; sha256: string }> = [];
-    for (const [key, stored] of await this.cache.entries<StoredObject>(objectPrefix)) {
+    const { entries: held, corrupt } = await this.cache.scan<StoredObject>({ gte: objectPrefix, lt: `${objectPrefix}\uffff` });
+    // Untrusted (records were quarantined): a digest no hub computes, so it sends a snapshot.
+    if (corrupt.length > 0 || (await this.cache.get<Untrusted>(untrustedKey).catch(() => ({}) as Untrusted))) return 'untrusted';
+    for (const [key, stored] of held) {
       const id = key.slice(objectPrefix.length);
       const object = this.openStored(id, stored);
       entries.push({ id, sha256: object ? contentSha256(JSON.stringify(object)) : 'unreadable' });
@@ -493,21 +649,31 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
     }
     ops.push(...run.cleanup);
     ops.push({ type: 'put', key: syncStateCacheKey, value: { hubIncarnation: run.incarnation, lastAckedRevision: end.revision } satisfies SyncState });
+    ops.push({ type: 'put', key: confirmedKey, value: { atUnixMs: this.now() } });
     await this.cache.batch(ops);
     this.sized(ops);
     this.emit('committed');
   }
 
   private async swap(run: Run, end: wire.SyncEnd, staging: CacheOp[]): Promise<void> {
+    const stage = await this.cache.scan<StoredObject>({ gte: stagePrefix, lt: `${stagePrefix}\uffff` });
+    if (stage.corrupt.length > 0) {
+      // A staged object went bad: this snapshot is incomplete. Drop it; the next hello asks for another.
+      await this.quarantine(stage.corrupt.map((c) => c.key));
+      throw new HawserError(ErrorCode.CacheCorrupt, `${stage.corrupt.length} staged object(s) of the snapshot at revision ${end.revision} are damaged in the offline cache: asking the hub for the snapshot again`);
+    }
+    // Damaged held objects: moved aside; the snapshot says what is desired.
+    const damaged = (await this.cache.scan<StoredObject>({ gte: objectPrefix, lt: `${objectPrefix}\uffff` })).corrupt;
+    if (damaged.length > 0) await this.quarantine(damaged.map((c) => c.key));
     const state = await readSyncState(this.cache, this.logger);
-    const staged = new Map<string, unknown>((await this.cache.entries<StoredObject>(stagePrefix)).map(([k, v]) => [k.slice(stagePrefix.length), v]));
+    const staged = new Map<string, unknown>(stage.entries.map(([k, v]) => [k.slice(stagePrefix.length), v]));
     for (const op of staging) if (op.type === 'put') staged.set(op.key.slice(stagePrefix.length), op.value);
     const held = await this.cache.entries<StoredObject>(objectPrefix);
     // A refused object of the snapshot keeps the copy held of it: not a removal.
     const removed = held.filter(([k]) => !staged.has(k.slice(objectPrefix.length)));
     const hold = holdFor(state, run, removed.length, held.length, this.options, this.now());
     const ops: CacheOp[] = [];
-    for (const [key] of await this.cache.entries<unknown>(stagePrefix)) ops.push({ type: 'del', key });
+    for (const key of await this.cache.keys({ gte: stagePrefix, lt: `${stagePrefix}\uffff` })) ops.push({ type: 'del', key });
     for (const [key] of removed) ops.push({ type: 'del', key });
     for (const key of await this.cache.keys({ gte: refusedPrefix, lt: `${refusedPrefix}\uffff` })) ops.push({ type: 'del', key });
     for (const [id, value] of staged) {
@@ -522,6 +688,8 @@ export class SyncReceiver extends EventEmitter<{ committed: [] }> {
       this.logger.warn({ code: hold.code, kept: removed.length, reason: hold.reason }, 'sync snapshot would remove objects: kept them and holding prune until an operator confirms');
     }
     ops.push({ type: 'put', key: syncStateCacheKey, value: { hubIncarnation: run.incarnation, lastAckedRevision: end.revision } satisfies SyncState });
+    // A whole snapshot from the hub: the set is trusted again, and confirmed now.
+    ops.push({ type: 'del', key: untrustedKey }, { type: 'put', key: confirmedKey, value: { atUnixMs: this.now() } });
     await this.cache.batch(ops);
     this.sizes = undefined;
   }

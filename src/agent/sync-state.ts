@@ -32,7 +32,7 @@ export const emptySyncState: SyncState = Object.freeze({ hubIncarnation: '', las
 /** Longest incarnation id kept (it is the hub's, but this is a file the agent trusts). */
 const maxIncarnationLength = 256;
 
-function isSyncState(value: unknown): value is SyncState {
+export function isSyncState(value: unknown): value is SyncState {
   const v = value as SyncState | undefined;
   return (
     typeof v?.hubIncarnation === 'string' &&

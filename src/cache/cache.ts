@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { cp, link, mkdir, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { cp, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { LRUCache } from 'lru-cache';
-import { ensurePrivateDir } from './files.js';
+import { ensurePrivateDir, writeFileAtomic } from './files.js';
 
 // The agent's durable memory: identity, credential, and (later) desired
 // manifests. LevelDB underneath, an LRU in front for hot reads. Each value
@@ -44,12 +44,38 @@ async function snapshotByLinks(dir: string, files: readonly string[]): Promise<s
 }
 
 interface Envelope {
+  /** 2: the checksum covers the key too (a record moved to another key by a damaged byte is caught). Absent: value only. */
+  v?: number;
   sha256: string;
   value: unknown;
 }
 
-function digest(json: string): string {
-  return createHash('sha256').update(json).digest('hex');
+function digest(json: string, key?: string): string {
+  const hash = createHash('sha256');
+  if (key !== undefined) hash.update(key).update('\0');
+  return hash.update(json).digest('hex');
+}
+
+/** A record whose bytes do not check out, as stored (for the quarantine file). */
+export interface CorruptEntry {
+  key: string;
+  /** The stored bytes, cut to 64 KiB. */
+  raw: string;
+  reason: string;
+}
+
+/** A range read that keeps going past damaged records. */
+export interface ScanResult<T> {
+  entries: Array<[string, T]>;
+  corrupt: CorruptEntry[];
+}
+
+/** LevelDB's own corruption error (a table block or log that does not parse), as a CacheCorruptError. */
+function levelError(err: unknown): unknown {
+  const code = (err as { code?: string }).code;
+  const message = (err as { cause?: Error }).cause?.message ?? (err as Error).message ?? String(err);
+  if (code === 'LEVEL_CORRUPTION' || /Corruption:/.test(message)) return new CacheCorruptError(undefined, `LevelDB reports corruption: ${message.slice(0, 300)}`, { cause: err });
+  return err;
 }
 
 /** One write of an atomic batch. */
@@ -70,15 +96,17 @@ export interface CacheRange {
 export interface CacheView {
   get<T>(key: string): Promise<T | undefined>;
   range<T>(range: CacheRange): Promise<Array<[string, T]>>;
+  /** As range, but damaged records are returned apart instead of failing the read. */
+  scan<T>(range: CacheRange): Promise<ScanResult<T>>;
   close(): Promise<void>;
 }
 
-/** The stored text, and for the LRU (hot) a private copy of the value as it will read back. */
-function encodeEnvelope(value: unknown, hot: boolean): { stored: string; value?: unknown } {
+/** The stored text, and for the LRU (hot) a private copy of the value as it will read back. The checksum covers the key too. */
+function encodeEnvelope(key: string, value: unknown, hot: boolean): { stored: string; value?: unknown } {
   const json = JSON.stringify(value) as string | undefined;
   if (json === undefined) throw new TypeError('an offline cache value must be JSON');
-  // The text JSON.stringify({ sha256, value }) gives (stringifying parsed JSON gives that JSON back), without parsing it to build it.
-  return { stored: `{"sha256":${JSON.stringify(digest(json))},"value":${json}}`, ...(hot ? { value: JSON.parse(json) as unknown } : {}) };
+  // The text JSON.stringify({ v, sha256, value }) gives (stringifying parsed JSON gives that JSON back), without parsing it to build it.
+  return { stored: `{"v":2,"sha256":${JSON.stringify(digest(json, key))},"value":${json}}`, ...(hot ? { value: JSON.parse(json) as unknown } : {}) };
 }
 
 function decodeEnvelope<T>(key: string, raw: string): T {
@@ -88,18 +116,40 @@ function decodeEnvelope<T>(key: string, raw: string): T {
   } catch {
     throw new CacheCorruptError(key, 'not JSON');
   }
+  if (typeof envelope !== 'object' || envelope === null) throw new CacheCorruptError(key, 'not an envelope');
   const json = JSON.stringify(envelope.value);
-  if (typeof envelope.sha256 !== 'string' || digest(json) !== envelope.sha256) {
+  if (json === undefined) throw new CacheCorruptError(key, 'no value');
+  const expected = envelope.v === 2 ? digest(json, key) : envelope.v === undefined ? digest(json) : undefined;
+  if (typeof envelope.sha256 !== 'string' || expected !== envelope.sha256) {
     throw new CacheCorruptError(key, 'checksum mismatch');
   }
   return envelope.value as T;
 }
 
-async function readRange<T>(db: ClassicLevel<string, string>, range: CacheRange, snapshot: ReturnType<ClassicLevel<string, string>['snapshot']> | undefined): Promise<Array<[string, T]>> {
-  const out: Array<[string, T]> = [];
+type LevelSnapshot = ReturnType<ClassicLevel<string, string>['snapshot']>;
+
+async function readRange<T>(db: ClassicLevel<string, string>, range: CacheRange, snapshot: LevelSnapshot | undefined): Promise<Array<[string, T]>> {
+  const { entries, corrupt } = await scanRange<T>(db, range, snapshot);
+  if (corrupt[0]) throw new CacheCorruptError(corrupt[0].key, corrupt[0].reason);
+  return entries;
+}
+
+async function scanRange<T>(db: ClassicLevel<string, string>, range: CacheRange, snapshot: LevelSnapshot | undefined): Promise<ScanResult<T>> {
+  const entries: Array<[string, T]> = [];
+  const corrupt: CorruptEntry[] = [];
   const options = Object.fromEntries(Object.entries({ ...range, snapshot }).filter(([, v]) => v !== undefined));
-  for await (const [key, raw] of db.iterator(options)) out.push([key, decodeEnvelope<T>(key, raw)]);
-  return out;
+  try {
+    for await (const [key, raw] of db.iterator(options)) {
+      try {
+        entries.push([key, decodeEnvelope<T>(key, raw)]);
+      } catch (err) {
+        corrupt.push({ key, raw: raw.slice(0, 65536), reason: (err as Error).message });
+      }
+    }
+  } catch (err) {
+    throw levelError(err);
+  }
+  return { entries, corrupt };
 }
 
 export interface OfflineCacheOptions {
@@ -109,13 +159,26 @@ export interface OfflineCacheOptions {
   lruEntries?: number;
 }
 
+/** What openOrQuarantine did with a damaged database. */
+export interface CacheQuarantine {
+  /** Where the damaged database was moved (kept as it was, for an operator). */
+  path: string;
+  reason: string;
+  /** With `salvage`: records were recovered from a copy of it (each still to be checked by its reader). */
+  salvaged: boolean;
+}
+
 export class OfflineCache {
-  private readonly db: ClassicLevel<string, string>;
+  private db: ClassicLevel<string, string>;
   private readonly lru: LRUCache<string, { value: unknown }>;
 
   private constructor(readonly dir: string, lruEntries: number) {
-    this.db = new ClassicLevel<string, string>(dir, { valueEncoding: 'utf8', keyEncoding: 'utf8' });
+    this.db = OfflineCache.level(dir);
     this.lru = new LRUCache({ max: lruEntries });
+  }
+
+  private static level(dir: string): ClassicLevel<string, string> {
+    return new ClassicLevel<string, string>(dir, { valueEncoding: 'utf8', keyEncoding: 'utf8' });
   }
 
   /**
@@ -164,18 +227,44 @@ export class OfflineCache {
    * Opens the database; a damaged one is moved aside (kept, never deleted)
    * and a fresh one opened in its place. For caches whose contents can be
    * rebuilt (the agent's, from the hub); the hub's store must not do this.
+   * With `salvage`, the fresh one starts from what LevelDB's repair recovers
+   * of a copy of the damaged one (records that fail their checksum stay
+   * detectable: the reader decides what to keep), else empty.
    */
   static async openOrQuarantine(
-    options: OfflineCacheOptions & { now?: () => number },
-  ): Promise<{ cache: OfflineCache; quarantined?: { path: string; reason: string } }> {
+    options: OfflineCacheOptions & { now?: () => number; salvage?: boolean },
+  ): Promise<{ cache: OfflineCache; quarantined?: CacheQuarantine }> {
     try {
       return { cache: await OfflineCache.open(options) };
     } catch (err) {
       if (!(err instanceof CacheCorruptError)) throw err;
-      const stamp = new Date((options.now ?? Date.now)()).toISOString().replace(/[:.]/g, '-');
-      const path = `${options.dir}.quarantine-${stamp}`;
-      await rename(options.dir, path);
-      return { cache: await OfflineCache.open(options), quarantined: { path, reason: err.message } };
+      const path = await OfflineCache.moveAside(options.dir, options.now ?? Date.now);
+      const salvaged = options.salvage ? await OfflineCache.salvageInto(path, options) : undefined;
+      return { cache: salvaged ?? (await OfflineCache.open(options)), quarantined: { path, reason: err.message, salvaged: salvaged !== undefined } };
+    }
+  }
+
+  private static async moveAside(dir: string, now: () => number): Promise<string> {
+    const stamp = new Date(now()).toISOString().replace(/[:.]/g, '-');
+    let path = `${dir}.quarantine-${stamp}`;
+    // Two quarantines in one millisecond (a reopen right after one) must not collide.
+    if (await stat(path).then(() => true, () => false)) path = `${path}-${randomBytes(3).toString('hex')}`;
+    await rename(dir, path);
+    return path;
+  }
+
+  /** A copy of the quarantined database, repaired by LevelDB and opened at dir; undefined when that fails (dir removed). */
+  private static async salvageInto(quarantined: string, options: OfflineCacheOptions): Promise<OfflineCache | undefined> {
+    try {
+      await cp(quarantined, options.dir, { recursive: true });
+      await rm(join(options.dir, 'LOCK'), { force: true });
+      await ClassicLevel.repair(options.dir);
+      // Repair's own LOG says what it dropped; that is known already, not a new loss.
+      for (const f of ['LOG', 'LOG.old', 'lost']) await rm(join(options.dir, f), { recursive: true, force: true });
+      return await OfflineCache.open(options);
+    } catch {
+      await rm(options.dir, { recursive: true, force: true });
+      return undefined;
     }
   }
 
@@ -210,7 +299,12 @@ export class OfflineCache {
     const hit = this.lru.get(key);
     if (hit) return hit.value as T;
     const epoch = this.writeEpoch;
-    const raw = await this.db.get(key);
+    let raw: string | undefined;
+    try {
+      raw = await this.db.get(key);
+    } catch (err) {
+      throw levelError(err);
+    }
     if (raw === undefined) return undefined;
     const value = decodeEnvelope<T>(key, raw);
     if (epoch === this.writeEpoch) this.lru.set(key, { value });
@@ -225,21 +319,60 @@ export class OfflineCache {
     await this.batch([{ type: 'put', key, value }], options);
   }
 
-  /** All the writes or none (one LevelDB write batch); durable as put. */
+  /** Times the database was closed and opened again after a failed write. */
+  reopens = 0;
+  /** A write failed: LevelDB's log may end in a torn record, so the next write reopens first. */
+  private broken = false;
+
+  /**
+   * All the writes or none (one LevelDB write batch); durable as put. A
+   * failed write (disk full, I/O error) rejects; the next write first closes
+   * and opens the database again (replaying its log: what was durable stays,
+   * the failed batch is wholly there or wholly absent, a torn tail is
+   * dropped), so one failure does not leave the cache broken. Reads go on
+   * meanwhile.
+   */
   async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
-    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.value, op.hot ?? true) } : op));
+    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.value, op.hot ?? true) } : op));
+    if (this.broken) await this.reopen();
     this.writeEpoch++;
     try {
       await this.db.batch(
         encoded.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, value: op.stored } : { type: 'del' as const, key: op.key })),
         { sync: options.durable ?? true },
       );
+    } catch (err) {
+      if ((err as { code?: string }).code !== 'LEVEL_DATABASE_NOT_OPEN') this.broken = true;
+      throw levelError(err);
     } finally {
       // Whether it landed or not, what the LRU held for these keys may be stale now.
       for (const op of encoded) this.lru.delete(op.key);
       this.writeEpoch++;
     }
     for (const op of encoded) if (op.type === 'put' && op.hot) this.lru.set(op.key, { value: op.value });
+  }
+
+  /** One reopen at a time. One that fails (still no room) opens the old handle again and rejects; the next write tries again. */
+  private reopening: Promise<void> | undefined;
+
+  private async reopen(): Promise<void> {
+    this.reopening ??= (async () => {
+      const old = this.db;
+      await old.close();
+      const fresh = OfflineCache.level(this.dir);
+      try {
+        await fresh.open({ createIfMissing: false });
+      } catch (err) {
+        await old.open({ createIfMissing: false }).catch(() => undefined);
+        const reason = (err as { cause?: Error }).cause?.message ?? (err as Error).message;
+        throw new Error(`offline cache in ${this.dir}: cannot reopen after a failed write: ${reason}`, { cause: err });
+      }
+      this.db = fresh;
+      this.lru.clear();
+      this.broken = false;
+      this.reopens++;
+    })().finally(() => (this.reopening = undefined));
+    await this.reopening;
   }
 
   /** Every entry whose key starts with prefix, in key order, as of one moment. */
@@ -252,26 +385,84 @@ export class OfflineCache {
     return readRange<T>(this.db, range, undefined);
   }
 
+  /** As range, but a record that fails its checksum is returned apart instead of failing the read. */
+  scan<T>(range: CacheRange): Promise<ScanResult<T>> {
+    return scanRange<T>(this.db, range, undefined);
+  }
+
   /** Keys in a range, without reading their values. */
   async keys(range: CacheRange): Promise<string[]> {
     const options = Object.fromEntries(Object.entries(range).filter(([, v]) => v !== undefined));
     const out: string[] = [];
-    for await (const key of this.db.keys(options)) out.push(key);
+    try {
+      for await (const key of this.db.keys(options)) out.push(key);
+    } catch (err) {
+      throw levelError(err);
+    }
     return out;
   }
 
   /** A consistent view for several reads (LevelDB snapshot). */
   view(): CacheView {
-    const snapshot = this.db.snapshot();
     const db = this.db;
+    const snapshot = db.snapshot();
     return {
       async get<T>(key: string): Promise<T | undefined> {
-        const raw = await db.get(key, { snapshot });
+        let raw: string | undefined;
+        try {
+          raw = await db.get(key, { snapshot });
+        } catch (err) {
+          throw levelError(err);
+        }
         return raw === undefined ? undefined : decodeEnvelope<T>(key, raw);
       },
       range: <T>(range: CacheRange) => readRange<T>(db, range, snapshot),
+      scan: <T>(range: CacheRange) => scanRange<T>(db, range, snapshot),
       close: () => snapshot.close(),
     };
+  }
+
+  /**
+   * Moves damaged records aside: their stored bytes go to a file beside the
+   * database (<dir>.quarantine-<time>.json, 0600, for an operator to look
+   * at), then they are deleted, with `alongside` (given the file's path) in
+   * the same batch. Returns the file's path.
+   */
+  async quarantineEntries(corrupt: readonly CorruptEntry[], alongside: readonly CacheOp[] | ((path: string) => CacheOp[]), now: number): Promise<string> {
+    const stamp = new Date(now).toISOString().replace(/[:.]/g, '-');
+    const path = `${this.dir}.quarantine-${stamp}-${randomBytes(3).toString('hex')}.json`;
+    await writeFileAtomic(path, `${JSON.stringify({ quarantinedAt: new Date(now).toISOString(), records: corrupt }, null, 1)}\n`, { mode: 0o600 });
+    await this.batch([...corrupt.map((c) => ({ type: 'del' as const, key: c.key })), ...(typeof alongside === 'function' ? alongside(path) : alongside)]);
+    return path;
+  }
+
+  /**
+   * The database reports corruption while open (a damaged table file): it is
+   * closed, moved aside (kept), and what LevelDB's repair recovers of a copy
+   * is opened in its place (empty when nothing can be). Reads and writes go
+   * on against the new one.
+   */
+  async salvageInPlace(now: () => number = Date.now): Promise<CacheQuarantine> {
+    await this.reopening?.catch(() => undefined);
+    await this.db.close();
+    const path = await OfflineCache.moveAside(this.dir, now);
+    const salvaged = await OfflineCache.salvageInto(path, { dir: this.dir });
+    const next = salvaged ?? (await OfflineCache.open({ dir: this.dir }));
+    this.db = next.db;
+    this.lru.clear();
+    this.broken = false;
+    this.writeEpoch++;
+    return { path, reason: 'LevelDB reported corruption while reading', salvaged: salvaged !== undefined };
+  }
+
+  /** Bytes the database's files take on disk now. */
+  async sizeOnDisk(): Promise<number> {
+    let total = 0;
+    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
+      const s = await stat(join(this.dir, name)).catch(() => undefined);
+      if (s?.isFile()) total += s.size;
+    }
+    return total;
   }
 
   async delete(key: string): Promise<void> {
@@ -280,6 +471,7 @@ export class OfflineCache {
 
   async close(): Promise<void> {
     this.lru.clear();
+    await this.reopening?.catch(() => undefined);
     await this.db.close();
   }
 }

@@ -3,6 +3,7 @@ import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '
 import { parseImpersonationPatterns, startAgent } from '../agent/index.js';
 import { ErrorCode, HawserError, parseBootstrapTokens } from '../tunnel/index.js';
 import { boolFlag, type CommandSpec, durationFlag, helpText, intFlag, parseFlags, stringFlag, UsageError } from './flags.js';
+import { agentCacheFlags, agentCacheOptions } from './agent-cache-flags.js';
 import { stderrLogger } from './log.js';
 import { onSignals, refuseSecretFlags } from './serve.js';
 
@@ -35,7 +36,6 @@ export const agentSpec: CommandSpec = {
     'register-timeout': { type: 'string', help: 'give up a dial the hub does not answer within', default: '30s' },
     'keepalive-time': { type: 'string', help: 'HTTP/2 ping period, the fallback probe when no heartbeats flow (heartbeats keep NAT mappings open)', default: '60s' },
     'keepalive-timeout': { type: 'string', help: 'unanswered ping, or heartbeat without ack, after which the hub is gone', default: '10s' },
-    'cache-dir': { type: 'string', help: 'offline cache directory (identity, credential)', default: '.hawser/agent' },
     kubeconfig: { type: 'string', help: 'kubeconfig of the local cluster; default in-cluster or ~/.kube/config' },
     'feature-gates': {
       type: 'string',
@@ -52,11 +52,7 @@ export const agentSpec: CommandSpec = {
       help: 'largest object the agent takes from sync, as JSON; a larger one is an error on its subscription (HAWSER_SYNC_OBJECT_TOO_LARGE)',
       default: '1572864',
     },
-    'cache-size-limit': {
-      type: 'string',
-      help: 'desired-state bytes the offline cache holds at most; an object past it is an error on its subscription (HAWSER_SYNC_CACHE_FULL); 0: no limit',
-      default: '1073741824',
-    },
+    ...agentCacheFlags,
     'proxy-impersonate-users': {
       type: 'string',
       help: "users kubectl requests through the hub may run as here (the hub operator's name), comma-separated names and * patterns; empty: none. A system: user passes only when listed exactly",
@@ -121,12 +117,11 @@ export async function runAgent(argv: string[]): Promise<number> {
       registerTimeoutMs: durationFlag(p, 'register-timeout', 30_000),
       keepaliveTimeMs: durationFlag(p, 'keepalive-time', 60_000),
       keepaliveTimeoutMs: durationFlag(p, 'keepalive-timeout', 10_000),
-      cacheDir: stringFlag(p, 'cache-dir', '.hawser/agent')!,
       enableCompression: boolFlag(p, 'enable-compression', true),
       featureGates: stringFlag(p, 'feature-gates', '')!,
       applyIntervalMs: durationFlag(p, 'apply-interval', 30_000),
       maxObjectBytes: intFlag(p, 'max-object-bytes', defaultMaxObjectBytes, 1024, 64 * 1024 * 1024),
-      cacheSizeLimitBytes: intFlag(p, 'cache-size-limit', 1024 * 1024 * 1024, 0),
+      ...agentCacheOptions(p),
       proxyImpersonateUsers: parseImpersonationPatterns(stringFlag(p, 'proxy-impersonate-users', '*')!, '--proxy-impersonate-users'),
       proxyImpersonateGroups: parseImpersonationPatterns(stringFlag(p, 'proxy-impersonate-groups', '*')!, '--proxy-impersonate-groups'),
       ...(token ? { bootstrapToken: token } : {}),

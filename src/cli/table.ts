@@ -16,6 +16,22 @@ function health(v: boolean | undefined): string {
 interface ClusterSyncView {
   syncMode?: string;
   pruneHeld?: { reason: string; incarnation: string; revision: number; command: string };
+  offlineCache?: { sizeBytes: number; limitBytes: number; confirmedAt?: string; maxAgeMs: number; stale: boolean; untrustedReason?: string };
+}
+
+/** Why a cluster's cached desired state is worth a line: stale (reported, or its max age passed since it was confirmed), or untrusted. */
+function offlineCacheNotes(c: ManagedCluster, nowMs: number): string[] {
+  const cache = syncOf(c)?.offlineCache;
+  if (!cache) return [];
+  const confirmed = cache.confirmedAt ? Date.parse(cache.confirmedAt) : undefined;
+  const stale = cache.stale || (cache.maxAgeMs > 0 && confirmed !== undefined && nowMs - confirmed > cache.maxAgeMs);
+  const notes: string[] = [];
+  if (stale) {
+    const age = confirmed === undefined ? 'unknown' : formatDuration(Math.max(0, nowMs - confirmed));
+    notes.push(`${c.metadata.name}: offline cache stale: desired state last confirmed by the hub ${age} ago (max age ${formatDuration(cache.maxAgeMs)}); still reconciled`);
+  }
+  if (cache.untrustedReason) notes.push(`${c.metadata.name}: offline cache untrusted (no prune until the hub's snapshot): ${cache.untrustedReason}`);
+  return notes;
 }
 
 function syncOf(c: ManagedCluster): ClusterSyncView | undefined {
@@ -47,7 +63,8 @@ export function clustersTable(clusters: ManagedCluster[], nowMs: number): string
     const h = syncOf(c)?.pruneHeld;
     return h ? [`${c.metadata.name}: prune held: ${h.reason}\n  release with: ${h.command}`] : [];
   });
-  return [renderTable(header, rows), ...(held.length > 0 ? ['', ...held] : [])].join('\n');
+  const notes = [...held, ...sorted.flatMap((c) => offlineCacheNotes(c, nowMs))];
+  return [renderTable(header, rows), ...(notes.length > 0 ? ['', ...notes] : [])].join('\n');
 }
 
 export function renderObjects(items: unknown[], format: 'json' | 'yaml'): string {

@@ -98,6 +98,7 @@ async function withSyncStatus(store: HubStore, cluster: ManagedCluster): Promise
     ...(sync.revision !== undefined ? { revision: sync.revision } : {}),
     ...(sync.appliedAt ? { appliedAt: sync.appliedAt } : {}),
     ...(sync.pruneHeld ? { pruneHeld: sync.pruneHeld } : {}),
+    ...(sync.offlineCache ? { offlineCache: sync.offlineCache } : {}),
   };
   return { ...cluster, status: { ...cluster.status, sync: shown } };
 }

@@ -38,6 +38,8 @@ export const ErrorCode = {
   IdentityCorrupt: 'HAWSER_IDENTITY_CORRUPT',
   /** A durable write to the agent's cache failed (e.g. a full disk). */
   CacheWriteFailed: 'HAWSER_CACHE_WRITE_FAILED',
+  /** The agent's cached desired state is older than --cache-max-age (unconfirmed by the hub): reported, still reconciled, never removed for it. */
+  CacheStale: 'HAWSER_CACHE_STALE',
   /** Too many failed authentication attempts from one peer address; retry after the given delay. */
   RateLimited: 'HAWSER_RATE_LIMITED',
   /** Heartbeats faster than any agent sends them. */

@@ -41,6 +41,35 @@ export interface ClusterSyncStatusBody {
   pruneHeld?: PruneHeldStatus;
   objects?: ReportedRow[];
   push?: PushRecord;
+  /** The agent's offline cache as it last reported it (ApplyReport.offline_cache). */
+  offlineCache?: OfflineCacheStatus;
+}
+
+/** The agent's offline cache: size against its limit, and how old the desired state it holds is. */
+export interface OfflineCacheStatus {
+  sizeBytes: number;
+  desiredBytes: number;
+  limitBytes: number;
+  /** When the hub last confirmed the agent's desired state (ISO); absent: never. */
+  confirmedAt?: string;
+  maxAgeMs: number;
+  /** As the agent saw it at the report; a reader compares confirmedAt + maxAge with now as well (the agent may be away). */
+  stale: boolean;
+  quarantinedRecords: number;
+  untrustedReason?: string;
+}
+
+function offlineCacheOf(c: wire.OfflineCacheReport): OfflineCacheStatus {
+  return {
+    sizeBytes: Number(c.sizeBytes),
+    desiredBytes: Number(c.desiredBytes),
+    limitBytes: Number(c.limitBytes),
+    ...(Number(c.confirmedAtUnixMs) > 0 ? { confirmedAt: new Date(Number(c.confirmedAtUnixMs)).toISOString() } : {}),
+    maxAgeMs: Number(c.maxAgeMs),
+    stale: c.stale,
+    quarantinedRecords: c.quarantinedRecords,
+    ...(c.untrustedReason ? { untrustedReason: boundedText(c.untrustedReason, 1024) } : {}),
+  };
 }
 
 interface ReportedRow {
@@ -116,6 +145,7 @@ export function syncStatusAfter(
     ...(held ? { pruneHeldReason: held.reason, pruneHeld: held } : {}),
     objects,
     ...(push ? { push } : {}),
+    ...(report.offlineCache ? { offlineCache: offlineCacheOf(report.offlineCache) } : previous?.offlineCache ? { offlineCache: previous.offlineCache } : {}),
   };
 }
 

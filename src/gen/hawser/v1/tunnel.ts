@@ -646,6 +646,34 @@ export interface ApplyReport {
    */
   pruneHeldIncarnation: string;
   pruneHeldRevision: number;
+  /**
+   * The agent's offline cache: its size and limit, and whether the desired
+   * state it holds is stale (unconfirmed by the hub for longer than its
+   * max age) or untrusted (records were quarantined since the last snapshot).
+   */
+  offlineCache?: OfflineCacheReport | undefined;
+}
+
+export interface OfflineCacheReport {
+  /** Bytes the cache's database takes on disk now. */
+  sizeBytes: number;
+  /** Desired-state bytes the cache holds, and its --cache-size-limit (0: none). */
+  desiredBytes: number;
+  limitBytes: number;
+  /**
+   * When the hub last confirmed the desired state held (a sync committed, or
+   * a sync session up); 0: never.
+   */
+  confirmedAtUnixMs: number;
+  /** --cache-max-age (0: never stale) and whether it has passed. */
+  maxAgeMs: number;
+  stale: boolean;
+  /**
+   * Records quarantined by this agent process, and why the desired state is
+   * not trusted for prune until the next snapshot (empty: trusted).
+   */
+  quarantinedRecords: number;
+  untrustedReason: string;
 }
 
 export interface ObjectApplyStatus {
@@ -5006,6 +5034,7 @@ function createBaseApplyReport(): ApplyReport {
     objectsOmitted: 0,
     pruneHeldIncarnation: "",
     pruneHeldRevision: 0,
+    offlineCache: undefined,
   };
 }
 
@@ -5034,6 +5063,9 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     }
     if (message.pruneHeldRevision !== 0) {
       writer.uint32(64).uint64(message.pruneHeldRevision);
+    }
+    if (message.offlineCache !== undefined) {
+      OfflineCacheReport.encode(message.offlineCache, writer.uint32(74).fork()).join();
     }
     return writer;
   },
@@ -5115,6 +5147,14 @@ export const ApplyReport: MessageFns<ApplyReport> = {
             message.pruneHeldRevision = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.offlineCache = OfflineCacheReport.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5163,6 +5203,11 @@ export const ApplyReport: MessageFns<ApplyReport> = {
         : isSet(object.prune_held_revision)
         ? globalThis.Number(object.prune_held_revision)
         : 0,
+      offlineCache: isSet(object.offlineCache)
+        ? OfflineCacheReport.fromJSON(object.offlineCache)
+        : isSet(object.offline_cache)
+        ? OfflineCacheReport.fromJSON(object.offline_cache)
+        : undefined,
     };
   },
 
@@ -5192,6 +5237,9 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     if (message.pruneHeldRevision !== 0) {
       obj.pruneHeldRevision = Math.round(message.pruneHeldRevision);
     }
+    if (message.offlineCache !== undefined) {
+      obj.offlineCache = OfflineCacheReport.toJSON(message.offlineCache);
+    }
     return obj;
   },
 
@@ -5208,6 +5256,227 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     message.objectsOmitted = object.objectsOmitted ?? 0;
     message.pruneHeldIncarnation = object.pruneHeldIncarnation ?? "";
     message.pruneHeldRevision = object.pruneHeldRevision ?? 0;
+    message.offlineCache = (object.offlineCache !== undefined && object.offlineCache !== null)
+      ? OfflineCacheReport.fromPartial(object.offlineCache)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseOfflineCacheReport(): OfflineCacheReport {
+  return {
+    sizeBytes: 0,
+    desiredBytes: 0,
+    limitBytes: 0,
+    confirmedAtUnixMs: 0,
+    maxAgeMs: 0,
+    stale: false,
+    quarantinedRecords: 0,
+    untrustedReason: "",
+  };
+}
+
+export const OfflineCacheReport: MessageFns<OfflineCacheReport> = {
+  encode(message: OfflineCacheReport, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.sizeBytes !== 0) {
+      writer.uint32(8).uint64(message.sizeBytes);
+    }
+    if (message.desiredBytes !== 0) {
+      writer.uint32(16).uint64(message.desiredBytes);
+    }
+    if (message.limitBytes !== 0) {
+      writer.uint32(24).uint64(message.limitBytes);
+    }
+    if (message.confirmedAtUnixMs !== 0) {
+      writer.uint32(32).int64(message.confirmedAtUnixMs);
+    }
+    if (message.maxAgeMs !== 0) {
+      writer.uint32(40).int64(message.maxAgeMs);
+    }
+    if (message.stale !== false) {
+      writer.uint32(48).bool(message.stale);
+    }
+    if (message.quarantinedRecords !== 0) {
+      writer.uint32(56).uint32(message.quarantinedRecords);
+    }
+    if (message.untrustedReason !== "") {
+      writer.uint32(66).string(message.untrustedReason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OfflineCacheReport {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOfflineCacheReport();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.desiredBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limitBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.confirmedAtUnixMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.maxAgeMs = longToNumber(reader.int64());
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.stale = reader.bool();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.quarantinedRecords = reader.uint32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.untrustedReason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OfflineCacheReport {
+    return {
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      desiredBytes: isSet(object.desiredBytes)
+        ? globalThis.Number(object.desiredBytes)
+        : isSet(object.desired_bytes)
+        ? globalThis.Number(object.desired_bytes)
+        : 0,
+      limitBytes: isSet(object.limitBytes)
+        ? globalThis.Number(object.limitBytes)
+        : isSet(object.limit_bytes)
+        ? globalThis.Number(object.limit_bytes)
+        : 0,
+      confirmedAtUnixMs: isSet(object.confirmedAtUnixMs)
+        ? globalThis.Number(object.confirmedAtUnixMs)
+        : isSet(object.confirmed_at_unix_ms)
+        ? globalThis.Number(object.confirmed_at_unix_ms)
+        : 0,
+      maxAgeMs: isSet(object.maxAgeMs)
+        ? globalThis.Number(object.maxAgeMs)
+        : isSet(object.max_age_ms)
+        ? globalThis.Number(object.max_age_ms)
+        : 0,
+      stale: isSet(object.stale) ? globalThis.Boolean(object.stale) : false,
+      quarantinedRecords: isSet(object.quarantinedRecords)
+        ? globalThis.Number(object.quarantinedRecords)
+        : isSet(object.quarantined_records)
+        ? globalThis.Number(object.quarantined_records)
+        : 0,
+      untrustedReason: isSet(object.untrustedReason)
+        ? globalThis.String(object.untrustedReason)
+        : isSet(object.untrusted_reason)
+        ? globalThis.String(object.untrusted_reason)
+        : "",
+    };
+  },
+
+  toJSON(message: OfflineCacheReport): unknown {
+    const obj: any = {};
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.desiredBytes !== 0) {
+      obj.desiredBytes = Math.round(message.desiredBytes);
+    }
+    if (message.limitBytes !== 0) {
+      obj.limitBytes = Math.round(message.limitBytes);
+    }
+    if (message.confirmedAtUnixMs !== 0) {
+      obj.confirmedAtUnixMs = Math.round(message.confirmedAtUnixMs);
+    }
+    if (message.maxAgeMs !== 0) {
+      obj.maxAgeMs = Math.round(message.maxAgeMs);
+    }
+    if (message.stale !== false) {
+      obj.stale = message.stale;
+    }
+    if (message.quarantinedRecords !== 0) {
+      obj.quarantinedRecords = Math.round(message.quarantinedRecords);
+    }
+    if (message.untrustedReason !== "") {
+      obj.untrustedReason = message.untrustedReason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OfflineCacheReport>, I>>(base?: I): OfflineCacheReport {
+    return OfflineCacheReport.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OfflineCacheReport>, I>>(object: I): OfflineCacheReport {
+    const message = createBaseOfflineCacheReport();
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.desiredBytes = object.desiredBytes ?? 0;
+    message.limitBytes = object.limitBytes ?? 0;
+    message.confirmedAtUnixMs = object.confirmedAtUnixMs ?? 0;
+    message.maxAgeMs = object.maxAgeMs ?? 0;
+    message.stale = object.stale ?? false;
+    message.quarantinedRecords = object.quarantinedRecords ?? 0;
+    message.untrustedReason = object.untrustedReason ?? "";
     return message;
   },
 };

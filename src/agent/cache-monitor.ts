@@ -1,0 +1,133 @@
+import { readdir, rm } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import type { Logger } from 'pino';
+import type { OfflineCache } from '../cache/index.js';
+import { type Clock, ErrorCode, systemClock, type TimerHandle, type wire } from '../tunnel/index.js';
+import type { AgentMetrics } from './metrics.js';
+import type { SyncReceiver } from './sync-receiver.js';
+
+// The offline cache's policy, checked every cleanup interval: its size on
+// disk against --cache-size-limit, and the age of the desired state against
+// --cache-max-age. Stale is only reported (metric, log line, ApplyReport,
+// `hawser get clusters`): nothing is ever removed from the cluster because
+// of age. While a sync session is up the hub confirms the set (it pushes
+// every change), so each check then records "confirmed now".
+
+/** Stale: the hub has not confirmed the set for longer than maxAge (0: never stale). Pure. */
+export function isStale(confirmedAt: number, now: number, maxAgeMs: number): boolean {
+  return maxAgeMs > 0 && now - confirmedAt > maxAgeMs;
+}
+
+export interface CacheMonitorOptions {
+  cache: OfflineCache;
+  /** Absent in Push (no desired state kept): only the size is watched. */
+  receiver?: SyncReceiver;
+  metrics: AgentMetrics;
+  logger: Logger;
+  clock?: Clock;
+  limitBytes: number;
+  maxAgeMs: number;
+  cleanupIntervalMs: number;
+  /** A sync session is up now. */
+  connected: () => boolean;
+}
+
+export class CacheMonitor {
+  private readonly clock: Clock;
+  private timer: TimerHandle | undefined;
+  private stopped = true;
+  private last: wire.OfflineCacheReport | undefined;
+  private wasStale = false;
+  private quarantined = 0;
+  private running: Promise<void> | undefined;
+
+  constructor(private readonly o: CacheMonitorOptions) {
+    this.clock = o.clock ?? systemClock;
+    o.receiver?.on('quarantined', (e) => {
+      this.quarantined += e.keys.length;
+      if (e.database) o.metrics.cacheQuarantines.inc({ what: 'database' });
+      else o.metrics.cacheQuarantines.inc({ what: 'record' }, e.keys.length);
+    });
+  }
+
+  start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    await this.running;
+  }
+
+  /** The last check's report (for ApplyReport.offline_cache); checks now when there was none. */
+  async report(): Promise<wire.OfflineCacheReport> {
+    return this.last ?? (await this.check());
+  }
+
+  /** One check: confirm when connected, measure, report stale, tidy leftovers of crashed opens. */
+  async check(): Promise<wire.OfflineCacheReport> {
+    const { cache, receiver, metrics, logger } = this.o;
+    const now = this.clock.now();
+    if (receiver && this.o.connected()) await receiver.confirm().catch(() => undefined);
+    const desired = receiver ? await receiver.desired().catch(() => undefined) : undefined;
+    const sizeBytes = await cache.sizeOnDisk();
+    const desiredBytes = receiver ? await receiver.desiredBytes().catch(() => 0) : 0;
+    const confirmedAt = desired?.confirmedAt ?? 0;
+    // A set never confirmed (nothing synced yet) is empty, not stale.
+    const stale = confirmedAt > 0 && isStale(confirmedAt, now, this.o.maxAgeMs);
+    metrics.cacheSizeBytes.set(sizeBytes);
+    metrics.cacheDesiredBytes.set(desiredBytes);
+    metrics.cacheSizeLimitBytes.set(this.o.limitBytes);
+    metrics.cacheStale.set(stale ? 1 : 0);
+    metrics.cacheConfirmedAge.set(confirmedAt > 0 ? Math.max(0, now - confirmedAt) / 1000 : 0);
+    if (stale && !this.wasStale) {
+      logger.warn(
+        { code: ErrorCode.CacheStale, confirmedAt: new Date(confirmedAt).toISOString(), maxAgeMs: this.o.maxAgeMs },
+        'offline cache: the desired state is older than --cache-max-age (the hub has not confirmed it since); still reconciled, nothing removed for its age',
+      );
+    } else if (!stale && this.wasStale) {
+      logger.info('offline cache: the hub confirmed the desired state again; no longer stale');
+    }
+    this.wasStale = stale;
+    if (this.o.limitBytes > 0 && desiredBytes > this.o.limitBytes) {
+      logger.warn({ code: ErrorCode.SyncCacheFull, desiredBytes, limitBytes: this.o.limitBytes }, 'offline cache holds more desired state than --cache-size-limit (limit lowered since): new objects are refused');
+    }
+    await removeLeftovers(cache.dir);
+    this.last = {
+      sizeBytes,
+      desiredBytes,
+      limitBytes: this.o.limitBytes,
+      confirmedAtUnixMs: confirmedAt,
+      maxAgeMs: this.o.maxAgeMs,
+      stale,
+      quarantinedRecords: this.quarantined,
+      untrustedReason: desired?.untrusted?.reason ?? '',
+    };
+    return this.last;
+  }
+
+  private tick(): void {
+    this.running = this.check()
+      .then(
+        () => undefined,
+        (err: unknown) => this.o.logger.warn({ err: (err as Error).message }, 'offline cache check failed; trying again at the next cleanup interval'),
+      )
+      .finally(() => {
+        this.running = undefined;
+        if (!this.stopped) this.timer = this.clock.setTimeout(() => this.tick(), this.o.cleanupIntervalMs);
+      });
+  }
+}
+
+/** Copies an open or a salvage left behind when the agent died during it (never a quarantine: that one is kept). */
+async function removeLeftovers(dbDir: string): Promise<void> {
+  const parent = dirname(dbDir);
+  const base = basename(dbDir);
+  for (const name of await readdir(parent).catch(() => [] as string[])) {
+    if (name.startsWith(`${base}.preopen-`) || /\.salvage-[0-9a-f]{8}$/.test(name)) await rm(join(parent, name), { recursive: true, force: true });
+  }
+}
