@@ -31,7 +31,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { httpsRequest, type KubeCluster, startKubeCluster, startToxiproxy, type Toxiproxy } from '../src/testkit/index.js';
+import { httpsRequest, type KubeCluster, seeded, startKubeCluster, startToxiproxy, type Toxiproxy } from '../src/testkit/index.js';
 import { findRepoRoot, freePort, sleep } from './common.js';
 import { generateCorpus, type Manifest } from './corpus.js';
 import type { FromWeaklinkAgent, WeaklinkAgentStart } from './weaklink-agent.js';
@@ -73,17 +73,6 @@ function log(message: string): void {
   console.error(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
 }
 
-/** Mulberry32: the corpus is the same for a seed on every run. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function corpus(): { objects: Manifest[]; bytes: number } {
   const all = generateCorpus(seeded(Number(flags.seed)), Math.ceil(targetBytes / 300));

@@ -2,19 +2,9 @@
 // each scenario draws from its own stream derived from it, so a failing row
 // replays alone with `npm run chaos -- --seed N --only ID`.
 
-export type Random = () => number;
+import { seeded } from '../src/testkit/index.js';
 
-/** mulberry32: small, fast, and good enough to pick fault times. */
-export function seeded(seed: number): Random {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export type Random = () => number;
 
 /** The stream of one scenario: the seed mixed with its id (FNV-1a), so adding a scenario changes no other's draws. */
 export function scenarioRandom(seed: number, id: string): Random {

@@ -44,3 +44,4 @@ export {
   type StartToxiproxyOptions,
 } from './toxiproxy.js';
 export { startTcpRelay, type TcpRelay, type RelayConnection } from './relay.js';
+export { seeded } from './random.js';

@@ -24,18 +24,8 @@ import { Feature } from '../../src/tunnel/negotiate.js';
 import type { HawserError } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
 import type { AgentChannel } from '../../src/tunnel/transport.js';
+export { seeded } from '../../src/testkit/random.js';
 
-/** Deterministic pseudo-random values in [0, 1) (mulberry32), so runs are reproducible. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export const silentLogger = pino({ level: 'silent' });
 
