@@ -58,8 +58,8 @@
 //
 // Results: tables on stdout, progress on stderr, JSON in bench/results/.
 
-import { type ChildProcess, fork, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, fork } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -67,18 +67,21 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { defaultAgentOptions } from '../src/agent/index.js';
 import { defaultHubOptions } from '../src/hub/index.js';
-import { agentFrameCodec, createCertificateAuthority, createServingCertificate, parseDuration } from '../src/tunnel/index.js';
+import { agentFrameCodec, parseDuration } from '../src/tunnel/index.js';
 import {
   benchClusterStatus,
+  type BenchPki,
   findRepoRoot,
-  freePort,
   type FromBaselineServer,
   type FromSwarm,
   memAvailableBytes,
   readCpuMs,
   readMachineCpu,
+  logTail,
+  makeBenchPki,
   readRssBytes,
   sleep,
+  startBenchHub,
   type SwarmStart,
   type SwarmStats,
 } from './common.js';
@@ -239,81 +242,21 @@ interface ServerProcess {
   stop(): Promise<void>;
 }
 
-interface Pki {
-  caFile: string;
-  certFile: string;
-  keyFile: string;
+async function startHub(dir: string, pki: BenchPki): Promise<ServerProcess> {
+  const hub = await startBenchHub({
+    bin: join(repoRoot, 'bin/hawser.js'),
+    dir,
+    bootstrapToken,
+    operatorToken,
+    pki,
+    nodeFlags: [...gcFlags, ...(args.hubCpuProf ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.hubCpuProf)] : [])],
+    hubFlags: ['--metrics-anonymous', '--cluster-lease-duration', `${leaseDurationMs / 1000}s`, '--keepalive-time', `${hubKeepaliveMs / 1000}s`],
+    track,
+  });
+  return { ...hub, stop: () => stopProcess(hub.cp, 5_000) };
 }
 
-async function makePki(dir: string): Promise<Pki> {
-  mkdirSync(dir, { recursive: true });
-  const ca = await createCertificateAuthority('hawser-bench-ca');
-  const serving = await createServingCertificate(ca, ['localhost', '127.0.0.1', '::1']);
-  const pki = { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'hub.crt'), keyFile: join(dir, 'hub.key') };
-  writeFileSync(pki.caFile, ca.certPem);
-  writeFileSync(pki.certFile, serving.certPem);
-  writeFileSync(pki.keyFile, serving.keyPem, { mode: 0o600 });
-  return pki;
-}
-
-function tail(file: string, lines = 15): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '(no log)';
-  }
-}
-
-async function startHub(dir: string, pki: Pki): Promise<ServerProcess> {
-  mkdirSync(dir, { recursive: true });
-  const [tunnelPort, apiPort] = [await freePort(), await freePort()];
-  const logFile = join(dir, 'hub.log');
-  const logFd = openSync(logFile, 'a');
-  const operatorTokensFile = join(dir, 'operator-tokens');
-  writeFileSync(operatorTokensFile, `operators: [{ name: bench, role: admin, token: ${operatorToken} }]\n`, { mode: 0o600 });
-  const cp = track(
-    spawn(
-      process.execPath,
-      [
-        ...gcFlags,
-        ...(args.hubCpuProf ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.hubCpuProf)] : []),
-        join(repoRoot, 'bin/hawser.js'),
-        'hub',
-        '--data-dir', join(dir, 'data'),
-        '--listen', `127.0.0.1:${tunnelPort}`,
-        '--api-address', `127.0.0.1:${apiPort}`,
-        '--auto-approve',
-        '--operator-tokens-file', operatorTokensFile,
-        '--metrics-anonymous',
-        '--cluster-lease-duration', `${leaseDurationMs / 1000}s`,
-        '--keepalive-time', `${hubKeepaliveMs / 1000}s`,
-        '--tls-cert-file', pki.certFile,
-        '--tls-key-file', pki.keyFile,
-      ],
-      { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
-    ),
-  );
-  closeSync(logFd);
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}:\n${tail(logFile)}`);
-    const ok = await fetch(`${apiUrl}/healthz`).then((r) => r.ok, () => false);
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`hub not healthy within 30s:\n${tail(logFile)}`);
-    await sleep(200);
-  }
-  return {
-    pid: cp.pid!,
-    target: `127.0.0.1:${tunnelPort}`,
-    cp,
-    apiUrl,
-    logFile,
-    stop: () => stopProcess(cp, 5_000),
-  };
-}
-
-async function startBaselineServer(pki: Pki): Promise<ServerProcess> {
+async function startBaselineServer(pki: BenchPki): Promise<ServerProcess> {
   const cp = track(
     fork(
       join(here, 'baseline-server.js'),
@@ -548,7 +491,7 @@ async function rssAfterGc(pid: number): Promise<number> {
   return readings[readings.length - 1]!;
 }
 
-async function runPhase(phase: Phase, n: number, pki: Pki, dir: string, cacheRoot: string): Promise<PhaseResult> {
+async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cacheRoot: string): Promise<PhaseResult> {
   log(`${phase} N=${n}: starting ${phase === 'hawser' ? 'hub' : 'bare gRPC server'}`);
   const server = phase === 'hawser' ? await startHub(join(dir, 'hub'), pki) : await startBaselineServer(pki);
   const swarms: Swarm[] = [];
@@ -600,7 +543,7 @@ async function runPhase(phase: Phase, n: number, pki: Pki, dir: string, cacheRoo
       const fatal = swarms.flatMap((s) => s.fatal);
       if (fatal.length > 0) throw new Error(`swarm failed: ${fatal.join('; ')}`);
       if (server.cp.exitCode !== null || server.cp.signalCode !== null) {
-        throw new Error(`${phase} server exited (${server.cp.exitCode ?? server.cp.signalCode})${server.logFile ? `:\n${tail(server.logFile)}` : ''}`);
+        throw new Error(`${phase} server exited (${server.cp.exitCode ?? server.cp.signalCode})${server.logFile ? `:\n${logTail(server.logFile)}` : ''}`);
       }
       if (swarms.some((s) => !s.alive)) throw new Error('a swarm process exited');
       if (memAvailableBytes() < args.minFreeMemBytes) {
@@ -811,7 +754,7 @@ async function main(): Promise<void> {
   tmpRoot = await mkdtemp(join(tmpdir(), 'hawser-bench-agents-'));
   agentCacheTmp = await mkdtemp(join(args.agentCacheRoot, 'hawser-bench-agent-caches-'));
   log(`temp dirs ${tmpRoot}, ${agentCacheTmp}${args.keepTmp ? ' (kept)' : ''}`);
-  const pki = await makePki(join(tmpRoot, 'pki'));
+  const pki = await makeBenchPki(join(tmpRoot, 'pki'));
   const heartbeatPayload = agentFrameCodec().encode({
     frame: { $case: 'heartbeat', value: { sequence: 1000, sentAtUnixMs: Date.now(), status: { ...benchClusterStatus, observedAtUnixMs: Date.now() }, lastRttMs: 0, statusUnchanged: false } },
   }).length;

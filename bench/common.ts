@@ -1,7 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
-import type { wire } from '../src/tunnel/index.js';
+import { createCertificateAuthority, createServingCertificate, type wire } from '../src/tunnel/index.js';
 
 // Shared by bench/agents.ts (the orchestrator) and the processes it forks:
 // bench/agent-swarm.ts (many agents or baseline clients) and
@@ -158,4 +159,104 @@ export function percentile(values: readonly number[], p: number): number {
 /** a / b, or NaN when either is not a finite number or b is not positive. */
 export function ratio(a: number, b: number): number {
   return Number.isFinite(a) && Number.isFinite(b) && b > 0 ? a / b : Number.NaN;
+}
+
+/** A `hawser hub` process a benchmark started. */
+export interface BenchHub {
+  cp: ChildProcess;
+  pid: number;
+  /** host:port agents dial. */
+  target: string;
+  apiUrl: string;
+  /** The CA agents trust when the hub generated its own certificate. */
+  caFile: string;
+  logFile: string;
+}
+
+export interface BenchHubOptions {
+  /** bin/hawser.js of the build to run. */
+  bin: string;
+  /** Holds data/, hub.log and operator-tokens (reused across restarts). */
+  dir: string;
+  bootstrapToken: string;
+  operatorToken: string;
+  /** Fixed ports (a restart keeps them); default: free ones. */
+  ports?: { tunnel: number; api: number };
+  /** Serving certificate; default: the hub generates one from its data dir. */
+  pki?: { certFile: string; keyFile: string };
+  /** node flags before the script (GC exposure, --cpu-prof). */
+  nodeFlags?: readonly string[];
+  /** hub flags after the common ones. */
+  hubFlags?: readonly string[];
+  logLevel?: string;
+  /** A restart under many redialling agents on a loaded machine can take long to answer. */
+  healthyWithinMs?: number;
+  /** Sees the process as soon as it is spawned, so a benchmark can kill it on exit. */
+  track?: (cp: ChildProcess) => void;
+}
+
+/** Starts a real hub with an admin operator and auto-approval, and waits until /healthz answers. */
+export async function startBenchHub(o: BenchHubOptions): Promise<BenchHub> {
+  mkdirSync(o.dir, { recursive: true });
+  const ports = o.ports ?? { tunnel: await freePort(), api: await freePort() };
+  const logFile = join(o.dir, 'hub.log');
+  const operatorTokensFile = join(o.dir, 'operator-tokens');
+  writeFileSync(operatorTokensFile, `operators: [{ name: bench, role: admin, token: ${o.operatorToken} }]\n`, { mode: 0o600 });
+  const logFd = openSync(logFile, 'a');
+  const cp = spawn(
+    process.execPath,
+    [
+      ...(o.nodeFlags ?? []),
+      o.bin,
+      'hub',
+      '--data-dir', join(o.dir, 'data'),
+      '--listen', `127.0.0.1:${ports.tunnel}`,
+      '--api-address', `127.0.0.1:${ports.api}`,
+      '--auto-approve',
+      '--operator-tokens-file', operatorTokensFile,
+      ...(o.pki ? ['--tls-cert-file', o.pki.certFile, '--tls-key-file', o.pki.keyFile] : []),
+      ...(o.hubFlags ?? []),
+    ],
+    // The bootstrap token goes by environment, never on a command line.
+    { env: { ...process.env, HAWSER_LOG_LEVEL: o.logLevel ?? 'warn', HAWSER_BOOTSTRAP_TOKEN: o.bootstrapToken }, stdio: ['ignore', logFd, logFd] },
+  );
+  closeSync(logFd);
+  o.track?.(cp);
+  const apiUrl = `http://127.0.0.1:${ports.api}`;
+  const withinMs = o.healthyWithinMs ?? 30_000;
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}:\n${logTail(logFile)}`);
+    if (await fetch(`${apiUrl}/healthz`).then((r) => r.ok, () => false)) break;
+    if (Date.now() > deadline) throw new Error(`hub not healthy within ${withinMs / 1000}s:\n${logTail(logFile)}`);
+    await sleep(100);
+  }
+  return { cp, pid: cp.pid!, target: `127.0.0.1:${ports.tunnel}`, apiUrl, caFile: join(o.dir, 'data', 'pki', 'ca.crt'), logFile };
+}
+
+/** The end of a log file, for an error message. */
+export function logTail(file: string, lines = 15): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** Files of a bench CA and the hub's serving certificate for loopback. */
+export interface BenchPki {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+export async function makeBenchPki(dir: string): Promise<BenchPki> {
+  mkdirSync(dir, { recursive: true });
+  const ca = await createCertificateAuthority('hawser-bench-ca');
+  const serving = await createServingCertificate(ca, ['localhost', '127.0.0.1', '::1']);
+  const pki = { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'hub.crt'), keyFile: join(dir, 'hub.key') };
+  writeFileSync(pki.caFile, ca.certPem);
+  writeFileSync(pki.certFile, serving.certPem);
+  writeFileSync(pki.keyFile, serving.keyPem, { mode: 0o600 });
+  return pki;
 }

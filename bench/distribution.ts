@@ -24,15 +24,14 @@
 //   npm run bench:distribution -- --agents 1000         # on demand
 //   npm run bench:distribution -- --cpu-prof /tmp/prof  # hub --cpu-prof (written at its exit)
 //   npm run bench:distribution -- --hawser-bin ../main/bin/hawser.js  # another build's hub
-import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { createCertificateAuthority, createServingCertificate } from '../src/tunnel/index.js';
-import { findRepoRoot, freePort, readCpuMs, readRssBytes, sleep } from './common.js';
+import { type BenchHub, type BenchPki, findRepoRoot, makeBenchPki, readCpuMs, readRssBytes, sleep, startBenchHub } from './common.js';
 import type { DistributionSwarmStats, DistributionSwarmTimes, FromDistributionSwarm, ToDistributionSwarm } from './distribution-swarm.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -80,50 +79,16 @@ function track(cp: ChildProcess): ChildProcess {
   return cp;
 }
 
-interface Hub {
-  cp: ChildProcess;
-  pid: number;
-  target: string;
-  apiUrl: string;
-  logFile: string;
-}
-
-async function startHub(dir: string, pki: { certFile: string; keyFile: string }): Promise<Hub> {
-  mkdirSync(dir, { recursive: true });
-  const [tunnelPort, apiPort] = [await freePort(), await freePort()];
-  const logFile = join(dir, 'hub.log');
-  const logFd = openSync(logFile, 'a');
-  const operatorTokensFile = join(dir, 'operator-tokens');
-  writeFileSync(operatorTokensFile, `operators: [{ name: bench, role: admin, token: ${operatorToken} }]\n`, { mode: 0o600 });
-  const cp = track(
-    spawn(
-      process.execPath,
-      [
-        ...gcFlags,
-        ...(flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(flags['cpu-prof'])] : []),
-        hawserBin,
-        'hub',
-        '--data-dir', join(dir, 'data'),
-        '--listen', `127.0.0.1:${tunnelPort}`,
-        '--api-address', `127.0.0.1:${apiPort}`,
-        '--auto-approve',
-        '--operator-tokens-file', operatorTokensFile,
-        '--tls-cert-file', pki.certFile,
-        '--tls-key-file', pki.keyFile,
-      ],
-      { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
-    ),
-  );
-  closeSync(logFd);
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}; see ${logFile}`);
-    if (await fetch(`${apiUrl}/healthz`).then((r) => r.ok, () => false)) break;
-    if (Date.now() > deadline) throw new Error('hub not healthy within 30s');
-    await sleep(100);
-  }
-  return { cp, pid: cp.pid!, target: `127.0.0.1:${tunnelPort}`, apiUrl, logFile };
+function startHub(dir: string, pki: BenchPki): Promise<BenchHub> {
+  return startBenchHub({
+    bin: hawserBin,
+    dir,
+    bootstrapToken,
+    operatorToken,
+    pki,
+    nodeFlags: [...gcFlags, ...(flags['cpu-prof'] ? ['--cpu-prof', '--cpu-prof-dir', resolve(flags['cpu-prof'])] : [])],
+    track,
+  });
 }
 
 /** RSS after forced full GCs, repeated until it stops moving (as bench/agents does). */
@@ -167,7 +132,7 @@ class Swarm {
   }
 }
 
-async function api(hub: Hub, method: string, path: string, body?: string): Promise<unknown> {
+async function api(hub: BenchHub, method: string, path: string, body?: string): Promise<unknown> {
   const res = await fetch(`${hub.apiUrl}${path}`, {
     method,
     headers: { authorization: `Bearer ${operatorToken}`, ...(body ? { 'content-type': 'application/yaml' } : {}) },
@@ -217,7 +182,7 @@ function subscriptionYaml(round: number): string {
  * `afterRv` whose status names `want` clusters at a new revision: the
  * deployer's one batch (Manifests, Bases, status) for the change.
  */
-function watchRender(hub: Hub, signal: AbortSignal): { next(afterRv: number, before: Map<string, string>): Promise<number> } {
+function watchRender(hub: BenchHub, signal: AbortSignal): { next(afterRv: number, before: Map<string, string>): Promise<number> } {
   type Sub = { metadata: { name: string; resourceVersion: string }; status?: { clusters?: Array<{ cluster: string; revision?: string }> } };
   const events: Array<{ at: number; object: Sub }> = [];
   let wake: (() => void) | undefined;
@@ -261,7 +226,7 @@ function watchRender(hub: Hub, signal: AbortSignal): { next(afterRv: number, bef
   };
 }
 
-async function revisions(hub: Hub): Promise<Map<string, string>> {
+async function revisions(hub: BenchHub): Promise<Map<string, string>> {
   const sub = (await api(hub, 'GET', `/api/v1/resources/subscriptions/dist?namespace=${namespace}`).catch(() => undefined)) as
     | { status?: { clusters?: Array<{ cluster: string; revision?: string }> } }
     | undefined;
@@ -299,7 +264,7 @@ async function settle(pid: number): Promise<{ cpuMs: number; ms: number }> {
   return { cpuMs: readCpuMs(pid) - cpu0, ms: Date.now() - began };
 }
 
-async function runRound(hub: Hub, swarms: Swarm[], render: ReturnType<typeof watchRender>, round: number): Promise<RoundResult> {
+async function runRound(hub: BenchHub, swarms: Swarm[], render: ReturnType<typeof watchRender>, round: number): Promise<RoundResult> {
   const marker = configMapName(round);
   const before = await revisions(hub);
   const cpu0 = readCpuMs(hub.pid);
@@ -349,14 +314,9 @@ async function main(): Promise<void> {
   if (flags['cpu-prof']) mkdirSync(resolve(flags['cpu-prof']), { recursive: true });
   const swarms: Swarm[] = [];
   const watchAbort = new AbortController();
-  let hub: Hub | undefined;
+  let hub: BenchHub | undefined;
   try {
-    const ca = await createCertificateAuthority('hawser-bench-ca');
-    const serving = await createServingCertificate(ca, ['localhost', '127.0.0.1']);
-    const pki = { caFile: join(root, 'ca.crt'), certFile: join(root, 'hub.crt'), keyFile: join(root, 'hub.key') };
-    writeFileSync(pki.caFile, ca.certPem);
-    writeFileSync(pki.certFile, serving.certPem);
-    writeFileSync(pki.keyFile, serving.keyPem, { mode: 0o600 });
+    const pki = await makeBenchPki(root);
     hub = await startHub(join(root, 'hub'), pki);
     await sleep(2_000);
     const emptyRss = await rssAfterGc(hub.pid);

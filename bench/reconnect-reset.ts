@@ -10,13 +10,12 @@
 // (disable + enable). Measured from the reset: the agent welcomed again, and
 // its first heartbeat acked on the new connection (data flowing again); the
 // TCP connections the hub saw and their bytes.
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import type { RunningAgent } from '../src/agent/index.js';
 import { startTcpRelay, startToxiproxy, type TcpRelay } from '../src/testkit/index.js';
-import { benchClusterStatus, freePort, sleep } from './common.js';
+import { type BenchHub, benchClusterStatus, freePort, sleep, startBenchHub } from './common.js';
 
 const bootstrapToken = 'abcdef.0123456789abcdef';
 
@@ -47,33 +46,8 @@ function log(message: string): void {
   console.error(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
 }
 
-async function startHubFrom(build: string, dir: string, ports: { tunnel: number; api: number }, pki: ResetOptions['pki']): Promise<ChildProcess> {
-  const logFd = openSync(join(dir, 'hub.log'), 'a');
-  const operatorTokensFile = join(dir, 'operator-tokens');
-  writeFileSync(operatorTokensFile, 'operators: [{ name: bench, role: admin, token: hwo_bench-admin-0123456789abcdef }]\n', { mode: 0o600 });
-  const cp = spawn(
-    process.execPath,
-    [
-      join(build, 'bin/hawser.js'),
-      'hub',
-      '--data-dir', join(dir, 'data'),
-      '--listen', `127.0.0.1:${ports.tunnel}`,
-      '--api-address', `127.0.0.1:${ports.api}`,
-      '--auto-approve',
-      '--operator-tokens-file', operatorTokensFile,
-      '--tls-cert-file', pki.certFile,
-      '--tls-key-file', pki.keyFile,
-    ],
-    { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
-  );
-  closeSync(logFd);
-  const deadline = Date.now() + 60_000;
-  while (!(await fetch(`http://127.0.0.1:${ports.api}/healthz`).then((r) => r.ok, () => false))) {
-    if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}; see ${join(dir, 'hub.log')}`);
-    if (Date.now() > deadline) throw new Error('hub not healthy within 60s');
-    await sleep(100);
-  }
-  return cp;
+function startHubFrom(build: string, dir: string, ports: { tunnel: number; api: number }, pki: ResetOptions['pki']): Promise<BenchHub> {
+  return startBenchHub({ bin: join(build, 'bin/hawser.js'), dir, bootstrapToken, operatorToken: 'hwo_bench-admin-0123456789abcdef', ports, pki, healthyWithinMs: 60_000 });
 }
 
 /** Resolves when the agent's next heartbeat is acked and it is ready. */
@@ -152,8 +126,8 @@ async function runBuild(build: { label: string; dir: string }, o: ResetOptions):
     await agent?.stop();
     await toxi.stop();
     await relay.close();
-    hub.kill('SIGTERM');
-    await new Promise((r) => (hub.exitCode !== null ? r(undefined) : hub.once('exit', r)));
+    hub.cp.kill('SIGTERM');
+    await new Promise((r) => (hub.cp.exitCode !== null ? r(undefined) : hub.cp.once('exit', r)));
   }
 }
 

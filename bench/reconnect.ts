@@ -20,8 +20,8 @@
 //   npm run bench:reconnect -- --agents 1000     # on demand, not on a shared machine
 //   npm run bench:reconnect -- --mode reset --baseline-dir DIR   # one link reset on a weak link (bench/reconnect-reset.ts),
 //                                                # DIR: a built checkout to compare against (e.g. main)
-import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -29,8 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { type RunningAgent, StaticClusterReader, startAgent } from '../src/agent/index.js';
-import { createCertificateAuthority, createServingCertificate } from '../src/tunnel/index.js';
-import { agentName, benchClusterStatus, findRepoRoot, freePort, readCpuMs, sleep } from './common.js';
+import { agentName, type BenchHub, type BenchPki, benchClusterStatus, findRepoRoot, freePort, makeBenchPki, readCpuMs, sleep, startBenchHub } from './common.js';
 import { runResetBench } from './reconnect-reset.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -75,50 +74,26 @@ function log(message: string): void {
   console.error(`[${new Date().toISOString().slice(11, 19)}] ${message}`);
 }
 
-interface Hub {
-  cp: ChildProcess;
-  apiUrl: string;
-}
-
 /** Hubs this run started: a failed run must not leave one behind. */
 const hubProcesses = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const cp of hubProcesses) if (cp.exitCode === null && cp.signalCode === null) cp.kill('SIGKILL');
 });
 
-async function startHub(dir: string, ports: { tunnel: number; api: number }, pki: { certFile: string; keyFile: string }, phase: Phase): Promise<Hub> {
-  const logFd = openSync(join(dir, 'hub.log'), 'a');
-  const operatorTokensFile = join(dir, 'operator-tokens');
-  writeFileSync(operatorTokensFile, 'operators: [{ name: bench, role: admin, token: hwo_bench-admin-0123456789abcdef }]\n', { mode: 0o600 });
-  const cp = spawn(
-    process.execPath,
-    [
-      join(repoRoot, 'bin/hawser.js'),
-      'hub',
-      '--data-dir', join(dir, 'data'),
-      '--listen', `127.0.0.1:${ports.tunnel}`,
-      '--api-address', `127.0.0.1:${ports.api}`,
-      '--auto-approve',
-      '--operator-tokens-file', operatorTokensFile,
-      '--tls-cert-file', pki.certFile,
-      '--tls-key-file', pki.keyFile,
-      // Old: no admission control (a bound no herd reaches).
-      ...(phase === 'old' ? ['--max-concurrent-handshakes', '1000000'] : []),
-    ],
-    { env: { ...process.env, HAWSER_LOG_LEVEL: 'warn', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
-  );
-  closeSync(logFd);
-  hubProcesses.add(cp);
-  const apiUrl = `http://127.0.0.1:${ports.api}`;
-  // A restart under 1,000 redialling agents on a loaded machine took over 30 s to answer.
-  const deadline = Date.now() + 180_000;
-  for (;;) {
-    if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}; see ${join(dir, 'hub.log')}`);
-    if (await fetch(`${apiUrl}/healthz`).then((r) => r.ok, () => false)) break;
-    if (Date.now() > deadline) throw new Error('hub not healthy within 180s');
-    await sleep(100);
-  }
-  return { cp, apiUrl };
+function startHub(dir: string, ports: { tunnel: number; api: number }, pki: BenchPki, phase: Phase): Promise<BenchHub> {
+  return startBenchHub({
+    bin: join(repoRoot, 'bin/hawser.js'),
+    dir,
+    bootstrapToken,
+    operatorToken: 'hwo_bench-admin-0123456789abcdef',
+    ports,
+    pki,
+    // Old: no admission control (a bound no herd reaches).
+    hubFlags: phase === 'old' ? ['--max-concurrent-handshakes', '1000000'] : [],
+    // A restart under 1,000 redialling agents on a loaded machine took over 30 s to answer.
+    healthyWithinMs: 180_000,
+    track: (cp) => hubProcesses.add(cp),
+  });
 }
 
 function killed(cp: ChildProcess): Promise<void> {
@@ -235,12 +210,7 @@ function ratio(a: number, b: number): string {
 async function main(): Promise<void> {
   const root = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'hawser-bench-reconnect-'));
   try {
-    const ca = await createCertificateAuthority('hawser-bench-ca');
-    const serving = await createServingCertificate(ca, ['localhost', '127.0.0.1']);
-    const pki = { caFile: join(root, 'ca.crt'), certFile: join(root, 'hub.crt'), keyFile: join(root, 'hub.key') };
-    writeFileSync(pki.caFile, ca.certPem);
-    writeFileSync(pki.certFile, serving.certPem);
-    writeFileSync(pki.keyFile, serving.keyPem, { mode: 0o600 });
+    const pki = await makeBenchPki(root);
     if (flags.mode === 'reset') {
       const builds = [...(flags['baseline-dir'] ? [{ label: 'baseline', dir: flags['baseline-dir'] }] : []), { label: 'this', dir: repoRoot }];
       const reset = await runResetBench({ builds, resets: Number(flags.resets), latencyMs: Number(flags.latency), rateKBps: Number(flags.rate), root, pki });

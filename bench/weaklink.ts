@@ -24,15 +24,15 @@
 //
 //   npm run bench:weaklink                                    # 2 MB, real kube-apiserver
 //   npm run bench:weaklink -- --bytes 300000 --cluster fake   # cheap
-import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { type ChildProcess, execFileSync, fork } from 'node:child_process';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { httpsRequest, type KubeCluster, seeded, startKubeCluster, startToxiproxy, type Toxiproxy } from '../src/testkit/index.js';
-import { findRepoRoot, freePort, sleep } from './common.js';
+import { type BenchHub, findRepoRoot, sleep, startBenchHub } from './common.js';
 import { generateCorpus, type Manifest } from './corpus.js';
 import type { FromWeaklinkAgent, WeaklinkAgentStart } from './weaklink-agent.js';
 
@@ -98,40 +98,11 @@ function quantile(values: number[], q: number): number {
 
 const children = new Set<ChildProcess>();
 
-interface Hub {
-  cp: ChildProcess;
-  target: string;
-  apiUrl: string;
-  caFile: string;
-  logFile: string;
+function startHub(dir: string): Promise<BenchHub> {
+  return startBenchHub({ bin: join(repoRoot, 'bin/hawser.js'), dir, bootstrapToken, operatorToken, logLevel: 'info', track: (cp) => children.add(cp) });
 }
 
-async function startHub(dir: string): Promise<Hub> {
-  mkdirSync(dir, { recursive: true });
-  const [tunnelPort, apiPort] = [await freePort(), await freePort()];
-  const logFile = join(dir, 'hub.log');
-  const logFd = openSync(logFile, 'a');
-  const operatorTokensFile = join(dir, 'operator-tokens');
-  writeFileSync(operatorTokensFile, `operators: [{ name: bench, role: admin, token: ${operatorToken} }]\n`, { mode: 0o600 });
-  const cp = spawn(
-    process.execPath,
-    [join(repoRoot, 'bin/hawser.js'), 'hub', '--data-dir', join(dir, 'data'), '--listen', `127.0.0.1:${tunnelPort}`, '--api-address', `127.0.0.1:${apiPort}`, '--auto-approve', '--operator-tokens-file', operatorTokensFile],
-    { env: { ...process.env, HAWSER_LOG_LEVEL: 'info', HAWSER_BOOTSTRAP_TOKEN: bootstrapToken }, stdio: ['ignore', logFd, logFd] },
-  );
-  children.add(cp);
-  closeSync(logFd);
-  const apiUrl = `http://127.0.0.1:${apiPort}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (cp.exitCode !== null) throw new Error(`hub exited with ${cp.exitCode}; see ${logFile}`);
-    if (await fetch(`${apiUrl}/healthz`).then((r) => r.ok, () => false)) break;
-    if (Date.now() > deadline) throw new Error('hub not healthy within 30s');
-    await sleep(100);
-  }
-  return { cp, target: `127.0.0.1:${tunnelPort}`, apiUrl, caFile: join(dir, 'data', 'pki', 'ca.crt'), logFile };
-}
-
-async function api(hub: Hub, method: string, path: string, body?: string): Promise<string> {
+async function api(hub: BenchHub, method: string, path: string, body?: string): Promise<string> {
   const res = await fetch(`${hub.apiUrl}${path}`, {
     method,
     headers: { authorization: `Bearer ${operatorToken}`, ...(body ? { 'content-type': 'application/yaml' } : {}) },
@@ -142,7 +113,7 @@ async function api(hub: Hub, method: string, path: string, body?: string): Promi
   return text;
 }
 
-async function metric(hub: Hub, name: string): Promise<number> {
+async function metric(hub: BenchHub, name: string): Promise<number> {
   const text = await api(hub, 'GET', '/metrics');
   let sum = 0;
   for (const line of text.split('\n')) if (line.startsWith(`${name}{`) && line.includes('cluster="weaklink"')) sum += Number(line.split(' ').at(-1));
