@@ -1,5 +1,6 @@
 // Helpers shared by the unit tests that drive HubCore and AgentCore over the
 // in-memory transport. Not a test file itself (vitest picks up *.test.ts).
+import { createHash } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,7 +12,10 @@ import {
   type Hello,
   type ConnectResponse,
   type HeartbeatAck,
+  PayloadEncoding,
+  type SyncObject,
   SyncMode,
+  SyncOp,
 } from '../../src/gen/hawser/v1/tunnel.js';
 import type { AgentCoreOptions } from '../../src/agent/agent.js';
 import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
@@ -316,4 +320,25 @@ export function edgeAgentOptions(token: string, extra: Partial<AgentCoreOptions>
 /** The dedicated namespace of the one cluster registered with the test hub. */
 export async function clusterNamespace(h: TestHub): Promise<string> {
   return waitFor('the cluster registered', async () => (await h.store.list('ManagedCluster')).items[0]?.object.metadata.namespace);
+}
+
+/** A whole (unchunked) upsert of `manifest` as the hub frames it, with its sha256; `over` changes any field. */
+export function wholeSyncObject(
+  manifest: { apiVersion: string; kind: string; metadata: { name: string; namespace?: string }; [field: string]: unknown },
+  over: Partial<SyncObject> = {},
+): SyncObject {
+  const payload = Buffer.from(JSON.stringify(manifest));
+  return {
+    key: { apiVersion: manifest.apiVersion, kind: manifest.kind, namespace: manifest.metadata.namespace ?? '', name: manifest.metadata.name },
+    subscription: 'default/app',
+    revision: 1,
+    op: SyncOp.SYNC_OP_UPSERT,
+    encoding: PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
+    contentSha256: createHash('sha256').update(payload).digest('hex'),
+    totalSize: payload.length,
+    chunkIndex: 0,
+    chunkCount: 1,
+    payload,
+    ...over,
+  };
 }

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { readdir, readFile, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
@@ -10,7 +9,7 @@ import { OfflineCache } from '../../src/cache/index.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
 import { mountSmallDisk } from '../../src/testkit/index.js';
-import { silentLogger, tempDir } from './support.js';
+import { silentLogger, tempDir, wholeSyncObject } from './support.js';
 
 // A damaged record of the desired set: detected, moved aside (kept in a
 // file), the rest reconciled without prune, and the next hello asks the hub
@@ -22,19 +21,7 @@ afterEach(async () => {
 });
 
 function configMap(name: string): wire.SyncObject {
-  const payload = Buffer.from(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: { name } }));
-  return {
-    key: { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'default', name },
-    subscription: 'default/app',
-    revision: 1,
-    op: wire.SyncOp.SYNC_OP_UPSERT,
-    encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
-    contentSha256: createHash('sha256').update(payload).digest('hex'),
-    totalSize: payload.length,
-    chunkIndex: 0,
-    chunkCount: 1,
-    payload,
-  };
+  return wholeSyncObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: { name } });
 }
 
 async function setup() {

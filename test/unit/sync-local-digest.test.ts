@@ -13,7 +13,7 @@ import { type SyncOptions, SyncStats, syncHandlerFactory } from '../../src/hub/s
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterNamespace, clusterStatus, edgeAgentOptions, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterNamespace, clusterStatus, edgeAgentOptions, silentLogger, startTestHub, type TestHub, tempDir, waitFor, wholeSyncObject } from './support.js';
 
 // Feature "sync.local-digest": a whole SyncObject goes without content_sha256
 // when both sides name the feature, and the agent computes the digest itself.
@@ -158,20 +158,8 @@ describe('sync receiver and the digest of a whole object', () => {
     await h.handle({ $case: 'syncBegin', value: { incarnation: 'i', fromRevision: 0, snapshot: true, toRevision: 5, reason: 'first-sync' } });
     return { h, sent };
   }
-  const payload = Buffer.from(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } }));
-  const object = (over: Partial<wire.SyncObject>): wire.SyncObject => ({
-    key: { apiVersion: 'v1', kind: 'ConfigMap', namespace: '', name: 'a' },
-    subscription: 'default/app',
-    revision: 3,
-    op: wire.SyncOp.SYNC_OP_UPSERT,
-    encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
-    contentSha256: '',
-    totalSize: payload.length,
-    chunkIndex: 0,
-    chunkCount: 1,
-    payload,
-    ...over,
-  });
+  const object = (over: Partial<wire.SyncObject>): wire.SyncObject => wholeSyncObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } }, { revision: 3, contentSha256: '', ...over });
+  const payload = object({}).payload;
   const handled = (h: Awaited<ReturnType<typeof handler>>['h'], o: wire.SyncObject) => Promise.resolve().then(() => h.handle({ $case: 'syncObject', value: o }));
 
   it('negotiated: takes an object without a digest and acks its group', async () => {

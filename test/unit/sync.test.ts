@@ -16,7 +16,7 @@ import { FrameCompressor } from '../../src/tunnel/compression.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterNamespace, clusterStatus, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterNamespace, clusterStatus, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor, wholeSyncObject } from './support.js';
 
 // Sync over the in-memory transport: a real hub (HubCore + EmbeddedStore) and
 // a real agent (AgentCore + OfflineCache) in temp dirs, Manifests written
@@ -395,20 +395,7 @@ describe('sync receiver refuses frames that break the protocol', () => {
     await h.handle({ $case: 'syncBegin', value: { incarnation: 'i', fromRevision: 0, snapshot: true, toRevision: 5, reason: 'first-sync' } });
     return { h, sent };
   }
-  const payload = Buffer.from(JSON.stringify({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } }));
-  const object = (over: Partial<wire.SyncObject>): wire.SyncObject => ({
-    key: { apiVersion: 'v1', kind: 'ConfigMap', namespace: '', name: 'a' },
-    subscription: 'default/app',
-    revision: 3,
-    op: wire.SyncOp.SYNC_OP_UPSERT,
-    encoding: wire.PayloadEncoding.PAYLOAD_ENCODING_IDENTITY,
-    contentSha256: createHash('sha256').update(payload).digest('hex'),
-    totalSize: payload.length,
-    chunkIndex: 0,
-    chunkCount: 1,
-    payload,
-    ...over,
-  });
+  const object = (over: Partial<wire.SyncObject>): wire.SyncObject => wholeSyncObject({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a' } }, { revision: 3, ...over });
 
   it('takes a well-formed object, and refuses a bad checksum, chunks and zstd with HAWSER_SYNC_PROTOCOL', async () => {
     const { h, sent } = await handler();
