@@ -171,6 +171,8 @@ export interface BenchHub {
   /** The CA agents trust when the hub generated its own certificate. */
   caFile: string;
   logFile: string;
+  /** The admin operator's token the hub was started with. */
+  operatorToken: string;
 }
 
 export interface BenchHubOptions {
@@ -231,7 +233,19 @@ export async function startBenchHub(o: BenchHubOptions): Promise<BenchHub> {
     if (Date.now() > deadline) throw new Error(`hub not healthy within ${withinMs / 1000}s:\n${logTail(logFile)}`);
     await sleep(100);
   }
-  return { cp, pid: cp.pid!, target: `127.0.0.1:${ports.tunnel}`, apiUrl, caFile: join(o.dir, 'data', 'pki', 'ca.crt'), logFile };
+  return { cp, pid: cp.pid!, target: `127.0.0.1:${ports.tunnel}`, apiUrl, caFile: join(o.dir, 'data', 'pki', 'ca.crt'), logFile, operatorToken: o.operatorToken };
+}
+
+/** A request to the hub's API as its admin operator (YAML bodies); the response text, or an error naming the status. */
+export async function benchApi(hub: BenchHub, method: string, path: string, body?: string): Promise<string> {
+  const res = await fetch(`${hub.apiUrl}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${hub.operatorToken}`, ...(body ? { 'content-type': 'application/yaml' } : {}) },
+    ...(body ? { body } : {}),
+  });
+  const text = await res.text();
+  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 500)}`);
+  return text;
 }
 
 /** The end of a log file, for an error message. */

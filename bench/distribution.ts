@@ -31,7 +31,7 @@ import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { type BenchHub, type BenchPki, findRepoRoot, makeBenchPki, readCpuMs, readRssBytes, sleep, startBenchHub } from './common.js';
+import { type BenchHub, benchApi, type BenchPki, findRepoRoot, makeBenchPki, readCpuMs, readRssBytes, sleep, startBenchHub } from './common.js';
 import type { DistributionSwarmStats, DistributionSwarmTimes, FromDistributionSwarm, ToDistributionSwarm } from './distribution-swarm.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -133,14 +133,7 @@ class Swarm {
 }
 
 async function api(hub: BenchHub, method: string, path: string, body?: string): Promise<unknown> {
-  const res = await fetch(`${hub.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${operatorToken}`, ...(body ? { 'content-type': 'application/yaml' } : {}) },
-    ...(body ? { body } : {}),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 500)}`);
-  return JSON.parse(text) as unknown;
+  return JSON.parse(await benchApi(hub, method, path, body)) as unknown;
 }
 
 const configMapName = (round: number) => `dist-r${round}`;

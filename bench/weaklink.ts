@@ -32,7 +32,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { httpsRequest, type KubeCluster, seeded, startKubeCluster, startToxiproxy, type Toxiproxy } from '../src/testkit/index.js';
-import { type BenchHub, findRepoRoot, sleep, startBenchHub } from './common.js';
+import { type BenchHub, benchApi, findRepoRoot, sleep, startBenchHub } from './common.js';
 import { generateCorpus, type Manifest } from './corpus.js';
 import type { FromWeaklinkAgent, WeaklinkAgentStart } from './weaklink-agent.js';
 
@@ -102,19 +102,9 @@ function startHub(dir: string): Promise<BenchHub> {
   return startBenchHub({ bin: join(repoRoot, 'bin/hawser.js'), dir, bootstrapToken, operatorToken, logLevel: 'info', track: (cp) => children.add(cp) });
 }
 
-async function api(hub: BenchHub, method: string, path: string, body?: string): Promise<string> {
-  const res = await fetch(`${hub.apiUrl}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${operatorToken}`, ...(body ? { 'content-type': 'application/yaml' } : {}) },
-    ...(body ? { body } : {}),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path}: ${res.status} ${text.slice(0, 500)}`);
-  return text;
-}
 
 async function metric(hub: BenchHub, name: string): Promise<number> {
-  const text = await api(hub, 'GET', '/metrics');
+  const text = await benchApi(hub, 'GET', '/metrics');
   let sum = 0;
   for (const line of text.split('\n')) if (line.startsWith(`${name}{`) && line.includes('cluster="weaklink"')) sum += Number(line.split(' ').at(-1));
   return sum;
@@ -214,7 +204,7 @@ async function main(): Promise<void> {
     const idle = agent.rtts.filter((r) => r.at >= idleFrom).map((r) => r.ms);
 
     // The feeds into the hub's store first (not timed), then the Subscription: the clock starts.
-    await api(hub, 'POST', '/api/v1/apply', objects.map((o) => JSON.stringify(o)).join('\n---\n'));
+    await benchApi(hub, 'POST', '/api/v1/apply', objects.map((o) => JSON.stringify(o)).join('\n---\n'));
     const feeds = objects.map((o) => ({ apiVersion: o.apiVersion, kind: o.kind, name: o.metadata.name, ...(o.metadata.namespace ? { namespace: o.metadata.namespace } : {}) }));
     // A Subscription names at most 1,000 feeds: as many as it takes, in one apply.
     const subscriptions: string[] = [];
@@ -233,7 +223,7 @@ async function main(): Promise<void> {
     const sessions0 = await metric(hub, 'hawser_hub_sessions_total');
     const expiries0 = await metric(hub, 'hawser_cluster_lease_expiries_total');
     const t0 = Date.now();
-    await api(hub, 'POST', '/api/v1/apply', subscriptions.join('\n---\n'));
+    await benchApi(hub, 'POST', '/api/v1/apply', subscriptions.join('\n---\n'));
     let resets = 0;
     if (resetMs > 0) {
       const reset = () => {
