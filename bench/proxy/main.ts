@@ -646,10 +646,9 @@ async function main(): Promise<void> {
     pids: () => [],
   };
   const configMaps = Math.ceil(args.kubeListBytes / configMapBytes);
-  if (configMaps > 0) {
-    log(`seeding ${configMaps} ConfigMaps of ${configMapBytes / 1024} KB`);
-    await seedKube(direct.kube, configMaps);
-  }
+  // The operator's RBAC is needed with or without ConfigMaps (--kube-list-bytes 0).
+  if (configMaps > 0) log(`seeding ${configMaps} ConfigMaps of ${configMapBytes / 1024} KB`);
+  await seedKube(direct.kube, configMaps);
   const largePath: Record<Target, string | undefined> = {
     kube: configMaps > 0 ? `/api/v1/namespaces/${benchNamespace}/configmaps` : undefined,
     http: `/large?bytes=${args.largeBytes}`,
