@@ -33,6 +33,12 @@ export const Feature = {
   LocalDigest: 'sync.local-digest',
   /** A proxied request's head rides in its OpenStream (prelude): the agent starts it before the stream is open. */
   ProxyPrelude: 'proxy-prelude',
+  /**
+   * The agent keeps a few idle "proxy" streams open ahead (StreamAcceptor.pools):
+   * a request takes one and writes its head on it, with no OpenStream round
+   * trip and no gRPC call set up while it waits.
+   */
+  ProxyPool: 'proxy-pool',
 } as const;
 export type Feature = (typeof Feature)[keyof typeof Feature];
 

@@ -136,7 +136,7 @@ export abstract class StreamCore implements ByteStream {
   private done = false;
   private failure: HawserError | undefined;
   private resolveClosed!: (e: HawserError | undefined) => void;
-  private readonly detachSignal: () => void;
+  private detachSignal: () => void = () => {};
   private reading = false;
   readonly closed: Promise<HawserError | undefined>;
   bytesIn = 0;
@@ -150,13 +150,24 @@ export abstract class StreamCore implements ByteStream {
   ) {
     this.closed = new Promise((r) => (this.resolveClosed = r));
     this.inbound = new ChunkQueue(readBufferBytes, () => this.pauseInbound(), () => this.resumeInbound());
-    if (signal) {
-      const onAbort = () => this.abort(abortError(signal, `stream ${this.describe()}`));
-      signal.addEventListener('abort', onAbort, { once: true });
-      this.detachSignal = () => signal.removeEventListener('abort', onAbort);
-    } else {
-      this.detachSignal = () => {};
-    }
+    if (signal) this.listenTo(signal);
+  }
+
+  private listenTo(signal: AbortSignal): void {
+    const onAbort = () => this.abort(abortError(signal, `stream ${this.describe()}`));
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.detachSignal = () => signal.removeEventListener('abort', onAbort);
+  }
+
+  /**
+   * Puts a stream opened without a signal (a pooled one) under `signal` from
+   * now on: it aborts the stream, at once when it has fired already.
+   */
+  bindSignal(signal: AbortSignal | undefined): void {
+    if (!signal || this.done) return;
+    this.detachSignal();
+    this.listenTo(signal);
+    this.checkSignal(signal);
   }
 
   /** Called once the subclass is wired: a signal that aborted already ends the stream now. */
@@ -269,6 +280,10 @@ export abstract class StreamCore implements ByteStream {
   protected onFinish(_error: HawserError | undefined): void {}
 }
 
+function toError(err: unknown): HawserError {
+  return err instanceof HawserError ? err : new HawserError(ErrorCode.Unavailable, (err as Error).message ?? String(err));
+}
+
 /** Writers waiting for room, released all at once (room) or rejected (failure). */
 export class RoomWaiters {
   private waiters: Array<{ resolve: () => void; reject: (e: HawserError) => void }> = [];
@@ -314,11 +329,20 @@ export class HubStreamRegistry {
   private acceptor: StreamAcceptor | undefined;
   private readonly live = new Map<string, StreamCore>();
   private readonly pending = new Map<string, PendingRequest>();
+  /** Streams the agent opened ahead, by kind, oldest first: each waits to carry one request. */
+  private readonly idle = new Map<string, StreamCore[]>();
+  private idleCount = 0;
   private nextId = 1;
   private ended: HawserError | undefined;
 
+  /** Streams carrying something now: the idle pooled ones are not counted. */
   get openStreams(): number {
-    return this.live.size;
+    return this.live.size - this.idleCount;
+  }
+
+  /** Streams the agent opened ahead that wait for a request. */
+  get pooledStreams(): number {
+    return this.idleCount;
   }
 
   accept(acceptor: StreamAcceptor): void {
@@ -342,6 +366,14 @@ export class HubStreamRegistry {
       this.pending.delete(id);
       return { ok: true, signal: request.signal, deliver: (stream) => (this.track(stream), request.resolve(stream)) };
     }
+    const poolLimit = acceptor.pools?.[kind];
+    if (poolLimit !== undefined) {
+      const waiting = this.idle.get(kind)?.length ?? 0;
+      if (waiting >= poolLimit) {
+        return refuse(new HawserError(ErrorCode.StreamRefused, `the hub holds ${waiting} idle streams of kind ${quoted(kind)} already, its limit`));
+      }
+      return { ok: true, signal: undefined, deliver: (stream) => (this.track(stream), this.pool(stream)) };
+    }
     const onStream = acceptor.onStream?.bind(acceptor);
     if (!onStream) return refuse(new HawserError(ErrorCode.StreamRefused, `the hub takes no stream of kind ${quoted(kind)} that it did not ask for`));
     return { ok: true, signal: undefined, deliver: (stream) => (this.track(stream), onStream(stream)) };
@@ -355,6 +387,48 @@ export class HubStreamRegistry {
     });
   }
 
+  /** Holds a stream the agent opened ahead until a request takes it; one that ends meanwhile leaves the pool. */
+  private pool(stream: StreamCore): void {
+    if (stream.isDone) return;
+    const queue = this.idle.get(stream.kind) ?? [];
+    this.idle.set(stream.kind, queue);
+    queue.push(stream);
+    this.idleCount++;
+    void stream.closed.then(() => this.unpool(stream));
+  }
+
+  private unpool(stream: StreamCore): boolean {
+    const queue = this.idle.get(stream.kind);
+    const at = queue?.indexOf(stream) ?? -1;
+    if (at < 0) return false;
+    queue!.splice(at, 1);
+    this.idleCount--;
+    return true;
+  }
+
+  /**
+   * An idle pooled stream of this kind, now under `signal`, with `first` written
+   * on it as its first bytes; undefined when there is none (or none still alive).
+   */
+  private async takePooled(kind: string, signal: AbortSignal | undefined, first: Uint8Array | undefined): Promise<ByteStream | undefined> {
+    for (;;) {
+      const stream = this.idle.get(kind)?.[0];
+      if (!stream) return undefined;
+      this.unpool(stream);
+      if (stream.isDone) continue;
+      stream.bindSignal(signal);
+      try {
+        if (first) await stream.write(first);
+        return stream;
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal, `stream ${stream.describe()}`);
+        if (this.ended) throw sessionEnded(this.ended);
+        // A stream that broke while idle: try the next one.
+        stream.abort(toError(err));
+      }
+    }
+  }
+
   async open(kind: string, signal: AbortSignal | undefined, options: OpenStreamOptions = {}): Promise<ByteStream> {
     if (this.ended) throw sessionEnded(this.ended);
     const acceptor = this.acceptor;
@@ -362,6 +436,10 @@ export class HubStreamRegistry {
     const bad = streamKindError(kind);
     if (bad) throw bad;
     if (signal?.aborted) throw abortError(signal, `stream ${kind}`);
+    // The agent opened one ahead: no announcement, no round trip; the prelude is its first bytes.
+    const pooled = await this.takePooled(kind, signal, options.prelude);
+    if (pooled) return pooled;
+    if (this.ended) throw sessionEnded(this.ended);
     const id = `${hubIdPrefix}${this.nextId++}`;
     let onAbort: (() => void) | undefined;
     const arrived = new Promise<ByteStream>((resolve, reject) => {
@@ -395,6 +473,7 @@ export class HubStreamRegistry {
     const error = sessionEnded(reason);
     for (const request of this.pending.values()) request.reject(error);
     this.pending.clear();
+    // Idle pooled streams are live too: aborted with the rest.
     for (const stream of [...this.live.values()]) stream.abort(error);
   }
 }
@@ -460,6 +539,10 @@ export class HubConnectionBase<Control extends HubChannel = HubChannel> implemen
 
   get openStreams(): number {
     return this.registry.openStreams;
+  }
+
+  get pooledStreams(): number {
+    return this.registry.pooledStreams;
   }
 
   acceptStreams(acceptor: StreamAcceptor): void {

@@ -82,6 +82,13 @@ export interface StreamAcceptor {
    * refused with HAWSER_STREAM_REFUSED; the handler may abort one it does not want.
    */
   onStream?(stream: ByteStream): void;
+  /**
+   * Kinds the agent may open ahead, each with how many idle ones the hub holds
+   * at most: such a stream waits, unseen by onStream, until openStream takes it
+   * (no announcement; the prelude becomes its first bytes). One over the limit
+   * is refused with HAWSER_STREAM_REFUSED.
+   */
+  readonly pools?: Readonly<Record<string, number>>;
   /** Tells the agent to open the stream the hub's openStream asked for (sends an OpenStream frame). */
   announce(request: StreamRequest): Promise<void>;
 }
@@ -100,13 +107,16 @@ export interface HubConnection {
    */
   acceptStreams(acceptor: StreamAcceptor): void;
   /**
-   * Asks the agent for a stream (acceptor.announce) and resolves when it
-   * arrives. The signal cancels the wait and, later, the stream itself
+   * Takes an idle stream the agent opened ahead of this kind and writes the
+   * prelude on it; else asks the agent for a stream (acceptor.announce) and
+   * resolves when it arrives. The signal cancels the wait and, later, the stream itself
    * (AbortSignal.timeout gives HAWSER_DEADLINE_EXCEEDED).
    */
   openStream(kind: string, signal?: AbortSignal, options?: OpenStreamOptions): Promise<ByteStream>;
-  /** Streams open now (a gauge). */
+  /** Streams open now (a gauge), without the idle pooled ones. */
   readonly openStreams: number;
+  /** Streams the agent opened ahead (StreamAcceptor.pools) that wait for a request. */
+  readonly pooledStreams: number;
   /** Ends the control stream and, first, every request stream. */
   close(error?: HawserError): void;
   readonly closed: Promise<HawserError | undefined>;

@@ -529,5 +529,101 @@ export function transportConformance(name: string, make: () => Promise<Transport
       // The control stream is untouched.
       await s.heartbeat(7);
     });
+
+    describe('streams the agent opens ahead (a pool)', () => {
+      /** A session whose hub holds up to `limit` idle 'proxy' streams; announcements are counted. */
+      async function pooledSession(limit: number) {
+        const refused: string[] = [];
+        const { hubs, client } = await start({ streamRefused: (error) => refused.push(error.code) });
+        const s = await open(hubs, client);
+        let announced = 0;
+        s.accept({
+          pools: { proxy: limit },
+          announce: (request) => {
+            announced++;
+            return s.hub.control.send({ frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind, prelude: Buffer.alloc(0) } } });
+          },
+        });
+        return { ...s, refused, announced: () => announced };
+      }
+
+      it('a request takes an idle stream without an announcement, its prelude the first bytes; pooled streams are no open streams', async () => {
+        const s = await pooledSession(2);
+        const ahead = [await s.agent.openStream('proxy'), await s.agent.openStream('proxy')];
+        await waitFor('both pooled on the hub', () => s.hub.pooledStreams === 2);
+        expect(s.hub.openStreams).toBe(0);
+        // Pooled streams never reach onStream.
+        expect(s.agentStreams.size).toBe(0);
+        const hubEnd = await s.hub.openStream('proxy', undefined, { prelude: Buffer.from('head:') });
+        expect(s.announced()).toBe(0);
+        expect(hubEnd.id).toBe(ahead[0]!.id);
+        expect(s.hub.pooledStreams).toBe(1);
+        expect(s.hub.openStreams).toBe(1);
+        await hubEnd.write(Buffer.from('body'));
+        await hubEnd.end();
+        expect((await readAll(ahead[0]!)).toString()).toBe('head:body');
+        await ahead[0]!.write(Buffer.from('answer'));
+        await ahead[0]!.end();
+        expect((await readAll(hubEnd)).toString()).toBe('answer');
+        expect(await hubEnd.closed).toBeUndefined();
+        await waitFor('the used stream is freed', () => s.hub.openStreams === 0);
+        expect(s.hub.pooledStreams).toBe(1);
+      });
+
+      it('a pool that is empty or exhausted by concurrent requests still serves each, by announcement', async () => {
+        const s = await pooledSession(2);
+        const ahead = [await s.agent.openStream('proxy'), await s.agent.openStream('proxy')];
+        await waitFor('both pooled', () => s.hub.pooledStreams === 2);
+        const hubEnds = await Promise.all([0, 1, 2, 3].map(() => s.hub.openStream('proxy', undefined, { prelude: Buffer.from('x') })));
+        expect(s.announced()).toBe(2);
+        expect(new Set(hubEnds.map((h) => h.id)).size).toBe(4);
+        const agentEnds = [...ahead, await s.requested.next(), await s.requested.next()];
+        for (const [i, hubEnd] of hubEnds.entries()) {
+          const agentEnd = agentEnds.find((a) => a.id === hubEnd.id)!;
+          await agentEnd.write(Buffer.from(`answer ${i}`));
+          await agentEnd.end();
+          await hubEnd.end();
+          expect((await readAll(hubEnd)).toString()).toBe(`answer ${i}`);
+        }
+        await waitFor('all freed', () => s.hub.openStreams === 0 && s.agent.openStreams === 0);
+        expect(s.hub.pooledStreams).toBe(0);
+      });
+
+      it('holds no more idle streams than its limit, refusing the rest with a count', async () => {
+        const s = await pooledSession(1);
+        await s.agent.openStream('proxy');
+        await expect(s.agent.openStream('proxy')).rejects.toMatchObject({ code: ErrorCode.StreamRefused });
+        expect(s.refused).toEqual([ErrorCode.StreamRefused]);
+        expect(s.hub.pooledStreams).toBe(1);
+      });
+
+      it("a taken stream obeys the request's signal; an idle one that ends leaves the pool", async () => {
+        const s = await pooledSession(2);
+        const first = await s.agent.openStream('proxy');
+        const second = await s.agent.openStream('proxy');
+        await waitFor('both pooled', () => s.hub.pooledStreams === 2);
+        // The agent gives one up while it is idle: the next request gets the other.
+        first.abort();
+        await waitFor('one left', () => s.hub.pooledStreams === 1);
+        const cancel = new AbortController();
+        const hubEnd = await s.hub.openStream('proxy', cancel.signal, { prelude: Buffer.from('x') });
+        expect(hubEnd.id).toBe(second.id);
+        cancel.abort(new HawserError(ErrorCode.Cancelled, 'the client went away'));
+        expect(codeOf(await hubEnd.closed)).toBe(ErrorCode.Cancelled);
+        expect(codeOf(await second.closed)).toBe(ErrorCode.Cancelled);
+        await waitFor('nothing open', () => s.hub.openStreams === 0 && s.agent.openStreams === 0);
+      });
+
+      it('idle streams close with their session, on both sides, and the gauges return to 0', async () => {
+        const s = await pooledSession(4);
+        const ahead = await Promise.all([0, 1, 2].map(() => s.agent.openStream('proxy')));
+        await waitFor('pooled', () => s.hub.pooledStreams === 3);
+        s.hub.close(new HawserError(ErrorCode.Superseded, 'a newer session took over'));
+        for (const a of ahead) expect(codeOf(await a.closed)).toBe(ErrorCode.SessionEnded);
+        expect(s.hub.pooledStreams).toBe(0);
+        expect(s.hub.openStreams).toBe(0);
+        await waitFor('agent streams freed', () => s.agent.openStreams === 0);
+      });
+    });
   });
 }
