@@ -41,3 +41,4 @@ export {
   type ProxyIdentity,
   userPatternsFlag,
 } from './impersonation-policy.js';
+export { defaultProxyStreamPool } from './proxy.js';

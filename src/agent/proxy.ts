@@ -43,9 +43,20 @@ export interface ProxyBackendOptions {
   impersonation?: ImpersonationPolicy;
   /** PEM CAs trusted for proxy/https targets besides the system roots (and the cluster's CA). */
   httpsTargetCaPem?: string;
+  /**
+   * Idle proxy streams kept open ahead when the hub takes them (feature
+   * proxy-pool): a request then rides one at once. Default defaultProxyStreamPool; 0: none.
+   */
+  streamPool?: number;
   metrics: AgentMetrics;
   logger: Logger;
 }
+
+/**
+ * Idle proxy streams an agent keeps open by default: requests one at a time
+ * need one, a burst takes the rest (and past them the hub asks for more).
+ */
+export const defaultProxyStreamPool = 4;
 
 /** A Kubernetes Status body, which kubectl prints as the error; on its discovery paths the same words as text (refusalAsText). */
 function statusBody(status: number, error: HawserError, path?: string): { body: Buffer; contentType: string } {
@@ -95,6 +106,8 @@ export class ProxyBackend {
   }
 
   private sessionHandler(session: AgentSessionContext): AgentFrameHandler {
+    const poolSize = this.options.streamPool ?? defaultProxyStreamPool;
+    if (poolSize > 0 && session.openStream && session.negotiated.features.has(Feature.ProxyPool)) this.keepPool(session, poolSize);
     return {
       name: 'proxy',
       kinds: ['openStream'],
@@ -116,6 +129,59 @@ export class ProxyBackend {
         else opened.then((stream) => void this.serve(stream), failed);
       },
     };
+  }
+
+  /**
+   * Keeps `size` idle proxy streams open on the session's connection. The hub
+   * takes one per request and writes the head on it; each taken one is
+   * replaced, on the next turn of the event loop (not in the request's own).
+   * One the hub refuses (its own limit) or that closes unused is not: the hub
+   * asks for streams by OpenStream when none is idle, so requests are served
+   * either way.
+   */
+  private keepPool(session: AgentSessionContext, size: number): void {
+    let held = 0;
+    const fill = () => {
+      while (held < size && !session.ended.aborted) {
+        held++;
+        session.openStream!(proxyStreamKind, session.ended).then(
+          (stream) =>
+            void this.servePooled(stream, (taken) => {
+              held--;
+              if (taken) setImmediate(fill);
+            }),
+          (err: unknown) => {
+            held--;
+            if (!session.ended.aborted) this.options.logger.debug({ err: toHawserError(err).message }, 'could not open an idle proxy stream');
+          },
+        );
+      }
+    };
+    fill();
+  }
+
+  /** Serves the request the hub writes on an idle stream; `left` tells the pool when it stops being idle. Never rejects. */
+  private async servePooled(stream: ByteStream, left: (taken: boolean) => void): Promise<void> {
+    let read: HeadRead<proxyWire.ProxyRequestHead> | undefined;
+    let failure: HawserError | undefined;
+    try {
+      read = await readRequestHead(stream);
+    } catch (err) {
+      failure = toHawserError(err, ErrorCode.ProxyProtocol);
+    }
+    // Closed before any byte came: the session ended, or the hub let it go unused.
+    const taken = stream.bytesIn > 0;
+    left(taken);
+    if (!taken) return;
+    const { metrics } = this.options;
+    metrics.proxyStreamsOpen.inc();
+    try {
+      if (read) await this.forwardAndCount(Promise.resolve(stream), read.head, bodyAfter(read));
+      else await this.answerError(stream, failure!);
+    } finally {
+      await stream.closed;
+      metrics.proxyStreamsOpen.dec();
+    }
   }
 
   /** Serves one proxied request on its stream, its head the stream's first bytes; never rejects. */

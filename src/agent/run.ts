@@ -18,7 +18,7 @@ import { type ClusterReader, KubeClusterReader } from './kube.js';
 import { loadKubeConfig } from './kubeconfig.js';
 import { trustBundleFileName, TrustStore } from './trust.js';
 import { AgentMetrics, serveAgentMetrics } from './metrics.js';
-import { ProxyBackend } from './proxy.js';
+import { defaultProxyStreamPool, ProxyBackend } from './proxy.js';
 import type { Server } from 'node:http';
 
 export interface AgentOptions {
@@ -77,6 +77,8 @@ export interface AgentOptions {
   metricsAddress?: string;
   /** CAs trusted for proxy/https/HOST:PORT targets besides the system roots. */
   proxyCaFile?: string;
+  /** --proxy-stream-pool: idle proxy streams kept open ahead (feature proxy-pool); 0: none, each request announced. */
+  proxyStreamPool: number;
 }
 
 export function defaultAgentOptions(): AgentOptions {
@@ -112,6 +114,7 @@ export function defaultAgentOptions(): AgentOptions {
     // Any operator the hub vouches for, never a system: name: the cluster's RBAC decides the rest.
     proxyImpersonateUsers: ['*'],
     proxyImpersonateGroups: ['*'],
+    proxyStreamPool: defaultProxyStreamPool,
   };
 }
 
@@ -251,7 +254,7 @@ export async function startAgent(
       Feature.Sync,
       Feature.LocalDigest,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
-      ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude] : []),
+      ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude, ...(o.proxyStreamPool > 0 ? [Feature.ProxyPool] : [])] : []),
     ],
     ...(o.bootstrapToken ? { bootstrapToken: o.bootstrapToken } : {}),
     ...(o.clusterRegNamespace ? { clusterRegNamespace: o.clusterRegNamespace } : {}),
@@ -303,7 +306,7 @@ export async function startAgent(
   const applier = deps.applier ? deps.applier(clusterId) : new ApplyEngine({ kubeConfig: loadKubeConfig(o.kubeconfig), clusterId, fieldManager: 'hawser-agent' });
   deps.logger.info({ syncMode: o.clusterSyncMode, runsAs: mode, appPusher: parseFeatureGates(o.featureGates).AppPusher }, `sync mode ${o.clusterSyncMode}, running as ${mode}`);
   if (proxyKube) {
-    const proxy = new ProxyBackend({ kubeConfig: proxyKube, impersonation: impersonationPolicyOf(o), metrics, logger: deps.logger, ...(proxyCaPem ? { httpsTargetCaPem: proxyCaPem } : {}) });
+    const proxy = new ProxyBackend({ kubeConfig: proxyKube, impersonation: impersonationPolicyOf(o), streamPool: o.proxyStreamPool, metrics, logger: deps.logger, ...(proxyCaPem ? { httpsTargetCaPem: proxyCaPem } : {}) });
     core.registerHandler(proxy.handlerFactory());
   }
   let metricsServer: Server | undefined;

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '../api/index.js';
-import { parseImpersonationPatterns, startAgent } from '../agent/index.js';
+import { defaultProxyStreamPool, parseImpersonationPatterns, startAgent } from '../agent/index.js';
 import { ErrorCode, HawserError, parseBootstrapTokens } from '../tunnel/index.js';
 import { boolFlag, type CommandSpec, durationFlag, helpText, intFlag, parseFlags, stringFlag, UsageError } from './flags.js';
 import { agentCacheFlags, agentCacheOptions } from './agent-cache-flags.js';
@@ -65,6 +65,11 @@ export const agentSpec: CommandSpec = {
     },
     'metrics-address': { type: 'string', help: 'serve the agent\'s /metrics on host:port (e.g. 127.0.0.1:7102); default: not served' },
     'proxy-ca-file': { type: 'string', help: 'CAs (PEM) trusted for proxy/https/HOST:PORT targets in the edge network, besides the system roots' },
+    'proxy-stream-pool': {
+      type: 'string',
+      help: 'idle proxy streams kept open to the hub ahead of requests (a request then skips a round trip); 0: none',
+      default: String(defaultProxyStreamPool),
+    },
   },
 };
 
@@ -130,6 +135,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       ...(kubeconfig ? { kubeconfig } : {}),
       ...(metricsAddress ? { metricsAddress } : {}),
       ...(proxyCaFile ? { proxyCaFile } : {}),
+      proxyStreamPool: intFlag(p, 'proxy-stream-pool', defaultProxyStreamPool, 0, 64),
     },
     { logger },
   );

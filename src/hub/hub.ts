@@ -17,6 +17,7 @@ import {
   type ServerTransport,
   hubFramePriority,
   PrioritySender,
+  proxyStreamKind,
   systemClock,
   toHawserError,
   type TimerHandle,
@@ -34,6 +35,12 @@ import { type BucketPolicy, defaultFailureLimiterOptions, FailureLimiter, type F
 import { type FrameHandler, type HandlerFactory, type SessionContext, SessionRouter } from './session.js';
 import { defaultRegistrarLimits, Registrar, type RegistrarLimits } from './registration.js';
 import type { HubStore } from './store.js';
+
+/**
+ * Idle proxy streams the hub holds per agent at most (feature proxy-pool): far
+ * above the agent's own pool, far below the connection's stream limit.
+ */
+export const hubProxyPoolLimit = 16;
 
 export interface HubCoreOptions extends RegistrarLimits {
   bootstrapTokens: readonly string[];
@@ -154,6 +161,11 @@ export class HubCore {
     this.leases = new LeaseTracker(clock, { expired: (name) => void this.onLeaseExpired(name) });
     this.authFailures = new FailureLimiter(options.authFailures, clock);
     this.statusWriter = new ClusterStatusWriter(store, this.mutex, this.leases, metrics, logger, clock);
+    metrics.pooledProxyStreams = () => {
+      let pooled = 0;
+      for (const session of this.sessions.values()) pooled += session.pooledStreams ?? 0;
+      return pooled;
+    };
   }
 
   /**
@@ -179,6 +191,9 @@ export class HubCore {
       openStream: (kind, signal, options) => session.openStream(kind, signal, options),
       get openStreams() {
         return session.openStreams;
+      },
+      get pooledStreams() {
+        return session.pooledStreams;
       },
     };
   }
@@ -505,6 +520,8 @@ export class HubCore {
     // welcome on: the agent may open one as soon as it reads the welcome.
     const streams = negotiated.features.has(Feature.ProxyStreams) ? connection : undefined;
     streams?.acceptStreams({
+      // Feature proxy-pool: the agent keeps idle proxy streams open ahead, a bounded number.
+      ...(negotiated.features.has(Feature.ProxyPool) ? { pools: { [proxyStreamKind]: hubProxyPoolLimit } } : {}),
       announce: (request) =>
         channel.send({ frame: { $case: 'openStream', value: { streamId: request.id, kind: request.kind, prelude: request.prelude ? Buffer.from(request.prelude.buffer, request.prelude.byteOffset, request.prelude.byteLength) : Buffer.alloc(0) } } }),
     });
@@ -599,6 +616,9 @@ export class HubCore {
             ),
       get openStreams() {
         return streams?.openStreams ?? 0;
+      },
+      get pooledStreams() {
+        return streams?.pooledStreams ?? 0;
       },
     };
     const handlers: FrameHandler[] = [

@@ -80,6 +80,14 @@ export class HubMetrics {
     help: 'Proxied requests (kubectl through the hub) in flight now, each on its own stream to an agent.',
     registers: [this.registry],
   });
+  /** The hub's idle pooled proxy streams now, summed over sessions: the hub core sets it. */
+  pooledProxyStreams: () => number = () => 0;
+  readonly proxyStreamsPooled: Gauge = new Gauge({
+    name: 'hawser_hub_proxy_streams_pooled',
+    help: 'Idle streams agents opened ahead for proxied requests (feature proxy-pool), waiting for one; not in hawser_hub_proxy_streams_open.',
+    registers: [this.registry],
+    collect: (): void => this.proxyStreamsPooled.set(this.pooledProxyStreams()),
+  });
   readonly proxyRequests = new Counter({
     name: 'hawser_hub_proxy_requests_total',
     help: 'Proxied requests, by the HTTP status sent to the client (101 for upgrades; "aborted" when the client or the link went away mid-answer).',

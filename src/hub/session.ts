@@ -40,6 +40,8 @@ export interface SessionContext {
   openStream(kind: string, signal?: AbortSignal, options?: OpenStreamOptions): Promise<ByteStream>;
   /** Request streams of this session open now. */
   readonly openStreams: number;
+  /** Idle streams the agent opened ahead for requests (feature proxy-pool). */
+  readonly pooledStreams?: number;
 }
 
 /** A handler of agent frames (see FrameHandler in src/tunnel). */

@@ -261,6 +261,9 @@ export const grpcMaxStreamWindowBytes = Math.max(streamWindowBytes, agentWindowB
 /** A stream message: one chunk and its few bytes of framing. */
 const maxStreamMessageBytes = maxStreamChunkBytes + 16;
 
+/** A message joined while nothing is in flight starts this small (and grows to maxStreamChunkBytes for what follows). */
+const smallJoinBytes = 16 * 1024;
+
 type StreamCall = grpc.ServerDuplexStream<DecodedChunk, Buffer> | grpc.ClientDuplexStream<Buffer, DecodedChunk>;
 
 /**
@@ -280,6 +283,7 @@ class GrpcStream extends StreamCore {
   private endPending = false;
   private endWritten = false;
   private endCallWhenWritten = false;
+  private pumpScheduled = false;
   private callEnded = false;
   private readonly room = new RoomWaiters();
   private abortingSelf = false;
@@ -388,24 +392,35 @@ class GrpcStream extends StreamCore {
 
   protected transmit(chunk: Uint8Array): Promise<void> {
     this.unsent += chunk.byteLength;
-    if (!this.inFlight && this.sealed.length === 0 && !this.building) {
-      this.writeMessage(encodeStreamChunk(chunk, false), chunk.byteLength);
-    } else {
-      // Joined later, but copied now: the writer may reuse its buffer once write() resolves.
-      if (this.building && !this.building.fits(chunk.byteLength)) {
-        this.sealed.push({ message: this.building.seal(false), dataBytes: this.building.bytes });
-        this.building = undefined;
-      }
-      this.building ??= new JoinedChunk(maxStreamChunkBytes);
-      this.building.append(chunk);
+    // Joined, copied now (the writer may reuse its buffer once write() resolves), and sent when
+    // the one in flight is done or, with none in flight, at the end of this turn of the event
+    // loop: what is written together (a response's head, its body, the end) goes as one message.
+    if (this.building && !this.building.fits(chunk.byteLength)) {
+      this.sealed.push({ message: this.building.seal(false), dataBytes: this.building.bytes });
+      this.building = undefined;
     }
+    // While one is in flight a bulk transfer joins a large frame; else small writes (a head, a
+    // short body) get a small one.
+    this.building ??= new JoinedChunk(this.inFlight || this.sealed.length > 0 ? maxStreamChunkBytes : Math.min(maxStreamChunkBytes, Math.max(smallJoinBytes, 2 * chunk.byteLength)));
+    this.building.append(chunk);
+    this.pumpSoon();
     if (this.isDone) return Promise.reject(this.failedWith ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
     return this.unsent <= streamWriteBufferBytes ? Promise.resolve() : this.room.wait();
   }
 
   protected transmitEnd(): void {
     this.endPending = true;
-    this.pump();
+    this.pumpSoon();
+  }
+
+  /** pump() at the end of this turn of the event loop (setImmediate: no timer), unless a write in flight will. */
+  private pumpSoon(): void {
+    if (this.inFlight || this.pumpScheduled) return;
+    this.pumpScheduled = true;
+    setImmediate(() => {
+      this.pumpScheduled = false;
+      this.pump();
+    });
   }
 
   protected override bothEnded(): void {

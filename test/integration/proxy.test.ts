@@ -290,6 +290,10 @@ describe('kubectl through the hub', () => {
     const cluster = await hub.cluster(CLUSTER);
     const base = `/apis/proxies.clusternet.io/v1alpha1/sockets/${cluster!.spec.clusterId}/proxy/https/${echo.address}`;
     const expiriesBefore = await hub.metric('hawser_cluster_lease_expiries_total', { cluster: CLUSTER });
+    // The agent keeps 4 idle streams open ahead (feature proxy-pool): 600 at once exhaust them,
+    // and the rest are asked for by OpenStream.
+    await until('the agent\'s idle streams are pooled on the hub', async () => (await hub.metric('hawser_hub_proxy_streams_pooled')) === 4);
+    expect(await hub.metric('hawser_hub_proxy_streams_open')).toBe(0);
     const largeBytes = 32 * 1024 * 1024;
     const large = new Promise<Buffer>((resolve, reject) => {
       const req = httpsGet(`${hub.apiUrl}${base}/large?bytes=${largeBytes}`, { ca: hubCa, headers: { authorization: `Bearer ${adminToken}` } }, (res) => {
@@ -318,6 +322,27 @@ describe('kubectl through the hub', () => {
     expect(body.equals(largeBody(largeBytes))).toBe(true);
     expect(await hub.metric('hawser_cluster_lease_expiries_total', { cluster: CLUSTER })).toBe(expiriesBefore);
     expect(readyStatus(await hub.cluster(CLUSTER))).toBe('True');
+    // Taken streams were replaced: the pool is full again, and nothing is left open.
+    await until('the pool is full again', async () => (await hub.metric('hawser_hub_proxy_streams_pooled')) === 4);
+    await until('no proxy stream open on the hub', async () => (await hub.metric('hawser_hub_proxy_streams_open')) === 0);
+    await until('no proxy stream open on the agent', async () => (await agentMetric('hawser_agent_proxy_streams_open')) === 0);
+  });
+
+  it('an agent without idle streams (--proxy-stream-pool=0, as an older agent) is served by OpenStream', { timeout: 180_000 }, async () => {
+    const older = await bed.agent('edge-proxy-nopool', hub, kube, ['--cluster-status-update-frequency=5s', '--proxy-stream-pool=0']);
+    try {
+      await until('the second cluster Ready', async () => readyStatus(await hub.cluster('edge-proxy-nopool')) === 'True', 120_000);
+      for (let i = 0; i < 3; i++) {
+        const res = await hubRequest(`/clusters/edge-proxy-nopool/api/v1/namespaces/default?i=${i}`);
+        expect(res.status).toBe(200);
+        expect((JSON.parse(res.body) as { metadata: { name: string } }).metadata.name).toBe('default');
+      }
+      // Only the first agent's streams wait in the pool.
+      expect(await hub.metric('hawser_hub_proxy_streams_pooled')).toBe(4);
+      await until('no proxy stream open on the hub', async () => (await hub.metric('hawser_hub_proxy_streams_open')) === 0);
+    } finally {
+      await older.stop();
+    }
   });
 
   it('exec through kubectl binary with stdin open echoes chunk by chunk', { timeout: 120_000 }, async () => {
@@ -343,6 +368,9 @@ describe('kubectl through the hub', () => {
   it('a cluster whose agent stopped gets 503 at once, saying it is offline and since when', { timeout: 120_000 }, async () => {
     await agent.stop();
     await until('the hub sees the agent gone', async () => (await hub.metric('hawser_hub_connected_agents')) === 0);
+    // Its idle streams went with its session.
+    expect(await hub.metric('hawser_hub_proxy_streams_pooled')).toBe(0);
+    expect(await hub.metric('hawser_hub_proxy_streams_open')).toBe(0);
     const res = await hubRequest(`/clusters/${CLUSTER}/api/v1/namespaces`);
     expect(res.status).toBe(503);
     const status = JSON.parse(res.body) as { message: string; details: { causes: Array<{ reason: string }> } };
