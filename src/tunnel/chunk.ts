@@ -60,12 +60,14 @@ const joinHeadroom = 4;
  * them, so nothing is copied again.
  */
 export class JoinedChunk {
-  private readonly buffer: Buffer;
+  /** Its memory: give it to a later JoinedChunk of the same capacity once the sealed message is no longer read. */
+  readonly buffer: Buffer;
   bytes = 0;
 
-  constructor(readonly capacity: number) {
+  /** `reuse`: the buffer of an earlier JoinedChunk of this capacity, whose message is gone. */
+  constructor(readonly capacity: number, reuse?: Buffer) {
     if (capacity >= 1 << 21) throw new RangeError(`a joined chunk holds less than 2 MiB, not ${capacity} bytes`);
-    this.buffer = Buffer.allocUnsafe(joinHeadroom + capacity + 2);
+    this.buffer = reuse?.byteLength === joinHeadroom + capacity + 2 ? reuse : Buffer.allocUnsafe(joinHeadroom + capacity + 2);
   }
 
   /** Whether `bytes` more fit. */

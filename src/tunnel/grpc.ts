@@ -255,11 +255,25 @@ const streamWindowBytes = streamReadBufferBytes;
 const connectionWindowBytes = 64 * 1024 * 1024;
 const agentWindowBytes = 8 * 1024 * 1024;
 
+/** SETTINGS_MAX_FRAME_SIZE the hub grants: one stream message (a chunk and its framing) fits a frame. */
+const maxDataFrameBytes = 512 * 1024;
+
 /** The largest HTTP/2 stream window either side grants: bytes in flight on one stream, unread. */
 export const grpcMaxStreamWindowBytes = Math.max(streamWindowBytes, agentWindowBytes);
 
 /** A stream message: one chunk and its few bytes of framing. */
 const maxStreamMessageBytes = maxStreamChunkBytes + 16;
+
+/**
+ * Buffers of full-size joined messages that were sent, for the next ones: a
+ * bulk transfer then allocates (and the GC reclaims) a few, not one per 256 KB.
+ */
+const spareJoinBuffers: Buffer[] = [];
+const maxSpareJoinBuffers = 16;
+
+function recycleJoinBuffer(joined: JoinedChunk): void {
+  if (joined.capacity === maxStreamChunkBytes && spareJoinBuffers.length < maxSpareJoinBuffers) spareJoinBuffers.push(joined.buffer);
+}
 
 /** A message joined while nothing is in flight starts this small (and grows to maxStreamChunkBytes for what follows). */
 const smallJoinBytes = 16 * 1024;
@@ -277,7 +291,7 @@ class GrpcStream extends StreamCore {
   private unsent = 0;
   private inFlight = false;
   /** Joined messages waiting for the one in flight. */
-  private sealed: Array<{ message: Buffer; dataBytes: number }> = [];
+  private sealed: Array<{ message: Buffer; dataBytes: number; joined?: JoinedChunk }> = [];
   /** Chunks being joined into the next message. */
   private building: JoinedChunk | undefined;
   private endPending = false;
@@ -339,10 +353,12 @@ class GrpcStream extends StreamCore {
    * completed, so chunks written meanwhile are joined into one large message
    * (copied once, into it) instead of queueing as many small ones.
    */
-  private writeMessage(message: Buffer, dataBytes: number): void {
+  private writeMessage(message: Buffer, dataBytes: number, joined?: JoinedChunk): void {
     this.inFlight = true;
     try {
       this.call.write(message, () => {
+        // grpc-js copied the message into its own framing before this: its memory serves again.
+        if (joined) recycleJoinBuffer(joined);
         this.inFlight = false;
         this.unsent -= dataBytes;
         if (this.unsent <= streamWriteBufferBytes) this.room.release();
@@ -355,14 +371,14 @@ class GrpcStream extends StreamCore {
   }
 
   /** The chunks joined so far, as one message; the end marker rides on it when nothing else is left. */
-  private sealBuilding(): { message: Buffer; dataBytes: number } | undefined {
+  private sealBuilding(): { message: Buffer; dataBytes: number; joined?: JoinedChunk } | undefined {
     const b = this.building;
     if (!b) return undefined;
     this.building = undefined;
     const withEnd = this.endPending && this.sealed.length === 0;
     const message = b.seal(withEnd);
     if (withEnd) this.endWritten = true;
-    return { message, dataBytes: b.bytes };
+    return { message, dataBytes: b.bytes, joined: b };
   }
 
   /** Sends what waits once nothing is in flight: sealed messages, the one being built, then the end marker. */
@@ -370,7 +386,7 @@ class GrpcStream extends StreamCore {
     if (this.inFlight || this.isDone) return;
     const next = this.sealed.shift() ?? this.sealBuilding();
     if (next) {
-      this.writeMessage(next.message, next.dataBytes);
+      this.writeMessage(next.message, next.dataBytes, next.joined);
     } else if (this.endPending && !this.endWritten) {
       this.endWritten = true;
       this.writeMessage(encodeStreamChunk(undefined, true), 0);
@@ -396,12 +412,15 @@ class GrpcStream extends StreamCore {
     // the one in flight is done or, with none in flight, at the end of this turn of the event
     // loop: what is written together (a response's head, its body, the end) goes as one message.
     if (this.building && !this.building.fits(chunk.byteLength)) {
-      this.sealed.push({ message: this.building.seal(false), dataBytes: this.building.bytes });
+      this.sealed.push({ message: this.building.seal(false), dataBytes: this.building.bytes, joined: this.building });
       this.building = undefined;
     }
     // While one is in flight a bulk transfer joins a large frame; else small writes (a head, a
     // short body) get a small one.
-    this.building ??= new JoinedChunk(this.inFlight || this.sealed.length > 0 ? maxStreamChunkBytes : Math.min(maxStreamChunkBytes, Math.max(smallJoinBytes, 2 * chunk.byteLength)));
+    this.building ??=
+      this.inFlight || this.sealed.length > 0
+        ? new JoinedChunk(maxStreamChunkBytes, spareJoinBuffers.pop())
+        : new JoinedChunk(Math.min(maxStreamChunkBytes, Math.max(smallJoinBytes, 2 * chunk.byteLength)));
     this.building.append(chunk);
     this.pumpSoon();
     if (this.isDone) return Promise.reject(this.failedWith ?? new HawserError(ErrorCode.Unavailable, `stream ${this.describe()} is over`));
@@ -597,7 +616,9 @@ class BoundedHandshakeCredentials extends grpc.ServerCredentials {
         // after the peer's delayed ACK of the one before it (up to 40 ms per request).
         noDelay: true,
         // These replace grpc-js's own settings (which carry only the stream bound): keep it.
-        settings: { maxConcurrentStreams, initialWindowSize: streamWindowBytes },
+        // Large DATA frames from the agent: a 256 KB message arrives in a few frames, not 16 of
+        // 16 KB, so the hub takes it in fewer reads, callbacks and buffers.
+        settings: { maxConcurrentStreams, initialWindowSize: streamWindowBytes, maxFrameSize: maxDataFrameBytes },
       } as ConstructorParameters<typeof grpc.ServerCredentials>[0],
       { cert: [Buffer.from(tls.certPem)], key: [Buffer.from(tls.keyPem)] },
     );
