@@ -35,6 +35,9 @@ import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from
 // port-forward) becomes raw bytes both ways after the 101. A stream the hub
 // cancels aborts the request to the target.
 
+/** Methods a target may get twice (RFC 9110 9.2.2) with no harm, when they carry no body. */
+const idempotentMethods = new Set(['GET', 'HEAD', 'OPTIONS']);
+
 const hostPortPattern = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]{1,253}):\d{1,5}$/;
 
 export interface ProxyBackendOptions {
@@ -341,28 +344,45 @@ export class ProxyBackend {
   private async forward(opened: Promise<ByteStream>, head: proxyWire.ProxyRequestHead, body: AsyncIterable<Uint8Array>): Promise<string> {
     const { url, options } = await this.target(head);
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
-    const req = send(url, options);
+    let req!: ClientRequest;
+    let cancelled: Error | undefined;
     // The hub cancelled (kubectl went away), the session ended, or the stream never opened:
     // the target hears of it at once.
     void opened.then(
       (stream) =>
         stream.closed.then((error) => {
-          if (error) req.destroy(error);
+          if (error) req.destroy((cancelled = error));
         }),
-      (error: unknown) => req.destroy(error as Error),
+      (error: unknown) => req.destroy((cancelled = error as Error)),
     );
-    const answered = new Promise<{ res: IncomingMessage; socket?: Socket; upgradeHead?: Buffer }>((resolve, reject) => {
-      req.once('response', (res) => resolve({ res }));
-      req.once('upgrade', (res, socket, upgradeHead) => resolve({ res, socket, upgradeHead }));
-      req.once('error', (err) =>
-        reject(new HawserError(ErrorCode.ProxyUpstream, `${head.method} ${quoteBounded(url.pathname)} on ${url.host} failed: ${boundedText(err.message, 256)}`, { cause: err })),
-      );
-    });
-    answered.catch(() => undefined);
-    if (head.upgrade || head.noBody) req.end();
-    else void pumpRequestBody(body, req);
+    const ask = (requestOptions: RequestOptions) => {
+      req = send(url, requestOptions);
+      const answered = new Promise<{ res: IncomingMessage; socket?: Socket; upgradeHead?: Buffer }>((resolve, reject) => {
+        req.once('response', (res) => resolve({ res }));
+        req.once('upgrade', (res, socket, upgradeHead) => resolve({ res, socket, upgradeHead }));
+        req.once('error', (err) =>
+          reject(new HawserError(ErrorCode.ProxyUpstream, `${head.method} ${quoteBounded(url.pathname)} on ${url.host} failed: ${boundedText(err.message, 256)}`, { cause: err })),
+        );
+      });
+      answered.catch(() => undefined);
+      if (head.upgrade || head.noBody) req.end();
+      else void pumpRequestBody(body, req);
+      return answered;
+    };
+    let answered = ask(options);
     const stream = await opened;
-    const { res, socket, upgradeHead } = await answered;
+    let answer: Awaited<typeof answered>;
+    try {
+      answer = await answered;
+    } catch (err) {
+      // A kept-alive connection the target closed just as this request went out on it: a
+      // request that changes nothing is sent again, once, on a connection of its own.
+      if (cancelled || !req.reusedSocket || !head.noBody || head.upgrade || !idempotentMethods.has(head.method.toUpperCase())) throw err;
+      if (((err as HawserError).cause as NodeJS.ErrnoException | undefined)?.code !== 'ECONNRESET') throw err;
+      answered = ask({ ...options, agent: false });
+      answer = await answered;
+    }
+    const { res, socket, upgradeHead } = answer;
     const status = res.statusCode ?? 502;
     const upgraded = socket !== undefined;
     await stream.write(encodeResponseHead({ status, headers: forwardedResponseHeaders(res.rawHeaders, upgraded), errorCode: '' }));

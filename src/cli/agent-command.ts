@@ -67,7 +67,7 @@ export const agentSpec: CommandSpec = {
     'proxy-ca-file': { type: 'string', help: 'CAs (PEM) trusted for proxy/https/HOST:PORT targets in the edge network, besides the system roots' },
     'proxy-stream-pool': {
       type: 'string',
-      help: 'idle proxy streams kept open to the hub ahead of requests (a request then skips a round trip); 0: none',
+      help: 'idle proxy streams kept open to the hub ahead of requests (a request then skips a round trip), at most 16 (what a hub holds); 0: none',
       default: String(defaultProxyStreamPool),
     },
   },
@@ -135,7 +135,7 @@ export async function runAgent(argv: string[]): Promise<number> {
       ...(kubeconfig ? { kubeconfig } : {}),
       ...(metricsAddress ? { metricsAddress } : {}),
       ...(proxyCaFile ? { proxyCaFile } : {}),
-      proxyStreamPool: intFlag(p, 'proxy-stream-pool', defaultProxyStreamPool, 0, 64),
+      proxyStreamPool: intFlag(p, 'proxy-stream-pool', defaultProxyStreamPool, 0, 16),
     },
     { logger },
   );

@@ -92,7 +92,12 @@ export async function startWebSocketEchoServer(): Promise<{ server: Server; addr
   const serving = await createServingCertificate(ca, ['localhost', '127.0.0.1']);
   const received: string[] = [];
   const sockets = new Set<Socket>();
+  const served = new WeakMap<object, number>();
   const server = createHttpsServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
+    const count = (served.get(req.socket) ?? 0) + 1;
+    served.set(req.socket, count);
+    // /drop-reused: a kept-alive connection closed just as a request arrives on it (its idle timeout).
+    if (req.url === '/drop-reused' && count > 1) return void req.socket.destroy();
     const large = /^\/large\?bytes=(\d+)$/.exec(req.url ?? '');
     if (!large) return void res.writeHead(200, { 'content-type': 'text/plain' }).end(`hello over https ${req.url}`);
     // A large download, written with backpressure: largeBody(n) is what arrives.

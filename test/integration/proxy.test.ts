@@ -238,6 +238,16 @@ describe('kubectl through the hub', () => {
     }
   });
 
+  it('a GET on a kept-alive connection the edge server closes at that moment is sent again on a new one', { timeout: 60_000 }, async () => {
+    const cluster = await hub.cluster(CLUSTER);
+    const base = `/apis/proxies.clusternet.io/v1alpha1/sockets/${cluster!.spec.clusterId}/proxy/https/${echo.address}`;
+    // The agent keeps its connection to the server open after this answer, and reuses it next.
+    expect((await hubRequest(`${base}/small?warm`)).status).toBe(200);
+    const res = await hubRequest(`${base}/drop-reused`);
+    expect(res.body).toBe('hello over https /drop-reused');
+    expect(res.status).toBe(200);
+  });
+
   it('the Clusternet direct path reaches the child kube-apiserver too', { timeout: 60_000 }, async () => {
     const cluster = await hub.cluster(CLUSTER);
     const res = await hubRequest(`/apis/proxies.clusternet.io/v1alpha1/sockets/${cluster!.spec.clusterId}/proxy/direct/api/v1/namespaces/default`);
