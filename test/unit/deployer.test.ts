@@ -32,7 +32,7 @@ afterEach(async () => {
 async function harness(options: { sealing?: boolean; start?: boolean; historyPerKind?: number; healthIntervalMs?: number } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'hawser-deployer-'));
   const embedded = await EmbeddedStore.open(join(dir, 'store'), options.historyPerKind ? { historyPerKind: options.historyPerKind, recentEvents: 2 } : {});
-  // As startHub opens it: Manifests and Descriptions sealed at rest.
+  // As startHub opens it: Secrets (also in Manifests) and Descriptions sealed at rest.
   const store: HubStore = options.sealing ? (await SealingStore.open(embedded, join(dir, 'secret-key'))).store : embedded;
   const clock = new ManualClock(startMs);
   const results: Harness['results'] = [];
