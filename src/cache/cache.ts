@@ -80,7 +80,11 @@ function levelError(err: unknown): unknown {
 
 /** One write of an atomic batch. */
 /** `hot: false` keeps a put out of the LRU (written once, rarely read: a log entry). */
-export type CacheOp = { type: 'put'; key: string; value: unknown; hot?: boolean } | { type: 'del'; key: string };
+/** `putJson`: a put of a value the caller has as JSON text already (exactly what JSON.stringify gives), not serialised again. */
+export type CacheOp =
+  | { type: 'put'; key: string; value: unknown; hot?: boolean }
+  | { type: 'putJson'; key: string; json: string; hot?: boolean }
+  | { type: 'del'; key: string };
 
 /** A key range; bounds as LevelDB takes them. */
 export interface CacheRange {
@@ -102,8 +106,8 @@ export interface CacheView {
 }
 
 /** The stored text, and for the LRU (hot) a private copy of the value as it will read back. The checksum covers the key too. */
-function encodeEnvelope(key: string, value: unknown, hot: boolean): { stored: string; value?: unknown } {
-  const json = JSON.stringify(value) as string | undefined;
+function encodeEnvelope(key: string, value: unknown, hot: boolean, text?: string): { stored: string; value?: unknown } {
+  const json = text ?? (JSON.stringify(value) as string | undefined);
   if (json === undefined) throw new TypeError('an offline cache value must be JSON');
   // The text JSON.stringify({ v, sha256, value }) gives (stringifying parsed JSON gives that JSON back), without parsing it to build it.
   return { stored: `{"v":2,"sha256":${JSON.stringify(digest(json, key))},"value":${json}}`, ...(hot ? { value: JSON.parse(json) as unknown } : {}) };
@@ -333,7 +337,11 @@ export class OfflineCache {
    * meanwhile.
    */
   async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
-    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.value, op.hot ?? true) } : op));
+    const encoded = ops.map((op) =>
+      op.type === 'del'
+        ? op
+        : { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.type === 'put' ? op.value : undefined, op.hot ?? true, op.type === 'putJson' ? op.json : undefined) },
+    );
     if (this.broken) await this.reopen();
     this.writeEpoch++;
     try {

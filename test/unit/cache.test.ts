@@ -35,6 +35,23 @@ describe('OfflineCache', () => {
     await b.close();
   });
 
+  it('putJson stores text a caller serialised as a put of its value would, checksum and all', async () => {
+    const path = await dir();
+    const a = await OfflineCache.open({ dir: path });
+    const value = { rv: 3, value: { metadata: { name: 'a' }, data: { k: 'v' } } };
+    await a.batch([
+      { type: 'putJson', key: 'o/a', json: JSON.stringify(value) },
+      { type: 'putJson', key: 'e/a', json: JSON.stringify(value), hot: false },
+      { type: 'put', key: 'o/b', value },
+    ]);
+    expect(await a.get('o/a')).toEqual(value);
+    await a.close();
+    const b = await OfflineCache.open({ dir: path });
+    // Read from disk: each record checks out against its checksum.
+    expect(await b.scan({ gte: '', lt: '\uffff' })).toEqual({ entries: [['e/a', value], ['o/a', value], ['o/b', value]], corrupt: [] });
+    await b.close();
+  });
+
   it('detects a damaged entry instead of trusting it', async () => {
     const path = await dir();
     const a = await OfflineCache.open({ dir: path });
