@@ -106,14 +106,19 @@ export interface CacheView {
 }
 
 /** The stored text, and for the LRU (hot) a private copy of the value as it will read back. The checksum covers the key too. */
-function encodeEnvelope(key: string, value: unknown, hot: boolean, text?: string): { stored: string; value?: unknown } {
+function encodeEnvelope(key: string, value: unknown, text?: string): { stored: string; json: string } {
   const json = text ?? (JSON.stringify(value) as string | undefined);
   if (json === undefined) throw new TypeError('an offline cache value must be JSON');
   // The text JSON.stringify({ v, sha256, value }) gives (stringifying parsed JSON gives that JSON back), without parsing it to build it.
-  return { stored: `{"v":2,"sha256":${JSON.stringify(digest(json, key))},"value":${json}}`, ...(hot ? { value: JSON.parse(json) as unknown } : {}) };
+  return { stored: `{"v":2,"sha256":${JSON.stringify(digest(json, key))},"value":${json}}`, json };
 }
 
 function decodeEnvelope<T>(key: string, raw: string): T {
+  return decodeEnvelopeText<T>(key, raw).value;
+}
+
+/** The value, and its JSON text as the checksum covers it. */
+function decodeEnvelopeText<T>(key: string, raw: string): { value: T; json: string } {
   let envelope: Envelope;
   try {
     envelope = JSON.parse(raw) as Envelope;
@@ -127,7 +132,7 @@ function decodeEnvelope<T>(key: string, raw: string): T {
   if (typeof envelope.sha256 !== 'string' || expected !== envelope.sha256) {
     throw new CacheCorruptError(key, 'checksum mismatch');
   }
-  return envelope.value as T;
+  return { value: envelope.value as T, json };
 }
 
 type LevelSnapshot = ReturnType<ClassicLevel<string, string>['snapshot']>;
@@ -161,6 +166,12 @@ export interface OfflineCacheOptions {
   dir: string;
   /** Entries kept decoded in memory. */
   lruEntries?: number;
+  /**
+   * The LRU keeps each entry as its JSON text and every get returns its own
+   * parsed copy (else one decoded value, shared by every get): for a caller
+   * that copies what it reads anyway (the hub's store).
+   */
+  lruText?: boolean;
 }
 
 /** What openOrQuarantine did with a damaged database. */
@@ -174,9 +185,13 @@ export interface CacheQuarantine {
 
 export class OfflineCache {
   private db: ClassicLevel<string, string>;
-  private readonly lru: LRUCache<string, { value: unknown }>;
+  private readonly lru: LRUCache<string, { value?: unknown; json?: string }>;
 
-  private constructor(readonly dir: string, lruEntries: number) {
+  private constructor(
+    readonly dir: string,
+    lruEntries: number,
+    private readonly lruText = false,
+  ) {
     this.db = OfflineCache.level(dir);
     this.lru = new LRUCache({ max: lruEntries });
   }
@@ -201,7 +216,7 @@ export class OfflineCache {
       );
     }
     const snapshot = hasData ? await snapshotByLinks(options.dir, await readdir(options.dir)) : undefined;
-    const cache = new OfflineCache(options.dir, options.lruEntries ?? 1024);
+    const cache = new OfflineCache(options.dir, options.lruEntries ?? 1024, options.lruText);
     let problem: string | undefined;
     try {
       await cache.db.open({ createIfMissing: !hasData });
@@ -301,7 +316,7 @@ export class OfflineCache {
 
   async get<T>(key: string): Promise<T | undefined> {
     const hit = this.lru.get(key);
-    if (hit) return hit.value as T;
+    if (hit) return (hit.json !== undefined ? JSON.parse(hit.json) : hit.value) as T;
     const epoch = this.writeEpoch;
     let raw: string | undefined;
     try {
@@ -310,8 +325,8 @@ export class OfflineCache {
       throw levelError(err);
     }
     if (raw === undefined) return undefined;
-    const value = decodeEnvelope<T>(key, raw);
-    if (epoch === this.writeEpoch) this.lru.set(key, { value });
+    const { value, json } = decodeEnvelopeText<T>(key, raw);
+    if (epoch === this.writeEpoch) this.lru.set(key, this.lruText ? { json } : { value });
     return value;
   }
 
@@ -340,7 +355,7 @@ export class OfflineCache {
     const encoded = ops.map((op) =>
       op.type === 'del'
         ? op
-        : { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.type === 'put' ? op.value : undefined, op.hot ?? true, op.type === 'putJson' ? op.json : undefined) },
+        : { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.type === 'put' ? op.value : undefined, op.type === 'putJson' ? op.json : undefined) },
     );
     if (this.broken) await this.reopen();
     this.writeEpoch++;
@@ -357,7 +372,8 @@ export class OfflineCache {
       for (const op of encoded) this.lru.delete(op.key);
       this.writeEpoch++;
     }
-    for (const op of encoded) if (op.type === 'put' && op.hot) this.lru.set(op.key, { value: op.value });
+    // A private copy for the LRU (the caller may change its value), or the text itself.
+    for (const op of encoded) if (op.type === 'put' && op.hot) this.lru.set(op.key, this.lruText ? { json: op.json } : { value: JSON.parse(op.json) as unknown });
   }
 
   /** One reopen at a time. One that fails (still no room) opens the old handle again and rejects; the next write tries again. */

@@ -52,6 +52,23 @@ describe('OfflineCache', () => {
     await b.close();
   });
 
+  it('lruText: every get, from memory or disk, is its own copy', async () => {
+    const path = await dir();
+    const a = await OfflineCache.open({ dir: path, lruText: true });
+    const value = { data: { k: 'v' } };
+    await a.put('a', value);
+    value.data.k = 'changed by the writer';
+    const first = await a.get<typeof value>('a');
+    first!.data.k = 'changed by a reader';
+    expect(await a.get('a')).toEqual({ data: { k: 'v' } });
+    await a.close();
+    const b = await OfflineCache.open({ dir: path, lruText: true });
+    const fromDisk = await b.get<typeof value>('a');
+    fromDisk!.data.k = 'changed';
+    expect(await b.get('a')).toEqual({ data: { k: 'v' } });
+    await b.close();
+  });
+
   it('detects a damaged entry instead of trusting it', async () => {
     const path = await dir();
     const a = await OfflineCache.open({ dir: path });

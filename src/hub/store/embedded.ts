@@ -120,14 +120,7 @@ function withoutVersion(value: unknown): unknown {
   return copy;
 }
 
-/** A caller's own copy, carrying rv in metadata.resourceVersion when it has metadata. */
-function withVersion<T>(value: unknown, rv: number): T {
-  const copy = structuredClone(value) as { metadata?: Record<string, unknown> };
-  if (copy && typeof copy === 'object' && copy.metadata && typeof copy.metadata === 'object') copy.metadata.resourceVersion = String(rv);
-  return copy as T;
-}
-
-/** withVersion for a value nobody else holds: set in place. */
+/** Sets rv in metadata.resourceVersion, in place: for a value nobody else holds. */
 function ownVersion<T>(value: unknown, rv: number): T {
   const o = value as { metadata?: Record<string, unknown> };
   if (o && typeof o === 'object' && o.metadata && typeof o.metadata === 'object') o.metadata.resourceVersion = String(rv);
@@ -193,7 +186,7 @@ export class EmbeddedStore implements HubStore {
 
   private static async openDb(dir: string): Promise<OfflineCache> {
     try {
-      return await OfflineCache.open({ dir, lruEntries: 4096 });
+      return await OfflineCache.open({ dir, lruEntries: 4096, lruText: true });
     } catch (err) {
       if (!(err instanceof CacheCorruptError)) throw err;
       throw new HawserError(
@@ -302,7 +295,8 @@ export class EmbeddedStore implements HubStore {
     const full = objectPrefix(kind) + encodeKey(kind, key);
     const record = await this.reading((db) => db.get<ObjectRecord>(full));
     if (!record) return undefined;
-    return { key: normalizeKey(kind, key), object: withVersion(record.value, record.rv), resourceVersion: String(record.rv) };
+    // The cache hands out its own copy of each get (lruText): the caller's as it is.
+    return { key: normalizeKey(kind, key), object: ownVersion(record.value, record.rv), resourceVersion: String(record.rv) };
   }
 
   async list<K extends StoredKind>(kind: K, options: ListOptions = {}): Promise<ListResult<K>> {
