@@ -30,6 +30,18 @@ export interface CacheMonitorOptions {
   cleanupIntervalMs: number;
   /** A sync session is up now. */
   connected: () => boolean;
+  /** Quarantines kept beside the database at most (newest kept). Default quarantineLimitDefaults. */
+  quarantineMaxFiles?: number;
+  /** Their bytes at most; default: an eighth of limitBytes (256 MiB with no limit). */
+  quarantineMaxBytes?: number;
+}
+
+/** Newest quarantines kept: enough for an operator to see a pattern, bounded when a disk keeps flipping bytes. */
+export const quarantineMaxFilesDefault = 16;
+
+/** The quarantine byte budget for a size limit: an eighth of it, 256 MiB with none. */
+export function quarantineMaxBytesFor(limitBytes: number): number {
+  return limitBytes > 0 ? Math.floor(limitBytes / 8) : 256 * 1024 * 1024;
 }
 
 export class CacheMonitor {
@@ -47,8 +59,40 @@ export class CacheMonitor {
       this.quarantined += e.keys.length;
       if (e.database) o.metrics.cacheQuarantines.inc({ what: 'database' });
       else o.metrics.cacheQuarantines.inc({ what: 'record' }, e.keys.length);
+      // Each new file may take the quarantines past their cap: trim now, not at the next interval.
+      void this.trimQuarantines().catch((err: unknown) => o.logger.warn({ err: (err as Error).message }, 'offline cache: cannot trim quarantines; trying again at the next cleanup interval'));
     });
   }
+
+  private trimming: Promise<number> | undefined;
+
+  /** Drops the oldest quarantines past the cap (logged, counted); returns the bytes the kept ones take. One at a time. */
+  trimQuarantines(): Promise<number> {
+    const run = async (): Promise<number> => {
+      const { cache, metrics, logger } = this.o;
+      const maxFiles = this.o.quarantineMaxFiles ?? quarantineMaxFilesDefault;
+      const maxBytes = this.o.quarantineMaxBytes ?? quarantineMaxBytesFor(this.o.limitBytes);
+      const dropped = await cache.trimQuarantines({ maxFiles, maxBytes });
+      if (dropped.length > 0) {
+        metrics.cacheQuarantinesDropped.inc({}, dropped.length);
+        logger.warn(
+          { code: ErrorCode.CacheQuarantineDropped, dropped: dropped.length, droppedBytes: dropped.reduce((n, q) => n + q.bytes, 0), oldest: dropped.at(-1)!.path, maxFiles, maxBytes },
+          'offline cache: removed the oldest quarantined data past the cap (a disk that keeps damaging data should be replaced)',
+        );
+      }
+      const kept = (await cache.quarantines()).reduce((n, q) => n + q.bytes, 0);
+      metrics.cacheQuarantineBytes.set(kept);
+      return kept;
+    };
+    const next = (this.trimming ?? Promise.resolve(0)).catch(() => 0).then(run);
+    this.trimming = next;
+    return next.finally(() => {
+      if (this.trimming === next) this.trimming = undefined;
+    });
+  }
+
+  /** Compactions run because the database's files took more than the limit. */
+  compactions = 0;
 
   start(): void {
     if (!this.stopped) return;
@@ -74,7 +118,10 @@ export class CacheMonitor {
     const now = this.clock.now();
     if (receiver && this.o.connected()) await receiver.confirm().catch(() => undefined);
     const desired = receiver ? await receiver.desired().catch(() => undefined) : undefined;
-    const sizeBytes = await cache.sizeOnDisk();
+    await removeLeftovers(cache.dir);
+    let databaseBytes = await cache.sizeOnDisk();
+    if (this.o.limitBytes > 0 && databaseBytes > this.o.limitBytes) databaseBytes = await this.compact(databaseBytes);
+    const sizeBytes = databaseBytes + (await this.trimQuarantines());
     const desiredBytes = receiver ? await receiver.desiredBytes().catch(() => 0) : 0;
     const confirmedAt = desired?.confirmedAt ?? 0;
     // A set never confirmed (nothing synced yet) is empty, not stale.
@@ -96,7 +143,6 @@ export class CacheMonitor {
     if (this.o.limitBytes > 0 && desiredBytes > this.o.limitBytes) {
       logger.warn({ code: ErrorCode.SyncCacheFull, desiredBytes, limitBytes: this.o.limitBytes }, 'offline cache holds more desired state than --cache-size-limit (limit lowered since): new objects are refused');
     }
-    await removeLeftovers(cache.dir);
     this.last = {
       sizeBytes,
       desiredBytes,
@@ -108,6 +154,22 @@ export class CacheMonitor {
       untrustedReason: desired?.untrusted?.reason ?? '',
     };
     return this.last;
+  }
+
+  /**
+   * The database's files past the limit (old versions, the write-ahead log):
+   * LevelDB compacts them down to the live records. Returns the size after.
+   */
+  private async compact(before: number): Promise<number> {
+    const { cache, metrics, logger } = this.o;
+    await cache.compact();
+    this.compactions++;
+    metrics.cacheCompactions.inc({});
+    const after = await cache.sizeOnDisk();
+    const fields = { beforeBytes: before, afterBytes: after, limitBytes: this.o.limitBytes };
+    if (after > this.o.limitBytes) logger.warn({ code: ErrorCode.SyncCacheFull, ...fields }, 'offline cache: the database takes more than --cache-size-limit on disk even compacted');
+    else logger.info(fields, 'offline cache: the database took more than --cache-size-limit on disk; compacted');
+    return after;
   }
 
   private tick(): void {

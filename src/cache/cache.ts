@@ -1,6 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { cp, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { LRUCache } from 'lru-cache';
 import { ensurePrivateDir, writeFileAtomic } from './files.js';
@@ -166,6 +166,25 @@ export interface CacheQuarantine {
   reason: string;
   /** With `salvage`: records were recovered from a copy of it (each still to be checked by its reader). */
   salvaged: boolean;
+}
+
+/** A quarantine beside the database: a damaged records' file or a damaged database moved aside. */
+export interface QuarantineFile {
+  path: string;
+  /** Bytes on disk (all its files, for a database). */
+  bytes: number;
+  modifiedMs: number;
+}
+
+/** Bytes of the regular files in dir and below. */
+async function bytesUnder(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await bytesUnder(path);
+    else if (entry.isFile()) total += (await stat(path).catch(() => undefined))?.size ?? 0;
+  }
+  return total;
 }
 
 export class OfflineCache {
@@ -457,12 +476,60 @@ export class OfflineCache {
 
   /** Bytes the database's files take on disk now. */
   async sizeOnDisk(): Promise<number> {
-    let total = 0;
-    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      const s = await stat(join(this.dir, name)).catch(() => undefined);
-      if (s?.isFile()) total += s.size;
+    return bytesUnder(this.dir);
+  }
+
+  /**
+   * What was moved aside beside the database (damaged records' files and
+   * damaged databases), newest first, with the bytes each takes on disk.
+   */
+  async quarantines(): Promise<QuarantineFile[]> {
+    const parent = dirname(this.dir);
+    const prefix = `${basename(this.dir)}.quarantine-`;
+    const out: Array<QuarantineFile & { name: string }> = [];
+    for (const name of await readdir(parent).catch(() => [] as string[])) {
+      if (!name.startsWith(prefix)) continue;
+      const path = join(parent, name);
+      const s = await stat(path).catch(() => undefined);
+      if (!s) continue;
+      out.push({ path, bytes: s.isDirectory() ? await bytesUnder(path) : s.size, modifiedMs: s.mtimeMs, name });
     }
-    return total;
+    // The name carries the ISO time it was made (mtime is the damaged files' own for a database moved aside).
+    return out.sort((a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : b.modifiedMs - a.modifiedMs)).map(({ path, bytes, modifiedMs }) => ({ path, bytes, modifiedMs }));
+  }
+
+  /**
+   * Keeps the newest quarantines that fit in `maxFiles` and `maxBytes`
+   * together and removes the rest (oldest first to go). Returns what was removed.
+   */
+  async trimQuarantines(limit: { maxFiles: number; maxBytes: number }): Promise<QuarantineFile[]> {
+    const dropped: QuarantineFile[] = [];
+    let files = 0;
+    let bytes = 0;
+    for (const q of await this.quarantines()) {
+      if (files < limit.maxFiles && bytes + q.bytes <= limit.maxBytes) {
+        files++;
+        bytes += q.bytes;
+        continue;
+      }
+      await rm(q.path, { recursive: true, force: true });
+      dropped.push(q);
+    }
+    return dropped;
+  }
+
+  /**
+   * Has LevelDB rewrite the whole key range: overwritten and deleted
+   * versions and the write-ahead log go, so the files shrink to about
+   * what the live records take.
+   */
+  async compact(): Promise<void> {
+    await this.reopening?.catch(() => undefined);
+    try {
+      await this.db.compactRange('', '\uffff');
+    } catch (err) {
+      throw levelError(err);
+    }
   }
 
   async delete(key: string): Promise<void> {

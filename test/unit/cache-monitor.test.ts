@@ -1,4 +1,6 @@
-import { join } from 'node:path';
+import { mkdir, readdir, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { type Logger, pino } from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { CacheMonitor } from '../../src/agent/cache-monitor.js';
 import { AgentMetrics } from '../../src/agent/metrics.js';
@@ -10,7 +12,7 @@ import { syncStatusAfter } from '../../src/hub/sync/status.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import type { wire } from '../../src/tunnel/index.js';
-import { silentLogger, tempDir } from './support.js';
+import { silentLogger, tempDir, waitFor } from './support.js';
 
 // The cache policy: size and limit reported, a desired state the hub has not
 // confirmed for longer than maxAge reported stale (and fresh again once it
@@ -60,6 +62,105 @@ describe('CacheMonitor', () => {
     report = await monitor.check();
     expect(report).toMatchObject({ stale: false, confirmedAtUnixMs: 1_060_001 });
     expect(await gauge(metrics, 'hawser_agent_cache_stale')).toBe(0);
+  });
+});
+
+async function counter(metrics: AgentMetrics, name: string): Promise<number> {
+  return gauge(metrics, name);
+}
+
+function capturingLogger(): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  return { logger: pino({ level: 'info' }, { write: (line: string) => lines.push(JSON.parse(line) as Record<string, unknown>) }), lines };
+}
+
+describe('CacheMonitor: disk use bounded', () => {
+  it('keeps the newest quarantines within the file cap, drops the oldest (logged, counted), and counts the kept ones in the reported size', async () => {
+    const dir = await tempDir('cache-quarantine-cap');
+    cleanups.push(() => dir.remove());
+    const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
+    cleanups.push(() => cache.close());
+    // A disk that keeps flipping bytes: a damaged-records file a minute, and one damaged database moved aside in between.
+    const made: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      await cache.put(`desired/o/${i}`, { i });
+      made.push(await cache.quarantineEntries([{ key: `desired/o/${i}`, raw: 'x'.repeat(1000), reason: 'checksum mismatch' }], [], Date.UTC(2026, 0, 1, 0, i)));
+    }
+    const database = join(dir.path, 'db.quarantine-2026-01-01T00-02-30-000Z');
+    await mkdir(database);
+    await writeFile(join(database, '000005.ldb'), Buffer.alloc(3000));
+    const { logger, lines } = capturingLogger();
+    const metrics = new AgentMetrics();
+    const monitor = new CacheMonitor({ cache, metrics, logger, limitBytes: 0, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false, quarantineMaxFiles: 3 });
+
+    const report = await monitor.check();
+    const left = (await readdir(dir.path)).filter((n) => n.startsWith('db.quarantine-')).sort();
+    expect(left).toEqual(made.slice(3).map((p) => basename(p)).sort());
+    expect(await counter(metrics, 'hawser_agent_cache_quarantines_dropped_total')).toBe(4);
+    const dropped = lines.filter((l) => l['code'] === 'HAWSER_CACHE_QUARANTINE_DROPPED');
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]).toMatchObject({ dropped: 4, maxFiles: 3 });
+    // Reported disk use: the database plus what is kept beside it.
+    const kept = (await cache.quarantines()).reduce((n, q) => n + q.bytes, 0);
+    expect(kept).toBeGreaterThan(3000);
+    expect(report.sizeBytes).toBe((await cache.sizeOnDisk()) + kept);
+    expect(await gauge(metrics, 'hawser_agent_cache_quarantine_bytes')).toBe(kept);
+    expect(await gauge(metrics, 'hawser_agent_cache_size_bytes')).toBe(report.sizeBytes);
+  });
+
+  it('keeps the quarantines within their byte budget (an eighth of --cache-size-limit), dropping the oldest first, a damaged database included', async () => {
+    const dir = await tempDir('cache-quarantine-bytes');
+    cleanups.push(() => dir.remove());
+    const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
+    cleanups.push(() => cache.close());
+    const database = join(dir.path, 'db.quarantine-2026-01-01T00-00-00-000Z');
+    await mkdir(join(database, 'lost'), { recursive: true });
+    await writeFile(join(database, 'lost', '000005.ldb'), Buffer.alloc(40_000));
+    const newer = await cache.quarantineEntries([{ key: 'desired/o/1', raw: 'y'.repeat(20_000), reason: 'not JSON' }], [], Date.UTC(2026, 0, 1, 1));
+    const metrics = new AgentMetrics();
+    // 400,000 / 8 = 50,000 bytes: the 20 KB file fits, the 40 KB database beside it does not.
+    const monitor = new CacheMonitor({ cache, metrics, logger: silentLogger, limitBytes: 400_000, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false });
+    await monitor.check();
+    expect((await cache.quarantines()).map((q) => q.path)).toEqual([newer]);
+    expect(await counter(metrics, 'hawser_agent_cache_quarantines_dropped_total')).toBe(1);
+  });
+
+  it('a quarantine made by the receiver is trimmed at once, not at the next interval', async () => {
+    const dir = await tempDir('cache-quarantine-event');
+    cleanups.push(() => dir.remove());
+    const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
+    cleanups.push(() => cache.close());
+    for (let i = 0; i < 3; i++) await cache.quarantineEntries([{ key: `k${i}`, raw: 'z', reason: 'r' }], [], Date.UTC(2026, 0, 1, 0, i));
+    const receiver = new SyncReceiver(cache, silentLogger, () => Date.UTC(2026, 0, 1, 1));
+    const metrics = new AgentMetrics();
+    // Constructed for its subscription to the receiver's 'quarantined' event.
+    // Constructed for its subscription to the receiver's 'quarantined' event.
+    new CacheMonitor({ cache, receiver, metrics, logger: silentLogger, limitBytes: 0, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false, quarantineMaxFiles: 2 });
+    receiver.emit('quarantined', { keys: ['k'], path: 'x' });
+    await waitFor('the oldest quarantine dropped', async () => (await counter(metrics, 'hawser_agent_cache_quarantines_dropped_total')) === 1);
+    expect(await cache.quarantines()).toHaveLength(2);
+  });
+
+  it('compacts a database whose files take more than --cache-size-limit on disk; every acknowledged record is still there', async () => {
+    const dir = await tempDir('cache-compact');
+    cleanups.push(() => dir.remove());
+    const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
+    cleanups.push(() => cache.close());
+    // 200 durable rewrites of 20 records of 5 KB: about 1 MB of write-ahead log for 100 KB of live records.
+    for (let round = 0; round < 10; round++) for (let i = 0; i < 20; i++) await cache.put(`desired/o/${i}`, { round, data: String(round).repeat(5000) });
+    const limitBytes = 400_000;
+    expect(await cache.sizeOnDisk()).toBeGreaterThan(limitBytes);
+    const { logger, lines } = capturingLogger();
+    const metrics = new AgentMetrics();
+    const monitor = new CacheMonitor({ cache, metrics, logger, limitBytes, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false });
+    const report = await monitor.check();
+    expect(report.sizeBytes).toBeLessThanOrEqual(limitBytes);
+    expect(await counter(metrics, 'hawser_agent_cache_compactions_total')).toBe(1);
+    expect(lines.some((l) => l['code'] === 'HAWSER_SYNC_CACHE_FULL')).toBe(false);
+    for (let i = 0; i < 20; i++) expect(await cache.get(`desired/o/${i}`)).toEqual({ round: 9, data: '9'.repeat(5000) });
+    // Under the limit now: the next check does not compact again.
+    await monitor.check();
+    expect(await counter(metrics, 'hawser_agent_cache_compactions_total')).toBe(1);
   });
 });
 
