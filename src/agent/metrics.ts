@@ -42,6 +42,8 @@ export class AgentMetrics {
   /** Compactions run because the database took more than --cache-size-limit on disk. */
   readonly cacheCompactions = new AgentCounter<never>();
   readonly cacheQuarantineBytes = new AgentGauge();
+  /** Reconcile passes skipped because the hub was unreachable and --use-cache-when-disconnected=false. */
+  readonly applyPassesSkipped = new AgentCounter<never>();
   readonly cacheSizeBytes = new AgentGauge();
   readonly cacheDesiredBytes = new AgentGauge();
   readonly cacheSizeLimitBytes = new AgentGauge();
@@ -70,6 +72,7 @@ export class AgentMetrics {
     for (const { labels, value } of this.cacheQuarantines.values.values()) quarantines.inc(labels, value);
     const counters: Array<[string, string, AgentCounter<never>]> = [
       ['hawser_agent_cache_quarantines_dropped_total', 'Quarantined offline cache data removed, oldest first, because the quarantines beside the database passed their cap (files or bytes).', this.cacheQuarantinesDropped],
+      ['hawser_agent_apply_passes_skipped_total', 'Reconcile passes of the cached desired state skipped because the hub was unreachable and --use-cache-when-disconnected=false.', this.applyPassesSkipped],
       ['hawser_agent_cache_compactions_total', "Compactions of the offline cache's database run because its files took more than --cache-size-limit on disk.", this.cacheCompactions],
     ];
     for (const [name, help, counter] of counters) new Counter({ name, help, registers: [registry] }).inc([...counter.values.values()].reduce((n, e) => n + e.value, 0));
