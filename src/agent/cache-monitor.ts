@@ -32,7 +32,7 @@ export interface CacheMonitorOptions {
   connected: () => boolean;
   /** Quarantines kept beside the database at most (newest kept). Default quarantineLimitDefaults. */
   quarantineMaxFiles?: number;
-  /** Their bytes at most; default: an eighth of limitBytes (256 MiB with no limit). */
+  /** Their bytes at most; default: an eighth of limitBytes (256 MiB with no limit), and never more than the room the database leaves under limitBytes. */
   quarantineMaxBytes?: number;
 }
 
@@ -71,12 +71,14 @@ export class CacheMonitor {
     const run = async (): Promise<number> => {
       const { cache, metrics, logger } = this.o;
       const maxFiles = this.o.quarantineMaxFiles ?? quarantineMaxFilesDefault;
-      const maxBytes = this.o.quarantineMaxBytes ?? quarantineMaxBytesFor(this.o.limitBytes);
+      // Quarantines give way to the desired state: within the limit, they get only the room the database leaves.
+      const room = this.o.limitBytes > 0 ? Math.max(0, this.o.limitBytes - (await cache.sizeOnDisk())) : Number.POSITIVE_INFINITY;
+      const maxBytes = Math.min(this.o.quarantineMaxBytes ?? quarantineMaxBytesFor(this.o.limitBytes), room);
       const dropped = await cache.trimQuarantines({ maxFiles, maxBytes });
       if (dropped.length > 0) {
         metrics.cacheQuarantinesDropped.inc({}, dropped.length);
         logger.warn(
-          { code: ErrorCode.CacheQuarantineDropped, dropped: dropped.length, droppedBytes: dropped.reduce((n, q) => n + q.bytes, 0), oldest: dropped.at(-1)!.path, maxFiles, maxBytes },
+          { code: ErrorCode.CacheQuarantineDropped, dropped: dropped.length, droppedBytes: dropped.reduce((n, q) => n + q.bytes, 0), oldest: dropped.at(-1)!.path, maxFiles, maxBytes, limitBytes: this.o.limitBytes },
           'offline cache: removed the oldest quarantined data past the cap (a disk that keeps damaging data should be replaced)',
         );
       }

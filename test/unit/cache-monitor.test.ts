@@ -125,6 +125,26 @@ describe('CacheMonitor: disk use bounded', () => {
     expect(await counter(metrics, 'hawser_agent_cache_quarantines_dropped_total')).toBe(1);
   });
 
+  it('quarantines give way to the desired state: within --cache-size-limit they get only the room the database leaves', async () => {
+    const dir = await tempDir('cache-quarantine-room');
+    cleanups.push(() => dir.remove());
+    const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
+    cleanups.push(() => cache.close());
+    for (let i = 0; i < 20; i++) await cache.put(`desired/o/${i}`, { data: 'd'.repeat(10_000) });
+    const older = await cache.quarantineEntries([{ key: 'desired/o/1', raw: 'a'.repeat(8_000), reason: 'not JSON' }], [], Date.UTC(2026, 0, 1, 0));
+    const newer = await cache.quarantineEntries([{ key: 'desired/o/2', raw: 'b'.repeat(8_000), reason: 'not JSON' }], [], Date.UTC(2026, 0, 1, 1));
+    const database = await cache.sizeOnDisk();
+    // An eighth of the limit would keep both; the room the database leaves keeps one.
+    const limitBytes = database + 12_000;
+    expect(limitBytes / 8).toBeGreaterThan(16_500);
+    const metrics = new AgentMetrics();
+    const monitor = new CacheMonitor({ cache, metrics, logger: silentLogger, limitBytes, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false });
+    const report = await monitor.check();
+    expect((await cache.quarantines()).map((q) => q.path)).toEqual([newer]);
+    expect((await cache.quarantines()).map((q) => q.path)).not.toContain(older);
+    expect(report.sizeBytes).toBeLessThanOrEqual(limitBytes);
+  });
+
   it('a quarantine made by the receiver is trimmed at once, not at the next interval', async () => {
     const dir = await tempDir('cache-quarantine-event');
     cleanups.push(() => dir.remove());
