@@ -123,6 +123,7 @@ export class CacheMonitor {
     await removeLeftovers(cache.dir);
     let databaseBytes = await cache.sizeOnDisk();
     if (this.o.limitBytes > 0 && databaseBytes > this.o.limitBytes) databaseBytes = await this.compact(databaseBytes);
+    if (receiver) receiver.databaseBytesOverLimit = this.o.limitBytes > 0 && databaseBytes > this.o.limitBytes ? databaseBytes : undefined;
     const sizeBytes = databaseBytes + (await this.trimQuarantines());
     const desiredBytes = receiver ? await receiver.desiredBytes().catch(() => 0) : 0;
     const confirmedAt = desired?.confirmedAt ?? 0;
@@ -169,7 +170,7 @@ export class CacheMonitor {
     metrics.cacheCompactions.inc({});
     const after = await cache.sizeOnDisk();
     const fields = { beforeBytes: before, afterBytes: after, limitBytes: this.o.limitBytes };
-    if (after > this.o.limitBytes) logger.warn({ code: ErrorCode.SyncCacheFull, ...fields }, 'offline cache: the database takes more than --cache-size-limit on disk even compacted');
+    if (after > this.o.limitBytes) logger.warn({ code: ErrorCode.SyncCacheFull, ...fields }, 'offline cache: the database takes more than --cache-size-limit on disk even compacted; objects that would grow the desired state are refused (HAWSER_SYNC_CACHE_FULL) until it is back under');
     else logger.info(fields, 'offline cache: the database took more than --cache-size-limit on disk; compacted');
     return after;
   }

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { type Logger, pino } from 'pino';
@@ -12,7 +13,7 @@ import { syncStatusAfter } from '../../src/hub/sync/status.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import type { wire } from '../../src/tunnel/index.js';
-import { silentLogger, tempDir, waitFor } from './support.js';
+import { silentLogger, tempDir, waitFor, wholeSyncObject } from './support.js';
 
 // The cache policy: size and limit reported, a desired state the hub has not
 // confirmed for longer than maxAge reported stale (and fresh again once it
@@ -181,6 +182,44 @@ describe('CacheMonitor: disk use bounded', () => {
     // Under the limit now: the next check does not compact again.
     await monitor.check();
     expect(await counter(metrics, 'hawser_agent_cache_compactions_total')).toBe(1);
+  });
+});
+
+describe('CacheMonitor: a database over the limit even compacted', () => {
+  it('refuses objects that would grow the desired state (HAWSER_SYNC_CACHE_FULL) and keeps taking what does not', async () => {
+    const dir = await tempDir('cache-over-limit');
+    cleanups.push(() => dir.remove());
+    const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
+    cleanups.push(() => cache.close());
+    const session = { clusterName: 'edge', negotiated: { protocolVersion: 1, features: new Set([Feature.Sync]) }, send: () => Promise.resolve(), ended: new AbortController().signal };
+    const cm = (name: string, data: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'default' }, data: { k: data } });
+    // Desired objects, and beside them records that do not count as desired state (here: one of data that does not compress).
+    const filler = await new SyncReceiver(cache, silentLogger, () => 1).handlerFactory()(session);
+    await filler.handle({ $case: 'syncBegin', value: { incarnation: 'hub-1', fromRevision: 0, snapshot: true, toRevision: 1, reason: 'first-sync' } });
+    for (let i = 0; i < 20; i++) await filler.handle({ $case: 'syncObject', value: wholeSyncObject(cm(`cm-${i}`, randomBytes(8).toString('hex'))) });
+    await filler.handle({ $case: 'syncEnd', value: { revision: 1, sequence: 1, partial: false } });
+    await cache.put('other/blob', randomBytes(40_000).toString('base64'));
+    await cache.compact();
+    const desiredBytes = await new SyncReceiver(cache, silentLogger, () => 1).desiredBytes();
+    const compacted = await cache.sizeOnDisk();
+    expect(compacted).toBeGreaterThan(desiredBytes + 2_000);
+    const limitBytes = desiredBytes + 1_000;
+
+    const receiver = new SyncReceiver(cache, silentLogger, () => 2, { maxCacheBytes: limitBytes });
+    const monitor = new CacheMonitor({ cache, receiver, metrics: new AgentMetrics(), logger: silentLogger, limitBytes, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false });
+    await monitor.check();
+    expect(receiver.databaseBytesOverLimit).toBeGreaterThan(limitBytes);
+    const h = receiver.handlerFactory()(session);
+    await h.handle({ $case: 'syncBegin', value: { incarnation: 'hub-1', fromRevision: 1, snapshot: false, toRevision: 2, reason: '' } });
+    // A new object fits the desired-state count but would grow a database already past the limit: refused.
+    await h.handle({ $case: 'syncObject', value: wholeSyncObject(cm('new', 'x'), { revision: 2 }) });
+    // One that shrinks is taken.
+    await h.handle({ $case: 'syncObject', value: wholeSyncObject(cm('cm-0', ''), { revision: 2 }) });
+    await h.handle({ $case: 'syncEnd', value: { revision: 2, sequence: 1, partial: false } });
+    const desired = await receiver.desired();
+    expect(desired.refused.map((r) => [r.key.name, r.code])).toEqual([['new', 'HAWSER_SYNC_CACHE_FULL']]);
+    expect(desired.objects.find((o) => o.object.metadata.name === 'cm-0')?.object).toEqual(cm('cm-0', ''));
+    expect(desired.objects).toHaveLength(20);
   });
 });
 
