@@ -3,7 +3,7 @@ import { cp, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/pr
 import { basename, dirname, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { LRUCache } from 'lru-cache';
-import { ensurePrivateDir, writeFileAtomic } from './files.js';
+import { ensurePrivateDir, syncDir, writeFileAtomic } from './files.js';
 
 // The agent's durable memory: identity, credential, and (later) desired
 // manifests. LevelDB underneath, an LRU in front for hot reads. Each value
@@ -206,6 +206,7 @@ export class OfflineCache {
    * throw CacheCorruptError with the directory left exactly as it was.
    */
   static async open(options: OfflineCacheOptions): Promise<OfflineCache> {
+    await OfflineCache.finishSwap(options.dir);
     await ensurePrivateDir(options.dir);
     const files = (await readdir(options.dir)).filter((f) => f !== 'LOCK' && f !== 'LOG' && f !== 'LOG.old');
     const hasData = files.length > 0;
@@ -320,6 +321,7 @@ export class OfflineCache {
     const epoch = this.writeEpoch;
     let raw: string | undefined;
     try {
+      await this.swapping;
       raw = await this.db.get(key);
     } catch (err) {
       throw levelError(err);
@@ -353,17 +355,21 @@ export class OfflineCache {
    */
   async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
     const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.value, op.hot ?? true) } : op));
+    while (this.compacting) await this.compacting.catch(() => undefined);
     if (this.broken) await this.reopen();
     this.writeEpoch++;
+    const write = this.db.batch(
+      encoded.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, value: op.stored } : { type: 'del' as const, key: op.key })),
+      { sync: options.durable ?? true },
+    );
+    this.writing.add(write);
     try {
-      await this.db.batch(
-        encoded.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, value: op.stored } : { type: 'del' as const, key: op.key })),
-        { sync: options.durable ?? true },
-      );
+      await write;
     } catch (err) {
       if ((err as { code?: string }).code !== 'LEVEL_DATABASE_NOT_OPEN') this.broken = true;
       throw levelError(err);
     } finally {
+      this.writing.delete(write);
       // Whether it landed or not, what the LRU held for these keys may be stale now.
       for (const op of encoded) this.lru.delete(op.key);
       this.writeEpoch++;
@@ -400,12 +406,14 @@ export class OfflineCache {
   }
 
   /** Entries in a key range, in key order (or reverse), as of one moment; checksums verified. */
-  range<T>(range: CacheRange): Promise<Array<[string, T]>> {
+  async range<T>(range: CacheRange): Promise<Array<[string, T]>> {
+    await this.swapping;
     return readRange<T>(this.db, range, undefined);
   }
 
   /** As range, but a record that fails its checksum is returned apart instead of failing the read. */
-  scan<T>(range: CacheRange): Promise<ScanResult<T>> {
+  async scan<T>(range: CacheRange): Promise<ScanResult<T>> {
+    await this.swapping;
     return scanRange<T>(this.db, range, undefined);
   }
 
@@ -413,6 +421,7 @@ export class OfflineCache {
   async keys(range: CacheRange): Promise<string[]> {
     const options = Object.fromEntries(Object.entries(range).filter(([, v]) => v !== undefined));
     const out: string[] = [];
+    await this.swapping;
     try {
       for await (const key of this.db.keys(options)) out.push(key);
     } catch (err) {
@@ -462,6 +471,7 @@ export class OfflineCache {
    * on against the new one.
    */
   async salvageInPlace(now: () => number = Date.now): Promise<CacheQuarantine> {
+    await this.compacting?.catch(() => undefined);
     await this.reopening?.catch(() => undefined);
     await this.db.close();
     const path = await OfflineCache.moveAside(this.dir, now);
@@ -518,18 +528,102 @@ export class OfflineCache {
     return dropped;
   }
 
+  /** Set while compact() rewrites the database: writes wait for it. */
+  private compacting: Promise<void> | undefined;
+  /** Writes under way (compact() waits for them before it copies). */
+  private readonly writing = new Set<Promise<unknown>>();
+
   /**
-   * Has LevelDB rewrite the whole key range: overwritten and deleted
-   * versions and the write-ahead log go, so the files shrink to about
-   * what the live records take.
+   * Rewrites the database with only its live records: overwritten and
+   * deleted versions and the write-ahead log go. (LevelDB's compactRange
+   * leaves a table at its last level as it is, old versions and all.) The
+   * records are copied as stored into <dir>.compact-*, made durable, and
+   * swapped in by two renames; open() finishes or undoes a swap a crash
+   * cut. Writes wait meanwhile; reads go on. Takes about the live bytes
+   * again on disk while it runs.
    */
-  async compact(): Promise<void> {
+  compact(): Promise<void> {
+    this.compacting ??= this.rewrite().finally(() => (this.compacting = undefined));
+    return this.compacting;
+  }
+
+  private async rewrite(): Promise<void> {
     await this.reopening?.catch(() => undefined);
+    await Promise.allSettled([...this.writing]);
+    const suffix = randomBytes(4).toString('hex');
+    const copy = `${this.dir}.compact-${suffix}`;
+    await ensurePrivateDir(copy);
+    const fresh = OfflineCache.level(copy);
     try {
-      await this.db.compactRange('', '\uffff');
+      await fresh.open({ createIfMissing: true });
+      let ops: Array<{ type: 'put'; key: string; value: string }> = [];
+      let bytes = 0;
+      // Every batch durable: the copy is whole on disk before it is swapped in.
+      for await (const [key, value] of this.db.iterator()) {
+        ops.push({ type: 'put', key, value });
+        bytes += key.length + value.length;
+        if (bytes >= 1024 * 1024) {
+          await fresh.batch(ops, { sync: true });
+          ops = [];
+          bytes = 0;
+        }
+      }
+      if (ops.length > 0) await fresh.batch(ops, { sync: true });
+      await fresh.close();
     } catch (err) {
+      await fresh.close().catch(() => undefined);
+      await rm(copy, { recursive: true, force: true });
       throw levelError(err);
     }
+    const old = `${this.dir}.old-${suffix}`;
+    let swapped!: () => void;
+    // Reads wait out the moment no database is open (they go on against the old one until then).
+    this.swapping = new Promise<void>((resolve) => (swapped = resolve));
+    try {
+      await this.swap(copy, old);
+    } finally {
+      this.swapping = undefined;
+      swapped();
+    }
+    await rm(old, { recursive: true, force: true });
+  }
+
+  /** Reads wait on this while compact() swaps the database. */
+  private swapping: Promise<void> | undefined;
+
+  private async swap(copy: string, old: string): Promise<void> {
+    await this.db.close();
+    try {
+      await rename(this.dir, old);
+      await rename(copy, this.dir);
+      await syncDir(dirname(this.dir));
+    } catch (err) {
+      // Undo what was done; the old database opens again as it was.
+      if (!(await stat(this.dir).then(() => true, () => false))) await rename(old, this.dir).catch(() => undefined);
+      await rm(copy, { recursive: true, force: true });
+      await this.db.open({ createIfMissing: false });
+      throw err;
+    }
+    const next = OfflineCache.level(this.dir);
+    await next.open({ createIfMissing: false });
+    this.db = next;
+    this.lru.clear();
+    this.writeEpoch++;
+  }
+
+  /**
+   * A compaction's swap cut by a crash: with the database directory gone,
+   * the old one (whole) goes back; with it there, the swap finished and the
+   * old one goes. A copy never swapped in is removed.
+   */
+  private static async finishSwap(dir: string): Promise<void> {
+    const parent = dirname(dir);
+    const base = basename(dir);
+    const names = await readdir(parent).catch(() => [] as string[]);
+    const olds = names.filter((n) => n.startsWith(`${base}.old-`));
+    if (!names.includes(base) && olds.length === 1) await rename(join(parent, olds[0]!), dir);
+    else for (const n of olds) await rm(join(parent, n), { recursive: true, force: true });
+    for (const n of names.filter((n) => n.startsWith(`${base}.compact-`))) await rm(join(parent, n), { recursive: true, force: true });
   }
 
   async delete(key: string): Promise<void> {
@@ -538,6 +632,7 @@ export class OfflineCache {
 
   async close(): Promise<void> {
     this.lru.clear();
+    await this.compacting?.catch(() => undefined);
     await this.reopening?.catch(() => undefined);
     await this.db.close();
   }

@@ -13,6 +13,7 @@ import { syncStatusAfter } from '../../src/hub/sync/status.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import type { wire } from '../../src/tunnel/index.js';
+import { mountSmallDisk } from '../../src/testkit/index.js';
 import { silentLogger, tempDir, waitFor, wholeSyncObject } from './support.js';
 
 // The cache policy: size and limit reported, a desired state the hub has not
@@ -182,6 +183,29 @@ describe('CacheMonitor: disk use bounded', () => {
     // Under the limit now: the next check does not compact again.
     await monitor.check();
     expect(await counter(metrics, 'hawser_agent_cache_compactions_total')).toBe(1);
+  });
+});
+
+describe('CacheMonitor on a small real disk', () => {
+  it('a disk that keeps flipping bytes: rewrites and quarantines round after round stay within --cache-size-limit, and the 3 MB disk never fills', async () => {
+    const disk = await mountSmallDisk(3 * 1024 * 1024);
+    cleanups.push(() => disk.close());
+    const cache = await OfflineCache.open({ dir: join(disk.path, 'db') });
+    cleanups.push(() => cache.close());
+    const limitBytes = 1024 * 1024;
+    const metrics = new AgentMetrics();
+    const monitor = new CacheMonitor({ cache, metrics, logger: silentLogger, limitBytes, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false });
+    // 40 rounds of 100 KB rewritten and 64 KB quarantined: 6.5 MB written in all, on a 3 MB disk.
+    for (let round = 0; round < 40; round++) {
+      for (let i = 0; i < 20; i++) await cache.put(`desired/o/${i}`, { round, data: randomBytes(2_500).toString('hex') });
+      await cache.quarantineEntries([{ key: `desired/o/${round % 20}`, raw: randomBytes(32_768).toString('hex'), reason: 'checksum mismatch' }], [], Date.UTC(2026, 0, 1, 0, round));
+      const report = await monitor.check();
+      expect(report.sizeBytes).toBeLessThanOrEqual(limitBytes);
+    }
+    expect(await counter(metrics, 'hawser_agent_cache_quarantines_dropped_total')).toBeGreaterThan(0);
+    expect(await counter(metrics, 'hawser_agent_cache_compactions_total')).toBeGreaterThan(0);
+    // Every record written last (and not quarantined) reads back.
+    expect(await cache.get(`desired/o/0`)).toMatchObject({ round: 39 });
   });
 });
 
