@@ -165,7 +165,13 @@ export class CacheMonitor {
    */
   private async compact(before: number): Promise<number> {
     const { cache, metrics, logger } = this.o;
-    await cache.compact();
+    try {
+      await cache.compact();
+    } catch (err) {
+      // No room for the copy, say: the database stays as it was; the rest of the check goes on.
+      logger.warn({ code: ErrorCode.SyncCacheFull, err: (err as Error).message, beforeBytes: before, limitBytes: this.o.limitBytes }, 'offline cache: cannot compact the database (left as it was); trying again at the next cleanup interval');
+      return before;
+    }
     this.compactions++;
     metrics.cacheCompactions.inc({});
     const after = await cache.sizeOnDisk();

@@ -209,6 +209,31 @@ describe('CacheMonitor on a small real disk', () => {
   });
 });
 
+describe('CacheMonitor: no room to compact', () => {
+  it('a compaction that fails for a full disk leaves the database as it was, and the check still reports', async () => {
+    const disk = await mountSmallDisk(2 * 1024 * 1024);
+    cleanups.push(() => disk.close());
+    const cache = await OfflineCache.open({ dir: join(disk.path, 'db') });
+    cleanups.push(() => cache.close());
+    for (let i = 0; i < 20; i++) await cache.put(`desired/o/${i}`, { data: randomBytes(5_000).toString('hex') });
+    const before = await cache.sizeOnDisk();
+    await disk.fill(0);
+    const { logger, lines } = capturingLogger();
+    const metrics = new AgentMetrics();
+    const monitor = new CacheMonitor({ cache, metrics, logger, limitBytes: 100_000, maxAgeMs: 0, cleanupIntervalMs: 10_000, connected: () => false });
+    const report = await monitor.check();
+    expect(report.sizeBytes).toBe(before);
+    expect(await counter(metrics, 'hawser_agent_cache_compactions_total')).toBe(0);
+    expect(lines.some((l) => l['code'] === 'HAWSER_SYNC_CACHE_FULL' && /cannot compact/.test(String(l['msg'])))).toBe(true);
+    expect((await readdir(disk.path)).filter((n) => n.startsWith('db.'))).toEqual([]);
+    await disk.unfill();
+    for (let i = 0; i < 20; i++) expect(await cache.get(`desired/o/${i}`)).toMatchObject({ data: expect.any(String) });
+    // Room again: the next check compacts.
+    await monitor.check();
+    expect(await counter(metrics, 'hawser_agent_cache_compactions_total')).toBe(1);
+  });
+});
+
 describe('CacheMonitor: a database over the limit even compacted', () => {
   it('refuses objects that would grow the desired state (HAWSER_SYNC_CACHE_FULL) and keeps taking what does not', async () => {
     const dir = await tempDir('cache-over-limit');
