@@ -321,8 +321,7 @@ export class OfflineCache {
     const epoch = this.writeEpoch;
     let raw: string | undefined;
     try {
-      await this.swapping;
-      raw = await this.db.get(key);
+      raw = await this.reading((db) => db.get(key));
     } catch (err) {
       throw levelError(err);
     }
@@ -406,36 +405,61 @@ export class OfflineCache {
   }
 
   /** Entries in a key range, in key order (or reverse), as of one moment; checksums verified. */
-  async range<T>(range: CacheRange): Promise<Array<[string, T]>> {
-    await this.swapping;
-    return readRange<T>(this.db, range, undefined);
+  range<T>(range: CacheRange): Promise<Array<[string, T]>> {
+    return this.reading((db) => readRange<T>(db, range, undefined));
   }
 
   /** As range, but a record that fails its checksum is returned apart instead of failing the read. */
-  async scan<T>(range: CacheRange): Promise<ScanResult<T>> {
-    await this.swapping;
-    return scanRange<T>(this.db, range, undefined);
+  scan<T>(range: CacheRange): Promise<ScanResult<T>> {
+    return this.reading((db) => scanRange<T>(db, range, undefined));
   }
 
   /** Keys in a range, without reading their values. */
   async keys(range: CacheRange): Promise<string[]> {
     const options = Object.fromEntries(Object.entries(range).filter(([, v]) => v !== undefined));
     const out: string[] = [];
-    await this.swapping;
     try {
-      for await (const key of this.db.keys(options)) out.push(key);
+      await this.reading(async (db) => {
+        for await (const key of db.keys(options)) out.push(key);
+      });
     } catch (err) {
       throw levelError(err);
     }
     return out;
   }
 
-  /** A consistent view for several reads (LevelDB snapshot). */
+  /** Reads and views under way: compact() closes the database only once they are done. */
+  private readonly reads = new Set<Promise<unknown>>();
+
+  /** A read on the open database, after any swap under way, that a swap waits for. */
+  private async reading<T>(read: (db: ClassicLevel<string, string>) => Promise<T>): Promise<T> {
+    while (this.swapping) await this.swapping;
+    const done = read(this.db);
+    this.reads.add(done);
+    try {
+      return await done;
+    } finally {
+      this.reads.delete(done);
+    }
+  }
+
+  /**
+   * A consistent view for several reads (LevelDB snapshot), taken at its
+   * first read (after any swap under way); a swap waits until it is closed.
+   */
   view(): CacheView {
-    const db = this.db;
-    const snapshot = db.snapshot();
+    let closed!: () => void;
+    const open = new Promise<void>((resolve) => (closed = resolve));
+    let taken: Promise<{ db: ClassicLevel<string, string>; snapshot: LevelSnapshot }> | undefined;
+    const take = () =>
+      (taken ??= (async () => {
+        while (this.swapping) await this.swapping;
+        this.reads.add(open);
+        return { db: this.db, snapshot: this.db.snapshot() };
+      })());
     return {
       async get<T>(key: string): Promise<T | undefined> {
+        const { db, snapshot } = await take();
         let raw: string | undefined;
         try {
           raw = await db.get(key, { snapshot });
@@ -444,9 +468,19 @@ export class OfflineCache {
         }
         return raw === undefined ? undefined : decodeEnvelope<T>(key, raw);
       },
-      range: <T>(range: CacheRange) => readRange<T>(db, range, snapshot),
-      scan: <T>(range: CacheRange) => scanRange<T>(db, range, snapshot),
-      close: () => snapshot.close(),
+      range: async <T>(range: CacheRange) => {
+        const { db, snapshot } = await take();
+        return readRange<T>(db, range, snapshot);
+      },
+      scan: async <T>(range: CacheRange) => {
+        const { db, snapshot } = await take();
+        return scanRange<T>(db, range, snapshot);
+      },
+      close: async () => {
+        if (taken) await (await taken).snapshot.close();
+        this.reads.delete(open);
+        closed();
+      },
     };
   }
 
@@ -577,9 +611,10 @@ export class OfflineCache {
     }
     const old = `${this.dir}.old-${suffix}`;
     let swapped!: () => void;
-    // Reads wait out the moment no database is open (they go on against the old one until then).
+    // New reads wait out the swap; those under way (and open views) finish on the old database first.
     this.swapping = new Promise<void>((resolve) => (swapped = resolve));
     try {
+      await Promise.allSettled([...this.reads]);
       await this.swap(copy, old);
     } finally {
       this.swapping = undefined;

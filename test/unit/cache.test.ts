@@ -142,6 +142,27 @@ describe('OfflineCache', () => {
     await again.close();
   });
 
+  it('compact() waits for a view open on the old database; reads go on meanwhile, and see the same records after', async () => {
+    const path = await dir();
+    const cache = await OfflineCache.open({ dir: path });
+    for (let round = 0; round < 3; round++) for (let i = 0; i < 10; i++) await cache.put(`o/${i}`, { round });
+    const view = cache.view();
+    expect(await view.get('o/1')).toEqual({ round: 2 });
+    let compacted = false;
+    const compacting = cache.compact().then(() => (compacted = true));
+    // The view reads on through the copy; the swap cannot happen under it.
+    expect((await view.range({ gte: 'o/', lt: 'o/~' })).length).toBe(10);
+    expect(await cache.get('o/3')).toEqual({ round: 2 });
+    expect(compacted).toBe(false);
+    await view.close();
+    await compacting;
+    expect(await cache.range({ gte: 'o/', lt: 'o/~' })).toEqual([...Array(10).keys()].map((i) => [`o/${i}`, { round: 2 }]));
+    const after = cache.view();
+    expect(await after.get('o/9')).toEqual({ round: 2 });
+    await after.close();
+    await cache.close();
+  });
+
   it("a compaction's swap cut by a crash: open() puts the old database back when the new one was not renamed in yet, and drops leftovers", async () => {
     const path = await dir();
     const cache = await OfflineCache.open({ dir: path });
