@@ -443,19 +443,20 @@ export class OfflineCache {
     }
   }
 
-  /**
-   * A consistent view for several reads (LevelDB snapshot), taken at its
-   * first read (after any swap under way); a swap waits until it is closed.
-   */
+  /** A consistent view for several reads (LevelDB snapshot); a compaction's swap waits until it is closed. */
   view(): CacheView {
     let closed!: () => void;
     const open = new Promise<void>((resolve) => (closed = resolve));
-    let taken: Promise<{ db: ClassicLevel<string, string>; snapshot: LevelSnapshot }> | undefined;
+    const takeNow = () => {
+      this.reads.add(open);
+      return { db: this.db, snapshot: this.db.snapshot() };
+    };
+    // As of now; during a compaction's swap (writes wait for it: nothing changes meanwhile), once it is done.
+    let taken: Promise<{ db: ClassicLevel<string, string>; snapshot: LevelSnapshot }> | undefined = this.swapping ? undefined : Promise.resolve(takeNow());
     const take = () =>
       (taken ??= (async () => {
         while (this.swapping) await this.swapping;
-        this.reads.add(open);
-        return { db: this.db, snapshot: this.db.snapshot() };
+        return takeNow();
       })());
     return {
       async get<T>(key: string): Promise<T | undefined> {
