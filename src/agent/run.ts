@@ -375,6 +375,7 @@ export async function startAgent(
     logger: deps.logger,
     intervalMs: o.applyIntervalMs,
     applyWhileDisconnected: o.useCacheWhenDisconnected,
+    metrics,
     cacheReport: () => monitor.report(),
     ...(deps.clock ? { clock: deps.clock } : {}),
   });
