@@ -4,8 +4,8 @@ import { readFile } from 'node:fs/promises';
 import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { parse } from 'yaml';
-import { boundedText } from '../api/index.js';
+import { createRequire } from 'node:module';
+import { boundedText } from '../api/core.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 
 // The agent's way to credentials for its own API server. @kubernetes/client-node's
@@ -18,6 +18,12 @@ import { ErrorCode, HawserError } from '../tunnel/index.js';
 //
 // client-node's KubeConfig also satisfies KubeAccess, so tools and tests that
 // already hold one can pass it where the agent takes a KubeAccess.
+
+// yaml costs ~6 MB of RSS once loaded; an agent in its own cluster (the
+// service account) never reads a kubeconfig file, so yaml loads only when one
+// is parsed (synchronously: loading is synchronous here, and yaml ships CommonJS).
+const requireModule = createRequire(import.meta.url);
+const parseYaml = (text: string): unknown => (requireModule('yaml') as typeof import('yaml')).parse(text);
 
 /** What a request to the API server needs: where, and how to authenticate. */
 export interface KubeAccess {
@@ -146,7 +152,7 @@ export class LeanKubeConfig implements KubeAccess {
   static fromText(text: string, source: string, baseDir: string, now: () => number = Date.now): LeanKubeConfig {
     let doc: unknown;
     try {
-      doc = parse(text);
+      doc = parseYaml(text);
     } catch (cause) {
       throw new HawserError(ErrorCode.InvalidOption, `kubeconfig ${source}: not YAML: ${boundedText((cause as Error).message, 200)}`, { cause });
     }
