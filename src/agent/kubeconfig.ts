@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { boundedText } from '../api/core.js';
+import { parseKubeconfigYaml } from './kubeconfig-yaml.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 
 // The agent's way to credentials for its own API server. @kubernetes/client-node's
@@ -19,11 +20,12 @@ import { ErrorCode, HawserError } from '../tunnel/index.js';
 // client-node's KubeConfig also satisfies KubeAccess, so tools and tests that
 // already hold one can pass it where the agent takes a KubeAccess.
 
-// yaml costs ~6 MB of RSS once loaded; an agent in its own cluster (the
-// service account) never reads a kubeconfig file, so yaml loads only when one
-// is parsed (synchronously: loading is synchronous here, and yaml ships CommonJS).
+// yaml costs ~6 MB of RSS once loaded, to read a file of a few KB: a kubeconfig
+// in the block YAML kubectl writes is read without it (kubeconfig-yaml.ts), and
+// yaml loads only for anything else (synchronously, as all of this is; yaml
+// ships CommonJS).
 const requireModule = createRequire(import.meta.url);
-const parseYaml = (text: string): unknown => (requireModule('yaml') as typeof import('yaml')).parse(text);
+const parseYaml = (text: string): unknown => parseKubeconfigYaml(text) ?? (requireModule('yaml') as typeof import('yaml')).parse(text);
 
 /** What a request to the API server needs: where, and how to authenticate. */
 export interface KubeAccess {
