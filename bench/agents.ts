@@ -125,6 +125,7 @@ const { values: flags } = parseArgs({
     'agent-cache-root': { type: 'string', default: existsSync('/dev/shm') ? '/dev/shm' : tmpdir() },
     'hub-cpu-prof': { type: 'string' },
     'heap-snapshot': { type: 'string' },
+    'hawser-bin': { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -144,6 +145,8 @@ if (flags.help) {
   --agent-cache-root DIR     where the agents' LevelDB caches go (default /dev/shm: agents' fsyncs
                              stay off the disk the hub writes to, as on real, separate machines)
   --hub-cpu-prof DIR         write the hub's V8 CPU profile (node --cpu-prof) into DIR
+  --hawser-bin PATH          the hub to measure (default: this checkout's bin/hawser.js), e.g. a built
+                             main to compare with; the agents are always this checkout's
   --heap-snapshot DIR        write heap snapshots of the server (hub and bare) into DIR, idle and
                              loaded, after the RSS readings (compare them in Chrome DevTools)
   --keep-tmp                 keep the temp directories (hub data, logs, agent caches)`);
@@ -171,6 +174,7 @@ const args = {
   agentCacheRoot: flags['agent-cache-root'],
   keepTmp: flags['keep-tmp'],
   hubCpuProf: flags['hub-cpu-prof'],
+  hawserBin: flags['hawser-bin'] === undefined ? undefined : resolve(flags['hawser-bin']),
   heapSnapshotDir: flags['heap-snapshot'] === undefined ? undefined : resolve(flags['heap-snapshot']),
 };
 if (args.heapSnapshotDir) {
@@ -253,7 +257,7 @@ interface ServerProcess {
 
 async function startHub(dir: string, pki: BenchPki): Promise<ServerProcess> {
   const hub = await startBenchHub({
-    bin: join(repoRoot, 'bin/hawser.js'),
+    bin: args.hawserBin ?? join(repoRoot, 'bin/hawser.js'),
     dir,
     bootstrapToken,
     operatorToken,
