@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { SyncMode } from '../api/index.js';
+import type { SyncMode } from '../api/core.js';
 import { type Clock, ErrorCode, Feature, HawserError, type wire } from '../tunnel/index.js';
 import { ReconcileLoop } from './apply-loop.js';
 import type { Applier, ObjectReport, ReconcileReport } from './apply-report.js';

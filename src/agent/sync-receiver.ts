@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { defaultMaxObjectBytes, quoteBounded } from '../api/index.js';
+import { defaultMaxObjectBytes, quoteBounded } from '../api/core.js';
 import { CacheCorruptError, type CacheOp, type CacheView, type CorruptEntry, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
 import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, FrameDecompressor, HawserError, syncObjectId, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
