@@ -250,6 +250,7 @@ export async function startAgent(
     features: [
       Feature.Sync,
       Feature.LocalDigest,
+      Feature.ReportDelta,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
       ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude] : []),
     ],

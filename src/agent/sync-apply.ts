@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { SyncMode } from '../api/index.js';
 import { type Clock, ErrorCode, Feature, HawserError, type wire } from '../tunnel/index.js';
 import { ReconcileLoop } from './apply-loop.js';
+import { ApplyReportSender, type ReportSenderCounters } from './apply-report-delta.js';
 import type { Applier, ObjectReport, ReconcileReport } from './apply-report.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
 import type { PruneHold, Refusal, SyncReceiver } from './sync-receiver.js';
@@ -10,7 +11,9 @@ import type { PruneHold, Refusal, SyncReceiver } from './sync-receiver.js';
 // committed sync group and every intervalMs, also while the hub is
 // unreachable and after its own restart (the set is read from the cache).
 // Each pass's report goes to the hub (ApplyReport) when a sync session is up;
-// a new session gets the last one at once.
+// a new session gets the last one at once. With "apply-report.delta" only the
+// rows changed since the report the hub acknowledged go, in bounded parts
+// (src/agent/apply-report-delta.ts).
 
 /** Feature gates the agent knows, as Clusternet's --feature-gates. */
 export interface AgentFeatureGates {
@@ -59,6 +62,8 @@ export interface SyncApplyOptions {
 export class SyncApplyLoop {
   private readonly loop: ReconcileLoop;
   private session: AgentSessionContext | undefined;
+  /** The session's delta sender, when it negotiated "apply-report.delta". */
+  private reports: ApplyReportSender | undefined;
   private last: wire.ApplyReport | undefined;
   private readonly onCommitted = () => this.loop.trigger();
 
@@ -95,17 +100,36 @@ export class SyncApplyLoop {
     await this.loop.stop();
   }
 
-  /** For AgentCore.registerHandler: tracks the session the reports go to (takes no frames). */
+  /** What the current session's delta sender did (undefined without "apply-report.delta"). */
+  get reportCounters(): ReportSenderCounters | undefined {
+    return this.reports?.counters;
+  }
+
+  /** For AgentCore.registerHandler: tracks the session the reports go to, and takes the hub's acks of them. */
   handlerFactory(): AgentHandlerFactory {
     return (session) => {
+      const delta = session.negotiated.features.has(Feature.Sync) && session.negotiated.features.has(Feature.ReportDelta);
+      const reports = delta ? new ApplyReportSender((part) => this.transmit(session, part)) : undefined;
       if (session.negotiated.features.has(Feature.Sync)) {
         this.session = session;
+        this.reports = reports;
         session.ended.addEventListener('abort', () => {
-          if (this.session === session) this.session = undefined;
+          if (this.session === session) {
+            this.session = undefined;
+            this.reports = undefined;
+          }
         });
         if (this.last) this.send(this.last);
       }
-      const handler: AgentFrameHandler = { name: 'apply-report', kinds: [], queueLimit: 1, handle: () => undefined };
+      const handler: AgentFrameHandler = {
+        name: 'apply-report',
+        kinds: reports ? ['applyReportAck'] : [],
+        // One part is in flight at a time: one ack at a time.
+        queueLimit: 4,
+        handle: (frame) => {
+          if (frame.$case === 'applyReportAck') reports?.acked(frame.value);
+        },
+      };
       return handler;
     };
   }
@@ -134,6 +158,11 @@ export class SyncApplyLoop {
   private send(report: wire.ApplyReport): void {
     const session = this.session;
     if (!session) return;
+    if (this.reports) this.reports.submit(report);
+    else this.transmit(session, report);
+  }
+
+  private transmit(session: AgentSessionContext, report: wire.ApplyReport): void {
     session.send({ frame: { $case: 'applyReport', value: report } }).catch((err: unknown) => {
       this.options.logger.debug({ err: (err as Error).message }, 'apply report not sent; the next session gets the latest');
     });

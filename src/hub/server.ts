@@ -309,7 +309,7 @@ async function serve(
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,
       credentialTtlMs: o.credentialTtlMs,
-      features: [Feature.Sync, Feature.Chunks, Feature.CompressionDeflate, Feature.ProxyStreams, Feature.LocalDigest, Feature.ProxyPrelude],
+      features: [Feature.Sync, Feature.Chunks, Feature.CompressionDeflate, Feature.ProxyStreams, Feature.LocalDigest, Feature.ProxyPrelude, Feature.ReportDelta],
     },
     store,
     metrics,

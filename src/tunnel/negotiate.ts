@@ -33,6 +33,12 @@ export const Feature = {
   LocalDigest: 'sync.local-digest',
   /** A proxied request's head rides in its OpenStream (prelude): the agent starts it before the stream is open. */
   ProxyPrelude: 'proxy-prelude',
+  /**
+   * Apply reports in parts of at most 16 KiB, each acknowledged, carrying only
+   * the rows changed since the report the hub acknowledged last on the
+   * session (ApplyReport.part, ApplyReportAck).
+   */
+  ReportDelta: 'apply-report.delta',
 } as const;
 export type Feature = (typeof Feature)[keyof typeof Feature];
 

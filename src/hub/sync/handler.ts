@@ -7,7 +7,7 @@ import { type Entry, type HubStore, type KubeObject, parseResourceVersion } from
 import { ChunkWindow, chunkTag, planChunks, resumePointFor } from './chunks.js';
 import { type FeedChange, ManifestFanout } from './fanout.js';
 import { frameBytes, type ManifestContent, manifestContent, objectPayload, refusedObjectFrame, syncChunkFrame, syncObjectFrame } from './objects.js';
-import { readSyncStatus, writeApplyReport, writeSyncMode } from './status.js';
+import { maxStatusRows, readSyncStatus, writeApplyReport, writeSyncMode } from './status.js';
 
 // The hub's side of sync, one per session with the "sync" feature. The
 // revisioned log of a cluster is the store's watch of Manifests in the
@@ -82,6 +82,9 @@ export const defaultSyncOptions: SyncOptions = {
   inFlightBytes: 48 * 1024,
   maxObjectBytes: defaultMaxObjectBytes,
 };
+
+/** Parts of one apply report at most (the agent's rows fit 2 MiB: 128 parts of 16 KiB, rows larger than a part alone). */
+const maxReportParts = 1024;
 
 /** What sync sent, per cluster, over the hub's life (tests and benchmarks count bytes here). */
 export interface ClusterSyncCounters {
@@ -241,6 +244,15 @@ export class SessionSync implements FrameHandler {
   /** This session's sync bytes before and after compression: the ratio that sizes groups on the wire. */
   private rawSent = 0;
   private wireSent = 0;
+  /** Feature "apply-report.delta": reports come in parts, deltas against the last one written on this session. */
+  private readonly reportDelta: boolean;
+  /** The report the status's rows are now, on this session (a delta must name it); undefined: a full report is needed. */
+  private reportBase: number | undefined;
+  private largestReportFrame = 0;
+  /** The parts of a report received so far. */
+  private assembling: { id: number; baseId: number; count: number; next: number; rows: wire.ObjectApplyStatus[] } | undefined;
+  /** The cluster's dedicated namespace, read once (reports may come before the sync run has it). */
+  private namespaceRead: Promise<string> | undefined;
 
   constructor(
     private readonly session: SessionContext,
@@ -261,11 +273,18 @@ export class SessionSync implements FrameHandler {
     this.push = this.syncMode === 'Push';
     session.ended.addEventListener('abort', () => this.close(), { once: true });
     this.compressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameCompressor() : undefined;
+    this.reportDelta = this.enabled && session.negotiated.features.has(Feature.ReportDelta);
     if (this.enabled) void this.run().catch((err: unknown) => this.failed(err));
   }
 
-  admit(frame: wire.ConnectRequest['frame']): HawserError | undefined {
+  admit(frame: wire.ConnectRequest['frame'], frameBytes: number): HawserError | undefined {
     if (!this.enabled) return new HawserError(ErrorCode.UnexpectedFrame, `${frame?.$case} frame on a session without the "sync" feature`);
+    if (frame?.$case === 'applyReport' && this.metrics) {
+      const cluster = this.session.clusterName;
+      this.metrics.applyReportFrames.inc({ cluster });
+      this.metrics.applyReportBytes.inc({ cluster }, frameBytes);
+      if (frameBytes > this.largestReportFrame) this.metrics.applyReportLargestFrame.set({ cluster }, (this.largestReportFrame = frameBytes));
+    }
     return undefined;
   }
 
@@ -284,9 +303,64 @@ export class SessionSync implements FrameHandler {
       return;
     }
     if (frame.$case === 'syncChunkAck') return this.chunkAcked(frame.value);
-    if (frame.$case === 'applyReport' && this.namespace) {
-      await writeApplyReport(this.store, this.namespace, this.session.clusterName, frame.value, this.syncMode ? { syncMode: this.syncMode } : {});
+    if (frame.$case === 'applyReport') {
+      const namespace = await this.clusterNamespace();
+      if (this.reportDelta && frame.value.part) return this.reportPart(namespace, frame.value, frame.value.part);
+      // Without the feature a report is whole, whatever it carries.
+      const { part: _part, ...whole } = frame.value;
+      await writeApplyReport(this.store, namespace, this.session.clusterName, whole, this.syncMode ? { syncMode: this.syncMode } : {});
     }
+  }
+
+  private clusterNamespace(): Promise<string> {
+    this.namespaceRead ??= this.store.get('ManagedCluster', this.session.clusterName).then((cluster) => {
+      const namespace = cluster?.metadata.namespace ?? '';
+      if (!namespace) throw new HawserError(ErrorCode.NotFound, `cluster ${this.session.clusterName} has no dedicated namespace`);
+      return namespace;
+    });
+    return this.namespaceRead;
+  }
+
+  /**
+   * One part of a report (feature "apply-report.delta"), answered with an
+   * ApplyReportAck. The last part writes the status; a delta against a base
+   * other than the last report written here, or a part out of order, is
+   * answered full_needed (nothing written) and the agent sends its report whole.
+   */
+  private async reportPart(namespace: string, report: wire.ApplyReport, part: wire.ApplyReportPart): Promise<void> {
+    const id = Number(part.id);
+    const baseId = Number(part.baseId);
+    const answer = (fullNeeded: boolean) => {
+      if (fullNeeded) {
+        this.assembling = undefined;
+        this.reportBase = undefined;
+        this.metrics?.applyReportFullNeeded.inc({ cluster: this.session.clusterName });
+      }
+      return this.session.send({ frame: { $case: 'applyReportAck', value: { id, index: part.index, fullNeeded } } });
+    };
+    if (part.count < 1 || part.count > maxReportParts || part.index >= part.count) {
+      throw new HawserError(ErrorCode.SyncProtocol, `apply report part ${part.index} of ${part.count}: at most ${maxReportParts} parts`);
+    }
+    if (part.index === 0) {
+      this.assembling = undefined;
+      if (baseId !== 0 && baseId !== this.reportBase) return answer(true);
+      this.assembling = { id, baseId, count: part.count, next: 0, rows: [] };
+    }
+    const a = this.assembling;
+    if (!a || a.id !== id || a.baseId !== baseId || a.count !== part.count || a.next !== part.index) return answer(true);
+    // Bounded: the status keeps maxReportRows at most, a delta may name as many removed beside them.
+    for (const row of report.objects) if (a.rows.length < 2 * maxStatusRows) a.rows.push(row);
+    a.next++;
+    if (a.next < a.count) return answer(false);
+    this.assembling = undefined;
+    const written = await writeApplyReport(this.store, namespace, this.session.clusterName, { ...report, objects: a.rows }, {
+      ...(this.syncMode ? { syncMode: this.syncMode } : {}),
+      delta: baseId !== 0,
+    });
+    if (written === 'no-base') return answer(true);
+    // A status cut at its row limit is no base for a delta: the next report comes whole.
+    this.reportBase = written.complete ? id : undefined;
+    return answer(false);
   }
 
   /**
@@ -295,6 +369,8 @@ export class SessionSync implements FrameHandler {
    * group's revision, unless this or an earlier push of the session failed.
    */
   private async pushed(ack: wire.SyncAck, result: wire.ApplyReport): Promise<void> {
+    // Written from outside the agent's reports: the next one must come whole.
+    this.reportBase = undefined;
     if (this.syncMode === 'Dual') {
       // Dual: a pass over the agent's whole cached set; the agent's cache, not the hub's record, is where it resumes.
       await writeApplyReport(this.store, this.namespace, this.session.clusterName, result, { syncMode: 'Dual' });
@@ -372,9 +448,7 @@ export class SessionSync implements FrameHandler {
   }
 
   private async run(): Promise<void> {
-    const cluster = await this.store.get('ManagedCluster', this.session.clusterName);
-    this.namespace = cluster?.metadata.namespace ?? '';
-    if (!this.namespace) throw new HawserError(ErrorCode.NotFound, `cluster ${this.session.clusterName} has no dedicated namespace`);
+    this.namespace = await this.clusterNamespace();
     if (this.syncMode) await writeSyncMode(this.store, this.namespace, this.session.clusterName, this.syncMode);
     const info = await this.store.info();
     this.incarnation = info.uid;
