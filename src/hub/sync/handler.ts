@@ -233,6 +233,8 @@ export class SessionSync implements FrameHandler {
   private open: Group | undefined;
   /** Revision of the last object sent: a group closed before the next object ends here. */
   private lastSent = 0;
+  /** Manifests the last snapshot sent at a revision after its own (or left out, deleted since), by name: the deltas skip those changes. */
+  private readonly sentAhead = new Map<string, number>();
   /** Sequences of groups that end a snapshot: their push result replaces the status rows. */
   private readonly snapshotSequences = new Set<number>();
   private wake: (() => void) | undefined;
@@ -486,20 +488,65 @@ export class SessionSync implements FrameHandler {
     }
   }
 
-  /** Everything in the cluster's namespace at one revision; returns it. */
+  /**
+   * Everything in the cluster's namespace at one revision; returns it. A
+   * Manifest that changes while the snapshot goes out is sent as it is now,
+   * not as listed (a large one stops mid-transfer for the newer rendering),
+   * and one deleted since is left out (its delete follows): the deltas after
+   * the snapshot skip the changes it sent ahead (sentAhead).
+   */
   private async snapshot(reason: string): Promise<number> {
     const listed = await this.store.list('Manifest', { namespace: this.namespace });
     const revision = parseResourceVersion(listed.resourceVersion);
     this.counters.snapshots++;
     this.metrics?.syncSnapshots.inc({ cluster: this.session.clusterName, reason });
     this.logger.info({ cluster: this.session.clusterName, reason, revision, objects: listed.items.length }, 'sync: sending a snapshot');
-    await this.sendFrame({ frame: { $case: 'syncBegin', value: { incarnation: this.incarnation, fromRevision: 0, snapshot: true, toRevision: revision, reason } } });
-    for (const item of listed.items) {
-      if (this.stop.signal.aborted) return revision;
-      await this.sendObject(item.object, parseResourceVersion(item.resourceVersion), wire.SyncOp.SYNC_OP_UPSERT, true, revision);
+    this.sentAhead.clear();
+    // The newest change of each Manifest after the list (served from the fan-out's ring, as the deltas that follow are).
+    const latest = new Map<string, { revision: number; object: KubeObject | undefined }>();
+    const watching = new AbortController();
+    const stopWatching = () => watching.abort();
+    this.stop.signal.addEventListener('abort', stopWatching, { once: true });
+    const reader = this.feed.follow(
+      this.namespace,
+      revision,
+      (change) => {
+        // A failed feed is the deltas' to report; here it only means no newer renderings are known.
+        if (change.type !== 'event') return;
+        const { event } = change;
+        latest.set(event.object.metadata.name, { revision: parseResourceVersion(event.resourceVersion), object: event.type === 'DELETED' ? undefined : event.object });
+      },
+      watching.signal,
+    );
+    try {
+      await this.sendFrame({ frame: { $case: 'syncBegin', value: { incarnation: this.incarnation, fromRevision: 0, snapshot: true, toRevision: revision, reason } } });
+      for (const item of listed.items) {
+        if (this.stop.signal.aborted) return revision;
+        const name = item.object.metadata.name;
+        let object = item.object;
+        let at = parseResourceVersion(item.resourceVersion);
+        for (;;) {
+          const newer = latest.get(name);
+          if (newer && newer.revision > at) {
+            this.counters.coalesced++;
+            // Deleted since: the snapshot leaves it out; the delete still follows (a held prune would keep it).
+            if (!newer.object) break;
+            this.sentAhead.set(name, newer.revision);
+            object = newer.object;
+            at = newer.revision;
+          }
+          const rendering = at;
+          const abandoned = await this.sendObject(object, at, wire.SyncOp.SYNC_OP_UPSERT, true, revision, () => (latest.get(name)?.revision ?? rendering) > rendering);
+          if (!abandoned) break;
+        }
+      }
+      await this.endGroup(revision, false, true, true);
+      return revision;
+    } finally {
+      this.stop.signal.removeEventListener('abort', stopWatching);
+      watching.abort();
+      await reader;
     }
-    await this.endGroup(revision, false, true, true);
-    return revision;
   }
 
   /**
@@ -566,6 +613,12 @@ export class SessionSync implements FrameHandler {
           this.counters.coalesced++;
           continue;
         }
+        // The snapshot before sent this change already.
+        const ahead = this.sentAhead.get(name);
+        if (ahead !== undefined && ahead >= revision) {
+          if (ahead === revision) this.sentAhead.delete(name);
+          continue;
+        }
         last = revision;
         const op = event.type === 'DELETED' ? wire.SyncOp.SYNC_OP_DELETE : wire.SyncOp.SYNC_OP_UPSERT;
         await this.sendObject(event.object, last, op, false, last, () => (newest.get(name) ?? revision) > revision);
@@ -579,25 +632,32 @@ export class SessionSync implements FrameHandler {
     }
   }
 
-  /** `newer` tells whether a newer change of this Manifest waits in the feed (deltas only: a snapshot sends every object it listed). */
-  private async sendObject(manifest: KubeObject, revision: number, op: wire.SyncOp, partial: boolean, groupRevision: number, newer?: () => boolean): Promise<void> {
+  /**
+   * `newer` tells whether a newer change of this Manifest is known: a large
+   * object then stops mid-transfer. Returns true when it did (the newer
+   * rendering is the caller's to send).
+   */
+  private async sendObject(manifest: KubeObject, revision: number, op: wire.SyncOp, partial: boolean, groupRevision: number, newer?: () => boolean): Promise<boolean> {
     const content = manifestContent(manifest);
     const payload = objectPayload(content, op);
     if (payload.length > this.maxObjectBytes) {
       const limit = this.maxObjectBytes < this.options.maxObjectBytes ? "the agent's --max-object-bytes" : "the hub's --max-object-bytes";
-      return this.refuse(content, revision, payload.length, `${payload.length} bytes exceed ${limit} of ${this.maxObjectBytes}`, partial, groupRevision);
+      await this.refuse(content, revision, payload.length, `${payload.length} bytes exceed ${limit} of ${this.maxObjectBytes}`, partial, groupRevision);
+      return false;
     }
     if (this.chunked && payload.length > this.options.chunkBytes) {
       // A change the watch replays may be stale already: a large one is not worth sending when a newer one follows.
-      if (!partial && (await this.superseded(manifest, revision))) return;
+      if (!partial && (await this.superseded(manifest, revision))) return false;
       return this.sendChunked(content, revision, op, payload, partial, groupRevision, newer);
     }
     const frame = syncObjectFrame(content, revision, op, payload, { localDigest: this.localDigest });
     const bytes = frameBytes(frame);
     if (bytes > this.options.maxObjectFrameBytes) {
-      return this.refuse(content, revision, payload.length, `a frame of ${bytes} bytes exceeds ${this.options.maxObjectFrameBytes} and the agent did not offer "chunks"`, partial, groupRevision);
+      await this.refuse(content, revision, payload.length, `a frame of ${bytes} bytes exceeds ${this.options.maxObjectFrameBytes} and the agent did not offer "chunks"`, partial, groupRevision);
+      return false;
     }
     await this.sendInGroup(frame, bytes, revision, partial, groupRevision);
+    return false;
   }
 
   /** One object frame in the open group (closing it first when full). */
@@ -658,7 +718,7 @@ export class SessionSync implements FrameHandler {
     partial: boolean,
     groupRevision: number,
     newer: (() => boolean) | undefined,
-  ): Promise<void> {
+  ): Promise<boolean> {
     if (this.open) await this.endGroup(partial ? groupRevision : this.lastSent, partial, false);
     await this.waitForWindow(0);
     const whole = (syncObjectFrame(content, revision, op, payload).frame as { value: wire.SyncObject }).value;
@@ -689,7 +749,7 @@ export class SessionSync implements FrameHandler {
           { cluster: this.session.clusterName, object: `${content.key.kind} ${content.key.namespace}/${content.key.name}`, atByte: slice.offset, totalSize: payload.length },
           'a newer rendering of a large object came mid-transfer: sending it instead',
         );
-        return;
+        return true;
       }
       this.counters.chunkFrames++;
       this.metrics?.syncChunks.inc({ cluster: this.session.clusterName });
@@ -699,6 +759,7 @@ export class SessionSync implements FrameHandler {
     this.counters.objectFrames++;
     this.lastSent = revision;
     await this.endGroup(partial ? groupRevision : revision, partial, false);
+    return false;
   }
 
   /** The Manifest changed (or went) after this revision: its next event in the watch sends the newer state. */
