@@ -350,7 +350,7 @@ describe('a subscription changed again mid-transfer sends the newer rendering', 
     await settle(200);
     a.open();
     await waitFor('the newer renderings acked', async () => (await a.acked()) >= rv);
-    const held = (await a.receiver.desired()).objects.map((o) => [o.object.metadata.name, (o.object as unknown as { data: { v: string } }).data.v]);
+    const held = (await a.receiver.desired()).objects.map((o) => [o.object.metadata.name, (o.object as unknown as { data: { v: string } }).data.v] as const);
     expect(new Map(held)).toEqual(new Map(Array.from({ length: count }, (_, i) => [`o${i}`, 'new'])));
     const stats = h.stats.of('edge');
     // Each object not yet sent goes once, at its newest (not old in the snapshot, then new in a delta); those sent stale get
