@@ -125,6 +125,12 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
+  readonly syncPeakInFlightBytes = new Gauge({
+    name: 'hawser_hub_sync_peak_in_flight_bytes',
+    help: 'The most sync bytes on the wire and not yet acknowledged at once, by cluster, since the hub started (bounded by the in-flight window).',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
   readonly applyReportFrames = new Counter({
     name: 'hawser_hub_apply_report_frames_total',
     help: 'ApplyReport frames received (whole reports, or parts of one with apply-report.delta), by cluster.',

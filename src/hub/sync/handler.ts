@@ -878,7 +878,11 @@ export class SessionSync implements FrameHandler {
     this.wireSent += bytes;
     this.counters.bytes += bytes;
     this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
-    this.counters.peakInFlightBytes = Math.max(this.counters.peakInFlightBytes, this.wireInFlight() + bytes);
+    const inFlight = this.wireInFlight() + bytes;
+    if (inFlight > this.counters.peakInFlightBytes) {
+      this.counters.peakInFlightBytes = inFlight;
+      this.metrics?.syncPeakInFlightBytes.set({ cluster: this.session.clusterName }, inFlight);
+    }
     await this.session.send(frame);
   }
 
