@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { ErrorCode, HawserError, wire } from '../tunnel/index.js';
 
 // Feature "apply-report.delta": an apply report carries only the rows that
@@ -7,9 +8,11 @@ import { ErrorCode, HawserError, wire } from '../tunnel/index.js';
 // 32 KB/s link one frame of it held every heartbeat back for seconds, and a
 // periodic pass that changed nothing sent it all again.
 //
-// A new session starts from no base (the hub keeps none across sessions or
-// restarts); the hub answers full_needed when it lacks the base, and the
-// latest report then goes whole.
+// The base outlives a session: after a reconnect to the same hub the next
+// report is a delta again (a link reset every 30 s would otherwise resend
+// every row each time). The hub answers full_needed when it lacks the base
+// (it restarted, another hub replica, a report lost with its session) and
+// the latest report then goes whole.
 
 /** One report frame at most this many bytes (encoded), a row larger than that alone in its frame: half a sync chunk. */
 export const maxReportPartBytes = 16 * 1024;
@@ -44,10 +47,10 @@ export function deltaRows(rows: ReportRows, base: ReportRows): wire.ObjectApplyS
 }
 
 /** Splits `rows` into frames of at most partBytes (encoded), each with the report's other fields. */
-export function reportParts(report: wire.ApplyReport, rows: readonly wire.ObjectApplyStatus[], id: number, baseId: number, partBytes = maxReportPartBytes): wire.ApplyReport[] {
+export function reportParts(report: wire.ApplyReport, rows: readonly wire.ObjectApplyStatus[], id: number, baseId: number, partBytes = maxReportPartBytes, sender = ''): wire.ApplyReport[] {
   const header = { ...report, objects: [] };
   // The header with its part (at the widest), and each row's field tag and length prefix.
-  const overhead = wire.ApplyReport.encode({ ...header, part: { id, baseId, index: 0xffffffff, count: 0xffffffff } }).finish().length;
+  const overhead = wire.ApplyReport.encode({ ...header, part: { id, baseId, index: 0xffffffff, count: 0xffffffff, sender } }).finish().length;
   const groups: wire.ObjectApplyStatus[][] = [[]];
   let bytes = overhead;
   for (const row of rows) {
@@ -59,7 +62,7 @@ export function reportParts(report: wire.ApplyReport, rows: readonly wire.Object
     groups.at(-1)!.push(row);
     bytes += size;
   }
-  return groups.map((objects, index) => ({ ...header, objects, part: { id, baseId, index, count: groups.length } }));
+  return groups.map((objects, index) => ({ ...header, objects, part: { id, baseId, index, count: groups.length, sender } }));
 }
 
 interface InFlight {
@@ -80,18 +83,35 @@ export interface ReportSenderCounters {
   fullNeeded: number;
 }
 
-/** One session's apply reports to a hub that negotiated "apply-report.delta". */
+/** An agent's apply reports to hubs that negotiated "apply-report.delta", over its sessions. */
 export class ApplyReportSender {
   private base: { id: number; rows: ReportRows } | undefined;
   private nextId = 1;
   private inFlight: InFlight | undefined;
   private pending: wire.ApplyReport | undefined;
+  private transmit: ((report: wire.ApplyReport) => void) | undefined;
   readonly counters: ReportSenderCounters = { reports: 0, fullReports: 0, frames: 0, bytes: 0, largestFrameBytes: 0, fullNeeded: 0 };
 
   constructor(
-    private readonly transmit: (report: wire.ApplyReport) => void,
+    transmit?: (report: wire.ApplyReport) => void,
     private readonly partBytes = maxReportPartBytes,
-  ) {}
+    /** Names this sender's ids to the hub. */
+    readonly sender: string = randomUUID(),
+  ) {
+    this.transmit = transmit;
+  }
+
+  /**
+   * A new session (undefined: none; reports wait). What was in flight on the
+   * last one is lost with it: `latest`, or else that report, goes now, as a
+   * delta against the base.
+   */
+  attach(transmit: ((report: wire.ApplyReport) => void) | undefined, latest?: wire.ApplyReport): void {
+    this.transmit = transmit;
+    this.pending = latest ?? this.pending ?? this.inFlight?.report;
+    this.inFlight = undefined;
+    this.next();
+  }
 
   /** Nothing in flight and nothing waiting. */
   get idle(): boolean {
@@ -101,7 +121,7 @@ export class ApplyReportSender {
   /** The latest report: sent now, or once the one in flight is acknowledged (a newer one replaces it while it waits). */
   submit(report: wire.ApplyReport): void {
     this.pending = report;
-    if (!this.inFlight) this.next();
+    if (!this.inFlight && this.transmit) this.next();
   }
 
   /** The hub's answer to the part in flight. Any other is HAWSER_SYNC_PROTOCOL. */
@@ -130,13 +150,14 @@ export class ApplyReportSender {
   }
 
   private next(): void {
+    if (!this.transmit) return;
     const report = this.pending;
     this.pending = undefined;
     if (!report) return;
     const id = this.nextId++;
     const rows = rowsByKey(report);
     const changed = this.base ? deltaRows(rows, this.base.rows) : report.objects;
-    const parts = reportParts(report, changed, id, this.base?.id ?? 0, this.partBytes);
+    const parts = reportParts(report, changed, id, this.base?.id ?? 0, this.partBytes, this.sender);
     this.counters.reports++;
     if (!this.base) this.counters.fullReports++;
     this.inFlight = { report, id, rows, parts, index: 0 };
@@ -148,6 +169,6 @@ export class ApplyReportSender {
     this.counters.frames++;
     this.counters.bytes += bytes;
     this.counters.largestFrameBytes = Math.max(this.counters.largestFrameBytes, bytes);
-    this.transmit(part);
+    this.transmit?.(part);
   }
 }

@@ -64,6 +64,8 @@ export class SyncApplyLoop {
   private session: AgentSessionContext | undefined;
   /** The session's delta sender, when it negotiated "apply-report.delta". */
   private reports: ApplyReportSender | undefined;
+  /** Kept over sessions, with the base the hub acknowledged. */
+  private deltaSender: ApplyReportSender | undefined;
   private last: wire.ApplyReport | undefined;
   private readonly onCommitted = () => this.loop.trigger();
 
@@ -100,34 +102,39 @@ export class SyncApplyLoop {
     await this.loop.stop();
   }
 
-  /** What the current session's delta sender did (undefined without "apply-report.delta"). */
+  /** What the delta sender did, over this agent's sessions (undefined before a session with "apply-report.delta"). */
   get reportCounters(): ReportSenderCounters | undefined {
-    return this.reports?.counters;
+    return this.deltaSender?.counters;
   }
 
   /** For AgentCore.registerHandler: tracks the session the reports go to, and takes the hub's acks of them. */
   handlerFactory(): AgentHandlerFactory {
     return (session) => {
       const delta = session.negotiated.features.has(Feature.Sync) && session.negotiated.features.has(Feature.ReportDelta);
-      const reports = delta ? new ApplyReportSender((part) => this.transmit(session, part)) : undefined;
       if (session.negotiated.features.has(Feature.Sync)) {
         this.session = session;
-        this.reports = reports;
+        // One sender over the sessions: its base outlives a reconnect to the same hub.
+        if (delta) (this.deltaSender ??= new ApplyReportSender()).attach((part) => this.transmit(session, part), this.last);
+        else this.deltaSender?.attach(undefined);
+        this.reports = delta ? this.deltaSender : undefined;
         session.ended.addEventListener('abort', () => {
           if (this.session === session) {
             this.session = undefined;
             this.reports = undefined;
+            this.deltaSender?.attach(undefined);
           }
         });
-        if (this.last) this.send(this.last);
+        // A new session gets the last report at once (with deltas: attach sent it).
+        if (this.last && !delta) this.send(this.last);
       }
+      const reports = delta ? this.deltaSender : undefined;
       const handler: AgentFrameHandler = {
         name: 'apply-report',
         kinds: reports ? ['applyReportAck'] : [],
         // One part is in flight at a time: one ack at a time.
         queueLimit: 4,
         handle: (frame) => {
-          if (frame.$case === 'applyReportAck') reports?.acked(frame.value);
+          if (frame.$case === 'applyReportAck' && this.reports === reports) reports?.acked(frame.value);
         },
       };
       return handler;

@@ -140,7 +140,7 @@ describe('apply report deltas', () => {
     const written = await readSyncStatus(h.store, s.namespace, s.name);
 
     // A delta whose base this session never wrote (a lost report, another session's base): nothing is written.
-    await s.send({ ...r2!, objects: [row('cm-0', 'error', undefined, 'HAWSER_X')], part: { id: 40, baseId: 39, index: 0, count: 1 } });
+    await s.send({ ...r2!, objects: [row('cm-0', 'error', undefined, 'HAWSER_X')], part: { id: 40, baseId: 39, index: 0, count: 1, sender: sender.sender } });
     expect(await s.nextAck()).toEqual({ id: 40, index: 0, fullNeeded: true });
     expect(await readSyncStatus(h.store, s.namespace, s.name)).toEqual(written);
 
@@ -152,7 +152,7 @@ describe('apply report deltas', () => {
     expect(await readSyncStatus(h.store, s.namespace, s.name)).toEqual(await readSyncStatus(h.store, s.namespace, 'reference'));
 
     // A part whose first part never came (lost): full_needed, nothing written.
-    await s.send({ ...r3!, objects: [], part: { id: 50, baseId: frames.at(-1)!.part!.id, index: 1, count: 2 } });
+    await s.send({ ...r3!, objects: [], part: { id: 50, baseId: frames.at(-1)!.part!.id, index: 1, count: 2, sender: sender.sender } });
     expect(await s.nextAck()).toEqual({ id: 50, index: 1, fullNeeded: true });
     expect(await readSyncStatus(h.store, s.namespace, s.name)).toEqual(await readSyncStatus(h.store, s.namespace, 'reference'));
     expect(await metricValue(h.metrics, 'hawser_hub_apply_report_full_needed_total', { cluster: s.name })).toBe(3);
@@ -176,7 +176,7 @@ describe('apply report deltas', () => {
     const s = await session(h, [Feature.Sync]);
     const r = reports()[2]!;
     // With the feature this would be a first part against a base never written (refused); here it is a whole report.
-    await s.send({ ...r, part: { id: 7, baseId: 3, index: 0, count: 2 } });
+    await s.send({ ...r, part: { id: 7, baseId: 3, index: 0, count: 2, sender: 'x' } });
     await writeApplyReport(h.store, s.namespace, 'reference', r);
     await waitFor('the report written', async () => (await readSyncStatus(h.store, s.namespace, s.name))?.revision === r.revision);
     expect(await readSyncStatus(h.store, s.namespace, s.name)).toEqual(await readSyncStatus(h.store, s.namespace, 'reference'));
@@ -267,15 +267,27 @@ describe('apply reports between a real agent and hub', () => {
     cluster.ready = 0;
     loop.trigger();
     await waitFor('the change reported', async () => ((await status())?.objects?.find((o) => o.name === 'cm-0')?.status as { readyReplicas?: number } | undefined)?.readyReplicas === 0 || undefined);
-    return { h, loop, cluster: managed.metadata.name };
+    return { h, loop, core, status, applier: cluster, cluster: managed.metadata.name };
   }
 
   it('both with the feature: the first report goes whole in parts, the next as a delta of one row', async () => {
-    const { h, loop, cluster } = await run([Feature.Sync, Feature.ReportDelta]);
+    const { h, loop, core, status, applier, cluster } = await run([Feature.Sync, Feature.ReportDelta]);
     await waitFor('the delta acknowledged', () => (loop.reportCounters?.reports ?? 0) >= 2 && loop.reportCounters?.fullNeeded === 0 || undefined);
     expect(loop.reportCounters!.fullReports).toBe(1);
     expect(loop.reportCounters!.largestFrameBytes).toBeLessThanOrEqual(maxReportPartBytes);
     expect(await metricValue(h.metrics, 'hawser_hub_apply_report_largest_frame_bytes', { cluster })).toBeLessThanOrEqual(maxReportPartBytes);
+
+    // A reconnect to the same hub keeps the base: the next report is a delta again, not 300 rows.
+    const sessions = await metricValue(h.metrics, 'hawser_hub_sessions_total');
+    core.cacheQuarantined(0);
+    await waitFor('a new session', async () => {
+      h.clock.advance(1_000);
+      return (await metricValue(h.metrics, 'hawser_hub_sessions_total')) > sessions || undefined;
+    });
+    applier.ready = 2;
+    loop.trigger();
+    await waitFor('the change after the reconnect reported', async () => ((await status())?.objects?.find((o) => o.name === 'cm-0')?.status as { readyReplicas?: number } | undefined)?.readyReplicas === 2 || undefined);
+    expect(loop.reportCounters).toMatchObject({ fullReports: 1, fullNeeded: 0 });
   });
 
   it('a hub without the feature (an older hub) gets whole reports, one frame each', async () => {

@@ -117,13 +117,20 @@ export interface ClusterSyncCounters {
   acked: { incarnation: string; revision: number };
   /** Sessions whose hello resumed behind a revision the agent had acknowledged to this hub run. */
   ackedLost: number;
+  /**
+   * The apply report the cluster's status rows are now (feature
+   * "apply-report.delta"): a delta must name it, from the same sender. Kept
+   * over the cluster's sessions on this hub run, so a reconnect costs no full
+   * report; undefined: the next report must be whole.
+   */
+  reportBase: { sender: string; id: number } | undefined;
 }
 
 export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0, abandoned: 0, coalesced: 0, peakInFlightBytes: 0, acked: { incarnation: '', revision: 0 }, ackedLost: 0 }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0, abandoned: 0, coalesced: 0, peakInFlightBytes: 0, acked: { incarnation: '', revision: 0 }, ackedLost: 0, reportBase: undefined }));
     return c;
   }
 }
@@ -248,11 +255,9 @@ export class SessionSync implements FrameHandler {
   private wireSent = 0;
   /** Feature "apply-report.delta": reports come in parts, deltas against the last one written on this session. */
   private readonly reportDelta: boolean;
-  /** The report the status's rows are now, on this session (a delta must name it); undefined: a full report is needed. */
-  private reportBase: number | undefined;
   private largestReportFrame = 0;
   /** The parts of a report received so far. */
-  private assembling: { id: number; baseId: number; count: number; next: number; rows: wire.ObjectApplyStatus[] } | undefined;
+  private assembling: { sender: string; id: number; baseId: number; count: number; next: number; rows: wire.ObjectApplyStatus[] } | undefined;
   /** The cluster's dedicated namespace, read once (reports may come before the sync run has it). */
   private namespaceRead: Promise<string> | undefined;
 
@@ -326,8 +331,9 @@ export class SessionSync implements FrameHandler {
   /**
    * One part of a report (feature "apply-report.delta"), answered with an
    * ApplyReportAck. The last part writes the status; a delta against a base
-   * other than the last report written here, or a part out of order, is
-   * answered full_needed (nothing written) and the agent sends its report whole.
+   * other than the last report written for this cluster on this hub run (from
+   * the same sender), or a part out of order, is answered full_needed (nothing
+   * written) and the agent sends its report whole.
    */
   private async reportPart(namespace: string, report: wire.ApplyReport, part: wire.ApplyReportPart): Promise<void> {
     const id = Number(part.id);
@@ -335,21 +341,23 @@ export class SessionSync implements FrameHandler {
     const answer = (fullNeeded: boolean) => {
       if (fullNeeded) {
         this.assembling = undefined;
-        this.reportBase = undefined;
+        this.counters.reportBase = undefined;
         this.metrics?.applyReportFullNeeded.inc({ cluster: this.session.clusterName });
       }
-      return this.session.send({ frame: { $case: 'applyReportAck', value: { id, index: part.index, fullNeeded } } });
+      // Not awaited: sync acks wait in this handler's queue behind it, and the ack may wait for room on a busy link.
+      this.session.send({ frame: { $case: 'applyReportAck', value: { id, index: part.index, fullNeeded } } }).catch(() => undefined);
     };
     if (part.count < 1 || part.count > maxReportParts || part.index >= part.count) {
       throw new HawserError(ErrorCode.SyncProtocol, `apply report part ${part.index} of ${part.count}: at most ${maxReportParts} parts`);
     }
     if (part.index === 0) {
       this.assembling = undefined;
-      if (baseId !== 0 && baseId !== this.reportBase) return answer(true);
-      this.assembling = { id, baseId, count: part.count, next: 0, rows: [] };
+      const base = this.counters.reportBase;
+      if (baseId !== 0 && !(base && base.sender === part.sender && base.id === baseId)) return answer(true);
+      this.assembling = { sender: part.sender, id, baseId, count: part.count, next: 0, rows: [] };
     }
     const a = this.assembling;
-    if (!a || a.id !== id || a.baseId !== baseId || a.count !== part.count || a.next !== part.index) return answer(true);
+    if (!a || a.sender !== part.sender || a.id !== id || a.baseId !== baseId || a.count !== part.count || a.next !== part.index) return answer(true);
     // Bounded: the status keeps maxReportRows at most, a delta may name as many removed beside them.
     for (const row of report.objects) if (a.rows.length < 2 * maxStatusRows) a.rows.push(row);
     a.next++;
@@ -361,7 +369,7 @@ export class SessionSync implements FrameHandler {
     });
     if (written === 'no-base') return answer(true);
     // A status cut at its row limit is no base for a delta: the next report comes whole.
-    this.reportBase = written.complete ? id : undefined;
+    this.counters.reportBase = written.complete ? { sender: part.sender, id } : undefined;
     return answer(false);
   }
 
@@ -372,7 +380,7 @@ export class SessionSync implements FrameHandler {
    */
   private async pushed(ack: wire.SyncAck, result: wire.ApplyReport): Promise<void> {
     // Written from outside the agent's reports: the next one must come whole.
-    this.reportBase = undefined;
+    this.counters.reportBase = undefined;
     if (this.syncMode === 'Dual') {
       // Dual: a pass over the agent's whole cached set; the agent's cache, not the hub's record, is where it resumes.
       await writeApplyReport(this.store, this.namespace, this.session.clusterName, result, { syncMode: 'Dual' });

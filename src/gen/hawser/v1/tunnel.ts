@@ -672,16 +672,22 @@ export interface ApplyReport {
  * writes the status once the last part is in.
  */
 export interface ApplyReportPart {
-  /** Counts the session's reports from 1. */
+  /** Counts the sender's reports from 1. */
   id: number;
   /**
-   * The report the hub acknowledged last on this session, whose rows these
+   * The report the hub acknowledged last (on this session or an earlier one to the same hub), whose rows these
    * change (a row with removed set left it); 0: the rows are the whole set.
    */
   baseId: number;
   /** This part's place, from 0, among count parts. */
   index: number;
   count: number;
+  /**
+   * Names the agent process that counts these ids (random at its start): a
+   * base is the hub's only when it was written from the same sender, so a
+   * delta survives a reconnect to the same hub but not an agent restart.
+   */
+  sender: string;
 }
 
 /**
@@ -5353,7 +5359,7 @@ export const ApplyReport: MessageFns<ApplyReport> = {
 };
 
 function createBaseApplyReportPart(): ApplyReportPart {
-  return { id: 0, baseId: 0, index: 0, count: 0 };
+  return { id: 0, baseId: 0, index: 0, count: 0, sender: "" };
 }
 
 export const ApplyReportPart: MessageFns<ApplyReportPart> = {
@@ -5369,6 +5375,9 @@ export const ApplyReportPart: MessageFns<ApplyReportPart> = {
     }
     if (message.count !== 0) {
       writer.uint32(32).uint32(message.count);
+    }
+    if (message.sender !== "") {
+      writer.uint32(42).string(message.sender);
     }
     return writer;
   },
@@ -5418,6 +5427,14 @@ export const ApplyReportPart: MessageFns<ApplyReportPart> = {
             message.count = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sender = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5440,6 +5457,7 @@ export const ApplyReportPart: MessageFns<ApplyReportPart> = {
         : 0,
       index: isSet(object.index) ? globalThis.Number(object.index) : 0,
       count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      sender: isSet(object.sender) ? globalThis.String(object.sender) : "",
     };
   },
 
@@ -5457,6 +5475,9 @@ export const ApplyReportPart: MessageFns<ApplyReportPart> = {
     if (message.count !== 0) {
       obj.count = Math.round(message.count);
     }
+    if (message.sender !== "") {
+      obj.sender = message.sender;
+    }
     return obj;
   },
 
@@ -5469,6 +5490,7 @@ export const ApplyReportPart: MessageFns<ApplyReportPart> = {
     message.baseId = object.baseId ?? 0;
     message.index = object.index ?? 0;
     message.count = object.count ?? 0;
+    message.sender = object.sender ?? "";
     return message;
   },
 };
