@@ -134,7 +134,8 @@ export class SyncApplyLoop {
         // One part is in flight at a time: one ack at a time.
         queueLimit: 4,
         handle: (frame) => {
-          if (frame.$case === 'applyReportAck' && this.reports === reports) reports?.acked(frame.value);
+          // An ack of an ended session is for a part the sender no longer has in flight.
+          if (frame.$case === 'applyReportAck' && !session.ended.aborted) reports?.acked(frame.value);
         },
       };
       return handler;

@@ -162,6 +162,14 @@ describe('apply report deltas', () => {
     await writeApplyReport(h.store, s.namespace, 'reference', r3!);
     expect(await readSyncStatus(h.store, s.namespace, s.name)).toEqual(await readSyncStatus(h.store, s.namespace, 'reference'));
     expect(sender.counters).toMatchObject({ fullReports: 3, fullNeeded: 2 });
+
+    // The status record gone from the store (the base's rows with it): the delta is refused, the report goes whole.
+    await h.store.delete('ClusterSyncStatus', { namespace: s.namespace, name: s.name });
+    const [, , , r4] = reports();
+    await deliver(sender, s, r4!);
+    await writeApplyReport(h.store, s.namespace, 'reference', r4!);
+    expect(await readSyncStatus(h.store, s.namespace, s.name)).toEqual(await readSyncStatus(h.store, s.namespace, 'reference'));
+    expect(sender.counters).toMatchObject({ fullReports: 4, fullNeeded: 3 });
   });
 
   it('an ack for a part not in flight is HAWSER_SYNC_PROTOCOL at the agent', () => {
