@@ -8,7 +8,10 @@
 // and between them a real toxiproxy: --rate KB/s and --latency ms each way,
 // the bandwidth toxic first (toxiproxy's latency toxic buffers ahead of what
 // follows it), and a reset of every connection each --reset s from the start
-// of the transfer (the proxy disabled and enabled again). The agent runs the
+// of the transfer (the proxy disabled and enabled again), the first one
+// --first-reset s after the first sync byte (default 3 s, so a compressed
+// transfer of a few seconds meets one too; 0: the first after --reset s
+// as before). The agent runs the
 // reconnect behaviour of its defaults (what this commit has; see README).
 //
 // The desired state: bench/corpus.ts (seed --seed) until --bytes of compact
@@ -20,7 +23,9 @@
 //   limit:   encoded ÷ rate, plus one round trip (the first byte's way out,
 //            the last ack's way back) that no protocol avoids;
 //   heartbeat RTT p50/p99 (as the agent measures it) while bytes flowed,
-//   against the idle figure measured before, and one chunk's transmit time.
+//   against the idle figure measured before, and one chunk's transmit time
+//   ("no heartbeat during the transfer" when none came back while it ran);
+//   apply reports: frames and bytes the hub received, its largest frame.
 //
 //   npm run bench:weaklink                                    # 2 MB, real kube-apiserver
 //   npm run bench:weaklink -- --bytes 300000 --cluster fake   # cheap
@@ -47,6 +52,7 @@ const { values: flags } = parseArgs({
     rate: { type: 'string', default: '32' },
     latency: { type: 'string', default: '300' },
     reset: { type: 'string', default: '30' },
+    'first-reset': { type: 'string', default: '3' },
     lease: { type: 'string', default: '6000' },
     idle: { type: 'string', default: '10' },
     cluster: { type: 'string', default: 'kube' },
@@ -59,6 +65,7 @@ const targetBytes = Number(flags.bytes);
 const rateKBps = Number(flags.rate);
 const latencyMs = Number(flags.latency);
 const resetMs = Number(flags.reset) * 1000;
+const firstResetMs = Number(flags['first-reset']) * 1000;
 const leaseMs = Number(flags.lease);
 const idleMs = Number(flags.idle) * 1000;
 const timeoutMs = Number(flags.timeout) * 1000;
@@ -90,8 +97,8 @@ function corpus(): { objects: Manifest[]; bytes: number } {
   return { objects, bytes };
 }
 
-function quantile(values: number[], q: number): number {
-  if (values.length === 0) return Number.NaN;
+function quantile(values: number[], q: number): number | undefined {
+  if (values.length === 0) return undefined;
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
 }
@@ -219,20 +226,21 @@ async function main(): Promise<void> {
       );
     }
     const sent0 = await metric(hub, 'hawser_hub_sync_sent_bytes_total');
+    const reportFrames0 = await metric(hub, 'hawser_hub_apply_report_frames_total');
+    const reportBytes0 = await metric(hub, 'hawser_hub_apply_report_bytes_total');
     const raw0 = await metric(hub, 'hawser_hub_sync_raw_bytes_total');
     const sessions0 = await metric(hub, 'hawser_hub_sessions_total');
     const expiries0 = await metric(hub, 'hawser_cluster_lease_expiries_total');
     const t0 = Date.now();
     await benchApi(hub, 'POST', '/api/v1/apply', subscriptions.join('\n---\n'));
     let resets = 0;
-    if (resetMs > 0) {
-      const reset = () => {
-        resets++;
-        void proxy.disable().then(() => proxy.enable());
-        resetTimer = setTimeout(reset, resetMs);
-      };
+    const reset = () => {
+      resets++;
+      void proxy.disable().then(() => proxy.enable());
       resetTimer = setTimeout(reset, resetMs);
-    }
+    };
+    // Without --first-reset the period starts with the Subscription; with it, at the first sync byte (below).
+    if (resetMs > 0 && !(firstResetMs > 0)) resetTimer = setTimeout(reset, resetMs);
     // The first sync byte, seen on the hub's counter.
     let firstByteAt: number | undefined;
     const deadline = t0 + timeoutMs;
@@ -240,7 +248,10 @@ async function main(): Promise<void> {
     let applied: { at: number; errors: number; firstError?: string } | undefined;
     while (!synced || !applied) {
       if (Date.now() > deadline) throw new Error(`not converged within ${timeoutMs / 1000} s: ${agent.committed.at(-1)?.objects ?? 0}/${objects.length} held`);
-      if (firstByteAt === undefined && (await metric(hub, 'hawser_hub_sync_sent_bytes_total')) > sent0) firstByteAt = Date.now();
+      if (firstByteAt === undefined && (await metric(hub, 'hawser_hub_sync_sent_bytes_total')) > sent0) {
+        firstByteAt = Date.now();
+        if (resetMs > 0 && firstResetMs > 0) resetTimer = setTimeout(reset, firstResetMs);
+      }
       synced ??= agent.committed.find((c) => c.at >= t0 && c.objects >= objects.length);
       applied ??= synced ? agent.reports.find((r) => r.at >= synced!.at && r.objects >= objects.length) : undefined;
       await sleep(100);
@@ -250,6 +261,16 @@ async function main(): Promise<void> {
     const raw = (await metric(hub, 'hawser_hub_sync_raw_bytes_total')) - raw0;
     const sessions = (await metric(hub, 'hawser_hub_sessions_total')) - sessions0;
     const lostLeases = (await metric(hub, 'hawser_cluster_lease_expiries_total')) - expiries0;
+    // Apply reports go in parts, each acked: wait until the hub's count stops moving (3 s, at most 120 s).
+    for (let last = -1, quietSince = Date.now(), giveUp = Date.now() + 120_000; Date.now() < giveUp; await sleep(250)) {
+      const now = await metric(hub, 'hawser_hub_apply_report_bytes_total');
+      if (now !== last) [last, quietSince] = [now, Date.now()];
+      else if (Date.now() - quietSince > 3_000) break;
+    }
+    const reportFrames = (await metric(hub, 'hawser_hub_apply_report_frames_total')) - reportFrames0;
+    const reportBytes = (await metric(hub, 'hawser_hub_apply_report_bytes_total')) - reportBytes0;
+    const largestReportFrame = await metric(hub, 'hawser_hub_apply_report_largest_frame_bytes');
+    const peakInFlight = await metric(hub, 'hawser_hub_sync_peak_in_flight_bytes');
     const start = firstByteAt ?? t0;
     const during = agent.rtts.filter((r) => r.at > start && r.at <= synced.at).map((r) => r.ms);
     const rttMs = 2 * latencyMs;
@@ -259,17 +280,25 @@ async function main(): Promise<void> {
     const linkS = (synced.at - start) / 1000;
     const appliedS = (applied.at - t0) / 1000;
     const f = (x: number, d = 2) => x.toFixed(d);
-    console.log(`\nbench/weaklink at ${gitHead()}: ${objects.length} manifests, ${bytes} B of JSON; ${rateKBps} KB/s, ${latencyMs} ms each way, a reset every ${resetMs / 1000} s; compression ${compression ? 'on' : 'off'}; cluster ${realCluster ? 'kube-apiserver' : 'in memory'}`);
+    console.log(`\nbench/weaklink at ${gitHead()}: ${objects.length} manifests, ${bytes} B of JSON; ${rateKBps} KB/s, ${latencyMs} ms each way, a reset every ${resetMs / 1000} s${firstResetMs > 0 ? ` (the first ${firstResetMs / 1000} s after the first sync byte)` : ''}; compression ${compression ? 'on' : 'off'}; cluster ${realCluster ? 'kube-apiserver' : 'in memory'}`);
     console.log('| | value | against | ratio |\n|---|---|---|---|');
     console.log(`| encoded bytes (sync, as sent) | ${encoded} | ${raw} before compression, ${bytes} JSON | ${f(bytes / encoded, 1)}x smaller than JSON |`);
     console.log(`| byte-time limit (encoded ÷ rate + 1 RTT) | ${f(limitS)} s | | |`);
     console.log(`| subscription -> all held (synced) | ${f(syncS)} s | limit | ${f(syncS / limitS)}x |`);
     console.log(`| first sync byte -> all held | ${f(linkS)} s | limit | ${f(linkS / limitS)}x |`);
     console.log(`| subscription -> applied (${applied.errors} errors${applied.firstError ? `, e.g. ${applied.firstError}` : ''}) | ${f(appliedS)} s | synced | +${f(appliedS - syncS)} s |`);
-    console.log(`| heartbeat RTT p50, during / idle | ${f(quantile(during, 0.5), 0)} ms | ${f(quantile(idle, 0.5), 0)} ms | +${f(quantile(during, 0.5) - quantile(idle, 0.5), 0)} ms |`);
-    console.log(`| heartbeat RTT p99, during / idle | ${f(quantile(during, 0.99), 0)} ms | ${f(quantile(idle, 0.99), 0)} ms | +${f(quantile(during, 0.99) - quantile(idle, 0.99), 0)} ms (one chunk: ${f(chunkS * 1000, 0)} ms) |`);
+    for (const [label, q] of [['p50', 0.5], ['p99', 0.99]] as const) {
+      const d = quantile(during, q);
+      const i = quantile(idle, q);
+      const chunk = q === 0.99 ? ` (one chunk: ${f(chunkS * 1000, 0)} ms)` : '';
+      if (d === undefined) console.log(`| heartbeat RTT ${label}, during / idle | no heartbeat during the transfer | ${i === undefined ? 'none idle' : `${f(i, 0)} ms`} | |`);
+      else if (i === undefined) console.log(`| heartbeat RTT ${label}, during / idle | ${f(d, 0)} ms | no heartbeat while idle | |`);
+      else console.log(`| heartbeat RTT ${label}, during / idle | ${f(d, 0)} ms | ${f(i, 0)} ms | +${f(d - i, 0)} ms${chunk} |`);
+    }
     console.log(`| heartbeats during / idle (samples) | ${during.length} | ${idle.length} | |`);
     console.log(`| resets during the run / sessions started / lease expiries | ${resets} | ${sessions} | ${lostLeases} |`);
+    console.log(`| apply reports at the hub: frames / bytes / largest frame | ${reportFrames} | ${reportBytes} B | ${largestReportFrame} B |`);
+    console.log(`| peak sync bytes in flight (hub, since it started) | ${peakInFlight} B | | |`);
     const drops = agent.states.filter((s) => s.at >= t0 && s.kind === 'backing-off');
     if (drops.length > 0) console.log(`\nreconnects: ${drops.map((d) => `${f((d.at - t0) / 1000, 1)} s ${d.code ?? ''}`).join(', ')}`);
     agent.cp.kill('SIGTERM');

@@ -253,6 +253,7 @@ export async function startAgent(
     features: [
       Feature.Sync,
       Feature.LocalDigest,
+      Feature.ReportDelta,
       ...(mode === 'Push' ? [] : [Feature.Chunks, ...(o.enableCompression ? [Feature.CompressionDeflate] : [])]),
       ...(proxyKube ? [Feature.ProxyStreams, Feature.ProxyPrelude, ...(o.proxyStreamPool > 0 ? [Feature.ProxyPool] : [])] : []),
     ],

@@ -153,6 +153,12 @@ export async function runSession(deps: SessionDeps, progress: SessionProgress): 
  * more than one ahead of a heartbeat.
  */
 const reportPaceBytes = 16 * 1024;
+/**
+ * Reports this large wait for a pause in a transfer: the parts of a report
+ * split for "apply-report.delta" (16 KiB at most) too; a delta of a few
+ * changed rows goes at once.
+ */
+const reportQuietBytes = 4 * 1024;
 /** A transfer's acks this close together are one transfer: reports wait for its end. */
 const reportQuietMs = 1_000;
 
@@ -175,11 +181,12 @@ function startRouting(
     // Reports wait for a pause in a transfer: they would hold its acks back on a slow link.
     quiet: {
       busy: (frame) => frame.frame?.$case === 'syncAck' || frame.frame?.$case === 'syncChunkAck',
-      holds: (frame) => frame.frame?.$case === 'applyReport' && wire.ConnectRequest.encode(frame).finish().length >= reportPaceBytes,
+      holds: (frame) => frame.frame?.$case === 'applyReport' && wire.ConnectRequest.encode(frame).finish().length >= reportQuietBytes,
       quietMs: reportQuietMs,
       clock: deps.clock,
     },
-    supersedes: (older, newer) => older.frame?.$case === 'applyReport' && newer.frame?.$case === 'applyReport',
+    // Whole reports only: a part is answered by the hub, and the delta sender sends the next itself.
+    supersedes: (older, newer) => older.frame?.$case === 'applyReport' && newer.frame?.$case === 'applyReport' && !older.frame.value.part && !newer.frame.value.part,
   });
   void channel.closed.then((error) => sender.close(error ?? new HawserError(ErrorCode.Unavailable, 'session ended')));
   const session: AgentSession = {

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { SyncMode } from '../api/core.js';
 import { type Clock, ErrorCode, Feature, HawserError, type wire } from '../tunnel/index.js';
 import { ReconcileLoop } from './apply-loop.js';
+import { ApplyReportSender, type ReportSenderCounters } from './apply-report-delta.js';
 import type { Applier, ObjectReport, ReconcileReport } from './apply-report.js';
 import type { AgentMetrics } from './metrics.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
@@ -11,7 +12,9 @@ import type { PruneHold, Refusal, SyncReceiver } from './sync-receiver.js';
 // committed sync group and every intervalMs, also while the hub is
 // unreachable and after its own restart (the set is read from the cache).
 // Each pass's report goes to the hub (ApplyReport) when a sync session is up;
-// a new session gets the last one at once.
+// a new session gets the last one at once. With "apply-report.delta" only the
+// rows changed since the report the hub acknowledged go, in bounded parts
+// (src/agent/apply-report-delta.ts).
 
 /** Feature gates the agent knows, as Clusternet's --feature-gates. */
 export interface AgentFeatureGates {
@@ -62,6 +65,10 @@ export interface SyncApplyOptions {
 export class SyncApplyLoop {
   private readonly loop: ReconcileLoop;
   private session: AgentSessionContext | undefined;
+  /** The session's delta sender, when it negotiated "apply-report.delta". */
+  private reports: ApplyReportSender | undefined;
+  /** Kept over sessions, with the base the hub acknowledged. */
+  private deltaSender: ApplyReportSender | undefined;
   private last: wire.ApplyReport | undefined;
   private readonly onCommitted = () => this.loop.trigger();
 
@@ -98,17 +105,42 @@ export class SyncApplyLoop {
     await this.loop.stop();
   }
 
-  /** For AgentCore.registerHandler: tracks the session the reports go to (takes no frames). */
+  /** What the delta sender did, over this agent's sessions (undefined before a session with "apply-report.delta"). */
+  get reportCounters(): ReportSenderCounters | undefined {
+    return this.deltaSender?.counters;
+  }
+
+  /** For AgentCore.registerHandler: tracks the session the reports go to, and takes the hub's acks of them. */
   handlerFactory(): AgentHandlerFactory {
     return (session) => {
+      const delta = session.negotiated.features.has(Feature.Sync) && session.negotiated.features.has(Feature.ReportDelta);
       if (session.negotiated.features.has(Feature.Sync)) {
         this.session = session;
+        // One sender over the sessions: its base outlives a reconnect to the same hub.
+        if (delta) (this.deltaSender ??= new ApplyReportSender()).attach((part) => this.transmit(session, part), this.last);
+        else this.deltaSender?.attach(undefined);
+        this.reports = delta ? this.deltaSender : undefined;
         session.ended.addEventListener('abort', () => {
-          if (this.session === session) this.session = undefined;
+          if (this.session === session) {
+            this.session = undefined;
+            this.reports = undefined;
+            this.deltaSender?.attach(undefined);
+          }
         });
-        if (this.last) this.send(this.last);
+        // A new session gets the last report at once (with deltas: attach sent it).
+        if (this.last && !delta) this.send(this.last);
       }
-      const handler: AgentFrameHandler = { name: 'apply-report', kinds: [], queueLimit: 1, handle: () => undefined };
+      const reports = delta ? this.deltaSender : undefined;
+      const handler: AgentFrameHandler = {
+        name: 'apply-report',
+        kinds: reports ? ['applyReportAck'] : [],
+        // One part is in flight at a time: one ack at a time.
+        queueLimit: 4,
+        handle: (frame) => {
+          // An ack of an ended session is for a part the sender no longer has in flight.
+          if (frame.$case === 'applyReportAck' && !session.ended.aborted) reports?.acked(frame.value);
+        },
+      };
       return handler;
     };
   }
@@ -148,6 +180,11 @@ export class SyncApplyLoop {
   private send(report: wire.ApplyReport): void {
     const session = this.session;
     if (!session) return;
+    if (this.reports) this.reports.submit(report);
+    else this.transmit(session, report);
+  }
+
+  private transmit(session: AgentSessionContext, report: wire.ApplyReport): void {
     session.send({ frame: { $case: 'applyReport', value: report } }).catch((err: unknown) => {
       this.options.logger.debug({ err: (err as Error).message }, 'apply report not sent; the next session gets the latest');
     });

@@ -49,6 +49,11 @@ export const hubSpec: CommandSpec = {
       help: 'sync sends larger objects in chunks of this size, each acknowledged, resuming after a cut at the next chunk (smaller for weak links)',
       default: '32768',
     },
+    'sync-in-flight-bytes': {
+      type: 'string',
+      help: "sync bytes on the wire not yet acknowledged, per cluster: at least the link's bandwidth × round trip (48 KiB fits 32 KB/s at 600 ms); more is queue that heartbeats wait behind",
+      default: '49152',
+    },
   },
 };
 
@@ -86,6 +91,7 @@ export async function runHub(argv: string[]): Promise<number> {
       credentialTtlMs: durationFlag(p, 'credential-ttl', 90 * 24 * 3_600_000),
       maxObjectBytes: intFlag(p, 'max-object-bytes', defaultMaxObjectBytes, 1024, 64 * 1024 * 1024),
       syncChunkBytes: intFlag(p, 'sync-chunk-bytes', 32 * 1024, 1024, 1024 * 1024),
+      syncInFlightBytes: intFlag(p, 'sync-in-flight-bytes', 48 * 1024, 4096, 64 * 1024 * 1024),
       ...(certFile ? { tlsCertFile: certFile } : {}),
       ...(keyFile ? { tlsKeyFile: keyFile } : {}),
       ...(tokenFile ? { bootstrapTokenFile: tokenFile } : {}),

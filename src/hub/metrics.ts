@@ -133,6 +133,37 @@ export class HubMetrics {
     registers: [this.registry],
   });
 
+  readonly syncPeakInFlightBytes = new Gauge({
+    name: 'hawser_hub_sync_peak_in_flight_bytes',
+    help: 'The most sync bytes on the wire and not yet acknowledged at once, by cluster, since the hub started (bounded by the in-flight window).',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly applyReportFrames = new Counter({
+    name: 'hawser_hub_apply_report_frames_total',
+    help: 'ApplyReport frames received (whole reports, or parts of one with apply-report.delta), by cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly applyReportBytes = new Counter({
+    name: 'hawser_hub_apply_report_bytes_total',
+    help: 'Bytes of ApplyReport frames received, by cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly applyReportLargestFrame = new Gauge({
+    name: 'hawser_hub_apply_report_largest_frame_bytes',
+    help: 'The largest ApplyReport frame received from the cluster on its current session, in bytes.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+  readonly applyReportFullNeeded = new Counter({
+    name: 'hawser_hub_apply_report_full_needed_total',
+    help: 'Apply report deltas the hub could not apply (it lacked their base, or a part was missing) and asked to have whole, by cluster.',
+    labelNames: ['cluster'] as const,
+    registers: [this.registry],
+  });
+
   readonly syncSnapshots = new Counter({
     name: 'hawser_hub_sync_snapshots_total',
     help: 'Sync snapshots sent, by cluster and reason (first-sync, other-incarnation, agent-ahead, history-compacted, digest-mismatch, prune-confirmed).',

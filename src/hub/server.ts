@@ -78,6 +78,8 @@ export interface HubOptions {
   maxObjectBytes: number;
   /** Sync sends objects larger than this in resumable chunks of this size (agents that offer "chunks"). */
   syncChunkBytes: number;
+  /** Sync bytes on the wire not yet acknowledged, per cluster (--sync-in-flight-bytes; see SyncOptions.inFlightBytes). */
+  syncInFlightBytes: number;
 }
 
 export const defaultHubListenAddress = '0.0.0.0:7100';
@@ -108,6 +110,7 @@ export function defaultHubOptions(): HubOptions {
     credentialTtlMs: defaultHubCoreOptions.credentialTtlMs,
     maxObjectBytes: defaultMaxObjectBytes,
     syncChunkBytes: defaultSyncOptions.chunkBytes,
+    syncInFlightBytes: defaultSyncOptions.inFlightBytes,
   };
 }
 
@@ -138,6 +141,9 @@ export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
   }
   if (!Number.isInteger(o.maxObjectBytes) || o.maxObjectBytes < 1024 || o.maxObjectBytes > maxMaxObjectBytes) {
     throw new HawserError(ErrorCode.InvalidOption, `max object bytes must be a whole number from 1024 to ${maxMaxObjectBytes}, got ${o.maxObjectBytes}`);
+  }
+  if (!Number.isInteger(o.syncInFlightBytes) || o.syncInFlightBytes < 4096 || o.syncInFlightBytes > 64 * 1024 * 1024) {
+    throw new HawserError(ErrorCode.InvalidOption, `sync in-flight bytes must be a whole number from 4096 to 67108864, got ${o.syncInFlightBytes}`);
   }
   if (!Number.isInteger(o.syncChunkBytes) || o.syncChunkBytes < 1024 || o.syncChunkBytes > 1024 * 1024) {
     throw new HawserError(ErrorCode.InvalidOption, `sync chunk bytes must be a whole number from 1024 to 1048576, got ${o.syncChunkBytes}`);
@@ -309,7 +315,7 @@ async function serve(
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,
       credentialTtlMs: o.credentialTtlMs,
-      features: [Feature.Sync, Feature.Chunks, Feature.CompressionDeflate, Feature.ProxyStreams, Feature.LocalDigest, Feature.ProxyPrelude, Feature.ProxyPool],
+      features: [Feature.Sync, Feature.Chunks, Feature.CompressionDeflate, Feature.ProxyStreams, Feature.LocalDigest, Feature.ProxyPrelude, Feature.ProxyPool, Feature.ReportDelta],
     },
     store,
     metrics,
@@ -325,7 +331,7 @@ async function serve(
       metrics,
       sessions: syncSessions,
       // Four chunks in flight keep a 300 ms link busy and a heartbeat ack behind at most four chunks.
-      options: { maxObjectBytes: o.maxObjectBytes, chunkBytes: o.syncChunkBytes, chunkWindowBytes: 4 * o.syncChunkBytes },
+      options: { maxObjectBytes: o.maxObjectBytes, chunkBytes: o.syncChunkBytes, chunkWindowBytes: 4 * o.syncChunkBytes, inFlightBytes: o.syncInFlightBytes },
     }),
   );
   let httpServer: HubApiServer | undefined;

@@ -39,6 +39,12 @@ export const Feature = {
    * trip and no gRPC call set up while it waits.
    */
   ProxyPool: 'proxy-pool',
+  /**
+   * Apply reports in parts of at most 16 KiB, each acknowledged, carrying only
+   * the rows changed since the report the hub acknowledged last on the
+   * session (ApplyReport.part, ApplyReportAck).
+   */
+  ReportDelta: 'apply-report.delta',
 } as const;
 export type Feature = (typeof Feature)[keyof typeof Feature];
 

@@ -10,6 +10,7 @@ describe('resolveHubOptions: registration limits', () => {
     expect(o.pendingRegistrationTtlMs).toBe(parseDuration('24h', 'ttl'));
     expect(o.credentialTtlMs).toBe(parseDuration('2160h', 'ttl'));
     expect(o.syncChunkBytes).toBe(32 * 1024);
+    expect(o.syncInFlightBytes).toBe(48 * 1024);
   });
 
   it.each([
@@ -19,6 +20,7 @@ describe('resolveHubOptions: registration limits', () => {
     [{ maxPendingRegistrationsPerToken: 50, maxPendingRegistrations: 10 }, /at most the total \(10\)/],
     [{ syncChunkBytes: 100 }, /sync chunk bytes .* got 100/],
     [{ syncChunkBytes: 4 * 1024 * 1024 }, /sync chunk bytes .* got 4194304/],
+    [{ syncInFlightBytes: 1000 }, /sync in-flight bytes .* got 1000/],
   ])('refuses %j, naming the limit', (partial, message) => {
     const thrown = (() => {
       try {

@@ -156,14 +156,18 @@ async function hub(options: Partial<SyncOptions>, features: string[] = [Feature.
   return Object.assign(h, { stats });
 }
 
-/** An agent whose cache writes (so its acks) wait at a gate while it is shut. */
-async function gatedAgent(h: TestHub, features: string[]) {
-  const dir = await tempDir('fair-agent');
-  cleanups.push(() => dir.remove());
-  const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
+/**
+ * An agent whose cache writes (so its acks) wait at a gate while it is shut.
+ * `again`: the identity of an earlier agent (the same cluster) with a new,
+ * empty cache, its gate shut from the start.
+ */
+async function gatedAgent(h: TestHub, features: string[], again?: { home: string; cache: string }) {
+  const dir = again ? { path: again.home } : await tempDir('fair-agent');
+  if (!again) cleanups.push(() => (dir as Awaited<ReturnType<typeof tempDir>>).remove());
+  const cache = await OfflineCache.open({ dir: join(dir.path, again?.cache ?? 'db') });
   const receiver = new SyncReceiver(cache, silentLogger, () => h.clock.now(), {});
   let open: (() => void) | undefined;
-  let gate: Promise<void> | undefined;
+  let gate: Promise<void> | undefined = again ? new Promise<void>((r) => (open = r)) : undefined;
   const realBatch = cache.batch.bind(cache);
   cache.batch = async (ops, options) => {
     if (gate) await gate;
@@ -187,6 +191,7 @@ async function gatedAgent(h: TestHub, features: string[]) {
     await cache.close();
   });
   return {
+    home: dir.path,
     core,
     cache,
     receiver,
@@ -318,5 +323,39 @@ describe('a subscription changed again mid-transfer sends the newer rendering', 
     const stats = h.stats.of('edge');
     expect(stats.coalesced).toBe(count - sentStale);
     expect(stats.objectFrames).toBe(sentStale + count);
+  });
+
+  it('a snapshot: an object changed while the snapshot goes out is sent at its newest, once; the deltas after skip what it sent ahead', async () => {
+    const features = [Feature.Sync, Feature.Chunks];
+    const h = await hub({ inFlightBytes: 16 * 1024 }, features);
+    const first = await gatedAgent(h, features);
+    const ns = await clusterNamespace(h);
+    await waitFor('the first snapshot acked', async () => (await first.acked()) > 0);
+    await first.core.stop();
+    const count = 30;
+    for (let i = 0; i < count; i++) await h.store.put('Manifest', { namespace: ns, name: `o${i}` }, manifest(ns, `o${i}`, { v: 'old', blob: noise(2000) }));
+    await h.store.put('Manifest', { namespace: ns, name: 'zz-gone' }, manifest(ns, 'zz-gone', { v: 'old', blob: noise(2000) }));
+    const before = h.stats.of('edge');
+    const [framesBefore, coalescedBefore, snapshotsBefore] = [before.objectFrames, before.coalesced, before.snapshots];
+    // The same cluster with an empty cache: a snapshot of 31 objects (zz-gone listed last), stalled at the in-flight bound.
+    const a = await gatedAgent(h, features, { home: first.home, cache: 'db-2' });
+    await waitFor('the snapshot begun', () => h.stats.of('edge').snapshots > snapshotsBefore);
+    await stalled(h);
+    const sentStale = h.stats.of('edge').objectFrames - framesBefore;
+    expect(sentStale).toBeLessThan(count);
+    let rv = 0;
+    for (let i = 0; i < count; i++) rv = Number(await h.store.put('Manifest', { namespace: ns, name: `o${i}` }, manifest(ns, `o${i}`, { v: 'new', blob: noise(2000) })));
+    rv = Math.max(rv, Number(await h.store.delete('Manifest', { namespace: ns, name: 'zz-gone' })));
+    // The hub's feed has the changes before the snapshot goes on.
+    await settle(200);
+    a.open();
+    await waitFor('the newer renderings acked', async () => (await a.acked()) >= rv);
+    const held = (await a.receiver.desired()).objects.map((o) => [o.object.metadata.name, (o.object as unknown as { data: { v: string } }).data.v] as const);
+    expect(new Map(held)).toEqual(new Map(Array.from({ length: count }, (_, i) => [`o${i}`, 'new'])));
+    const stats = h.stats.of('edge');
+    // Each object not yet sent goes once, at its newest (not old in the snapshot, then new in a delta); those sent stale get
+    // their delta. The one deleted (listed last) is left out of the snapshot; its delete follows.
+    expect(stats.objectFrames - framesBefore).toBe(count + sentStale + 1);
+    expect(stats.coalesced - coalescedBefore).toBe(count - sentStale + 1);
   });
 });

@@ -7,7 +7,7 @@ import { type Entry, type HubStore, type KubeObject, parseResourceVersion } from
 import { ChunkWindow, chunkTag, planChunks, resumePointFor } from './chunks.js';
 import { type FeedChange, ManifestFanout } from './fanout.js';
 import { frameBytes, type ManifestContent, manifestContent, objectPayload, refusedObjectFrame, syncChunkFrame, syncObjectFrame } from './objects.js';
-import { readSyncStatus, writeApplyReport, writeSyncMode } from './status.js';
+import { maxStatusRows, readSyncStatus, writeApplyReport, writeSyncMode } from './status.js';
 
 // The hub's side of sync, one per session with the "sync" feature. The
 // revisioned log of a cluster is the store's watch of Manifests in the
@@ -83,6 +83,9 @@ export const defaultSyncOptions: SyncOptions = {
   maxObjectBytes: defaultMaxObjectBytes,
 };
 
+/** Parts of one apply report at most (the agent's rows fit 2 MiB: 128 parts of 16 KiB, rows larger than a part alone). */
+const maxReportParts = 1024;
+
 /** What sync sent, per cluster, over the hub's life (tests and benchmarks count bytes here). */
 export interface ClusterSyncCounters {
   objectFrames: number;
@@ -114,13 +117,20 @@ export interface ClusterSyncCounters {
   acked: { incarnation: string; revision: number };
   /** Sessions whose hello resumed behind a revision the agent had acknowledged to this hub run. */
   ackedLost: number;
+  /**
+   * The apply report the cluster's status rows are now (feature
+   * "apply-report.delta"): a delta must name it, from the same sender. Kept
+   * over the cluster's sessions on this hub run, so a reconnect costs no full
+   * report; undefined: the next report must be whole.
+   */
+  reportBase: { sender: string; id: number } | undefined;
 }
 
 export class SyncStats {
   private readonly clusters = new Map<string, ClusterSyncCounters>();
   of(cluster: string): ClusterSyncCounters {
     let c = this.clusters.get(cluster);
-    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0, abandoned: 0, coalesced: 0, peakInFlightBytes: 0, acked: { incarnation: '', revision: 0 }, ackedLost: 0 }));
+    if (!c) this.clusters.set(cluster, (c = { objectFrames: 0, bytes: 0, rawBytes: 0, compressedFrames: 0, compressionResets: 0, queuedBytes: 0, snapshots: 0, tooLarge: [], chunkFrames: 0, resumedBytes: 0, superseded: 0, abandoned: 0, coalesced: 0, peakInFlightBytes: 0, acked: { incarnation: '', revision: 0 }, ackedLost: 0, reportBase: undefined }));
     return c;
   }
 }
@@ -230,6 +240,8 @@ export class SessionSync implements FrameHandler {
   private open: Group | undefined;
   /** Revision of the last object sent: a group closed before the next object ends here. */
   private lastSent = 0;
+  /** Manifests the last snapshot sent at a revision after its own (or left out, deleted since), by name: the deltas skip those changes. */
+  private readonly sentAhead = new Map<string, number>();
   /** Sequences of groups that end a snapshot: their push result replaces the status rows. */
   private readonly snapshotSequences = new Set<number>();
   private wake: (() => void) | undefined;
@@ -241,6 +253,13 @@ export class SessionSync implements FrameHandler {
   /** This session's sync bytes before and after compression: the ratio that sizes groups on the wire. */
   private rawSent = 0;
   private wireSent = 0;
+  /** Feature "apply-report.delta": reports come in parts, deltas against the last one written on this session. */
+  private readonly reportDelta: boolean;
+  private largestReportFrame = 0;
+  /** The parts of a report received so far. */
+  private assembling: { sender: string; id: number; baseId: number; count: number; next: number; rows: wire.ObjectApplyStatus[] } | undefined;
+  /** The cluster's dedicated namespace, read once (reports may come before the sync run has it). */
+  private namespaceRead: Promise<string> | undefined;
 
   constructor(
     private readonly session: SessionContext,
@@ -261,11 +280,18 @@ export class SessionSync implements FrameHandler {
     this.push = this.syncMode === 'Push';
     session.ended.addEventListener('abort', () => this.close(), { once: true });
     this.compressor = session.negotiated.features.has(Feature.CompressionDeflate) ? new FrameCompressor() : undefined;
+    this.reportDelta = this.enabled && session.negotiated.features.has(Feature.ReportDelta);
     if (this.enabled) void this.run().catch((err: unknown) => this.failed(err));
   }
 
-  admit(frame: wire.ConnectRequest['frame']): HawserError | undefined {
+  admit(frame: wire.ConnectRequest['frame'], frameBytes: number): HawserError | undefined {
     if (!this.enabled) return new HawserError(ErrorCode.UnexpectedFrame, `${frame?.$case} frame on a session without the "sync" feature`);
+    if (frame?.$case === 'applyReport' && this.metrics) {
+      const cluster = this.session.clusterName;
+      this.metrics.applyReportFrames.inc({ cluster });
+      this.metrics.applyReportBytes.inc({ cluster }, frameBytes);
+      if (frameBytes > this.largestReportFrame) this.metrics.applyReportLargestFrame.set({ cluster }, (this.largestReportFrame = frameBytes));
+    }
     return undefined;
   }
 
@@ -284,9 +310,67 @@ export class SessionSync implements FrameHandler {
       return;
     }
     if (frame.$case === 'syncChunkAck') return this.chunkAcked(frame.value);
-    if (frame.$case === 'applyReport' && this.namespace) {
-      await writeApplyReport(this.store, this.namespace, this.session.clusterName, frame.value, this.syncMode ? { syncMode: this.syncMode } : {});
+    if (frame.$case === 'applyReport') {
+      const namespace = await this.clusterNamespace();
+      if (this.reportDelta && frame.value.part) return this.reportPart(namespace, frame.value, frame.value.part);
+      // Without the feature a report is whole, whatever it carries.
+      const { part: _part, ...whole } = frame.value;
+      await writeApplyReport(this.store, namespace, this.session.clusterName, whole, this.syncMode ? { syncMode: this.syncMode } : {});
     }
+  }
+
+  private clusterNamespace(): Promise<string> {
+    this.namespaceRead ??= this.store.get('ManagedCluster', this.session.clusterName).then((cluster) => {
+      const namespace = cluster?.metadata.namespace ?? '';
+      if (!namespace) throw new HawserError(ErrorCode.NotFound, `cluster ${this.session.clusterName} has no dedicated namespace`);
+      return namespace;
+    });
+    return this.namespaceRead;
+  }
+
+  /**
+   * One part of a report (feature "apply-report.delta"), answered with an
+   * ApplyReportAck. The last part writes the status; a delta against a base
+   * other than the last report written for this cluster on this hub run (from
+   * the same sender), or a part out of order, is answered full_needed (nothing
+   * written) and the agent sends its report whole.
+   */
+  private async reportPart(namespace: string, report: wire.ApplyReport, part: wire.ApplyReportPart): Promise<void> {
+    const id = Number(part.id);
+    const baseId = Number(part.baseId);
+    const answer = (fullNeeded: boolean) => {
+      if (fullNeeded) {
+        this.assembling = undefined;
+        this.counters.reportBase = undefined;
+        this.metrics?.applyReportFullNeeded.inc({ cluster: this.session.clusterName });
+      }
+      // Not awaited: sync acks wait in this handler's queue behind it, and the ack may wait for room on a busy link.
+      this.session.send({ frame: { $case: 'applyReportAck', value: { id, index: part.index, fullNeeded } } }).catch(() => undefined);
+    };
+    if (part.count < 1 || part.count > maxReportParts || part.index >= part.count) {
+      throw new HawserError(ErrorCode.SyncProtocol, `apply report part ${part.index} of ${part.count}: at most ${maxReportParts} parts`);
+    }
+    if (part.index === 0) {
+      this.assembling = undefined;
+      const base = this.counters.reportBase;
+      if (baseId !== 0 && !(base && base.sender === part.sender && base.id === baseId)) return answer(true);
+      this.assembling = { sender: part.sender, id, baseId, count: part.count, next: 0, rows: [] };
+    }
+    const a = this.assembling;
+    if (!a || a.sender !== part.sender || a.id !== id || a.baseId !== baseId || a.count !== part.count || a.next !== part.index) return answer(true);
+    // Bounded: the status keeps maxReportRows at most, a delta may name as many removed beside them.
+    for (const row of report.objects) if (a.rows.length < 2 * maxStatusRows) a.rows.push(row);
+    a.next++;
+    if (a.next < a.count) return answer(false);
+    this.assembling = undefined;
+    const written = await writeApplyReport(this.store, namespace, this.session.clusterName, { ...report, objects: a.rows }, {
+      ...(this.syncMode ? { syncMode: this.syncMode } : {}),
+      delta: baseId !== 0,
+    });
+    if (written === 'no-base') return answer(true);
+    // A status cut at its row limit is no base for a delta: the next report comes whole.
+    this.counters.reportBase = written.complete ? { sender: part.sender, id } : undefined;
+    return answer(false);
   }
 
   /**
@@ -295,6 +379,8 @@ export class SessionSync implements FrameHandler {
    * group's revision, unless this or an earlier push of the session failed.
    */
   private async pushed(ack: wire.SyncAck, result: wire.ApplyReport): Promise<void> {
+    // Written from outside the agent's reports: the next one must come whole.
+    this.counters.reportBase = undefined;
     if (this.syncMode === 'Dual') {
       // Dual: a pass over the agent's whole cached set; the agent's cache, not the hub's record, is where it resumes.
       await writeApplyReport(this.store, this.namespace, this.session.clusterName, result, { syncMode: 'Dual' });
@@ -396,9 +482,7 @@ export class SessionSync implements FrameHandler {
 
   /** Where this session's sync starts: deltas from `from` (up to `current`), or a snapshot for `reason`. */
   private async resumePoint(): Promise<{ reason: string; from: number; current: number }> {
-    const cluster = await this.store.get('ManagedCluster', this.session.clusterName);
-    this.namespace = cluster?.metadata.namespace ?? '';
-    if (!this.namespace) throw new HawserError(ErrorCode.NotFound, `cluster ${this.session.clusterName} has no dedicated namespace`);
+    this.namespace = await this.clusterNamespace();
     if (this.syncMode) await writeSyncMode(this.store, this.namespace, this.session.clusterName, this.syncMode);
     const info = await this.store.info();
     this.incarnation = info.uid;
@@ -421,20 +505,65 @@ export class SessionSync implements FrameHandler {
     return { reason, from: lastAckedRevision, current };
   }
 
-  /** Everything in the cluster's namespace at one revision; returns it. */
+  /**
+   * Everything in the cluster's namespace at one revision; returns it. A
+   * Manifest that changes while the snapshot goes out is sent as it is now,
+   * not as listed (a large one stops mid-transfer for the newer rendering),
+   * and one deleted since is left out (its delete follows): the deltas after
+   * the snapshot skip the changes it sent ahead (sentAhead).
+   */
   private async snapshot(reason: string): Promise<number> {
     const listed = await this.store.list('Manifest', { namespace: this.namespace });
     const revision = parseResourceVersion(listed.resourceVersion);
     this.counters.snapshots++;
     this.metrics?.syncSnapshots.inc({ cluster: this.session.clusterName, reason });
     this.logger.info({ cluster: this.session.clusterName, reason, revision, objects: listed.items.length }, 'sync: sending a snapshot');
-    await this.sendFrame({ frame: { $case: 'syncBegin', value: { incarnation: this.incarnation, fromRevision: 0, snapshot: true, toRevision: revision, reason } } });
-    for (const item of listed.items) {
-      if (this.stop.signal.aborted) return revision;
-      await this.sendObject(item.object, parseResourceVersion(item.resourceVersion), wire.SyncOp.SYNC_OP_UPSERT, true, revision);
+    this.sentAhead.clear();
+    // The newest change of each Manifest after the list (served from the fan-out's ring, as the deltas that follow are).
+    const latest = new Map<string, { revision: number; object: KubeObject | undefined }>();
+    const watching = new AbortController();
+    const stopWatching = () => watching.abort();
+    this.stop.signal.addEventListener('abort', stopWatching, { once: true });
+    const reader = this.feed.follow(
+      this.namespace,
+      revision,
+      (change) => {
+        // A failed feed is the deltas' to report; here it only means no newer renderings are known.
+        if (change.type !== 'event') return;
+        const { event } = change;
+        latest.set(event.object.metadata.name, { revision: parseResourceVersion(event.resourceVersion), object: event.type === 'DELETED' ? undefined : event.object });
+      },
+      watching.signal,
+    );
+    try {
+      await this.sendFrame({ frame: { $case: 'syncBegin', value: { incarnation: this.incarnation, fromRevision: 0, snapshot: true, toRevision: revision, reason } } });
+      for (const item of listed.items) {
+        if (this.stop.signal.aborted) return revision;
+        const name = item.object.metadata.name;
+        let object = item.object;
+        let at = parseResourceVersion(item.resourceVersion);
+        for (;;) {
+          const newer = latest.get(name);
+          if (newer && newer.revision > at) {
+            this.counters.coalesced++;
+            // Deleted since: the snapshot leaves it out; the delete still follows (a held prune would keep it).
+            if (!newer.object) break;
+            this.sentAhead.set(name, newer.revision);
+            object = newer.object;
+            at = newer.revision;
+          }
+          const rendering = at;
+          const abandoned = await this.sendObject(object, at, wire.SyncOp.SYNC_OP_UPSERT, true, revision, () => (latest.get(name)?.revision ?? rendering) > rendering);
+          if (!abandoned) break;
+        }
+      }
+      await this.endGroup(revision, false, true, true);
+      return revision;
+    } finally {
+      this.stop.signal.removeEventListener('abort', stopWatching);
+      watching.abort();
+      await reader;
     }
-    await this.endGroup(revision, false, true, true);
-    return revision;
   }
 
   /**
@@ -501,6 +630,12 @@ export class SessionSync implements FrameHandler {
           this.counters.coalesced++;
           continue;
         }
+        // The snapshot before sent this change already.
+        const ahead = this.sentAhead.get(name);
+        if (ahead !== undefined && ahead >= revision) {
+          if (ahead === revision) this.sentAhead.delete(name);
+          continue;
+        }
         last = revision;
         const op = event.type === 'DELETED' ? wire.SyncOp.SYNC_OP_DELETE : wire.SyncOp.SYNC_OP_UPSERT;
         await this.sendObject(event.object, last, op, false, last, () => (newest.get(name) ?? revision) > revision);
@@ -514,25 +649,32 @@ export class SessionSync implements FrameHandler {
     }
   }
 
-  /** `newer` tells whether a newer change of this Manifest waits in the feed (deltas only: a snapshot sends every object it listed). */
-  private async sendObject(manifest: KubeObject, revision: number, op: wire.SyncOp, partial: boolean, groupRevision: number, newer?: () => boolean): Promise<void> {
+  /**
+   * `newer` tells whether a newer change of this Manifest is known: a large
+   * object then stops mid-transfer. Returns true when it did (the newer
+   * rendering is the caller's to send).
+   */
+  private async sendObject(manifest: KubeObject, revision: number, op: wire.SyncOp, partial: boolean, groupRevision: number, newer?: () => boolean): Promise<boolean> {
     const content = manifestContent(manifest);
     const payload = objectPayload(content, op);
     if (payload.length > this.maxObjectBytes) {
       const limit = this.maxObjectBytes < this.options.maxObjectBytes ? "the agent's --max-object-bytes" : "the hub's --max-object-bytes";
-      return this.refuse(content, revision, payload.length, `${payload.length} bytes exceed ${limit} of ${this.maxObjectBytes}`, partial, groupRevision);
+      await this.refuse(content, revision, payload.length, `${payload.length} bytes exceed ${limit} of ${this.maxObjectBytes}`, partial, groupRevision);
+      return false;
     }
     if (this.chunked && payload.length > this.options.chunkBytes) {
       // A change the watch replays may be stale already: a large one is not worth sending when a newer one follows.
-      if (!partial && (await this.superseded(manifest, revision))) return;
+      if (!partial && (await this.superseded(manifest, revision))) return false;
       return this.sendChunked(content, revision, op, payload, partial, groupRevision, newer);
     }
     const frame = syncObjectFrame(content, revision, op, payload, { localDigest: this.localDigest });
     const bytes = frameBytes(frame);
     if (bytes > this.options.maxObjectFrameBytes) {
-      return this.refuse(content, revision, payload.length, `a frame of ${bytes} bytes exceeds ${this.options.maxObjectFrameBytes} and the agent did not offer "chunks"`, partial, groupRevision);
+      await this.refuse(content, revision, payload.length, `a frame of ${bytes} bytes exceeds ${this.options.maxObjectFrameBytes} and the agent did not offer "chunks"`, partial, groupRevision);
+      return false;
     }
     await this.sendInGroup(frame, bytes, revision, partial, groupRevision);
+    return false;
   }
 
   /** One object frame in the open group (closing it first when full). */
@@ -593,7 +735,7 @@ export class SessionSync implements FrameHandler {
     partial: boolean,
     groupRevision: number,
     newer: (() => boolean) | undefined,
-  ): Promise<void> {
+  ): Promise<boolean> {
     if (this.open) await this.endGroup(partial ? groupRevision : this.lastSent, partial, false);
     await this.waitForWindow(0);
     const whole = (syncObjectFrame(content, revision, op, payload).frame as { value: wire.SyncObject }).value;
@@ -624,7 +766,7 @@ export class SessionSync implements FrameHandler {
           { cluster: this.session.clusterName, object: `${content.key.kind} ${content.key.namespace}/${content.key.name}`, atByte: slice.offset, totalSize: payload.length },
           'a newer rendering of a large object came mid-transfer: sending it instead',
         );
-        return;
+        return true;
       }
       this.counters.chunkFrames++;
       this.metrics?.syncChunks.inc({ cluster: this.session.clusterName });
@@ -634,6 +776,7 @@ export class SessionSync implements FrameHandler {
     this.counters.objectFrames++;
     this.lastSent = revision;
     await this.endGroup(partial ? groupRevision : revision, partial, false);
+    return false;
   }
 
   /** The Manifest changed (or went) after this revision: its next event in the watch sends the newer state. */
@@ -752,7 +895,11 @@ export class SessionSync implements FrameHandler {
     this.wireSent += bytes;
     this.counters.bytes += bytes;
     this.metrics?.syncSentBytes.inc({ cluster: this.session.clusterName }, bytes);
-    this.counters.peakInFlightBytes = Math.max(this.counters.peakInFlightBytes, this.wireInFlight() + bytes);
+    const inFlight = this.wireInFlight() + bytes;
+    if (inFlight > this.counters.peakInFlightBytes) {
+      this.counters.peakInFlightBytes = inFlight;
+      this.metrics?.syncPeakInFlightBytes.set({ cluster: this.session.clusterName }, inFlight);
+    }
     await this.session.send(frame);
   }
 

@@ -14,7 +14,9 @@ import type { HubStore, KubeObject } from '../store.js';
 // push's result (for that push's objects only) is merged into the rows.
 
 export const clusterSyncStatusApiVersion = 'hawser.io/v1alpha1';
-const maxObjects = 10_000;
+/** Rows a status keeps at most. */
+export const maxStatusRows = 10_000;
+const maxObjects = maxStatusRows;
 
 /** A held prune as status shows it, with the command that releases it. */
 export interface PruneHeldStatus {
@@ -90,7 +92,8 @@ export function confirmPruneCommand(clusterName: string, incarnation: string, re
 }
 
 function rowsOf(report: wire.ApplyReport): ReportedRow[] {
-  return report.objects.slice(0, maxObjects).map((o) => ({
+  // Read this far at most (a delta's removed rows may come beside as many changed ones).
+  return report.objects.slice(0, 2 * maxObjects).map((o) => ({
     apiVersion: boundedText(o.key?.apiVersion ?? '', 256),
     kind: boundedText(o.key?.kind ?? '', 128),
     ...(o.key?.namespace ? { namespace: boundedText(o.key.namespace, 256) } : {}),
@@ -103,30 +106,67 @@ function rowsOf(report: wire.ApplyReport): ReportedRow[] {
   }));
 }
 
-function rowKey(r: ReportedRow): string {
+function rowKey(r: { apiVersion: string; kind: string; namespace?: string | undefined; name: string }): string {
   return JSON.stringify([r.apiVersion, r.kind, r.namespace ?? '', r.name]);
+}
+
+/**
+ * Status rows in one order whatever built them: one per object (the last
+ * named wins), sorted by key, at most maxObjects. So a full report and a
+ * base with deltas applied to it give the same status.
+ */
+function canonicalRows(rows: Iterable<ReportedRow>): ReportedRow[] {
+  const byKey = new Map<string, ReportedRow>();
+  for (const r of rows) byKey.set(rowKey(r), r);
+  return [...byKey.entries()]
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .slice(0, maxObjects)
+    .map(([, r]) => r);
+}
+
+/** Rows of a delta report (feature "apply-report.delta") applied to its base's rows. */
+function applyDelta(base: readonly ReportedRow[], report: wire.ApplyReport): ReportedRow[] {
+  const byKey = new Map(base.map((r) => [rowKey(r), r]));
+  const rows = rowsOf(report);
+  report.objects.slice(0, rows.length).forEach((o, i) => {
+    const row = rows[i]!;
+    if (o.removed) byKey.delete(rowKey(row));
+    else byKey.set(rowKey(row), row);
+  });
+  return [...byKey.values()];
+}
+
+/** How a report's rows combine with what the status holds (see syncStatusAfter). */
+export interface ApplyReportContext {
+  syncMode?: SyncMode;
+  merge?: boolean;
+  push?: PushRecord;
+  /** The report's rows change these (feature "apply-report.delta": its base's rows as the status holds them). */
+  deltaOf?: readonly ReportedRow[];
 }
 
 /**
  * The status after `report`. `merge` (a Push delta's result) replaces the
  * rows of the objects it names and drops those it deleted, keeping the rest;
+ * `deltaOf` applies the report's changed and removed rows to those rows;
  * otherwise the report's rows are the whole set.
  */
 export function syncStatusAfter(
   previous: ClusterSyncStatusBody | undefined,
   clusterName: string,
   report: wire.ApplyReport,
-  context: { syncMode?: SyncMode; merge?: boolean; push?: PushRecord },
+  context: ApplyReportContext,
 ): ClusterSyncStatusBody {
-  let objects = rowsOf(report);
+  let objects = context.deltaOf ? applyDelta(context.deltaOf, report) : rowsOf(report);
   if (context.merge) {
     const byKey = new Map((previous?.objects ?? []).map((r) => [rowKey(r), r]));
     for (const r of objects) {
       if (r.action === 'deleted') byKey.delete(rowKey(r));
       else byKey.set(rowKey(r), r);
     }
-    objects = [...byKey.values()].slice(0, maxObjects);
+    objects = [...byKey.values()];
   }
+  objects = canonicalRows(objects);
   const held = report.pruneHeldReason
     ? {
         reason: boundedText(report.pruneHeldReason, 1024),
@@ -192,21 +232,38 @@ function offlineCacheChanged(before: OfflineCacheStatus | undefined, after: Offl
   return Math.abs(sizeAfter - sizeBefore) >= Math.max(1024 * 1024, Math.max(sizeBefore, sizeAfter) / 16);
 }
 
+/**
+ * What writeApplyReport did: the rows the status holds now, and whether they
+ * are every row the report meant (false: cut at maxObjects, so no later delta
+ * can build on them). 'no-base' for a delta when the status holds no rows to
+ * apply it to (nothing written).
+ */
+export type ApplyReportWrite = { rows: number; complete: boolean } | 'no-base';
+
 export async function writeApplyReport(
   store: HubStore,
   namespace: string,
   clusterName: string,
   report: wire.ApplyReport,
-  context: { syncMode?: SyncMode; merge?: boolean; push?: PushRecord } = {},
-): Promise<void> {
+  context: Omit<ApplyReportContext, 'deltaOf'> & { delta?: boolean } = {},
+): Promise<ApplyReportWrite> {
   const previous = await readSyncStatus(store, namespace, clusterName);
+  if (context.delta && !previous?.objects) return 'no-base';
+  const { delta, ...rest } = context;
   // What the report builds on: the rows a Push delta merges into, a Push record, the mode when the session does not know it.
-  const status = syncStatusAfter(context.merge || context.push || !context.syncMode ? previous : undefined, clusterName, report, context);
+  // A delta's other fields build on the same as a full report's: only its rows come from the base.
+  const status = syncStatusAfter(rest.merge || rest.push || !rest.syncMode ? previous : undefined, clusterName, report, {
+    ...rest,
+    ...(delta ? { deltaOf: previous!.objects! } : {}),
+  });
+  const rows = status.objects?.length ?? 0;
+  const complete = rows < maxObjects;
   // An agent reports every apply pass: one that changes nothing is no write (and wakes no watcher).
-  if (!syncStatusChanged(previous, status)) return;
+  if (!syncStatusChanged(previous, status)) return { rows, complete };
   // The next report replaces it: not worth a synchronous disk write per pass
   // (except where a Push cluster's sync resumes: that record must survive a crash).
   await store.put('ClusterSyncStatus', { namespace, name: clusterName }, record(namespace, clusterName, status), { durable: context.push !== undefined });
+  return { rows, complete };
 }
 
 /** Records the mode a cluster's agent runs (at each session's start), keeping the rest. */

@@ -195,6 +195,9 @@ export interface ConnectResponse {
      * "compression.deflate.k8s1"); what it holds is handled as if it came bare.
      */
     { $case: "syncCompressed"; value: SyncCompressed }
+    | //
+    /** Answers each ApplyReport part (feature "apply-report.delta"). */
+    { $case: "applyReportAck"; value: ApplyReportAck }
     | undefined;
 }
 
@@ -651,7 +654,52 @@ export interface ApplyReport {
    * state it holds is stale (unconfirmed by the hub for longer than its
    * max age) or untrusted (records were quarantined since the last snapshot).
    */
-  offlineCache?: OfflineCacheReport | undefined;
+  offlineCache?:
+    | OfflineCacheReport
+    | undefined;
+  /**
+   * Feature "apply-report.delta": this frame is one part of report part.id,
+   * and its rows are only those that changed since report part.base_id (0:
+   * every row). Every part carries the report's other fields.
+   */
+  part?: ApplyReportPart | undefined;
+}
+
+/**
+ * ApplyReportPart places a frame in a report split to bound frame size, and
+ * names the report its rows are a delta against. The agent sends one part
+ * at a time, each after the hub's ApplyReportAck of the one before; the hub
+ * writes the status once the last part is in.
+ */
+export interface ApplyReportPart {
+  /** Counts the sender's reports from 1. */
+  id: number;
+  /**
+   * The report the hub acknowledged last (on this session or an earlier one to the same hub), whose rows these
+   * change (a row with removed set left it); 0: the rows are the whole set.
+   */
+  baseId: number;
+  /** This part's place, from 0, among count parts. */
+  index: number;
+  count: number;
+  /**
+   * Names the agent process that counts these ids (random at its start): a
+   * base is the hub's only when it was written from the same sender, so a
+   * delta survives a reconnect to the same hub but not an agent restart.
+   */
+  sender: string;
+}
+
+/**
+ * ApplyReportAck answers one part of an ApplyReport (feature
+ * "apply-report.delta"). With full_needed the hub does not hold the report's
+ * base (it restarted, or a part was lost): the agent sends its latest report
+ * whole, as base 0. After the last part, id is the base of the next delta.
+ */
+export interface ApplyReportAck {
+  id: number;
+  index: number;
+  fullNeeded: boolean;
 }
 
 export interface OfflineCacheReport {
@@ -687,6 +735,11 @@ export interface ObjectApplyStatus {
   errorMessage: string;
   /** JSON of the observed status (replicas, readyReplicas, conditions…). */
   observedStatusJson: string;
+  /**
+   * In a delta (ApplyReport.part.base_id set): the base had this row and the
+   * report has none; only the key is set.
+   */
+  removed?: boolean | undefined;
 }
 
 function createBaseConnectRequest(): ConnectRequest {
@@ -899,6 +952,9 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "syncCompressed":
         SyncCompressed.encode(message.frame.value, writer.uint32(162).fork()).join();
         break;
+      case "applyReportAck":
+        ApplyReportAck.encode(message.frame.value, writer.uint32(250).fork()).join();
+        break;
     }
     return writer;
   },
@@ -1007,6 +1063,14 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
             message.frame = { $case: "syncCompressed", value: SyncCompressed.decode(reader, reader.uint32()) };
             continue;
           }
+          case 31: {
+            if (tag !== 250) {
+              break;
+            }
+
+            message.frame = { $case: "applyReportAck", value: ApplyReportAck.decode(reader, reader.uint32()) };
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1061,6 +1125,10 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
         ? { $case: "syncCompressed", value: SyncCompressed.fromJSON(object.syncCompressed) }
         : isSet(object.sync_compressed)
         ? { $case: "syncCompressed", value: SyncCompressed.fromJSON(object.sync_compressed) }
+        : isSet(object.applyReportAck)
+        ? { $case: "applyReportAck", value: ApplyReportAck.fromJSON(object.applyReportAck) }
+        : isSet(object.apply_report_ack)
+        ? { $case: "applyReportAck", value: ApplyReportAck.fromJSON(object.apply_report_ack) }
         : undefined,
     };
   },
@@ -1089,6 +1157,8 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       obj.confirmPrune = ConfirmPrune.toJSON(message.frame.value);
     } else if (message.frame?.$case === "syncCompressed") {
       obj.syncCompressed = SyncCompressed.toJSON(message.frame.value);
+    } else if (message.frame?.$case === "applyReportAck") {
+      obj.applyReportAck = ApplyReportAck.toJSON(message.frame.value);
     }
     return obj;
   },
@@ -1162,6 +1232,12 @@ export const ConnectResponse: MessageFns<ConnectResponse> = {
       case "syncCompressed": {
         if (object.frame?.value !== undefined && object.frame?.value !== null) {
           message.frame = { $case: "syncCompressed", value: SyncCompressed.fromPartial(object.frame.value) };
+        }
+        break;
+      }
+      case "applyReportAck": {
+        if (object.frame?.value !== undefined && object.frame?.value !== null) {
+          message.frame = { $case: "applyReportAck", value: ApplyReportAck.fromPartial(object.frame.value) };
         }
         break;
       }
@@ -5035,6 +5111,7 @@ function createBaseApplyReport(): ApplyReport {
     pruneHeldIncarnation: "",
     pruneHeldRevision: 0,
     offlineCache: undefined,
+    part: undefined,
   };
 }
 
@@ -5066,6 +5143,9 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     }
     if (message.offlineCache !== undefined) {
       OfflineCacheReport.encode(message.offlineCache, writer.uint32(74).fork()).join();
+    }
+    if (message.part !== undefined) {
+      ApplyReportPart.encode(message.part, writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -5155,6 +5235,14 @@ export const ApplyReport: MessageFns<ApplyReport> = {
             message.offlineCache = OfflineCacheReport.decode(reader, reader.uint32());
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.part = ApplyReportPart.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5208,6 +5296,7 @@ export const ApplyReport: MessageFns<ApplyReport> = {
         : isSet(object.offline_cache)
         ? OfflineCacheReport.fromJSON(object.offline_cache)
         : undefined,
+      part: isSet(object.part) ? ApplyReportPart.fromJSON(object.part) : undefined,
     };
   },
 
@@ -5240,6 +5329,9 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     if (message.offlineCache !== undefined) {
       obj.offlineCache = OfflineCacheReport.toJSON(message.offlineCache);
     }
+    if (message.part !== undefined) {
+      obj.part = ApplyReportPart.toJSON(message.part);
+    }
     return obj;
   },
 
@@ -5259,6 +5351,251 @@ export const ApplyReport: MessageFns<ApplyReport> = {
     message.offlineCache = (object.offlineCache !== undefined && object.offlineCache !== null)
       ? OfflineCacheReport.fromPartial(object.offlineCache)
       : undefined;
+    message.part = (object.part !== undefined && object.part !== null)
+      ? ApplyReportPart.fromPartial(object.part)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseApplyReportPart(): ApplyReportPart {
+  return { id: 0, baseId: 0, index: 0, count: 0, sender: "" };
+}
+
+export const ApplyReportPart: MessageFns<ApplyReportPart> = {
+  encode(message: ApplyReportPart, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.baseId !== 0) {
+      writer.uint32(16).uint64(message.baseId);
+    }
+    if (message.index !== 0) {
+      writer.uint32(24).uint32(message.index);
+    }
+    if (message.count !== 0) {
+      writer.uint32(32).uint32(message.count);
+    }
+    if (message.sender !== "") {
+      writer.uint32(42).string(message.sender);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplyReportPart {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplyReportPart();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.baseId = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.count = reader.uint32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.sender = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApplyReportPart {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      baseId: isSet(object.baseId)
+        ? globalThis.Number(object.baseId)
+        : isSet(object.base_id)
+        ? globalThis.Number(object.base_id)
+        : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      count: isSet(object.count) ? globalThis.Number(object.count) : 0,
+      sender: isSet(object.sender) ? globalThis.String(object.sender) : "",
+    };
+  },
+
+  toJSON(message: ApplyReportPart): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.baseId !== 0) {
+      obj.baseId = Math.round(message.baseId);
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.count !== 0) {
+      obj.count = Math.round(message.count);
+    }
+    if (message.sender !== "") {
+      obj.sender = message.sender;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApplyReportPart>, I>>(base?: I): ApplyReportPart {
+    return ApplyReportPart.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApplyReportPart>, I>>(object: I): ApplyReportPart {
+    const message = createBaseApplyReportPart();
+    message.id = object.id ?? 0;
+    message.baseId = object.baseId ?? 0;
+    message.index = object.index ?? 0;
+    message.count = object.count ?? 0;
+    message.sender = object.sender ?? "";
+    return message;
+  },
+};
+
+function createBaseApplyReportAck(): ApplyReportAck {
+  return { id: 0, index: 0, fullNeeded: false };
+}
+
+export const ApplyReportAck: MessageFns<ApplyReportAck> = {
+  encode(message: ApplyReportAck, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== 0) {
+      writer.uint32(8).uint64(message.id);
+    }
+    if (message.index !== 0) {
+      writer.uint32(16).uint32(message.index);
+    }
+    if (message.fullNeeded !== false) {
+      writer.uint32(24).bool(message.fullNeeded);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ApplyReportAck {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseApplyReportAck();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.id = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.index = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.fullNeeded = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ApplyReportAck {
+    return {
+      id: isSet(object.id) ? globalThis.Number(object.id) : 0,
+      index: isSet(object.index) ? globalThis.Number(object.index) : 0,
+      fullNeeded: isSet(object.fullNeeded)
+        ? globalThis.Boolean(object.fullNeeded)
+        : isSet(object.full_needed)
+        ? globalThis.Boolean(object.full_needed)
+        : false,
+    };
+  },
+
+  toJSON(message: ApplyReportAck): unknown {
+    const obj: any = {};
+    if (message.id !== 0) {
+      obj.id = Math.round(message.id);
+    }
+    if (message.index !== 0) {
+      obj.index = Math.round(message.index);
+    }
+    if (message.fullNeeded !== false) {
+      obj.fullNeeded = message.fullNeeded;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ApplyReportAck>, I>>(base?: I): ApplyReportAck {
+    return ApplyReportAck.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ApplyReportAck>, I>>(object: I): ApplyReportAck {
+    const message = createBaseApplyReportAck();
+    message.id = object.id ?? 0;
+    message.index = object.index ?? 0;
+    message.fullNeeded = object.fullNeeded ?? false;
     return message;
   },
 };
@@ -5490,6 +5827,7 @@ function createBaseObjectApplyStatus(): ObjectApplyStatus {
     errorCode: "",
     errorMessage: "",
     observedStatusJson: "",
+    removed: undefined,
   };
 }
 
@@ -5515,6 +5853,9 @@ export const ObjectApplyStatus: MessageFns<ObjectApplyStatus> = {
     }
     if (message.observedStatusJson !== "") {
       writer.uint32(58).string(message.observedStatusJson);
+    }
+    if (message.removed !== undefined) {
+      writer.uint32(64).bool(message.removed);
     }
     return writer;
   },
@@ -5588,6 +5929,14 @@ export const ObjectApplyStatus: MessageFns<ObjectApplyStatus> = {
             message.observedStatusJson = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.removed = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -5623,6 +5972,7 @@ export const ObjectApplyStatus: MessageFns<ObjectApplyStatus> = {
         : isSet(object.observed_status_json)
         ? globalThis.String(object.observed_status_json)
         : "",
+      removed: isSet(object.removed) ? globalThis.Boolean(object.removed) : undefined,
     };
   },
 
@@ -5649,6 +5999,9 @@ export const ObjectApplyStatus: MessageFns<ObjectApplyStatus> = {
     if (message.observedStatusJson !== "") {
       obj.observedStatusJson = message.observedStatusJson;
     }
+    if (message.removed !== undefined) {
+      obj.removed = message.removed;
+    }
     return obj;
   },
 
@@ -5664,6 +6017,7 @@ export const ObjectApplyStatus: MessageFns<ObjectApplyStatus> = {
     message.errorCode = object.errorCode ?? "";
     message.errorMessage = object.errorMessage ?? "";
     message.observedStatusJson = object.observedStatusJson ?? "";
+    message.removed = object.removed ?? undefined;
     return message;
   },
 };
