@@ -11,7 +11,11 @@
 //   old: the agent's policy before the quick retry (--reconnect-jitter 0: a
 //        drop is a failed dial unless the connection lived 60 s) and no
 //        handshake admission at the hub;
-//   new: the defaults (quick retry within 1.5 s, --max-concurrent-handshakes 64).
+//   fixed: the agents' new policy, and the hub's admission of the session before
+//        (a fixed limit of 64 handshakes; in this build a fixed limit also queues
+//        hellos briefly rather than refusing them at once);
+//   new: the defaults (quick retry within 1.5 s then a second window of 5 s; the
+//        hub's adaptive handshake limit, a short queue, a retry-after from the queue).
 // Agents run beside the hub on the same cores: on a 2-core machine their own
 // TLS work competes with the hub's, so absolute times are pessimistic; the
 // ratio between the phases is the figure.
@@ -54,7 +58,7 @@ const rampPerSec = Number(flags.ramp);
 const recoverTimeoutMs = Number(flags['recover-timeout']) * 1000;
 if (!(Number.isInteger(n) && n > 0)) throw new Error(`--agents must be a positive integer, got ${flags.agents}`);
 
-type Phase = 'old' | 'new';
+type Phase = 'old' | 'fixed' | 'new';
 interface PhaseResult {
   phase: Phase;
   agents: number;
@@ -89,7 +93,11 @@ function startHub(dir: string, ports: { tunnel: number; api: number }, pki: Benc
     ports,
     pki,
     // Old: no admission control (a bound no herd reaches).
-    hubFlags: phase === 'old' ? ['--max-concurrent-handshakes', '1000000'] : [],
+    hubFlags: {
+      old: ['--min-concurrent-handshakes', '1000000', '--max-concurrent-handshakes', '1000000'],
+      fixed: ['--min-concurrent-handshakes', '64', '--max-concurrent-handshakes', '64'],
+      new: [],
+    }[phase],
     // A restart under 1,000 redialling agents on a loaded machine took over 30 s to answer.
     healthyWithinMs: 180_000,
     track: (cp) => hubProcesses.add(cp),
@@ -221,7 +229,9 @@ async function main(): Promise<void> {
       return;
     }
     const results = new Map<Phase, PhaseResult>();
-    for (const phase of flags.phases!.split(',') as Phase[]) results.set(phase, await runPhase(phase, root, pki));
+    const phases = flags.phases!.split(',');
+    for (const phase of phases) if (!['old', 'fixed', 'new'].includes(phase)) throw new Error(`--phases takes old, fixed and new, got "${phase}"`);
+    for (const phase of phases as Phase[]) results.set(phase, await runPhase(phase, root, pki));
 
     const rows: Array<[string, (r: PhaseResult) => number, string]> = [
       ['hub down (SIGKILL to healthy again)', (r) => r.hubDownMs / 1000, 's'],
@@ -236,12 +246,12 @@ async function main(): Promise<void> {
     ];
     const old = results.get('old');
     const neu = results.get('new');
+    const ran = [...results.values()];
     console.log(`\nhub restart under ${n} agents (${cpus().length} cores, ${process.version})\n`);
-    console.log('| | old | new | new/old |\n|---|---|---|---|');
+    console.log(`| | ${ran.map((r) => r.phase).join(' | ')} | new/old |\n|---|${ran.map(() => '---|').join('')}---|`);
     for (const [what, get, unit] of rows) {
-      const o = old ? get(old) : Number.NaN;
-      const w = neu ? get(neu) : Number.NaN;
-      console.log(`| ${what} (${unit || 'count'}) | ${o.toFixed(1)} | ${w.toFixed(1)} | ${old && neu ? ratio(w, o) : '-'} |`);
+      const cells = ran.map((r) => get(r).toFixed(1)).join(' | ');
+      console.log(`| ${what} (${unit || 'count'}) | ${cells} | ${old && neu ? ratio(get(neu), get(old)) : '-'} |`);
     }
     const out = join(repoRoot, 'bench', 'results', `reconnect-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}.json`);
     mkdirSync(dirname(out), { recursive: true });

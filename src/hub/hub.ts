@@ -267,6 +267,11 @@ export class HubCore {
     return this.handshakes.active;
   }
 
+  /** Hellos waiting for a handshake slot, and the adaptive limit on handshakes now. */
+  get handshakeAdmission(): { queued: number; limit: number; completionRatePerSec: number } {
+    return { queued: this.handshakes.queued, limit: this.handshakes.limit, completionRatePerSec: this.handshakes.completionRatePerSec() };
+  }
+
   get connectedClusters(): string[] {
     return [...this.sessions.keys()];
   }
@@ -363,13 +368,19 @@ export class HubCore {
       } catch (err) {
         return await this.refuse(channel, toHawserError(err), { clusterId: quoteBounded(hello.clusterId, 64), agentVersion: quoteBounded(hello.agentVersion, 64) });
       }
-      const slot = this.handshakes.tryEnter();
-      if (!slot.admitted) {
+      // Waits in the queue while a slot is due soon; ends the wait if the stream closes.
+      const waiting = new AbortController();
+      void channel.closed.then(() => waiting.abort());
+      const slot = await this.handshakes.enter(waiting.signal);
+      if (slot.kind === 'abandoned') return;
+      if (slot.kind === 'refused') {
         return await this.refuse(
           channel,
-          new HawserError(ErrorCode.HubBusy, `hub has ${slot.inProgress} handshakes in progress; try again in ${slot.retryAfterMs}ms`, {
-            retryAfterMs: slot.retryAfterMs,
-          }),
+          new HawserError(
+            ErrorCode.HubBusy,
+            `hub has ${slot.inProgress} handshakes in progress (limit ${slot.limit}) and ${slot.queued} waiting; try again in ${slot.retryAfterMs}ms`,
+            { retryAfterMs: slot.retryAfterMs },
+          ),
           { clusterId: quoteBounded(hello.clusterId, 64) },
         );
       }
