@@ -22,6 +22,7 @@
 //
 //   npm run bench:reconnect                      # 200 agents
 //   npm run bench:reconnect -- --agents 1000     # on demand, not on a shared machine
+//   npm run bench:reconnect -- --mode refusal-cost [--dials 500]   # CPU of one refused dial, by where it is refused (bench/refusal-cost.ts)
 //   npm run bench:reconnect -- --mode reset --baseline-dir DIR   # one link reset on a weak link (bench/reconnect-reset.ts),
 //                                                # DIR: a built checkout to compare against (e.g. main)
 import { type ChildProcess } from 'node:child_process';
@@ -34,6 +35,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { type RunningAgent, StaticClusterReader, startAgent } from '../src/agent/index.js';
 import { agentName, type BenchHub, type BenchPki, benchClusterStatus, findRepoRoot, freePort, makeBenchPki, readCpuMs, sleep, startBenchHub } from './common.js';
+import { runRefusalCostBench } from './refusal-cost.js';
 import { runResetBench } from './reconnect-reset.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -49,6 +51,7 @@ const { values: flags } = parseArgs({
     mode: { type: 'string', default: 'restart' },
     'baseline-dir': { type: 'string' },
     resets: { type: 'string', default: '5' },
+    dials: { type: 'string', default: '500' },
     latency: { type: 'string', default: '300' },
     rate: { type: 'string', default: '32' },
   },
@@ -219,6 +222,13 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'hawser-bench-reconnect-'));
   try {
     const pki = await makeBenchPki(root);
+    if (flags.mode === 'refusal-cost') {
+      const costs = await runRefusalCostBench({ pki, dials: Number(flags.dials) });
+      console.log('\n| refused at | server CPU per refused dial | vs a TLS refusal |\n|---|---|---|');
+      const tls = costs.find((c) => c.mode === 'tls')!.cpuMsPerDial;
+      for (const c of costs) console.log(`| ${c.mode} | ${c.cpuMsPerDial.toFixed(3)} ms | ${ratio(c.cpuMsPerDial, tls)} |`);
+      return;
+    }
     if (flags.mode === 'reset') {
       const builds = [...(flags['baseline-dir'] ? [{ label: 'baseline', dir: flags['baseline-dir'] }] : []), { label: 'this', dir: repoRoot }];
       const reset = await runResetBench({ builds, resets: Number(flags.resets), latencyMs: Number(flags.latency), rateKBps: Number(flags.rate), root, pki });
