@@ -145,6 +145,7 @@ export class HubCore {
     random: () => number = Math.random,
   ) {
     this.handshakes = new HandshakeAdmission(options.handshakes, clock, random);
+    metrics.handshakeLimit.set(this.handshakes.limit);
     this.registrar = new Registrar(store, this.mutex, clock, {
       ...options,
       bootstrapTokens: () => this.options.bootstrapTokens,
@@ -371,7 +372,10 @@ export class HubCore {
       // Waits in the queue while a slot is due soon; ends the wait if the stream closes.
       const waiting = new AbortController();
       void channel.closed.then(() => waiting.abort());
-      const slot = await this.handshakes.enter(waiting.signal);
+      const queue = this.handshakes.enter(waiting.signal);
+      this.metrics.handshakesQueued.set(this.handshakes.queued);
+      const slot = await queue;
+      this.metrics.handshakesQueued.set(this.handshakes.queued);
       if (slot.kind === 'abandoned') return;
       if (slot.kind === 'refused') {
         return await this.refuse(
@@ -388,6 +392,7 @@ export class HubCore {
         session = await this.establish(channel, connection, hello, negotiated, slot.release);
       } finally {
         slot.release();
+        this.metrics.handshakeLimit.set(this.handshakes.limit);
       }
       welcomed();
       if (!session) return;

@@ -172,6 +172,8 @@ describe('HubCore handshake admission', () => {
     }
     expect(hub.core.handshakesInProgress).toBe(limit);
     expect(hub.core.handshakeAdmission.queued).toBe(queued);
+    expect(await metricValue(hub.metrics, 'hawser_hub_handshakes_queued')).toBe(queued);
+    expect(await metricValue(hub.metrics, 'hawser_hub_handshake_limit')).toBe(limit);
     const refused = herd.slice(limit + queued);
     const waits = [];
     for (const agent of refused) {
@@ -202,6 +204,7 @@ describe('HubCore handshake admission', () => {
     }
     expect(hub.core.handshakesInProgress).toBe(0);
     expect(hub.core.handshakeAdmission.queued).toBe(0);
+    expect(await metricValue(hub.metrics, 'hawser_hub_handshakes_queued')).toBe(0);
     expect(await metricValue(hub.metrics, 'hawser_hub_connected_agents')).toBe(1 + limit + queued + extra);
     expect(await rejectedCount(hub.metrics, ErrorCode.HubBusy)).toBe(extra);
   });
