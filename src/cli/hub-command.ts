@@ -36,7 +36,7 @@ export const hubSpec: CommandSpec = {
     'max-unwelcomed-streams': { type: 'string', help: 'streams still registering (not yet welcomed) at most, per hub', default: '1024' },
     'max-concurrent-handshakes': {
       type: 'string',
-      help: 'ceiling of the adaptive limit on hellos being handled at once (it follows their latency); past the limit a hello waits for a slot up to 3s, else HAWSER_HUB_BUSY with a retry-after from the queue',
+      help: 'ceiling of the adaptive limit on hellos being handled at once (it follows their latency); past the limit a hello waits for a slot up to 10s, else HAWSER_HUB_BUSY with a retry-after from the queue',
       default: '512',
     },
     'min-concurrent-handshakes': {

@@ -35,8 +35,10 @@ export interface HandshakeAdmissionOptions {
 
 export const defaultHandshakeAdmission: HandshakeAdmissionOptions = {
   limit: defaultConcurrencyLimitOptions,
-  // Well within the agent's 30 s register timeout, and short enough that a waiting connection costs only memory briefly.
-  maxQueueWaitMs: 3_000,
+  // A third of the agent's 30 s register timeout: room for a wrong rate estimate. A waiting hello
+  // costs memory only; a refused one costs its TLS handshake and HTTP/2 call again (4 ms of
+  // hub CPU against 0.2 ms for a dial refused before TLS: bench/reconnect --mode refusal-cost).
+  maxQueueWaitMs: 10_000,
   retryAfterMinMs: 500,
   retryAfterMaxMs: 120_000,
   jitterRatio: 0.1,
