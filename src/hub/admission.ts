@@ -172,6 +172,14 @@ export class HandshakeAdmission {
   }
 
   /**
+   * A retry-after for a dial refused elsewhere for the same reason (too many
+   * streams not yet welcomed): booked like a refused hello's.
+   */
+  bookRetryAfterMs(): number {
+    return (this.refuse(this.completionRatePerSec()) as Extract<Admitted, { kind: 'refused' }>).retryAfterMs;
+  }
+
+  /**
    * Books the refused hello a place: one completion's time after the last
    * one booked, and no sooner than one after the queue has drained to half its bound.
    */

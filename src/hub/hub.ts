@@ -57,7 +57,7 @@ export interface HubCoreOptions extends RegistrarLimits {
   features: readonly string[];
   /** Streams not yet welcomed (saying hello, registering, waiting for approval) at most, per hub. */
   maxUnwelcomedStreams: number;
-  /** What a busy hub asks a refused stream to wait. */
+  /** The least a hub with too many streams still registering asks a refused one to wait (more when its handshake queue says so). */
   busyRetryAfterMs: number;
   /** Handshakes in progress at once, and the spread of the retry-after a hello past them gets (HAWSER_HUB_BUSY). */
   handshakes: HandshakeAdmissionOptions;
@@ -349,10 +349,12 @@ export class HubCore {
     };
     try {
       if (this.unwelcomed > this.options.maxUnwelcomedStreams) {
+        // Most of them wait for a handshake slot: come back when the queue has room, as a refused hello would.
+        const retryAfterMs = Math.max(this.options.busyRetryAfterMs, this.handshakes.bookRetryAfterMs());
         return await this.refuse(
           channel,
-          new HawserError(ErrorCode.HubBusy, `hub has ${this.options.maxUnwelcomedStreams} streams still registering; try again later`, {
-            retryAfterMs: this.options.busyRetryAfterMs,
+          new HawserError(ErrorCode.HubBusy, `hub has ${this.options.maxUnwelcomedStreams} streams still registering; try again in ${retryAfterMs}ms`, {
+            retryAfterMs,
           }),
         );
       }

@@ -139,6 +139,17 @@ describe('HandshakeAdmission', () => {
     expect(retryAfter(await admission.enter())).toBe(850);
   });
 
+  it('books a dial refused elsewhere (too many streams not yet welcomed) in the same book as refused hellos', async () => {
+    const clock = new ManualClock(0);
+    const admission = new HandshakeAdmission(admissionOptions, clock, () => 0.5);
+    await warmUp(admission, clock, 20, 200);
+    await admission.enter();
+    await admission.enter();
+    for (let i = 0; i < 10; i++) void admission.enter();
+    expect(admission.bookRetryAfterMs()).toBe(600);
+    expect(retryAfter(await admission.enter())).toBe(700);
+  });
+
   it('jitters the retry-after by ±jitterRatio', async () => {
     for (const [r, expected] of [
       [0, 540],
