@@ -14,7 +14,8 @@ import { ConcurrencyLimit, type ConcurrencyLimitOptions, defaultConcurrencyLimit
 //   is within maxQueueWaitMs: by the time a hello arrives its TLS handshake is
 //   paid, and refusing it would only make the agent pay again.
 // - Past that it is refused with a retry-after that books it a later place:
-//   refused hellos are spaced at the completion rate, starting once the queue
+//   refused hellos are spaced at the completion rate (measured, or what the
+//   limit allows at the recent latency, whichever is more), starting once the queue
 //   has drained to half its bound, jittered by ±jitterRatio (a retry-after that
 //   follows the queue: short while it drains, long behind a big one). So the herd comes
 //   back about as fast as the hub can take it, and is refused about once.
@@ -40,7 +41,7 @@ export const defaultHandshakeAdmission: HandshakeAdmissionOptions = {
   // hub CPU against 0.2 ms for a dial refused before TLS: bench/reconnect --mode refusal-cost).
   maxQueueWaitMs: 10_000,
   retryAfterMinMs: 500,
-  retryAfterMaxMs: 120_000,
+  retryAfterMaxMs: 60_000,
   jitterRatio: 0.1,
   rateWindowMs: 2_000,
 };
@@ -63,6 +64,8 @@ export class HandshakeAdmission {
   /** Completion times within the rate window, oldest first. */
   private readonly completions: number[] = [];
   private readonly startedAt: number;
+  /** Recent handshake latency, smoothed (undefined before the first). */
+  private latencyEwmaMs: number | undefined;
   /** When the last refused hello was told to come back. */
   private lastBookedAt = -Infinity;
 
@@ -97,14 +100,21 @@ export class HandshakeAdmission {
     return this.limiter.limit;
   }
 
-  /** Handshakes finished per second, measured over the rate window (a guess of limit per second before any). */
+  /**
+   * Handshakes the hub can finish per second: what it finished over the rate
+   * window, or what the limit allows at the handshakes' recent latency
+   * (Little's law), whichever is more. The count alone undercounts a hub that
+   * was waiting for agents rather than busy (measured: 60 agents of 200 booked
+   * up to 2 minutes out while the hub sat at 5 % of a core).
+   */
   completionRatePerSec(): number {
     const now = this.clock.now();
     this.forgetCompletions(now);
-    if (this.completions.length === 0) return this.limiter.limit;
+    const byLatency = this.latencyEwmaMs === undefined ? this.limiter.limit : (this.limiter.limit * 1000) / Math.max(1, this.latencyEwmaMs);
+    if (this.completions.length === 0) return byLatency;
     // Over the window, or since the start when the hub is younger than it.
     const spanMs = Math.max(100, Math.min(this.options.rateWindowMs, now - this.startedAt));
-    return (this.completions.length * 1000) / spanMs;
+    return Math.max(byLatency, (this.completions.length * 1000) / spanMs);
   }
 
   /**
@@ -148,6 +158,7 @@ export class HandshakeAdmission {
         released = true;
         const now = this.clock.now();
         this.limiter.sample(now, startedAt, now - startedAt, this.inProgress);
+        this.latencyEwmaMs = this.latencyEwmaMs === undefined ? now - startedAt : 0.8 * this.latencyEwmaMs + 0.2 * (now - startedAt);
         this.inProgress--;
         this.completions.push(now);
         this.forgetCompletions(now);

@@ -181,8 +181,20 @@ describe('HandshakeAdmission', () => {
     clock.advance(1_000);
     await slow.enter();
     await slow.enter();
-    expect(slow.completionRatePerSec()).toBe(1);
-    expect(retryAfter(await slow.enter())).toBe(1_000);
+    // 1 finished per second counted, but 2 slots at 1 s each can finish 2/s (Little's law): the more.
+    expect(slow.completionRatePerSec()).toBe(2);
+    expect(retryAfter(await slow.enter())).toBe(500);
+  });
+
+  it("takes the rate the limit allows at the recent latency when fewer finished (a hub that waited for agents, not for CPU)", async () => {
+    const clock = new ManualClock(0);
+    const admission = new HandshakeAdmission(admissionOptions, clock, () => 0.5);
+    const a = admitted(await admission.enter());
+    clock.advance(50);
+    a.release();
+    clock.advance(1_950);
+    // One finished in 2 s (0.5/s counted), in 50 ms: 2 slots at 50 ms can finish 40/s.
+    expect(admission.completionRatePerSec()).toBe(40);
   });
 
   it('a hello whose stream closes while queued leaves the queue', async () => {

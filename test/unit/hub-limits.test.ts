@@ -147,17 +147,22 @@ describe('HubCore handshake admission', () => {
         handshakes: {
           ...defaultHandshakeAdmission,
           limit: { ...defaultHandshakeAdmission.limit, min: limit, max: limit, initial: limit },
-          // The live agent's registration is the one completion measured: 1 in the first 100 ms, 10/s.
-          // So a queue of 2 is 200 ms of waiting, the bound.
-          maxQueueWaitMs: 200,
+          // The live agent's registration is the one completion measured, in 100 ms: 3 slots at
+          // 100 ms finish 30/s. So a queue of 2 is 67 ms of waiting, within the bound.
+          maxQueueWaitMs: 70,
           retryAfterMinMs: 10,
         },
       },
       { wrapStore: gate.wrap, random: () => 0.5 },
     );
-    const { agent: live } = await register('edge-live');
+    gate.close();
+    const registered = register('edge-live');
+    await waitFor('the live agent in progress', async () => hub.core.handshakesInProgress === 1);
+    hub.clock.advance(100);
+    gate.open();
+    const { agent: live } = await registered;
     await live.heartbeat();
-    expect(hub.core.handshakeAdmission.completionRatePerSec).toBe(10);
+    expect(hub.core.handshakeAdmission.completionRatePerSec).toBe(30);
 
     // The store stalls: registrations stay in progress.
     gate.close();
@@ -180,9 +185,9 @@ describe('HubCore handshake admission', () => {
       const goodbye = await agent.expectGoodbye(ErrorCode.HubBusy);
       waits.push(goodbye.retryAfterMs);
     }
-    // At 10/s the queue of 2 drains in 200 ms; one completion after half the bound (100 ms) before
-    // that is 200 ms; the next refused hello is booked one completion (100 ms) later.
-    expect(waits).toEqual([200, 300]);
+    // At 30/s the queue of 2 and one more take 100 ms; half the bound (35 ms) before that is 65 ms;
+    // the next refused hello is booked one completion (33 ms) later.
+    expect(waits).toEqual([65, 98]);
     expect(herd.slice(0, limit + queued).every((agent) => !agent.isClosed)).toBe(true);
 
     // Meanwhile the connected agent's heartbeats are all acked (the acks do not wait for the store).
