@@ -68,6 +68,8 @@ export class HandshakeAdmission {
   private latencyEwmaMs: number | undefined;
   /** When the last refused hello was told to come back. */
   private lastBookedAt = -Infinity;
+  /** Places booked and not yet due, in order. */
+  private readonly booked: number[] = [];
 
   constructor(
     readonly options: HandshakeAdmissionOptions,
@@ -200,9 +202,15 @@ export class HandshakeAdmission {
     const slotMs = 1000 / ratePerSec;
     // One completion after the queue ahead has drained to half its bound.
     const drainedAt = now + Math.max(0, ((this.queue.length + 1) * 1000) / ratePerSec - maxQueueWaitMs / 2);
+    // Places still ahead, re-spaced at today's rate: a book made while the rate looked low
+    // does not push every later refusal out as far.
+    while (this.booked.length > 0 && this.booked[0]! <= now) this.booked.shift();
+    const lastAhead = Math.min(this.lastBookedAt, drainedAt + this.booked.length * slotMs);
     // Never booked past what a retry-after can say: a flood does not push the book out for ever.
-    const bookedAt = Math.min(now + retryAfterMaxMs, Math.max(drainedAt, this.lastBookedAt + slotMs));
+    const bookedAt = Math.min(now + retryAfterMaxMs, Math.max(drainedAt, lastAhead + slotMs));
     this.lastBookedAt = bookedAt;
+    this.booked.push(bookedAt);
+    this.booked.sort((a, b) => a - b);
     const r = this.random();
     if (!(r >= 0 && r < 1)) throw new RangeError(`random() must return a number in [0, 1), got ${r}`);
     const jittered = (bookedAt - now) * (1 - jitterRatio + 2 * jitterRatio * r);

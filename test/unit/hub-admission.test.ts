@@ -150,6 +150,26 @@ describe('HandshakeAdmission', () => {
     expect(retryAfter(await admission.enter())).toBe(700);
   });
 
+  it('re-spaces the places still ahead when the rate turns out higher than when they were booked', async () => {
+    const clock = new ManualClock(0);
+    const options = { ...admissionOptions, maxQueueWaitMs: 0, retryAfterMinMs: 10 };
+    const admission = new HandshakeAdmission(options, clock, () => 0.5);
+    await warmUp(admission, clock, 2, 1_000); // 2 slots at 1 s each: 2/s
+    const busy = [admitted(await admission.enter()), admitted(await admission.enter())];
+    // One completion (500 ms) from now, then one more.
+    expect([retryAfter(await admission.enter()), retryAfter(await admission.enter())]).toEqual([500, 1_000]);
+    // Both in progress finish in 20 ms: the hub is faster than it looked (4 done in 1.02 s).
+    clock.advance(20);
+    for (const slot of busy) slot.release();
+    await admission.enter();
+    await admission.enter();
+    const rate = admission.completionRatePerSec();
+    expect(rate).toBeCloseTo(4_000 / 1_020, 6);
+    // The next place: one completion for the slots, the two places still ahead, then its own,
+    // at today's rate (1020 ms), not one completion after the last place booked at 2/s (1235 ms).
+    expect(retryAfter(await admission.enter())).toBe(Math.round(4_000 / rate));
+  });
+
   it('jitters the retry-after by ±jitterRatio', async () => {
     for (const [r, expected] of [
       [0, 540],
