@@ -59,7 +59,7 @@
 // Results: tables on stdout, progress on stderr, JSON in bench/results/.
 
 import { type ChildProcess, fork } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { mkdtemp } from 'node:fs/promises';
 import { cpus, setPriority, tmpdir, totalmem } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -124,6 +124,8 @@ const { values: flags } = parseArgs({
     'max-reconnect-period': { type: 'string', default: '60s' },
     'agent-cache-root': { type: 'string', default: existsSync('/dev/shm') ? '/dev/shm' : tmpdir() },
     'hub-cpu-prof': { type: 'string' },
+    'heap-snapshot': { type: 'string' },
+    'hawser-bin': { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -143,6 +145,10 @@ if (flags.help) {
   --agent-cache-root DIR     where the agents' LevelDB caches go (default /dev/shm: agents' fsyncs
                              stay off the disk the hub writes to, as on real, separate machines)
   --hub-cpu-prof DIR         write the hub's V8 CPU profile (node --cpu-prof) into DIR
+  --hawser-bin PATH          the hub to measure (default: this checkout's bin/hawser.js), e.g. a built
+                             main to compare with; the agents are always this checkout's
+  --heap-snapshot DIR        write heap snapshots of the server (hub and bare) into DIR, idle and
+                             loaded, after the RSS readings (compare them in Chrome DevTools)
   --keep-tmp                 keep the temp directories (hub data, logs, agent caches)`);
   process.exit(0);
 }
@@ -168,7 +174,14 @@ const args = {
   agentCacheRoot: flags['agent-cache-root'],
   keepTmp: flags['keep-tmp'],
   hubCpuProf: flags['hub-cpu-prof'],
+  hawserBin: flags['hawser-bin'] === undefined ? undefined : resolve(flags['hawser-bin']),
+  heapSnapshotDir: flags['heap-snapshot'] === undefined ? undefined : resolve(flags['heap-snapshot']),
 };
+if (args.heapSnapshotDir) {
+  mkdirSync(args.heapSnapshotDir, { recursive: true });
+  // Read by gc-on-signal.ts in the measured processes (both inherit this environment).
+  process.env.HAWSER_BENCH_HEAP_SNAPSHOT_DIR = args.heapSnapshotDir;
+}
 type Phase = 'baseline' | 'hawser';
 for (const p of args.phases) if (p !== 'baseline' && p !== 'hawser') throw new Error(`--phases: unknown phase "${p}"`);
 if (args.windowMs < 1_000) throw new Error('--window must be at least 1s');
@@ -244,7 +257,7 @@ interface ServerProcess {
 
 async function startHub(dir: string, pki: BenchPki): Promise<ServerProcess> {
   const hub = await startBenchHub({
-    bin: join(repoRoot, 'bin/hawser.js'),
+    bin: args.hawserBin ?? join(repoRoot, 'bin/hawser.js'),
     dir,
     bootstrapToken,
     operatorToken,
@@ -491,6 +504,27 @@ async function rssAfterGc(pid: number): Promise<number> {
   return readings[readings.length - 1]!;
 }
 
+/** With --heap-snapshot, a heap snapshot of pid (SIGWINCH, see gc-on-signal.ts), taken after its RSS was read. */
+async function heapSnapshot(pid: number, label: string): Promise<void> {
+  if (!args.heapSnapshotDir) return;
+  const dir = args.heapSnapshotDir;
+  const files = () => readdirSync(dir).filter((f) => f.startsWith(`heap-${pid}-`));
+  const before = files().length;
+  process.kill(pid, 'SIGWINCH');
+  // The file appears when writing starts: wait until it has stopped growing.
+  const deadline = Date.now() + 300_000;
+  let size = -1;
+  while (Date.now() < deadline) {
+    await sleep(1_000);
+    const list = files();
+    if (list.length === before) continue;
+    const now = statSync(join(dir, list.sort().at(-1)!)).size;
+    if (now > 0 && now === size) break;
+    size = now;
+  }
+  log(`heap snapshot (${label}) of ${pid} in ${dir}`);
+}
+
 async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cacheRoot: string): Promise<PhaseResult> {
   log(`${phase} N=${n}: starting ${phase === 'hawser' ? 'hub' : 'bare gRPC server'}`);
   const server = phase === 'hawser' ? await startHub(join(dir, 'hub'), pki) : await startBaselineServer(pki);
@@ -499,6 +533,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     await sleep(3_000);
     const idleRssBytes = await rssAfterGc(server.pid);
     log(`${phase} N=${n}: idle RSS ${(idleRssBytes / 1048576).toFixed(1)} MB; ramping at ${args.rampPerSec}/s`);
+    await heapSnapshot(server.pid, `${phase} idle`);
 
     const workers = Math.ceil(n / args.perWorker);
     for (let w = 0; w < workers; w++) {
@@ -613,6 +648,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     const h1 = await hubCounters();
     peakRssBytes = Math.max(peakRssBytes, readRssBytes(server.pid));
     const loadedRssBytes = await rssAfterGc(server.pid);
+    await heapSnapshot(server.pid, `${phase} N=${n} loaded`);
     const connected = Math.min(s0.ready, s1.ready);
     const perMin = (bytes: number) => (connected > 0 ? bytes / connected / (windowMs / 60_000) : Number.NaN);
     const result: PhaseResult = {

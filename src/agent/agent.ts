@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import type { SyncMode } from '../api/index.js';
+import type { SyncMode } from '../api/core.js';
 import type { OfflineCache } from '../cache/index.js';
 import {
   type AgentChannel,

@@ -1,7 +1,7 @@
 import { Agent, request, type RequestOptions } from 'node:https';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import type { KubeAccess } from './kubeconfig.js';
-import { boundedText } from '../api/index.js';
+import { boundedText } from '../api/core.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 
 // The apply engine's way to the API server: plain HTTP requests with the

@@ -1,4 +1,4 @@
-import { boundedText } from '../api/index.js';
+import { boundedText } from '../api/core.js';
 import { ErrorCode, HawserError, toHawserError } from '../tunnel/index.js';
 import { apiVersionOf, gkKey, groupVersionPath, objectKey, resourcePath, type RestMapper, type RestMapping } from './apply-discovery.js';
 import { codeForStatus, type KubeHttp, type KubeResponse, metadataListAccept, statusMessage } from './apply-http.js';

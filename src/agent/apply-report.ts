@@ -1,4 +1,4 @@
-import { boundedText } from '../api/index.js';
+import { boundedText } from '../api/core.js';
 import type { ErrorCode } from '../tunnel/index.js';
 import type { KubeObject } from './ownership.js';
 

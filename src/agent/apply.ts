@@ -1,5 +1,5 @@
 import type { KubeAccess } from './kubeconfig.js';
-import { boundedText, quoteBounded } from '../api/index.js';
+import { boundedText, quoteBounded } from '../api/core.js';
 import { type Clock, ErrorCode, HawserError, systemClock, toHawserError } from '../tunnel/index.js';
 import { gkKey, objectKey, resourcePath, RestMapper, type RestMapping, splitApiVersion } from './apply-discovery.js';
 import { codeForStatus, KubeHttp, type KubeResponse, statusMessage, statusOf } from './apply-http.js';

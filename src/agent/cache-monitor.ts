@@ -30,6 +30,18 @@ export interface CacheMonitorOptions {
   cleanupIntervalMs: number;
   /** A sync session is up now. */
   connected: () => boolean;
+  /** Quarantines kept beside the database at most (newest kept). Default quarantineLimitDefaults. */
+  quarantineMaxFiles?: number;
+  /** Their bytes at most; default: an eighth of limitBytes (256 MiB with no limit), and never more than the room the database leaves under limitBytes. */
+  quarantineMaxBytes?: number;
+}
+
+/** Newest quarantines kept: enough for an operator to see a pattern, bounded when a disk keeps flipping bytes. */
+export const quarantineMaxFilesDefault = 16;
+
+/** The quarantine byte budget for a size limit: an eighth of it, 256 MiB with none. */
+export function quarantineMaxBytesFor(limitBytes: number): number {
+  return limitBytes > 0 ? Math.floor(limitBytes / 8) : 256 * 1024 * 1024;
 }
 
 export class CacheMonitor {
@@ -47,8 +59,42 @@ export class CacheMonitor {
       this.quarantined += e.keys.length;
       if (e.database) o.metrics.cacheQuarantines.inc({ what: 'database' });
       else o.metrics.cacheQuarantines.inc({ what: 'record' }, e.keys.length);
+      // Each new file may take the quarantines past their cap: trim now, not at the next interval.
+      void this.trimQuarantines().catch((err: unknown) => o.logger.warn({ err: (err as Error).message }, 'offline cache: cannot trim quarantines; trying again at the next cleanup interval'));
     });
   }
+
+  private trimming: Promise<number> | undefined;
+
+  /** Drops the oldest quarantines past the cap (logged, counted); returns the bytes the kept ones take. One at a time. */
+  trimQuarantines(): Promise<number> {
+    const run = async (): Promise<number> => {
+      const { cache, metrics, logger } = this.o;
+      const maxFiles = this.o.quarantineMaxFiles ?? quarantineMaxFilesDefault;
+      // Quarantines give way to the desired state: within the limit, they get only the room the database leaves.
+      const room = this.o.limitBytes > 0 ? Math.max(0, this.o.limitBytes - (await cache.sizeOnDisk())) : Number.POSITIVE_INFINITY;
+      const maxBytes = Math.min(this.o.quarantineMaxBytes ?? quarantineMaxBytesFor(this.o.limitBytes), room);
+      const dropped = await cache.trimQuarantines({ maxFiles, maxBytes });
+      if (dropped.length > 0) {
+        metrics.cacheQuarantinesDropped.inc({}, dropped.length);
+        logger.warn(
+          { code: ErrorCode.CacheQuarantineDropped, dropped: dropped.length, droppedBytes: dropped.reduce((n, q) => n + q.bytes, 0), oldest: dropped.at(-1)!.path, maxFiles, maxBytes, limitBytes: this.o.limitBytes },
+          'offline cache: removed the oldest quarantined data past the cap (a disk that keeps damaging data should be replaced)',
+        );
+      }
+      const kept = (await cache.quarantines()).reduce((n, q) => n + q.bytes, 0);
+      metrics.cacheQuarantineBytes.set(kept);
+      return kept;
+    };
+    const next = (this.trimming ?? Promise.resolve(0)).catch(() => 0).then(run);
+    this.trimming = next;
+    return next.finally(() => {
+      if (this.trimming === next) this.trimming = undefined;
+    });
+  }
+
+  /** Compactions run because the database's files took more than the limit. */
+  compactions = 0;
 
   start(): void {
     if (!this.stopped) return;
@@ -74,7 +120,11 @@ export class CacheMonitor {
     const now = this.clock.now();
     if (receiver && this.o.connected()) await receiver.confirm().catch(() => undefined);
     const desired = receiver ? await receiver.desired().catch(() => undefined) : undefined;
-    const sizeBytes = await cache.sizeOnDisk();
+    await removeLeftovers(cache.dir);
+    let databaseBytes = await cache.sizeOnDisk();
+    if (this.o.limitBytes > 0 && databaseBytes > this.o.limitBytes) databaseBytes = await this.compact(databaseBytes);
+    if (receiver) receiver.databaseBytesOverLimit = this.o.limitBytes > 0 && databaseBytes > this.o.limitBytes ? databaseBytes : undefined;
+    const sizeBytes = databaseBytes + (await this.trimQuarantines());
     const desiredBytes = receiver ? await receiver.desiredBytes().catch(() => 0) : 0;
     const confirmedAt = desired?.confirmedAt ?? 0;
     // A set never confirmed (nothing synced yet) is empty, not stale.
@@ -96,7 +146,6 @@ export class CacheMonitor {
     if (this.o.limitBytes > 0 && desiredBytes > this.o.limitBytes) {
       logger.warn({ code: ErrorCode.SyncCacheFull, desiredBytes, limitBytes: this.o.limitBytes }, 'offline cache holds more desired state than --cache-size-limit (limit lowered since): new objects are refused');
     }
-    await removeLeftovers(cache.dir);
     this.last = {
       sizeBytes,
       desiredBytes,
@@ -108,6 +157,28 @@ export class CacheMonitor {
       untrustedReason: desired?.untrusted?.reason ?? '',
     };
     return this.last;
+  }
+
+  /**
+   * The database's files past the limit (old versions, the write-ahead log):
+   * LevelDB compacts them down to the live records. Returns the size after.
+   */
+  private async compact(before: number): Promise<number> {
+    const { cache, metrics, logger } = this.o;
+    try {
+      await cache.compact();
+    } catch (err) {
+      // No room for the copy, say: the database stays as it was; the rest of the check goes on.
+      logger.warn({ code: ErrorCode.SyncCacheFull, err: (err as Error).message, beforeBytes: before, limitBytes: this.o.limitBytes }, 'offline cache: cannot compact the database (left as it was); trying again at the next cleanup interval');
+      return before;
+    }
+    this.compactions++;
+    metrics.cacheCompactions.inc({});
+    const after = await cache.sizeOnDisk();
+    const fields = { beforeBytes: before, afterBytes: after, limitBytes: this.o.limitBytes };
+    if (after > this.o.limitBytes) logger.warn({ code: ErrorCode.SyncCacheFull, ...fields }, 'offline cache: the database takes more than --cache-size-limit on disk even compacted; objects that would grow the desired state are refused (HAWSER_SYNC_CACHE_FULL) until it is back under');
+    else logger.info(fields, 'offline cache: the database took more than --cache-size-limit on disk; compacted');
+    return after;
   }
 
   private tick(): void {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { boundedText, type SyncMode } from '../api/index.js';
+import { boundedText, type SyncMode } from '../api/core.js';
 import type { OfflineCache } from '../cache/index.js';
 import {
   acceptWelcome,

@@ -1,4 +1,4 @@
-import { quoteBounded } from '../api/index.js';
+import { quoteBounded } from '../api/core.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 
 // Whom the agent may impersonate in its own cluster when it forwards an

@@ -4,8 +4,9 @@ import { readFile } from 'node:fs/promises';
 import type { RequestOptions } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join, resolve } from 'node:path';
-import { parse } from 'yaml';
-import { boundedText } from '../api/index.js';
+import { createRequire } from 'node:module';
+import { boundedText } from '../api/core.js';
+import { parseKubeconfigYaml } from './kubeconfig-yaml.js';
 import { ErrorCode, HawserError } from '../tunnel/index.js';
 
 // The agent's way to credentials for its own API server. @kubernetes/client-node's
@@ -18,6 +19,13 @@ import { ErrorCode, HawserError } from '../tunnel/index.js';
 //
 // client-node's KubeConfig also satisfies KubeAccess, so tools and tests that
 // already hold one can pass it where the agent takes a KubeAccess.
+
+// yaml costs ~6 MB of RSS once loaded, to read a file of a few KB: a kubeconfig
+// in the block YAML kubectl writes is read without it (kubeconfig-yaml.ts), and
+// yaml loads only for anything else (synchronously, as all of this is; yaml
+// ships CommonJS).
+const requireModule = createRequire(import.meta.url);
+const parseYaml = (text: string): unknown => parseKubeconfigYaml(text) ?? (requireModule('yaml') as typeof import('yaml')).parse(text);
 
 /** What a request to the API server needs: where, and how to authenticate. */
 export interface KubeAccess {
@@ -146,7 +154,7 @@ export class LeanKubeConfig implements KubeAccess {
   static fromText(text: string, source: string, baseDir: string, now: () => number = Date.now): LeanKubeConfig {
     let doc: unknown;
     try {
-      doc = parse(text);
+      doc = parseYaml(text);
     } catch (cause) {
       throw new HawserError(ErrorCode.InvalidOption, `kubeconfig ${source}: not YAML: ${boundedText((cause as Error).message, 200)}`, { cause });
     }

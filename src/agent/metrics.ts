@@ -37,6 +37,13 @@ export class AgentMetrics {
   readonly proxyRequests = new AgentCounter<'code'>();
   /** Damaged offline cache data moved aside and fetched again: what="record" or "database". */
   readonly cacheQuarantines = new AgentCounter<'what'>();
+  /** Quarantines removed past their cap (oldest first). */
+  readonly cacheQuarantinesDropped = new AgentCounter<never>();
+  /** Compactions run because the database took more than --cache-size-limit on disk. */
+  readonly cacheCompactions = new AgentCounter<never>();
+  readonly cacheQuarantineBytes = new AgentGauge();
+  /** Reconcile passes skipped because the hub was unreachable and --use-cache-when-disconnected=false. */
+  readonly applyPassesSkipped = new AgentCounter<never>();
   readonly cacheSizeBytes = new AgentGauge();
   readonly cacheDesiredBytes = new AgentGauge();
   readonly cacheSizeLimitBytes = new AgentGauge();
@@ -63,8 +70,15 @@ export class AgentMetrics {
       registers: [registry],
     });
     for (const { labels, value } of this.cacheQuarantines.values.values()) quarantines.inc(labels, value);
+    const counters: Array<[string, string, AgentCounter<never>]> = [
+      ['hawser_agent_cache_quarantines_dropped_total', 'Quarantined offline cache data removed, oldest first, because the quarantines beside the database passed their cap (files or bytes).', this.cacheQuarantinesDropped],
+      ['hawser_agent_apply_passes_skipped_total', 'Reconcile passes of the cached desired state skipped because the hub was unreachable and --use-cache-when-disconnected=false.', this.applyPassesSkipped],
+      ['hawser_agent_cache_compactions_total', "Compactions of the offline cache's database run because its files took more than --cache-size-limit on disk.", this.cacheCompactions],
+    ];
+    for (const [name, help, counter] of counters) new Counter({ name, help, registers: [registry] }).inc([...counter.values.values()].reduce((n, e) => n + e.value, 0));
     const gauges: Array<[string, string, AgentGauge]> = [
-      ['hawser_agent_cache_size_bytes', "Bytes the offline cache's database takes on disk.", this.cacheSizeBytes],
+      ['hawser_agent_cache_size_bytes', "Bytes the offline cache takes on disk: the database's files and the quarantines beside it.", this.cacheSizeBytes],
+      ['hawser_agent_cache_quarantine_bytes', 'Bytes the quarantines beside the offline cache database take (part of hawser_agent_cache_size_bytes).', this.cacheQuarantineBytes],
       ['hawser_agent_cache_desired_bytes', 'Desired-state bytes the offline cache holds, as counted against --cache-size-limit.', this.cacheDesiredBytes],
       ['hawser_agent_cache_size_limit_bytes', '--cache-size-limit (0: no limit).', this.cacheSizeLimitBytes],
       ['hawser_agent_cache_stale', '1 while the cached desired state is older than --cache-max-age (the hub has not confirmed it since); it is still reconciled.', this.cacheStale],

@@ -1,4 +1,4 @@
-import { dns1123LabelProblem, isUuid, quoteBounded } from '../api/index.js';
+import { dns1123LabelProblem, isUuid, quoteBounded } from '../api/core.js';
 
 // What marks an object in an edge cluster as applied by one agent. Pure.
 //

@@ -3,7 +3,7 @@ import { Agent, request as httpsRequest, type RequestOptions } from 'node:https'
 import type { Socket } from 'node:net';
 import { type ConnectionOptions, createSecureContext, rootCertificates, type SecureContext } from 'node:tls';
 import type { Logger } from 'pino';
-import { boundedText, quoteBounded } from '../api/index.js';
+import { boundedText, quoteBounded } from '../api/core.js';
 import {
   bodyAfter,
   type ByteStream,

@@ -1,7 +1,7 @@
 import { chmod, readdir, readFile, rename, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { defaultMaxObjectBytes, type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/index.js';
+import { defaultMaxObjectBytes, type SyncMode, syncModes, dns1123LabelProblem, labelProblems } from '../api/core.js';
 import { type CacheQuarantine, ensurePrivateDir, loadOrCreateSealKey, OfflineCache, type SealKey } from '../cache/index.js';
 import { type Clock, ErrorCode, Feature, GrpcClientTransport, HawserError, defaultBackoffPolicy } from '../tunnel/index.js';
 import { AgentCore, type AgentCoreOptions } from './agent.js';
@@ -376,6 +376,7 @@ export async function startAgent(
     logger: deps.logger,
     intervalMs: o.applyIntervalMs,
     applyWhileDisconnected: o.useCacheWhenDisconnected,
+    metrics,
     cacheReport: () => monitor.report(),
     ...(deps.clock ? { clock: deps.clock } : {}),
   });

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { boundedText, quoteBounded } from '../api/index.js';
+import { boundedText, quoteBounded } from '../api/core.js';
 import {
   agentFramePriority,
   type AgentChannel,

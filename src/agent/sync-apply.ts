@@ -1,8 +1,9 @@
 import type { Logger } from 'pino';
-import type { SyncMode } from '../api/index.js';
+import type { SyncMode } from '../api/core.js';
 import { type Clock, ErrorCode, Feature, HawserError, type wire } from '../tunnel/index.js';
 import { ReconcileLoop } from './apply-loop.js';
 import type { Applier, ObjectReport, ReconcileReport } from './apply-report.js';
+import type { AgentMetrics } from './metrics.js';
 import type { AgentFrameHandler, AgentHandlerFactory, AgentSessionContext } from './router.js';
 import type { PruneHold, Refusal, SyncReceiver } from './sync-receiver.js';
 
@@ -54,6 +55,8 @@ export interface SyncApplyOptions {
   applyWhileDisconnected?: boolean;
   /** The offline cache's state, sent in every ApplyReport (offline_cache). */
   cacheReport?: () => Promise<wire.OfflineCacheReport>;
+  /** Counts passes skipped because the hub is away (applyWhileDisconnected false). */
+  metrics?: AgentMetrics;
 }
 
 export class SyncApplyLoop {
@@ -125,9 +128,20 @@ export class SyncApplyLoop {
     return this.last;
   }
 
+  /** Passes skipped since the last one that ran (the first is logged). */
+  private skipped = 0;
+
   private async pass(signal: AbortSignal): Promise<void> {
     // With the hub away, the cluster keeps what it has; the next session's commits trigger passes.
-    if (this.options.applyWhileDisconnected === false && !this.session) return;
+    if (this.options.applyWhileDisconnected === false && !this.session) {
+      if (this.skipped++ === 0) {
+        this.options.logger.info('hub unreachable: the cached desired state is not reconciled until it is back (--use-cache-when-disconnected=false)');
+      }
+      this.options.metrics?.applyPassesSkipped.inc({});
+      return;
+    }
+    if (this.skipped > 0) this.options.logger.info({ skippedPasses: this.skipped }, 'hub reachable again: reconciling the desired state');
+    this.skipped = 0;
     this.send(await this.applyNow(signal));
   }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
-import { quoteBounded } from '../api/index.js';
+import { quoteBounded } from '../api/core.js';
 import type { CacheOp, OfflineCache } from '../cache/index.js';
 import { ErrorCode, HawserError, type wire } from '../tunnel/index.js';
 

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { quoteBounded } from '../api/index.js';
+import { quoteBounded } from '../api/core.js';
 import type { CacheOp, OfflineCache } from '../cache/index.js';
 import { ErrorCode, Feature, HawserError, wire } from '../tunnel/index.js';
 import type { Applier, DesiredObject, ObjectReport, ReconcileReport } from './apply-report.js';

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Logger } from 'pino';
-import { defaultMaxObjectBytes, quoteBounded } from '../api/index.js';
+import { defaultMaxObjectBytes, quoteBounded } from '../api/core.js';
 import { CacheCorruptError, type CacheOp, type CacheView, type CorruptEntry, type OfflineCache, SealError, type SealKey } from '../cache/index.js';
 import { contentSha256, defaultMaxFrameBytes, desiredSetDigest, ErrorCode, Feature, FrameDecompressor, HawserError, syncObjectId, wire } from '../tunnel/index.js';
 import type { DesiredObject } from './apply-report.js';
@@ -201,6 +201,12 @@ export class SyncReceiver extends EventEmitter<{ committed: []; quarantined: [Qu
   /** Bytes of each desired object the cache holds (sync/obj/, sync/kept/), read once; undefined: read it again. */
   private sizes: Map<string, number> | undefined;
   private sizesTotal = 0;
+  /**
+   * Set by the cache monitor while the database's files take more than
+   * --cache-size-limit even compacted (the bytes they take): objects that
+   * would grow the desired state are refused until it is back under.
+   */
+  databaseBytesOverLimit: number | undefined;
 
   constructor(
     private readonly cache: OfflineCache,
@@ -568,7 +574,15 @@ export class SyncReceiver extends EventEmitter<{ committed: []; quarantined: [Qu
     }
     if (maxCacheBytes <= 0) return undefined;
     const sizes = await this.serial(() => this.loadSizes());
-    const held = this.sizesTotal - (sizes.get(objectPrefix + id) ?? 0) + run.pendingBytes + partBytes;
+    const before = sizes.get(objectPrefix + id) ?? 0;
+    // The database takes more than the limit on disk even compacted: no growth, only what shrinks or stays.
+    if (this.databaseBytesOverLimit !== undefined && bytes > before) {
+      return {
+        code: ErrorCode.SyncCacheFull,
+        message: `the offline cache's database takes ${this.databaseBytesOverLimit} bytes on disk even compacted, past its --cache-size-limit of ${maxCacheBytes}: ${bytes} bytes (held before: ${before}) not taken`,
+      };
+    }
+    const held = this.sizesTotal - before + run.pendingBytes + partBytes;
     if (held + bytes > maxCacheBytes) {
       return { code: ErrorCode.SyncCacheFull, message: `${bytes} bytes would take the desired state this agent caches to ${held + bytes}, past its --cache-size-limit of ${maxCacheBytes}` };
     }

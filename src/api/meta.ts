@@ -12,6 +12,8 @@ import { quoteBounded } from './quote.js';
  */
 export const maxLabels = 1_000;
 export const maxLabelsBytes = 256 * 1024;
+/** The hub's default bound on one object's size (as JSON), like etcd's 1.5 MiB request limit. */
+export const defaultMaxObjectBytes = 1.5 * 1024 * 1024;
 /** Problems listed one by one at most; the rest are counted. */
 const maxProblemsListed = 10;
 

@@ -10,16 +10,13 @@ import {
   subscriptionSchema,
 } from './apps.js';
 import { appsApiVersion, canonicalApiVersion, groupOf, type KindInfo, lookupKind } from './kinds.js';
-import type { ObjectMeta } from './meta.js';
+import { defaultMaxObjectBytes, type ObjectMeta } from './meta.js';
 import { quoteBounded } from './quote.js';
 import { formatIssues, objectMeta, pathSegmentName } from './schema.js';
 
 // One applied document in, one validated object out (or a refusal with a
 // code and a message naming the field and the value). The hub calls this for
 // every document of an apply before it stores any of them.
-
-/** The hub's default bound on one object's size (as JSON), like etcd's 1.5 MiB request limit. */
-export const defaultMaxObjectBytes = 1.5 * 1024 * 1024;
 
 /** Codes of the refusals; each is also in ErrorCode (src/tunnel/errors.ts), which the hub throws. */
 export type ApiErrorCode =

@@ -1,9 +1,9 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { cp, link, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { LRUCache } from 'lru-cache';
-import { ensurePrivateDir, writeFileAtomic } from './files.js';
+import { ensurePrivateDir, syncDir, writeFileAtomic } from './files.js';
 
 // The agent's durable memory: identity, credential, and (later) desired
 // manifests. LevelDB underneath, an LRU in front for hot reads. Each value
@@ -80,7 +80,11 @@ function levelError(err: unknown): unknown {
 
 /** One write of an atomic batch. */
 /** `hot: false` keeps a put out of the LRU (written once, rarely read: a log entry). */
-export type CacheOp = { type: 'put'; key: string; value: unknown; hot?: boolean } | { type: 'del'; key: string };
+/** `putJson`: a put of a value the caller has as JSON text already (exactly what JSON.stringify gives), not serialised again. */
+export type CacheOp =
+  | { type: 'put'; key: string; value: unknown; hot?: boolean }
+  | { type: 'putJson'; key: string; json: string; hot?: boolean }
+  | { type: 'del'; key: string };
 
 /** A key range; bounds as LevelDB takes them. */
 export interface CacheRange {
@@ -102,14 +106,19 @@ export interface CacheView {
 }
 
 /** The stored text, and for the LRU (hot) a private copy of the value as it will read back. The checksum covers the key too. */
-function encodeEnvelope(key: string, value: unknown, hot: boolean): { stored: string; value?: unknown } {
-  const json = JSON.stringify(value) as string | undefined;
+function encodeEnvelope(key: string, value: unknown, text?: string): { stored: string; json: string } {
+  const json = text ?? (JSON.stringify(value) as string | undefined);
   if (json === undefined) throw new TypeError('an offline cache value must be JSON');
   // The text JSON.stringify({ v, sha256, value }) gives (stringifying parsed JSON gives that JSON back), without parsing it to build it.
-  return { stored: `{"v":2,"sha256":${JSON.stringify(digest(json, key))},"value":${json}}`, ...(hot ? { value: JSON.parse(json) as unknown } : {}) };
+  return { stored: `{"v":2,"sha256":${JSON.stringify(digest(json, key))},"value":${json}}`, json };
 }
 
 function decodeEnvelope<T>(key: string, raw: string): T {
+  return decodeEnvelopeText<T>(key, raw).value;
+}
+
+/** The value, and its JSON text as the checksum covers it. */
+function decodeEnvelopeText<T>(key: string, raw: string): { value: T; json: string } {
   let envelope: Envelope;
   try {
     envelope = JSON.parse(raw) as Envelope;
@@ -123,7 +132,7 @@ function decodeEnvelope<T>(key: string, raw: string): T {
   if (typeof envelope.sha256 !== 'string' || expected !== envelope.sha256) {
     throw new CacheCorruptError(key, 'checksum mismatch');
   }
-  return envelope.value as T;
+  return { value: envelope.value as T, json };
 }
 
 type LevelSnapshot = ReturnType<ClassicLevel<string, string>['snapshot']>;
@@ -157,6 +166,12 @@ export interface OfflineCacheOptions {
   dir: string;
   /** Entries kept decoded in memory. */
   lruEntries?: number;
+  /**
+   * The LRU keeps each entry as its JSON text and every get returns its own
+   * parsed copy (else one decoded value, shared by every get): for a caller
+   * that copies what it reads anyway (the hub's store).
+   */
+  lruText?: boolean;
 }
 
 /** What openOrQuarantine did with a damaged database. */
@@ -168,11 +183,34 @@ export interface CacheQuarantine {
   salvaged: boolean;
 }
 
+/** A quarantine beside the database: a damaged records' file or a damaged database moved aside. */
+export interface QuarantineFile {
+  path: string;
+  /** Bytes on disk (all its files, for a database). */
+  bytes: number;
+  modifiedMs: number;
+}
+
+/** Bytes of the regular files in dir and below. */
+async function bytesUnder(dir: string): Promise<number> {
+  let total = 0;
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) total += await bytesUnder(path);
+    else if (entry.isFile()) total += (await stat(path).catch(() => undefined))?.size ?? 0;
+  }
+  return total;
+}
+
 export class OfflineCache {
   private db: ClassicLevel<string, string>;
-  private readonly lru: LRUCache<string, { value: unknown }>;
+  private readonly lru: LRUCache<string, { value?: unknown; json?: string }>;
 
-  private constructor(readonly dir: string, lruEntries: number) {
+  private constructor(
+    readonly dir: string,
+    lruEntries: number,
+    private readonly lruText = false,
+  ) {
     this.db = OfflineCache.level(dir);
     this.lru = new LRUCache({ max: lruEntries });
   }
@@ -187,6 +225,7 @@ export class OfflineCache {
    * throw CacheCorruptError with the directory left exactly as it was.
    */
   static async open(options: OfflineCacheOptions): Promise<OfflineCache> {
+    await OfflineCache.finishSwap(options.dir);
     await ensurePrivateDir(options.dir);
     const files = (await readdir(options.dir)).filter((f) => f !== 'LOCK' && f !== 'LOG' && f !== 'LOG.old');
     const hasData = files.length > 0;
@@ -197,7 +236,7 @@ export class OfflineCache {
       );
     }
     const snapshot = hasData ? await snapshotByLinks(options.dir, await readdir(options.dir)) : undefined;
-    const cache = new OfflineCache(options.dir, options.lruEntries ?? 1024);
+    const cache = new OfflineCache(options.dir, options.lruEntries ?? 1024, options.lruText);
     let problem: string | undefined;
     try {
       await cache.db.open({ createIfMissing: !hasData });
@@ -297,17 +336,17 @@ export class OfflineCache {
 
   async get<T>(key: string): Promise<T | undefined> {
     const hit = this.lru.get(key);
-    if (hit) return hit.value as T;
+    if (hit) return (hit.json !== undefined ? JSON.parse(hit.json) : hit.value) as T;
     const epoch = this.writeEpoch;
     let raw: string | undefined;
     try {
-      raw = await this.db.get(key);
+      raw = await this.reading((db) => db.get(key));
     } catch (err) {
       throw levelError(err);
     }
     if (raw === undefined) return undefined;
-    const value = decodeEnvelope<T>(key, raw);
-    if (epoch === this.writeEpoch) this.lru.set(key, { value });
+    const { value, json } = decodeEnvelopeText<T>(key, raw);
+    if (epoch === this.writeEpoch) this.lru.set(key, this.lruText ? { json } : { value });
     return value;
   }
 
@@ -333,23 +372,32 @@ export class OfflineCache {
    * meanwhile.
    */
   async batch(ops: readonly CacheOp[], options: { durable?: boolean } = {}): Promise<void> {
-    const encoded = ops.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.value, op.hot ?? true) } : op));
+    const encoded = ops.map((op) =>
+      op.type === 'del'
+        ? op
+        : { type: 'put' as const, key: op.key, hot: op.hot ?? true, ...encodeEnvelope(op.key, op.type === 'put' ? op.value : undefined, op.type === 'putJson' ? op.json : undefined) },
+    );
+    while (this.compacting) await this.compacting.catch(() => undefined);
     if (this.broken) await this.reopen();
     this.writeEpoch++;
+    const write = this.db.batch(
+      encoded.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, value: op.stored } : { type: 'del' as const, key: op.key })),
+      { sync: options.durable ?? true },
+    );
+    this.writing.add(write);
     try {
-      await this.db.batch(
-        encoded.map((op) => (op.type === 'put' ? { type: 'put' as const, key: op.key, value: op.stored } : { type: 'del' as const, key: op.key })),
-        { sync: options.durable ?? true },
-      );
+      await write;
     } catch (err) {
       if ((err as { code?: string }).code !== 'LEVEL_DATABASE_NOT_OPEN') this.broken = true;
       throw levelError(err);
     } finally {
+      this.writing.delete(write);
       // Whether it landed or not, what the LRU held for these keys may be stale now.
       for (const op of encoded) this.lru.delete(op.key);
       this.writeEpoch++;
     }
-    for (const op of encoded) if (op.type === 'put' && op.hot) this.lru.set(op.key, { value: op.value });
+    // A private copy for the LRU (the caller may change its value), or the text itself.
+    for (const op of encoded) if (op.type === 'put' && op.hot) this.lru.set(op.key, this.lruText ? { json: op.json } : { value: JSON.parse(op.json) as unknown });
   }
 
   /** One reopen at a time. One that fails (still no room) opens the old handle again and rejects; the next write tries again. */
@@ -382,12 +430,12 @@ export class OfflineCache {
 
   /** Entries in a key range, in key order (or reverse), as of one moment; checksums verified. */
   range<T>(range: CacheRange): Promise<Array<[string, T]>> {
-    return readRange<T>(this.db, range, undefined);
+    return this.reading((db) => readRange<T>(db, range, undefined));
   }
 
   /** As range, but a record that fails its checksum is returned apart instead of failing the read. */
   scan<T>(range: CacheRange): Promise<ScanResult<T>> {
-    return scanRange<T>(this.db, range, undefined);
+    return this.reading((db) => scanRange<T>(db, range, undefined));
   }
 
   /** Keys in a range, without reading their values. */
@@ -395,19 +443,48 @@ export class OfflineCache {
     const options = Object.fromEntries(Object.entries(range).filter(([, v]) => v !== undefined));
     const out: string[] = [];
     try {
-      for await (const key of this.db.keys(options)) out.push(key);
+      await this.reading(async (db) => {
+        for await (const key of db.keys(options)) out.push(key);
+      });
     } catch (err) {
       throw levelError(err);
     }
     return out;
   }
 
-  /** A consistent view for several reads (LevelDB snapshot). */
+  /** Reads and views under way: compact() closes the database only once they are done. */
+  private readonly reads = new Set<Promise<unknown>>();
+
+  /** A read on the open database, after any swap under way, that a swap waits for. */
+  private async reading<T>(read: (db: ClassicLevel<string, string>) => Promise<T>): Promise<T> {
+    while (this.swapping) await this.swapping;
+    const done = read(this.db);
+    this.reads.add(done);
+    try {
+      return await done;
+    } finally {
+      this.reads.delete(done);
+    }
+  }
+
+  /** A consistent view for several reads (LevelDB snapshot); a compaction's swap waits until it is closed. */
   view(): CacheView {
-    const db = this.db;
-    const snapshot = db.snapshot();
+    let closed!: () => void;
+    const open = new Promise<void>((resolve) => (closed = resolve));
+    const takeNow = () => {
+      this.reads.add(open);
+      return { db: this.db, snapshot: this.db.snapshot() };
+    };
+    // As of now; during a compaction's swap (writes wait for it: nothing changes meanwhile), once it is done.
+    let taken: Promise<{ db: ClassicLevel<string, string>; snapshot: LevelSnapshot }> | undefined = this.swapping ? undefined : Promise.resolve(takeNow());
+    const take = () =>
+      (taken ??= (async () => {
+        while (this.swapping) await this.swapping;
+        return takeNow();
+      })());
     return {
       async get<T>(key: string): Promise<T | undefined> {
+        const { db, snapshot } = await take();
         let raw: string | undefined;
         try {
           raw = await db.get(key, { snapshot });
@@ -416,9 +493,19 @@ export class OfflineCache {
         }
         return raw === undefined ? undefined : decodeEnvelope<T>(key, raw);
       },
-      range: <T>(range: CacheRange) => readRange<T>(db, range, snapshot),
-      scan: <T>(range: CacheRange) => scanRange<T>(db, range, snapshot),
-      close: () => snapshot.close(),
+      range: async <T>(range: CacheRange) => {
+        const { db, snapshot } = await take();
+        return readRange<T>(db, range, snapshot);
+      },
+      scan: async <T>(range: CacheRange) => {
+        const { db, snapshot } = await take();
+        return scanRange<T>(db, range, snapshot);
+      },
+      close: async () => {
+        if (taken) await (await taken).snapshot.close();
+        this.reads.delete(open);
+        closed();
+      },
     };
   }
 
@@ -443,6 +530,7 @@ export class OfflineCache {
    * on against the new one.
    */
   async salvageInPlace(now: () => number = Date.now): Promise<CacheQuarantine> {
+    await this.compacting?.catch(() => undefined);
     await this.reopening?.catch(() => undefined);
     await this.db.close();
     const path = await OfflineCache.moveAside(this.dir, now);
@@ -457,12 +545,145 @@ export class OfflineCache {
 
   /** Bytes the database's files take on disk now. */
   async sizeOnDisk(): Promise<number> {
-    let total = 0;
-    for (const name of await readdir(this.dir).catch(() => [] as string[])) {
-      const s = await stat(join(this.dir, name)).catch(() => undefined);
-      if (s?.isFile()) total += s.size;
+    return bytesUnder(this.dir);
+  }
+
+  /**
+   * What was moved aside beside the database (damaged records' files and
+   * damaged databases), newest first, with the bytes each takes on disk.
+   */
+  async quarantines(): Promise<QuarantineFile[]> {
+    const parent = dirname(this.dir);
+    const prefix = `${basename(this.dir)}.quarantine-`;
+    const out: Array<QuarantineFile & { name: string }> = [];
+    for (const name of await readdir(parent).catch(() => [] as string[])) {
+      if (!name.startsWith(prefix)) continue;
+      const path = join(parent, name);
+      const s = await stat(path).catch(() => undefined);
+      if (!s) continue;
+      out.push({ path, bytes: s.isDirectory() ? await bytesUnder(path) : s.size, modifiedMs: s.mtimeMs, name });
     }
-    return total;
+    // The name carries the ISO time it was made (mtime is the damaged files' own for a database moved aside).
+    return out.sort((a, b) => (a.name < b.name ? 1 : a.name > b.name ? -1 : b.modifiedMs - a.modifiedMs)).map(({ path, bytes, modifiedMs }) => ({ path, bytes, modifiedMs }));
+  }
+
+  /**
+   * Keeps the newest quarantines that fit in `maxFiles` and `maxBytes`
+   * together and removes the rest (oldest first to go). Returns what was removed.
+   */
+  async trimQuarantines(limit: { maxFiles: number; maxBytes: number }): Promise<QuarantineFile[]> {
+    const dropped: QuarantineFile[] = [];
+    let files = 0;
+    let bytes = 0;
+    for (const q of await this.quarantines()) {
+      if (files < limit.maxFiles && bytes + q.bytes <= limit.maxBytes) {
+        files++;
+        bytes += q.bytes;
+        continue;
+      }
+      await rm(q.path, { recursive: true, force: true });
+      dropped.push(q);
+    }
+    return dropped;
+  }
+
+  /** Set while compact() rewrites the database: writes wait for it. */
+  private compacting: Promise<void> | undefined;
+  /** Writes under way (compact() waits for them before it copies). */
+  private readonly writing = new Set<Promise<unknown>>();
+
+  /**
+   * Rewrites the database with only its live records: overwritten and
+   * deleted versions and the write-ahead log go. (LevelDB's compactRange
+   * leaves a table at its last level as it is, old versions and all.) The
+   * records are copied as stored into <dir>.compact-*, made durable, and
+   * swapped in by two renames; open() finishes or undoes a swap a crash
+   * cut. Writes wait meanwhile; reads go on. Takes about the live bytes
+   * again on disk while it runs.
+   */
+  compact(): Promise<void> {
+    this.compacting ??= this.rewrite().finally(() => (this.compacting = undefined));
+    return this.compacting;
+  }
+
+  private async rewrite(): Promise<void> {
+    await this.reopening?.catch(() => undefined);
+    await Promise.allSettled([...this.writing]);
+    const suffix = randomBytes(4).toString('hex');
+    const copy = `${this.dir}.compact-${suffix}`;
+    await ensurePrivateDir(copy);
+    const fresh = OfflineCache.level(copy);
+    try {
+      await fresh.open({ createIfMissing: true });
+      let ops: Array<{ type: 'put'; key: string; value: string }> = [];
+      let bytes = 0;
+      // Every batch durable: the copy is whole on disk before it is swapped in.
+      for await (const [key, value] of this.db.iterator()) {
+        ops.push({ type: 'put', key, value });
+        bytes += key.length + value.length;
+        if (bytes >= 1024 * 1024) {
+          await fresh.batch(ops, { sync: true });
+          ops = [];
+          bytes = 0;
+        }
+      }
+      if (ops.length > 0) await fresh.batch(ops, { sync: true });
+      await fresh.close();
+    } catch (err) {
+      await fresh.close().catch(() => undefined);
+      await rm(copy, { recursive: true, force: true });
+      throw levelError(err);
+    }
+    const old = `${this.dir}.old-${suffix}`;
+    let swapped!: () => void;
+    // New reads wait out the swap; those under way (and open views) finish on the old database first.
+    this.swapping = new Promise<void>((resolve) => (swapped = resolve));
+    try {
+      await Promise.allSettled([...this.reads]);
+      await this.swap(copy, old);
+    } finally {
+      this.swapping = undefined;
+      swapped();
+    }
+    await rm(old, { recursive: true, force: true });
+  }
+
+  /** Reads wait on this while compact() swaps the database. */
+  private swapping: Promise<void> | undefined;
+
+  private async swap(copy: string, old: string): Promise<void> {
+    await this.db.close();
+    try {
+      await rename(this.dir, old);
+      await rename(copy, this.dir);
+      await syncDir(dirname(this.dir));
+    } catch (err) {
+      // Undo what was done; the old database opens again as it was.
+      if (!(await stat(this.dir).then(() => true, () => false))) await rename(old, this.dir).catch(() => undefined);
+      await rm(copy, { recursive: true, force: true });
+      await this.db.open({ createIfMissing: false });
+      throw err;
+    }
+    const next = OfflineCache.level(this.dir);
+    await next.open({ createIfMissing: false });
+    this.db = next;
+    this.lru.clear();
+    this.writeEpoch++;
+  }
+
+  /**
+   * A compaction's swap cut by a crash: with the database directory gone,
+   * the old one (whole) goes back; with it there, the swap finished and the
+   * old one goes. A copy never swapped in is removed.
+   */
+  private static async finishSwap(dir: string): Promise<void> {
+    const parent = dirname(dir);
+    const base = basename(dir);
+    const names = await readdir(parent).catch(() => [] as string[]);
+    const olds = names.filter((n) => n.startsWith(`${base}.old-`));
+    if (!names.includes(base) && olds.length === 1) await rename(join(parent, olds[0]!), dir);
+    else for (const n of olds) await rm(join(parent, n), { recursive: true, force: true });
+    for (const n of names.filter((n) => n.startsWith(`${base}.compact-`))) await rm(join(parent, n), { recursive: true, force: true });
   }
 
   async delete(key: string): Promise<void> {
@@ -471,6 +692,7 @@ export class OfflineCache {
 
   async close(): Promise<void> {
     this.lru.clear();
+    await this.compacting?.catch(() => undefined);
     await this.reopening?.catch(() => undefined);
     await this.db.close();
   }

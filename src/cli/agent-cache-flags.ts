@@ -19,12 +19,13 @@ export const agentCacheFlags: Record<string, FlagSpec> = {
   'offline-cache-enabled': { type: 'string', help: 'alias of --enable-cache' },
   'use-cache-when-disconnected': {
     type: 'string',
-    help: 'keep reconciling the cached desired state while the hub is unreachable (true), or leave the cluster as it is until the hub is back (false)',
+    help: 'keep reconciling the cached desired state while the hub is unreachable, also after a restart (true), or leave the cluster as it is until the hub is back (false; skipped passes are logged once and counted)',
     default: 'true',
   },
   'cache-size-limit': {
     type: 'string',
-    help: 'desired-state bytes the offline cache holds at most; an object past it is an error on its subscription (HAWSER_SYNC_CACHE_FULL); 0: no limit',
+    help:
+      'bytes the offline cache takes on disk at most (database and quarantines): an object past it is an error on its subscription (HAWSER_SYNC_CACHE_FULL), the database is compacted past it, the oldest quarantines go first; 0: no limit',
     default: '1073741824',
   },
   'cache-max-age': {
@@ -32,7 +33,7 @@ export const agentCacheFlags: Record<string, FlagSpec> = {
     help: 'report the cached desired state stale (metric, status, get clusters) when the hub has not confirmed it for this long; it is still reconciled, never removed for its age; 0: never',
     default: '24h',
   },
-  'cache-cleanup-interval': { type: 'string', help: "how often the cache's size and age are checked and reported", default: '1m' },
+  'cache-cleanup-interval': { type: 'string', help: "how often the cache's size and age are checked and reported, and it is compacted and its quarantines trimmed to --cache-size-limit", default: '1m' },
 };
 
 /** The value of a flag given under either of two names; both with different values: a UsageError naming both. */

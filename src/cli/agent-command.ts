@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '../api/index.js';
+import { defaultMaxObjectBytes, parseLabelSelectorString, type SyncMode } from '../api/core.js';
 import { parseImpersonationPatterns, startAgent } from '../agent/index.js';
 import { ErrorCode, HawserError, parseBootstrapTokens } from '../tunnel/index.js';
 import { boolFlag, type CommandSpec, durationFlag, helpText, intFlag, parseFlags, stringFlag, UsageError } from './flags.js';

@@ -40,6 +40,8 @@ export const ErrorCode = {
   CacheWriteFailed: 'HAWSER_CACHE_WRITE_FAILED',
   /** The agent's cached desired state is older than --cache-max-age (unconfirmed by the hub): reported, still reconciled, never removed for it. */
   CacheStale: 'HAWSER_CACHE_STALE',
+  /** Quarantined cache data removed because the quarantines passed their cap. */
+  CacheQuarantineDropped: 'HAWSER_CACHE_QUARANTINE_DROPPED',
   /** Too many failed authentication attempts from one peer address; retry after the given delay. */
   RateLimited: 'HAWSER_RATE_LIMITED',
   /** Heartbeats faster than any agent sends them. */

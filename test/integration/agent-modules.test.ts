@@ -50,13 +50,13 @@ describe('modules a command loads', () => {
   const hubModules = (paths: string[]) => paths.filter((p) => p.startsWith('dist/hub/'));
   const packages = (paths: string[]) => new Set(paths.flatMap((p) => /^node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(p)?.[1] ?? []));
 
-  it('`hawser agent` loads no module of src/hub, and neither prom-client nor the packages of apply and render', async () => {
+  it('`hawser agent` loads no module of src/hub, nor prom-client, the packages of apply and render, yaml or valibot', async () => {
     const loaded = await loadedModules(['agent', '--help']);
     expect(loaded).toContain('dist/agent/index.js');
     expect(hubModules(loaded)).toEqual([]);
     const used = packages(loaded);
     expect(used).toContain('@grpc/grpc-js');
-    for (const name of ['prom-client', '@peculiar/x509', 'rfc6902', 'tiny-merge-patch', '@kubernetes/client-node']) expect(used).not.toContain(name);
+    for (const name of ['prom-client', '@peculiar/x509', 'rfc6902', 'tiny-merge-patch', '@kubernetes/client-node', 'yaml', 'valibot']) expect(used).not.toContain(name);
   });
 
   it('the probe sees what `hawser hub` loads: the hub and prom-client', async () => {

@@ -122,6 +122,9 @@ describe('offline cache: corrupt, stale (real hub, agent, kube-apiserver)', () =
     // Moved aside, not deleted: the damaged bytes are on disk for an operator.
     const aside = join(cacheDir(), (corruptLines[0]!['quarantinedTo'] as string).split('/').pop()!);
     expect(await readFile(aside, 'utf8')).toContain('cm-b');
+    // Its bytes count in the disk use the agent reports.
+    await until('quarantine bytes reported', async () => (await agentMetric('hawser_agent_cache_quarantine_bytes')) > 0, 30_000);
+    expect(await agentMetric('hawser_agent_cache_size_bytes')).toBeGreaterThan(await agentMetric('hawser_agent_cache_quarantine_bytes'));
 
     // Still hub down: past --cache-max-age the set is reported stale, and still reconciled.
     await until('stale as a metric', async () => (await agentMetric('hawser_agent_cache_stale')) === 1, 30_000);

@@ -32,7 +32,7 @@ afterEach(async () => {
 async function harness(options: { sealing?: boolean; start?: boolean; historyPerKind?: number; healthIntervalMs?: number } = {}): Promise<Harness> {
   const dir = await mkdtemp(join(tmpdir(), 'hawser-deployer-'));
   const embedded = await EmbeddedStore.open(join(dir, 'store'), options.historyPerKind ? { historyPerKind: options.historyPerKind, recentEvents: 2 } : {});
-  // As startHub opens it: Manifests and Descriptions sealed at rest.
+  // As startHub opens it: Secrets (also in Manifests) and Descriptions sealed at rest.
   const store: HubStore = options.sealing ? (await SealingStore.open(embedded, join(dir, 'secret-key'))).store : embedded;
   const clock = new ManualClock(startMs);
   const results: Harness['results'] = [];
@@ -292,6 +292,31 @@ describe('deployer', () => {
     await waitFor(async () => expect(await replicasByCluster(store, names)).toEqual([2, 4, 6]));
     const status = await statusOf(store, 'default', 'divided');
     expect(status.replicas).toEqual({ 'apps/v1/Deployment/web/web': [2, 4, 6] });
+  });
+
+  it.each([{ sealing: false }, { sealing: true }])('reads its Manifests from a view the store watch keeps: one changed or added outside it is seen by the next render (%o)', async (options) => {
+    const { store } = await harness(options);
+    await addCluster(store, 'a', {});
+    await apply(store, deployment('web', 2));
+    await apply(store, { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'cfg', namespace: 'web' }, data: { k: 'v' } });
+    await apply(store, staticSubscription({ a: 1 }));
+    const ns = 'clusternet-a';
+    await waitFor(async () => expect(await replicasByCluster(store, ['a'])).toEqual([2]));
+    const [rendered] = await manifestsIn(store, ns);
+    // Outside the deployer: its Deployment scaled to 9, and a stray Manifest of the same subscription.
+    await store.put('Manifest', { namespace: ns, name: rendered!.metadata.name }, { ...rendered!, template: { ...rendered!.template, spec: { ...(rendered!.template.spec as object), replicas: 9 } } });
+    await store.put('Manifest', { namespace: ns, name: 'stray' }, { ...rendered!, metadata: { ...rendered!.metadata, name: 'stray' } });
+    const seen = store.watch('Manifest', { resourceVersion: String(Number((await store.info()).resourceVersion) - 2) })[Symbol.asyncIterator]();
+    await seen.next();
+    await seen.next();
+    await seen.return?.();
+    // A change that renders again (one more feed) and leaves the Deployment as it was: a view that missed the two writes would keep 9 and the stray.
+    await apply(store, staticSubscription({ a: 1 }, { feeds: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: 'web', namespace: 'web' }, { apiVersion: 'v1', kind: 'ConfigMap', name: 'cfg', namespace: 'web' }] }));
+    await waitFor(async () => {
+      const ms = await manifestsIn(store, ns);
+      expect(ms.map((m) => m.template.kind).sort()).toEqual(['ConfigMap', 'Deployment']);
+      expect((templateOf(ms, 'Deployment').spec as { replicas: number }).replicas).toBe(2);
+    });
   });
 
   it('a feed applied after its subscription is reported missing, then deploys when it appears', async () => {

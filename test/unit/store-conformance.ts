@@ -89,6 +89,37 @@ export function storeConformance(name: string, harness: StoreHarness): void {
       }
     });
 
+    it('watchers each get their own copy, unchanged by the writer or another watcher changing theirs; a put then delete in one batch shows the put', async () => {
+      const { store } = await open();
+      try {
+        const start = (await store.info()).resourceVersion;
+        const first = store.watch('Subscription', { resourceVersion: start })[Symbol.asyncIterator]();
+        const second = store.watch('Subscription', { resourceVersion: start })[Symbol.asyncIterator]();
+        const written = sub('a');
+        await store.put('Subscription', { namespace: 'default', name: 'a' }, written);
+        (written.spec as { replicas: number }).replicas = 7;
+        const [one] = await take(first, 1);
+        (one!.object.spec as { replicas: number }).replicas = 42;
+        one!.object.metadata.labels = { changed: 'yes' };
+        const [two] = await take(second, 1);
+        expect(two!.object.spec).toEqual({ replicas: 1 });
+        expect(two!.object.metadata.labels).toBeUndefined();
+        expect((await store.get('Subscription', { namespace: 'default', name: 'a' }))?.spec).toEqual({ replicas: 1 });
+        const [, gone] = await store.batch([
+          { op: 'put', kind: 'Subscription', key: { namespace: 'default', name: 'b' }, value: sub('b', 'default', 3) },
+          { op: 'delete', kind: 'Subscription', key: { namespace: 'default', name: 'b' } },
+        ]);
+        const tail = await take(first, 2);
+        expect(brief(tail)).toEqual(['ADDED default/b', 'DELETED default/b']);
+        expect(tail[1]!.object.spec).toEqual({ replicas: 3 });
+        expect(tail[1]!.object.metadata.resourceVersion).toBe(gone);
+        await first.return?.();
+        await second.return?.();
+      } finally {
+        await store.close();
+      }
+    });
+
     it('compare-and-swap: writes on the expected version, refuses a stale one, and create-only refuses an existing object', async () => {
       const { store } = await open();
       try {

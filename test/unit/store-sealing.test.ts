@@ -89,6 +89,24 @@ describe('SealingStore: Secrets encrypted at rest', () => {
     for (const s of [password, token, Buffer.from(token).toString('base64')]) expect(bytes.includes(s)).toBe(false);
   });
 
+  it('seals a Manifest that holds a Secret or a template a walk cannot see into; one rendering a ConfigMap stays readable', async () => {
+    const dir = await tempDir();
+    const { store, inner } = await openAt(dir);
+    const manifest = (name: string, template: unknown): KubeObject => ({ apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'Manifest', metadata: { name, namespace: 'clusternet-abc' }, template });
+    const raw = Buffer.from(JSON.stringify(secret())).toString('base64');
+    await store.put('Manifest', { namespace: 'clusternet-abc', name: 'secret' }, manifest('secret', secret()));
+    await store.put('Manifest', { namespace: 'clusternet-abc', name: 'list' }, manifest('list', { apiVersion: 'v1', kind: 'List', metadata: { name: 'l' }, items: [configMap, secret()] }));
+    await store.put('Manifest', { namespace: 'clusternet-abc', name: 'raw' }, manifest('raw', raw));
+    await store.put('Manifest', { namespace: 'clusternet-abc', name: 'none' }, manifest('none', undefined));
+    await store.put('Manifest', { namespace: 'clusternet-abc', name: 'cfg' }, manifest('cfg', configMap));
+    for (const name of ['secret', 'list', 'raw', 'none']) expect(Object.keys((await inner.get('Manifest', { namespace: 'clusternet-abc', name }))!)).toEqual(['sealed']);
+    expect((await inner.get('Manifest', { namespace: 'clusternet-abc', name: 'cfg' }))?.template).toEqual(configMap);
+    expect((await store.get('Manifest', { namespace: 'clusternet-abc', name: 'raw' }))?.template).toBe(raw);
+    // Descriptions carry raw bytes (spec.raw): always sealed.
+    await store.put('Description', { namespace: 'app', name: 'd' }, { apiVersion: 'apps.clusternet.io/v1alpha1', kind: 'Description', metadata: { name: 'd', namespace: 'app' }, spec: { raw: [] } });
+    expect(Object.keys((await inner.get('Description', { namespace: 'app', name: 'd' }))!)).toEqual(['sealed']);
+  });
+
   it('refuses to open a value sealed with another key (KEY_MISMATCH) and keeps plain objects readable', async () => {
     const dir = await tempDir();
     const first = await openAt(dir);

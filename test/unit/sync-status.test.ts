@@ -93,3 +93,61 @@ describe('writeApplyReport', () => {
     expect((await readSyncStatus(s, 'clusternet-a', 'a'))?.push).toEqual({ incarnation: 'inc', revision: 2 });
   });
 });
+
+describe('writeApplyReport: the offline cache part', () => {
+  const mib = 1024 * 1024;
+  function withCache(at: number, cache: Partial<wire.OfflineCacheReport>): wire.ApplyReport {
+    return {
+      ...report(3, at, [['web', 1]]),
+      offlineCache: {
+        sizeBytes: 4 * mib,
+        desiredBytes: mib,
+        limitBytes: 512 * mib,
+        confirmedAtUnixMs: at,
+        maxAgeMs: 0,
+        stale: false,
+        quarantinedRecords: 0,
+        untrustedReason: '',
+        ...cache,
+      } as wire.OfflineCacheReport,
+    };
+  }
+
+  it('a size that drifts a little and a confirmedAt that moves with each pass are no write; what a reader acts on is', async () => {
+    const s = await store();
+    const version = async () => (await s.read('ClusterSyncStatus', { namespace: 'clusternet-a', name: 'a' }))?.resourceVersion;
+    await writeApplyReport(s, 'clusternet-a', 'a', withCache(t0, {}), { syncMode: 'Pull' });
+    const first = await version();
+    expect(first).toBeDefined();
+
+    // The next pass: LevelDB's log grew by a few KB, the hub confirmed again.
+    await writeApplyReport(s, 'clusternet-a', 'a', withCache(t0 + 30_000, { sizeBytes: 4 * mib + 12_345 }), { syncMode: 'Pull' });
+    expect(await version()).toBe(first);
+    expect((await readSyncStatus(s, 'clusternet-a', 'a'))?.offlineCache?.sizeBytes).toBe(4 * mib);
+
+    // Each of these is something a reader acts on: written.
+    const changes: Array<Partial<wire.OfflineCacheReport>> = [
+      { sizeBytes: 40 * mib }, // grew by much (toward its limit)
+      { sizeBytes: 40 * mib, stale: true },
+      { sizeBytes: 40 * mib, stale: true, quarantinedRecords: 1 },
+      { sizeBytes: 40 * mib, stale: true, quarantinedRecords: 1, limitBytes: 64 * mib },
+      { sizeBytes: 40 * mib, stale: true, quarantinedRecords: 1, limitBytes: 64 * mib, untrustedReason: 'checksum' },
+      { sizeBytes: 40 * mib, stale: true, quarantinedRecords: 1, limitBytes: 64 * mib, untrustedReason: 'checksum', confirmedAtUnixMs: 0 }, // never confirmed
+    ];
+    let last = first;
+    let at = t0 + 30_000;
+    for (const c of changes) {
+      at += 30_000;
+      await writeApplyReport(s, 'clusternet-a', 'a', withCache(at, c), { syncMode: 'Pull' });
+      const now = await version();
+      expect(now, JSON.stringify(c)).not.toBe(last);
+      last = now;
+    }
+
+    // Drift only, but appliedAt moved on by the refresh interval: written with the newest figures.
+    const later = withCache(at + appliedAtRefreshMs, { ...changes.at(-1), sizeBytes: 40 * mib + 1 });
+    await writeApplyReport(s, 'clusternet-a', 'a', later, { syncMode: 'Pull' });
+    expect(await version()).not.toBe(last);
+    expect((await readSyncStatus(s, 'clusternet-a', 'a'))?.offlineCache?.sizeBytes).toBe(40 * mib + 1);
+  });
+});

@@ -5,6 +5,7 @@ import { encodeKey } from '../store/keys.js';
 import type { HubStore, KubeObject } from '../store/types.js';
 import { ownerOf } from './manifest.js';
 import { type ClusterView, reconcileHealth, reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
+import { type RenderedKind, RenderedView } from './rendered-view.js';
 
 // The deployer: watches what subscriptions are made from and re-reconciles
 // the subscriptions a change concerns, one at a time, highest priority first
@@ -72,8 +73,9 @@ export class Deployer {
   private readonly objects = new Map<WatchedKind, Map<string, KubeObject>>();
   /** ManagedClusters in the store's key order; rebuilt after a change. */
   private clusterOrder: KubeObject[] | undefined;
-  /** Reconciles wait for the first list of what the view serves: an empty view would place on no cluster. */
-  private readonly primed = new Map<WatchedKind, { done: Promise<void>; resolve: () => void }>();
+  /** Reconciles wait for the first list of what the view serves: an empty view would place on no cluster (or render every Manifest again). */
+  private readonly primed = new Map<WatchedKind | RenderedKind, { done: Promise<void>; resolve: () => void }>();
+  private readonly rendered = new RenderedView();
   private readonly view: ClusterView = {
     clusters: () => {
       this.clusterOrder ??= [...(this.objects.get('ManagedCluster')?.values() ?? [])]
@@ -84,6 +86,7 @@ export class Deployer {
     },
     syncStatus: (namespace, name) => this.objects.get('ClusterSyncStatus')?.get(JSON.stringify({ namespace, name })),
     desiredByRevision: new Map(),
+    rendered: this.rendered,
   };
   /** Subscriptions as last watched: their priority orders the queue, their feeds route feed changes. */
   private readonly subscriptions = new Map<string, KubeObject>();
@@ -108,7 +111,7 @@ export class Deployer {
     this.retryMs = options.retryMs ?? 1000;
     this.healthIntervalMs = options.healthIntervalMs ?? 500;
     this.log = options.log ?? (() => {});
-    for (const kind of viewKinds) {
+    for (const kind of [...viewKinds, 'Manifest', 'Base'] as const) {
       let resolve!: () => void;
       const done = new Promise<void>((r) => (resolve = r));
       this.primed.set(kind, { done, resolve });
@@ -117,18 +120,40 @@ export class Deployer {
 
   start(): void {
     for (const kind of watchedKinds) this.loops.push(this.watchKind(kind));
-    // Manifests whose subscription is gone (deleted while the hub was down) are cleaned up.
-    this.loops.push(
-      this.store.list('Manifest').then(
-        (list) => {
+    this.loops.push(this.watchRendered('Manifest'), this.watchRendered('Base'));
+  }
+
+  /** Keeps the view of what reconciles rendered (RenderedView) as the store has it; changes there queue nothing. */
+  private async watchRendered(kind: RenderedKind): Promise<void> {
+    const signal = this.abort.signal;
+    let first = true;
+    while (!signal.aborted) {
+      try {
+        const list = await this.store.list(kind);
+        this.rendered.relisted(kind, list.items, Number(list.resourceVersion));
+        if (first && kind === 'Manifest') {
+          // Manifests whose subscription is gone (deleted while the hub was down) are cleaned up.
           for (const e of list.items) {
             const owner = ownerOf(e.object);
             if (owner) this.enqueue(owner);
           }
-        },
-        (error: unknown) => this.log(`deployer: listing manifests failed: ${String(error)}`),
-      ),
-    );
+        }
+        first = false;
+        this.primed.get(kind)?.resolve();
+        for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) {
+          this.rendered.apply(kind, event.key.namespace ?? '', event.key.name, event.type === 'DELETED' ? undefined : event.object, Number(event.resourceVersion));
+        }
+        return;
+      } catch (error) {
+        if (signal.aborted || (error instanceof HawserError && error.code === ErrorCode.StoreClosed)) return;
+        if (error instanceof HawserError && error.code === ErrorCode.ResourceVersionTooOld) continue;
+        this.log(`deployer: watching ${kind} failed, relisting in ${this.retryMs}ms: ${String(error)}`);
+        await new Promise<void>((resolve) => {
+          const timer = this.clock.setTimeout(resolve, this.retryMs);
+          signal.addEventListener('abort', () => { timer.cancel(); resolve(); }, { once: true });
+        });
+      }
+    }
   }
 
   async stop(): Promise<void> {

@@ -31,6 +31,7 @@ import {
 import type { HubStore, KubeObject, StoreOp } from '../store/types.js';
 import { type ClusterHealth, clusterHealth, healthConditions } from './health.js';
 import { feedKeyAnnotation, type ManifestObject, ownerOf, toManifest } from './manifest.js';
+import type { RenderedView } from './rendered-view.js';
 
 // One subscription, from the store to the store: resolve its feeds, schedule,
 // render per selected cluster, and write the Bases, the Manifests and the
@@ -183,6 +184,13 @@ export interface ClusterView {
    * unsealing every one of them per report.
    */
   desiredByRevision?: Map<string, ReadonlyMap<string, number>>;
+  /**
+   * Every Manifest and Base by owning subscription, kept by the Deployer's
+   * watches and the reconciles' own batches: read instead of listing (and
+   * decoding, unsealing) every one of them per reconcile. A reconcile that
+   * writes tells it (RenderedView.wrote).
+   */
+  rendered?: RenderedView;
 }
 
 /** Revisions kept in a view's desiredByRevision; past it the map starts again (one Dividing subscription over 1,000 clusters has 1,000). */
@@ -216,13 +224,15 @@ export async function reconcileSubscription(store: HubStore, key: SubscriptionKe
 
 async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: number, view: ClusterView | undefined): Promise<ReconcileResult> {
   const now = new Date(nowMs);
-  const [subscription, baseList] = await Promise.all([store.get('Subscription', key), store.list('Base')]);
+  const rendered = view?.rendered;
+  const [subscription, baseList] = await Promise.all([store.get('Subscription', key), rendered ? undefined : store.list('Base')]);
   const mine = (o: KubeObject): boolean => {
     const owner = ownerOf(o);
     return owner !== undefined && owner.namespace === key.namespace && owner.name === key.name;
   };
   const bases = new Map<string, KubeObject>();
-  for (const e of baseList.items) if (mine(e.object)) bases.set(e.object.metadata.namespace ?? '', e.object);
+  if (rendered) for (const b of rendered.owned('Base', key)) bases.set(b.metadata.namespace ?? '', b);
+  else for (const e of baseList!.items) if (mine(e.object)) bases.set(e.object.metadata.namespace ?? '', e.object);
   // A subscription's Manifests, by cluster namespace: read per namespace where a Base is or is to be (a batch writes them together).
   const manifests = new Map<string, Map<string, ManifestObject>>();
   const readManifests = async (namespace?: string): Promise<void> => {
@@ -236,6 +246,22 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
     }
   };
 
+  // The view holds them all: nothing to list.
+  let allRead = false;
+  if (rendered) {
+    for (const m of rendered.owned('Manifest', key)) {
+      const ns = m.metadata.namespace ?? '';
+      if (!manifests.has(ns)) manifests.set(ns, new Map());
+      manifests.get(ns)!.set(m.metadata.name, m as ManifestObject);
+    }
+    allRead = true;
+  }
+  const write = async (ops: StoreOp[]): Promise<Array<string | undefined>> => {
+    const versions = await store.batch(ops);
+    rendered?.wrote(ops, versions);
+    return versions;
+  };
+
   const manifestOps: StoreOp[] = [];
   const baseOps: StoreOp[] = [];
   const dropCluster = (ns: string): void => {
@@ -246,18 +272,19 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
 
   if (!subscription) {
     // Rare (a deletion): look everywhere, so Manifests whose Base is gone go too.
-    await readManifests();
+    if (!allRead) await readManifests();
     for (const ns of new Set([...manifests.keys(), ...bases.keys()])) dropCluster(ns);
     const ops = [...manifestOps, ...baseOps];
-    return ops.length > 0 ? { batch: await store.batch(ops) } : {};
+    return ops.length > 0 ? { batch: await write(ops) } : {};
   }
   // One list per namespace costs a store snapshot each: past a few clusters, one list of every Manifest is cheaper.
-  let allRead = false;
   const readAllManifests = async (): Promise<void> => {
     await readManifests();
     allRead = true;
   };
-  if (bases.size >= manyClusters) await readAllManifests();
+  if (allRead) {
+    // From the view.
+  } else if (bases.size >= manyClusters) await readAllManifests();
   else for (const ns of bases.keys()) await readManifests(ns);
 
   const sub = subscription as unknown as SubscriptionInput & SubscriptionRef & KubeObject;
@@ -443,7 +470,7 @@ async function reconcileOnce(store: HubStore, key: SubscriptionKey, nowMs: numbe
   // Manifests first and together: a watcher of Manifests sees one reconcile's set at consecutive versions.
   const ops = [...manifestOps, ...baseOps, ...subOps];
   const out: ReconcileResult = nextEvaluationAt !== undefined ? { nextEvaluationAt } : {};
-  if (ops.length > 0) out.batch = await store.batch(ops);
+  if (ops.length > 0) out.batch = await write(ops);
   await reportOnOverrides(store, key, status.overrideFailures, globList.items, locList.items);
   return out;
 }
@@ -492,7 +519,16 @@ export async function reconcileHealth(store: HubStore, key: SubscriptionKey, now
       if (known) desiredOf.set(r.namespace, known);
     }
     const namespaces = new Set(rows.map((r) => r.namespace).filter((ns) => !desiredOf.has(ns)));
-    if (namespaces.size > 0) {
+    if (namespaces.size > 0 && view.rendered) {
+      const templates = new Map<string, KubeObject[]>();
+      for (const m of view.rendered.owned('Manifest', key)) {
+        const ns = m.metadata.namespace ?? '';
+        if (!namespaces.has(ns)) continue;
+        if (!templates.has(ns)) templates.set(ns, []);
+        templates.get(ns)!.push((m as ManifestObject).template);
+      }
+      for (const ns of namespaces) desiredOf.set(ns, desiredReplicas(templates.get(ns) ?? []));
+    } else if (namespaces.size > 0) {
       const templates = new Map<string, KubeObject[]>();
       const lists = namespaces.size >= manyClusters ? [await store.list('Manifest')] : await Promise.all([...namespaces].map((namespace) => store.list('Manifest', { namespace })));
       for (const list of lists) {

@@ -60,6 +60,18 @@ interface EventRecord {
   rv: number;
   value: unknown;
 }
+/**
+ * An event as the write made it, kept in memory for live watchers: the value
+ * as its JSON text (written to disk as it is), which each watcher parses into
+ * its own copy.
+ */
+interface RecentEvent {
+  kind: StoredKind;
+  type: WatchEventType;
+  key: string;
+  rv: number;
+  json: string;
+}
 
 const metaUid = 'm/uid';
 const metaRv = 'm/rv';
@@ -72,18 +84,34 @@ const end = '\uffff';
 const legacyKinds: readonly StoredKind[] = ['ManagedCluster', 'ClusterRegistrationRequest', 'ClusterCredential'];
 const eventPageSize = 256;
 
-function conflict(kind: string, key: string, expect: Precondition, current: ObjectRecord | undefined): HawserError {
+function conflict(kind: string, key: string, expect: Precondition, current: { rv: number } | undefined): HawserError {
   const want = 'absent' in expect ? 'absent' : `resourceVersion ${expect.resourceVersion}`;
   const have = current ? `resourceVersion ${current.rv}` : 'absent';
   return new HawserError(ErrorCode.StoreConflict, `${kind} ${quoteBounded(decodeURIComponent(key))}: expected ${want}, found ${have}`);
 }
 
-function meets(expect: Precondition | undefined, current: ObjectRecord | undefined): boolean {
+function meets(expect: Precondition | undefined, current: { rv: number } | undefined): boolean {
   if (!expect) return true;
   if ('absent' in expect) return current === undefined;
   const rv = parseResourceVersion(expect.resourceVersion, 'expect.resourceVersion');
   return current !== undefined && rv === current.rv;
 }
+
+/** The value as stored, as JSON text: its metadata.resourceVersion is the store's to set (left out without copying more than metadata). */
+function storedJson(value: unknown): string {
+  const o = value as { metadata?: Record<string, unknown> } | null;
+  let json: string | undefined;
+  if (o && typeof o === 'object' && o.metadata && typeof o.metadata === 'object' && 'resourceVersion' in o.metadata) {
+    const { resourceVersion: _, ...metadata } = o.metadata;
+    json = JSON.stringify({ ...o, metadata });
+  } else json = JSON.stringify(value) as string | undefined;
+  if (json === undefined) throw new TypeError('a stored value must be JSON');
+  return json;
+}
+
+/** The texts JSON.stringify gives an ObjectRecord and an EventRecord, around a value's JSON text (the cache's checksum is over them). */
+const objectRecordJson = (rv: number, json: string) => `{"rv":${rv},"value":${json}}`;
+const eventRecordJson = (e: RecentEvent) => `{"kind":${JSON.stringify(e.kind)},"type":${JSON.stringify(e.type)},"key":${JSON.stringify(e.key)},"rv":${e.rv},"value":${e.json}}`;
 
 /** The value as stored: its metadata.resourceVersion is the store's to set. */
 function withoutVersion(value: unknown): unknown {
@@ -92,14 +120,7 @@ function withoutVersion(value: unknown): unknown {
   return copy;
 }
 
-/** A caller's own copy, carrying rv in metadata.resourceVersion when it has metadata. */
-function withVersion<T>(value: unknown, rv: number): T {
-  const copy = structuredClone(value) as { metadata?: Record<string, unknown> };
-  if (copy && typeof copy === 'object' && copy.metadata && typeof copy.metadata === 'object') copy.metadata.resourceVersion = String(rv);
-  return copy as T;
-}
-
-/** withVersion for a value nobody else holds: set in place. */
+/** Sets rv in metadata.resourceVersion, in place: for a value nobody else holds. */
 function ownVersion<T>(value: unknown, rv: number): T {
   const o = value as { metadata?: Record<string, unknown> };
   if (o && typeof o === 'object' && o.metadata && typeof o.metadata === 'object') o.metadata.resourceVersion = String(rv);
@@ -118,7 +139,7 @@ export class EmbeddedStore implements HubStore {
   private readonly history = new Map<StoredKind, number[]>();
   private readonly compacted = new Map<StoredKind, number>();
   /** Newest events of all kinds, oldest first; holds every event after recentFloor. */
-  private recent: EventRecord[] = [];
+  private recent: RecentEvent[] = [];
   private recentFloor = 0;
   private readonly waiters = new Set<() => void>();
   /**
@@ -165,7 +186,7 @@ export class EmbeddedStore implements HubStore {
 
   private static async openDb(dir: string): Promise<OfflineCache> {
     try {
-      return await OfflineCache.open({ dir, lruEntries: 4096 });
+      return await OfflineCache.open({ dir, lruEntries: 4096, lruText: true });
     } catch (err) {
       if (!(err instanceof CacheCorruptError)) throw err;
       throw new HawserError(
@@ -274,7 +295,8 @@ export class EmbeddedStore implements HubStore {
     const full = objectPrefix(kind) + encodeKey(kind, key);
     const record = await this.reading((db) => db.get<ObjectRecord>(full));
     if (!record) return undefined;
-    return { key: normalizeKey(kind, key), object: withVersion(record.value, record.rv), resourceVersion: String(record.rv) };
+    // The cache hands out its own copy of each get (lruText): the caller's as it is.
+    return { key: normalizeKey(kind, key), object: ownVersion(record.value, record.rv), resourceVersion: String(record.rv) };
   }
 
   async list<K extends StoredKind>(kind: K, options: ListOptions = {}): Promise<ListResult<K>> {
@@ -332,8 +354,8 @@ export class EmbeddedStore implements HubStore {
       else unknown.add(full);
     }
     await Promise.all([...unknown].map(async (full) => known.set(full, await db.get<ObjectRecord>(full))));
-    const pending = new Map<string, ObjectRecord | undefined>();
-    const events: EventRecord[] = [];
+    const pending = new Map<string, { rv: number; json: string } | undefined>();
+    const events: RecentEvent[] = [];
     const results: Array<ResourceVersion | undefined> = [];
     let rv = this.rv;
     for (const [i, op] of ops.entries()) {
@@ -346,21 +368,24 @@ export class EmbeddedStore implements HubStore {
         continue;
       }
       rv++;
+      // Serialised once: the object's record, its event on disk and in memory all hold this text.
       if (op.op === 'put') {
-        const value = withoutVersion(op.value);
-        pending.set(full, { rv, value });
-        events.push({ kind: op.kind, type: current ? 'MODIFIED' : 'ADDED', key, rv, value });
+        const json = storedJson(op.value);
+        pending.set(full, { rv, json });
+        events.push({ kind: op.kind, type: current ? 'MODIFIED' : 'ADDED', key, rv, json });
       } else {
         pending.set(full, undefined);
-        events.push({ kind: op.kind, type: 'DELETED', key, rv, value: current!.value });
+        // The last state: the record read above, or (deleted after a put in this batch) that put's text.
+        const last = current as ObjectRecord | { rv: number; json: string };
+        events.push({ kind: op.kind, type: 'DELETED', key, rv, json: 'json' in last ? last.json : storedJson(last.value) });
       }
       results.push(String(rv));
     }
     if (events.length === 0) return results;
 
     const cacheOps: CacheOp[] = [];
-    for (const [key, record] of pending) cacheOps.push(record ? { type: 'put', key, value: record } : { type: 'del', key });
-    for (const e of events) cacheOps.push({ type: 'put', key: eventKey(e.kind, e.rv), value: e, hot: false });
+    for (const [key, record] of pending) cacheOps.push(record ? { type: 'putJson', key, json: objectRecordJson(record.rv, record.json) } : { type: 'del', key });
+    for (const e of events) cacheOps.push({ type: 'putJson', key: eventKey(e.kind, e.rv), json: eventRecordJson(e), hot: false });
     cacheOps.push({ type: 'put', key: metaRv, value: rv });
     const history = this.compact(events, cacheOps);
     try {
@@ -393,7 +418,7 @@ export class EmbeddedStore implements HubStore {
    * the write, so a watcher reading from disk meanwhile learns its events may
    * be gone (TOO_OLD), never silently misses them.
    */
-  private compact(events: readonly EventRecord[], cacheOps: CacheOp[]): Map<StoredKind, number[]> {
+  private compact(events: readonly RecentEvent[], cacheOps: CacheOp[]): Map<StoredKind, number[]> {
     const next = new Map<StoredKind, number[]>();
     for (const e of events) {
       if (!next.has(e.kind)) next.set(e.kind, [...(this.history.get(e.kind) ?? [])]);
@@ -427,7 +452,7 @@ export class EmbeddedStore implements HubStore {
       );
     }
     const nsPrefix = options.namespace === undefined ? undefined : namespacePrefix(options.namespace);
-    const wanted = (e: EventRecord): boolean =>
+    const wanted = (e: EventRecord | RecentEvent): boolean =>
       e.kind === kind &&
       (nsPrefix === undefined || e.key.startsWith(nsPrefix)) &&
       (options.namePrefix === undefined || decodeKey(kind, e.key).name.startsWith(options.namePrefix));
@@ -442,7 +467,8 @@ export class EmbeddedStore implements HubStore {
           type: e.type,
           kind,
           key: decodeKey(kind, e.key),
-          object: withVersion<StoredKinds[K]>(e.value, e.rv),
+          // Each its own copy: parsed from the write's text, or decoded from disk for this watcher alone.
+          object: ownVersion<StoredKinds[K]>('json' in e ? JSON.parse(e.json) : e.value, e.rv),
           resourceVersion: String(e.rv),
         };
       }
@@ -452,7 +478,7 @@ export class EmbeddedStore implements HubStore {
   }
 
   /** Events of kind after a version: from memory when it reaches back that far, else from disk. */
-  private async next(kind: StoredKind, after: number): Promise<{ events: EventRecord[]; upTo: number }> {
+  private async next(kind: StoredKind, after: number): Promise<{ events: Array<EventRecord | RecentEvent>; upTo: number }> {
     this.checkHistory(kind, after);
     if (after >= this.recentFloor) {
       // The ring is in version order: start at the first event after `after` (every watcher wakes on every write; scanning the whole ring each time cost O(ring) per wake).
@@ -463,7 +489,7 @@ export class EmbeddedStore implements HubStore {
         if (this.recent[mid]!.rv <= after) lo = mid + 1;
         else hi = mid;
       }
-      const events: EventRecord[] = [];
+      const events: RecentEvent[] = [];
       for (let i = lo; i < this.recent.length; i++) if (this.recent[i]!.kind === kind) events.push(this.recent[i]!);
       return { events, upTo: this.rv };
     }

@@ -28,11 +28,15 @@ import {
 // associated data: a sealed value copied onto another object fails to open.
 //
 // Sealed: v1 Secrets (any kind of the store that holds one, found by a walk of
-// the object), and every Manifest and Description, which carry rendered
-// objects, possibly as raw bytes a walk would not see. The cluster registry
-// (ManagedCluster, requests, credential hashes) stays readable without the key.
+// the object); every Description, which may carry its objects as raw bytes
+// (spec.raw) a walk would not see; and every Manifest whose template is not
+// one object the walk sees into (Clusternet's RawExtension, as JSON). A
+// Manifest rendering a ConfigMap holds what its Feed holds, and that is stored
+// plain too: sealing it cost every change a seal per cluster and every read an
+// open. The cluster registry (ManagedCluster, requests, credential hashes)
+// stays readable without the key.
 
-const alwaysSealed: ReadonlySet<StoredKind> = new Set<StoredKind>(['Manifest', 'Description']);
+const alwaysSealed: ReadonlySet<StoredKind> = new Set<StoredKind>(['Description']);
 const maxWalkDepth = 64;
 
 interface SealedValue {
@@ -66,9 +70,14 @@ function withVersion<T>(value: unknown, rv: ResourceVersion): T {
   return o as T;
 }
 
-/** Which values to seal; the default: Manifests, Descriptions and whatever holds a v1 Secret. */
+/** Which values to seal; the default: Descriptions, Manifests without an object template, and whatever holds a v1 Secret. */
 export type SealPredicate = (kind: StoredKind, value: unknown) => boolean;
-export const sealsSecrets: SealPredicate = (kind, value) => alwaysSealed.has(kind) || holdsSecret(value);
+export const sealsSecrets: SealPredicate = (kind, value) => alwaysSealed.has(kind) || (kind === 'Manifest' && !templateIsObject(value)) || holdsSecret(value);
+
+function templateIsObject(manifest: unknown): boolean {
+  const template = (manifest as { template?: unknown } | null)?.template;
+  return typeof template === 'object' && template !== null && !Array.isArray(template);
+}
 
 export class SealingStore implements HubStore {
   constructor(

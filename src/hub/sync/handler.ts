@@ -372,6 +372,30 @@ export class SessionSync implements FrameHandler {
   }
 
   private async run(): Promise<void> {
+    // The resume point is worked out in a frame of its own: run() waits for the whole
+    // session, and what its frame holds (the ManagedCluster, a listing) would stay with it.
+    const start = await this.resumePoint();
+    let reason = start.reason;
+    let revision: number;
+    if (!reason) {
+      const first = await this.deltas(start.from, { from: start.from, to: start.current });
+      if (first === 'ended') return;
+      if (first === 'too-old') reason = 'history-compacted';
+      revision = first === 'too-old' ? 0 : start.from;
+    }
+    for (;;) {
+      if (reason || this.resnapshot) {
+        reason ||= this.resnapshot!;
+        this.resnapshot = undefined;
+        revision = await this.snapshot(reason);
+        reason = '';
+      }
+      if ((await this.deltas(revision!, undefined)) !== 'restart') return;
+    }
+  }
+
+  /** Where this session's sync starts: deltas from `from` (up to `current`), or a snapshot for `reason`. */
+  private async resumePoint(): Promise<{ reason: string; from: number; current: number }> {
     const cluster = await this.store.get('ManagedCluster', this.session.clusterName);
     this.namespace = cluster?.metadata.namespace ?? '';
     if (!this.namespace) throw new HawserError(ErrorCode.NotFound, `cluster ${this.session.clusterName} has no dedicated namespace`);
@@ -394,22 +418,7 @@ export class SessionSync implements FrameHandler {
       const ours = manifestsDigestAt(listed.items, lastAckedRevision);
       if (ours !== undefined && ours !== this.session.resume.desiredDigest) reason = 'digest-mismatch';
     }
-    let revision: number;
-    if (!reason) {
-      const first = await this.deltas(lastAckedRevision, { from: lastAckedRevision, to: current });
-      if (first === 'ended') return;
-      if (first === 'too-old') reason = 'history-compacted';
-      revision = first === 'too-old' ? 0 : lastAckedRevision;
-    }
-    for (;;) {
-      if (reason || this.resnapshot) {
-        reason ||= this.resnapshot!;
-        this.resnapshot = undefined;
-        revision = await this.snapshot(reason);
-        reason = '';
-      }
-      if ((await this.deltas(revision!, undefined)) !== 'restart') return;
-    }
+    return { reason, from: lastAckedRevision, current };
   }
 
   /** Everything in the cluster's namespace at one revision; returns it. */

@@ -170,11 +170,26 @@ export const appliedAtRefreshMs = 5 * 60_000;
  */
 export function syncStatusChanged(previous: ClusterSyncStatusBody | undefined, next: ClusterSyncStatusBody): boolean {
   if (!previous) return true;
-  const { appliedAt: before, ...rest } = previous;
-  const { appliedAt: after, ...nextRest } = next;
-  if (!isDeepStrictEqual(rest, nextRest)) return true;
+  const { appliedAt: before, offlineCache: cacheBefore, ...rest } = previous;
+  const { appliedAt: after, offlineCache: cacheAfter, ...nextRest } = next;
+  if (!isDeepStrictEqual(rest, nextRest) || offlineCacheChanged(cacheBefore, cacheAfter)) return true;
   const moved = Date.parse(after ?? '') - Date.parse(before ?? '');
   return !(moved < appliedAtRefreshMs);
+}
+
+/**
+ * The agent's cache size drifts with every pass (LevelDB's log grows, then
+ * compacts) and confirmedAt moves whenever the hub confirms: like appliedAt,
+ * that alone is refreshed only every appliedAtRefreshMs. A size that moves by
+ * more than 1/16 (of the larger of the two, and at least 1 MiB), being
+ * confirmed at all, staleness, quarantines, the limits: written at once.
+ */
+function offlineCacheChanged(before: OfflineCacheStatus | undefined, after: OfflineCacheStatus | undefined): boolean {
+  if (!before || !after) return before !== after;
+  const { sizeBytes: sizeBefore, confirmedAt: confirmedBefore, ...restBefore } = before;
+  const { sizeBytes: sizeAfter, confirmedAt: confirmedAfter, ...restAfter } = after;
+  if (!isDeepStrictEqual(restBefore, restAfter) || (confirmedBefore === undefined) !== (confirmedAfter === undefined)) return true;
+  return Math.abs(sizeAfter - sizeBefore) >= Math.max(1024 * 1024, Math.max(sizeBefore, sizeAfter) / 16);
 }
 
 export async function writeApplyReport(
