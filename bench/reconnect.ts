@@ -11,13 +11,20 @@
 //   old: the agent's policy before the quick retry (--reconnect-jitter 0: a
 //        drop is a failed dial unless the connection lived 60 s) and no
 //        handshake admission at the hub;
-//   new: the defaults (quick retry within 1.5 s, --max-concurrent-handshakes 64).
+//   fixed: the agents' new policy, and the hub's admission of the session before
+//        (a fixed limit of 64 handshakes; in this build a fixed limit also queues
+//        hellos briefly rather than refusing them at once);
+//   new: the defaults (quick retry within 1.5 s then a second window of 5 s; the
+//        hub's adaptive handshake limit, a queue, a retry-after from the queue);
+//   tight: new, with the limit fixed at 4 handshakes: a herd of 200 on a shared
+//        machine then exercises the queue and the booked retry-after as 1,000 would.
 // Agents run beside the hub on the same cores: on a 2-core machine their own
 // TLS work competes with the hub's, so absolute times are pessimistic; the
 // ratio between the phases is the figure.
 //
 //   npm run bench:reconnect                      # 200 agents
 //   npm run bench:reconnect -- --agents 1000     # on demand, not on a shared machine
+//   npm run bench:reconnect -- --mode refusal-cost [--dials 500]   # CPU of one refused dial, by where it is refused (bench/refusal-cost.ts)
 //   npm run bench:reconnect -- --mode reset --baseline-dir DIR   # one link reset on a weak link (bench/reconnect-reset.ts),
 //                                                # DIR: a built checkout to compare against (e.g. main)
 import { type ChildProcess } from 'node:child_process';
@@ -30,6 +37,7 @@ import { parseArgs } from 'node:util';
 import { pino } from 'pino';
 import { type RunningAgent, StaticClusterReader, startAgent } from '../src/agent/index.js';
 import { agentName, type BenchHub, type BenchPki, benchClusterStatus, findRepoRoot, freePort, makeBenchPki, readCpuMs, sleep, startBenchHub } from './common.js';
+import { runRefusalCostBench } from './refusal-cost.js';
 import { runResetBench } from './reconnect-reset.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -45,6 +53,7 @@ const { values: flags } = parseArgs({
     mode: { type: 'string', default: 'restart' },
     'baseline-dir': { type: 'string' },
     resets: { type: 'string', default: '5' },
+    dials: { type: 'string', default: '500' },
     latency: { type: 'string', default: '300' },
     rate: { type: 'string', default: '32' },
   },
@@ -54,7 +63,7 @@ const rampPerSec = Number(flags.ramp);
 const recoverTimeoutMs = Number(flags['recover-timeout']) * 1000;
 if (!(Number.isInteger(n) && n > 0)) throw new Error(`--agents must be a positive integer, got ${flags.agents}`);
 
-type Phase = 'old' | 'new';
+type Phase = 'old' | 'fixed' | 'new' | 'tight';
 interface PhaseResult {
   phase: Phase;
   agents: number;
@@ -89,7 +98,12 @@ function startHub(dir: string, ports: { tunnel: number; api: number }, pki: Benc
     ports,
     pki,
     // Old: no admission control (a bound no herd reaches).
-    hubFlags: phase === 'old' ? ['--max-concurrent-handshakes', '1000000'] : [],
+    hubFlags: {
+      old: ['--min-concurrent-handshakes', '1000000', '--max-concurrent-handshakes', '1000000'],
+      fixed: ['--min-concurrent-handshakes', '64', '--max-concurrent-handshakes', '64'],
+      new: [],
+      tight: ['--min-concurrent-handshakes', '4', '--max-concurrent-handshakes', '4'],
+    }[phase],
     // A restart under 1,000 redialling agents on a loaded machine took over 30 s to answer.
     healthyWithinMs: 180_000,
     track: (cp) => hubProcesses.add(cp),
@@ -211,6 +225,13 @@ async function main(): Promise<void> {
   const root = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'hawser-bench-reconnect-'));
   try {
     const pki = await makeBenchPki(root);
+    if (flags.mode === 'refusal-cost') {
+      const costs = await runRefusalCostBench({ pki, dials: Number(flags.dials) });
+      console.log('\n| refused at | server CPU per refused dial | vs a TLS refusal |\n|---|---|---|');
+      const tls = costs.find((c) => c.mode === 'tls')!.cpuMsPerDial;
+      for (const c of costs) console.log(`| ${c.mode} | ${c.cpuMsPerDial.toFixed(3)} ms | ${ratio(c.cpuMsPerDial, tls)} |`);
+      return;
+    }
     if (flags.mode === 'reset') {
       const builds = [...(flags['baseline-dir'] ? [{ label: 'baseline', dir: flags['baseline-dir'] }] : []), { label: 'this', dir: repoRoot }];
       const reset = await runResetBench({ builds, resets: Number(flags.resets), latencyMs: Number(flags.latency), rateKBps: Number(flags.rate), root, pki });
@@ -221,7 +242,9 @@ async function main(): Promise<void> {
       return;
     }
     const results = new Map<Phase, PhaseResult>();
-    for (const phase of flags.phases!.split(',') as Phase[]) results.set(phase, await runPhase(phase, root, pki));
+    const phases = flags.phases!.split(',');
+    for (const phase of phases) if (!['old', 'fixed', 'new', 'tight'].includes(phase)) throw new Error(`--phases takes old, fixed, new and tight, got "${phase}"`);
+    for (const phase of phases as Phase[]) results.set(phase, await runPhase(phase, root, pki));
 
     const rows: Array<[string, (r: PhaseResult) => number, string]> = [
       ['hub down (SIGKILL to healthy again)', (r) => r.hubDownMs / 1000, 's'],
@@ -236,12 +259,12 @@ async function main(): Promise<void> {
     ];
     const old = results.get('old');
     const neu = results.get('new');
+    const ran = [...results.values()];
     console.log(`\nhub restart under ${n} agents (${cpus().length} cores, ${process.version})\n`);
-    console.log('| | old | new | new/old |\n|---|---|---|---|');
+    console.log(`| | ${ran.map((r) => r.phase).join(' | ')} | new/old |\n|---|${ran.map(() => '---|').join('')}---|`);
     for (const [what, get, unit] of rows) {
-      const o = old ? get(old) : Number.NaN;
-      const w = neu ? get(neu) : Number.NaN;
-      console.log(`| ${what} (${unit || 'count'}) | ${o.toFixed(1)} | ${w.toFixed(1)} | ${old && neu ? ratio(w, o) : '-'} |`);
+      const cells = ran.map((r) => get(r).toFixed(1)).join(' | ');
+      console.log(`| ${what} (${unit || 'count'}) | ${cells} | ${old && neu ? ratio(get(neu), get(old)) : '-'} |`);
     }
     const out = join(repoRoot, 'bench', 'results', `reconnect-${new Date().toISOString().replace(/[:.]/g, '-').slice(0, 19)}.json`);
     mkdirSync(dirname(out), { recursive: true });

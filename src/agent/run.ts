@@ -243,6 +243,7 @@ export async function startAgent(
     clusterLeaseDurationMs: o.clusterLeaseDurationMs,
     backoff: { baseMs: o.reconnectPeriodMs, capMs: o.maxReconnectPeriodMs, stableAfterMs: o.stableConnectionMs, quickRetryMs: Math.min(o.reconnectJitterMs, o.maxReconnectPeriodMs),
       secondRetryMs: Math.min(o.reconnectSecondJitterMs, o.maxReconnectPeriodMs),
+      maxUnackedWelcomes: defaultBackoffPolicy.maxUnackedWelcomes ?? 0,
     },
     registerTimeoutMs: o.registerTimeoutMs,
     missedHeartbeatLimit: 3,

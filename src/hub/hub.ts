@@ -64,7 +64,7 @@ export interface HubCoreOptions extends RegistrarLimits {
   features: readonly string[];
   /** Streams not yet welcomed (saying hello, registering, waiting for approval) at most, per hub. */
   maxUnwelcomedStreams: number;
-  /** What a busy hub asks a refused stream to wait. */
+  /** The least a hub with too many streams still registering asks a refused one to wait (more when its handshake queue says so). */
   busyRetryAfterMs: number;
   /** Handshakes in progress at once, and the spread of the retry-after a hello past them gets (HAWSER_HUB_BUSY). */
   handshakes: HandshakeAdmissionOptions;
@@ -152,6 +152,7 @@ export class HubCore {
     random: () => number = Math.random,
   ) {
     this.handshakes = new HandshakeAdmission(options.handshakes, clock, random);
+    metrics.handshakeLimit.set(this.handshakes.limit);
     this.registrar = new Registrar(store, this.mutex, clock, {
       ...options,
       bootstrapTokens: () => this.options.bootstrapTokens,
@@ -282,6 +283,11 @@ export class HubCore {
     return this.handshakes.active;
   }
 
+  /** Hellos waiting for a handshake slot, and the adaptive limit on handshakes now. */
+  get handshakeAdmission(): { queued: number; limit: number; completionRatePerSec: number } {
+    return { queued: this.handshakes.queued, limit: this.handshakes.limit, completionRatePerSec: this.handshakes.completionRatePerSec() };
+  }
+
   get connectedClusters(): string[] {
     return [...this.sessions.keys()];
   }
@@ -358,10 +364,12 @@ export class HubCore {
     };
     try {
       if (this.unwelcomed > this.options.maxUnwelcomedStreams) {
+        // Most of them wait for a handshake slot: come back when the queue has room, as a refused hello would.
+        const retryAfterMs = Math.max(this.options.busyRetryAfterMs, this.handshakes.bookRetryAfterMs());
         return await this.refuse(
           channel,
-          new HawserError(ErrorCode.HubBusy, `hub has ${this.options.maxUnwelcomedStreams} streams still registering; try again later`, {
-            retryAfterMs: this.options.busyRetryAfterMs,
+          new HawserError(ErrorCode.HubBusy, `hub has ${this.options.maxUnwelcomedStreams} streams still registering; try again in ${retryAfterMs}ms`, {
+            retryAfterMs,
           }),
         );
       }
@@ -378,13 +386,22 @@ export class HubCore {
       } catch (err) {
         return await this.refuse(channel, toHawserError(err), { clusterId: quoteBounded(hello.clusterId, 64), agentVersion: quoteBounded(hello.agentVersion, 64) });
       }
-      const slot = this.handshakes.tryEnter();
-      if (!slot.admitted) {
+      // Waits in the queue while a slot is due soon; ends the wait if the stream closes.
+      const waiting = new AbortController();
+      void channel.closed.then(() => waiting.abort());
+      const queue = this.handshakes.enter(waiting.signal);
+      this.metrics.handshakesQueued.set(this.handshakes.queued);
+      const slot = await queue;
+      this.metrics.handshakesQueued.set(this.handshakes.queued);
+      if (slot.kind === 'abandoned') return;
+      if (slot.kind === 'refused') {
         return await this.refuse(
           channel,
-          new HawserError(ErrorCode.HubBusy, `hub has ${slot.inProgress} handshakes in progress; try again in ${slot.retryAfterMs}ms`, {
-            retryAfterMs: slot.retryAfterMs,
-          }),
+          new HawserError(
+            ErrorCode.HubBusy,
+            `hub has ${slot.inProgress} handshakes in progress (limit ${slot.limit}) and ${slot.queued} waiting; try again in ${slot.retryAfterMs}ms`,
+            { retryAfterMs: slot.retryAfterMs },
+          ),
           { clusterId: quoteBounded(hello.clusterId, 64) },
         );
       }
@@ -392,6 +409,7 @@ export class HubCore {
         session = await this.establish(channel, connection, hello, negotiated, slot.release);
       } finally {
         slot.release();
+        this.metrics.handshakeLimit.set(this.handshakes.limit);
       }
       welcomed();
       if (!session) return;

@@ -68,6 +68,16 @@ export class HubMetrics {
     labelNames: ['direction'] as const,
     registers: [this.registry],
   });
+  readonly handshakeLimit = new Gauge({
+    name: 'hawser_hub_handshake_limit',
+    help: 'The adaptive limit on handshakes in progress (it follows their latency).',
+    registers: [this.registry],
+  });
+  readonly handshakesQueued = new Gauge({
+    name: 'hawser_hub_handshakes_queued',
+    help: 'Hellos waiting for a handshake slot (their TLS is done; past a short expected wait they get HAWSER_HUB_BUSY instead).',
+    registers: [this.registry],
+  });
   readonly registrations = new Counter({
     name: 'hawser_hub_registrations_total',
     help: 'Registration outcomes.',

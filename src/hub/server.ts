@@ -23,6 +23,7 @@ import { createHubApi, type HubApiServer } from './http.js';
 import { defaultMaxRequestBytes } from './resources-http.js';
 import { clusterNamespacesOf, ResourceService, resourceStoreOf } from './resources.js';
 import { Deployer } from './deployer/index.js';
+import { handshakeAdmissionFor } from './admission.js';
 import { defaultHubCoreOptions, HubCore } from './hub.js';
 import { HubMetrics } from './metrics.js';
 import { HubProxy } from './proxy.js';
@@ -65,7 +66,11 @@ export interface HubOptions {
   maxConcurrentStreams: number;
   /** Streams still registering (not yet welcomed), at most, per hub. */
   maxUnwelcomedStreams: number;
-  /** Handshakes (hello to welcome) in progress at once; a hello past them is HAWSER_HUB_BUSY with a spread retry-after. */
+  /**
+   * Bounds of the adaptive limit on handshakes (hello to welcome) in progress at once; a hello past it
+   * waits for a slot while one is due soon, else HAWSER_HUB_BUSY with a retry-after. Equal bounds: a fixed limit.
+   */
+  minConcurrentHandshakes: number;
   maxConcurrentHandshakes: number;
   /** Pending registration requests one bootstrap token may hold, and all tokens together. */
   maxPendingRegistrationsPerToken: number;
@@ -103,7 +108,8 @@ export function defaultHubOptions(): HubOptions {
     tlsHandshakeTimeoutMs: defaultTlsHandshakeTimeoutMs,
     maxConcurrentStreams: defaultMaxConcurrentStreams,
     maxUnwelcomedStreams: defaultHubCoreOptions.maxUnwelcomedStreams,
-    maxConcurrentHandshakes: defaultHubCoreOptions.handshakes.maxConcurrent,
+    minConcurrentHandshakes: defaultHubCoreOptions.handshakes.limit.min,
+    maxConcurrentHandshakes: defaultHubCoreOptions.handshakes.limit.max,
     maxPendingRegistrationsPerToken: defaultHubCoreOptions.maxPendingPerToken,
     maxPendingRegistrations: defaultHubCoreOptions.maxPendingTotal,
     pendingRegistrationTtlMs: defaultHubCoreOptions.pendingRegistrationTtlMs,
@@ -150,6 +156,12 @@ export function resolveHubOptions(partial: Partial<HubOptions>): HubOptions {
   }
   if (o.pendingRegistrationTtlMs < 60_000) {
     throw new HawserError(ErrorCode.InvalidOption, `pending registration TTL must be at least 1m, got ${o.pendingRegistrationTtlMs}ms`);
+  }
+  if (!(Number.isInteger(o.minConcurrentHandshakes) && o.minConcurrentHandshakes >= 1 && o.maxConcurrentHandshakes >= o.minConcurrentHandshakes)) {
+    throw new HawserError(
+      ErrorCode.InvalidOption,
+      `concurrent handshakes: min (${o.minConcurrentHandshakes}) must be a whole number of at least 1 and at most max (${o.maxConcurrentHandshakes})`,
+    );
   }
   if (o.maxPendingRegistrationsPerToken < 1 || o.maxPendingRegistrations < o.maxPendingRegistrationsPerToken) {
     throw new HawserError(
@@ -310,7 +322,7 @@ async function serve(
       autoApprove: o.autoApprove,
       clusterLeaseDurationMs: o.clusterLeaseDurationMs,
       maxUnwelcomedStreams: o.maxUnwelcomedStreams,
-      handshakes: { ...defaultHubCoreOptions.handshakes, maxConcurrent: o.maxConcurrentHandshakes },
+      handshakes: handshakeAdmissionFor(o.minConcurrentHandshakes, o.maxConcurrentHandshakes),
       maxPendingPerToken: o.maxPendingRegistrationsPerToken,
       maxPendingTotal: o.maxPendingRegistrations,
       pendingRegistrationTtlMs: o.pendingRegistrationTtlMs,

@@ -16,8 +16,13 @@
 // - the hub answered "busy, retry after T" (HAWSER_HUB_BUSY): the hub is up and
 //   spread the herd itself, so the agent waits T (capped) and that answer is
 //   not a failed dial: neither the count nor the windows still due change.
-// A connection that drops before its first ack counts as a failed dial, so a
-// link that welcomes and dies at once still backs off rather than looping tightly.
+// A connection the hub welcomed that drops before its first heartbeat ack was
+// working too (the hub is up and took this agent; the link dropped): it earns
+// the same windows and forgets earlier failed dials, so a link that drops every
+// 30 s returns within seconds wherever the drop lands. Only after
+// maxUnackedWelcomes of them in a row, with no ack between, does it count as a
+// failed dial: a link that welcomes and dies at once every time still backs
+// off rather than looping tightly.
 
 export interface BackoffPolicy {
   readonly baseMs: number;
@@ -34,6 +39,12 @@ export interface BackoffPolicy {
    * before the exponential backoff starts. Absent or 0: straight to backoff.
    */
   readonly secondRetryMs?: number;
+  /**
+   * Welcomed connections that dropped before their first heartbeat ack, in a
+   * row, that still earn the retry windows; the next one is a failed dial.
+   * Absent or 0: every such drop is a failed dial.
+   */
+  readonly maxUnackedWelcomes?: number;
 }
 
 export const defaultBackoffPolicy: BackoffPolicy = {
@@ -43,6 +54,8 @@ export const defaultBackoffPolicy: BackoffPolicy = {
   quickRetryMs: 1_500,
   // A hub restarted by its supervisor answers again within a few seconds.
   secondRetryMs: 5_000,
+  // A drop in the second between a welcome and its first ack is rare on a real link; three in a row is a pattern.
+  maxUnackedWelcomes: 3,
 };
 
 /** Which rule chose a wait (logged by the agent; the link tests read it). */
@@ -88,6 +101,8 @@ export class Backoff {
   private attempt = 0;
   private connectedAt: number | undefined;
   private healthy = false;
+  /** Welcomed connections in a row that dropped before their first ack. */
+  private unackedWelcomes = 0;
   /** Retry windows still due after a healthy connection dropped, in order. */
   private windows: Array<'quick' | 'second'> = [];
   private lastKind: RetryKind | undefined;
@@ -96,6 +111,8 @@ export class Backoff {
     readonly policy: BackoffPolicy,
     private readonly random: () => number = Math.random,
   ) {
+    const maxUnacked = policy.maxUnackedWelcomes ?? 0;
+    if (!(Number.isInteger(maxUnacked) && maxUnacked >= 0)) throw new RangeError(`backoff needs a whole maxUnackedWelcomes >= 0, got ${maxUnacked}`);
     if (policy.baseMs <= 0 || policy.capMs < policy.baseMs) {
       throw new RangeError(`backoff needs 0 < base (${policy.baseMs}) <= cap (${policy.capMs})`);
     }
@@ -164,23 +181,30 @@ export class Backoff {
 
   /** The hub acked a heartbeat on the welcomed connection: it worked. */
   markHealthy(): void {
-    if (this.connectedAt !== undefined) this.healthy = true;
+    if (this.connectedAt === undefined) return;
+    this.healthy = true;
+    this.unackedWelcomes = 0;
   }
 
   /**
    * Call when a session ends (a dial that failed, or a connection that
-   * dropped). A healthy connection forgets earlier failures and earns the
-   * retry windows (those the policy has); one stable for stableAfterMs
-   * forgets them too. Anything else was a failed dial.
+   * dropped). A healthy connection (or a welcomed one that dropped before its
+   * first ack, up to maxUnackedWelcomes in a row) forgets earlier failures and
+   * earns the retry windows (those the policy has); one stable for
+   * stableAfterMs forgets them too. Anything else was a failed dial.
    * (Without a quick window, healthy alone resets nothing: the pre-quick-retry policy.)
    */
   markDisconnected(nowMs: number): void {
-    const quick = this.healthy && (this.policy.quickRetryMs ?? 0) > 0;
+    // Welcomed but never acked: working, up to maxUnackedWelcomes in a row.
+    const unacked = this.connectedAt !== undefined && !this.healthy;
+    if (unacked) this.unackedWelcomes++;
+    const worked = this.healthy || (unacked && this.unackedWelcomes <= (this.policy.maxUnackedWelcomes ?? 0));
+    const quick = worked && (this.policy.quickRetryMs ?? 0) > 0;
     if (quick || (this.connectedAt !== undefined && nowMs - this.connectedAt >= this.policy.stableAfterMs)) {
       this.attempt = 0;
     }
     if (quick) this.windows = (this.policy.secondRetryMs ?? 0) > 0 ? ['quick', 'second'] : ['quick'];
-    // A welcomed connection that never worked is a failed dial and ends the windows;
+    // A welcomed connection past that allowance is a failed dial and ends the windows;
     // a dial that failed before any welcome leaves the windows still due as they were.
     else if (this.connectedAt !== undefined) this.windows = [];
     this.connectedAt = undefined;

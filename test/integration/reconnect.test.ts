@@ -85,6 +85,41 @@ describe('reconnect after a working link drops', () => {
     await hub.proc.stop();
   });
 
+  it('a link cut right after each welcome, before any heartbeat ack: three cuts in a row are quick retries with no failed dial counted, the fourth backs off', async () => {
+    const hub: HubProcess = await bed.hub(['--auto-approve']);
+    const proxy = await toxi.createProxy('hub-welcome-cut', hub.tunnel);
+    const agent = await bed.agent(
+      'edge-welcome-cut',
+      hub,
+      kube,
+      ['--cluster-lease-duration=3s', '--cluster-status-update-frequency=1s', `--reconnect-jitter=${jitterMs}ms`, '--reconnect-period=2s'],
+      proxy.listen,
+    );
+    const seen = watchAgent(agent);
+    await until('edge-welcome-cut ready', async () => seen.readies() === 1 && readyStatus(await hub.cluster('edge-welcome-cut')) === 'True');
+    // From now on every frame to the hub takes 2 s: a heartbeat sent on a welcome is
+    // still on its way when the cut below lands, so no connection gets an ack.
+    await proxy.addToxic({ name: 'slow-up', type: 'latency', stream: 'upstream', attributes: { latency: 2_000 } });
+    await proxy.disable();
+    await proxy.enable();
+    const acksBefore = await hub.metric('hawser_tunnel_rtt_seconds_count');
+    for (let cut = 1; cut <= 4; cut++) {
+      await until(`edge-welcome-cut welcomed before cut ${cut}`, async () => seen.readies() === cut + 1, 60_000);
+      await proxy.disable();
+      await proxy.enable();
+    }
+    await until('the wait after the fourth cut', async () => seen.waits.length >= 5, 30_000);
+    // Nothing of these connections was acked: the hub saw no round trip reported.
+    expect(await hub.metric('hawser_tunnel_rtt_seconds_count')).toBe(acksBefore);
+    // The first wait follows the cut of a connection that was acked (before the toxic).
+    const afterWelcomeCuts = seen.waits.slice(1, 5);
+    expect(afterWelcomeCuts.map((w) => w.retry)).toEqual(['quick', 'quick', 'quick', 'backoff']);
+    expect(afterWelcomeCuts.map((w) => w.attempts)).toEqual([0, 0, 0, 1]);
+    for (const wait of afterWelcomeCuts.slice(0, 3)) expect(wait.delayMs).toBeLessThan(jitterMs);
+    await agent.stop();
+    await hub.proc.stop();
+  });
+
   it('a hub killed with SIGKILL and restarted: the agent is back', async () => {
     const tunnelPort = await freePort({ owner: 'hub tunnel (killed)', tracker: bed.tracker });
     const apiPort = await freePort({ owner: 'hub api (killed)', tracker: bed.tracker });

@@ -78,8 +78,8 @@ describe('Backoff quick retry after a healthy connection', () => {
     expect(backoff.next()).toBe(Math.floor(0.5 * backoffCeilingMs(quick, 2)));
   });
 
-  it('a welcomed connection that drops before its ack ends the windows still due', () => {
-    const backoff = new Backoff(quick, () => 0.5);
+  it('a welcomed connection that drops before its ack, without the allowance (maxUnackedWelcomes 0), ends the windows still due', () => {
+    const backoff = new Backoff({ ...quick, maxUnackedWelcomes: 0 }, () => 0.5);
     backoff.markConnected(0);
     backoff.markHealthy();
     backoff.markDisconnected(30_000);
@@ -91,17 +91,60 @@ describe('Backoff quick retry after a healthy connection', () => {
     expect(backoff.lastRetryKind).toBe('backoff');
   });
 
-  it('counts a connection that drops before its first heartbeat ack as a failed dial', () => {
-    const backoff = new Backoff(quick, () => 0.5);
-    const delays: number[] = [];
-    for (let i = 0; i < 6; i++) {
-      backoff.markConnected(i * 1_000);
-      // Welcomed, then dropped before the hub acked a heartbeat: no markHealthy().
-      backoff.markDisconnected(i * 1_000 + 500);
-      expect(backoff.quickRetryDue).toBe(false);
-      delays.push(backoff.next());
+  it('a reset right after a welcome, before any ack, is a working link that dropped: the windows again, earlier failed dials forgotten', () => {
+    const backoff = new Backoff({ ...quick, maxUnackedWelcomes: 3 }, () => 0.5);
+    // Four failed dials first (the hub was down): the count is 4.
+    for (let i = 0; i < 4; i++) {
+      backoff.markDisconnected(i);
+      backoff.next();
     }
-    expect(delays).toEqual(Array.from({ length: 6 }, (_, attempt) => Math.floor(0.5 * backoffCeilingMs(quick, attempt))));
+    expect(backoff.attempts).toBe(4);
+    backoff.markConnected(100_000);
+    backoff.markDisconnected(100_300); // welcomed, reset before the first ack
+    expect(backoff.attempts).toBe(0);
+    expect(backoff.quickRetryDue).toBe(true);
+    expect(backoff.next()).toBe(750);
+    expect(backoff.lastRetryKind).toBe('quick');
+  });
+
+  it('welcomed-then-reset connections in a row: the windows for maxUnackedWelcomes of them, then failed dials that back off; an ack restores the allowance', () => {
+    const backoff = new Backoff({ ...quick, maxUnackedWelcomes: 3 }, () => 0.5);
+    const kinds: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      backoff.markConnected(i * 10_000);
+      backoff.markDisconnected(i * 10_000 + 500); // no markHealthy(): dropped before any ack
+      backoff.next();
+      kinds.push(`${backoff.lastRetryKind}@${backoff.attempts}`);
+    }
+    expect(kinds).toEqual(['quick@0', 'quick@0', 'quick@0', 'backoff@1', 'backoff@2', 'backoff@3']);
+    // One connection that was acked: the next reset before an ack earns the windows again.
+    backoff.markConnected(100_000);
+    backoff.markHealthy();
+    backoff.markDisconnected(130_000);
+    backoff.next();
+    backoff.markConnected(131_000);
+    backoff.markDisconnected(131_400);
+    expect(backoff.next()).toBe(750);
+    expect(backoff.lastRetryKind).toBe('quick');
+  });
+
+  it('on the defaults, a link where every other connection is reset before its first ack never waits past the quick window', () => {
+    const backoff = new Backoff(defaultBackoffPolicy, () => 0.999);
+    backoff.markConnected(0);
+    backoff.markHealthy();
+    const waits: number[] = [];
+    let now = 60_000;
+    for (let reset = 0; reset < 1_000; reset++) {
+      backoff.markDisconnected(now);
+      const wait = backoff.next();
+      waits.push(wait);
+      now += wait + 1_800; // dial, welcomed
+      backoff.markConnected(now);
+      if (reset % 2 === 1) backoff.markHealthy();
+      now += reset % 2 === 1 ? 30_000 : 300;
+    }
+    expect(Math.max(...waits)).toBeLessThan(defaultBackoffPolicy.quickRetryMs!);
+    expect(backoff.attempts).toBe(0);
   });
 
   it('ignores an ack before any welcome', () => {

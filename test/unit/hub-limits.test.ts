@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
+import { defaultHandshakeAdmission } from '../../src/hub/admission.js';
 import type { HubStore } from '../../src/hub/store.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { clusterStatus, FakeAgent, helloFrame, metricValue, rejectedCount, startTestHub, type TestHub, waitFor } from './support.js';
@@ -136,34 +137,58 @@ function gatedStore() {
 }
 
 describe('HubCore handshake admission', () => {
-  it('refuses hellos past the concurrent handshakes with a spread retry-after, admits them later, and never sheds heartbeats', async () => {
+  it('past the limit queues hellos while a slot is due soon, refuses the rest with a retry-after from the queue, admits them when they come back, and never sheds heartbeats', async () => {
     const gate = gatedStore();
-    const maxConcurrent = 3;
+    const limit = 3;
+    const queued = 2;
     const extra = 2;
     hub = await startTestHub(
-      { handshakes: { maxConcurrent, retryAfterMinMs: 1_000, retryAfterMaxMs: 5_000 } },
+      {
+        handshakes: {
+          ...defaultHandshakeAdmission,
+          limit: { ...defaultHandshakeAdmission.limit, min: limit, max: limit, initial: limit },
+          // The live agent's registration is the one completion measured, in 100 ms: 3 slots at
+          // 100 ms finish 30/s. So a queue of 2 is 67 ms of waiting, within the bound.
+          maxQueueWaitMs: 70,
+          retryAfterMinMs: 10,
+        },
+      },
       { wrapStore: gate.wrap, random: () => 0.5 },
     );
-    const { agent: live } = await register('edge-live');
+    gate.close();
+    const registered = register('edge-live');
+    await waitFor('the live agent in progress', async () => hub.core.handshakesInProgress === 1);
+    hub.clock.advance(100);
+    gate.open();
+    const { agent: live } = await registered;
     await live.heartbeat();
+    expect(hub.core.handshakeAdmission.completionRatePerSec).toBe(30);
 
     // The store stalls: registrations stay in progress.
     gate.close();
-    const hellos = Array.from({ length: maxConcurrent + extra }, (_, i) => ({ clusterId: randomUUID(), token: hub.token, name: `edge-herd-${i}` }));
+    const hellos = Array.from({ length: limit + queued + extra }, (_, i) => ({ clusterId: randomUUID(), token: hub.token, name: `edge-herd-${i}` }));
     const herd = hellos.map(() => FakeAgent.open(hub));
-    await Promise.all(herd.map((agent, i) => agent.send(helloFrame(hellos[i]!))));
-    await waitFor('the refusals', async () => (await rejectedCount(hub.metrics, ErrorCode.HubBusy)) === extra);
-    expect(hub.core.handshakesInProgress).toBe(maxConcurrent);
-    const refused = herd.filter((agent) => agent.isClosed);
-    expect(refused).toHaveLength(extra);
+    // One at a time, so the order of arrival (and of the queue) is known.
+    for (const [i, agent] of herd.entries()) {
+      await agent.send(helloFrame(hellos[i]!));
+      await waitFor(`hello ${i} placed`, async () =>
+        hub.core.handshakesInProgress + hub.core.handshakeAdmission.queued + (await rejectedCount(hub.metrics, ErrorCode.HubBusy)) === i + 1,
+      );
+    }
+    expect(hub.core.handshakesInProgress).toBe(limit);
+    expect(hub.core.handshakeAdmission.queued).toBe(queued);
+    expect(await metricValue(hub.metrics, 'hawser_hub_handshakes_queued')).toBe(queued);
+    expect(await metricValue(hub.metrics, 'hawser_hub_handshake_limit')).toBe(limit);
+    const refused = herd.slice(limit + queued);
+    const waits = [];
     for (const agent of refused) {
       const goodbye = await agent.expectGoodbye(ErrorCode.HubBusy);
-      expect(goodbye.retryAfterMs).toBeGreaterThanOrEqual(1_000);
-      expect(goodbye.retryAfterMs).toBeLessThan(5_000);
+      waits.push(goodbye.retryAfterMs);
     }
-    // The second refusal in the window waited longer than the first: the spread grows with the herd.
-    const waits = refused.map((agent) => (agent.received[0]!.frame as { value: { retryAfterMs: number } }).value.retryAfterMs).sort((a, b) => a - b);
-    expect(waits[1]!).toBeGreaterThan(waits[0]!);
+    // At 30/s the queue of 2 and one more take 100 ms; half the bound (35 ms) before that is 65 ms;
+    // the next refused hello is booked one completion (33 ms) later.
+    expect(waits).toEqual([65, 98]);
+    expect(herd.slice(0, limit + queued).every((agent) => !agent.isClosed)).toBe(true);
 
     // Meanwhile the connected agent's heartbeats are all acked (the acks do not wait for the store).
     for (let sequence = 100; sequence < 110; sequence++) {
@@ -172,17 +197,41 @@ describe('HubCore handshake admission', () => {
     }
 
     gate.open();
-    const admitted = herd.filter((agent) => !agent.isClosed);
-    for (const agent of admitted) await agent.expectFrame('welcome');
-    // The refused ones come back after their retry-after and are admitted.
-    for (const agent of refused) {
+    // The admitted and the queued are welcomed on the streams they opened: no second TLS handshake.
+    for (const agent of herd.slice(0, limit + queued)) await agent.expectFrame('welcome');
+    // The refused come back after their retry-after and are admitted.
+    for (const [k, agent] of refused.entries()) {
+      hub.clock.advance(waits[k]!);
       const i = herd.indexOf(agent);
       const again = FakeAgent.open(hub);
       await again.send(helloFrame(hellos[i]!));
       expect((await again.expectFrame('welcome')).clusterName).toBe(`edge-herd-${i}`);
     }
     expect(hub.core.handshakesInProgress).toBe(0);
-    expect(await metricValue(hub.metrics, 'hawser_hub_connected_agents')).toBe(1 + maxConcurrent + extra);
+    expect(hub.core.handshakeAdmission.queued).toBe(0);
+    expect(await metricValue(hub.metrics, 'hawser_hub_handshakes_queued')).toBe(0);
+    expect(await metricValue(hub.metrics, 'hawser_hub_connected_agents')).toBe(1 + limit + queued + extra);
     expect(await rejectedCount(hub.metrics, ErrorCode.HubBusy)).toBe(extra);
+  });
+
+  it('a hello whose stream closes while it waits for a slot leaves the queue and is not counted as refused', async () => {
+    const gate = gatedStore();
+    hub = await startTestHub(
+      { handshakes: { ...defaultHandshakeAdmission, limit: { ...defaultHandshakeAdmission.limit, min: 1, max: 1, initial: 1 } } },
+      { wrapStore: gate.wrap, random: () => 0.5 },
+    );
+    gate.close();
+    const first = FakeAgent.open(hub);
+    await first.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-first' }));
+    await waitFor('in progress', async () => hub.core.handshakesInProgress === 1);
+    const leaving = FakeAgent.open(hub);
+    await leaving.send(helloFrame({ clusterId: randomUUID(), token: hub.token, name: 'edge-leaving' }));
+    await waitFor('queued', async () => hub.core.handshakeAdmission.queued === 1);
+    leaving.channel.close();
+    await waitFor('left the queue', async () => hub.core.handshakeAdmission.queued === 0);
+    gate.open();
+    expect((await first.expectFrame('welcome')).clusterName).toBe('edge-first');
+    expect(await rejectedCount(hub.metrics, ErrorCode.HubBusy)).toBe(0);
+    expect(await hub.store.get('ManagedCluster', 'edge-leaving')).toBeUndefined();
   });
 });
