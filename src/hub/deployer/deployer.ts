@@ -2,7 +2,7 @@ import { compareSubscriptions, type SubscriptionInput } from '../../scheduler/in
 import { type Clock, ErrorCode, HawserError, systemClock, type TimerHandle } from '../../tunnel/index.js';
 import { digestOf, feedOf, identityOf, type Feed, type KubeObject as RenderObject } from '../render/index.js';
 import { encodeKey } from '../store/keys.js';
-import type { HubStore, KubeObject } from '../store/types.js';
+import type { HubStore, KubeObject, ListResult, WatchEvent } from '../store/types.js';
 import { ownerOf } from './manifest.js';
 import { type ClusterView, reconcileHealth, reconcileSubscription, type ReconcileResult, type SubscriptionKey } from './reconcile.js';
 import { type RenderedKind, RenderedView } from './rendered-view.js';
@@ -124,12 +124,11 @@ export class Deployer {
   }
 
   /** Keeps the view of what reconciles rendered (RenderedView) as the store has it; changes there queue nothing. */
-  private async watchRendered(kind: RenderedKind): Promise<void> {
-    const signal = this.abort.signal;
+  private watchRendered(kind: RenderedKind): Promise<void> {
     let first = true;
-    while (!signal.aborted) {
-      try {
-        const list = await this.store.list(kind);
+    return this.follow(
+      kind,
+      (list) => {
         this.rendered.relisted(kind, list.items, Number(list.resourceVersion));
         if (first && kind === 'Manifest') {
           // Manifests whose subscription is gone (deleted while the hub was down) are cleaned up.
@@ -139,10 +138,27 @@ export class Deployer {
           }
         }
         first = false;
+      },
+      (event) => this.rendered.apply(kind, event.key.namespace ?? '', event.key.name, event.type === 'DELETED' ? undefined : event.object, Number(event.resourceVersion)),
+    );
+  }
+
+  /**
+   * Lists kind, marks it primed, then follows its watch from that list; a watch
+   * that fails (or whose history is too old) is relisted, after retryMs unless too old.
+   */
+  private async follow<K extends WatchedKind | RenderedKind>(
+    kind: K,
+    onList: (list: ListResult<K>) => void,
+    onEvent: (event: WatchEvent<K>) => void,
+  ): Promise<void> {
+    const signal = this.abort.signal;
+    while (!signal.aborted) {
+      try {
+        const list = await this.store.list(kind);
+        onList(list);
         this.primed.get(kind)?.resolve();
-        for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) {
-          this.rendered.apply(kind, event.key.namespace ?? '', event.key.name, event.type === 'DELETED' ? undefined : event.object, Number(event.resourceVersion));
-        }
+        for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) onEvent(event);
         return;
       } catch (error) {
         if (signal.aborted || (error instanceof HawserError && error.code === ErrorCode.StoreClosed)) return;
@@ -200,8 +216,7 @@ export class Deployer {
     for (const s of this.subscriptions.values()) this.enqueue({ namespace: s.metadata.namespace ?? '', name: s.metadata.name });
   }
 
-  private async watchKind(kind: WatchedKind): Promise<void> {
-    const signal = this.abort.signal;
+  private watchKind(kind: WatchedKind): Promise<void> {
     const seen = new Map<string, string>();
     this.seen.set(kind, seen);
     const objects = new Map<string, KubeObject>();
@@ -222,9 +237,9 @@ export class Deployer {
       if (kind === 'ManagedCluster') this.clusterOrder = undefined;
       if (!quiet) this.changed(kind, before, object);
     };
-    while (!signal.aborted) {
-      try {
-        const list = await this.store.list(kind);
+    return this.follow(
+      kind,
+      (list) => {
         const listed = new Set<string>();
         for (const e of list.items) {
           const id = JSON.stringify(e.key);
@@ -233,21 +248,9 @@ export class Deployer {
         }
         for (const id of [...seen.keys()]) if (!listed.has(id)) observe(id, undefined);
         quiet = false;
-        this.primed.get(kind)?.resolve();
-        for await (const event of this.store.watch(kind, { resourceVersion: list.resourceVersion, signal })) {
-          observe(JSON.stringify(event.key), event.type === 'DELETED' ? undefined : (event.object as KubeObject));
-        }
-        return;
-      } catch (error) {
-        if (signal.aborted || (error instanceof HawserError && error.code === ErrorCode.StoreClosed)) return;
-        if (error instanceof HawserError && error.code === ErrorCode.ResourceVersionTooOld) continue;
-        this.log(`deployer: watching ${kind} failed, relisting in ${this.retryMs}ms: ${String(error)}`);
-        await new Promise<void>((resolve) => {
-          const timer = this.clock.setTimeout(resolve, this.retryMs);
-          signal.addEventListener('abort', () => { timer.cancel(); resolve(); }, { once: true });
-        });
-      }
-    }
+      },
+      (event) => observe(JSON.stringify(event.key), event.type === 'DELETED' ? undefined : (event.object as KubeObject)),
+    );
   }
 
   /** Which subscriptions a change concerns. */
