@@ -3,7 +3,6 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCore } from '../../src/agent/agent.js';
 import { ApplyReportSender, maxReportPartBytes, reportParts } from '../../src/agent/apply-report-delta.js';
-import type { Applier, ReconcileInput, ReconcileReport } from '../../src/agent/apply-report.js';
 import { IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
 import { SyncApplyLoop } from '../../src/agent/sync-apply.js';
@@ -13,7 +12,7 @@ import type { KubeObject } from '../../src/hub/store.js';
 import { readSyncStatus, syncHandlerFactory, writeApplyReport } from '../../src/hub/sync/index.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterStatus, edgeAgentOptions, FakeAgent, helloFrame, metricValue, seeded, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterStatus, edgeAgentOptions, RecordingApplier, FakeAgent, helloFrame, metricValue, seeded, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Feature "apply-report.delta": after the first report of a session, an
 // agent's report carries only the rows that changed since the report the hub
@@ -206,26 +205,6 @@ describe('apply report deltas', () => {
   });
 });
 
-/** Applies as a map write; each object's observed replicas are what `ready` says now. */
-class FakeCluster implements Applier {
-  ready = 1;
-  reconcile(input: ReconcileInput): Promise<ReconcileReport> {
-    return Promise.resolve({
-      objects: input.objects.map((d) => ({
-        apiVersion: d.object.apiVersion,
-        kind: d.object.kind,
-        ...(d.object.metadata.namespace ? { namespace: d.object.metadata.namespace } : {}),
-        name: d.object.metadata.name ?? '',
-        subscriptions: [d.subscription],
-        action: 'applied' as const,
-        exists: true,
-        status: { replicas: 1, readyReplicas: d.object.metadata.name === 'cm-0' ? this.ready : 1 },
-      })),
-      prune: { ran: input.allowPrune, errors: [] },
-    });
-  }
-}
-
 function manifest(ns: string, i: number): KubeObject {
   return {
     apiVersion: 'apps.clusternet.io/v1alpha1',
@@ -242,7 +221,9 @@ describe('apply reports between a real agent and hub', () => {
     cleanups.push(() => dir.remove());
     const cache = await OfflineCache.open({ dir: join(dir.path, 'db') });
     const receiver = new SyncReceiver(cache, silentLogger, () => h.clock.now(), {});
-    const cluster = new FakeCluster();
+    // cm-0's observed readiness is what `ready` says now.
+    const observed = { ready: 1 };
+    const cluster = new RecordingApplier((name) => ({ replicas: 1, readyReplicas: name === 'cm-0' ? observed.ready : 1 }));
     const loop = new SyncApplyLoop({ receiver, applier: cluster, logger: silentLogger, clock: h.clock, intervalMs: 60_000 });
     const core = new AgentCore(edgeAgentOptions(h.token, { features: [Feature.Sync, Feature.ReportDelta] }), {
       transport: h.transport.client(),
@@ -272,14 +253,14 @@ describe('apply reports between a real agent and hub', () => {
     };
     await waitFor('every object reported', async () => ((await status())?.objects?.length === 300 ? true : undefined));
     // One object's observed status changes: the next pass reports it.
-    cluster.ready = 0;
+    observed.ready = 0;
     loop.trigger();
     await waitFor('the change reported', async () => ((await status())?.objects?.find((o) => o.name === 'cm-0')?.status as { readyReplicas?: number } | undefined)?.readyReplicas === 0 || undefined);
-    return { h, loop, core, status, applier: cluster, cluster: managed.metadata.name };
+    return { h, loop, core, status, observed, cluster: managed.metadata.name };
   }
 
   it('both with the feature: the first report goes whole in parts, the next as a delta of one row', async () => {
-    const { h, loop, core, status, applier, cluster } = await run([Feature.Sync, Feature.ReportDelta]);
+    const { h, loop, core, status, observed, cluster } = await run([Feature.Sync, Feature.ReportDelta]);
     await waitFor('the delta acknowledged', () => (loop.reportCounters?.reports ?? 0) >= 2 && loop.reportCounters?.fullNeeded === 0 || undefined);
     expect(loop.reportCounters!.fullReports).toBe(1);
     expect(loop.reportCounters!.largestFrameBytes).toBeLessThanOrEqual(maxReportPartBytes);
@@ -292,7 +273,7 @@ describe('apply reports between a real agent and hub', () => {
       h.clock.advance(1_000);
       return (await metricValue(h.metrics, 'hawser_hub_sessions_total')) > sessions || undefined;
     });
-    applier.ready = 2;
+    observed.ready = 2;
     loop.trigger();
     await waitFor('the change after the reconnect reported', async () => ((await status())?.objects?.find((o) => o.name === 'cm-0')?.status as { readyReplicas?: number } | undefined)?.readyReplicas === 2 || undefined);
     expect(loop.reportCounters).toMatchObject({ fullReports: 1, fullNeeded: 0 });

@@ -18,6 +18,7 @@ import {
   SyncOp,
 } from '../../src/gen/hawser/v1/tunnel.js';
 import type { AgentCoreOptions } from '../../src/agent/agent.js';
+import type { Applier, ReconcileInput, ReconcileReport } from '../../src/agent/apply-report.js';
 import { defaultHubCoreOptions, HubCore, type HubCoreOptions } from '../../src/hub/hub.js';
 import { HubMetrics } from '../../src/hub/metrics.js';
 import { EmbeddedStore, type HubStore } from '../../src/hub/store.js';
@@ -25,7 +26,7 @@ import { generateBootstrapToken } from '../../src/hub/tokens.js';
 import { type AgentKeyPair, generateAgentKeyPair, signHello } from '../../src/tunnel/proof.js';
 import { ManualClock } from '../../src/tunnel/clock.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
-import type { HawserError } from '../../src/tunnel/errors.js';
+import { ErrorCode, type HawserError } from '../../src/tunnel/errors.js';
 import { MemoryTransport } from '../../src/tunnel/memory.js';
 import type { AgentChannel } from '../../src/tunnel/transport.js';
 export { seeded } from '../../src/testkit/random.js';
@@ -341,4 +342,34 @@ export function wholeSyncObject(
     payload,
     ...over,
   };
+}
+
+/**
+ * A fake cluster for the sync tests: records what each pass was asked to
+ * apply, and reports every object applied (with `status(name)` when given),
+ * or an error for the names in `failing`.
+ */
+export class RecordingApplier implements Applier {
+  readonly inputs: ReconcileInput[] = [];
+  failing = new Set<string>();
+  constructor(private readonly status?: (name: string) => Record<string, unknown>) {}
+  reconcile(input: ReconcileInput): Promise<ReconcileReport> {
+    this.inputs.push(input);
+    return Promise.resolve({
+      objects: input.objects.map((d) => {
+        const name = d.object.metadata.name ?? '';
+        return {
+          apiVersion: d.object.apiVersion,
+          kind: d.object.kind,
+          ...(d.object.metadata.namespace ? { namespace: d.object.metadata.namespace } : {}),
+          name,
+          subscriptions: [d.subscription],
+          ...(this.failing.has(name)
+            ? { action: 'error' as const, error: { code: ErrorCode.Unavailable, message: 'API server away' } }
+            : { action: 'applied' as const, exists: true, ...(this.status ? { status: this.status(name) } : {}) }),
+        };
+      }),
+      prune: { ran: input.allowPrune, errors: [] },
+    });
+  }
 }

@@ -4,7 +4,6 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCore } from '../../src/agent/agent.js';
-import type { Applier, ReconcileInput, ReconcileReport } from '../../src/agent/apply-report.js';
 import { IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
 import type { AgentHandlerFactory } from '../../src/agent/router.js';
@@ -18,7 +17,8 @@ import { planChunks } from '../../src/hub/sync/chunks.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterNamespace, clusterStatus, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import type { Applier, ReconcileReport } from '../../src/agent/apply-report.js';
+import { clusterNamespace, clusterStatus, RecordingApplier, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Large objects in resumable chunks (feature "chunks") over the in-memory
 // transport: a real hub (HubCore + EmbeddedStore) and a real agent (AgentCore
@@ -292,26 +292,6 @@ describe('sync: large objects in chunks', () => {
   });
 });
 
-/** Reports every object applied. */
-class ApplyAll implements Applier {
-  readonly inputs: ReconcileInput[] = [];
-  reconcile(input: ReconcileInput): Promise<ReconcileReport> {
-    this.inputs.push(input);
-    return Promise.resolve({
-      objects: input.objects.map((d) => ({
-        apiVersion: d.object.apiVersion,
-        kind: d.object.kind,
-        ...(d.object.metadata.namespace ? { namespace: d.object.metadata.namespace } : {}),
-        name: d.object.metadata.name ?? '',
-        subscriptions: [d.subscription],
-        action: 'applied' as const,
-        exists: true,
-      })),
-      prune: { ran: input.allowPrune, errors: [] },
-    });
-  }
-}
-
 type StatusRow = { name: string; action: string; error?: { code: string; message: string } };
 
 async function statusRows(h: TestHub, ns: string, count: number): Promise<StatusRow[]> {
@@ -325,7 +305,7 @@ async function statusRows(h: TestHub, ns: string, count: number): Promise<Status
 describe('sync limits: a clear error on the subscription, the other objects still sync', () => {
   it("an object past the hub's --max-object-bytes is refused: HAWSER_SYNC_OBJECT_TOO_LARGE in the agent's report at the hub", async () => {
     const h = await hub({ maxObjectBytes: 100_000 });
-    const applier = new ApplyAll();
+    const applier = new RecordingApplier();
     const a = await agent(h, await agentHome(), { applier });
     const ns = await clusterNamespace(h);
     await h.store.put('Manifest', { namespace: ns, name: 'huge' }, bigManifest(ns, 'huge', 150_000));

@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCore } from '../../src/agent/agent.js';
 import { IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
-import type { Applier, ObjectReport, ReconcileInput, ReconcileReport } from '../../src/agent/apply-report.js';
+import type { ObjectReport } from '../../src/agent/apply-report.js';
 import type { SyncMode } from '../../src/api/index.js';
 import { SyncApplyLoop } from '../../src/agent/sync-apply.js';
 import { PushReceiver } from '../../src/agent/sync-push.js';
@@ -24,7 +24,7 @@ import {
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { contentSha256, desiredSetDigest, wire } from '../../src/tunnel/index.js';
-import { clusterNamespace, clusterStatus, edgeAgentOptions, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
+import { clusterNamespace, clusterStatus, RecordingApplier, edgeAgentOptions, silentLogger, startTestHub, type TestHub, tempDir, waitFor } from './support.js';
 
 // Push mode, the hello digest and confirm-prune over the in-memory transport:
 // a real HubCore + EmbeddedStore and a real AgentCore + OfflineCache.
@@ -48,27 +48,9 @@ async function hub(): Promise<Hub> {
   return Object.assign(h, { stats, sessions });
 }
 
-/** Records what it was asked to apply and delete; reports every object applied (or, named in `failing`, an error). */
-class RecordingApplier implements Applier {
-  readonly inputs: ReconcileInput[] = [];
+/** Also records what it was asked to delete (Push deletes need `remove`). */
+class PushApplier extends RecordingApplier {
   readonly removed: string[] = [];
-  failing = new Set<string>();
-  reconcile(input: ReconcileInput): Promise<ReconcileReport> {
-    this.inputs.push(input);
-    return Promise.resolve({
-      objects: input.objects.map((d) => ({
-        apiVersion: d.object.apiVersion,
-        kind: d.object.kind,
-        ...(d.object.metadata.namespace ? { namespace: d.object.metadata.namespace } : {}),
-        name: d.object.metadata.name ?? '',
-        subscriptions: [d.subscription],
-        ...(this.failing.has(d.object.metadata.name ?? '')
-          ? { action: 'error' as const, error: { code: ErrorCode.Unavailable, message: 'API server away' } }
-          : { action: 'applied' as const, exists: true }),
-      })),
-      prune: { ran: input.allowPrune, errors: [] },
-    });
-  }
   remove(targets: ReadonlyArray<{ apiVersion: string; kind: string; namespace: string; name: string; subscription: string }>): Promise<ObjectReport[]> {
     this.removed.push(...targets.map((t) => t.name));
     return Promise.resolve(targets.map((t) => ({ apiVersion: t.apiVersion, kind: t.kind, namespace: t.namespace, name: t.name, subscriptions: [t.subscription], action: 'deleted' as const, exists: false })));
@@ -85,7 +67,7 @@ async function agentHome(): Promise<string> {
 }
 
 /** An agent running `mode`: Push gets a PushReceiver, the others the caching receiver and apply loop. */
-async function agent(h: TestHub, home: string, mode: SyncMode, applier: RecordingApplier, options: { applyReports?: boolean } = {}) {
+async function agent(h: TestHub, home: string, mode: SyncMode, applier: PushApplier, options: { applyReports?: boolean } = {}) {
   const cache = await OfflineCache.open({ dir: join(home, 'db') });
   const receiver = mode === 'Push' ? undefined : new SyncReceiver(cache, silentLogger, () => h.clock.now());
   const push = mode === 'Push' ? new PushReceiver(cache, applier, silentLogger, () => h.clock.now()) : undefined;
@@ -214,7 +196,7 @@ describe('Push mode', () => {
   it('the hub pushes, the agent applies each push and reports it; its cache holds nothing of the desired set', async () => {
     const h = await hub();
     const home = await agentHome();
-    const applier = new RecordingApplier();
+    const applier = new PushApplier();
     const a = await agent(h, home, 'Push', applier);
     const ns = await clusterNamespace(h);
     await put(h.store, ns, 'cm-0');
@@ -233,7 +215,7 @@ describe('Push mode', () => {
   it('after a reconnect the hub re-pushes only what was not applied, from its own record, and deletes by name', async () => {
     const h = await hub();
     const home = await agentHome();
-    const applier = new RecordingApplier();
+    const applier = new PushApplier();
     const a1 = await agent(h, home, 'Push', applier);
     const ns = await clusterNamespace(h);
     await put(h.store, ns, 'cm-0');
@@ -243,7 +225,7 @@ describe('Push mode', () => {
     // While it is away: one change, one delete. The agent's own state says nothing the hub uses.
     await put(h.store, ns, 'cm-0', 'v2');
     const deleted = Number(await h.store.delete('Manifest', { namespace: ns, name: 'cm-1' }));
-    const again = new RecordingApplier();
+    const again = new PushApplier();
     await agent(h, home, 'Push', again);
     await waitFor('re-pushed', async () => ((await readSyncStatus(h.store, ns, 'edge'))?.push?.revision ?? 0) >= deleted);
     expect(again.applied()).toEqual(['cm-0']);
@@ -256,7 +238,7 @@ describe('Push mode', () => {
   it('a push that failed is not recorded as applied: the next session pushes it again', async () => {
     const h = await hub();
     const home = await agentHome();
-    const applier = new RecordingApplier();
+    const applier = new PushApplier();
     applier.failing.add('cm-0');
     const a1 = await agent(h, home, 'Push', applier);
     const ns = await clusterNamespace(h);
@@ -266,7 +248,7 @@ describe('Push mode', () => {
     await waitFor('the failure reported', async () => (await readSyncStatus(h.store, ns, 'edge'))?.objects?.some((o) => o.error?.code === ErrorCode.Unavailable));
     expect((await readSyncStatus(h.store, ns, 'edge'))?.push?.revision).toBeLessThan(rv);
     await a1.stop();
-    const again = new RecordingApplier();
+    const again = new PushApplier();
     await agent(h, home, 'Push', again);
     await waitFor('applied on the next session', async () => ((await readSyncStatus(h.store, ns, 'edge'))?.push?.revision ?? 0) >= rv);
     expect(again.applied()).toEqual(['cm-0']);
@@ -279,7 +261,7 @@ describe('Push mode', () => {
     const pre = await OfflineCache.open({ dir: join(home, 'db') });
     await writeSyncState(pre, { hubIncarnation: 'an-older-hub', lastAckedRevision: 3 });
     await pre.close();
-    const applier = new RecordingApplier();
+    const applier = new PushApplier();
     const a = await agent(h, home, 'Push', applier);
     const ns = await clusterNamespace(h);
     await put(h.store, ns, 'cm-0');
@@ -303,7 +285,7 @@ describe('Dual mode (AppPusher)', () => {
     const h = await hub();
     const home = await agentHome();
     // No ApplyReport frames: what status shows can only come from the acks.
-    const a = await agent(h, home, 'Dual', new RecordingApplier(), { applyReports: false });
+    const a = await agent(h, home, 'Dual', new PushApplier(), { applyReports: false });
     const ns = await clusterNamespace(h);
     await put(h.store, ns, 'cm-0');
     const status = await waitFor('the result in the ack', async () => {
@@ -318,7 +300,7 @@ describe('Dual mode (AppPusher)', () => {
   it('Pull acks without a result: with no ApplyReport frames, status gets no rows', async () => {
     const h = await hub();
     const home = await agentHome();
-    const a = await agent(h, home, 'Pull', new RecordingApplier(), { applyReports: false });
+    const a = await agent(h, home, 'Pull', new PushApplier(), { applyReports: false });
     const ns = await clusterNamespace(h);
     const rv = await put(h.store, ns, 'cm-0');
     await waitFor('acked', async () => (await readSyncState(a.cache, silentLogger)).lastAckedRevision >= rv);
@@ -330,7 +312,7 @@ describe('Pull: digest in hello and confirm-prune', () => {
   it('a cache altered behind the agent (same revision) makes the hub send a snapshot (digest-mismatch) that converges', async () => {
     const h = await hub();
     const home = await agentHome();
-    const a1 = await agent(h, home, 'Pull', new RecordingApplier());
+    const a1 = await agent(h, home, 'Pull', new PushApplier());
     const ns = await clusterNamespace(h);
     await put(h.store, ns, 'cm-0');
     const rv = await put(h.store, ns, 'cm-1');
@@ -342,7 +324,7 @@ describe('Pull: digest in hello and confirm-prune', () => {
     const [key, stored] = (await cache.entries<{ object: KubeObject }>('sync/obj/')).find(([k]) => k.endsWith('/cm-1'))!;
     await cache.put(key, { ...stored, object: { ...stored.object, data: { value: 'tampered' } } });
     await cache.close();
-    const a2 = await agent(h, home, 'Pull', new RecordingApplier());
+    const a2 = await agent(h, home, 'Pull', new PushApplier());
     await waitFor('converged', async () => (await a2.receiver!.desired()).objects.find((o) => o.object.metadata.name === 'cm-1')?.object['data']);
     await waitFor('converged to the hub', async () => (await a2.receiver!.desired()).objects.every((o) => (o.object['data'] as { value: string }).value === 'v1'));
     expect(h.stats.of('edge').snapshots).toBe(2);
@@ -352,12 +334,12 @@ describe('Pull: digest in hello and confirm-prune', () => {
   it('an unchanged cache resumes with deltas (the digest matches)', async () => {
     const h = await hub();
     const home = await agentHome();
-    const a1 = await agent(h, home, 'Pull', new RecordingApplier());
+    const a1 = await agent(h, home, 'Pull', new PushApplier());
     const ns = await clusterNamespace(h);
     const rv = await put(h.store, ns, 'cm-0');
     await waitFor('acked', async () => (await readSyncState(a1.cache, silentLogger)).lastAckedRevision >= rv);
     await a1.stop();
-    await agent(h, home, 'Pull', new RecordingApplier());
+    await agent(h, home, 'Pull', new PushApplier());
     await waitFor('reconnected', async () => h.core.session('edge') !== undefined && h.sessions.get('edge') !== undefined);
     const rv2 = await put(h.store, ns, 'cm-1');
     await waitFor('the delta arrived', async () => ((await readSyncStatus(h.store, ns, 'edge'))?.revision ?? 0) >= rv2);
@@ -367,7 +349,7 @@ describe('Pull: digest in hello and confirm-prune', () => {
   it('confirm-prune reaches a Pull agent: a stale confirmation changes nothing, the named one releases the hold', async () => {
     const h = await hub();
     const home = await agentHome();
-    const a1 = await agent(h, home, 'Pull', new RecordingApplier());
+    const a1 = await agent(h, home, 'Pull', new PushApplier());
     const ns = await clusterNamespace(h);
     await put(h.store, ns, 'cm-0');
     const rv = await put(h.store, ns, 'cm-1');
@@ -377,7 +359,7 @@ describe('Pull: digest in hello and confirm-prune', () => {
     const pre = await OfflineCache.open({ dir: join(home, 'db') });
     await writeSyncState(pre, { hubIncarnation: 'an-older-hub', lastAckedRevision: rv });
     await pre.close();
-    const a2 = await agent(h, home, 'Pull', new RecordingApplier());
+    const a2 = await agent(h, home, 'Pull', new PushApplier());
     const held = await waitFor('hold reported', async () => (await readSyncStatus(h.store, ns, 'edge'))?.pruneHeld);
     await expect(confirmPrune(h.store, h.sessions, 'edge', { incarnation: 'an-older-hub', revision: held.revision }, 'ops')).rejects.toMatchObject({ code: ErrorCode.PruneConfirmStale });
     expect((await a2.receiver!.desired()).allowPrune).toBe(false);
@@ -396,7 +378,7 @@ describe('Pull: digest in hello and confirm-prune', () => {
     const pre = await OfflineCache.open({ dir: join(home, 'db') });
     await writeSyncState(pre, { hubIncarnation: 'an-older-hub', lastAckedRevision: 1 });
     await pre.close();
-    const a = await agent(h, home, 'Push', new RecordingApplier());
+    const a = await agent(h, home, 'Push', new PushApplier());
     const ns = await clusterNamespace(h);
     await put(h.store, ns, 'cm-0');
     const held = await waitFor('held', async () => (await readSyncStatus(h.store, ns, 'edge'))?.pruneHeld);
@@ -412,7 +394,7 @@ describe('Push receiver refuses what breaks the protocol', () => {
     const cache = await OfflineCache.open({ dir: join(home, 'db') });
     cleanups.push(() => cache.close());
     const sent: wire.ConnectRequest[] = [];
-    const applier = new RecordingApplier();
+    const applier = new PushApplier();
     const receiver = new PushReceiver(cache, applier, silentLogger, () => 0);
     const h = receiver.handlerFactory()({
       clusterName: 'edge',

@@ -5,7 +5,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AgentCore } from '../../src/agent/agent.js';
 import { IdentityStore } from '../../src/agent/identity.js';
 import { StaticClusterReader } from '../../src/agent/kube.js';
-import type { Applier, ReconcileInput, ReconcileReport } from '../../src/agent/apply-report.js';
 import { effectiveSyncMode, parseFeatureGates, SyncApplyLoop } from '../../src/agent/sync-apply.js';
 import { SyncReceiver } from '../../src/agent/sync-receiver.js';
 import { readSyncState, writeSyncState } from '../../src/agent/sync-state.js';
@@ -16,7 +15,8 @@ import { FrameCompressor } from '../../src/tunnel/compression.js';
 import { ErrorCode } from '../../src/tunnel/errors.js';
 import { Feature } from '../../src/tunnel/negotiate.js';
 import { wire } from '../../src/tunnel/index.js';
-import { clusterNamespace, clusterStatus, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor, wholeSyncObject } from './support.js';
+import type { Applier } from '../../src/agent/apply-report.js';
+import { clusterNamespace, clusterStatus, RecordingApplier, edgeAgentOptions, metricValue, silentLogger, startTestHub, type TestHub, tempDir, waitFor, wholeSyncObject } from './support.js';
 
 // Sync over the in-memory transport: a real hub (HubCore + EmbeddedStore) and
 // a real agent (AgentCore + OfflineCache) in temp dirs, Manifests written
@@ -299,32 +299,11 @@ describe('sync', () => {
   });
 });
 
-/** Records what each pass was asked to apply, and reports every object applied. */
-class RecordingApplier implements Applier {
-  readonly inputs: ReconcileInput[] = [];
-  reconcile(input: ReconcileInput): Promise<ReconcileReport> {
-    this.inputs.push(input);
-    return Promise.resolve({
-      objects: input.objects.map((d) => ({
-        apiVersion: d.object.apiVersion,
-        kind: d.object.kind,
-        ...(d.object.metadata.namespace ? { namespace: d.object.metadata.namespace } : {}),
-        name: d.object.metadata.name ?? '',
-        subscriptions: [d.subscription],
-        action: 'applied' as const,
-        exists: true,
-        status: { replicas: 1 },
-      })),
-      prune: { ran: input.allowPrune, errors: [] },
-    });
-  }
-}
-
 describe('sync apply loop (Pull)', () => {
   it('applies each committed set and stores the agent report at the hub; from the cache alone after a restart with the hub gone', async () => {
     const h = await hub();
     const home = await agentHome();
-    const applier = new RecordingApplier();
+    const applier = new RecordingApplier(() => ({ replicas: 1 }));
     const a = await agent(h, home, applier);
     const ns = await clusterNamespace(h);
     await writeManifests(h.store, ns, 3);
@@ -340,7 +319,7 @@ describe('sync apply loop (Pull)', () => {
     // The hub is gone; the agent restarts: its desired set comes from the cache.
     const cache = await OfflineCache.open({ dir: join(home, 'db') });
     cleanups.push(() => cache.close());
-    const offline = new RecordingApplier();
+    const offline = new RecordingApplier(() => ({ replicas: 1 }));
     const again = new SyncApplyLoop({ receiver: new SyncReceiver(cache, silentLogger, () => 0), applier: offline, logger: silentLogger, clock: h.clock, intervalMs: 60_000 });
     again.start();
     cleanups.push(() => again.stop());
@@ -357,7 +336,7 @@ describe('sync apply loop (Pull)', () => {
       { type: 'put', key: 'sync/state', value: { hubIncarnation: 'hub-a', lastAckedRevision: 9 } },
       { type: 'put', key: 'sync/hold', value: { code: ErrorCode.SyncPruneHeld, reason: 'test', since: 0 } },
     ]);
-    const applier = new RecordingApplier();
+    const applier = new RecordingApplier(() => ({ replicas: 1 }));
     const loop = new SyncApplyLoop({ receiver: new SyncReceiver(cache, silentLogger, () => 0), applier, logger: silentLogger, intervalMs: 60_000 });
     loop.start();
     cleanups.push(() => loop.stop());
