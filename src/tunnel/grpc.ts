@@ -429,7 +429,10 @@ class GrpcStream extends StreamCore {
 
   protected transmitEnd(): void {
     this.endPending = true;
-    this.pumpSoon();
+    // Nothing can be written after the end, so nothing would join it by waiting for the turn's
+    // end: what is built goes now, with the end marker on it (a small answer leaves one turn sooner).
+    if (this.inFlight) return;
+    this.pump();
   }
 
   /** pump() at the end of this turn of the event loop (setImmediate: no timer), unless a write in flight will. */
