@@ -124,6 +124,7 @@ const { values: flags } = parseArgs({
     'max-reconnect-period': { type: 'string', default: '60s' },
     'agent-cache-root': { type: 'string', default: existsSync('/dev/shm') ? '/dev/shm' : tmpdir() },
     'hub-cpu-prof': { type: 'string' },
+    'swarm-cpu-prof': { type: 'string' },
     'heap-snapshot': { type: 'string' },
     'hawser-bin': { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
@@ -145,6 +146,7 @@ if (flags.help) {
   --agent-cache-root DIR     where the agents' LevelDB caches go (default /dev/shm: agents' fsyncs
                              stay off the disk the hub writes to, as on real, separate machines)
   --hub-cpu-prof DIR         write the hub's V8 CPU profile (node --cpu-prof) into DIR
+  --swarm-cpu-prof DIR       write each swarm's V8 CPU profile (the agents' side) into DIR
   --hawser-bin PATH          the hub to measure (default: this checkout's bin/hawser.js), e.g. a built
                              main to compare with; the agents are always this checkout's
   --heap-snapshot DIR        write heap snapshots of the server (hub and bare) into DIR, idle and
@@ -174,6 +176,7 @@ const args = {
   agentCacheRoot: flags['agent-cache-root'],
   keepTmp: flags['keep-tmp'],
   hubCpuProf: flags['hub-cpu-prof'],
+  swarmCpuProf: flags['swarm-cpu-prof'],
   hawserBin: flags['hawser-bin'] === undefined ? undefined : resolve(flags['hawser-bin']),
   heapSnapshotDir: flags['heap-snapshot'] === undefined ? undefined : resolve(flags['heap-snapshot']),
 };
@@ -300,7 +303,10 @@ class Swarm {
 
   constructor(start: SwarmStart) {
     // --no-deprecation: grpc-js sets an IP address as TLS server name (DEP0123), once per swarm.
-    this.cp = track(fork(join(here, 'agent-swarm.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--no-deprecation'] }));
+    this.cp = track(fork(join(here, 'agent-swarm.js'), [], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        execArgv: ['--no-deprecation', ...(args.swarmCpuProf ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.swarmCpuProf)] : [])],
+      }));
     // Clients yield the CPU to the server under test (see header).
     if (this.cp.pid) setPriority(this.cp.pid, swarmNice);
     this.cp.on('message', (m: FromSwarm) => {
@@ -689,7 +695,8 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     );
     return result;
   } finally {
-    await Promise.all(swarms.map((s) => stopProcess(s.cp, 0)));
+    // A profiled swarm gets SIGTERM (it exits, writing its profile); otherwise SIGKILL.
+    await Promise.all(swarms.map((s) => stopProcess(s.cp, args.swarmCpuProf ? 10_000 : 0)));
     await server.stop();
   }
 }
