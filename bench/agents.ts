@@ -401,6 +401,8 @@ interface PhaseResult {
   connectMs: number;
   /** Server CPU spent from the start of the ramp until all were connected, per connection. */
   connectCpuMsPerConn: number;
+  /** Swarm processes' CPU during the ramp per connection: the agents' (or bare clients') side. */
+  clientConnectCpuMsPerConn: number;
   /** Every 10 s of the ramp: [seconds since start, connected, server CPU seconds since start]. */
   connectTimeline: Array<[number, number, number]>;
   /** Sum of the swarm processes' RSS at the end of the window (the client side, for sizing runs). */
@@ -572,6 +574,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     let machine0 = readMachineCpu();
     const swarmCpu = () => swarms.reduce((sum, s) => sum + (s.alive && s.cp.pid ? readCpuMs(s.cp.pid) : 0), 0);
     let swarmCpu0 = swarmCpu();
+    const rampSwarmCpu0 = swarmCpu0;
     let lastLogAt = Date.now();
     const connectTimeline: Array<[number, number, number]> = [];
     let stoppedBecause: string | undefined;
@@ -617,6 +620,8 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
       }
     }
     const rampCpuMs = readCpuMs(server.pid) - rampCpu0;
+    // The agents' side of the ramp (swarm processes; includes each swarm's counting relay).
+    const rampSwarmCpuMs = swarmCpu() - rampSwarmCpu0;
     const ramp = total(swarms.map((s) => s.last));
     const connectMs = Number.isFinite(ramp.allReadyAt) ? ramp.allReadyAt - ramp.rampStartedAt : Date.now() - ramp.rampStartedAt;
     if (stoppedBecause) {
@@ -625,7 +630,8 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     }
     log(
       `${phase} N=${n}: ${ramp.ready} connected in ${(connectMs / 1000).toFixed(1)}s, server CPU ${(rampCpuMs / 1000).toFixed(1)}s ` +
-        `(${(rampCpuMs / Math.max(1, ramp.ready)).toFixed(1)} ms/conn); settling ${args.settleMs / 1000}s`,
+        `(${(rampCpuMs / Math.max(1, ramp.ready)).toFixed(1)} ms/conn), swarms CPU ${(rampSwarmCpuMs / 1000).toFixed(1)}s ` +
+        `(${(rampSwarmCpuMs / Math.max(1, ramp.ready)).toFixed(1)} ms/conn); settling ${args.settleMs / 1000}s`,
     );
     await sleep(args.settleMs);
 
@@ -665,6 +671,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
       ...(stoppedBecause ? { stoppedBecause } : {}),
       connectMs,
       connectCpuMsPerConn: rampCpuMs / Math.max(1, ramp.ready),
+      clientConnectCpuMsPerConn: rampSwarmCpuMs / Math.max(1, ramp.ready),
       connectTimeline,
       clientRssBytes,
       idleRssBytes,
