@@ -419,6 +419,8 @@ interface PhaseResult {
   wireOutPerConnPerMin: number;
   serverCpuPercent: number;
   serverCpuMsPerConnPerMin: number;
+  /** Swarm processes' CPU per connected agent per minute of the window: what an idle agent costs its own host. */
+  clientCpuMsPerConnPerMin: number;
   dropsInWindow: number;
   /** Hub only, from its own metrics over the window: heartbeats received and their protobuf payload. */
   heartbeatsPerAgentPerMin?: number;
@@ -646,6 +648,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     const h0 = await hubCounters();
     const s0 = total(await Promise.all(swarms.map((s) => s.sample())));
     const cpu0 = readCpuMs(server.pid);
+    const windowSwarmCpu0 = swarmCpu();
     const t0 = performance.now();
     log(`${phase} N=${n}: measuring for ${args.windowMs / 1000}s`);
     let peakRssBytes = readRssBytes(server.pid);
@@ -655,6 +658,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     }
     const s1 = total(await Promise.all(swarms.map((s) => s.sample())));
     const cpu1 = readCpuMs(server.pid);
+    const windowSwarmCpu1 = swarmCpu();
     const windowMs = performance.now() - t0;
     const clientRssBytes = swarms.reduce((sum, s) => sum + (s.cp.pid ? readRssBytes(s.cp.pid) : 0), 0);
     const h1 = await hubCounters();
@@ -684,6 +688,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
       wireOutPerConnPerMin: perMin(s1.relayOut - s0.relayOut),
       serverCpuPercent: ((cpu1 - cpu0) / windowMs) * 100,
       serverCpuMsPerConnPerMin: perMin(cpu1 - cpu0),
+      clientCpuMsPerConnPerMin: perMin(windowSwarmCpu1 - windowSwarmCpu0),
       dropsInWindow: s1.drops - s0.drops,
       errors: s1.errors,
     };
@@ -698,7 +703,8 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     }
     log(
       `${phase} N=${n}: ${connected} connected, RSS/conn ${result.rssPerConnKB.toFixed(1)} KB, wire in/out ` +
-        `${result.wireInPerConnPerMin.toFixed(0)}/${result.wireOutPerConnPerMin.toFixed(0)} B/conn/min`,
+        `${result.wireInPerConnPerMin.toFixed(0)}/${result.wireOutPerConnPerMin.toFixed(0)} B/conn/min, CPU in the window ` +
+        `server ${result.serverCpuMsPerConnPerMin.toFixed(1)} / swarms ${result.clientCpuMsPerConnPerMin.toFixed(1)} ms/conn/min`,
     );
     return result;
   } finally {
