@@ -48,7 +48,7 @@ const checkedKeys = [syncStateCacheKey, holdKey, untrustedKey, confirmedKey] as 
 /** A large object's chunks (sync-chunks.ts): not read with the desired set. */
 const partPrefix = 'sync/part/';
 /** The key ranges holding checkedKeys and checkedPrefixes: all of sync/ except partPrefix ('0' follows '/'). */
-export const checkedRanges = [
+const checkedRanges = [
   { gte: 'sync/', lt: partPrefix },
   { gte: 'sync/part0', lt: 'sync/\uffff' },
 ] as const;
