@@ -195,4 +195,6 @@ process.on('message', (m: ToSwarm) => {
 });
 // The orchestrator going away (even killed) ends the swarm; no graceful stop is needed.
 process.on('disconnect', () => process.exit(0));
+// SIGTERM (sent when profiled) exits normally, so --cpu-prof writes its profile.
+process.on('SIGTERM', () => process.exit(0));
 setInterval(() => send({ ...stats }), 1_000);

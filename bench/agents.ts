@@ -124,6 +124,7 @@ const { values: flags } = parseArgs({
     'max-reconnect-period': { type: 'string', default: '60s' },
     'agent-cache-root': { type: 'string', default: existsSync('/dev/shm') ? '/dev/shm' : tmpdir() },
     'hub-cpu-prof': { type: 'string' },
+    'swarm-cpu-prof': { type: 'string' },
     'heap-snapshot': { type: 'string' },
     'hawser-bin': { type: 'string' },
     'keep-tmp': { type: 'boolean', default: false },
@@ -145,6 +146,7 @@ if (flags.help) {
   --agent-cache-root DIR     where the agents' LevelDB caches go (default /dev/shm: agents' fsyncs
                              stay off the disk the hub writes to, as on real, separate machines)
   --hub-cpu-prof DIR         write the hub's V8 CPU profile (node --cpu-prof) into DIR
+  --swarm-cpu-prof DIR       write each swarm's V8 CPU profile (the agents' side) into DIR
   --hawser-bin PATH          the hub to measure (default: this checkout's bin/hawser.js), e.g. a built
                              main to compare with; the agents are always this checkout's
   --heap-snapshot DIR        write heap snapshots of the server (hub and bare) into DIR, idle and
@@ -174,6 +176,7 @@ const args = {
   agentCacheRoot: flags['agent-cache-root'],
   keepTmp: flags['keep-tmp'],
   hubCpuProf: flags['hub-cpu-prof'],
+  swarmCpuProf: flags['swarm-cpu-prof'],
   hawserBin: flags['hawser-bin'] === undefined ? undefined : resolve(flags['hawser-bin']),
   heapSnapshotDir: flags['heap-snapshot'] === undefined ? undefined : resolve(flags['heap-snapshot']),
 };
@@ -300,7 +303,10 @@ class Swarm {
 
   constructor(start: SwarmStart) {
     // --no-deprecation: grpc-js sets an IP address as TLS server name (DEP0123), once per swarm.
-    this.cp = track(fork(join(here, 'agent-swarm.js'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: ['--no-deprecation'] }));
+    this.cp = track(fork(join(here, 'agent-swarm.js'), [], {
+        stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+        execArgv: ['--no-deprecation', ...(args.swarmCpuProf ? ['--cpu-prof', '--cpu-prof-dir', resolve(args.swarmCpuProf)] : [])],
+      }));
     // Clients yield the CPU to the server under test (see header).
     if (this.cp.pid) setPriority(this.cp.pid, swarmNice);
     this.cp.on('message', (m: FromSwarm) => {
@@ -395,6 +401,8 @@ interface PhaseResult {
   connectMs: number;
   /** Server CPU spent from the start of the ramp until all were connected, per connection. */
   connectCpuMsPerConn: number;
+  /** Swarm processes' CPU during the ramp per connection: the agents' (or bare clients') side. */
+  clientConnectCpuMsPerConn: number;
   /** Every 10 s of the ramp: [seconds since start, connected, server CPU seconds since start]. */
   connectTimeline: Array<[number, number, number]>;
   /** Sum of the swarm processes' RSS at the end of the window (the client side, for sizing runs). */
@@ -411,6 +419,8 @@ interface PhaseResult {
   wireOutPerConnPerMin: number;
   serverCpuPercent: number;
   serverCpuMsPerConnPerMin: number;
+  /** Swarm processes' CPU per connected agent per minute of the window: what an idle agent costs its own host. */
+  clientCpuMsPerConnPerMin: number;
   dropsInWindow: number;
   /** Hub only, from its own metrics over the window: heartbeats received and their protobuf payload. */
   heartbeatsPerAgentPerMin?: number;
@@ -566,6 +576,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     let machine0 = readMachineCpu();
     const swarmCpu = () => swarms.reduce((sum, s) => sum + (s.alive && s.cp.pid ? readCpuMs(s.cp.pid) : 0), 0);
     let swarmCpu0 = swarmCpu();
+    const rampSwarmCpu0 = swarmCpu0;
     let lastLogAt = Date.now();
     const connectTimeline: Array<[number, number, number]> = [];
     let stoppedBecause: string | undefined;
@@ -611,6 +622,8 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
       }
     }
     const rampCpuMs = readCpuMs(server.pid) - rampCpu0;
+    // The agents' side of the ramp (swarm processes; includes each swarm's counting relay).
+    const rampSwarmCpuMs = swarmCpu() - rampSwarmCpu0;
     const ramp = total(swarms.map((s) => s.last));
     const connectMs = Number.isFinite(ramp.allReadyAt) ? ramp.allReadyAt - ramp.rampStartedAt : Date.now() - ramp.rampStartedAt;
     if (stoppedBecause) {
@@ -619,7 +632,8 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     }
     log(
       `${phase} N=${n}: ${ramp.ready} connected in ${(connectMs / 1000).toFixed(1)}s, server CPU ${(rampCpuMs / 1000).toFixed(1)}s ` +
-        `(${(rampCpuMs / Math.max(1, ramp.ready)).toFixed(1)} ms/conn); settling ${args.settleMs / 1000}s`,
+        `(${(rampCpuMs / Math.max(1, ramp.ready)).toFixed(1)} ms/conn), swarms CPU ${(rampSwarmCpuMs / 1000).toFixed(1)}s ` +
+        `(${(rampSwarmCpuMs / Math.max(1, ramp.ready)).toFixed(1)} ms/conn); settling ${args.settleMs / 1000}s`,
     );
     await sleep(args.settleMs);
 
@@ -634,6 +648,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     const h0 = await hubCounters();
     const s0 = total(await Promise.all(swarms.map((s) => s.sample())));
     const cpu0 = readCpuMs(server.pid);
+    const windowSwarmCpu0 = swarmCpu();
     const t0 = performance.now();
     log(`${phase} N=${n}: measuring for ${args.windowMs / 1000}s`);
     let peakRssBytes = readRssBytes(server.pid);
@@ -643,6 +658,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     }
     const s1 = total(await Promise.all(swarms.map((s) => s.sample())));
     const cpu1 = readCpuMs(server.pid);
+    const windowSwarmCpu1 = swarmCpu();
     const windowMs = performance.now() - t0;
     const clientRssBytes = swarms.reduce((sum, s) => sum + (s.cp.pid ? readRssBytes(s.cp.pid) : 0), 0);
     const h1 = await hubCounters();
@@ -659,6 +675,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
       ...(stoppedBecause ? { stoppedBecause } : {}),
       connectMs,
       connectCpuMsPerConn: rampCpuMs / Math.max(1, ramp.ready),
+      clientConnectCpuMsPerConn: rampSwarmCpuMs / Math.max(1, ramp.ready),
       connectTimeline,
       clientRssBytes,
       idleRssBytes,
@@ -671,6 +688,7 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
       wireOutPerConnPerMin: perMin(s1.relayOut - s0.relayOut),
       serverCpuPercent: ((cpu1 - cpu0) / windowMs) * 100,
       serverCpuMsPerConnPerMin: perMin(cpu1 - cpu0),
+      clientCpuMsPerConnPerMin: perMin(windowSwarmCpu1 - windowSwarmCpu0),
       dropsInWindow: s1.drops - s0.drops,
       errors: s1.errors,
     };
@@ -685,11 +703,13 @@ async function runPhase(phase: Phase, n: number, pki: BenchPki, dir: string, cac
     }
     log(
       `${phase} N=${n}: ${connected} connected, RSS/conn ${result.rssPerConnKB.toFixed(1)} KB, wire in/out ` +
-        `${result.wireInPerConnPerMin.toFixed(0)}/${result.wireOutPerConnPerMin.toFixed(0)} B/conn/min`,
+        `${result.wireInPerConnPerMin.toFixed(0)}/${result.wireOutPerConnPerMin.toFixed(0)} B/conn/min, CPU in the window ` +
+        `server ${result.serverCpuMsPerConnPerMin.toFixed(1)} / swarms ${result.clientCpuMsPerConnPerMin.toFixed(1)} ms/conn/min`,
     );
     return result;
   } finally {
-    await Promise.all(swarms.map((s) => stopProcess(s.cp, 0)));
+    // A profiled swarm gets SIGTERM (it exits, writing its profile); otherwise SIGKILL.
+    await Promise.all(swarms.map((s) => stopProcess(s.cp, args.swarmCpuProf ? 10_000 : 0)));
     await server.stop();
   }
 }
